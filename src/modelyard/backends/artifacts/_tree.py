@@ -1,0 +1,54 @@
+"""Folders as artifacts: every file stored by content, plus a JSON manifest (path → digest).
+
+A model folder is then one digest (the manifest's). Files shared between versions
+are stored once, and a reader fetches a folder into a local cache keyed by digest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelyard.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from modelyard.backends.artifacts import ArtifactStore
+
+
+def put_tree(store: ArtifactStore, folder: str | Path) -> tuple[str, int]:
+    """Store every file under ``folder``; return (manifest digest, total bytes)."""
+    root = Path(folder)
+    files: dict[str, dict[str, object]] = {}
+    total = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        files[path.relative_to(root).as_posix()] = {"digest": store.put_file(path), "size": size}
+        total += size
+    manifest = json.dumps({"kind": "tree", "files": files}, sort_keys=True).encode()
+    return store.put(manifest), total
+
+
+def get_tree(store: ArtifactStore, digest: str, cache: str | Path) -> Path:
+    """Materialise the folder ``digest`` under ``cache`` (once) and return its path."""
+    target = Path(cache) / digest.replace(":", "-")
+    if target.exists():
+        return target
+    manifest = json.loads(store.get(digest))
+    if manifest.get("kind") != "tree":
+        raise IntegrityError(f"artifact {digest} is not a folder manifest")
+    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    try:
+        for rel, entry in manifest["files"].items():
+            store.get_file(entry["digest"], staging / rel)
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.exists():  # lost a race to another reader: theirs is as good
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

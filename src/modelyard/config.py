@@ -1,0 +1,227 @@
+"""Settings: explicit argument > ``MODELYARD_*`` environment > ``modelyard.toml`` > default.
+
+Each setting is declared once in ``SETTINGS`` (type, default, one-line doc). The
+merge is one expression, and every value remembers where it came from so that
+``modelyard config show`` and every error can name the source.
+
+Hand-written rather than pydantic-settings because we need the source of each
+value, nearest-key suggestions for unknown keys, and a commented file template,
+none of which it offers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import ConfigError
+
+__all__ = ["CONFIG_FILE", "SETTINGS", "Config", "Setting", "load_config", "render_template"]
+
+CONFIG_FILE = "modelyard.toml"
+ENV_PREFIX = "MODELYARD_"
+# Environment variables with our prefix that are not settings (so not "unknown").
+_NON_SETTING_ENV = frozenset({"MODELYARD_WORKSPACE"})
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str  # "section.name", as in modelyard.toml
+    type: type
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "metadata.url",
+        str,
+        "sqlite:///.modelyard/meta.db",
+        "metadata database: sqlite:///PATH (relative to the workspace) or postgresql://…",
+    ),
+    Setting(
+        "artifacts.url",
+        str,
+        ".modelyard/artifacts",
+        "artifact store: a local folder (relative to the workspace) or s3://bucket/prefix",
+    ),
+    Setting(
+        "tracking.experiment",
+        str,
+        "default",
+        "experiment that new runs belong to unless one is given",
+    ),
+    Setting("serve.host", str, "127.0.0.1", "address the model server binds to"),
+    Setting("serve.port", int, 8000, "port the model server listens on"),
+    Setting(
+        "serve.log_level",
+        str,
+        "info",
+        "server log level",
+        choices=("debug", "info", "warning", "error"),
+    ),
+)
+_BY_KEY = {s.key: s for s in SETTINGS}
+_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+def _nearest(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.4)
+    return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(candidates)}"
+
+
+def _coerce(setting: Setting, value: Any, source: str) -> Any:
+    """Convert ``value`` to the setting's type; strings from the environment are parsed."""
+    expected = setting.type.__name__
+    try:
+        if setting.type is int and isinstance(value, str):
+            value = int(value.strip())
+        elif setting.type is bool and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            value = lowered in ("true", "1", "yes")
+    except ValueError:
+        raise ConfigError(
+            f"{source} {setting.key} = {value!r}: expected {expected}; fix the value"
+        ) from None
+    if not isinstance(value, setting.type) or (setting.type is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{source} {setting.key} = {value!r}: expected {expected}, "
+            f"got {type(value).__name__}; fix the value"
+        )
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(
+            f"{source} {setting.key} = {value!r}: expected one of {', '.join(setting.choices)}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Config(Mapping[str, Any]):
+    """The effective settings of one workspace, with the source of each value."""
+
+    root: Path
+    effective: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.effective:
+            raise ConfigError(f"unknown setting '{key}'{_nearest(key, list(_BY_KEY))}")
+        return self.effective[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.effective)
+
+    def __len__(self) -> int:
+        return len(self.effective)
+
+    def source(self, key: str) -> str:
+        return self.sources[key]
+
+    def describe(self, key: str) -> str:
+        """``"metadata.url (env MODELYARD_METADATA_URL) = 'x'"``, for error messages."""
+        return f"{key} ({self.sources[key]}) = {self.effective[key]!r}"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: cannot parse TOML ({exc}); fix the syntax") from None
+    flat: dict[str, Any] = {}
+    for section, body in data.items():
+        if not isinstance(body, dict):
+            raise ConfigError(
+                f"{path}: top-level key '{section}' must be a [section]"
+                f"{_nearest(section, list(_BY_KEY))}"
+            )
+        for name, value in body.items():
+            key = f"{section}.{name}"
+            if key not in _BY_KEY:
+                raise ConfigError(f"{path}: unknown key '{key}'{_nearest(key, list(_BY_KEY))}")
+            flat[key] = _coerce(_BY_KEY[key], value, f"{path.name}:")
+    return flat
+
+
+def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NON_SETTING_ENV:
+            continue
+        setting = _BY_ENV.get(name)
+        if setting is None:
+            raise ConfigError(
+                f"unknown environment variable {name}{_nearest(name, list(_BY_ENV))}"
+            )
+        found[setting.key] = _coerce(setting, raw, f"{name} (env)")
+    return found
+
+
+def load_config(
+    root: str | os.PathLike[str] = ".",
+    *,
+    environ: Mapping[str, str] | None = None,
+    **given: Any,
+) -> Config:
+    """Merge defaults, ``root/modelyard.toml``, ``MODELYARD_*`` and ``given`` (by key).
+
+    ``given`` keys use underscores for dots: ``metadata_url="postgresql://…"``.
+    """
+    root_path = Path(root).resolve()
+    env = os.environ if environ is None else environ
+    path = root_path / CONFIG_FILE
+    defaults = {s.key: s.default for s in SETTINGS}
+    from_file = _read_file(path)
+    from_env = _read_env(env)
+    from_args: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        key = name.replace("_", ".", 1)
+        if key not in _BY_KEY:
+            raise ConfigError(f"unknown setting '{name}'{_nearest(key, list(_BY_KEY))}")
+        from_args[key] = _coerce(_BY_KEY[key], value, "argument")
+    values = {**defaults, **from_file, **from_env, **from_args}
+    sources: dict[str, str] = {}
+    for key in values:
+        if key in from_args:
+            sources[key] = "argument"
+        elif key in from_env:
+            sources[key] = f"env {_BY_KEY[key].env}"
+        elif key in from_file:
+            sources[key] = f"file {path}"
+        else:
+            sources[key] = "default"
+    return Config(root=root_path, effective=values, sources=sources)
+
+
+def render_template() -> str:
+    """The commented ``modelyard.toml`` that ``modelyard init`` writes."""
+    lines = [
+        "# modelyard workspace configuration.",
+        "# Precedence: command-line argument > MODELYARD_* environment > this file > default.",
+        "# Every key below shows its default; uncomment a line to change it.",
+        "# `modelyard config show` prints the effective value and source of each key.",
+    ]
+    section = ""
+    for s in SETTINGS:
+        head, name = s.key.split(".", 1)
+        if head != section:
+            section = head
+            lines += ["", f"[{section}]"]
+        default = f'"{s.default}"' if isinstance(s.default, str) else str(s.default).lower()
+        lines += [f"# {s.doc} (env {s.env})", f"# {name} = {default}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,184 @@
+"""Validate records (JSON) and frames against a Schema, one message per bad field.
+
+JSON records are checked by a pydantic ``TypeAdapter`` built once per schema and fed
+the raw request bytes (``validate_json``): parsing and checking happen in Rust in one
+pass, which keeps the serving path cheap. Frames are checked column by column.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from typing_extensions import NotRequired, TypedDict
+
+import pandas as pd
+import pydantic
+from pydantic import ConfigDict, TypeAdapter
+
+from modelyard.contracts._schema import Field, Schema
+from modelyard.errors import FieldError, SchemaValidationError
+
+_PY_TYPES: dict[str, type] = {
+    "int64": int,
+    "float64": float,
+    "bool": bool,
+    "string": str,
+    "datetime": datetime,
+}
+
+
+def _annotation(field: Field) -> Any:
+    if field.categories is not None:
+        base: Any = Literal[tuple(field.categories)]
+    else:
+        base = _PY_TYPES[field.dtype]
+        constraints: dict[str, Any] = {"strict": True}
+        if field.min is not None:
+            constraints["ge"] = field.min
+        if field.max is not None:
+            constraints["le"] = field.max
+        if field.dtype == "datetime":
+            # ISO strings must be accepted from JSON; strict would refuse them.
+            constraints = {}
+        base = Annotated[base, pydantic.Field(**constraints)]
+    if field.nullable:
+        return NotRequired[base | None]
+    return base
+
+
+class RecordValidator:
+    """Checks JSON records against a schema and returns them as columns."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self._adapter: TypeAdapter[Any] | None = None
+        self._list_adapter: TypeAdapter[Any] | None = None
+        self._record_type: Any = None
+
+    @property
+    def record_type(self) -> Any:
+        if self._record_type is None:
+            fields = {f.name: _annotation(f) for f in self.schema.fields}
+            record: Any = TypedDict("Record", fields)  # type: ignore[misc]
+            record.__pydantic_config__ = ConfigDict(extra="forbid")
+            self._record_type = record
+        return self._record_type
+
+    def _adapters(self) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+        if self._adapter is None:
+            rec = self.record_type
+            self._adapter = TypeAdapter(rec)
+            self._list_adapter = TypeAdapter(list[rec])  # type: ignore[valid-type]
+        return self._adapter, self._list_adapter
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._adapters()[0].json_schema()
+
+    def validate_json(self, body: bytes | str) -> tuple[dict[str, list[Any]], bool]:
+        """Parse and check ``body`` (one record or a list); return (columns, was_a_list)."""
+        raw = body.encode() if isinstance(body, str) else body
+        many = raw.lstrip()[:1] == b"["
+        one, lst = self._adapters()
+        try:
+            parsed = (lst if many else one).validate_json(raw)
+        except pydantic.ValidationError as exc:
+            raise SchemaValidationError(self._field_errors(exc)) from None
+        records = parsed if many else [parsed]
+        if not records:
+            raise SchemaValidationError([FieldError("body", "the list of records is empty")])
+        return self._columns(records), many
+
+    def validate_python(self, records: Any) -> dict[str, list[Any]]:
+        """Check a record (dict) or a list of records; return columns."""
+        many = isinstance(records, list)
+        one, lst = self._adapters()
+        try:
+            parsed = (lst if many else one).validate_python(records)
+        except pydantic.ValidationError as exc:
+            raise SchemaValidationError(self._field_errors(exc)) from None
+        return self._columns(parsed if many else [parsed])
+
+    def _columns(self, records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        return {name: [r.get(name) for r in records] for name in self.schema.names}
+
+    def _field_errors(self, exc: pydantic.ValidationError) -> list[FieldError]:
+        out: list[FieldError] = []
+        for err in exc.errors(include_url=False):
+            loc = list(err["loc"])
+            row = loc.pop(0) if loc and isinstance(loc[0], int) else None
+            if not loc:
+                msg = "expected a JSON object or a list of JSON objects"
+                if err["type"] == "json_invalid":
+                    msg = f"body is not valid JSON: {err['msg']}"
+                out.append(FieldError("body", msg, row))
+                continue
+            field = str(loc[0])
+            out.append(FieldError(field, self._message(field, err), row))
+        return out
+
+    def _message(self, field: str, err: Any) -> str:
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            close = difflib.get_close_matches(field, self.schema.names, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else "remove it"
+            return f"unknown field; {hint}"
+        if kind == "missing":
+            return f"required field is missing; send a {self.schema[field].dtype} value"
+        if field in self.schema.names:
+            spec = self.schema[field]
+            expected = (
+                f"one of {list(spec.categories)}" if spec.categories is not None else spec.dtype
+            )
+            null = "" if spec.nullable else ", not null"
+            return f"{err['msg']} (expected {expected}{null})"
+        return str(err["msg"])
+
+
+_KIND_OK = {
+    "int64": "iu",
+    "float64": "iuf",
+    "bool": "b",
+    "datetime": "M",
+}
+
+
+def validate_frame(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
+    """Check a DataFrame against ``schema``; return its columns in schema order."""
+    errors: list[FieldError] = []
+    missing = [n for n in schema.names if n not in frame.columns]
+    for name in missing:
+        errors.append(FieldError(name, "required column is missing"))
+    for field in schema.fields:
+        if field.name in missing:
+            continue
+        col = frame[field.name]
+        nulls = col.isna()
+        if not field.nullable and bool(nulls.any()):
+            row = int(nulls.to_numpy().argmax())
+            errors.append(FieldError(field.name, "null value in a non-nullable column", row))
+            continue
+        values = col[~nulls]
+        kinds = _KIND_OK.get(field.dtype)
+        if kinds is not None and len(values) and values.dtype.kind not in kinds:
+            errors.append(
+                FieldError(field.name, f"dtype {col.dtype} is not {field.dtype}; cast the column")
+            )
+            continue
+        if field.min is not None and len(values) and bool((values < field.min).any()):
+            errors.append(FieldError(field.name, f"value below the minimum {field.min}"))
+        if field.max is not None and len(values) and bool((values > field.max).any()):
+            errors.append(FieldError(field.name, f"value above the maximum {field.max}"))
+        if field.categories is not None and len(values):
+            bad = ~values.isin(list(field.categories))
+            if bool(bad.any()):
+                errors.append(
+                    FieldError(
+                        field.name,
+                        f"value {values[bad].iloc[0]!r} is not one of {list(field.categories)}",
+                    )
+                )
+    if errors:
+        raise SchemaValidationError(errors)
+    return frame[schema.names]

@@ -1,0 +1,103 @@
+"""The errors modelyard raises, each with a stable ``code``, an HTTP status and a remedy.
+
+Every class also subclasses the builtin that callers already catch, so
+``except LookupError`` keeps working around ``NotFoundError``::
+
+    ModelyardError (Exception)                      code            status
+    ├── ConfigError (ValueError)                    config_invalid  400
+    ├── InvalidInputError (ValueError)              invalid_input   400
+    │   └── SchemaValidationError                   validation_failed 422
+    ├── NotFoundError (LookupError)                 not_found       404
+    ├── ConflictError (RuntimeError)                conflict        409
+    ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
+    └── IntegrityError (RuntimeError)               integrity_error 500
+
+A message says what went wrong, where, and how to fix it, in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConfigError",
+    "ConflictError",
+    "FieldError",
+    "IntegrityError",
+    "InvalidInputError",
+    "ModelyardError",
+    "NotFoundError",
+    "SchemaValidationError",
+]
+
+
+class ModelyardError(Exception):
+    """Base class: a one-line ``message`` with the remedy, a ``code`` and an HTTP ``status``."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+class ConfigError(ModelyardError, ValueError):
+    code = "config_invalid"
+    status = 400
+
+
+class InvalidInputError(ModelyardError, ValueError):
+    code = "invalid_input"
+    status = 400
+
+
+class FieldError(dict[str, Any]):
+    """One problem with one field of one record: ``{"field", "message", "row"}``."""
+
+    def __init__(self, field: str, message: str, row: int | None = None) -> None:
+        super().__init__(field=field, message=message, row=row)
+
+
+class SchemaValidationError(InvalidInputError):
+    """Data did not match a schema; ``errors`` holds one entry per bad field."""
+
+    code = "validation_failed"
+    status = 422
+
+    def __init__(self, errors: Sequence[FieldError], *, what: str = "input") -> None:
+        self.errors = list(errors)
+        first = self.errors[0] if self.errors else FieldError("?", "invalid")
+        where = f"row {first['row']}, " if first.get("row") is not None else ""
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        super().__init__(f"{what} {where}field '{first['field']}': {first['message']}{more}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "errors": self.errors}
+
+
+class NotFoundError(ModelyardError, LookupError):
+    code = "not_found"
+    status = 404
+
+
+class ConflictError(ModelyardError, RuntimeError):
+    code = "conflict"
+    status = 409
+
+
+class BackendUnavailableError(ModelyardError, ConnectionError):
+    code = "backend_unavailable"
+    status = 503
+
+
+class IntegrityError(ModelyardError, RuntimeError):
+    """Stored data does not match its recorded digest: the store was tampered with or torn."""
+
+    code = "integrity_error"
+    status = 500

@@ -1,0 +1,32 @@
+"""Registry: models, numbered versions, aliases, signatures, flavors and lineage."""
+
+from modelyard.registry import flavors as _builtin_flavors  # noqa: F401  (registers them)
+from modelyard.registry._flavors import (
+    FLAVORS,
+    Flavor,
+    Predictor,
+    detect_flavor,
+    get_flavor,
+    register_flavor,
+)
+from modelyard.registry._loaded import LoadedModel
+from modelyard.registry._refs import ModelRef
+from modelyard.registry._registry import Registry
+from modelyard.registry._signature import Signature
+from modelyard.registry._versions import LoggedModel, ModelVersion, RegisteredModel
+
+__all__ = [
+    "FLAVORS",
+    "Flavor",
+    "LoadedModel",
+    "LoggedModel",
+    "ModelRef",
+    "ModelVersion",
+    "Predictor",
+    "RegisteredModel",
+    "Registry",
+    "Signature",
+    "detect_flavor",
+    "get_flavor",
+    "register_flavor",
+]

@@ -1,0 +1,54 @@
+"""A model version loaded for prediction: validates input against its signature."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.contracts import RecordValidator, as_frame, validate_frame
+from modelyard.registry._flavors import Columns, Predictor
+from modelyard.registry._versions import ModelVersion
+
+_NUMERIC = frozenset({"int64", "float64", "bool"})
+
+
+@dataclass
+class LoadedModel:
+    version: ModelVersion
+    predictor: Predictor
+    validator: RecordValidator
+    _array_path: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        inputs = self.version.signature.inputs
+        self._array_path = bool(getattr(self.predictor, "takes_arrays", False)) and all(
+            f.dtype in _NUMERIC and not f.nullable for f in inputs.fields
+        )
+
+    @property
+    def name(self) -> str:
+        return self.version.name
+
+    @property
+    def number(self) -> int:
+        return self.version.version
+
+    def predict(self, data: Any, *, validate: bool = True) -> pd.DataFrame:
+        """Predict for a DataFrame, a record (dict), a list of records or a 2-D array."""
+        names = self.version.signature.inputs.names
+        if isinstance(data, dict) or (isinstance(data, list) and data and isinstance(data[0], dict)):
+            columns = self.validator.validate_python(data) if validate else data
+            return pd.DataFrame(self.predict_columns(columns))
+        frame = as_frame(data, names=names)
+        frame = validate_frame(self.version.signature.inputs, frame) if validate else frame[names]
+        return pd.DataFrame(self.predictor.predict(frame))
+
+    def predict_columns(self, columns: dict[str, list[Any]]) -> Columns:
+        """Predict for validated input columns (name -> values, in signature order)."""
+        if self._array_path:
+            x = np.array(list(columns.values()), dtype=np.float64).T
+            return self.predictor.predict_array(x)  # type: ignore[attr-defined, no-any-return]
+        return self.predictor.predict(pd.DataFrame(columns))

@@ -1,0 +1,342 @@
+"""The model registry: log a model under a run, register versions, move aliases, load.
+
+Registration is one metadata transaction, after every file is already stored by
+content: a crash leaves at worst an unreferenced blob, never a version without files.
+Version numbers come from ``UPDATE … SET latest_version = latest_version + 1``, which
+locks the model's row, so concurrent registrations get 1, 2, 3 … and never collide.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from sqlalchemy import Row, select
+
+from modelyard import _time
+from modelyard.backends.artifacts import get_tree, put_tree
+from modelyard.backends.metadata import tables as t
+from modelyard.contracts import RecordValidator, Schema, as_frame
+from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.registry._flavors import detect_flavor, get_flavor
+from modelyard.registry._loaded import LoadedModel
+from modelyard.registry._refs import ModelRef, check_alias, check_name
+from modelyard.registry._signature import Signature
+from modelyard.registry._versions import LoggedModel, ModelVersion, RegisteredModel
+
+if TYPE_CHECKING:
+    from modelyard.backends.artifacts import ArtifactStore
+    from modelyard.backends.metadata import MetadataStore
+    from modelyard.tracking import Run
+
+META_FILE = "modelyard-model.json"
+
+
+class Registry:
+    """Models, versions and aliases (``ws.registry``)."""
+
+    def __init__(self, metadata: MetadataStore, artifacts: ArtifactStore, cache: Path) -> None:
+        self._metadata = metadata
+        self._artifacts = artifacts
+        self._cache = cache
+
+    # -- logging -------------------------------------------------------------------------
+    def log_model(
+        self,
+        run: Run,
+        model: object,
+        path: str = "model",
+        *,
+        input_example: Any = None,
+        signature: Signature | None = None,
+        flavor: str | None = None,
+    ) -> LoggedModel:
+        """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``."""
+        chosen = get_flavor(flavor) if flavor is not None else detect_flavor(model)
+        if signature is None and input_example is None:
+            raise InvalidInputError(
+                "a model needs a signature: pass input_example= (a few training rows) "
+                "or signature=Signature(inputs=…, outputs=…)"
+            )
+        with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
+            folder = Path(tmp)
+            settings = chosen.save(model, folder)
+            if signature is None:
+                example = as_frame(input_example).head(100)
+                inputs = Schema.infer(example)
+                predictor = chosen.load(folder, settings)
+                outputs = Schema.infer(predictor.predict(example[inputs.names]))
+                signature = Signature(inputs=inputs, outputs=outputs)
+            meta = {
+                "flavor": chosen.name,
+                "settings": settings,
+                "signature": signature.to_json_dict(),
+                "run_id": run.run_id,
+            }
+            (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            digest, size = put_tree(self._artifacts, folder)
+        run.record_artifact(path, digest, size, "model")
+        return LoggedModel(run.run_id, path, digest, chosen.name, signature)
+
+    # -- registering ---------------------------------------------------------------------
+    def register(
+        self,
+        name: str,
+        source: LoggedModel | str,
+        *,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:
+        """Register ``source`` (a LoggedModel or ``runs:/RUN_ID/PATH``) as a new version."""
+        check_name(name)
+        run_id, artifact = self._resolve_source(source)
+        meta = self._read_meta(artifact)
+        now = _time.now_us()
+        with self._metadata.write() as conn:
+            lineage: dict[str, Any] = {"run_id": run_id, "datasets": []}
+            run_metrics: dict[str, Any] = {}
+            run_tags: dict[str, str] = {}
+            if run_id is not None:
+                run = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
+                if run is not None:
+                    lineage.update(git_commit=run.git_commit, seed=run.seed)
+                lineage["datasets"] = [
+                    {"name": r.name, "fingerprint": r.fingerprint, "context": r.context,
+                     "rows": r.num_rows}
+                    for r in conn.execute(
+                        select(t.run_datasets).where(t.run_datasets.c.run_id == run_id)
+                    )
+                ]
+                run_metrics = {
+                    r.key: r.value
+                    for r in conn.execute(
+                        select(t.latest_metrics).where(t.latest_metrics.c.run_id == run_id)
+                    )
+                }
+                run_tags = {
+                    r.key: r.value
+                    for r in conn.execute(select(t.tags).where(t.tags.c.run_id == run_id))
+                }
+            self._metadata.upsert(
+                conn,
+                t.registered_models,
+                [{"name": name, "description": "", "latest_version": 0,
+                  "created_at": now, "updated_at": now}],
+                keys=("name",),
+                update=("updated_at",),
+            )
+            conn.execute(
+                t.registered_models.update()
+                .where(t.registered_models.c.name == name)
+                .values(latest_version=t.registered_models.c.latest_version + 1, updated_at=now)
+            )
+            number = conn.execute(
+                select(t.registered_models.c.latest_version).where(
+                    t.registered_models.c.name == name
+                )
+            ).scalar_one()
+            conn.execute(
+                t.model_versions.insert(),
+                {
+                    "name": name,
+                    "version": number,
+                    "run_id": run_id,
+                    "flavor": meta["flavor"],
+                    "artifact": artifact,
+                    "signature": meta["signature"],
+                    "metrics": run_metrics,
+                    "tags": {**run_tags, **dict(tags or {})},
+                    "lineage": lineage,
+                    "description": description,
+                    "created_at": now,
+                },
+            )
+        return self.get(ModelRef(name, version=number))
+
+    def _resolve_source(self, source: LoggedModel | str) -> tuple[str | None, str]:
+        if isinstance(source, LoggedModel):
+            return source.run_id, source.artifact
+        if isinstance(source, str) and source.startswith("runs:/"):
+            run_id, _, path = source[len("runs:/") :].partition("/")
+            with self._metadata.read() as conn:
+                row = conn.execute(
+                    select(t.run_artifacts.c.digest).where(
+                        t.run_artifacts.c.run_id == run_id,
+                        t.run_artifacts.c.path == (path or "model"),
+                        t.run_artifacts.c.kind == "model",
+                    )
+                ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"run {run_id!r} has no model at {path or 'model'!r}; "
+                    "log one with ws.registry.log_model(run, model, input_example=...)"
+                )
+            return run_id, str(row.digest)
+        raise InvalidInputError(
+            f"cannot register from {source!r}; pass a LoggedModel or 'runs:/RUN_ID/PATH'"
+        )
+
+    def _read_meta(self, artifact: str) -> dict[str, Any]:
+        manifest = json.loads(self._artifacts.get(artifact))
+        entry = manifest.get("files", {}).get(META_FILE)
+        if entry is None:
+            raise InvalidInputError(f"artifact {artifact} is not a logged model (no {META_FILE})")
+        meta: dict[str, Any] = json.loads(self._artifacts.get(entry["digest"]))
+        return meta
+
+    # -- aliases -------------------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        """Point ``name@alias`` at ``version`` (creating or moving the alias)."""
+        check_alias(alias)
+        target = self.get(ModelRef(check_name(name), version=int(version)))
+        with self._metadata.write() as conn:
+            self._metadata.upsert(
+                conn,
+                t.model_aliases,
+                [{"name": name, "alias": alias, "version": target.version,
+                  "updated_at": _time.now_us()}],
+                keys=("name", "alias"),
+                update=("version", "updated_at"),
+            )
+        return self.get(ModelRef(name, version=target.version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._metadata.write() as conn:
+            deleted = conn.execute(
+                t.model_aliases.delete().where(
+                    t.model_aliases.c.name == name, t.model_aliases.c.alias == alias
+                )
+            ).rowcount
+        if not deleted:
+            self._missing_alias(name, alias)
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, ref: str | ModelRef) -> ModelVersion:
+        """The version that ``name@alias``, ``name/version`` or ``name`` points at."""
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        with self._metadata.read() as conn:
+            model = conn.execute(
+                select(t.registered_models).where(t.registered_models.c.name == ref.name)
+            ).first()
+            if model is None:
+                self._missing_model(ref.name, conn)
+            number = ref.version
+            if ref.alias is not None:
+                number = conn.execute(
+                    select(t.model_aliases.c.version).where(
+                        t.model_aliases.c.name == ref.name, t.model_aliases.c.alias == ref.alias
+                    )
+                ).scalar()
+                if number is None:
+                    self._missing_alias(ref.name, ref.alias)
+            elif number is None:
+                number = model.latest_version
+            row = conn.execute(
+                select(t.model_versions).where(
+                    t.model_versions.c.name == ref.name, t.model_versions.c.version == number
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"model '{ref.name}' has no version {number}; it has versions "
+                    f"1..{model.latest_version}; see 'modelyard models show {ref.name}'"
+                )
+            aliases = tuple(
+                r[0]
+                for r in conn.execute(
+                    select(t.model_aliases.c.alias)
+                    .where(t.model_aliases.c.name == ref.name, t.model_aliases.c.version == number)
+                    .order_by(t.model_aliases.c.alias)
+                )
+            )
+        return _version(row, aliases)
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        with self._metadata.read() as conn:
+            if conn.execute(
+                select(t.registered_models.c.name).where(t.registered_models.c.name == name)
+            ).first() is None:
+                self._missing_model(name, conn)
+            aliases: dict[int, list[str]] = {}
+            for r in conn.execute(
+                select(t.model_aliases).where(t.model_aliases.c.name == name)
+            ):
+                aliases.setdefault(r.version, []).append(r.alias)
+            rows = conn.execute(
+                select(t.model_versions)
+                .where(t.model_versions.c.name == name)
+                .order_by(t.model_versions.c.version)
+            ).all()
+        return [_version(r, tuple(sorted(aliases.get(r.version, [])))) for r in rows]
+
+    def list(self) -> list[RegisteredModel]:
+        with self._metadata.read() as conn:
+            aliases: dict[str, dict[str, int]] = {}
+            for r in conn.execute(select(t.model_aliases)):
+                aliases.setdefault(r.name, {})[r.alias] = r.version
+            rows = conn.execute(
+                select(t.registered_models).order_by(t.registered_models.c.name)
+            ).all()
+        return [
+            RegisteredModel(
+                name=r.name,
+                description=r.description,
+                latest_version=r.latest_version,
+                created_at=_time.to_datetime(r.created_at),  # type: ignore[arg-type]
+                updated_at=_time.to_datetime(r.updated_at),  # type: ignore[arg-type]
+                aliases=dict(sorted(aliases.get(r.name, {}).items())),
+            )
+            for r in rows
+        ]
+
+    def load(self, ref: str | ModelRef | ModelVersion) -> LoadedModel:
+        """Fetch a version's files (cached by digest) and load it with its flavor."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        folder = get_tree(self._artifacts, version.artifact, self._cache)
+        meta = json.loads((folder / META_FILE).read_text())
+        predictor = get_flavor(meta["flavor"]).load(folder, meta.get("settings", {}))
+        return LoadedModel(version, predictor, RecordValidator(version.signature.inputs))
+
+    # -- errors --------------------------------------------------------------------------
+    def _missing_model(self, name: str, conn: Any) -> NoReturn:
+        names = [r[0] for r in conn.execute(select(t.registered_models.c.name))]
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else "register one with ws.registry.register(...) or run 'modelyard quickstart'"
+        )
+        raise NotFoundError(f"model '{name}' is not registered; {hint}")
+
+    def _missing_alias(self, name: str, alias: str) -> NoReturn:
+        with self._metadata.read() as conn:
+            known = {
+                r.alias: r.version
+                for r in conn.execute(select(t.model_aliases).where(t.model_aliases.c.name == name))
+            }
+        have = ", ".join(f"{a} -> {v}" for a, v in sorted(known.items())) or "none"
+        raise NotFoundError(
+            f"model '{name}' has no alias '{alias}' (its aliases: {have}); "
+            f"set it with 'modelyard models alias {name} {alias} VERSION'"
+        )
+
+
+def _version(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
+    return ModelVersion(
+        name=row.name,
+        version=row.version,
+        flavor=row.flavor,
+        artifact=row.artifact,
+        signature=Signature.from_json(row.signature),
+        run_id=row.run_id,
+        metrics=dict(row.metrics or {}),
+        tags=dict(row.tags or {}),
+        lineage=dict(row.lineage or {}),
+        description=row.description,
+        created_at=_time.to_datetime(row.created_at),  # type: ignore[arg-type]
+        aliases=aliases,
+    )

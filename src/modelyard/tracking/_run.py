@@ -1,0 +1,318 @@
+"""A training run: params, metrics (batched), tags, artifacts, datasets, status.
+
+A run is two transactions when used plainly: one on start (run row, params, tags,
+environment) and one on end (buffered metrics, status). Metrics buffer in memory
+and flush when the buffer fills, when ``FLUSH_SECONDS`` have passed, or on exit,
+so a training loop pays for a commit per batch of steps, not per step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from modelyard import _time
+from modelyard.backends.artifacts import put_tree
+from modelyard.backends.metadata import tables as t
+from modelyard.contracts import Schema, as_frame, fingerprint
+from modelyard.errors import ConflictError, InvalidInputError
+from modelyard.tracking import _environment
+from modelyard.tracking._seed import current_seed
+
+if TYPE_CHECKING:
+    from modelyard.backends.artifacts import ArtifactStore
+    from modelyard.backends.metadata import MetadataStore
+
+FLUSH_ROWS = 1000
+FLUSH_SECONDS = 2.0
+
+
+def _latest_wins(table: Any, excluded: Any) -> Any:
+    """Upsert condition: keep the value with the greater (step, timestamp)."""
+    return (excluded.step > table.c.step) | (
+        (excluded.step == table.c.step) & (excluded.timestamp >= table.c.timestamp)
+    )
+
+
+class Run:
+    """An active run; use as a context manager (``with ws.start_run(...) as run:``)."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        artifacts: ArtifactStore,
+        *,
+        name: str,
+        experiment: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        code_folder: str | Path = ".",
+    ) -> None:
+        self.run_id = uuid.uuid4().hex
+        self.name = name
+        self.experiment = experiment
+        self.seed = seed
+        self.status = "pending"
+        self._metadata = metadata
+        self._artifacts = artifacts
+        self._initial_params = dict(params or {})
+        self._initial_tags = dict(tags or {})
+        self._code_folder = code_folder
+        self._params: dict[str, str] = {}
+        self._buffer: list[dict[str, Any]] = []
+        self._last_flush = 0.0
+
+    def __repr__(self) -> str:
+        return f"Run(run_id={self.run_id!r}, name={self.name!r}, status={self.status!r})"
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> Run:
+        if self.status != "pending":
+            raise ConflictError(f"run {self.run_id} was already started")
+        environment, commit = _environment.capture(self._code_folder)
+        seed = self.seed if self.seed is not None else current_seed()
+        self.seed = seed
+        params = _stringify(self._initial_params, "param")
+        tags = _stringify(self._initial_tags, "tag")
+        with self._metadata.write() as conn:
+            conn.execute(
+                t.runs.insert(),
+                {
+                    "run_id": self.run_id,
+                    "experiment": self.experiment,
+                    "name": self.name,
+                    "status": "running",
+                    "start_time": _time.now_us(),
+                    "seed": seed,
+                    "git_commit": commit,
+                    "environment": environment,
+                },
+            )
+            if params:
+                conn.execute(
+                    t.params.insert(),
+                    [{"run_id": self.run_id, "key": k, "value": v} for k, v in params.items()],
+                )
+            if tags:
+                conn.execute(
+                    t.tags.insert(),
+                    [{"run_id": self.run_id, "key": k, "value": v} for k, v in tags.items()],
+                )
+        self._params.update(params)
+        self._last_flush = time.monotonic()
+        self.status = "running"
+        return self
+
+    def end(self, status: str = "finished", error: str | None = None) -> None:
+        """Flush buffered metrics and record the final status in one transaction."""
+        if self.status != "running":
+            return
+        with self._metadata.write() as conn:
+            self._flush_into(conn)
+            conn.execute(
+                t.runs.update()
+                .where(t.runs.c.run_id == self.run_id)
+                .values(status=status, end_time=_time.now_us(), error=error)
+            )
+        self.status = status
+
+    def __enter__(self) -> Run:
+        if self.status == "pending":
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end("finished")
+        else:
+            message = f"{type(exc).__name__}: {exc}".strip()
+            self.end("failed", message[:4000])
+
+    # -- params and tags -----------------------------------------------------------------
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Params are write-once: logging a different value for a key is an error."""
+        self._require_running()
+        new: dict[str, str] = {}
+        for key, value in _stringify(params, "param").items():
+            old = self._params.get(key)
+            if old is None:
+                new[key] = value
+            elif old != value:
+                raise ConflictError(
+                    f"param '{key}' of run {self.run_id} is already {old!r}, not {value!r}; "
+                    "params are immutable: log a metric or tag for values that change"
+                )
+        if new:
+            with self._metadata.write() as conn:
+                conn.execute(
+                    t.params.insert(),
+                    [{"run_id": self.run_id, "key": k, "value": v} for k, v in new.items()],
+                )
+            self._params.update(new)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._require_running()
+        rows = [
+            {"run_id": self.run_id, "key": k, "value": v}
+            for k, v in _stringify(tags, "tag").items()
+        ]
+        with self._metadata.write() as conn:
+            self._metadata.upsert(conn, t.tags, rows, keys=("run_id", "key"), update=("value",))
+
+    # -- metrics -------------------------------------------------------------------------
+    def log_metric(self, key: str, value: float, *, step: int = 0) -> None:
+        self.log_metrics({key: value}, step=step)
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int = 0) -> None:
+        """Buffer metric values for ``step``; they are written in batches."""
+        self._require_running()
+        ts = _time.now_us()
+        for key, value in metrics.items():
+            _check_key(key, "metric")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"metric '{key}' must be a number, got {type(value).__name__}"
+                ) from None
+            self._buffer.append(
+                {
+                    "run_id": self.run_id,
+                    "key": key,
+                    "value": None if math.isnan(number) else number,
+                    "step": int(step),
+                    "timestamp": ts,
+                }
+            )
+        if len(self._buffer) >= FLUSH_ROWS or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered metrics now."""
+        if self._buffer:
+            with self._metadata.write() as conn:
+                self._flush_into(conn)
+
+    def _flush_into(self, conn: Any) -> None:
+        self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        rows, self._buffer = self._buffer, []
+        conn.execute(t.metrics.insert(), rows)
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            seen = latest.get(row["key"])
+            if seen is None or (row["step"], row["timestamp"]) >= (seen["step"], seen["timestamp"]):
+                latest[row["key"]] = row
+        self._metadata.upsert(
+            conn,
+            t.latest_metrics,
+            list(latest.values()),
+            keys=("run_id", "key"),
+            update=("value", "step", "timestamp"),
+            where=_latest_wins,
+        )
+
+    # -- datasets and artifacts ----------------------------------------------------------
+    def log_dataset(self, name: str, data: Any, *, context: str = "train") -> str:
+        """Record a data set the run used: its content fingerprint, row count and schema."""
+        self._require_running()
+        _check_key(name, "dataset")
+        frame = as_frame(data)
+        digest = fingerprint(data)
+        schema = Schema.infer(frame).to_json_dict()
+        row = {
+            "run_id": self.run_id,
+            "name": name,
+            "fingerprint": digest,
+            "context": context,
+            "num_rows": len(frame),
+            "schema": schema,
+        }
+        with self._metadata.write() as conn:
+            self._metadata.upsert(
+                conn,
+                t.run_datasets,
+                [row],
+                keys=("run_id", "name"),
+                update=("fingerprint", "context", "num_rows", "schema"),
+            )
+        return digest
+
+    def log_artifact(self, path: str | Path, name: str | None = None) -> str:
+        """Store a file or a folder; return its digest."""
+        self._require_running()
+        source = Path(path)
+        if source.is_dir():
+            digest, size = put_tree(self._artifacts, source)
+            kind = "tree"
+        elif source.is_file():
+            digest, size, kind = self._artifacts.put_file(source), source.stat().st_size, "file"
+        else:
+            raise InvalidInputError(f"artifact path {str(source)!r} does not exist")
+        self.record_artifact(name or source.name, digest, size, kind)
+        return digest
+
+    def log_text(self, text: str, name: str) -> str:
+        data = text.encode("utf-8")
+        return self._log_bytes(data, name)
+
+    def log_dict(self, obj: Mapping[str, Any], name: str) -> str:
+        data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+        return self._log_bytes(data, name)
+
+    def _log_bytes(self, data: bytes, name: str) -> str:
+        self._require_running()
+        digest = self._artifacts.put(data)
+        self.record_artifact(name, digest, len(data), "file")
+        return digest
+
+    def record_artifact(self, path: str, digest: str, size: int, kind: str) -> None:
+        """Attach an already stored artifact to this run under ``path``."""
+        _check_key(path, "artifact path")
+        row = {"run_id": self.run_id, "path": path, "digest": digest, "size": size, "kind": kind}
+        with self._metadata.write() as conn:
+            self._metadata.upsert(
+                conn,
+                t.run_artifacts,
+                [row],
+                keys=("run_id", "path"),
+                update=("digest", "size", "kind"),
+            )
+
+    def _require_running(self) -> None:
+        if self.status != "running":
+            raise ConflictError(
+                f"run {self.run_id} is {self.status}; log inside 'with ws.start_run(...)'"
+            )
+
+
+def _check_key(key: str, what: str) -> None:
+    if not isinstance(key, str) or not key or len(key) > 250:
+        raise InvalidInputError(f"{what} name {key!r} must be a non-empty string of <= 250 chars")
+
+
+def _stringify(values: Mapping[str, Any], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        _check_key(key, what)
+        out[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return out

@@ -1,0 +1,149 @@
+"""Workspace: a project folder with a ``modelyard.toml``, wired to its back ends.
+
+Building a Workspace reads nothing; the config loads and the stores connect on first
+use, so a Workspace is cheap to create and print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelyard.backends.artifacts import ArtifactStore, open_artifacts
+from modelyard.backends.metadata import MetadataStore, open_metadata
+from modelyard.config import CONFIG_FILE, Config, load_config, render_template
+from modelyard.errors import ModelyardError
+from modelyard.registry import Registry
+from modelyard.tracking import Run, Tracking
+
+__all__ = ["Workspace"]
+
+STATE_DIR = ".modelyard"
+
+
+class Workspace:
+    """Open a project folder: ``ws = Workspace("path")``; settings may be overridden by keyword
+    (``metadata_url="postgresql://…"``), which beats the environment and the file."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = ".",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.root = Path(root)
+        self._environ = environ
+        self._settings = settings
+        self._config: Config | None = None
+        self._metadata: MetadataStore | None = None
+        self._artifacts: ArtifactStore | None = None
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @classmethod
+    def init(cls, root: str | os.PathLike[str] = ".", **kwargs: Any) -> Workspace:
+        """Create ``root`` with a commented ``modelyard.toml`` (kept if it already exists)."""
+        folder = Path(root)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / CONFIG_FILE
+        if not path.exists():
+            tmp = path.with_suffix(".toml.tmp")
+            tmp.write_text(render_template(), encoding="utf-8")
+            tmp.replace(path)
+        return cls(folder, **kwargs)
+
+    # -- wiring --------------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.root, environ=self._environ, **self._settings)
+        return self._config
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.root / STATE_DIR
+
+    def _resolve_sqlite(self, url: str) -> str:
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and url[len(prefix) :] not in ("", ":memory:"):
+            path = Path(url[len(prefix) :])
+            if not path.is_absolute():
+                return prefix + str(self.config.root / path)
+        return url
+
+    @property
+    def metadata(self) -> MetadataStore:
+        if self._metadata is None:
+            store = self._build("metadata.url", lambda v: open_metadata(self._resolve_sqlite(v)))
+            self._with_source("metadata.url", store.open)
+            self._metadata = store
+        return self._metadata
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        if self._artifacts is None:
+
+            def make(url: str) -> ArtifactStore:
+                if "://" not in url and not Path(url).is_absolute():
+                    url = str(self.config.root / url)
+                return open_artifacts(url)
+
+            self._artifacts = self._build("artifacts.url", make)
+        return self._artifacts
+
+    def _build(self, key: str, factory: Any) -> Any:
+        return self._with_source(key, lambda: factory(self.config[key]))
+
+    def _with_source(self, key: str, action: Any) -> Any:
+        """Run ``action``; a modelyard error gets the setting's source appended."""
+        try:
+            return action()
+        except ModelyardError as exc:
+            exc.message = f"{exc.message} (from {key}, {self.config.source(key)})"
+            exc.args = (exc.message,)
+            raise
+
+    @property
+    def runs(self) -> Tracking:
+        return Tracking(self.metadata)
+
+    @property
+    def registry(self) -> Registry:
+        return Registry(self.metadata, self.artifacts, self.state_dir / "cache" / "models")
+
+    def start_run(
+        self,
+        name: str = "run",
+        *,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        experiment: str | None = None,
+        seed: int | None = None,
+    ) -> Run:
+        """Start a run: ``with ws.start_run("train", params={...}) as run: ...``."""
+        run = Run(
+            self.metadata,
+            self.artifacts,
+            name=name,
+            experiment=experiment or self.config["tracking.experiment"],
+            params=params,
+            tags=tags,
+            seed=seed,
+            code_folder=Path.cwd(),
+        )
+        return run.start()
+
+    def close(self) -> None:
+        if self._metadata is not None:
+            self._metadata.close()
+            self._metadata = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
