@@ -56,6 +56,12 @@ SETTINGS: tuple[Setting, ...] = (
         "artifact store: a local folder (relative to the workspace) or s3://bucket/prefix",
     ),
     Setting(
+        "artifacts.endpoint_url",
+        str,
+        "",
+        "endpoint of an S3-compatible server (MinIO, Ceph…); empty for AWS or local folders",
+    ),
+    Setting(
         "tracking.experiment",
         str,
         "default",

@@ -90,6 +90,9 @@ class Workspace:
             def make(url: str) -> ArtifactStore:
                 if "://" not in url and not Path(url).is_absolute():
                     url = str(self.config.root / url)
+                endpoint = self.config["artifacts.endpoint_url"]
+                if endpoint and url.startswith("s3://"):
+                    return open_artifacts(url, client_kwargs={"endpoint_url": endpoint})
                 return open_artifacts(url)
 
             self._artifacts = self._build("artifacts.url", make)

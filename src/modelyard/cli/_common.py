@@ -1,0 +1,42 @@
+"""What every command shares: the workspace option, consoles, and table helpers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from modelyard.workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOpt = typer.Option(
+    ".",
+    "--workspace",
+    "-w",
+    envvar="MODELYARD_WORKSPACE",
+    help="workspace folder (holds modelyard.toml)",
+    show_default=True,
+)
+
+
+def open_workspace(path: str) -> Workspace:
+    return Workspace(path)
+
+
+def fmt_time(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)

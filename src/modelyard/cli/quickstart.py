@@ -1,0 +1,131 @@
+"""``modelyard quickstart``: train, track, register and serve a real model in one command.
+
+The data is scikit-learn's bundled breast-cancer table (569 rows, 30 numeric
+features), so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from modelyard.cli._common import console
+from modelyard.workspace import Workspace
+
+MODEL_NAME = "breast_cancer"
+SEED = 42
+
+
+def train_and_register(ws: Workspace, progress: Progress | None = None) -> dict[str, Any]:
+    """The quickstart pipeline; returns what the summary and the curl line need."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import modelyard
+
+    def step(text: str) -> Any:
+        return progress.add_task(text, total=1) if progress is not None else None
+
+    def done(task: Any) -> None:
+        if progress is not None:
+            progress.update(task, completed=1)
+
+    task = step("loading the breast-cancer data set (bundled with scikit-learn)")
+    modelyard.seed_everything(SEED)
+    data = load_breast_cancer(as_frame=True)
+    x = data.data
+    y = np.asarray(data.target_names, dtype=object)[data.target.to_numpy()]
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=0.25, random_state=SEED, stratify=y
+    )
+    done(task)
+
+    params = {"model": "LogisticRegression", "C": 1.0, "max_iter": 1000, "scaler": "standard"}
+    task = step("training LogisticRegression and logging the run")
+    with ws.start_run("quickstart", params=params, tags={"source": "quickstart"}) as run:
+        run.log_dataset("train", x_train.assign(target=y_train), context="train")
+        run.log_dataset("test", x_test.assign(target=y_test), context="test")
+        model = make_pipeline(
+            StandardScaler(), LogisticRegression(C=params["C"], max_iter=params["max_iter"])
+        )
+        model.fit(x_train, y_train)
+        proba = model.predict_proba(x_test)[:, list(model.classes_).index("malignant")]
+        predicted = model.predict(x_test)
+        run.log_metrics(
+            {
+                "accuracy": accuracy_score(y_test, predicted),
+                "f1_malignant": f1_score(y_test, predicted, pos_label="malignant"),
+                "roc_auc": roc_auc_score(y_test == "malignant", proba),
+            }
+        )
+        logged = ws.registry.log_model(run, model, input_example=x_train.head(20))
+    done(task)
+
+    task = step(f"registering {MODEL_NAME} and setting alias 'production'")
+    version = ws.registry.register(
+        MODEL_NAME,
+        logged,
+        description="Logistic regression on the Wisconsin breast-cancer data (quickstart).",
+    )
+    ws.registry.set_alias(MODEL_NAME, "production", version.version)
+    done(task)
+    example = {k: float(v) for k, v in x_test.iloc[0].items()}
+    return {"run": run, "version": version, "example": example}
+
+
+def curl_line(host: str, port: int, example: dict[str, Any]) -> str:
+    url = f"http://{host}:{port}/v1/models/{MODEL_NAME}/predict"
+    body = json.dumps(example, separators=(",", ":"))
+    return (
+        f"curl -s -X POST {url} -H 'content-type: application/json' -d {shlex.quote(body)}"
+    )
+
+
+def quickstart(
+    folder: Path = typer.Argument(
+        Path("modelyard-quickstart"), help="workspace folder to create or reuse"
+    ),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="start the server at the end"),
+    host: str = typer.Option(None, "--host", help="server address (default: serve.host)"),
+    port: int = typer.Option(None, "--port", help="server port (default: serve.port)"),
+) -> None:
+    """Train a real model, track the run, register it as production, and serve it."""
+    ws = Workspace.init(folder, serve_host=host, serve_port=port)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        result = train_and_register(ws, progress)
+    run, version = result["run"], result["version"]
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(version.metrics.items()))
+    console.print(f"[bold]run[/] {run.run_id} ({metrics})")
+    console.print(
+        f"[bold]registered[/] {version.name} version {version.version} "
+        f"as {version.name}@production in {ws.config.root}"
+    )
+    host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
+    if not serve:
+        console.print(f"serve it with: modelyard serve {MODEL_NAME}@production -w {folder}")
+        return
+    from modelyard.serving import serve as run_server
+    from modelyard.serving._run import check_port
+
+    check_port(host_, port_)
+    console.print("\n[bold]try it[/] (in another terminal):")
+    console.print(curl_line(host_, port_, result["example"]), soft_wrap=True, highlight=False)
+    console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
+    run_server(
+        ws.registry,
+        [f"{MODEL_NAME}@production"],
+        host=host_,
+        port=port_,
+        log_level=ws.config["serve.log_level"],
+    )
