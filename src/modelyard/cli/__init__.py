@@ -77,9 +77,10 @@ def serve(
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     try:
-        app()
+        app(args=argv, prog_name="modelyard")
     except ModelyardError as exc:
         err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         sys.exit(2)

@@ -1,0 +1,120 @@
+"""Shared fixtures: real back ends (SQLite, PostgreSQL, a local S3 server), clean env.
+
+PostgreSQL tests use a fresh schema per test on the server at 127.0.0.1:5432.
+When a server is unreachable the test is skipped with the reason, except under
+CI=true, where it fails: CI must prove every back end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import modelyard
+
+PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")
+PG_BASE = f"postgresql+psycopg://postgres@{PG_HOST}:5432/test"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unreachable(what: str, reason: str) -> None:
+    message = f"{what} unreachable: {reason}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: every back end must be tested)")
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MODELYARD_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("MODELYARD_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a new, empty schema (dropped afterwards)."""
+    try:
+        import psycopg
+
+        conn = psycopg.connect(
+            f"host={PG_HOST} port=5432 user=postgres dbname=test", connect_timeout=3
+        )
+    except Exception as exc:  # any connection failure means "no server"
+        _unreachable("PostgreSQL at 127.0.0.1:5432", str(exc).splitlines()[0])
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn.autocommit = True
+    conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every metadata test runs once per back end."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, metadata_url: str) -> Iterator[modelyard.Workspace]:
+    ws = modelyard.Workspace.init(tmp_path / "ws", metadata_url=metadata_url)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def sqlite_workspace(tmp_path: Path) -> Iterator[modelyard.Workspace]:
+    """The embedded defaults only (for tests that are not about the back end)."""
+    ws = modelyard.Workspace.init(tmp_path / "ws")
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto in server mode) on 127.0.0.1."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        _unreachable("moto S3 server", f"moto[server] is not installed ({exc})")
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new bucket on the S3 server; returns ``s3://bucket/prefix``."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    name = f"b-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return f"s3://{name}/artifacts"
