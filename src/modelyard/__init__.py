@@ -1,8 +1,8 @@
 """modelyard: from raw data to a monitored model service, in one package.
 
-    >>> import modelyard
-    >>> ws = modelyard.Workspace(".")
-    >>> with ws.start_run("train", params={"C": 1.0}) as run: ...
+>>> import modelyard
+>>> ws = modelyard.Workspace(".")
+>>> with ws.start_run("train", params={"C": 1.0}) as run: ...
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -126,6 +126,13 @@ class Config(Mapping[str, Any]):
             raise ConfigError(f"unknown setting '{key}'{_nearest(key, list(_BY_KEY))}")
         return self.effective[key]
 
+    # Mapping's own ``in`` and ``get`` expect a KeyError, not our ConfigError.
+    def __contains__(self, key: object) -> bool:
+        return key in self.effective
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.effective.get(key, default)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.effective)
 
@@ -169,9 +176,7 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         setting = _BY_ENV.get(name)
         if setting is None:
-            raise ConfigError(
-                f"unknown environment variable {name}{_nearest(name, list(_BY_ENV))}"
-            )
+            raise ConfigError(f"unknown environment variable {name}{_nearest(name, list(_BY_ENV))}")
         found[setting.key] = _coerce(setting, raw, f"{name} (env)")
     return found
 

@@ -50,7 +50,7 @@ def show_model(
     table = Table(title=f"{v.name} version {v.version}", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
-    rows = [
+    rows: list[tuple[str, object]] = [
         ("aliases", ", ".join(v.aliases)),
         ("flavor", v.flavor),
         ("description", v.description),

@@ -86,9 +86,7 @@ def train_and_register(ws: Workspace, progress: Progress | None = None) -> dict[
 def curl_line(host: str, port: int, example: dict[str, Any]) -> str:
     url = f"http://{host}:{port}/v1/models/{MODEL_NAME}/predict"
     body = json.dumps(example, separators=(",", ":"))
-    return (
-        f"curl -s -X POST {url} -H 'content-type: application/json' -d {shlex.quote(body)}"
-    )
+    return f"curl -s -X POST {url} -H 'content-type: application/json' -d {shlex.quote(body)}"
 
 
 def quickstart(

@@ -12,7 +12,7 @@ app = typer.Typer(help="Inspect training runs.", no_args_is_help=True)
 
 @app.command("list")
 def list_runs(
-    filter: str = typer.Option(None, "--filter", "-f", help="e.g. \"metrics.auc > 0.9\""),
+    filter: str = typer.Option(None, "--filter", "-f", help='e.g. "metrics.auc > 0.9"'),
     order_by: str = typer.Option(None, "--order-by", "-o", help="e.g. 'metrics.auc DESC'"),
     experiment: str = typer.Option(None, "--experiment", "-e"),
     limit: int = typer.Option(20, "--limit", "-n", min=1),

@@ -124,8 +124,15 @@ def _infer_field(name: str, col: pd.Series, as_category: bool) -> Field:
     cats: tuple[Any, ...] | None = None
     dtype: DType
     if isinstance(col.dtype, pd.CategoricalDtype):
-        dtype = "string"
-        cats = tuple(str(c) for c in col.cat.categories)
+        # Integer and boolean categories keep their type, so the frame they came from
+        # (and JSON records with the same values) validate against the inferred field.
+        levels = col.cat.categories
+        if levels.dtype.kind in "iub":
+            dtype = "bool" if levels.dtype.kind == "b" else "int64"
+            cats = tuple(_plain(c) for c in levels)
+        else:
+            dtype = "string"
+            cats = tuple(str(c) for c in levels)
     elif kind == "b" or str(col.dtype) == "boolean":
         dtype = "bool"
     elif kind in "iu" or str(col.dtype).startswith(("Int", "UInt")):

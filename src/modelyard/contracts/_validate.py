@@ -8,16 +8,15 @@ pass, which keeps the serving path cheap. Frames are checked column by column.
 from __future__ import annotations
 
 import difflib
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from typing_extensions import NotRequired, TypedDict
-
+import numpy as np
 import pandas as pd
 import pydantic
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import AwareDatetime, ConfigDict, TypeAdapter
+from typing_extensions import TypedDict
 
-from modelyard.contracts._schema import Field, Schema
+from modelyard.contracts._schema import Field, Schema, _plain
 from modelyard.errors import FieldError, SchemaValidationError
 
 _PY_TYPES: dict[str, type] = {
@@ -25,7 +24,8 @@ _PY_TYPES: dict[str, type] = {
     "float64": float,
     "bool": bool,
     "string": str,
-    "datetime": datetime,
+    # Timestamps must carry a time zone (see DESIGN.md); naive ones are rejected.
+    "datetime": AwareDatetime,
 }
 
 
@@ -62,7 +62,7 @@ class RecordValidator:
         if self._record_type is None:
             fields = {f.name: _annotation(f) for f in self.schema.fields}
             record: Any = TypedDict("Record", fields)  # type: ignore[misc]
-            record.__pydantic_config__ = ConfigDict(extra="forbid")
+            record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
             self._record_type = record
         return self._record_type
 
@@ -71,6 +71,7 @@ class RecordValidator:
             rec = self.record_type
             self._adapter = TypeAdapter(rec)
             self._list_adapter = TypeAdapter(list[rec])  # type: ignore[valid-type]
+        assert self._list_adapter is not None
         return self._adapter, self._list_adapter
 
     def json_schema(self) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class RecordValidator:
         out: list[FieldError] = []
         for err in exc.errors(include_url=False):
             loc = list(err["loc"])
-            row = loc.pop(0) if loc and isinstance(loc[0], int) else None
+            row = int(loc.pop(0)) if loc and isinstance(loc[0], int) else None
             if not loc:
                 msg = "expected a JSON object or a list of JSON objects"
                 if err["type"] == "json_invalid":
@@ -140,6 +141,7 @@ _KIND_OK = {
     "int64": "iu",
     "float64": "iuf",
     "bool": "b",
+    "string": "OUS",
     "datetime": "M",
 }
 
@@ -160,24 +162,40 @@ def validate_frame(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
             errors.append(FieldError(field.name, "null value in a non-nullable column", row))
             continue
         values = col[~nulls]
+        dtype = values.dtype
+        if isinstance(dtype, pd.CategoricalDtype):  # judge a categorical by its categories
+            dtype = dtype.categories.dtype
+            values = values.astype(dtype)
         kinds = _KIND_OK.get(field.dtype)
-        if kinds is not None and len(values) and values.dtype.kind not in kinds:
+        if kinds is not None and len(values) and dtype.kind not in kinds:
             errors.append(
                 FieldError(field.name, f"dtype {col.dtype} is not {field.dtype}; cast the column")
             )
             continue
-        if field.min is not None and len(values) and bool((values < field.min).any()):
-            errors.append(FieldError(field.name, f"value below the minimum {field.min}"))
-        if field.max is not None and len(values) and bool((values > field.max).any()):
-            errors.append(FieldError(field.name, f"value above the maximum {field.max}"))
-        if field.categories is not None and len(values):
-            bad = ~values.isin(list(field.categories))
-            if bool(bad.any()):
+        if field.dtype == "datetime" and len(values) and values.dt.tz is None:
+            errors.append(
+                FieldError(
+                    field.name,
+                    "timestamps have no time zone; localize them, e.g. .dt.tz_localize('UTC')",
+                )
+            )
+            continue
+        present = np.flatnonzero(~nulls.to_numpy())  # frame row of each entry of ``values``
+        checks: list[tuple[pd.Series, str]] = []
+        if field.min is not None:
+            checks.append((values < field.min, f"below the minimum {field.min}"))
+        if field.max is not None:
+            checks.append((values > field.max, f"above the maximum {field.max}"))
+        if field.categories is not None:
+            checks.append(
+                (~values.isin(list(field.categories)), f"not one of {list(field.categories)}")
+            )
+        for bad, what in checks:
+            if len(values) and bool(bad.any()):
+                first = int(bad.to_numpy().argmax())
+                value = _plain(values.iloc[first])
                 errors.append(
-                    FieldError(
-                        field.name,
-                        f"value {values[bad].iloc[0]!r} is not one of {list(field.categories)}",
-                    )
+                    FieldError(field.name, f"value {value!r} is {what}", int(present[first]))
                 )
     if errors:
         raise SchemaValidationError(errors)

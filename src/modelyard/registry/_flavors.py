@@ -15,7 +15,6 @@ import pandas as pd
 
 from modelyard.errors import InvalidInputError
 
-
 Columns = dict[str, Any]
 """Output columns: name -> sequence (array or list), one value per input row."""
 

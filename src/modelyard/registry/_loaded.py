@@ -39,9 +39,12 @@ class LoadedModel:
     def predict(self, data: Any, *, validate: bool = True) -> pd.DataFrame:
         """Predict for a DataFrame, a record (dict), a list of records or a 2-D array."""
         names = self.version.signature.inputs.names
-        if isinstance(data, dict) or (isinstance(data, list) and data and isinstance(data[0], dict)):
-            columns = self.validator.validate_python(data) if validate else data
-            return pd.DataFrame(self.predict_columns(columns))
+        if isinstance(data, dict) or (
+            isinstance(data, list) and data and isinstance(data[0], dict)
+        ):
+            if validate:
+                return pd.DataFrame(self.predict_columns(self.validator.validate_python(data)))
+            return pd.DataFrame(self.predictor.predict(pd.DataFrame(data)[names]))
         frame = as_frame(data, names=names)
         frame = validate_frame(self.version.signature.inputs, frame) if validate else frame[names]
         return pd.DataFrame(self.predictor.predict(frame))

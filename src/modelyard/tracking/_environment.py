@@ -38,9 +38,12 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-@functools.cache
 def git_commit(folder: str) -> str | None:
-    """The commit checked out in ``folder``'s repository, with ``-dirty`` if files changed."""
+    """The commit checked out in ``folder``'s repository, with ``-dirty`` if files changed.
+
+    Not cached: in a notebook or a sweep the checkout changes between runs of one
+    process, and a stale commit is wrong lineage (two ``git`` calls cost ~5 ms).
+    """
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"],

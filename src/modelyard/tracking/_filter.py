@@ -16,8 +16,14 @@ from modelyard.errors import InvalidInputError
 Kind = Literal["params", "metrics", "tags", "attr"]
 OPS = ("=", "!=", ">=", "<=", ">", "<")
 ATTRIBUTES = ("name", "status", "experiment", "run_id")
-_KINDS = {"params": "params", "param": "params", "metrics": "metrics", "metric": "metrics",
-          "tags": "tags", "tag": "tags"}
+_KINDS = {
+    "params": "params",
+    "param": "params",
+    "metrics": "metrics",
+    "metric": "metrics",
+    "tags": "tags",
+    "tag": "tags",
+}
 
 _CLAUSE = re.compile(
     r"""\s*(?:(?P<kind>[A-Za-z]+)\.(?:`(?P<qkey>[^`]+)`|(?P<key>[\w\-./:]+))|(?P<attr>[A-Za-z_]+))
@@ -25,6 +31,22 @@ _CLAUSE = re.compile(
         (?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<num>[-+]?[\d.]+(?:[eE][-+]?\d+)?))\s*$""",
     re.VERBOSE,
 )
+
+
+# "and" between clauses, or a quoted string skipped whole so that an "and" inside a
+# value or a backquoted key ("tags.note = 'salt and pepper'") does not split it.
+_AND_OR_QUOTED = re.compile(r"""\s+and\s+|'[^']*'|"[^"]*"|`[^`]*`""", re.IGNORECASE)
+
+
+def _split_and(text: str) -> list[str]:
+    parts: list[str] = []
+    start = 0
+    for m in _AND_OR_QUOTED.finditer(text):
+        if m.group(0)[0] not in "'\"`":
+            parts.append(text[start : m.start()])
+            start = m.end()
+    parts.append(text[start:])
+    return parts
 
 
 @dataclass(frozen=True)
@@ -39,7 +61,7 @@ def parse_filter(text: str | None) -> list[Clause]:
     if text is None or not text.strip():
         return []
     clauses: list[Clause] = []
-    for part in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+    for part in _split_and(text.strip()):
         m = _CLAUSE.match(part)
         if m is None:
             raise InvalidInputError(

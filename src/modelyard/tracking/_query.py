@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,7 @@ class MetricPoint:
     timestamp: datetime
 
 
-_OPS = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": lambda c, v: c == v,
     "!=": lambda c, v: c != v,
     ">": lambda c, v: c > v,
@@ -147,7 +147,9 @@ class Tracking:
         kv: dict[str, dict[str, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
         lists: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
         with self._metadata.read() as conn:
-            base = {r.run_id: r for r in conn.execute(select(t.runs).where(t.runs.c.run_id.in_(ids)))}
+            base = {
+                r.run_id: r for r in conn.execute(select(t.runs).where(t.runs.c.run_id.in_(ids)))
+            }
             for name, table in (("params", t.params), ("tags", t.tags)):
                 for r in conn.execute(select(table).where(table.c.run_id.in_(ids))):
                     kv[r.run_id][name][r.key] = r.value
@@ -171,9 +173,10 @@ class Tracking:
                 )
         out: list[RunInfo] = []
         for run_id in ids:
-            r = base.get(run_id)
-            if r is None:
+            found = base.get(run_id)
+            if found is None:
                 continue
+            r = found
             out.append(
                 RunInfo(
                     run_id=r.run_id,

@@ -111,7 +111,7 @@ class SklearnFlavor:
         return isinstance(model, BaseEstimator)
 
     def save(self, model: object, folder: Path) -> dict[str, Any]:
-        import joblib
+        import joblib  # type: ignore[import-untyped]
         import sklearn
 
         joblib.dump(model, folder / FILE)
