@@ -100,10 +100,14 @@ def test_quickstart_records_the_run_and_registers_production(
 ) -> None:
     code, out, _ = run_cli(capsys, "models", "list", "-w", str(quickstarted))
     assert code == 0 and "breast_cancer" in out and "production → 1" in out
-    code, out, _ = run_cli(capsys, "models", "show", "breast_cancer@production", "-w", str(quickstarted))
+    code, out, _ = run_cli(
+        capsys, "models", "show", "breast_cancer@production", "-w", str(quickstarted)
+    )
     assert code == 0
     assert "sklearn" in out and "accuracy" in out and "dataset train" in out
-    code, out, _ = run_cli(capsys, "runs", "list", "-w", str(quickstarted), "-f", "metrics.accuracy > 0.9")
+    code, out, _ = run_cli(
+        capsys, "runs", "list", "-w", str(quickstarted), "-f", "metrics.accuracy > 0.9"
+    )
     assert code == 0 and "1 run(s)" in out and "finished" in out
 
 
@@ -191,6 +195,8 @@ def test_quickstart_serves_and_its_curl_line_returns_a_prediction(tmp_path: Path
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
+        if proc.stdout and not proc.stdout.closed:
+            proc.communicate()
     # uvicorn drains, then re-raises SIGTERM so that the parent sees why it stopped.
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Application shutdown complete." in err
@@ -206,7 +212,15 @@ def test_quickstart_serves_and_its_curl_line_returns_a_prediction(tmp_path: Path
 def server(quickstarted: Path) -> Any:
     port = free_port()
     proc = subprocess.Popen(
-        [*MODELYARD, "serve", "breast_cancer@production", "--port", str(port), "-w", str(quickstarted)],
+        [
+            *MODELYARD,
+            "serve",
+            "breast_cancer@production",
+            "--port",
+            str(port),
+            "-w",
+            str(quickstarted),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -216,8 +230,11 @@ def server(quickstarted: Path) -> Any:
         _wait_ready(url, proc)
         yield url, proc, port
     finally:
-        proc.send_signal(signal.SIGTERM)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
+            if proc.stdout is not None and not proc.stdout.closed:
+                proc.communicate(timeout=30)  # also closes the pipes
             proc.wait(timeout=30)
         finally:
             proc.kill()
@@ -252,7 +269,15 @@ def test_served_curl_line_and_json_logs(server: Any, quickstarted: Path) -> None
 def test_serve_on_a_busy_port_is_one_line_exit_2(server: Any, quickstarted: Path) -> None:
     _, _, port = server
     result = subprocess.run(
-        [*MODELYARD, "serve", "breast_cancer@production", "--port", str(port), "-w", str(quickstarted)],
+        [
+            *MODELYARD,
+            "serve",
+            "breast_cancer@production",
+            "--port",
+            str(port),
+            "-w",
+            str(quickstarted),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

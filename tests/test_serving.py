@@ -209,7 +209,9 @@ async def test_every_request_logs_model_version_request_id_and_latency(
     client: httpx.AsyncClient, server_log: list[dict[str, Any]], data: Any
 ) -> None:
     x, _ = data
-    await client.post("/v1/models/cancer/predict", json=_record(x, 0), headers={"x-request-id": "L1"})
+    await client.post(
+        "/v1/models/cancer/predict", json=_record(x, 0), headers={"x-request-id": "L1"}
+    )
     await client.post("/v1/models/cancer/predict", json={"bad": 1}, headers={"x-request-id": "L2"})
     lines = {line["request_id"]: line for line in server_log if line["message"] == "predict"}
     assert lines["L1"]["model"] == "cancer" and lines["L1"]["version"] == 1

@@ -79,6 +79,8 @@ class Registry:
             }
             (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             digest, size = put_tree(self._artifacts, folder)
+        # Registering inside the run's block must see the metrics logged so far.
+        run.flush()
         run.record_artifact(path, digest, size, "model")
         return LoggedModel(run.run_id, path, digest, chosen.name, signature)
 
@@ -102,11 +104,19 @@ class Registry:
             run_tags: dict[str, str] = {}
             if run_id is not None:
                 run = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
-                if run is not None:
-                    lineage.update(git_commit=run.git_commit, seed=run.seed)
+                if run is None:
+                    raise NotFoundError(
+                        f"run {run_id!r} does not exist; log the model under a run of this "
+                        "workspace with ws.registry.log_model(run, model, input_example=...)"
+                    )
+                lineage.update(git_commit=run.git_commit, seed=run.seed)
                 lineage["datasets"] = [
-                    {"name": r.name, "fingerprint": r.fingerprint, "context": r.context,
-                     "rows": r.num_rows}
+                    {
+                        "name": r.name,
+                        "fingerprint": r.fingerprint,
+                        "context": r.context,
+                        "rows": r.num_rows,
+                    }
                     for r in conn.execute(
                         select(t.run_datasets).where(t.run_datasets.c.run_id == run_id)
                     )
@@ -124,8 +134,15 @@ class Registry:
             self._metadata.upsert(
                 conn,
                 t.registered_models,
-                [{"name": name, "description": "", "latest_version": 0,
-                  "created_at": now, "updated_at": now}],
+                [
+                    {
+                        "name": name,
+                        "description": "",
+                        "latest_version": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
                 keys=("name",),
                 update=("updated_at",),
             )
@@ -197,8 +214,14 @@ class Registry:
             self._metadata.upsert(
                 conn,
                 t.model_aliases,
-                [{"name": name, "alias": alias, "version": target.version,
-                  "updated_at": _time.now_us()}],
+                [
+                    {
+                        "name": name,
+                        "alias": alias,
+                        "version": target.version,
+                        "updated_at": _time.now_us(),
+                    }
+                ],
                 keys=("name", "alias"),
                 update=("version", "updated_at"),
             )
@@ -257,14 +280,15 @@ class Registry:
 
     def versions(self, name: str) -> list[ModelVersion]:
         with self._metadata.read() as conn:
-            if conn.execute(
-                select(t.registered_models.c.name).where(t.registered_models.c.name == name)
-            ).first() is None:
+            if (
+                conn.execute(
+                    select(t.registered_models.c.name).where(t.registered_models.c.name == name)
+                ).first()
+                is None
+            ):
                 self._missing_model(name, conn)
             aliases: dict[int, list[str]] = {}
-            for r in conn.execute(
-                select(t.model_aliases).where(t.model_aliases.c.name == name)
-            ):
+            for r in conn.execute(select(t.model_aliases).where(t.model_aliases.c.name == name)):
                 aliases.setdefault(r.version, []).append(r.alias)
             rows = conn.execute(
                 select(t.model_versions)
