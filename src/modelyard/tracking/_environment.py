@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import functools
 import platform
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from modelyard.tracking._git import GitProbe
 
 # Packages whose versions decide whether a model trained here loads and behaves the
 # same elsewhere; the rest of the environment is too noisy to be useful.
@@ -38,37 +39,6 @@ def package_versions() -> dict[str, str]:
     return found
 
 
-def git_commit(folder: str) -> str | None:
-    """The commit checked out in ``folder``'s repository, with ``-dirty`` if files changed.
-
-    Not cached: in a notebook or a sweep the checkout changes between runs of one
-    process, and a stale commit is wrong lineage (two ``git`` calls cost ~5 ms).
-    """
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    suffix = "-dirty" if dirty.stdout.strip() else ""
-    return head.stdout.strip() + suffix
-
-
 @functools.cache
 def _static_environment() -> dict[str, Any]:
     return {
@@ -81,6 +51,6 @@ def _static_environment() -> dict[str, Any]:
     }
 
 
-def capture(folder: str | Path) -> tuple[dict[str, Any], str | None]:
-    """(environment, git commit) for a run started in ``folder``."""
-    return dict(_static_environment()), git_commit(str(Path(folder).resolve()))
+def capture(folder: str | Path) -> tuple[dict[str, Any], GitProbe]:
+    """(environment, code version probe) for a run started in ``folder``."""
+    return dict(_static_environment()), GitProbe.start(folder)

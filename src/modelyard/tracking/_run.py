@@ -23,6 +23,7 @@ from modelyard.backends.metadata import tables as t
 from modelyard.contracts import Schema, as_frame, fingerprint
 from modelyard.errors import ConflictError, InvalidInputError
 from modelyard.tracking import _environment
+from modelyard.tracking._git import GitProbe
 from modelyard.tracking._seed import current_seed
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Run:
         self._params: dict[str, str] = {}
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = 0.0
+        self._git: GitProbe | None = None
 
     def __repr__(self) -> str:
         return f"Run(run_id={self.run_id!r}, name={self.name!r}, status={self.status!r})"
@@ -76,7 +78,7 @@ class Run:
     def start(self) -> Run:
         if self.status != "pending":
             raise ConflictError(f"run {self.run_id} was already started")
-        environment, commit = _environment.capture(self._code_folder)
+        environment, self._git = _environment.capture(self._code_folder)
         seed = self.seed if self.seed is not None else current_seed()
         self.seed = seed
         params = _stringify(self._initial_params, "param")
@@ -91,7 +93,7 @@ class Run:
                     "status": "running",
                     "start_time": _time.now_us(),
                     "seed": seed,
-                    "git_commit": commit,
+                    "git_commit": self._git.commit,
                     "environment": environment,
                 },
             )
@@ -114,12 +116,13 @@ class Run:
         """Flush buffered metrics and record the final status in one transaction."""
         if self.status != "running":
             return
+        commit = self._git.finish() if self._git is not None else None
         with self._metadata.write() as conn:
             self._flush_into(conn)
             conn.execute(
                 t.runs.update()
                 .where(t.runs.c.run_id == self.run_id)
-                .values(status=status, end_time=_time.now_us(), error=error)
+                .values(status=status, end_time=_time.now_us(), error=error, git_commit=commit)
             )
         self.status = status
 

@@ -32,6 +32,7 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: Engine | None = None
+        self._upserts: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact(self.url)!r})"
@@ -60,12 +61,18 @@ class SqlStore:
         """
         if not rows:
             return
-        stmt = self._insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={c: stmt.excluded[c] for c in update},
-            where=where(table, stmt.excluded) if where is not None else None,
-        )
+        # Building an ON CONFLICT statement makes new column proxies each time, which
+        # costs more than running it; the statement depends only on these arguments.
+        cache_key = (table.name, tuple(keys), tuple(update), where)
+        stmt = self._upserts.get(cache_key)
+        if stmt is None:
+            base = self._insert(table)
+            stmt = base.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={c: base.excluded[c] for c in update},
+                where=where(table, base.excluded) if where is not None else None,
+            )
+            self._upserts[cache_key] = stmt
         conn.execute(stmt, list(rows))
 
     # -- lifecycle ---------------------------------------------------------------------
