@@ -19,8 +19,8 @@ from modelyard.backends.artifacts._tree import get_tree, put_tree
 from modelyard.errors import ConfigError
 
 __all__ = [
-    "SCHEMES",
     "ArtifactStore",
+    "SCHEMES",
     "digest_bytes",
     "digest_file",
     "get_tree",

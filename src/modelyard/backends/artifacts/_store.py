@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -99,7 +100,8 @@ class FsspecArtifactStore:
         """Copy an artifact to a local path (atomically, verified)."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.partial")
+        # A unique name: two readers fetching to the same ``dest`` must not share one.
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
         h = hashlib.sha256()
         try:
             with self._open_read(digest) as src, open(tmp, "wb") as out:
@@ -138,8 +140,6 @@ class LocalArtifactStore(FsspecArtifactStore):
     """Artifacts in a local folder: write to a temporary name, then rename."""
 
     def _tmp(self, key: str) -> Path:
-        import uuid
-
         target = Path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")

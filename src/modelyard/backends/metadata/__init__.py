@@ -16,7 +16,7 @@ from modelyard.backends.metadata import _tables as tables
 from modelyard.backends.metadata._store import SqlStore, redact
 from modelyard.errors import ConfigError
 
-__all__ = ["SCHEMES", "MetadataStore", "open_metadata", "redact", "tables"]
+__all__ = ["MetadataStore", "SCHEMES", "open_metadata", "redact", "tables"]
 
 
 class MetadataStore(Protocol):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,24 @@ from sqlalchemy.dialects.sqlite import insert
 from modelyard.backends.metadata._store import SqlStore
 
 BUSY_TIMEOUT_MS = 60_000
+
+
+def _enable_wal(cur: Any) -> None:
+    """Switch the database to WAL (a no-op once it is).
+
+    Switching a new database needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without waiting on the busy timeout, while another process holds
+    it, as happens when several processes open a fresh database together: so retry.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqliteStore(SqlStore):
@@ -46,7 +66,7 @@ class SqliteStore(SqlStore):
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(cur)
             # NORMAL under WAL survives a process crash; only a power loss can drop the
             # last commit. The metadata store trades that for 10x faster commits.
             cur.execute("PRAGMA synchronous=NORMAL")
