@@ -431,3 +431,21 @@ def test_workspace_logs_and_reads_artifacts_on_s3(
         _s3(s3_bucket, s3_endpoint).objects()[f"sha256/{text_digest[7:9]}/{text_digest[7:]}"]
         == b"hello s3"
     )
+
+
+def test_a_manifest_path_that_leaves_the_folder_is_refused(tmp_path: Path) -> None:
+    """A crafted folder manifest cannot write outside the cache it is fetched into."""
+    import json
+
+    from modelyard.backends.artifacts import get_tree, open_artifacts
+    from modelyard.errors import IntegrityError
+
+    store = open_artifacts(str(tmp_path / "store"))
+    blob = store.put(b"payload")
+    for bad in ("../escaped.txt", "/etc/escaped.txt", "a/../../escaped.txt"):
+        files = {bad: {"digest": blob, "size": 7}}
+        manifest = store.put(json.dumps({"kind": "tree", "files": files}).encode())
+        with pytest.raises(IntegrityError, match="leaves the folder"):
+            get_tree(store, manifest, tmp_path / "cache")
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())

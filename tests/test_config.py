@@ -245,3 +245,9 @@ def test_template_lines_uncommented_one_at_a_time_still_parse(setting: Setting) 
 
     assert parsed[section] == {name: setting.default}
     assert all(body == {} for head, body in parsed.items() if head != section)
+
+
+def test_a_quoted_number_in_the_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "modelyard.toml").write_text('[serve]\nport = "8080"\n')
+    with pytest.raises(ConfigError, match=r"modelyard.toml.*serve.port.*expected int"):
+        load_config(tmp_path, environ={})

@@ -90,9 +90,12 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     """Convert ``value`` to the setting's type; strings from the environment are parsed."""
     expected = setting.type.__name__
     try:
-        if setting.type is int and isinstance(value, str):
+        # Only the environment holds text for everything; a file or an argument
+        # already has types, and "8080" there is a mistake worth naming.
+        from_text = source.endswith("(env)")
+        if from_text and setting.type is int and isinstance(value, str):
             value = int(value.strip())
-        elif setting.type is bool and isinstance(value, str):
+        elif from_text and setting.type is bool and isinstance(value, str):
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
                 raise ValueError(value)

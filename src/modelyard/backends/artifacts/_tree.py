@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from modelyard.errors import IntegrityError
@@ -42,6 +42,12 @@ def get_tree(store: ArtifactStore, digest: str, cache: str | Path) -> Path:
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
     try:
         for rel, entry in manifest["files"].items():
+            parts = PurePosixPath(rel).parts
+            if PurePosixPath(rel).is_absolute() or ".." in parts or not parts:
+                raise IntegrityError(
+                    f"folder manifest {digest} names the path {rel!r}, which leaves the "
+                    "folder; the manifest was not written by modelyard: do not load it"
+                )
             store.get_file(entry["digest"], staging / rel)
         staging.mkdir(parents=True, exist_ok=True)
         try:

@@ -27,6 +27,7 @@ class SqlStore:
     """A metadata store on one SQLAlchemy engine; subclasses build the engine and lock."""
 
     dialect: str = ""
+    _remedy = "check that the server is running and metadata.url is right"
     _insert: Any = None  # the dialect's insert(), which knows ON CONFLICT
 
     def __init__(self, url: str) -> None:
@@ -101,7 +102,7 @@ class SqlStore:
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise BackendUnavailableError(
                 f"cannot open the metadata database {redact(self.url)}: {reason}; "
-                "check that the server is running and metadata.url is right"
+                f"{self._remedy}"
             ) from None
         self._engine = engine
 

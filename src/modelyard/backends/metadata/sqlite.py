@@ -46,6 +46,7 @@ def _enable_wal(cur: Any) -> None:
 
 class SqliteStore(SqlStore):
     dialect = "sqlite"
+    _remedy = "check the file's path and permissions, and that no other program locks it"
     _insert = staticmethod(insert)
 
     def _path(self) -> Path | None:
