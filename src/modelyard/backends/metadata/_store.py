@@ -101,8 +101,7 @@ class SqlStore:
             engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
             raise BackendUnavailableError(
-                f"cannot open the metadata database {redact(self.url)}: {reason}; "
-                f"{self._remedy}"
+                f"cannot open the metadata database {redact(self.url)}: {reason}; {self._remedy}"
             ) from None
         self._engine = engine
 
