@@ -101,30 +101,56 @@ class Tracking:
         """Runs matching ``filter``, ordered by ``order_by`` (default: newest first)."""
         clauses = parse_filter(filter)
         order = parse_order(order_by)
-        stmt = select(t.runs.c.run_id)
-        for clause in clauses:
-            stmt = stmt.where(_clause_sql(clause))
+        conditions = [_clause_sql(c) for c in clauses]
         if experiment is not None:
-            stmt = stmt.where(t.runs.c.experiment == experiment)
-        if order is None:
-            stmt = stmt.order_by(t.runs.c.start_time.desc())
-        elif order[0] == "attr":
-            col = t.runs.c[order[1]]
-            stmt = stmt.order_by(col.desc() if order[2] else col.asc())
-        else:
-            table = _KV_TABLES[order[0]].alias("ordering")
-            stmt = stmt.outerjoin(
-                table, and_(table.c.run_id == t.runs.c.run_id, table.c.key == order[1])
-            )
-            col = table.c.value
-            stmt = stmt.order_by(
-                col.desc().nulls_last() if order[2] else col.asc().nulls_last(),
-                t.runs.c.start_time.desc(),
-            )
-        stmt = stmt.limit(max_results)
+            conditions.append(t.runs.c.experiment == experiment)
         with self._metadata.read() as conn:
-            ids = [row[0] for row in conn.execute(stmt)]
+            if order is None or order[0] == "attr":
+                col = t.runs.c[order[1]] if order else t.runs.c.start_time
+                descending = order[2] if order else True
+                stmt = (
+                    select(t.runs.c.run_id)
+                    .where(*conditions)
+                    .order_by(col.desc() if descending else col.asc())
+                    .limit(max_results)
+                )
+                ids = [row[0] for row in conn.execute(stmt)]
+            else:
+                ids = self._ids_by_value(conn, order, conditions, max_results)
         return self._load(ids)
+
+    def _ids_by_value(
+        self, conn: Any, order: tuple[str, str, bool], conditions: list[Any], limit: int
+    ) -> list[str]:
+        """Run ids ordered by a metric or param; runs without it come last.
+
+        The first query walks the (key, value) index of the ordering table in order
+        and stops after ``limit`` matches, instead of sorting every run; only when it
+        finds fewer does a second query add the runs that lack the value.
+        """
+        kind, key, descending = order
+        table = _KV_TABLES[kind]
+        value = table.c.value
+        first = (
+            select(t.runs.c.run_id)
+            .select_from(table.join(t.runs, table.c.run_id == t.runs.c.run_id))
+            .where(table.c.key == key, value.is_not(None), *conditions)
+            .order_by(value.desc() if descending else value.asc())
+            .limit(limit)
+        )
+        ids = [row[0] for row in conn.execute(first)]
+        if len(ids) < limit:
+            has_value = exists().where(
+                table.c.run_id == t.runs.c.run_id, table.c.key == key, value.is_not(None)
+            )
+            rest = (
+                select(t.runs.c.run_id)
+                .where(~has_value, *conditions)
+                .order_by(t.runs.c.start_time.desc())
+                .limit(limit - len(ids))
+            )
+            ids += [row[0] for row in conn.execute(rest)]
+        return ids
 
     def history(self, run_id: str, key: str) -> list[MetricPoint]:
         """Every logged value of metric ``key`` in ``run_id``, by step."""
