@@ -258,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             my[name] = fn(Path(my_dir), args)
             print(f"modelyard {name}: {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    load["mlflow_start"] = os.getloadavg()[0]
         os.chdir(REPO)
+    load["mlflow_start"] = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-mlflow-") as ml_dir:
         ml = run_mlflow(Path(ml_dir), args)
     load["mlflow_end"] = os.getloadavg()[0]

@@ -541,3 +541,30 @@ def test_search_rejects_bad_orders(
     with pytest.raises(InvalidInputError) as caught:
         workspace.runs.search(order_by=order_by)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("filter_key", ["m0", "m1"], ids=["other-metric", "same-metric"])
+def test_search_filters_and_orders_by_metrics_together(
+    workspace: modelyard.Workspace, filter_key: str
+) -> None:
+    """The benchmark's query shape: a metric filter with ordering by a metric."""
+    values = [(0.9, 0.1), (0.2, 0.8), (0.7, 0.6), (0.6, None), (0.95, 0.3)]
+    ids = {}
+    for i, (m0, m1) in enumerate(values):
+        with workspace.start_run(f"r{i}") as run:
+            run.log_metrics({"m0": m0} if m1 is None else {"m0": m0, "m1": m1})
+        ids[run.run_id] = (m0, m1)
+    found = workspace.runs.search(f"metrics.{filter_key} > 0.25", order_by="metrics.m1 DESC")
+    index = 0 if filter_key == "m0" else 1
+    expected = [
+        rid
+        for rid, v in sorted(ids.items(), key=lambda kv: -(kv[1][1] or -1))
+        if v[index] is not None and v[index] > 0.25
+    ]
+    assert [r.run_id for r in found] == expected
+    ascending = workspace.runs.search(f"metrics.{filter_key} > 0.25", order_by="metrics.m1 ASC")
+    with_m1 = [r.run_id for r in ascending if r.metrics.get("m1") is not None]
+    assert with_m1 == [rid for rid in reversed(expected) if ids[rid][1] is not None]
+    # A run that lacks the ordering metric comes last, whatever the direction.
+    if filter_key == "m0":
+        assert ascending[-1].metrics.get("m1") is None

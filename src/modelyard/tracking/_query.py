@@ -67,12 +67,17 @@ def _clause_sql(clause: Clause) -> Any:
     if clause.kind == "attr":
         return op(t.runs.c[clause.key], clause.value)
     table = _KV_TABLES[clause.kind]
-    return exists().where(
-        and_(
-            table.c.run_id == t.runs.c.run_id,
-            table.c.key == clause.key,
-            op(table.c.value, clause.value),
+    # Correlate to runs only: the same table may also be the outer query's ordering.
+    return (
+        exists()
+        .where(
+            and_(
+                table.c.run_id == t.runs.c.run_id,
+                table.c.key == clause.key,
+                op(table.c.value, clause.value),
+            )
         )
+        .correlate(t.runs)
     )
 
 
@@ -129,7 +134,7 @@ class Tracking:
         finds fewer does a second query add the runs that lack the value.
         """
         kind, key, descending = order
-        table = _KV_TABLES[kind]
+        table = _KV_TABLES[kind].alias("ordering")
         value = table.c.value
         first = (
             select(t.runs.c.run_id)
@@ -140,8 +145,10 @@ class Tracking:
         )
         ids = [row[0] for row in conn.execute(first)]
         if len(ids) < limit:
-            has_value = exists().where(
-                table.c.run_id == t.runs.c.run_id, table.c.key == key, value.is_not(None)
+            has_value = (
+                exists()
+                .where(table.c.run_id == t.runs.c.run_id, table.c.key == key, value.is_not(None))
+                .correlate(t.runs)
             )
             rest = (
                 select(t.runs.c.run_id)
