@@ -613,3 +613,10 @@ def test_custom_flavor_works_like_the_builtins(
     assert isinstance(loaded.version, ModelVersion) and loaded.number == 2
     assert loaded.predict(pd.DataFrame({"a": [1.0, 2.5]}))["product"].tolist() == [4.0, 10.0]
     assert workspace.registry.load("mult/1").predict({"a": 2.0})["product"].tolist() == [5.0]
+
+
+def test_deleting_an_alias_of_an_unknown_model_says_the_model_is_unknown(
+    sqlite_workspace: modelyard.Workspace,
+) -> None:
+    with pytest.raises(NotFoundError, match="model 'ghost' is not registered"):
+        sqlite_workspace.registry.delete_alias("ghost", "production")

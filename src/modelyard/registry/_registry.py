@@ -235,6 +235,12 @@ class Registry:
                 )
             ).rowcount
         if not deleted:
+            with self._metadata.read() as conn:
+                known = conn.execute(
+                    select(t.registered_models.c.name).where(t.registered_models.c.name == name)
+                ).first()
+                if known is None:
+                    self._missing_model(name, conn)
             self._missing_alias(name, alias)
 
     # -- reading -------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""Static checks of the public API's types: run by mypy (see .ci/run), not by pytest."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import assert_type
+
+import pandas as pd
+
+import modelyard
+from modelyard.config import Config, load_config
+from modelyard.contracts import Schema
+from modelyard.registry import LoadedModel, LoggedModel, ModelVersion, RegisteredModel
+from modelyard.tracking import MetricPoint, Run, RunInfo
+
+
+def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
+    assert_type(load_config("."), Config)
+    assert_type(modelyard.seed_everything(1), int)
+    assert_type(modelyard.fingerprint(frame), str)
+    assert_type(Schema.infer(frame), Schema)
+    run = ws.start_run("x", params={"a": 1})
+    assert_type(run, Run)
+    with run:
+        assert_type(run.log_dataset("train", frame), str)
+        logged = ws.registry.log_model(run, object(), input_example=frame)
+        assert_type(logged, LoggedModel)
+    version = ws.registry.register("m", logged)
+    assert_type(version, ModelVersion)
+    assert_type(version.created_at, datetime)
+    assert_type(ws.registry.get("m@production"), ModelVersion)
+    assert_type(ws.registry.list(), list[RegisteredModel])
+    loaded = ws.registry.load("m/1")
+    assert_type(loaded, LoadedModel)
+    assert_type(loaded.predict(frame), pd.DataFrame)
+    assert_type(ws.runs.get(run.run_id), RunInfo)
+    assert_type(ws.runs.search("metrics.a > 1"), list[RunInfo])
+    assert_type(ws.runs.history(run.run_id, "loss"), list[MetricPoint])
