@@ -12,6 +12,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,11 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"b-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return f"s3://{name}/artifacts"
+
+
+@pytest.fixture
+def logged(workspace: modelyard.Workspace) -> Any:
+    """A tiny python-flavor model logged under a finished run (registry tests)."""
+    from registry_support import EXAMPLE, double, log_model
+
+    return log_model(workspace, double, EXAMPLE)

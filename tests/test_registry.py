@@ -22,20 +22,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from sqlalchemy import func, select
 
 import modelyard
 from modelyard import Field, Schema, Signature
-from modelyard.backends.metadata import tables as t
 from modelyard.errors import (
-    ConflictError,
-    InvalidInputError,
-    ModelyardError,
     NotFoundError,
     SchemaValidationError,
 )
 from modelyard.registry import FLAVORS, LoggedModel, ModelVersion, register_flavor
 from modelyard.registry._flavors import detect_flavor
+from registry_support import EXAMPLE, double, log_model
 
 # -- trained models (once per module: fitting is not what these tests are about) ----------
 
@@ -76,29 +72,6 @@ def iris_svc() -> Trained:
         warnings.filterwarnings("ignore", "The `probability` parameter", FutureWarning)
         model = SVC(probability=True, random_state=0).fit(x.iloc[:110], species[:110])
     return Trained(model, x.iloc[:110], x.iloc[110:])
-
-
-def _log(ws: modelyard.Workspace, model: object, example: Any, **run: Any) -> LoggedModel:
-    with ws.start_run("train", **run) as active:
-        return ws.registry.log_model(active, model, input_example=example)
-
-
-def _double(frame: pd.DataFrame) -> dict[str, Any]:
-    return {"y": frame["a"] * 2}
-
-
-EXAMPLE = pd.DataFrame({"a": [1.0, 2.0, 3.0]})
-
-
-@pytest.fixture
-def logged(workspace: modelyard.Workspace) -> LoggedModel:
-    """A tiny python-flavor model logged under a finished run."""
-    return _log(workspace, _double, EXAMPLE)
-
-
-def _rows(ws: modelyard.Workspace, table: Any) -> int:
-    with ws.metadata.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
 # -- versions and references --------------------------------------------------------------
@@ -168,7 +141,7 @@ def test_run_metrics_tags_and_lineage_are_copied(workspace: modelyard.Workspace)
         run.log_metric("acc", 0.90, step=0)
         run.log_metric("acc", 0.93, step=1)
         run.log_metric("loss", 0.2)
-        logged = workspace.registry.log_model(run, _double, input_example=train)
+        logged = workspace.registry.log_model(run, double, input_example=train)
     version = workspace.registry.register(
         "bc", logged, description="LR on breast cancer", tags={"owner": "ml-team"}
     )
@@ -202,7 +175,7 @@ def test_registering_inside_the_run_sees_the_metrics_logged_so_far(
 ) -> None:
     with workspace.start_run("train") as run:
         run.log_metric("acc", 0.91)
-        logged = workspace.registry.log_model(run, _double, input_example=EXAMPLE)
+        logged = workspace.registry.log_model(run, double, input_example=EXAMPLE)
         version = workspace.registry.register("bc", logged)
     assert version.metrics == {"acc": 0.91}
 
@@ -224,7 +197,7 @@ def test_signature_is_inferred_for_a_classifier_pipeline(
     sqlite_workspace: modelyard.Workspace, breast_cancer_lr: Trained
 ) -> None:
     example = breast_cancer_lr.train.head()
-    logged = _log(sqlite_workspace, breast_cancer_lr.model, example)
+    logged = log_model(sqlite_workspace, breast_cancer_lr.model, example)
     version = sqlite_workspace.registry.register("bc", logged)
     assert logged.flavor == version.flavor == "sklearn"
     assert version.signature == logged.signature
@@ -243,14 +216,14 @@ def test_signature_is_inferred_for_a_classifier_pipeline(
 def test_signature_uses_class_names_and_regressors_give_one_column(
     sqlite_workspace: modelyard.Workspace, iris_svc: Trained, diabetes_rf: Trained
 ) -> None:
-    svc = _log(sqlite_workspace, iris_svc.model, iris_svc.train.head())
+    svc = log_model(sqlite_workspace, iris_svc.model, iris_svc.train.head())
     assert [(f.name, f.dtype) for f in svc.signature.outputs.fields] == [
         ("prediction", "string"),
         ("probability_setosa", "float64"),
         ("probability_versicolor", "float64"),
         ("probability_virginica", "float64"),
     ]
-    rf = _log(sqlite_workspace, diabetes_rf.model, diabetes_rf.train.head())
+    rf = log_model(sqlite_workspace, diabetes_rf.model, diabetes_rf.train.head())
     assert rf.signature.inputs.names == list(diabetes_rf.train.columns)
     assert [(f.name, f.dtype) for f in rf.signature.outputs.fields] == [("prediction", "float64")]
 
@@ -261,7 +234,7 @@ def test_signature_input_types_are_inferred_per_column(
     example = pd.DataFrame(
         {"age": [31, 45], "income": [1.5, None], "city": ["Oslo", "Lima"], "member": [True, False]}
     )
-    logged = _log(sqlite_workspace, lambda df: {"score": df["age"] * 0.5}, example)
+    logged = log_model(sqlite_workspace, lambda df: {"score": df["age"] * 0.5}, example)
     assert [(f.name, f.dtype, f.nullable) for f in logged.signature.inputs.fields] == [
         ("age", "int64", False),
         ("income", "float64", True),
@@ -277,7 +250,7 @@ def test_declared_signature_is_kept_and_enforced(sqlite_workspace: modelyard.Wor
         outputs=Schema.of(Field(name="y", dtype="float64", description="twice a")),
     )
     with sqlite_workspace.start_run("train") as run:
-        logged = sqlite_workspace.registry.log_model(run, _double, signature=declared)
+        logged = sqlite_workspace.registry.log_model(run, double, signature=declared)
     version = sqlite_workspace.registry.register("doubler", logged)
     assert version.signature == declared
 
@@ -298,7 +271,7 @@ def test_loaded_classifier_predicts_like_the_original(
 ) -> None:
     trained: Trained = request.getfixturevalue(which)
     reg = sqlite_workspace.registry
-    reg.register("clf", _log(sqlite_workspace, trained.model, trained.train.head()))
+    reg.register("clf", log_model(sqlite_workspace, trained.model, trained.train.head()))
     loaded = reg.load("clf@latest")
     assert (loaded.name, loaded.number) == ("clf", 1)
 
@@ -318,7 +291,7 @@ def test_lr_pipeline_serving_fast_path_matches(
 ) -> None:
     reg = sqlite_workspace.registry
     reg.register(
-        "bc", _log(sqlite_workspace, breast_cancer_lr.model, breast_cancer_lr.train.head())
+        "bc", log_model(sqlite_workspace, breast_cancer_lr.model, breast_cancer_lr.train.head())
     )
     loaded = reg.load("bc")
     held_out = breast_cancer_lr.held_out
@@ -343,7 +316,7 @@ def test_loaded_regressor_predicts_like_the_original(
     sqlite_workspace: modelyard.Workspace, diabetes_rf: Trained
 ) -> None:
     reg = sqlite_workspace.registry
-    reg.register("rf", _log(sqlite_workspace, diabetes_rf.model, diabetes_rf.train.head()))
+    reg.register("rf", log_model(sqlite_workspace, diabetes_rf.model, diabetes_rf.train.head()))
     got = reg.load("rf/1").predict(diabetes_rf.held_out)
     assert list(got.columns) == ["prediction"]
     np.testing.assert_allclose(got["prediction"], diabetes_rf.model.predict(diabetes_rf.held_out))
@@ -358,8 +331,8 @@ def test_python_flavor_pickles_lambdas_and_closures_by_value(
         return pd.DataFrame({"y": frame["a"] * factor, "big": frame["a"] > 2})
 
     reg = sqlite_workspace.registry
-    reg.register("lam", _log(sqlite_workspace, lambda df: df["a"].to_numpy() + 1, EXAMPLE))
-    reg.register("fn", _log(sqlite_workspace, scaled, EXAMPLE))
+    reg.register("lam", log_model(sqlite_workspace, lambda df: df["a"].to_numpy() + 1, EXAMPLE))
+    reg.register("fn", log_model(sqlite_workspace, scaled, EXAMPLE))
     assert reg.get("fn").flavor == "python"
 
     # A fresh Workspace on the same folder has only the stored bytes to go on.
@@ -375,133 +348,6 @@ def test_python_flavor_pickles_lambdas_and_closures_by_value(
         ("y", "float64"),
         ("big", "bool"),
     ]
-
-
-# -- errors -------------------------------------------------------------------------------
-
-
-def test_unknown_model_suggests_the_nearest_name(
-    workspace: modelyard.Workspace, logged: LoggedModel
-) -> None:
-    workspace.registry.register("breast-cancer", logged)
-    with pytest.raises(NotFoundError, match="did you mean 'breast-cancer'") as caught:
-        workspace.registry.get("breast-cancr")
-    assert isinstance(caught.value, LookupError)
-    assert caught.value.status == 404 and caught.value.code == "not_found"
-    with pytest.raises(NotFoundError, match="model 'zzz' is not registered; register one"):
-        workspace.registry.versions("zzz")
-    with pytest.raises(NotFoundError, match="did you mean 'breast-cancer'"):
-        workspace.registry.load("breast_cancer@production")
-
-
-def test_unknown_version_and_alias_say_what_exists(
-    workspace: modelyard.Workspace, logged: LoggedModel
-) -> None:
-    reg = workspace.registry
-    reg.register("bc", logged)
-    reg.register("bc", logged)
-    with pytest.raises(NotFoundError, match=r"model 'bc' has no version 7; it has versions 1\.\.2"):
-        reg.get("bc/7")
-    with pytest.raises(NotFoundError, match=r"its aliases: none\); set it with"):
-        reg.get("bc@prod")
-    reg.set_alias("bc", "production", 1)
-    reg.set_alias("bc", "staging", 2)
-    with pytest.raises(NotFoundError) as caught:
-        reg.load("bc@prod")
-    assert str(caught.value) == (
-        "model 'bc' has no alias 'prod' (its aliases: production -> 1, staging -> 2); "
-        "set it with 'modelyard models alias bc prod VERSION'"
-    )
-
-
-@pytest.mark.parametrize("name", ["", "has space", "-leading-dash", "a/b", "x@y", "é", "a" * 251])
-def test_invalid_model_names_are_rejected(sqlite_workspace: modelyard.Workspace, name: str) -> None:
-    logged = _log(sqlite_workspace, _double, EXAMPLE)
-    with pytest.raises(InvalidInputError, match="is not valid|is empty|must be a positive"):
-        sqlite_workspace.registry.register(name, logged)
-    if "@" not in name and "/" not in name:  # those parse as NAME@ALIAS and NAME/VERSION
-        with pytest.raises(ValueError):
-            sqlite_workspace.registry.get(name)
-    assert sqlite_workspace.registry.list() == []
-
-
-@pytest.mark.parametrize("alias", ["latest", "1st", "has space", "a.b", "", "x" * 101])
-def test_invalid_aliases_are_rejected(sqlite_workspace: modelyard.Workspace, alias: str) -> None:
-    sqlite_workspace.registry.register("bc", _log(sqlite_workspace, _double, EXAMPLE))
-    with pytest.raises(InvalidInputError, match=r"alias .* is not valid.*'latest' is reserved"):
-        sqlite_workspace.registry.set_alias("bc", alias, 1)
-    assert sqlite_workspace.registry.list()[0].aliases == {}
-
-
-@pytest.mark.parametrize("ref", ["bc/0", "bc/-1", "bc/two", "bc/"])
-def test_bad_version_references_are_rejected(
-    sqlite_workspace: modelyard.Workspace, ref: str
-) -> None:
-    with pytest.raises(InvalidInputError, match="must be a positive integer"):
-        sqlite_workspace.registry.get(ref)
-
-
-def test_log_model_needs_a_signature_or_an_example(sqlite_workspace: modelyard.Workspace) -> None:
-    with sqlite_workspace.start_run("train") as run:
-        with pytest.raises(InvalidInputError, match="pass input_example=") as caught:
-            sqlite_workspace.registry.log_model(run, _double)
-    assert isinstance(caught.value, ValueError)
-    assert sqlite_workspace.runs.get(run.run_id).artifacts == []
-
-
-def test_a_model_no_flavor_accepts_is_rejected(sqlite_workspace: modelyard.Workspace) -> None:
-    with sqlite_workspace.start_run("train") as run:
-        with pytest.raises(InvalidInputError, match="no flavor can save a object; pass flavor="):
-            sqlite_workspace.registry.log_model(run, object(), input_example=EXAMPLE)
-        with pytest.raises(InvalidInputError, match="unknown flavor 'onnx'; available: .*python"):
-            sqlite_workspace.registry.log_model(run, _double, input_example=EXAMPLE, flavor="onnx")
-    assert sqlite_workspace.runs.get(run.run_id).artifacts == []
-
-
-def test_register_rejects_a_source_that_is_not_a_model(
-    sqlite_workspace: modelyard.Workspace,
-) -> None:
-    with pytest.raises(InvalidInputError, match="pass a LoggedModel or 'runs:/RUN_ID/PATH'"):
-        sqlite_workspace.registry.register("bc", "/tmp/model.pkl")
-    with sqlite_workspace.start_run("train") as run:
-        run.log_text("not a model", "model")
-    with pytest.raises(NotFoundError, match=f"run '{run.run_id}' has no model at 'model'"):
-        sqlite_workspace.registry.register("bc", f"runs:/{run.run_id}/model")
-    assert sqlite_workspace.registry.list() == []
-
-
-def test_every_error_is_a_modelyard_error_with_a_code() -> None:
-    for cls, builtin in [
-        (NotFoundError, LookupError),
-        (InvalidInputError, ValueError),
-        (SchemaValidationError, ValueError),
-        (ConflictError, RuntimeError),
-    ]:
-        assert issubclass(cls, ModelyardError) and issubclass(cls, builtin)
-        assert cls.code != ModelyardError.code
-
-
-# -- nothing half-written -----------------------------------------------------------------
-
-
-def test_failed_registration_leaves_nothing_behind(
-    workspace: modelyard.Workspace, logged: LoggedModel
-) -> None:
-    reg = workspace.registry
-    with pytest.raises(NotFoundError, match="run 'f00' has no model at 'model'"):
-        reg.register("bc", "runs:/f00/model")
-    ghost = LoggedModel("0" * 32, "model", logged.artifact, logged.flavor, logged.signature)
-    with pytest.raises(NotFoundError, match=f"run '{'0' * 32}' does not exist"):
-        reg.register("bc", ghost)
-    assert (_rows(workspace, t.registered_models), _rows(workspace, t.model_versions)) == (0, 0)
-    assert reg.list() == []
-
-    # A failure on an existing model does not use up a version number either.
-    assert reg.register("bc", logged).version == 1
-    with pytest.raises(NotFoundError):
-        reg.register("bc", ghost)
-    assert reg.register("bc", logged).version == 2
-    assert [v.version for v in reg.versions("bc")] == [1, 2]
 
 
 # -- concurrency --------------------------------------------------------------------------
@@ -589,14 +435,14 @@ def multiplier_flavor() -> Iterator[MultiplierFlavor]:
 def test_builtin_flavors_are_registered_through_the_public_door() -> None:
     assert {"python", "sklearn"} <= set(FLAVORS)
     assert detect_flavor(LogisticRegression()).name == "sklearn"
-    assert detect_flavor(_double).name == "python"
+    assert detect_flavor(double).name == "python"
 
 
 def test_custom_flavor_works_like_the_builtins(
     workspace: modelyard.Workspace, multiplier_flavor: MultiplierFlavor
 ) -> None:
     assert detect_flavor(Multiplier(2.0)) is multiplier_flavor  # later registrations win
-    auto = _log(workspace, Multiplier(2.5), EXAMPLE)
+    auto = log_model(workspace, Multiplier(2.5), EXAMPLE)
     assert auto.flavor == "multiplier"
     assert [(f.name, f.dtype) for f in auto.signature.outputs.fields] == [("product", "float64")]
 
@@ -613,10 +459,3 @@ def test_custom_flavor_works_like_the_builtins(
     assert isinstance(loaded.version, ModelVersion) and loaded.number == 2
     assert loaded.predict(pd.DataFrame({"a": [1.0, 2.5]}))["product"].tolist() == [4.0, 10.0]
     assert workspace.registry.load("mult/1").predict({"a": 2.0})["product"].tolist() == [5.0]
-
-
-def test_deleting_an_alias_of_an_unknown_model_says_the_model_is_unknown(
-    sqlite_workspace: modelyard.Workspace,
-) -> None:
-    with pytest.raises(NotFoundError, match="model 'ghost' is not registered"):
-        sqlite_workspace.registry.delete_alias("ghost", "production")
