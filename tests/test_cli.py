@@ -208,19 +208,23 @@ def test_quickstart_serves_and_its_curl_line_returns_a_prediction(tmp_path: Path
     assert len(logs) == len([line for line in err.splitlines() if line.strip()]), err
 
 
+def serve_command(workspace: Path, port: int) -> list[str]:
+    return [
+        *MODELYARD,
+        "serve",
+        "breast_cancer@production",
+        "--port",
+        str(port),
+        "-w",
+        str(workspace),
+    ]
+
+
 @pytest.fixture
 def server(quickstarted: Path) -> Any:
     port = free_port()
     proc = subprocess.Popen(
-        [
-            *MODELYARD,
-            "serve",
-            "breast_cancer@production",
-            "--port",
-            str(port),
-            "-w",
-            str(quickstarted),
-        ],
+        serve_command(quickstarted, port),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -269,15 +273,7 @@ def test_served_curl_line_and_json_logs(server: Any, quickstarted: Path) -> None
 def test_serve_on_a_busy_port_is_one_line_exit_2(server: Any, quickstarted: Path) -> None:
     _, _, port = server
     result = subprocess.run(
-        [
-            *MODELYARD,
-            "serve",
-            "breast_cancer@production",
-            "--port",
-            str(port),
-            "-w",
-            str(quickstarted),
-        ],
+        serve_command(quickstarted, port),
         capture_output=True,
         text=True,
         timeout=60,
