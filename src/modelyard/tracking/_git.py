@@ -70,7 +70,7 @@ def head_commit(git_dir: Path) -> str | None:
     return None
 
 
-def _stat(path: Path) -> Stat | None:
+def _stat(path: str | Path) -> Stat | None:
     try:
         st = os.lstat(path)
     except OSError:
@@ -84,13 +84,13 @@ class _Snapshot:
 
     commit: str
     index: Stat | None
-    files: dict[str, Stat]
+    files: dict[str, Stat]  # absolute path (a str: this check runs once per run start)
     dirty: bool
 
-    def still_holds(self, git_dir: Path, work_tree: Path, commit: str) -> bool:
+    def still_holds(self, git_dir: Path, commit: str) -> bool:
         if commit != self.commit or _stat(git_dir / "index") != self.index:
             return False
-        return all(_stat(work_tree / rel) == seen for rel, seen in self.files.items())
+        return all(_stat(path) == seen for path, seen in self.files.items())
 
 
 _snapshots: dict[Path, _Snapshot] = {}
@@ -122,7 +122,7 @@ class GitProbe:
         if commit is None:
             return cls(None)
         known = _snapshots.get(work_tree)
-        if known is not None and known.still_holds(git_dir, work_tree, commit):
+        if known is not None and known.still_holds(git_dir, commit):
             return cls(commit, known.dirty)
         started = time.time_ns()
         try:
@@ -164,10 +164,12 @@ class GitProbe:
         if index is not None and max(index[0], index[1]) >= trusted_before:
             return
         files: dict[str, Stat] = {}
+        root = str(self._work_tree)
         for name in names:
-            seen = _stat(self._work_tree / name)
+            path = os.path.join(root, name)
+            seen = _stat(path)
             if seen is None or max(seen[0], seen[1]) >= trusted_before:
                 return
-            files[name] = seen
+            files[path] = seen
         if head_commit(self._git_dir) == self.commit:
             _snapshots[self._work_tree] = _Snapshot(self.commit, index, files, self.dirty)
