@@ -10,6 +10,7 @@ PACKAGES = [
     "modelyard",
     "modelyard.contracts",
     "modelyard.tracking",
+    "modelyard.features",
     "modelyard.registry",
     "modelyard.backends.metadata",
     "modelyard.backends.artifacts",

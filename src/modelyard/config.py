@@ -62,6 +62,12 @@ SETTINGS: tuple[Setting, ...] = (
         "endpoint of an S3-compatible server (MinIO, Ceph…); empty for AWS or local folders",
     ),
     Setting(
+        "offline.path",
+        str,
+        ".modelyard/offline",
+        "offline feature store: a folder of Parquet (relative to the workspace)",
+    ),
+    Setting(
         "tracking.experiment",
         str,
         "default",

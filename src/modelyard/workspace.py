@@ -15,6 +15,7 @@ from modelyard.backends.artifacts import ArtifactStore, open_artifacts
 from modelyard.backends.metadata import MetadataStore, open_metadata
 from modelyard.config import CONFIG_FILE, Config, load_config, render_template
 from modelyard.errors import ModelyardError
+from modelyard.features import FeatureStore
 from modelyard.registry import Registry
 from modelyard.tracking import Run, Tracking
 
@@ -109,6 +110,11 @@ class Workspace:
             exc.message = f"{exc.message} (from {key}, {self.config.source(key)})"
             exc.args = (exc.message,)
             raise
+
+    @property
+    def features(self) -> FeatureStore:
+        path = Path(self.config["offline.path"])
+        return FeatureStore(self.metadata, path if path.is_absolute() else self.config.root / path)
 
     @property
     def runs(self) -> Tracking:

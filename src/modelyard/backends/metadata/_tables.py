@@ -134,3 +134,14 @@ model_aliases = Table(
     Column("version", Integer, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+feature_definitions = Table(
+    "feature_definitions",
+    metadata,
+    Column("kind", String(20), primary_key=True),
+    Column("name", String(250), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("digest", String(80), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
