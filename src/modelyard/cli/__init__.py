@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli import models, runs
+from modelyard.cli import features, models, runs
 from modelyard.cli._common import WorkspaceOpt, console, err_console, open_workspace
 from modelyard.cli.quickstart import quickstart
 from modelyard.config import SETTINGS
@@ -29,6 +29,7 @@ config_app = typer.Typer(help="Show the effective configuration.", no_args_is_he
 app.add_typer(config_app, name="config")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(features.app, name="features")
 app.command("quickstart")(quickstart)
 
 

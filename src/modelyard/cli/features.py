@@ -1,0 +1,136 @@
+"""``modelyard features plan|apply|list|show|get-historical``.
+
+Definitions live in Python files (``features.py`` in the workspace by default); every
+Entity, FeatureView and FeatureService bound at module level is picked up, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from modelyard.cli._common import WorkspaceOpt, console, open_workspace
+from modelyard.errors import InvalidInputError, NotFoundError
+
+app = typer.Typer(help="Feature definitions and training sets.", no_args_is_help=True)
+
+FilesArg = typer.Argument(None, help="Python files with the definitions (default: features.py)")
+
+
+def load_definitions(files: list[Path] | None, workspace: str) -> list[Any]:
+    from modelyard.features import Entity, FeatureService, FeatureView
+
+    paths = files or [Path(workspace) / "features.py"]
+    found: list[Any] = []
+    for path in paths:
+        if not path.is_file():
+            raise InvalidInputError(
+                f"definitions file {str(path)!r} does not exist; pass the file that defines "
+                "your entities and feature views"
+            )
+        try:
+            namespace = runpy.run_path(str(path))
+        except Exception as exc:  # the user's file failed: say where, without a traceback
+            raise InvalidInputError(f"{path}: {type(exc).__name__}: {exc}") from None
+        for value in namespace.values():
+            items = value if isinstance(value, list | tuple) else [value]
+            for item in items:
+                if isinstance(item, Entity | FeatureView | FeatureService) and item not in found:
+                    found.append(item)
+    if not found:
+        raise InvalidInputError(
+            f"no Entity, FeatureView or FeatureService found in {', '.join(map(str, paths))}"
+        )
+    # Entities first, then views, then services, so that a service's views exist.
+    order = {Entity: 0, FeatureView: 1, FeatureService: 2}
+    return sorted(found, key=lambda o: order[type(o)])
+
+
+def _changes_table(changes: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("action", "kind", "name", "version", "changed"):
+        table.add_column(col)
+    style = {"create": "green", "update": "yellow", "unchanged": "dim"}
+    for c in changes:
+        table.add_row(
+            c.action, c.kind, c.name, str(c.version), ", ".join(c.changed), style=style[c.action]
+        )
+    return table
+
+
+@app.command("plan")
+def plan(files: list[Path] = FilesArg, workspace: str = WorkspaceOpt) -> None:
+    """Show what 'apply' would create or change (writes nothing)."""
+    ws = open_workspace(workspace)
+    console.print(_changes_table(ws.features.plan(load_definitions(files, workspace)), "plan"))
+
+
+@app.command("apply")
+def apply(files: list[Path] = FilesArg, workspace: str = WorkspaceOpt) -> None:
+    """Store new and changed definitions; a changed view gets a new version."""
+    ws = open_workspace(workspace)
+    console.print(_changes_table(ws.features.apply(load_definitions(files, workspace)), "applied"))
+
+
+@app.command("list")
+def list_definitions(workspace: str = WorkspaceOpt) -> None:
+    """Every entity, feature view and service with its latest version."""
+    table = Table(title="feature definitions")
+    for col in ("kind", "name", "latest version"):
+        table.add_column(col)
+    for kind, name, version in open_workspace(workspace).features.list():
+        table.add_row(kind, name, str(version))
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    name: str,
+    version: int = typer.Option(None, "--version", help="default: the latest"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """One definition in full (a view, a service or an entity, looked up in that order)."""
+    store = open_workspace(workspace).features
+    for getter in (store.view, store.service, store.entity):
+        try:
+            spec = getter(name, version).spec()
+        except NotFoundError:
+            continue
+        console.print_json(json.dumps(spec))
+        return
+    store.view(name, version)  # raises with the nearest-name hint
+
+
+@app.command("get-historical")
+def get_historical(
+    entities: Path = typer.Option(..., "--entities", help="Parquet file of entity rows"),
+    features: list[str] = typer.Option(
+        ..., "--features", "-f", help="a service name, or view:feature (repeatable)"
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Parquet file to write"),
+    timestamp_field: str = typer.Option("event_timestamp", "--timestamp-field"),
+    assume_utc: bool = typer.Option(False, "--assume-utc", help="naive entity times are UTC"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Write a point-in-time correct training set to Parquet."""
+    import pyarrow.parquet as pq
+
+    if not entities.is_file():
+        raise InvalidInputError(f"entity file {str(entities)!r} does not exist")
+    refs: Any = features[0] if len(features) == 1 and ":" not in features[0] else features
+    store = open_workspace(workspace).features
+    with console.status("joining"):
+        store.get_historical(
+            pq.read_table(entities),
+            refs,
+            timestamp_field=timestamp_field,
+            assume_utc=assume_utc,
+            path=output,
+        )
+    rows = pq.ParquetFile(output).metadata.num_rows
+    console.print(f"wrote {rows} rows to {output}")

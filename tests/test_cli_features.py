@@ -1,0 +1,113 @@
+"""``modelyard features …`` as a user runs it against a definitions file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cli_support import run_cli
+
+DEFINITIONS = """
+from datetime import timedelta
+import pandas as pd
+from modelyard.features import Entity, FeatureView, FeatureService, FrameSource
+
+ts = lambda s: pd.Timestamp(s, tz="UTC")
+driver = Entity("driver", {"driver_id": "int64"})
+stats = FeatureView(
+    "driver_stats",
+    entity=driver,
+    source=FrameSource(pd.DataFrame({
+        "driver_id": [1, 2],
+        "event_timestamp": [ts("2024-01-01"), ts("2024-01-02")],
+        "rating": [4.0, 3.0],
+    })),
+    features={"rating": "float64"},
+    ttl=timedelta(days=FEATURE_TTL_DAYS),
+)
+model_v1 = FeatureService("model_v1", [stats])
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    folder = tmp_path / "p"
+    assert run_cli(capsys, "init", str(folder))[0] == 0
+    (folder / "features.py").write_text(DEFINITIONS.replace("FEATURE_TTL_DAYS", "7"))
+    return folder
+
+
+def test_plan_apply_list_show(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    w = ["-w", str(project)]
+    code, out, _ = run_cli(capsys, "features", "plan", *w)
+    assert code == 0 and out.count("create") == 3
+    code, out, _ = run_cli(capsys, "features", "list", *w)
+    assert code == 0 and "driver_stats" not in out  # plan wrote nothing
+    assert run_cli(capsys, "features", "apply", *w)[0] == 0
+    code, out, _ = run_cli(capsys, "features", "apply", *w)
+    assert code == 0 and out.count("unchanged") == 3
+    (project / "features.py").write_text(DEFINITIONS.replace("FEATURE_TTL_DAYS", "3"))
+    code, out, _ = run_cli(capsys, "features", "apply", *w)
+    assert code == 0 and "update" in out and "ttl_seconds" in out
+    code, out, _ = run_cli(capsys, "features", "list", *w)
+    assert "driver_stats" in out and "│ 2 " in out
+    code, out, _ = run_cli(capsys, "features", "show", "driver_stats", "--version", "1", *w)
+    assert code == 0 and '"ttl_seconds": 604800.0' in out
+
+
+def test_get_historical_writes_a_training_set(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    entities = pd.DataFrame(
+        {
+            "driver_id": [2, 1, 3],
+            "event_timestamp": pd.to_datetime(["2024-01-03"] * 3, utc=True),
+            "label": [1, 0, 1],
+        }
+    )
+    entities.to_parquet(tmp_path / "entities.parquet")
+    out_path = tmp_path / "train.parquet"
+    code, out, err = run_cli(
+        capsys,
+        "features",
+        "get-historical",
+        "--entities",
+        str(tmp_path / "entities.parquet"),
+        "-f",
+        "model_v1",
+        "-o",
+        str(out_path),
+        *w,
+    )
+    assert code == 0, err
+    assert "wrote 3 rows" in out
+    got = pd.read_parquet(out_path)
+    assert got["label"].tolist() == [1, 0, 1]
+    assert got["rating"].tolist()[:2] == [3.0, 4.0] and pd.isna(got["rating"].iloc[2])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["features", "show", "driver_stat"], "did you mean 'driver_stats'"),
+        (["features", "apply", "missing.py"], "does not exist"),
+    ],
+)
+def test_errors_are_one_line_exit_2(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    run_cli(capsys, "features", "apply", "-w", str(project))
+    code, _, err = run_cli(capsys, *args, "-w", str(project))
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_broken_definitions_file_names_the_file(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "features.py").write_text("import nonexistent_module_xyz\n")
+    code, _, err = run_cli(capsys, "features", "plan", "-w", str(project))
+    assert code == 2 and "features.py" in err and "nonexistent_module_xyz" in err
