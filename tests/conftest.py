@@ -127,3 +127,37 @@ def logged(workspace: modelyard.Workspace) -> Any:
     from registry_support import EXAMPLE, double, log_model
 
     return log_model(workspace, double, EXAMPLE)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server at 127.0.0.1:6379 (database 15, which the tests may flush)."""
+    url = "redis://127.0.0.1:6379/15"
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except Exception as exc:  # any failure means "no server"
+        _unreachable("Redis at 127.0.0.1:6379", str(exc).splitlines()[0])
+    return url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Every online-store test runs once per back end, each in a fresh namespace."""
+    from modelyard.backends.online import open_online
+
+    if request.param == "sqlite":
+        store = open_online(f"sqlite:///{tmp_path / 'online.db'}")
+    else:
+        from modelyard.backends.online.redis import RedisOnlineStore
+
+        url = str(request.getfixturevalue("redis_url"))
+        store = RedisOnlineStore(url, prefix=f"test:{uuid.uuid4().hex}:")
+    store.open()
+    try:
+        yield store
+    finally:
+        for view in ("v", "w"):
+            store.drop(view)
+        store.close()

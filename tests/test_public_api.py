@@ -14,6 +14,7 @@ PACKAGES = [
     "modelyard.registry",
     "modelyard.backends.metadata",
     "modelyard.backends.artifacts",
+    "modelyard.backends.online",
 ]
 
 

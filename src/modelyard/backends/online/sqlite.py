@@ -1,0 +1,110 @@
+"""SQLite online store (the embedded default): one WITHOUT ROWID table per view.
+
+The read path talks to ``sqlite3`` directly: SQLAlchemy's per-statement overhead is
+larger than the primary-key lookup itself, and this call sits in every prediction.
+A connection per thread, because a sqlite3 connection must not cross threads.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelyard.backends.online import OnlineRow
+from modelyard.errors import BackendUnavailableError
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def table_name(view: str) -> str:
+    # View names are checked elsewhere; quoting keeps any name safe as an identifier.
+    return '"fv_' + view.replace('"', '""') + '"'
+
+
+class SqliteOnlineStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = url.split(":///", 1)[1] if ":///" in url else ":memory:"
+        self._local = threading.local()
+        self._known: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"SqliteOnlineStore({self.url!r})"
+
+    def open(self) -> None:
+        self._conn()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise BackendUnavailableError(
+                    f"cannot open the online store {self.path}: {exc}; check the path and "
+                    "its permissions"
+                ) from None
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _ensure(self, conn: sqlite3.Connection, view: str) -> str:
+        name = table_name(view)
+        if view not in self._known:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} "
+                "(k BLOB PRIMARY KEY, ts INTEGER NOT NULL, v BLOB NOT NULL) WITHOUT ROWID"
+            )
+            self._known.add(view)
+        return name
+
+    def write(self, view: str, rows: Sequence[OnlineRow]) -> None:
+        if not rows:
+            return
+        conn = self._conn()
+        name = self._ensure(conn, view)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"INSERT INTO {name} (k, ts, v) VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE "
+                "SET ts = excluded.ts, v = excluded.v WHERE excluded.ts >= ts",
+                rows,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def read(self, view: str, keys: Sequence[bytes]) -> list[tuple[int, bytes] | None]:
+        conn = self._conn()
+        name = self._ensure(conn, view)
+        if len(keys) == 1:
+            row = conn.execute(f"SELECT ts, v FROM {name} WHERE k = ?", (keys[0],)).fetchone()
+            return [row]
+        found: dict[bytes, tuple[int, bytes]] = {}
+        # SQLite allows 32,766 parameters; batches keep far below it.
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for k, ts, v in conn.execute(
+                f"SELECT k, ts, v FROM {name} WHERE k IN ({marks})", chunk
+            ):
+                found[k] = (ts, v)
+        return [found.get(k) for k in keys]
+
+    def drop(self, view: str) -> None:
+        conn = self._conn()
+        conn.execute(f"DROP TABLE IF EXISTS {table_name(view)}")
+        self._known.discard(view)

@@ -1,0 +1,71 @@
+"""One contract for every online store (SQLite and a real Redis): latest row wins."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from modelyard.backends.online import open_online
+from modelyard.errors import BackendUnavailableError, ConfigError
+
+
+def test_read_returns_rows_in_key_order_and_none_for_missing(online_store: Any) -> None:
+    online_store.write("v", [(b"a", 10, b"A"), (b"b", 20, b"B")])
+    assert online_store.read("v", [b"b", b"x", b"a"]) == [(20, b"B"), None, (10, b"A")]
+    assert online_store.read("v", [b"a"]) == [(10, b"A")]
+    assert online_store.read("w", [b"a"]) == [None]  # views are separate
+
+
+def test_a_newer_row_replaces_and_an_older_one_does_not(online_store: Any) -> None:
+    online_store.write("v", [(b"a", 10, b"old")])
+    online_store.write("v", [(b"a", 30, b"new")])
+    online_store.write("v", [(b"a", 20, b"late")])  # arrives late: must not roll back
+    assert online_store.read("v", [b"a"]) == [(30, b"new")]
+    online_store.write("v", [(b"a", 30, b"same-time")])  # equal time: last written wins
+    assert online_store.read("v", [b"a"]) == [(30, b"same-time")]
+
+
+def test_rewriting_the_same_rows_is_idempotent(online_store: Any) -> None:
+    rows = [(str(i).encode(), i, f"v{i}".encode()) for i in range(1500)]
+    online_store.write("v", rows)
+    online_store.write("v", rows)
+    keys = [r[0] for r in rows]
+    assert online_store.read("v", keys) == [(r[1], r[2]) for r in rows]
+
+
+def test_binary_keys_and_values_round_trip(online_store: Any) -> None:
+    key, value = b'[1,"caf\\u00e9"]\x00\xff', bytes(range(256))
+    online_store.write("v", [(key, 1_700_000_000_000_000, value)])
+    assert online_store.read("v", [key]) == [(1_700_000_000_000_000, value)]
+
+
+def test_drop_removes_a_view(online_store: Any) -> None:
+    online_store.write("v", [(b"a", 1, b"A")])
+    online_store.drop("v")
+    assert online_store.read("v", [b"a"]) == [None]
+
+
+def test_concurrent_writers_keep_the_newest_row(online_store: Any) -> None:
+    def writer(offset: int) -> None:
+        for ts in range(offset, 200, 4):
+            online_store.write("v", [(b"k", ts, str(ts).encode())])
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert online_store.read("v", [b"k"]) == [(199, b"199")]
+
+
+def test_unknown_scheme_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="sqlite://, redis://"):
+        open_online("memcached://x")
+
+
+def test_unreachable_redis_is_a_one_line_error() -> None:
+    store = open_online("redis://127.0.0.1:1/0")
+    with pytest.raises(BackendUnavailableError, match="cannot reach the online store"):
+        store.open()
