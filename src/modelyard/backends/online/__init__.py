@@ -12,7 +12,7 @@ from typing import Protocol
 
 from modelyard.errors import ConfigError
 
-__all__ = ["SCHEMES", "OnlineRow", "OnlineStore", "open_online"]
+__all__ = ["OnlineRow", "OnlineStore", "SCHEMES", "open_online"]
 
 OnlineRow = tuple[bytes, int, bytes]
 """(encoded key, event time in µs since the epoch, encoded feature values)."""
