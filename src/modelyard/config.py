@@ -68,6 +68,12 @@ SETTINGS: tuple[Setting, ...] = (
         "offline feature store: a folder of Parquet (relative to the workspace)",
     ),
     Setting(
+        "online.url",
+        str,
+        "sqlite:///.modelyard/online.db",
+        "online feature store: sqlite:///PATH (relative to the workspace) or redis://host:port/db",
+    ),
+    Setting(
         "tracking.experiment",
         str,
         "default",

@@ -13,6 +13,7 @@ from typing import Any
 
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
 from modelyard.backends.metadata import MetadataStore, open_metadata
+from modelyard.backends.online import OnlineStore, open_online
 from modelyard.config import CONFIG_FILE, Config, load_config, render_template
 from modelyard.errors import ModelyardError
 from modelyard.features import FeatureStore
@@ -41,6 +42,7 @@ class Workspace:
         self._config: Config | None = None
         self._metadata: MetadataStore | None = None
         self._artifacts: ArtifactStore | None = None
+        self._online: OnlineStore | None = None
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -112,9 +114,18 @@ class Workspace:
             raise
 
     @property
+    def online(self) -> OnlineStore:
+        if self._online is None:
+            store = self._build("online.url", lambda url: open_online(self._resolve_sqlite(url)))
+            self._with_source("online.url", store.open)
+            self._online = store
+        return self._online
+
+    @property
     def features(self) -> FeatureStore:
         path = Path(self.config["offline.path"])
-        return FeatureStore(self.metadata, path if path.is_absolute() else self.config.root / path)
+        root = path if path.is_absolute() else self.config.root / path
+        return FeatureStore(self.metadata, root, online=lambda: self.online)
 
     @property
     def runs(self) -> Tracking:
@@ -147,6 +158,9 @@ class Workspace:
         return run.start()
 
     def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
         if self._metadata is not None:
             self._metadata.close()
             self._metadata = None

@@ -197,7 +197,7 @@ class Definitions:
         return out
 
     # -- reading -------------------------------------------------------------------------
-    def _get(self, kind: Kind, name: str, version: int | None) -> Any:
+    def _get(self, kind: Kind, name: str, version: int | None) -> tuple[Any, int]:
         table = t.feature_definitions
         stmt = select(table.c.spec, table.c.version).where(
             table.c.kind == kind, table.c.name == name
@@ -225,16 +225,19 @@ class Definitions:
                 else "define it and run ws.features.apply([...]) or 'modelyard features apply'"
             )
             raise NotFoundError(f"{kind} '{name}' is not registered; {hint}")
-        return _FROM_SPEC[kind](row.spec)
+        return _FROM_SPEC[kind](row.spec), int(row.version)
 
     def entity(self, name: str, version: int | None = None) -> Entity:
-        return self._get("entity", name, version)  # type: ignore[no-any-return]
+        return self._get("entity", name, version)[0]  # type: ignore[no-any-return]
 
     def view(self, name: str, version: int | None = None) -> FeatureView:
-        return self._get("view", name, version)  # type: ignore[no-any-return]
+        return self._get("view", name, version)[0]  # type: ignore[no-any-return]
+
+    def versioned_view(self, name: str, version: int | None = None) -> tuple[FeatureView, int]:
+        return self._get("view", name, version)
 
     def service(self, name: str, version: int | None = None) -> FeatureService:
-        return self._get("service", name, version)  # type: ignore[no-any-return]
+        return self._get("service", name, version)[0]  # type: ignore[no-any-return]
 
     def list(self) -> list[tuple[str, str, int]]:
         """(kind, name, latest version) of every definition."""

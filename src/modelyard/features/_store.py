@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import builtins
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.errors import InvalidInputError
+from modelyard.features import _online
 from modelyard.features._definitions import Entity, FeatureService, FeatureView
-from modelyard.features._historical import Output, get_historical
+from modelyard.features._historical import Output, get_historical, resolve
+from modelyard.features._online import MaterializeResult, OnlineFeatures
 from modelyard.features._registry import Change, Definition, Definitions
 
 if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
+    from modelyard.backends.online import OnlineStore
 
 
 class FeatureStore:
     """Definitions (plan, apply, look up) and point-in-time correct training sets."""
 
-    def __init__(self, metadata: MetadataStore, offline_root: Path) -> None:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        offline_root: Path,
+        online: Callable[[], OnlineStore] | None = None,
+    ) -> None:
         self.offline_root = offline_root
         self.definitions = Definitions(metadata, offline_root)
+        self._metadata = metadata
+        self._online_factory = online
+        self._online: OnlineStore | None = None
 
-    def plan(self, objects: Sequence[Definition]) -> list[Change]:
+    @property
+    def online(self) -> OnlineStore:
+        if self._online is None:
+            if self._online_factory is None:
+                raise InvalidInputError("this feature store has no online store configured")
+            self._online = self._online_factory()
+        return self._online
+
+    def plan(self, objects: Sequence[Definition]) -> builtins.list[Change]:
         return self.definitions.plan(objects)
 
-    def apply(self, objects: Sequence[Definition]) -> list[Change]:
+    def apply(self, objects: Sequence[Definition]) -> builtins.list[Change]:
         return self.definitions.apply(objects)
 
     def entity(self, name: str, version: int | None = None) -> Entity:
@@ -36,7 +58,7 @@ class FeatureStore:
     def service(self, name: str, version: int | None = None) -> FeatureService:
         return self.definitions.service(name, version)
 
-    def list(self) -> list[tuple[str, str, int]]:
+    def list(self) -> builtins.list[tuple[str, str, int]]:
         return self.definitions.list()
 
     def get_historical(
@@ -65,4 +87,114 @@ class FeatureStore:
             output=output,
             path=path,
             temp_directory=self.offline_root / ".tmp",
+        )
+
+    # -- online ------------------------------------------------------------------------
+    def materialize(
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        views: Sequence[str] | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> builtins.list[MaterializeResult]:
+        """Write each online view's latest in-ttl value per key, for event times in
+        (start, end], to the online store; then move the view's watermark to ``end``."""
+        start = _online._aware(start, "start")
+        end = _online._aware(end, "end")
+        if start >= end:
+            raise InvalidInputError(f"start {start} must be before end {end}")
+        return [self._materialize_one(v, n, start, end, progress) for v, n in self._views(views)]
+
+    def materialize_incremental(
+        self,
+        end: datetime,
+        *,
+        views: Sequence[str] | None = None,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> builtins.list[MaterializeResult]:
+        """Materialize each view from its watermark (or its ttl before ``end``) to ``end``."""
+        end = _online._aware(end, "end")
+        results = []
+        for view, version in self._views(views):
+            start = _online.watermark(self._metadata, view.name, version)
+            if start is None:
+                start = end - view.ttl if view.ttl is not None else datetime(1970, 1, 1, tzinfo=UTC)
+            if start >= end:
+                results.append(MaterializeResult(view.name, version, 0, start, end))
+                continue
+            results.append(self._materialize_one(view, version, start, end, progress))
+        return results
+
+    def _views(self, views: Sequence[str] | None) -> builtins.list[tuple[FeatureView, int]]:
+        return _online.online_views(self.definitions, views)
+
+    def _materialize_one(
+        self,
+        view: FeatureView,
+        version: int,
+        start: datetime,
+        end: datetime,
+        progress: Callable[[str, int], None] | None,
+    ) -> MaterializeResult:
+        step = None if progress is None else (lambda n: progress(view.name, n))
+        rows = _online.materialize_view(view, version, self.online, start, end, step)
+        _online.set_watermark(self._metadata, view.name, version, end)
+        return MaterializeResult(view.name, version, rows, start, end)
+
+    def online_reader(
+        self,
+        features: FeatureService | str | Sequence[str],
+        *,
+        full_feature_names: bool = False,
+    ) -> OnlineReader:
+        """Resolve ``features`` once; the reader's ``read(entity_rows)`` is the hot path."""
+        selections = resolve(self.definitions, features)
+        versions = {
+            s.view.name: self.definitions.versioned_view(s.view.name)[1] for s in selections
+        }
+        return OnlineReader(self.online, selections, versions, full_feature_names)
+
+    def get_online(
+        self,
+        features: FeatureService | str | Sequence[str],
+        entity_rows: Any,
+        *,
+        at: datetime | None = None,
+        full_feature_names: bool = False,
+    ) -> OnlineFeatures:
+        """The service's features for a batch of keys, from the online store.
+
+        ``entity_rows``: a dict of key columns, a list of key dicts, or a DataFrame.
+        Each value comes with its event time and a status (present, missing, expired).
+        To read the same features often, keep ``online_reader(features)`` instead.
+        """
+        reader = self.online_reader(features, full_feature_names=full_feature_names)
+        return reader.read(entity_rows, at=at)
+
+
+class OnlineReader:
+    """Features resolved once (views, versions, positions), read many times."""
+
+    def __init__(
+        self,
+        store: OnlineStore,
+        selections: builtins.list[Any],
+        versions: dict[str, int],
+        full_feature_names: bool,
+    ) -> None:
+        self._store = store
+        self._selections = selections
+        self._versions = versions
+        self._full = full_feature_names
+
+    def read(self, entity_rows: Any, *, at: datetime | None = None) -> OnlineFeatures:
+        when = datetime.now(UTC) if at is None else _online._aware(at, "at")
+        return _online.read_online(
+            self._store,
+            self._selections,
+            self._versions,
+            entity_rows,
+            at=when,
+            full_feature_names=self._full,
         )

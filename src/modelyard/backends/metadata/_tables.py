@@ -145,3 +145,12 @@ feature_definitions = Table(
     Column("digest", String(80), nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+feature_watermarks = Table(
+    "feature_watermarks",
+    metadata,
+    Column("view", String(250), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("watermark", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)

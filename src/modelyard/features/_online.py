@@ -1,0 +1,247 @@
+"""Materialization (offline -> online) and online reads of feature services.
+
+Keys and values are encoded once with orjson (keys: the JSON list of join-key values;
+values: the JSON list of the view's features in declared order), so an online read is
+one store call per view plus one decode per row. Online tables are named by view *and
+version*, so a changed schema never mixes rows of two layouts.
+
+``materialize`` writes, per key, the latest row with event time in (start, end] and
+within the ttl at ``end`` (ties: latest created, then last written, as offline). The
+store keeps whichever row is newer, so a rerun or an overlapping range is harmless; the
+watermark moves only after a view is fully written, so an interrupted run is resumed
+by running it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import orjson
+from sqlalchemy import select
+
+from modelyard import _time
+from modelyard.backends.metadata import tables as t
+from modelyard.contracts import as_frame
+from modelyard.errors import InvalidInputError
+from modelyard.features._definitions import FeatureView
+from modelyard.features._sources import literal, quote
+
+if TYPE_CHECKING:
+    from modelyard.backends.metadata import MetadataStore
+    from modelyard.backends.online import OnlineStore
+    from modelyard.features._historical import _Selection
+    from modelyard.features._registry import Definitions
+
+BATCH_ROWS = 50_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_OPT = orjson.OPT_SERIALIZE_NUMPY
+
+
+def online_table(view: str, version: int) -> str:
+    return f"{view}__v{version}"
+
+
+def encode_key(values: Sequence[Any]) -> bytes:
+    return orjson.dumps(list(values), option=_OPT)
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None:
+        raise InvalidInputError(
+            f"{what} {value.isoformat()} has no time zone; pass an aware datetime "
+            "(datetime(..., tzinfo=UTC))"
+        )
+    return value.astimezone(UTC)
+
+
+def _us(value: datetime) -> int:
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass
+class MaterializeResult:
+    view: str
+    version: int
+    rows: int
+    start: datetime
+    end: datetime
+
+
+def materialize_view(
+    view: FeatureView,
+    version: int,
+    store: OnlineStore,
+    start: datetime,
+    end: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the latest in-ttl row per key with event time in (start, end]; return rows."""
+    src = view.source
+    time_col = quote(src.timestamp_field)
+    keys = [quote(k) for k in view.entity.key_names]
+    created = quote(src.created_timestamp_field) if src.created_timestamp_field else "NULL"
+    lower = start
+    if view.ttl is not None:
+        lower = max(start, end - view.ttl)
+    sql = (
+        f"SELECT {', '.join(keys)}, {', '.join(quote(f) for f in view.feature_names)}, "
+        f"epoch_us({time_col}) AS __ts FROM ({src.sql()}) "
+        f"WHERE {time_col} > TIMESTAMPTZ {literal(lower.isoformat())} "
+        f"AND {time_col} <= TIMESTAMPTZ {literal(end.isoformat())} "
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {time_col} DESC, "
+        f"{created} DESC NULLS LAST, __file DESC, __pos DESC) = 1"
+    )
+    n_keys = len(keys)
+    table = online_table(view.name, version)
+    written = 0
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        reader = con.sql(sql).fetch_record_batch(BATCH_ROWS)
+        for batch in reader:
+            columns = [col.to_pylist() for col in batch.columns]
+            key_cols, feat_cols, ts_col = columns[:n_keys], columns[n_keys:-1], columns[-1]
+            rows = [
+                (
+                    orjson.dumps([c[i] for c in key_cols], option=_OPT),
+                    ts_col[i],
+                    orjson.dumps([c[i] for c in feat_cols], option=_OPT),
+                )
+                for i in range(batch.num_rows)
+            ]
+            store.write(table, rows)
+            written += len(rows)
+            if progress is not None:
+                progress(len(rows))
+    finally:
+        con.close()
+    return written
+
+
+@dataclass
+class OnlineFeatures:
+    """Per requested feature: a value, its event time and a status for every entity row.
+
+    Status is ``present``, ``missing`` (no row for the key) or ``expired`` (the row is
+    older than the view's ttl; its value is reported as None).
+    """
+
+    names: list[str]
+    values: dict[str, list[Any]] = field(default_factory=dict)
+    event_times: dict[str, list[datetime | None]] = field(default_factory=dict)
+    status: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.values.values()))) if self.values else 0
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [{n: self.values[n][i] for n in self.names} for i in range(len(self))]
+
+
+def _key_columns(entity_rows: Any) -> dict[str, list[Any]]:
+    if isinstance(entity_rows, dict) and all(isinstance(v, list) for v in entity_rows.values()):
+        return entity_rows
+    if isinstance(entity_rows, list) and all(isinstance(r, dict) for r in entity_rows):
+        names = {k for r in entity_rows for k in r}
+        return {n: [r.get(n) for r in entity_rows] for n in names}
+    frame = as_frame(entity_rows)
+    return {str(c): frame[c].tolist() for c in frame.columns}
+
+
+def read_online(
+    store: OnlineStore,
+    selections: list[_Selection],
+    versions: dict[str, int],
+    entity_rows: Any,
+    *,
+    at: datetime,
+    full_feature_names: bool,
+) -> OnlineFeatures:
+    columns = _key_columns(entity_rows)
+    now_us = _us(at)
+    result = OnlineFeatures(names=[])
+    for sel in selections:
+        view = sel.view
+        missing = [k for k in view.entity.key_names if k not in columns]
+        if missing:
+            raise InvalidInputError(
+                f"the entity rows have no '{missing[0]}' value, a join key of feature view "
+                f"'{view.name}'"
+            )
+        key_cols = [columns[k] for k in view.entity.key_names]
+        keys = [orjson.dumps(list(vals), option=_OPT) for vals in zip(*key_cols, strict=True)]
+        found = store.read(online_table(view.name, versions[view.name]), keys)
+        positions = [view.feature_names.index(f) for f in sel.features]
+        ttl_us = None if view.ttl is None else view.ttl // timedelta(microseconds=1)
+        per_feature: list[list[Any]] = [[] for _ in positions]
+        times: list[datetime | None] = []
+        states: list[str] = []
+        for hit in found:
+            if hit is None:
+                times.append(None)
+                states.append("missing")
+                for column in per_feature:
+                    column.append(None)
+                continue
+            ts, payload = hit
+            times.append(_time.to_datetime(ts))
+            if ttl_us is not None and now_us - ts >= ttl_us:
+                states.append("expired")
+                for column in per_feature:
+                    column.append(None)
+                continue
+            states.append("present")
+            decoded = orjson.loads(payload)
+            for column, pos in zip(per_feature, positions, strict=True):
+                column.append(decoded[pos])
+        for feature, column in zip(sel.features, per_feature, strict=True):
+            name = f"{view.name}__{feature}" if full_feature_names else feature
+            if name in result.values:
+                raise InvalidInputError(
+                    f"feature '{name}' is requested from two views; pass full_feature_names=True"
+                )
+            result.names.append(name)
+            result.values[name] = column
+            result.event_times[name] = times
+            result.status[name] = states
+    return result
+
+
+def watermark(metadata: MetadataStore, view: str, version: int) -> datetime | None:
+    table = t.feature_watermarks
+    with metadata.read() as conn:
+        value = conn.execute(
+            select(table.c.watermark).where(table.c.view == view, table.c.version == version)
+        ).scalar()
+    return None if value is None else _time.to_datetime(int(value))
+
+
+def set_watermark(metadata: MetadataStore, view: str, version: int, end: datetime) -> None:
+    row = {"view": view, "version": version, "watermark": _us(end), "updated_at": _time.now_us()}
+    with metadata.write() as conn:
+        metadata.upsert(
+            conn,
+            t.feature_watermarks,
+            [row],
+            keys=("view", "version"),
+            update=("watermark", "updated_at"),
+            where=lambda table, excluded: excluded.watermark >= table.c.watermark,
+        )
+
+
+def online_views(defs: Definitions, views: Sequence[str] | None) -> list[tuple[FeatureView, int]]:
+    names = list(views) if views is not None else [n for k, n, _ in defs.list() if k == "view"]
+    chosen = [defs.versioned_view(n) for n in names]
+    if views is None:
+        chosen = [(v, n) for v, n in chosen if v.online]
+    for view, _ in chosen:
+        if not view.online:
+            raise InvalidInputError(
+                f"feature view '{view.name}' is offline only (online=False); it cannot be "
+                "materialized"
+            )
+    return chosen
