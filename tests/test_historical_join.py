@@ -202,24 +202,29 @@ FILE_NAMES = ["a", "a-b", "B", "part-1", "part-10", "part-9"]
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
+    # a few (driver_id, region) pairs per scenario, so that rows share keys and tie
+    pairs = draw(st.lists(st.tuples(IDS, REGIONS), min_size=1, max_size=3, unique=True))
+    pair = st.sampled_from(pairs) | st.tuples(IDS, REGIONS)
     views: list[RefView] = []
     storage = []
     for i in range(draw(st.integers(1, 3))):
         keys = draw(st.sampled_from([("driver_id", "region"), ("driver_id",)]))
         ttl = draw(st.sampled_from([None, 1, 2, 3, 5]))
         created = draw(st.sampled_from([None, CREATED]))
-        row = st.fixed_dictionaries(
-            {
-                "driver_id": IDS,
-                "region": REGIONS,
-                TS: st.integers(0, 8).map(at),
-                CREATED: st.none() | st.integers(0, 2).map(at),
-                f"x{i}": st.none() | st.floats(allow_nan=False),
-                f"n{i}": st.none() | st.integers(-(2**63), 2**63 - 1),
-                f"s{i}": TEXT,
-            }
+        row = st.builds(
+            lambda key, rest: {"driver_id": key[0], "region": key[1], **rest},
+            pair,
+            st.fixed_dictionaries(
+                {
+                    TS: st.integers(0, 5).map(at),
+                    CREATED: st.none() | st.integers(0, 2).map(at),
+                    f"x{i}": st.none() | st.floats(allow_nan=False),
+                    f"n{i}": st.none() | st.integers(-(2**63), 2**63 - 1),
+                    f"s{i}": TEXT,
+                }
+            ),
         )
-        rows = draw(st.lists(row, max_size=10))
+        rows = draw(st.lists(row, max_size=12))
         kind = draw(st.sampled_from(["pandas", "arrow", "polars", "folder"]))
         if kind == "folder":
             names = draw(st.lists(st.sampled_from(FILE_NAMES), min_size=1, max_size=3, unique=True))
@@ -243,17 +248,19 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         for shift in ([timedelta(0)] if v.ttl is None else [timedelta(0), v.ttl])
         for delta in (timedelta(0), -MICROSECOND, MICROSECOND)
     }
-    times = st.integers(-2, 12).map(at)
+    times = st.integers(-2, 10).map(at)
     if near:
         times = times | st.sampled_from(sorted(near))
-    entity_row = st.fixed_dictionaries(
-        {
-            "label": st.none() | st.integers(-5, 5),
-            "driver_id": IDS,
-            TS: times,
-            "note": TEXT,
-            "region": REGIONS,
-        }
+    entity_row = st.builds(
+        lambda key, rest: {
+            "label": rest["label"],
+            "driver_id": key[0],
+            TS: rest[TS],
+            "note": rest["note"],
+            "region": key[1],
+        },
+        pair,
+        st.fixed_dictionaries({"label": st.none() | st.integers(-5, 5), TS: times, "note": TEXT}),
     )
     entity_rows = draw(st.lists(entity_row, max_size=8))
     if entity_rows:
@@ -303,7 +310,9 @@ def run_scenario(scenario: Scenario, root: Path) -> Any:
     ws = modelyard.Workspace.init(root / "ws")
     try:
         objects: list[Any] = [DRIVER, CAR]
-        for i, (view, (kind, files)) in enumerate(zip(scenario.views, scenario.storage, strict=True)):
+        for i, (view, (kind, files)) in enumerate(
+            zip(scenario.views, scenario.storage, strict=True)
+        ):
             types = _feature_types(view, i)
             if kind == "folder":
                 folder = root / "sources" / view.name

@@ -101,7 +101,10 @@ def materialize_view(
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
-        reader = con.sql(sql).fetch_record_batch(BATCH_ROWS)
+        relation = con.sql(sql)
+        # DuckDB 2 names it to_arrow_reader; 1.x calls it fetch_record_batch.
+        stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+        reader = stream(BATCH_ROWS)
         for batch in reader:
             columns = [col.to_pylist() for col in batch.columns]
             key_cols, feat_cols, ts_col = columns[:n_keys], columns[n_keys:-1], columns[-1]
