@@ -111,3 +111,49 @@ def test_a_broken_definitions_file_names_the_file(
     (project / "features.py").write_text("import nonexistent_module_xyz\n")
     code, _, err = run_cli(capsys, "features", "plan", "-w", str(project))
     assert code == 2 and "features.py" in err and "nonexistent_module_xyz" in err
+
+
+def test_materialize_then_get_online(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    code, out, err = run_cli(
+        capsys,
+        "features",
+        "materialize",
+        "--start",
+        "2023-12-01T00:00:00Z",
+        "--end",
+        "2024-01-05T00:00:00Z",
+        *w,
+    )
+    assert code == 0, err
+    assert "driver_stats" in out and "│ 2 " in out
+    code, out, err = run_cli(
+        capsys, "features", "get-online", "-f", "model_v1", "-k", '[{"driver_id": 2}]', *w
+    )
+    assert code == 0, err
+    [row] = json.loads(out)
+    # The CLI reads at the current time, long after the 7-day ttl of 2024's rows.
+    assert row["rating"] == {
+        "value": None,
+        "event_time": "2024-01-02T00:00:00+00:00",
+        "status": "expired",
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["features", "materialize", "--end", "2024-01-05"], "has no time zone"),
+        (["features", "get-online", "-f", "model_v1", "-k", "{bad"], "not valid JSON"),
+        (["features", "get-online", "-f", "model_v1", "-k", "[1]"], "list of objects"),
+    ],
+)
+def test_online_commands_reject_bad_input(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    run_cli(capsys, "features", "apply", "-w", str(project))
+    code, _, err = run_cli(capsys, *args, "-w", str(project))
+    assert code == 2 and message in err

@@ -134,3 +134,94 @@ def get_historical(
         )
     rows = pq.ParquetFile(output).metadata.num_rows
     console.print(f"wrote {rows} rows to {output}")
+
+
+def _when(text: str | None, what: str) -> Any:
+    from datetime import UTC, datetime
+
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"{what} {text!r} is not an ISO time; write e.g. 2024-05-01T00:00:00+00:00"
+        ) from None
+    if value.tzinfo is None:
+        raise InvalidInputError(f"{what} {text!r} has no time zone; add +00:00 (or Z) for UTC")
+    return value
+
+
+@app.command("materialize")
+def materialize(
+    start: str = typer.Option(None, "--start", help="ISO time; default: each view's watermark"),
+    end: str = typer.Option(None, "--end", help="ISO time; default: now"),
+    views: list[str] = typer.Option(None, "--view", help="only these views (repeatable)"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Copy the latest in-ttl feature values to the online store."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    store = open_workspace(workspace).features
+    until = _when(end, "--end")
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} rows"),
+    )
+    with Progress(*columns, console=console) as progress:
+        tasks: dict[str, Any] = {}
+
+        def step(view: str, rows: int) -> None:
+            if view not in tasks:
+                tasks[view] = progress.add_task(f"materializing {view}", total=None)
+            progress.advance(tasks[view], rows)
+
+        if start is None:
+            results = store.materialize_incremental(until, views=views or None, progress=step)
+        else:
+            results = store.materialize(
+                _when(start, "--start"), until, views=views or None, progress=step
+            )
+    table = Table(title="materialized")
+    for col in ("view", "version", "rows", "from", "to"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(r.view, str(r.version), str(r.rows), r.start.isoformat(), r.end.isoformat())
+    console.print(table)
+
+
+@app.command("get-online")
+def get_online(
+    features: list[str] = typer.Option(
+        ..., "--features", "-f", help="a service name, or view:feature (repeatable)"
+    ),
+    keys: str = typer.Option(
+        ..., "--keys", "-k", help="JSON: one key object or a list, e.g. '[{\"driver_id\": 1}]'"
+    ),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Read features from the online store; prints JSON with values, times and status."""
+    try:
+        rows = json.loads(keys)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--keys is not valid JSON: {exc}") from None
+    rows = [rows] if isinstance(rows, dict) else rows
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InvalidInputError("--keys must be a JSON object or a list of objects")
+    refs: Any = features[0] if len(features) == 1 and ":" not in features[0] else features
+    result = open_workspace(workspace).features.get_online(refs, rows)
+    out = [
+        {
+            name: {
+                "value": result.values[name][i],
+                "event_time": None
+                if result.event_times[name][i] is None
+                else result.event_times[name][i].isoformat(),  # type: ignore[union-attr]
+                "status": result.status[name][i],
+            }
+            for name in result.names
+        }
+        for i in range(len(result))
+    ]
+    console.print_json(json.dumps(out))
