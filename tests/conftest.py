@@ -161,3 +161,11 @@ def online_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any
         for view in ("v", "w"):
             store.drop(view)
         store.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An online-store URL per back end (Redis is shared: name views uniquely)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'online.db'}"
+    return str(request.getfixturevalue("redis_url"))

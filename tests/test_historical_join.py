@@ -23,12 +23,10 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import modelyard
-from modelyard.errors import InvalidInputError
 from modelyard.features import Entity, FeatureView, FileSource, FrameSource
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")

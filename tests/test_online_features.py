@@ -30,13 +30,6 @@ def at(minutes: int) -> datetime:
     return BASE + timedelta(minutes=minutes)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'online.db'}"
-    return str(request.getfixturevalue("redis_url"))
-
-
 def make_workspace(folder: Path, online_url: str) -> modelyard.Workspace:
     # Redis is shared between tests, so every test names its views uniquely.
     return modelyard.Workspace.init(folder, online_url=online_url)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from modelyard.errors import InvalidInputError
 from modelyard.features._definitions import FeatureRef, FeatureService, FeatureView
+from modelyard.features._push import view_rows_sql
 from modelyard.features._sources import literal, quote, to_arrow
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ _ROW = "__modelyard_row"
 class _Selection:
     view: FeatureView
     features: list[str]
+    offline_root: Path | None = None
 
 
 def resolve(defs: Definitions, features: FeatureService | str | Sequence[str]) -> list[_Selection]:
@@ -48,7 +50,7 @@ def resolve(defs: Definitions, features: FeatureService | str | Sequence[str]) -
     chosen: dict[str, _Selection] = {}
     for ref in refs:
         if ref.view not in chosen:
-            chosen[ref.view] = _Selection(defs.view(ref.view), [])
+            chosen[ref.view] = _Selection(defs.view(ref.view), [], defs.offline_root)
         sel = chosen[ref.view]
         names = (
             sel.view.feature_names if ref.feature == "*" else [sel.view.feature(ref.feature).name]
@@ -97,10 +99,10 @@ def _view_sql(sel: _Selection, alias: str, ts: str) -> str:
         )
     return (
         f"{alias} AS (SELECT {columns}, {quote(src.timestamp_field)} AS __ts "
-        f"FROM ({src.sql()}) "
+        f"FROM ({view_rows_sql(view, sel.offline_root)}) "
         f"WHERE {quote(src.timestamp_field)} <= (SELECT max({ts}) FROM __entities){window} "
         f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {quote(src.timestamp_field)} "
-        f"ORDER BY {created} DESC NULLS LAST, __file DESC, __pos DESC) = 1)"
+        f"ORDER BY {created} DESC NULLS LAST, __tier DESC, __file DESC, __pos DESC) = 1)"
     )
 
 

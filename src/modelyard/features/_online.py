@@ -17,10 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 
 from modelyard import _time
@@ -28,6 +31,7 @@ from modelyard.backends.metadata import tables as t
 from modelyard.contracts import as_frame
 from modelyard.errors import InvalidInputError
 from modelyard.features._definitions import FeatureView
+from modelyard.features._push import view_rows_sql
 from modelyard.features._sources import literal, quote
 
 if TYPE_CHECKING:
@@ -78,6 +82,7 @@ def materialize_view(
     start: datetime,
     end: datetime,
     progress: Callable[[int], None] | None = None,
+    offline_root: Path | None = None,
 ) -> int:
     """Write the latest in-ttl row per key with event time in (start, end]; return rows."""
     src = view.source
@@ -89,11 +94,11 @@ def materialize_view(
         lower = max(start, end - view.ttl)
     sql = (
         f"SELECT {', '.join(keys)}, {', '.join(quote(f) for f in view.feature_names)}, "
-        f"epoch_us({time_col}) AS __ts FROM ({src.sql()}) "
+        f"epoch_us({time_col}) AS __ts FROM ({view_rows_sql(view, offline_root)}) "
         f"WHERE {time_col} > TIMESTAMPTZ {literal(lower.isoformat())} "
         f"AND {time_col} <= TIMESTAMPTZ {literal(end.isoformat())} "
         f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {time_col} DESC, "
-        f"{created} DESC NULLS LAST, __file DESC, __pos DESC) = 1"
+        f"{created} DESC NULLS LAST, __tier DESC, __file DESC, __pos DESC) = 1"
     )
     n_keys = len(keys)
     table = online_table(view.name, version)
@@ -107,15 +112,7 @@ def materialize_view(
         reader = stream(BATCH_ROWS)
         for batch in reader:
             columns = [col.to_pylist() for col in batch.columns]
-            key_cols, feat_cols, ts_col = columns[:n_keys], columns[n_keys:-1], columns[-1]
-            rows = [
-                (
-                    orjson.dumps([c[i] for c in key_cols], option=_OPT),
-                    ts_col[i],
-                    orjson.dumps([c[i] for c in feat_cols], option=_OPT),
-                )
-                for i in range(batch.num_rows)
-            ]
+            rows = encode_rows(columns[:n_keys], columns[-1], columns[n_keys:-1])
             store.write(table, rows)
             written += len(rows)
             if progress is not None:
@@ -123,6 +120,31 @@ def materialize_view(
     finally:
         con.close()
     return written
+
+
+def encode_rows(
+    key_cols: list[list[Any]], ts_col: list[int], feat_cols: list[list[Any]]
+) -> list[tuple[bytes, int, bytes]]:
+    """Columns of keys, event times (µs) and features -> online rows."""
+    return [
+        (
+            orjson.dumps([c[i] for c in key_cols], option=_OPT),
+            ts_col[i],
+            orjson.dumps([c[i] for c in feat_cols], option=_OPT),
+        )
+        for i in range(len(ts_col))
+    ]
+
+
+def write_table(store: OnlineStore, view: FeatureView, version: int, table: pa.Table) -> None:
+    """Write already checked rows (keys, event time, features) to the online store."""
+    times = table[view.source.timestamp_field].cast(pa.timestamp("us", tz="UTC"))
+    rows = encode_rows(
+        [table[k].to_pylist() for k in view.entity.key_names],
+        pc.cast(times, pa.int64()).to_pylist(),
+        [table[f].to_pylist() for f in view.feature_names],
+    )
+    store.write(online_table(view.name, version), rows)
 
 
 @dataclass

@@ -66,6 +66,10 @@ class Definitions:
         self._metadata = metadata
         self._offline = offline_root
 
+    @property
+    def offline_root(self) -> Path:
+        return self._offline
+
     # -- plan and apply ------------------------------------------------------------------
     def plan(self, objects: Sequence[Definition]) -> list[Change]:
         """What ``apply`` would do, without writing anything."""

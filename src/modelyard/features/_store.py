@@ -6,10 +6,10 @@ import builtins
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.errors import InvalidInputError
-from modelyard.features import _online
+from modelyard.features import _online, _push
 from modelyard.features._definitions import Entity, FeatureService, FeatureView
 from modelyard.features._historical import Output, get_historical, resolve
 from modelyard.features._online import MaterializeResult, OnlineFeatures
@@ -138,9 +138,27 @@ class FeatureStore:
         progress: Callable[[str, int], None] | None,
     ) -> MaterializeResult:
         step = None if progress is None else (lambda n: progress(view.name, n))
-        rows = _online.materialize_view(view, version, self.online, start, end, step)
+        rows = _online.materialize_view(
+            view, version, self.online, start, end, step, offline_root=self.offline_root
+        )
         _online.set_watermark(self._metadata, view.name, version, end)
         return MaterializeResult(view.name, version, rows, start, end)
+
+    def push(
+        self, view: str, rows: Any, *, to: Literal["both", "online", "offline"] = "both"
+    ) -> int:
+        """Validate ``rows`` against the view, append them offline and write them online.
+
+        Pushed rows are seen by later ``get_historical`` and ``get_online`` calls. Every row
+        is checked before anything is written; returns the number of rows pushed.
+        """
+        found, version = self.definitions.versioned_view(view)
+        table = _push.prepare_rows(found, rows)
+        if to in ("both", "offline"):
+            _push.write_pushed(self.offline_root, found.name, table)
+        if to in ("both", "online") and found.online:
+            _online.write_table(self.online, found, version, table)
+        return int(table.num_rows)
 
     def online_reader(
         self,

@@ -1,0 +1,120 @@
+"""Push: the streaming ingestion path. Rows are checked against the view, appended to the
+offline store as a Parquet file of their own, and written to the online store.
+
+Offline reads of a view take the union of its source and its pushed files; a pushed
+row counts as written after every source row (``__tier``), and later pushes after
+earlier ones (files are named by push time), so ties resolve to the newest write.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modelyard.errors import InvalidInputError
+from modelyard.features._sources import literal, to_arrow
+from modelyard.features._typing import check_source_columns
+
+if TYPE_CHECKING:
+    from modelyard.features._definitions import FeatureView
+
+
+def push_folder(offline_root: Path, view: str) -> Path:
+    return offline_root / "push" / view
+
+
+def view_rows_sql(view: FeatureView, offline_root: Path | None) -> str:
+    """The view's source rows plus its pushed rows, with write-order columns."""
+    base = f"SELECT *, 0 AS __tier FROM ({view.source.sql()})"
+    if offline_root is None:
+        return base
+    folder = push_folder(offline_root, view.name)
+    if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        return base
+    pushed = (
+        "SELECT * EXCLUDE (filename, file_row_number), filename AS __file, "
+        "file_row_number AS __pos, 1 AS __tier FROM read_parquet("
+        f"{literal(str(folder / '*.parquet'))}, filename = true, file_row_number = true, "
+        "union_by_name = true)"
+    )
+    return f"{base} UNION ALL BY NAME {pushed}"
+
+
+def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
+    """Check ``rows`` against the view; return them as Arrow with only the view's columns."""
+    if isinstance(rows, dict):
+        rows = [rows]
+    src = view.source
+    created = src.created_timestamp_field
+    table = rows if isinstance(rows, pa.Table) else None
+    if table is None:
+        if isinstance(rows, list):
+            if not rows or not all(isinstance(r, dict) for r in rows):
+                raise InvalidInputError("push takes a non-empty list of row dicts or a table")
+            _check_aware(view, rows, [src.timestamp_field, *([created] if created else [])])
+            try:
+                table = pa.Table.from_pylist(rows)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise InvalidInputError(
+                    f"push to '{view.name}': the rows do not form a table ({exc}); give each "
+                    "column one type"
+                ) from None
+        else:
+            table = to_arrow(rows)
+    if table.num_rows == 0:
+        raise InvalidInputError(f"nothing to push to feature view '{view.name}'")
+    if created is not None and created not in table.column_names:
+        now = pa.scalar(time.time_ns() // 1000, pa.timestamp("us", tz="UTC"))
+        table = table.append_column(created, pa.array([now] * table.num_rows))
+    con = duckdb.connect()
+    try:
+        con.register("rows", table)
+        columns = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM rows").fetchall()}
+    finally:
+        con.close()
+    check_source_columns(view, columns)
+    required = [(k, "join key") for k in view.entity.key_names]
+    required.append((src.timestamp_field, "event time"))
+    for column, what in required:
+        if table[column].null_count:
+            row = pc.index(pc.is_null(table[column]), True).as_py()
+            raise InvalidInputError(
+                f"push to '{view.name}': row {row} has no value for {what} '{column}'"
+            )
+    wanted = [*view.entity.key_names, src.timestamp_field, *([created] if created else [])]
+    wanted += view.feature_names
+    return table.select(wanted)
+
+
+def _check_aware(view: FeatureView, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Arrow would quietly read a naive datetime among aware ones as UTC; refuse it."""
+    for i, row in enumerate(rows):
+        for column in columns:
+            value = row.get(column)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                raise InvalidInputError(
+                    f"push to '{view.name}': row {i} '{column}' = {value.isoformat()} is "
+                    "without a time zone; pass aware datetimes (tzinfo=UTC)"
+                )
+
+
+def write_pushed(offline_root: Path, view: str, table: pa.Table) -> Path:
+    """Append ``table`` to the view's pushed rows: one new Parquet file, atomically."""
+    folder = push_folder(offline_root, view)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = folder / f".{name}.tmp"
+    try:
+        pq.write_table(table, tmp)
+        tmp.replace(folder / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return folder / name
