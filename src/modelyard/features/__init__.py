@@ -1,5 +1,14 @@
 """Features: entities, feature views and services, and point-in-time correct joins."""
 
+from modelyard.features._backfill import BackfillReport, PartitionResult
+from modelyard.features._checks import (
+    CheckFailure,
+    Freshness,
+    NullRate,
+    Range,
+    RowCount,
+    UniqueKeys,
+)
 from modelyard.features._definitions import Entity, FeatureRef, FeatureService, FeatureView
 from modelyard.features._online import MaterializeResult, OnlineFeatures
 from modelyard.features._registry import Change
@@ -7,7 +16,9 @@ from modelyard.features._sources import FileSource, FrameSource, SqlSource
 from modelyard.features._store import FeatureStore, OnlineReader
 
 __all__ = [
+    "BackfillReport",
     "Change",
+    "CheckFailure",
     "Entity",
     "FeatureRef",
     "FeatureService",
@@ -15,8 +26,14 @@ __all__ = [
     "FeatureView",
     "FileSource",
     "FrameSource",
+    "Freshness",
     "MaterializeResult",
+    "NullRate",
     "OnlineFeatures",
     "OnlineReader",
+    "PartitionResult",
+    "Range",
+    "RowCount",
     "SqlSource",
+    "UniqueKeys",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from modelyard.contracts import DTYPES, Field, Schema
 from modelyard.errors import InvalidInputError
+from modelyard.features._checks import Check, check_from_spec, check_spec, validate_checks
 from modelyard.features._sources import Source, source_from_spec
 
 
@@ -82,6 +83,7 @@ class FeatureView:
     owner: str = ""
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    checks: tuple[Check, ...] = ()
 
     def __init__(
         self,
@@ -95,6 +97,7 @@ class FeatureView:
         owner: str = "",
         description: str = "",
         tags: Mapping[str, str] | None = None,
+        checks: Sequence[Check] = (),
     ) -> None:
         for attr, value in (
             ("name", name),
@@ -106,6 +109,7 @@ class FeatureView:
             ("owner", owner),
             ("description", description),
             ("tags", dict(tags or {})),
+            ("checks", tuple(checks)),
         ):
             object.__setattr__(self, attr, value)
         if not self.features:
@@ -117,6 +121,7 @@ class FeatureView:
             raise InvalidInputError(
                 f"feature view '{name}': {sorted(clash)} are join keys, not features"
             )
+        validate_checks(self)
 
     @property
     def feature_names(self) -> list[str]:
@@ -149,6 +154,7 @@ class FeatureView:
             "owner": self.owner,
             "description": self.description,
             "tags": dict(sorted(self.tags.items())),
+            "checks": [check_spec(c) for c in self.checks],
         }
 
     @classmethod
@@ -164,6 +170,7 @@ class FeatureView:
             owner=spec.get("owner", ""),
             description=spec.get("description", ""),
             tags=spec.get("tags", {}),
+            checks=[check_from_spec(c) for c in spec.get("checks", [])],
         )
 
 

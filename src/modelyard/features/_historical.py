@@ -37,6 +37,7 @@ class _Selection:
     view: FeatureView
     features: list[str]
     offline_root: Path | None = None
+    version: int | None = None
 
 
 def resolve(defs: Definitions, features: FeatureService | str | Sequence[str]) -> list[_Selection]:
@@ -50,7 +51,8 @@ def resolve(defs: Definitions, features: FeatureService | str | Sequence[str]) -
     chosen: dict[str, _Selection] = {}
     for ref in refs:
         if ref.view not in chosen:
-            chosen[ref.view] = _Selection(defs.view(ref.view), [], defs.offline_root)
+            view, version = defs.versioned_view(ref.view)
+            chosen[ref.view] = _Selection(view, [], defs.offline_root, version)
         sel = chosen[ref.view]
         names = (
             sel.view.feature_names if ref.feature == "*" else [sel.view.feature(ref.feature).name]
@@ -99,7 +101,7 @@ def _view_sql(sel: _Selection, alias: str, ts: str) -> str:
         )
     return (
         f"{alias} AS (SELECT {columns}, {quote(src.timestamp_field)} AS __ts "
-        f"FROM ({view_rows_sql(view, sel.offline_root)}) "
+        f"FROM ({view_rows_sql(view, sel.offline_root, sel.version)}) "
         f"WHERE {quote(src.timestamp_field)} <= (SELECT max({ts}) FROM __entities){window} "
         f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {quote(src.timestamp_field)} "
         f"ORDER BY {created} DESC NULLS LAST, __tier DESC, __file DESC, __pos DESC) = 1)"

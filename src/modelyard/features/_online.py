@@ -94,7 +94,7 @@ def materialize_view(
         lower = max(start, end - view.ttl)
     sql = (
         f"SELECT {', '.join(keys)}, {', '.join(quote(f) for f in view.feature_names)}, "
-        f"epoch_us({time_col}) AS __ts FROM ({view_rows_sql(view, offline_root)}) "
+        f"epoch_us({time_col}) AS __ts FROM ({view_rows_sql(view, offline_root, version)}) "
         f"WHERE {time_col} > TIMESTAMPTZ {literal(lower.isoformat())} "
         f"AND {time_col} <= TIMESTAMPTZ {literal(end.isoformat())} "
         f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY {time_col} DESC, "

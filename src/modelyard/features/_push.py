@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelyard.errors import InvalidInputError
+from modelyard.features._backfill import backfill_folder, covered_sql
 from modelyard.features._sources import literal, to_arrow
 from modelyard.features._typing import check_source_columns
 
@@ -31,11 +32,17 @@ def push_folder(offline_root: Path, view: str) -> Path:
     return offline_root / "push" / view
 
 
-def view_rows_sql(view: FeatureView, offline_root: Path | None) -> str:
-    """The view's source rows plus its pushed rows, with write-order columns."""
+def view_rows_sql(view: FeatureView, offline_root: Path | None, version: int | None = None) -> str:
+    """The view's rows: source (or backfilled partitions where covered) plus pushed rows,
+    with write-order columns."""
     base = f"SELECT *, 0 AS __tier FROM ({view.source.sql()})"
     if offline_root is None:
         return base
+    if version is not None:
+        backfilled = covered_sql(view, backfill_folder(offline_root, view.name, version))
+        if backfilled is not None:
+            files, outside = backfilled
+            base = f"{base} WHERE {outside} UNION ALL BY NAME {files}"
     folder = push_folder(offline_root, view.name)
     if not folder.is_dir() or not any(folder.glob("*.parquet")):
         return base

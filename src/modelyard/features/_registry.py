@@ -158,6 +158,7 @@ class Definitions:
             owner=view.owner,
             description=view.description,
             tags=view.tags,
+            checks=view.checks,
         )
 
     def _store_frame(self, view: str, table: Any, *, write: bool) -> Path:

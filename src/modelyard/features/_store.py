@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.errors import InvalidInputError
 from modelyard.features import _online, _push
+from modelyard.features._backfill import BackfillReport, PartitionResult, backfill_view
 from modelyard.features._definitions import Entity, FeatureService, FeatureView
 from modelyard.features._historical import Output, get_historical, resolve
 from modelyard.features._online import MaterializeResult, OnlineFeatures
@@ -159,6 +160,23 @@ class FeatureStore:
         if to in ("both", "online") and found.online:
             _online.write_table(self.online, found, version, table)
         return int(table.num_rows)
+
+    def backfill(
+        self,
+        view: str,
+        start: datetime,
+        end: datetime,
+        *,
+        partition: timedelta = timedelta(days=1),
+        progress: Callable[[PartitionResult], None] | None = None,
+    ) -> BackfillReport:
+        """Recompute ``view`` from its source for [start, end), one checked partition at a
+        time; a failing partition writes nothing and stops the run (see ``report.failed``);
+        running it again resumes after the last good partition."""
+        found, version = self.definitions.versioned_view(view)
+        return backfill_view(
+            found, version, self.offline_root, start, end, partition=partition, progress=progress
+        )
 
     def online_reader(
         self,

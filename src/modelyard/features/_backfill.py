@@ -1,0 +1,177 @@
+"""Backfill: recompute a view from its source, partition by partition, checking each.
+
+A partition that passes every check becomes one Parquet file under
+``offline/backfill/<view>/v<version>/`` (written atomically), and the time range it
+covers is added to ``coverage.json`` beside it. Offline reads then take the view's rows
+for covered times from these files instead of the source. A partition that fails a
+check writes nothing and stops the run with the failure and sample rows; running the
+same backfill again skips the covered partitions, so it resumes where it stopped.
+
+The coverage record lives with the data (not in the metadata database) so that the
+Parquet folder alone says what it holds; it is rewritten whole, by rename.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow.parquet as pq
+
+from modelyard.errors import InvalidInputError
+from modelyard.features._checks import CheckFailure, run_checks
+from modelyard.features._sources import literal, quote
+
+if TYPE_CHECKING:
+    from modelyard.features._definitions import FeatureView
+
+Range = tuple[datetime, datetime]
+
+
+@dataclass
+class PartitionResult:
+    start: datetime
+    end: datetime
+    rows: int
+    status: str  # "written", "skipped" (already covered) or "failed"
+    failure: CheckFailure | None = None
+
+
+@dataclass
+class BackfillReport:
+    view: str
+    version: int
+    partitions: list[PartitionResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> PartitionResult | None:
+        return next((p for p in self.partitions if p.status == "failed"), None)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+def backfill_folder(offline_root: Path, view: str, version: int) -> Path:
+    return offline_root / "backfill" / view / f"v{version}"
+
+
+def read_coverage(folder: Path) -> list[Range]:
+    path = folder / "coverage.json"
+    if not path.is_file():
+        return []
+    return [
+        (datetime.fromisoformat(a), datetime.fromisoformat(b))
+        for a, b in json.loads(path.read_text())["ranges"]
+    ]
+
+
+def _merge(ranges: list[Range]) -> list[Range]:
+    merged: list[Range] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _write_coverage(folder: Path, ranges: list[Range]) -> None:
+    body = {"ranges": [[a.isoformat(), b.isoformat()] for a, b in _merge(ranges)]}
+    tmp = folder / f".coverage.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(body, indent=2))
+    tmp.replace(folder / "coverage.json")
+
+
+def covered_sql(view: FeatureView, folder: Path) -> tuple[str, str] | None:
+    """(rows from backfilled files, condition excluding covered times) or None."""
+    ranges = read_coverage(folder)
+    if not ranges:
+        return None
+    ts = quote(view.source.timestamp_field)
+    inside = " OR ".join(f"({ts} >= {_instant(a)} AND {ts} < {_instant(b)})" for a, b in ranges)
+    files = (
+        "SELECT * EXCLUDE (filename, file_row_number), filename AS __file, "
+        "file_row_number AS __pos, 0 AS __tier FROM read_parquet("
+        f"{literal(str(folder / '*.parquet'))}, filename = true, file_row_number = true)"
+    )
+    return files, f"NOT ({inside})"
+
+
+def _instant(value: datetime) -> str:
+    return f"TIMESTAMPTZ {literal(value.isoformat())}"
+
+
+def partitions(start: datetime, end: datetime, size: timedelta) -> list[Range]:
+    out: list[Range] = []
+    cursor = start
+    while cursor < end:
+        out.append((cursor, min(cursor + size, end)))
+        cursor += size
+    return out
+
+
+def backfill_view(
+    view: FeatureView,
+    version: int,
+    offline_root: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    partition: timedelta = timedelta(days=1),
+    progress: Callable[[PartitionResult], None] | None = None,
+) -> BackfillReport:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInputError("backfill start and end need a time zone (tzinfo=UTC)")
+    if start >= end:
+        raise InvalidInputError(f"backfill start {start} must be before end {end}")
+    if partition <= timedelta(0):
+        raise InvalidInputError("the backfill partition size must be positive")
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    folder = backfill_folder(offline_root, view.name, version)
+    folder.mkdir(parents=True, exist_ok=True)
+    report = BackfillReport(view.name, version)
+    ts = quote(view.source.timestamp_field)
+    for p_start, p_end in partitions(start, end, partition):
+        covered = read_coverage(folder)
+        if any(a <= p_start and p_end <= b for a, b in covered):
+            result = PartitionResult(p_start, p_end, 0, "skipped")
+        else:
+            con = duckdb.connect()
+            try:
+                con.execute("SET TimeZone = 'UTC'")
+                rows = con.sql(
+                    f"SELECT * EXCLUDE (__file, __pos) FROM ({view.source.sql()}) "
+                    f"WHERE {ts} >= TIMESTAMPTZ {literal(p_start.isoformat())} "
+                    f"AND {ts} < TIMESTAMPTZ {literal(p_end.isoformat())} "
+                    "ORDER BY __file, __pos"
+                )
+                fetch = getattr(rows, "to_arrow_table", None) or rows.arrow
+                table = fetch()
+            finally:
+                con.close()
+            failure = run_checks(view, table, p_start, p_end)
+            if failure is not None:
+                result = PartitionResult(p_start, p_end, table.num_rows, "failed", failure)
+            else:
+                name = f"{p_start.strftime('%Y%m%dT%H%M%S')}-{p_end.strftime('%Y%m%dT%H%M%S')}"
+                tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+                try:
+                    pq.write_table(table, tmp)
+                    tmp.replace(folder / f"{name}.parquet")
+                finally:
+                    tmp.unlink(missing_ok=True)
+                _write_coverage(folder, [*covered, (p_start, p_end)])
+                result = PartitionResult(p_start, p_end, table.num_rows, "written")
+        report.partitions.append(result)
+        if progress is not None:
+            progress(result)
+        if result.status == "failed":
+            break
+    return report
