@@ -157,3 +157,40 @@ def test_online_commands_reject_bad_input(
     run_cli(capsys, "features", "apply", "-w", str(project))
     code, _, err = run_cli(capsys, *args, "-w", str(project))
     assert code == 2 and message in err
+
+
+def test_backfill_reports_partitions_and_a_failure_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "bf"
+    run_cli(capsys, "init", str(folder))
+    pd.DataFrame(
+        {
+            "driver_id": [1, 1],
+            "event_timestamp": pd.to_datetime(["2024-03-01T10:00Z", "2024-03-02T10:00Z"]),
+            "rating": [4.0, 42.0],
+        }
+    ).to_parquet(folder / "ratings.parquet")
+    (folder / "features.py").write_text(
+        "from modelyard.features import Entity, FeatureView, FileSource, Range\n"
+        "driver = Entity('driver', {'driver_id': 'int64'})\n"
+        f"source = FileSource({str(folder / 'ratings.parquet')!r})\n"
+        "ratings = FeatureView('ratings', entity=driver, source=source,\n"
+        "    features={'rating': 'float64'}, checks=[Range('rating', 0, 5)])\n"
+    )
+    w = ["-w", str(folder)]
+    assert run_cli(capsys, "features", "apply", *w)[0] == 0
+    code, out, err = run_cli(
+        capsys,
+        "features",
+        "backfill",
+        "ratings",
+        "--start",
+        "2024-03-01T00:00:00Z",
+        "--end",
+        "2024-03-03T00:00:00Z",
+        *w,
+    )
+    assert code == 2
+    assert "written" in out and "failed" in out
+    assert "range(rating)" in err and "42.0" in err and "resume" in err

@@ -225,3 +225,48 @@ def get_online(
         for i in range(len(result))
     ]
     console.print_json(json.dumps(out))
+
+
+@app.command("backfill")
+def backfill(
+    view: str,
+    start: str = typer.Option(..., "--start", help="ISO time with a zone"),
+    end: str = typer.Option(..., "--end", help="ISO time with a zone"),
+    partition_hours: float = typer.Option(24, "--partition-hours", help="partition size"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Recompute VIEW from its source, partition by partition, checking each one."""
+    from datetime import timedelta
+
+    from rich.progress import Progress
+
+    store = open_workspace(workspace).features
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"backfilling {view}", total=None)
+
+        def step(result: Any) -> None:
+            progress.advance(task)
+
+        report = store.backfill(
+            view,
+            _when(start, "--start"),
+            _when(end, "--end"),
+            partition=timedelta(hours=partition_hours),
+            progress=step,
+        )
+    table = Table(title=f"backfill of {view} (version {report.version})")
+    for col in ("partition start", "end", "rows", "status"):
+        table.add_column(col)
+    style = {"written": "green", "skipped": "dim", "failed": "red"}
+    for p in report.partitions:
+        table.add_row(
+            p.start.isoformat(), p.end.isoformat(), str(p.rows), p.status, style=style[p.status]
+        )
+    console.print(table)
+    failed = report.failed
+    if failed is not None and failed.failure is not None:
+        samples = json.dumps(failed.failure.samples[:3], default=str)
+        raise InvalidInputError(
+            f"partition {failed.start.isoformat()} failed {failed.failure}; nothing was written "
+            f"for it; sample rows: {samples}; fix the data and run the same command to resume"
+        )
