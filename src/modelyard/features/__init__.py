@@ -12,7 +12,7 @@ from modelyard.features._checks import (
 from modelyard.features._definitions import Entity, FeatureRef, FeatureService, FeatureView
 from modelyard.features._online import MaterializeResult, OnlineFeatures
 from modelyard.features._registry import Change
-from modelyard.features._sources import FileSource, FrameSource, SqlSource
+from modelyard.features._sources import FileSource, FrameSource, PostgresSource, SqlSource
 from modelyard.features._store import FeatureStore, OnlineReader
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "OnlineFeatures",
     "OnlineReader",
     "PartitionResult",
+    "PostgresSource",
     "Range",
     "RowCount",
     "SqlSource",
