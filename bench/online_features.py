@@ -1,0 +1,144 @@
+"""Online feature reads and materialization, against the thinnest hand-written reference.
+
+10,000 drivers x 10 timestamps, 10 float features, ttl 30 days. Times, in-process:
+- modelyard ``online_reader(...).read(keys)`` for 1 and 100 entities (values, event times
+  and status for 10 features), on SQLite and on Redis;
+- the same rows read by hand: a ``sqlite3`` primary-key lookup (``IN (...)`` for 100) of
+  the stored bytes, and a redis-py ``HMGET`` (no decoding: the floor under any store);
+- ``materialize`` of the 10,000 drivers.
+
+    .venv/bin/python bench/online_features.py [--reads 5000] [--no-redis]
+
+Feast's numbers for the same shapes are in the issue (measured there with Feast 0.67).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import modelyard
+from modelyard.features import Entity, FeatureService, FeatureView, FrameSource
+
+DRIVERS = 10_000
+STAMPS = 10
+FEATURES = [f"f{i}" for i in range(10)]
+END = datetime(2024, 2, 1, tzinfo=UTC)
+
+
+def feature_rows() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = DRIVERS * STAMPS
+    stamps = END - pd.to_timedelta(rng.integers(1, 20 * 24 * 60, n), unit="min")
+    return pd.DataFrame(
+        {
+            "driver_id": np.repeat(np.arange(DRIVERS), STAMPS),
+            "event_timestamp": pd.DatetimeIndex(stamps),
+            **{f: rng.random(n) for f in FEATURES},
+        }
+    )
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    arr = np.array(samples) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(arr, 50)), 4),
+        "p99_ms": round(float(np.percentile(arr, 99)), 4),
+    }
+
+
+def timed(fn: Any, reads: int) -> dict[str, float]:
+    for _ in range(200):
+        fn()
+    samples = []
+    for _ in range(reads):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return percentiles(samples)
+
+
+def bench_store(url: str, folder: Path, frame: pd.DataFrame, reads: int) -> dict[str, Any]:
+    ws = modelyard.Workspace.init(folder, online_url=url)
+    driver = Entity("driver", {"driver_id": "int64"})
+    view = FeatureView(
+        "driver_stats",
+        entity=driver,
+        source=FrameSource(frame),
+        features={f: "float64" for f in FEATURES},
+        ttl=timedelta(days=30),
+    )
+    ws.features.apply([driver, view, FeatureService("svc", [view])])
+    ws.online.drop("driver_stats__v1")
+    t0 = time.perf_counter()
+    [result] = ws.features.materialize(END - timedelta(days=30), END)
+    materialize_s = time.perf_counter() - t0
+    reader = ws.features.online_reader("svc")
+    one = {"driver_id": [4242]}
+    hundred = {"driver_id": list(range(5000, 5100))}
+    assert reader.read(one, at=END).status["f0"] == ["present"]
+    out: dict[str, Any] = {
+        "materialize_s": round(materialize_s, 3),
+        "materialized_rows": result.rows,
+        "modelyard_1": timed(lambda: reader.read(one, at=END), reads),
+        "modelyard_100": timed(lambda: reader.read(hundred, at=END), reads),
+    }
+    keys_1 = [b"[4242]"]
+    keys_100 = [f"[{i}]".encode() for i in range(5000, 5100)]
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.split(":///", 1)[1])
+        table = '"fv_driver_stats__v1"'
+        marks = ",".join("?" * 100)
+        out["plain_sqlite3_1"] = timed(
+            lambda: conn.execute(f"SELECT ts, v FROM {table} WHERE k = ?", keys_1).fetchall(),
+            reads,
+        )
+        out["plain_sqlite3_100"] = timed(
+            lambda: conn.execute(
+                f"SELECT k, ts, v FROM {table} WHERE k IN ({marks})", keys_100
+            ).fetchall(),
+            reads,
+        )
+    else:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        name = "modelyard:fv:driver_stats__v1"
+        out["plain_redis_1"] = timed(lambda: client.hmget(name, keys_1), reads)
+        out["plain_redis_100"] = timed(lambda: client.hmget(name, keys_100), reads)
+        ws.online.drop("driver_stats__v1")
+    ws.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reads", type=int, default=5000)
+    parser.add_argument("--no-redis", dest="redis", action="store_false")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    frame = feature_rows()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["sqlite"] = bench_store(
+            f"sqlite:///{Path(tmp) / 'online.db'}", Path(tmp) / "ws1", frame, args.reads
+        )
+        if args.redis:
+            results["redis"] = bench_store(args.redis_url, Path(tmp) / "ws2", frame, args.reads)
+    out = Path(__file__).with_name("out")
+    out.mkdir(exist_ok=True)
+    (out / "online-features.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
