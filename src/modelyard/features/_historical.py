@@ -1,18 +1,22 @@
 """Point-in-time correct training sets: for each entity row, the latest feature row of
 each view with the same keys, event time <= the row's time and > that time minus ttl.
 
-Runs as one DuckDB query: per view, feature rows that tie on (keys, event time) are first
-reduced to the winner (latest created time, then last written), then an ASOF LEFT JOIN
-picks the latest row at or before each entity row's time, and the ttl is applied to the
-row it picked (an older row is older still, so nothing else could qualify). Entity rows
-keep their order and their own columns. DuckDB spills to disk, so inputs larger than
-memory work; ``path=`` streams the result into Parquet without holding it.
+Runs as one DuckDB query. Per view, an ASOF join over (keys, event time) alone picks the
+latest time at or before each entity row's time; the ttl is applied to that time (an
+older row is older still, so nothing else could qualify); then only the feature rows at
+the picked (keys, time) pairs are read back and reduced to the tie winner (latest created
+time, then last written). Tie-breaking after the join instead of before it sorts a small
+fraction of the rows: measured at 1M entity rows x 10M feature rows, 0.5x the time of a
+plain dedup-then-ASOF query (bench/RESULTS.md). Entity rows keep their order and their
+own columns. DuckDB spills to disk, so inputs larger than memory work; ``path=`` streams
+the result into Parquet without holding it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -87,30 +91,61 @@ def _entity_table(frame: Any, timestamp_field: str, assume_utc: bool) -> pa.Tabl
     return table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
 
 
-def _view_sql(sel: _Selection, alias: str, ts: str) -> str:
-    view = sel.view
-    src = view.source
-    keys = [quote(k) for k in view.entity.key_names]
-    created = quote(src.created_timestamp_field) if src.created_timestamp_field else "NULL"
-    columns = ", ".join([*keys, *(quote(f) for f in sel.features)])
-    window = ""
-    if view.ttl is not None:
-        window = (
-            f" AND {quote(src.timestamp_field)} > "
-            f"(SELECT min({ts}) FROM __entities) - INTERVAL {_us(view)} MICROSECONDS"
-        )
-    return (
-        f"{alias} AS (SELECT {columns}, {quote(src.timestamp_field)} AS __ts "
-        f"FROM ({view_rows_sql(view, sel.offline_root, sel.version)}) "
-        f"WHERE {quote(src.timestamp_field)} <= (SELECT max({ts}) FROM __entities){window} "
-        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {quote(src.timestamp_field)} "
-        f"ORDER BY {created} DESC NULLS LAST, __tier DESC, __file DESC, __pos DESC) = 1)"
-    )
-
-
 def _us(view: FeatureView) -> int:
     assert view.ttl is not None
-    return int(view.ttl.total_seconds() * 1_000_000)
+    # Integer division of timedeltas: a float of seconds would drop microseconds.
+    return view.ttl // timedelta(microseconds=1)
+
+
+def _instant(value: Any) -> str:
+    return f"TIMESTAMPTZ {literal(value.isoformat())}"
+
+
+def _view_ctes(
+    sel: _Selection, i: int, ts: str, bounds: tuple[Any, Any] | None
+) -> tuple[list[str], str]:
+    """The CTEs that answer one view, and the join that attaches its features.
+
+    ``k{i}``: (keys, event time) of candidate rows only (16 bytes a row for the ASOF join
+    to sort); ``m{i}``: per entity row, the matched (keys, time) within the ttl;
+    ``w{i}``: the feature rows at the matched pairs only, reduced to the tie winner.
+    Every row that ties on (keys, time) has the keys and time the ASOF join returned, so
+    breaking ties after the join picks the same row as breaking them before it, on a
+    small fraction of the rows.
+    """
+    view = sel.view
+    src = view.source
+    time_col = quote(src.timestamp_field)
+    keys = [quote(k) for k in view.entity.key_names]
+    created = quote(src.created_timestamp_field) if src.created_timestamp_field else "NULL"
+    rows = view_rows_sql(view, sel.offline_root, sel.version)
+    window = ""
+    if bounds is not None:
+        window = f" WHERE {time_col} <= {_instant(bounds[1])}"
+        if view.ttl is not None:
+            window += f" AND {time_col} > {_instant(bounds[0])} - INTERVAL {_us(view)} MICROSECONDS"
+    fresh = ""
+    if view.ttl is not None:
+        fresh = f" WHERE k{i}.__ts > e.{ts} - INTERVAL {_us(view)} MICROSECONDS"
+    on_keys = " AND ".join(f"e.{k} = k{i}.{k}" for k in keys)
+    ctes = [
+        f"r{i} AS ({rows})",
+        f"k{i} AS (SELECT {', '.join(keys)}, {time_col} AS __ts FROM r{i}{window})",
+        f"m{i} AS (SELECT e.{quote(_ROW)} AS __row, {', '.join(f'k{i}.{k}' for k in keys)}, "
+        f"k{i}.__ts FROM __entities e ASOF JOIN k{i} ON {on_keys} AND e.{ts} >= k{i}.__ts{fresh})",
+        f"w{i} AS (SELECT {', '.join(keys)}, {time_col} AS __ts, "
+        f"{', '.join(quote(f) for f in sel.features)} FROM r{i} "
+        f"SEMI JOIN m{i} ON {' AND '.join(f'r{i}.{k} = m{i}.{k}' for k in keys)} "
+        f"AND r{i}.{time_col} = m{i}.__ts "
+        f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}, {time_col} "
+        f"ORDER BY {created} DESC NULLS LAST, __tier DESC, __file DESC, __pos DESC) = 1)",
+    ]
+    join = (
+        f"LEFT JOIN m{i} ON m{i}.__row = e.{quote(_ROW)} "
+        f"LEFT JOIN w{i} ON {' AND '.join(f'w{i}.{k} = m{i}.{k}' for k in keys)} "
+        f"AND w{i}.__ts = m{i}.__ts"
+    )
+    return ctes, join
 
 
 def build_query(
@@ -118,31 +153,24 @@ def build_query(
     entity_columns: list[str],
     timestamp_field: str,
     full_feature_names: bool,
+    bounds: tuple[Any, Any] | None = None,
 ) -> str:
+    """The whole join as SQL over ``__entities``; ``bounds`` (min, max entity time) prune."""
     ts = quote(timestamp_field)
     ctes: list[str] = []
     joins: list[str] = []
     outputs: list[str] = []
     seen = set(entity_columns)
     for i, sel in enumerate(selections):
-        alias = f"v{i}"
-        ctes.append(_view_sql(sel, alias, ts))
         for key in sel.view.entity.key_names:
             if key not in entity_columns:
                 raise InvalidInputError(
                     f"the entity rows have no '{key}' column, a join key of feature view "
                     f"'{sel.view.name}'"
                 )
-        on = " AND ".join(
-            [f"e.{quote(k)} = {alias}.{quote(k)}" for k in sel.view.entity.key_names]
-            + [f"e.{ts} >= {alias}.__ts"]
-        )
-        joins.append(f"ASOF LEFT JOIN {alias} ON {on}")
-        fresh = (
-            "TRUE"
-            if sel.view.ttl is None
-            else (f"{alias}.__ts > e.{ts} - INTERVAL {_us(sel.view)} MICROSECONDS")
-        )
+        view_ctes, join = _view_ctes(sel, i, ts, bounds)
+        ctes += view_ctes
+        joins.append(join)
         for feature in sel.features:
             name = f"{sel.view.name}__{feature}" if full_feature_names else feature
             if name in seen:
@@ -151,7 +179,7 @@ def build_query(
                     "to name features 'view__feature'"
                 )
             seen.add(name)
-            outputs.append(f"CASE WHEN {fresh} THEN {alias}.{quote(feature)} END AS {quote(name)}")
+            outputs.append(f"w{i}.{quote(feature)} AS {quote(name)}")
     selected = ", ".join(["e.* EXCLUDE (" + quote(_ROW) + ")", *outputs])
     return (
         f"WITH {', '.join(ctes)} SELECT {selected} FROM __entities e "
@@ -175,7 +203,9 @@ def get_historical(
     selections = resolve(defs, features)
     table = _entity_table(entity_rows, timestamp_field, assume_utc)
     entity_columns = [c for c in table.column_names if c != _ROW]
-    sql = build_query(selections, entity_columns, timestamp_field, full_feature_names)
+    low, high = pc.min_max(table[timestamp_field]).values()
+    bounds = None if not low.is_valid else (low.as_py(), high.as_py())
+    sql = build_query(selections, entity_columns, timestamp_field, full_feature_names, bounds)
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")

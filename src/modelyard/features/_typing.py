@@ -29,8 +29,12 @@ _ACCEPTS: dict[str, tuple[str, ...]] = {
     "float64": _INTS + _FLOATS + ("DECIMAL",),
     "bool": ("BOOLEAN",),
     "string": ("VARCHAR",),
-    "datetime": ("TIMESTAMP WITH TIME ZONE",),
+    "datetime": ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS"),
 }
+# DuckDB names microsecond UTC timestamps "TIMESTAMP WITH TIME ZONE" and nanosecond ones
+# (pandas' default) "TIMESTAMPTZ_NS"; the naive kinds carry their unit in the name.
+_AWARE_TIMES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS")
+_NAIVE_TIMES = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 
 
 def _base(duck_type: str) -> str:
@@ -51,12 +55,12 @@ def check_source_columns(view: FeatureView, columns: Mapping[str, str]) -> None:
             raise InvalidInputError(
                 f"{where} '{name}' (a timestamp) is missing; found {', '.join(columns)}"
             )
-        if _base(found) == "TIMESTAMP":
+        if _base(found) in _NAIVE_TIMES:
             raise InvalidInputError(
                 f"{where} '{name}' holds timestamps without a time zone; store them as "
                 "UTC-aware timestamps (pandas: .dt.tz_localize('UTC'))"
             )
-        if _base(found) != "TIMESTAMP WITH TIME ZONE":
+        if _base(found) not in _AWARE_TIMES:
             raise InvalidInputError(f"{where} '{name}': expected a timestamp, found {found}")
     for field in (*view.entity.join_keys, *view.features):
         found = columns.get(field.name)
