@@ -276,3 +276,12 @@ def test_a_service_naming_an_unknown_feature_is_not_applied(
             [DRIVER, stats_view(), FeatureService("s", ["driver_stats:ratng"])]
         )
     assert sqlite_workspace.features.list() == []
+
+
+def test_entity_times_finer_than_a_microsecond_are_refused_with_a_remedy(
+    sqlite_workspace: modelyard.Workspace,
+) -> None:
+    sqlite_workspace.features.apply([DRIVER, stats_view()])
+    rows = ENTITIES.assign(event_timestamp=ENTITIES.event_timestamp + pd.Timedelta(1, "ns"))
+    with pytest.raises(InvalidInputError, match=r"finer than a microsecond.*floor\('us'\)"):
+        sqlite_workspace.features.get_historical(rows, ["driver_stats:rating"])

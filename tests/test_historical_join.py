@@ -6,7 +6,11 @@ event time is <= the row's time and > that time minus the view's ttl; ties on ev
 time go to the latest created time (a NULL created time loses), then to the row written
 last (file name, then row number in the file); no match gives nulls.
 
-Timestamps sit on a grid of whole minutes, so ties and ttl boundaries happen often.
+Event and created times sit on a grid of whole minutes and entity times on that grid or
+at an event time (+ ttl) +/- 1 us, so ties and ttl boundaries happen often. Each example
+varies the frame kind (pandas, Arrow, polars, a Parquet folder of several files), the time
+unit (us, ns), the entity time zone (UTC, naive with assume_utc, another zone) and the
+output (pandas, Arrow, polars, path=).
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ ARROW_TYPES = {
     "driver_id": pa.int64(),
     "region": pa.string(),
     TS: pa.timestamp("us", tz="UTC"),
-    CREATED: pa.timestamp("us", tz="UTC"),
     "label": pa.int64(),
     "note": pa.string(),
 }
@@ -67,6 +70,7 @@ class RefView:
     ttl: timedelta | None
     created: str | None
     rows: list[dict[str, Any]]
+    unit: str = "us"  # how the source stores its times: "us" or "ns" (pandas 2's default)
 
 
 def _matches(feature_row: dict[str, Any], entity_row: dict[str, Any], view: RefView) -> bool:
@@ -172,9 +176,9 @@ def as_frame(table: pa.Table, kind: str) -> Any:
 
 def _feature_types(view: RefView, index: int) -> dict[str, pa.DataType]:
     types = {key: ARROW_TYPES[key] for key in view.keys}
-    types[TS] = ARROW_TYPES[TS]
+    types[TS] = pa.timestamp(view.unit, tz="UTC")
     if view.created:
-        types[CREATED] = ARROW_TYPES[CREATED]
+        types[CREATED] = pa.timestamp(view.unit, tz="UTC")
     types.update({f"x{index}": pa.float64(), f"n{index}": pa.int64(), f"s{index}": pa.string()})
     return types
 
@@ -191,6 +195,7 @@ class Scenario:
     selections: list[tuple[RefView, list[str]]]
     full_feature_names: bool
     time_zone: str  # "UTC", "naive" (sent with assume_utc=True) or another zone
+    entity_unit: str  # "us" or "ns"
     entity_kind: str
     output: str
 
@@ -199,6 +204,9 @@ IDS = st.sampled_from([1, 2, 2**62 + 1])
 REGIONS = st.sampled_from(["a", "b", "é"])
 TEXT = st.none() | st.text(st.characters(codec="utf-8"), max_size=3)
 FILE_NAMES = ["a", "a-b", "B", "part-1", "part-10", "part-9"]
+# 1.001 s is not a whole number of microseconds as a float of seconds (see the regression
+# test for it below); the others are whole minutes, so the grid hits their boundaries.
+TTLS = [None, *(timedelta(minutes=m) for m in (1, 2, 3, 5)), timedelta(milliseconds=1001)]
 
 
 @st.composite
@@ -210,7 +218,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     storage = []
     for i in range(draw(st.integers(1, 3))):
         keys = draw(st.sampled_from([("driver_id", "region"), ("driver_id",)]))
-        ttl = draw(st.sampled_from([None, 1, 2, 3, 5]))
+        ttl = draw(st.sampled_from(TTLS))
         created = draw(st.sampled_from([None, CREATED]))
         row = st.builds(
             lambda key, rest: {"driver_id": key[0], "region": key[1], **rest},
@@ -237,8 +245,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             files = {"": rows}
         if created is None:
             rows = [{k: v for k, v in r.items() if k != CREATED} for r in rows]
-        minutes = None if ttl is None else timedelta(minutes=ttl)
-        views.append(RefView(f"v{i}", keys, minutes, created, rows))
+        unit = draw(st.sampled_from(["us", "ns"]))
+        views.append(RefView(f"v{i}", keys, ttl, created, rows, unit))
         storage.append((kind, files))
 
     # entity times: the grid, plus event times and their ttl boundaries (and 1 us either side)
@@ -289,6 +297,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         selections=selections,
         full_feature_names=draw(st.booleans()),
         time_zone=draw(st.sampled_from(["UTC", "naive", "Asia/Kolkata"])),
+        entity_unit=draw(st.sampled_from(["us", "ns"])),
         entity_kind=draw(st.sampled_from(["pandas", "arrow", "polars"])),
         output=draw(st.sampled_from(["pandas", "arrow", "polars", "parquet"])),
     )
@@ -297,13 +306,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 def _entity_frame(scenario: Scenario) -> Any:
     types = {c: ARROW_TYPES[c] for c in ENTITY_COLUMNS}
     table = _table(scenario.entity_rows, types)
-    if scenario.time_zone != "UTC":
-        column = table[TS]
-        if scenario.time_zone == "naive":
-            column = column.cast(pa.timestamp("us"))
-        else:
-            column = column.cast(pa.timestamp("us", tz=scenario.time_zone))
-        table = table.set_column(table.column_names.index(TS), TS, column)
+    zone = None if scenario.time_zone == "naive" else scenario.time_zone
+    column = table[TS].cast(pa.timestamp(scenario.entity_unit, tz=zone))
+    table = table.set_column(table.column_names.index(TS), TS, column)
     return as_frame(table, scenario.entity_kind)
 
 
@@ -582,41 +587,33 @@ def test_later_file_name_wins_a_full_tie_in_a_parquet_folder(
     assert values(out, "f") == [2.0, 2.0]
 
 
-# -- bugs found by the property test (kept as strict xfails until fixed) ---------------
+# -- bugs the property test found (fixed in 7b289e9; kept as regression tests) ----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_historical._us computes int(ttl.total_seconds() * 1_000_000), which truncates "
-        "1.001 s to 1000999 us: the ttl loses its last microsecond"
-    ),
-)
 def test_ttl_with_a_millisecond_fraction_keeps_its_last_microsecond(
     sqlite_workspace: modelyard.Workspace,
 ) -> None:
+    """int(ttl.total_seconds() * 1_000_000) once made 1.001 s into 1000999 us."""
     data = frame(**one_row(**KEY, **{TS: at(0)}, f=1.0))
     ttl = timedelta(milliseconds=1001)
     sqlite_workspace.features.apply([DRIVER, stats_view(data, ttl=ttl)])
     rows = entities(at(0) + ttl - MICROSECOND, at(0) + ttl)
     out = sqlite_workspace.features.get_historical(rows, ["stats:f"])
-    assert values(out, "f") == [1.0, None]  # got [None, None]
+    assert values(out, "f") == [1.0, None]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidInputError,
-    reason=(
-        "_typing.check_source_columns accepts only 'TIMESTAMP WITH TIME ZONE', so a source "
-        "with nanosecond UTC timestamps (TIMESTAMPTZ_NS: the pandas 2 default) is rejected "
-        "with 'expected a timestamp, found TIMESTAMPTZ_NS'"
-    ),
-)
 def test_nanosecond_utc_timestamps_in_a_source_are_accepted(
     sqlite_workspace: modelyard.Workspace,
 ) -> None:
-    data = frame(**one_row(**KEY, **{TS: at(0)}, f=1.0))
+    """datetime64[ns, UTC] (pandas 2's default) was rejected as 'found TIMESTAMPTZ_NS'."""
+    data = frame(
+        driver_id=[1, 1],
+        region=["a", "a"],
+        **{TS: [at(0), at(0)], CREATED: [at(1), at(0)]},
+        f=[1.0, 2.0],
+    )
     data[TS] = data[TS].astype("datetime64[ns, UTC]")
-    sqlite_workspace.features.apply([DRIVER, stats_view(data)])
-    out = sqlite_workspace.features.get_historical(entities(at(1)), ["stats:f"])
-    assert values(out, "f") == [1.0]
+    data[CREATED] = data[CREATED].astype("datetime64[ns, UTC]")
+    sqlite_workspace.features.apply([DRIVER, stats_view(data, ttl=timedelta(minutes=1))])
+    out = sqlite_workspace.features.get_historical(entities(at(0), at(1, -1), at(1)), ["stats:f"])
+    assert values(out, "f") == [1.0, 1.0, None]

@@ -86,7 +86,13 @@ def _entity_table(frame: Any, timestamp_field: str, assume_utc: bool) -> pa.Tabl
                 "make them UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True"
             )
         col = pc.assume_timezone(col, "UTC")
-    col = col.cast(pa.timestamp("us", tz="UTC"))
+    try:
+        col = col.cast(pa.timestamp("us", tz="UTC"))
+    except pa.ArrowInvalid:
+        raise InvalidInputError(
+            f"entity column '{timestamp_field}' has times finer than a microsecond; round "
+            "them (pandas: .dt.floor('us'))"
+        ) from None
     table = table.set_column(table.column_names.index(timestamp_field), timestamp_field, col)
     return table.append_column(_ROW, pa.array(range(table.num_rows), pa.int64()))
 
