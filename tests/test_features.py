@@ -285,3 +285,17 @@ def test_entity_times_finer_than_a_microsecond_are_refused_with_a_remedy(
     rows = ENTITIES.assign(event_timestamp=ENTITIES.event_timestamp + pd.Timedelta(1, "ns"))
     with pytest.raises(InvalidInputError, match=r"finer than a microsecond.*floor\('us'\)"):
         sqlite_workspace.features.get_historical(rows, ["driver_stats:rating"])
+
+
+def test_a_folder_source_skips_hidden_files_and_folders(
+    sqlite_workspace: modelyard.Workspace, tmp_path: Path
+) -> None:
+    folder = tmp_path / "stats"
+    (folder / ".cache").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(STATS, preserve_index=False), folder / "part-0.parquet")
+    stale = STATS.assign(rating=[-1.0, -1.0, -1.0])
+    for hidden in (folder / ".cache" / "old.parquet", folder / ".part-1.parquet"):
+        pq.write_table(pa.Table.from_pandas(stale, preserve_index=False), hidden)
+    sqlite_workspace.features.apply([DRIVER, stats_view(source=FileSource(str(folder)))])
+    got = sqlite_workspace.features.get_historical(ENTITIES, ["driver_stats:rating"])
+    assert got["rating"].tolist() == [3.0, 4.0, 4.5]

@@ -52,18 +52,31 @@ class FileSource:
     timestamp_field: str = "event_timestamp"
     created_timestamp_field: str | None = None
 
-    def _pattern(self) -> str:
+    def _files(self) -> str:
+        """The DuckDB file argument: the glob or file as given, or a folder's files.
+
+        A folder lists its ``*.parquet`` files here, skipping hidden files and folders
+        (``.modelyard/``, temporary ``.x.tmp`` files), which a ``**`` glob would read.
+        """
         if any(c in self.path for c in "*?[") or "://" in self.path:
-            return self.path
-        if Path(self.path).is_dir():
-            return os.path.join(self.path, "**", "*.parquet")
-        return self.path
+            return literal(self.path)
+        root = Path(self.path)
+        if not root.is_dir():
+            return literal(self.path)
+        files = sorted(
+            str(p)
+            for p in root.rglob("*.parquet")
+            if not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+        if not files:
+            raise InvalidInputError(f"folder {self.path!r} holds no .parquet files")
+        return "[" + ", ".join(literal(f) for f in files) + "]"
 
     def sql(self) -> str:
         return (
             "SELECT * EXCLUDE (filename, file_row_number), filename AS __file, "
             "file_row_number AS __pos FROM read_parquet("
-            f"{literal(self._pattern())}, filename = true, file_row_number = true)"
+            f"{self._files()}, filename = true, file_row_number = true)"
         )
 
     def spec(self) -> dict[str, Any]:
