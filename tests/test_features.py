@@ -293,7 +293,10 @@ def test_a_folder_source_skips_hidden_files_and_folders(
     folder = tmp_path / "stats"
     (folder / ".cache").mkdir(parents=True)
     pq.write_table(pa.Table.from_pandas(STATS, preserve_index=False), folder / "part-0.parquet")
-    stale = STATS.assign(rating=[-1.0, -1.0, -1.0])
+    # Later than the real rows: if a hidden file were read, its values would win.
+    stale = STATS.assign(
+        rating=[-1.0, -1.0, -1.0], event_timestamp=STATS.event_timestamp + pd.Timedelta(hours=1)
+    )
     for hidden in (folder / ".cache" / "old.parquet", folder / ".part-1.parquet"):
         pq.write_table(pa.Table.from_pandas(stale, preserve_index=False), hidden)
     sqlite_workspace.features.apply([DRIVER, stats_view(source=FileSource(str(folder)))])
