@@ -5,11 +5,12 @@
   and status for 10 features), on SQLite and on Redis;
 - the same rows read by hand: a ``sqlite3`` primary-key lookup (``IN (...)`` for 100) of
   the stored bytes, and a redis-py ``HMGET`` (no decoding: the floor under any store);
-- ``materialize`` of the 10,000 drivers.
+- ``materialize`` of the 10,000 drivers;
+- Feast (bench/.venv-feast, see bench/setup_feast.sh) on the same rows, written to Parquet:
+  ``materialize`` and ``get_online_features(...).to_dict()`` for the same shapes, on its
+  SQLite and Redis online stores, each in its own process (bench/_feast_online_worker.py).
 
-    .venv/bin/python bench/online_features.py [--reads 5000] [--no-redis]
-
-Feast's numbers for the same shapes are in the issue (measured there with Feast 0.67).
+    .venv/bin/python bench/online_features.py [--reads 5000] [--no-redis] [--no-feast]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -33,6 +35,9 @@ DRIVERS = 10_000
 STAMPS = 10
 FEATURES = [f"f{i}" for i in range(10)]
 END = datetime(2024, 2, 1, tzinfo=UTC)
+BENCH = Path(__file__).resolve().parent
+FEAST_PYTHON = BENCH / ".venv-feast" / "bin" / "python"
+FEAST_REDIS = "127.0.0.1:6379,db=13"
 
 
 def feature_rows() -> pd.DataFrame:
@@ -120,11 +125,42 @@ def bench_store(url: str, folder: Path, frame: pd.DataFrame, reads: int) -> dict
     return out
 
 
+def bench_feast(
+    online_store: str, parquet: Path, folder: Path, frame: pd.DataFrame, reads: int
+) -> dict[str, Any]:
+    """Feast 0.67 on the same rows, in its own venv and process."""
+    cfg = {
+        "features_path": str(parquet),
+        "repo": str(folder),
+        "online_store": online_store,
+        "redis_connection": FEAST_REDIS,
+        "end": END.isoformat(),
+        "ttl_days": 30,
+        "features": FEATURES,
+        "reads": reads,
+    }
+    proc = subprocess.run(
+        [str(FEAST_PYTHON), str(BENCH / "_feast_online_worker.py"), json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"Feast worker ({online_store}) failed:\n{proc.stderr[-4000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # Feast must have materialized what it reads: the latest in-ttl row per driver.
+    latest = frame[frame.driver_id == 4242].sort_values("event_timestamp").iloc[-1]
+    assert out.pop("value_4242") == {f: float(latest[f]) for f in FEATURES}, "Feast value"
+    assert out["missing_values_100"] == 0, "Feast missed values"
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=5000)
     parser.add_argument("--no-redis", dest="redis", action="store_false")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--no-feast", dest="feast", action="store_false")
     args = parser.parse_args()
     frame = feature_rows()
     results: dict[str, Any] = {}
@@ -134,6 +170,20 @@ def main() -> None:
         )
         if args.redis:
             results["redis"] = bench_store(args.redis_url, Path(tmp) / "ws2", frame, args.reads)
+        if args.feast:
+            parquet = Path(tmp) / "features.parquet"
+            frame.to_parquet(parquet, index=False)
+            for name in results:
+                feast = bench_feast(name, parquet, Path(tmp) / f"feast-{name}", frame, args.reads)
+                results[name]["feast"] = feast
+                mine = results[name]
+                results[name]["ratios_feast_over_modelyard"] = {
+                    "p99_1": round(feast["feast_1"]["p99_ms"] / mine["modelyard_1"]["p99_ms"], 1),
+                    "p99_100": round(
+                        feast["feast_100"]["p99_ms"] / mine["modelyard_100"]["p99_ms"], 1
+                    ),
+                    "materialize": round(feast["materialize_s"] / mine["materialize_s"], 1),
+                }
     out = Path(__file__).with_name("out")
     out.mkdir(exist_ok=True)
     (out / "online-features.json").write_text(json.dumps(results, indent=2))
