@@ -30,4 +30,4 @@ def test_readme_first_screen_has_the_two_commands() -> None:
     assert lines[0].endswith("modelyard quickstart")
     assert lines[1].endswith(".venv/bin/pytest")
     ci = (ROOT / ".ci" / "run").read_text()
-    assert lines[1].replace("install ", "install -q ") in ci
+    assert lines[1] in ci

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import platform
 import random
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 import sklearn
 
 import modelyard
+from git_support import git
 from modelyard.errors import ConflictError, InvalidInputError, NotFoundError
 from modelyard.tracking import _seed
 
@@ -31,17 +31,6 @@ def _unseeded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts with no global seed; seed_everything's PYTHONHASHSEED is undone."""
     monkeypatch.setattr(_seed, "_current", None)
     monkeypatch.delenv("PYTHONHASHSEED", raising=False)
-
-
-def _git(folder: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -361,19 +350,19 @@ def test_git_commit_is_captured_and_follows_the_checkout(
     workspace: modelyard.Workspace, outside_git: Path
 ) -> None:
     repo = outside_git
-    _git(repo, "init", "-q")
+    git(repo, "init", "-q")
     (repo / "train.py").write_text("print('v1')\n")
-    _git(repo, "add", "train.py")
-    _git(repo, "commit", "-q", "-m", "v1")
-    first = _git(repo, "rev-parse", "HEAD")
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-q", "-m", "v1")
+    first = git(repo, "rev-parse", "HEAD")
 
     with workspace.start_run("clean") as clean:
         pass
     (repo / "train.py").write_text("print('v2')\n")
     with workspace.start_run("edited") as edited:
         pass
-    _git(repo, "commit", "-q", "-am", "v2")
-    second = _git(repo, "rev-parse", "HEAD")
+    git(repo, "commit", "-q", "-am", "v2")
+    second = git(repo, "rev-parse", "HEAD")
     with workspace.start_run("committed") as committed:
         pass
 
