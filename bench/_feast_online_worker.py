@@ -28,9 +28,10 @@ warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
 
 import feast  # noqa: E402
-import numpy as np  # noqa: E402
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType  # noqa: E402
 from feast.types import Float64, Int64  # noqa: E402
+
+from _common import timed  # noqa: E402
 
 FEATURE_STORE_YAML = """\
 project: bench
@@ -42,25 +43,6 @@ online_store:
 {online}
 entity_key_serialization_version: 3
 """
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    arr = np.array(samples) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(arr, 50)), 4),
-        "p99_ms": round(float(np.percentile(arr, 99)), 4),
-    }
-
-
-def timed(fn: Any, reads: int) -> dict[str, float]:
-    for _ in range(200):
-        fn()
-    samples = []
-    for _ in range(reads):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return percentiles(samples)
 
 
 def build_repo(cfg: dict[str, Any]) -> FeatureStore:

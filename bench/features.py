@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,6 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from _common import machine
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -354,23 +355,6 @@ def check_sides(work: Path, sides: dict[str, Any]) -> dict[str, Any]:
 # -- report -----------------------------------------------------------------------------
 
 
-def machine(feast_version: str | None) -> dict[str, Any]:
-    def git(*cmd: str) -> str:
-        res = subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True)
-        return res.stdout.strip()
-
-    return {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "duckdb": duckdb.__version__,
-        "pyarrow": pa.__version__,
-        "feast": feast_version,
-        "modelyard_commit": git("rev-parse", "--short", "HEAD"),
-        "modelyard_tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-    }
-
-
 def fmt_s(r: dict[str, Any] | None, key: str) -> str:
     if r is None:
         return "not run"
@@ -452,7 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         ratios["feast_over_modelyard_median"] = fe["median_s"] / my["median_s"]
     report = {
         "command": " ".join([".venv/bin/python", "bench/features.py", *sys.argv[1:]]),
-        "machine": machine(fe.get("feast_version") if fe else None),
+        "machine": machine(
+            duckdb=duckdb.__version__,
+            pyarrow=pa.__version__,
+            feast=fe.get("feast_version") if fe else None,
+        ),
         "settings": {
             "scale": args.scale,
             "repeats": args.repeats,

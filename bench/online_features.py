@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 import modelyard
+from _common import timed
 from modelyard.features import Entity, FeatureService, FeatureView, FrameSource
 
 DRIVERS = 10_000
@@ -51,25 +52,6 @@ def feature_rows() -> pd.DataFrame:
             **{f: rng.random(n) for f in FEATURES},
         }
     )
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    arr = np.array(samples) * 1000
-    return {
-        "p50_ms": round(float(np.percentile(arr, 50)), 4),
-        "p99_ms": round(float(np.percentile(arr, 99)), 4),
-    }
-
-
-def timed(fn: Any, reads: int) -> dict[str, float]:
-    for _ in range(200):
-        fn()
-    samples = []
-    for _ in range(reads):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return percentiles(samples)
 
 
 def bench_store(url: str, folder: Path, frame: pd.DataFrame, reads: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import modelyard
+from _common import machine
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -150,21 +150,6 @@ def run_mlflow(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine(mlflow_version: str) -> dict[str, Any]:
-    def git(*cmd: str) -> str:
-        res = subprocess.run(["git", "-C", str(REPO), *cmd], capture_output=True, text=True)
-        return res.stdout.strip()
-
-    return {
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "mlflow": mlflow_version,
-        "modelyard_commit": git("rev-parse", "--short", "HEAD"),
-        "modelyard_tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-    }
-
-
 def rows(my: dict[str, Any], ml: dict[str, Any]) -> list[dict[str, Any]]:
     fluent, batch = ml["runs_fluent"]["runs_per_s"], ml["runs_batch"]["runs_per_s"]
     best_runs, how = (batch, "client log_batch") if batch >= fluent else (fluent, "fluent")
@@ -269,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: search tops differ: {my['search']['top']} vs {ml['search']['top']}")
     report = {
         "command": " ".join([".venv/bin/python", "bench/tracking_vs_mlflow.py", *sys.argv[1:]]),
-        "machine": {**machine(ml["mlflow_version"]), "loadavg_1m": load},
+        "machine": {**machine(mlflow=ml["mlflow_version"]), "loadavg_1m": load},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "filter": FILTER,
         "order_by": ORDER_BY,

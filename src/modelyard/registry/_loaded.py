@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from modelyard.contracts import RecordValidator, as_frame, validate_frame
-from modelyard.registry._flavors import Columns, Predictor
+from modelyard.registry._flavors import ArrayPredictor, Columns, Predictor
 from modelyard.registry._versions import ModelVersion
 
 _NUMERIC = frozenset({"int64", "float64", "bool"})
@@ -53,5 +53,5 @@ class LoadedModel:
         """Predict for validated input columns (name -> values, in signature order)."""
         if self._array_path:
             x = np.array(list(columns.values()), dtype=np.float64).T
-            return self.predictor.predict_array(x)  # type: ignore[attr-defined, no-any-return]
+            return cast(ArrayPredictor, self.predictor).predict_array(x)
         return self.predictor.predict(pd.DataFrame(columns))

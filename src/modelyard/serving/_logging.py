@@ -8,7 +8,6 @@ line of the server is free text.
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,7 +60,3 @@ def configure(level: str = "info") -> None:
     import logging.config
 
     logging.config.dictConfig(log_config(level))
-
-
-def stderr_is_tty() -> bool:
-    return sys.stderr.isatty()
