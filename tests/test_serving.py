@@ -187,7 +187,12 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["models"]["cancer"] == {"version": 1, "ready": True}
+    assert ready.json()["models"]["cancer"] == {
+        "ref": "cancer@production",
+        "version": 1,
+        "previous": None,
+        "ready": True,
+    }
 
 
 @pytest.mark.anyio

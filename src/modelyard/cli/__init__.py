@@ -15,8 +15,9 @@ from rich.table import Table
 from modelyard.cli import features, models, runs
 from modelyard.cli._common import WorkspaceOpt, console, err_console, open_workspace
 from modelyard.cli.quickstart import quickstart
+from modelyard.cli.score import score
 from modelyard.config import SETTINGS
-from modelyard.errors import ModelyardError
+from modelyard.errors import ConfigError, ModelyardError
 
 app = typer.Typer(
     name="modelyard",
@@ -31,6 +32,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(features.app, name="features")
 app.command("quickstart")(quickstart)
+app.command("score")(score)
 
 
 @app.command()
@@ -59,22 +61,55 @@ def config_show(workspace: str = WorkspaceOpt) -> None:
 
 @app.command()
 def serve(
-    refs: list[str] = typer.Argument(..., help="models to serve: NAME@ALIAS or NAME/VERSION"),
+    refs: list[str] = typer.Argument(None, help="models to serve: NAME@ALIAS or NAME/VERSION"),
     host: str = typer.Option(None, "--host", help="default: serve.host"),
     port: int = typer.Option(None, "--port", help="default: serve.port"),
+    spec: Path = typer.Option(None, "--spec", help="TOML with a [models.NAME] table per model"),
+    workers: int = typer.Option(1, "--workers", min=1, help="processes sharing the port"),
+    grpc_port: int = typer.Option(None, "--grpc-port", help="also serve OIP v2 over gRPC"),
+    max_batch_size: int = typer.Option(1, "--max-batch-size", min=1, help="rows per batch"),
+    max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0, help="batch wait"),
+    timeout_ms: float = typer.Option(30_000, "--timeout-ms", help="per-request model timeout"),
+    cache: str = typer.Option("off", "--cache", help="prediction cache: off, local or redis"),
+    cache_url: str = typer.Option(None, "--cache-url", help="redis://… for --cache redis"),
+    poll_interval: float = typer.Option(1.0, "--poll-interval", help="alias check, seconds"),
+    max_body_bytes: int = typer.Option(10 * 1024 * 1024, "--max-body-bytes", min=1),
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Serve models over HTTP: POST /v1/models/NAME/predict, /healthz, /readyz, /docs."""
+    """Serve models: /v1/models/NAME/predict, OIP v2 (/v2/…, gRPC), /metrics, /readyz, /docs.
+
+    The server follows each alias and hot-swaps when it moves; batching, cache and
+    timeout flags apply to every model, --spec sets them (and canary, A/B, shadow)
+    per model.
+    """
+    from modelyard.serving import ServeOptions, load_spec, parse_options
     from modelyard.serving import serve as run_server
     from modelyard.workspace import Workspace
 
+    defaults = {
+        "max_batch_size": max_batch_size,
+        "max_latency_ms": max_latency_ms,
+        "timeout_ms": timeout_ms,
+        "cache": cache,
+        "cache_url": cache_url,
+    }
+    models: list[ServeOptions] = []
+    if spec is not None:
+        models += load_spec(spec, defaults)
+    models += [parse_options({**defaults, "ref": r}, f"model {r}") for r in refs or []]
+    if not models:
+        raise ConfigError("name at least one model (NAME@ALIAS) or pass --spec serve.toml")
     ws = Workspace(workspace, serve_host=host, serve_port=port)
     run_server(
-        ws.registry,
-        refs,
+        ws,
+        models,
         host=ws.config["serve.host"],
         port=ws.config["serve.port"],
         log_level=ws.config["serve.log_level"],
+        workers=workers,
+        grpc_port=grpc_port,
+        poll_interval_s=poll_interval,
+        max_body_bytes=max_body_bytes,
     )
 
 

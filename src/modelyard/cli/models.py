@@ -95,3 +95,20 @@ def alias(
         return
     v = registry.set_alias(name, alias, version)
     console.print(f"{name}@{alias} → version {v.version}")
+
+
+@app.command("rollback")
+def rollback(
+    name: str,
+    alias: str = typer.Option("production", "--alias", help="the alias to move back"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Move NAME@ALIAS back to the version it pointed at before its last move.
+
+    Servers following the alias swap within their poll interval; the previous version
+    is still loaded there, so the swap is instant.
+    """
+    registry = open_workspace(workspace).registry
+    before = registry.get(f"{name}@{alias}").version
+    v = registry.rollback(name, alias)
+    console.print(f"{name}@{alias} → version {v.version} (was {before})")

@@ -121,7 +121,7 @@ def quickstart(
     console.print(curl_line(host_, port_, result["example"]), soft_wrap=True, highlight=False)
     console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
     run_server(
-        ws.registry,
+        ws,
         [f"{MODEL_NAME}@production"],
         host=host_,
         port=port_,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelyard.contracts import Field
 from modelyard.errors import InvalidInputError
 from modelyard.features import _online, _push
 from modelyard.features._backfill import BackfillReport, PartitionResult, backfill_view
@@ -223,6 +224,24 @@ class OnlineReader:
         self._selections = selections
         self._versions = versions
         self._full = full_feature_names
+
+    @property
+    def key_fields(self) -> builtins.list[Field]:
+        """The entity join keys a read needs, each once, in view order."""
+        seen: dict[str, Field] = {}
+        for sel in self._selections:
+            for key in sel.view.entity.join_keys:
+                seen.setdefault(key.name, key)
+        return builtins.list(seen.values())
+
+    @property
+    def feature_names(self) -> builtins.list[str]:
+        """The names ``read`` returns the features under."""
+        return [
+            f"{sel.view.name}__{f}" if self._full else f
+            for sel in self._selections
+            for f in sel.features
+        ]
 
     def read(self, entity_rows: Any, *, at: datetime | None = None) -> OnlineFeatures:
         when = datetime.now(UTC) if at is None else _online._aware(at, "at")

@@ -13,10 +13,16 @@ from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._refs import ModelRef
 from modelyard.registry._registry import Registry
 from modelyard.registry._signature import Signature
-from modelyard.registry._versions import LoggedModel, ModelVersion, RegisteredModel
+from modelyard.registry._versions import (
+    FeatureBinding,
+    LoggedModel,
+    ModelVersion,
+    RegisteredModel,
+)
 
 __all__ = [
     "FLAVORS",
+    "FeatureBinding",
     "Flavor",
     "LoadedModel",
     "LoggedModel",

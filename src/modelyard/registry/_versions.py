@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from modelyard.registry._signature import Signature
+
+
+@dataclass(frozen=True)
+class FeatureBinding:
+    """The feature service a served model reads from the online store, by the request's keys.
+
+    ``on_missing``: ``"reject"`` answers 422 naming the feature and key; ``"default"``
+    fills the value from ``defaults`` (every feature of the service needs one).
+    """
+
+    service: str
+    on_missing: Literal["reject", "default"] = "reject"
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "on_missing": self.on_missing, "defaults": self.defaults}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> FeatureBinding | None:
+        if not data:
+            return None
+        return cls(
+            data["service"], data.get("on_missing", "reject"), dict(data.get("defaults", {}))
+        )
 
 
 @dataclass(frozen=True)
@@ -23,6 +47,7 @@ class ModelVersion:
     description: str
     created_at: datetime
     aliases: tuple[str, ...] = ()
+    features: FeatureBinding | None = None
 
     @property
     def ref(self) -> str:

@@ -1,6 +1,28 @@
-"""Serving: the model server (FastAPI on uvicorn) built from model signatures."""
+"""Serving: the model server (REST, OIP v2 REST and gRPC) built from model signatures."""
 
+from modelyard.serving._http import request_id
+from modelyard.serving._options import (
+    ABTest,
+    Canary,
+    ServeOptions,
+    Shadow,
+    load_spec,
+    parse_options,
+)
 from modelyard.serving._run import serve
-from modelyard.serving.app import create_app, request_id
+from modelyard.serving._score import ScoreResult, score
+from modelyard.serving.app import create_app
 
-__all__ = ["create_app", "request_id", "serve"]
+__all__ = [
+    "ABTest",
+    "Canary",
+    "ScoreResult",
+    "ServeOptions",
+    "Shadow",
+    "create_app",
+    "load_spec",
+    "parse_options",
+    "request_id",
+    "score",
+    "serve",
+]

@@ -39,10 +39,14 @@ def _record_schema(schema: Schema, title: str) -> dict[str, Any]:
     return body
 
 
-def predict_operation(model: LoadedModel) -> dict[str, Any]:
-    """``openapi_extra`` for ``POST /v1/models/{name}/predict`` of one model."""
+def predict_operation(model: LoadedModel, request: Schema) -> dict[str, Any]:
+    """``openapi_extra`` for ``POST /v1/models/{name}/predict`` of one model.
+
+    ``request`` is what callers send: the signature's inputs, or, for a model bound to
+    a feature service, its entity keys and request-time fields.
+    """
     sig = model.version.signature
-    record = _record_schema(sig.inputs, f"{model.name} input")
+    record = _record_schema(request, f"{model.name} input")
     output = {
         "type": "object",
         "title": f"{model.name} output",
@@ -53,6 +57,7 @@ def predict_operation(model: LoadedModel) -> dict[str, Any]:
         "properties": {
             "model": {"type": "string"},
             "version": {"type": "integer"},
+            "variant": {"type": "string"},
             "request_id": {"type": "string"},
             "prediction": output,
             "predictions": {"type": "array", "items": output},
@@ -64,7 +69,7 @@ def predict_operation(model: LoadedModel) -> dict[str, Any]:
             "content": {
                 "application/json": {
                     "schema": {"oneOf": [record, {"type": "array", "items": record}]},
-                    "example": {name: None for name in sig.inputs.names},
+                    "example": {name: None for name in request.names},
                 }
             },
         },
@@ -73,7 +78,9 @@ def predict_operation(model: LoadedModel) -> dict[str, Any]:
                 "description": "one prediction per input record",
                 "content": {"application/json": {"schema": envelope}},
             },
+            "413": error_response("the body is larger than the server's limit"),
             "422": error_response("the input does not match the model's signature"),
+            "504": error_response("the model took longer than its timeout"),
         },
     }
 

@@ -1,15 +1,33 @@
-"""Start the server: check the port first, so a busy port is a one-line error."""
+"""Start the server: check the port first, so a busy port is a one-line error.
+
+``workers > 1`` runs that many processes on one port (uvicorn's supervisor; the kernel
+spreads connections with SO_REUSEPORT). Each worker rebuilds the app from a spec in
+the environment, because a built app cannot be handed to another process.
+"""
 
 from __future__ import annotations
 
 import errno
+import json
+import os
 import socket
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
-from modelyard.registry import Registry
 from modelyard.serving import _logging
-from modelyard.serving.app import create_app
+from modelyard.serving._options import ServeOptions
+from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from modelyard.workspace import Workspace
+
+# Deliberately outside the MODELYARD_* namespace, which the config loader owns.
+_SPEC_ENV = "_MODELYARD_SERVE_SPEC"
 
 
 def check_port(host: str, port: int) -> None:
@@ -26,24 +44,67 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(
-    registry: Registry,
-    refs: Sequence[str],
+    ws: Workspace,
+    models: Sequence[str | ServeOptions],
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     log_level: str = "info",
+    workers: int = 1,
+    grpc_port: int | None = None,
+    poll_interval_s: float = 1.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    threads: int = 2,
 ) -> None:
-    """Load ``refs`` and serve them until interrupted (SIGINT/SIGTERM drain and exit)."""
+    """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first)."""
     import uvicorn
 
     _logging.configure(log_level)
     check_port(host, port)
-    app = create_app(registry, refs)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=_logging.log_config(log_level),
-        access_log=False,
-        server_header=False,
-    )
+    if grpc_port is not None:
+        check_port(host, grpc_port)
+    options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
+    app_kwargs: dict[str, Any] = {
+        "poll_interval_s": poll_interval_s,
+        "max_body_bytes": max_body_bytes,
+        "threads": threads,
+        "grpc_port": grpc_port,
+        "grpc_host": host,
+    }
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": _logging.log_config(log_level),
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers <= 1:
+        app = create_app(ws.registry, options, features=ws.features, **app_kwargs)
+        uvicorn.run(app, **common)
+        return
+    # Load once in this process, so a bad reference fails here with one line.
+    create_app(ws.registry, options, features=ws.features, **app_kwargs)
+    spec = {
+        "root": str(ws.config.root),
+        "settings": {k.replace(".", "_"): ws.config[k] for k in _WIRING},
+        "models": [o.model_dump(mode="json") for o in options],
+        "app": app_kwargs,
+    }
+    with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
+        os.environ[_SPEC_ENV] = json.dumps(spec)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run("modelyard.serving._run:app_from_env", factory=True, workers=workers, **common)
+
+
+_WIRING = ("metadata.url", "artifacts.url", "artifacts.endpoint_url", "online.url", "offline.path")
+
+
+def app_from_env() -> FastAPI:
+    """The app factory each worker process calls (see ``serve(workers=N)``)."""
+    from modelyard.workspace import Workspace
+
+    spec = json.loads(os.environ[_SPEC_ENV])
+    ws = Workspace(Path(spec["root"]), **spec["settings"])
+    options = [ServeOptions.model_validate(m) for m in spec["models"]]
+    return create_app(ws.registry, options, features=ws.features, **spec["app"])

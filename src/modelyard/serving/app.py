@@ -10,82 +10,72 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelyard.errors import ModelyardError, NotFoundError
-from modelyard.registry import LoadedModel, ModelRef, Registry
+from modelyard.errors import ModelyardError
+from modelyard.registry import Registry
+from modelyard.serving._deployment import Inference
+from modelyard.serving._http import error_json, json_response, read_body, request_id
+from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._openapi import error_response, predict_operation
+from modelyard.serving._options import ServeOptions
+from modelyard.serving._pool import ModelPool
+from modelyard.serving._slot import Servable
+
+if TYPE_CHECKING:
+    from modelyard.features import FeatureStore
 
 logger = logging.getLogger("modelyard.serving")
 
-# Batches up to this many rows run on the event loop: a thread hop costs more than
-# predicting them. Bigger batches go to the thread pool so the loop stays responsive.
-INLINE_ROWS = 64
-_JSON = "application/json"
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
-def request_id(request: Request) -> str:
-    """The caller's ``X-Request-ID`` when given, else a new one (stable per request)."""
-    rid: str | None = getattr(request.state, "request_id", None)
-    if rid is None:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        request.state.request_id = rid
-    return rid
+def create_app(
+    registry: Registry,
+    models: Sequence[str | ServeOptions],
+    *,
+    features: FeatureStore | None = None,
+    poll_interval_s: float = 1.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    threads: int = 2,
+    grpc_port: int | None = None,
+    grpc_host: str = "127.0.0.1",
+) -> FastAPI:
+    """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
-
-def _json(payload: Any, status: int = 200, rid: str | None = None) -> Response:
-    headers = {"x-request-id": rid} if rid else None
-    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(body, status_code=status, media_type=_JSON, headers=headers)
-
-
-def error_json(request: Request, exc: ModelyardError) -> Response:
-    rid = request_id(request)
-    return _json({**exc.to_dict(), "request_id": rid}, exc.status, rid)
-
-
-def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    names = list(columns)
-    values = [v.tolist() if isinstance(v, np.ndarray) else list(v) for v in columns.values()]
-    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
-
-
-def create_app(registry: Registry, refs: Sequence[str]) -> FastAPI:
-    """An app serving ``refs`` (``name@alias`` or ``name/version``), loaded on startup."""
-    parsed = [ModelRef.parse(r) for r in refs]
-    names = [r.name for r in parsed]
-    if len(set(names)) != len(names):
-        raise ModelyardError(f"a model is named twice in {list(refs)}; serve each name once")
-    # Resolve and load before the app exists: a bad reference fails the command at once.
-    models: dict[str, LoadedModel] = {}
-    for ref in parsed:
-        started = time.perf_counter()
-        models[ref.name] = registry.load(ref)
-        logger.info(
-            "model loaded",
-            extra={
-                "model": ref.name,
-                "version": models[ref.name].number,
-                "ref": str(ref),
-                "load_ms": round((time.perf_counter() - started) * 1000, 2),
-            },
-        )
+    Every model is loaded before this returns, so a bad reference fails at once.
+    The server follows each alias every ``poll_interval_s`` (0 turns it off).
+    ``grpc_port`` also starts the Open Inference Protocol gRPC service on that port.
+    """
+    options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
+    readers = None if features is None else features.online_reader
+    pool = ModelPool(
+        registry, options, readers=readers, threads=threads, poll_interval_s=poll_interval_s
+    )
+    pool.load()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.start()
+        grpc_server = None
+        if grpc_port is not None:
+            from modelyard.serving._grpc import start_grpc
+
+            grpc_server = await start_grpc(
+                pool, grpc_host, grpc_port, max_body_bytes, lambda: bool(app.state.ready)
+            )
         app.state.ready = True
         yield
         app.state.ready = False
+        if grpc_server is not None:
+            await grpc_server.stop(grace=5)
+        await pool.stop()
 
     app = FastAPI(
         title="modelyard model server",
@@ -93,7 +83,8 @@ def create_app(registry: Registry, refs: Sequence[str]) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.ready = False
-    app.state.models = models
+    app.state.pool = pool
+    app.state.max_body_bytes = max_body_bytes
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(request: Request, exc: ModelyardError) -> Response:
@@ -106,42 +97,72 @@ def create_app(registry: Registry, refs: Sequence[str]) -> FastAPI:
         message = str(exc.detail)
         if exc.status_code == 404:
             message = f"no route {request.url.path}; see /docs for the API"
-        return _json({"code": code, "message": message, "request_id": rid}, exc.status_code, rid)
+        body = {"code": code, "message": message, "request_id": rid}
+        return json_response(body, exc.status_code, rid)
 
+    _health_routes(app, pool)
+    _model_routes(app, pool)
+    from modelyard.serving._oip import add_oip_routes
+
+    add_oip_routes(app, pool)
+    return app
+
+
+def _health_routes(app: FastAPI, pool: ModelPool) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> Response:
         """The process is alive."""
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     async def readyz() -> Response:
-        """Every model is loaded and the server accepts traffic."""
-        ready = bool(app.state.ready)
-        body = {
-            "status": "ready" if ready else "starting",
-            "models": {n: {"version": m.number, "ready": ready} for n, m in models.items()},
-        }
-        return _json(body, 200 if ready else 503)
+        """Every model is loaded at its current version and the server accepts traffic."""
+        ok, models = pool.readiness(bool(app.state.ready))
+        status = "ready" if ok else ("degraded" if app.state.ready else "starting")
+        return json_response({"status": status, "models": models}, 200 if ok else 503)
 
+    @app.get("/metrics", tags=["health"], include_in_schema=True)
+    async def metrics() -> Response:
+        """Prometheus metrics: requests, latency, batch sizes, queue depth, cache, loads."""
+        return Response(pool.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _model_routes(app: FastAPI, pool: ModelPool) -> None:
     @app.get("/v1/models", tags=["models"])
     async def list_models() -> Response:
-        """The models this server answers for, with version and signature."""
-        return _json(
-            {
-                "models": [
-                    {
-                        "name": n,
-                        "version": m.number,
-                        "flavor": m.version.flavor,
-                        "signature": m.version.signature.to_json_dict(),
-                    }
-                    for n, m in models.items()
-                ]
-            }
-        )
+        """The models this server answers for, with version, variants and request schema."""
+        out = []
+        for name, d in pool.deployments.items():
+            s = d.served
+            out.append(
+                {
+                    "name": name,
+                    "version": s.version,
+                    "ref": str(d.ref),
+                    "flavor": s.model.version.flavor,
+                    "variants": {slot.label: _version_of(slot.current) for slot in d.slots},
+                    "signature": s.model.version.signature.to_json_dict(),
+                    "request": s.request_schema.to_json_dict(),
+                }
+            )
+        return json_response({"models": out})
 
-    for name, model in models.items():
-        _add_predict_route(app, name, model)
+    @app.post(
+        "/v1/models/{name}/rollback",
+        tags=["admin"],
+        responses={409: error_response("no earlier version to roll back to")},
+    )
+    async def rollback(name: str, request: Request) -> Response:
+        """Move the model's alias back one step and serve the kept previous version now."""
+        served = await pool.rollback(name)
+        logger.info(
+            "rollback",
+            extra={"model": name, "version": served.version, "request_id": request_id(request)},
+        )
+        return json_response({"model": name, "version": served.version}, 200, request_id(request))
+
+    for name, deployment in pool.deployments.items():
+        _add_predict_route(app, pool, name, deployment.served)
 
     @app.post(
         "/v1/models/{name}/predict",
@@ -150,60 +171,56 @@ def create_app(registry: Registry, refs: Sequence[str]) -> FastAPI:
         responses={404: error_response("no such model on this server")},
     )
     async def predict_unknown(name: str, request: Request) -> Response:
-        served = ", ".join(models) or "none"
-        raise NotFoundError(f"model '{name}' is not served here (serving: {served})")
-
-    return app
+        pool.get(name)  # raises the 404 that lists what is served
+        raise AssertionError("unreachable: served models have their own route")
 
 
-def _add_predict_route(app: FastAPI, name: str, model: LoadedModel) -> None:
-    version = model.number
+def _version_of(servable: Servable | None) -> int | None:
+    return None if servable is None else servable.version
+
+
+def _add_predict_route(app: FastAPI, pool: ModelPool, name: str, served: Servable) -> None:
+    deployment = pool.deployments[name]
+    limit: int = app.state.max_body_bytes
 
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
         rid = request_id(request)
+        done = pool.observe(name, rid, "v1")
+        result: Inference | None = None
         status = 200
         try:
-            columns, many = model.validator.validate_json(await request.body())
+            body = await read_body(request, limit)
+            columns, many = deployment.served.validator.validate_json(body)
             rows = len(next(iter(columns.values()))) if columns else 0
-            if rows > INLINE_ROWS:
-                outputs = await run_in_threadpool(model.predict_columns, columns)
-            else:
-                outputs = model.predict_columns(columns)
-            records = _records(outputs)
-            payload: dict[str, Any] = {"model": name, "version": version, "request_id": rid}
+            result = await deployment.infer(columns, rows, rid)
+            records = _records(result.outputs)
+            payload: dict[str, Any] = {
+                "model": name,
+                "version": result.version,
+                "variant": result.variant,
+                "request_id": rid,
+            }
             if many:
                 payload["predictions"] = records
             else:
                 payload["prediction"] = records[0]
-            return _json(payload, 200, rid)
+            return json_response(payload, 200, rid)
         except ModelyardError as exc:
             status = exc.status
             return error_json(request, exc)
         except Exception:
             status = 500
-            logger.exception(
-                "prediction failed",
-                extra={"model": name, "version": version, "request_id": rid},
-            )
+            logger.exception("prediction failed", extra={"model": name, "request_id": rid})
             failure = {
                 "code": "prediction_failed",
-                "message": f"model '{name}' version {version} failed on this input; "
+                "message": f"model '{name}' failed on this input; "
                 "the error is logged with this request_id",
                 "request_id": rid,
             }
-            return _json(failure, 500, rid)
+            return json_response(failure, 500, rid)
         finally:
-            logger.info(
-                "predict",
-                extra={
-                    "model": name,
-                    "version": version,
-                    "request_id": rid,
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
-            )
+            done(status, result, started)
 
     predict.__name__ = f"predict_{name}"
     app.add_api_route(
@@ -211,7 +228,13 @@ def _add_predict_route(app: FastAPI, name: str, model: LoadedModel) -> None:
         predict,
         methods=["POST"],
         tags=["models"],
-        summary=f"Predict with {name} (version {version})",
-        description=model.version.description or f"Predictions from {model.version.ref}.",
-        openapi_extra=predict_operation(model),
+        summary=f"Predict with {name} ({deployment.ref})",
+        description=served.model.version.description or f"Predictions from {deployment.ref}.",
+        openapi_extra=predict_operation(served.model, served.request_schema),
     )
+
+
+def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
+    names = list(columns)
+    values = [v.tolist() if hasattr(v, "tolist") else list(v) for v in columns.values()]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]

@@ -124,6 +124,8 @@ model_versions = Table(
     Column("lineage", JSON, nullable=False),
     Column("description", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # {"service", "on_missing", "defaults"} when the model reads online features.
+    Column("features", JSON),
 )
 
 model_aliases = Table(
@@ -133,6 +135,20 @@ model_aliases = Table(
     Column("alias", String(100), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+# Every move of an alias, in order: "set" pushes a version, "rollback" pops back to the
+# previous one, "delete" clears the stack. Rollback targets are computed from this log.
+model_alias_events = Table(
+    "model_alias_events",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(250), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("version", Integer),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_model_alias_events_name_alias", "name", "alias"),
 )
 
 feature_definitions = Table(

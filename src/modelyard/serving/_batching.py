@@ -1,0 +1,170 @@
+"""Adaptive batching: requests for one model are queued and run as one predict call.
+
+A batch closes when it holds ``max_batch_size`` rows or its oldest request has waited
+``max_latency_ms``. While a batch runs (in a worker thread, off the event loop), the
+next one fills, so batches grow with load and stay at one row when traffic is light.
+Each caller gets its own rows back. Written by hand because neither FastAPI nor
+uvicorn batch requests, and Ray Serve's batching would pull a cluster into every server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Columns = dict[str, Any]
+Predict = Callable[[Columns], Columns]
+
+
+@dataclass
+class _Item:
+    predict: Predict
+    columns: Columns
+    rows: int
+    future: asyncio.Future[Columns]
+    arrived: float = field(default_factory=time.perf_counter)
+
+
+def concat(parts: list[Columns]) -> Columns:
+    """Join validated input columns of several requests (same names, same order)."""
+    if len(parts) == 1:
+        return parts[0]
+    out: Columns = {}
+    for name in parts[0]:
+        joined: list[Any] = []
+        for p in parts:
+            joined.extend(p[name])
+        out[name] = joined
+    return out
+
+
+def split(outputs: Columns, sizes: list[int]) -> list[Columns]:
+    """Cut batch outputs back into one set of columns per request."""
+    if len(sizes) == 1:
+        return [outputs]
+    arrays = {n: v if isinstance(v, np.ndarray) else np.asarray(v) for n, v in outputs.items()}
+    parts: list[Columns] = []
+    start = 0
+    for size in sizes:
+        parts.append({n: a[start : start + size] for n, a in arrays.items()})
+        start += size
+    return parts
+
+
+class Batcher:
+    """Queues predict calls for one model and runs them in batches on ``executor``."""
+
+    def __init__(
+        self,
+        *,
+        max_batch_size: int,
+        max_latency_ms: float,
+        executor: Executor | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.max_batch_size = max_batch_size
+        self.max_latency_s = max_latency_ms / 1000
+        self._executor = executor
+        self._on_batch = on_batch
+        self._queue: deque[_Item] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a batch (not counting the one running)."""
+        return len(self._queue)
+
+    async def submit(self, predict: Predict, columns: Columns, rows: int) -> Columns:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = loop.create_task(self._run_forever(), name="modelyard-batcher")
+        item = _Item(predict, columns, rows, loop.create_future())
+        self._queue.append(item)
+        assert self._wakeup is not None
+        self._wakeup.set()
+        return await item.future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run_forever(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = await self._collect()
+            if batch:
+                await self._run(batch)
+
+    async def _collect(self) -> list[_Item]:
+        assert self._wakeup is not None
+        first = self._queue[0]
+        deadline = first.arrived + self.max_latency_s
+        # Wait for more rows while the batch is short and the oldest request has time left.
+        while self._rows_queued(first.predict) < self.max_batch_size:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                break
+        batch: list[_Item] = []
+        rows = 0
+        # Take requests for the same model version in arrival order; a request that
+        # arrived after a hot swap waits for the next batch of its own version.
+        kept: deque[_Item] = deque()
+        while self._queue:
+            item = self._queue.popleft()
+            if item.future.done():  # the caller timed out or went away
+                continue
+            if item.predict is not first.predict or (
+                batch and rows + item.rows > self.max_batch_size
+            ):
+                kept.append(item)
+                continue
+            batch.append(item)
+            rows += item.rows
+        self._queue.extendleft(reversed(kept))
+        return batch
+
+    def _rows_queued(self, predict: Predict) -> int:
+        return sum(i.rows for i in self._queue if i.predict is predict)
+
+    async def _run(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        sizes = [i.rows for i in batch]
+        columns = concat([i.columns for i in batch])
+        predict = batch[0].predict
+        if self._on_batch is not None:
+            self._on_batch(sum(sizes))
+        try:
+            outputs = await loop.run_in_executor(self._executor, predict, columns)
+            parts = split(outputs, sizes)
+        except BaseException as exc:  # every waiting caller must hear about the failure
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for item, part in zip(batch, parts, strict=True):
+            if not item.future.done():
+                item.future.set_result(part)

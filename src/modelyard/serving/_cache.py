@@ -1,0 +1,118 @@
+"""Prediction cache, per row: key = model name + version + the row's validated values.
+
+Two stores behind one small protocol: an in-process LRU with a TTL (the default) and
+Redis, shared by every replica. A new model version never reads an old version's
+entries because the version is part of the key. The LRU is written here because the
+standard library's ``functools.lru_cache`` has no TTL and no per-entry API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from modelyard.errors import ConfigError
+
+
+class PredictionCache(Protocol):
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]: ...
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def row_keys(name: str, version: int, columns: dict[str, Any], rows: int) -> list[bytes]:
+    """One key per input row; values are JSON-canonical so 1 and 1.0 stay distinct types."""
+    prefix = f"modelyard:pred:{name}:{version}:".encode()
+    values = list(columns.values())
+    keys = []
+    for i in range(rows):
+        raw = orjson.dumps([v[i] for v in values], option=orjson.OPT_SERIALIZE_NUMPY)
+        keys.append(prefix + hashlib.blake2b(raw, digest_size=16).hexdigest().encode())
+    return keys
+
+
+class LocalCache:
+    """LRU of at most ``max_entries`` rows, each kept ``ttl_s`` seconds."""
+
+    def __init__(self, max_entries: int, ttl_s: float) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._data: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        now = time.monotonic()
+        out: list[bytes | None] = []
+        for key in keys:
+            hit = self._data.get(key)
+            if hit is None or hit[0] < now:
+                if hit is not None:
+                    del self._data[key]
+                out.append(None)
+                continue
+            self._data.move_to_end(key)
+            out.append(hit[1])
+        return out
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        expires = time.monotonic() + self.ttl_s
+        for key, value in items:
+            self._data[key] = (expires, value)
+            self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisCache:
+    """Entries in Redis with ``SET … PX ttl``, shared by every replica of the server."""
+
+    def __init__(self, url: str, ttl_s: float) -> None:
+        self.url = url
+        self.ttl_ms = max(1, int(ttl_s * 1000))
+        self._client: Any = None
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            try:
+                import redis.asyncio as aioredis
+            except ImportError:
+                raise ConfigError(
+                    "the Redis prediction cache needs the redis package; "
+                    "pip install 'modelyard[redis]'"
+                ) from None
+            self._client = aioredis.Redis.from_url(self.url)
+        return self._client
+
+    async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        found: list[bytes | None] = await self._redis().mget(list(keys))
+        return found
+
+    async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for key, value in items:
+                pipe.set(key, value, px=self.ttl_ms)
+            await pipe.execute()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def make_cache(kind: str, *, url: str | None, max_entries: int, ttl_s: float) -> PredictionCache:
+    if kind == "local":
+        return LocalCache(max_entries, ttl_s)
+    if kind == "redis":
+        if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"cache 'redis' needs cache_url=redis://host:port/db (got {url!r})")
+        return RedisCache(url, ttl_s)
+    raise ConfigError(f"cache {kind!r} is not known; use 'off', 'local' or 'redis'")

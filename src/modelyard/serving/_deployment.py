@@ -1,0 +1,289 @@
+"""One served model: its slots (champion, optional candidate), batcher, cache and policy.
+
+``infer`` is the single path every protocol (friendly REST, OIP REST, gRPC) goes
+through after it has turned its payload into validated columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from modelyard.contracts import Schema
+from modelyard.errors import ConfigError, ModelyardError
+from modelyard.registry import ModelRef, Registry
+from modelyard.serving._batching import Batcher
+from modelyard.serving._cache import PredictionCache, make_cache, row_keys
+from modelyard.serving._metrics import ServerMetrics
+from modelyard.serving._options import ABTest, ServeOptions, Shadow
+from modelyard.serving._router import choose
+from modelyard.serving._slot import ModelSlot, ReaderFactory, Servable
+
+logger = logging.getLogger("modelyard.serving")
+
+Columns = dict[str, Any]
+
+
+class TimeoutExceeded(ModelyardError, TimeoutError):
+    code = "timeout"
+    status = 504
+
+
+class NotReady(ModelyardError, RuntimeError):
+    code = "not_ready"
+    status = 503
+
+
+@dataclass
+class Inference:
+    version: int
+    variant: str
+    outputs: Columns
+    rows: int
+    ab_key: str | None = None
+
+
+class Deployment:
+    def __init__(
+        self,
+        registry: Registry,
+        options: ServeOptions,
+        metrics: ServerMetrics,
+        executor: Executor,
+        readers: ReaderFactory | None = None,
+    ) -> None:
+        self.options = options
+        self.ref = ModelRef.parse(options.ref)
+        self.name = self.ref.name
+        self.metrics = metrics
+        self._executor = executor
+        self._rng = random.Random()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._batchers: dict[str, Batcher] = {}
+        policy = options.policy
+        self.champion = self._slot(registry, self.ref, readers)
+        self.candidate: ModelSlot | None = None
+        if policy is not None:
+            cand_ref = ModelRef(self.name, alias=policy.candidate)
+            self.candidate = self._slot(registry, cand_ref, readers)
+        self.cache: PredictionCache | None = None
+        if options.cache != "off":
+            self.cache = make_cache(
+                options.cache,
+                url=options.cache_url,
+                max_entries=options.cache_size,
+                ttl_s=options.cache_ttl_s,
+            )
+
+    def _slot(self, registry: Registry, ref: ModelRef, readers: ReaderFactory | None) -> ModelSlot:
+        label = ref.alias if ref.alias is not None else f"v{ref.version or 'latest'}"
+        batcher = Batcher(
+            max_batch_size=self.options.max_batch_size,
+            max_latency_ms=self.options.max_latency_ms,
+            executor=self._executor,
+            on_batch=self.metrics.batch_size.labels(self.name).observe,
+        )
+        if label in self._batchers:
+            raise ConfigError(
+                f"model '{self.name}': the candidate is the same reference as the champion "
+                f"({ref}); name another alias"
+            )
+        self._batchers[label] = batcher
+        return ModelSlot(
+            registry,
+            ref,
+            label,
+            readers,
+            on_swap=self._on_swap,
+            on_load_failure=lambda v, _: self.metrics.load_failures.labels(self.name, str(v)).inc(),
+        )
+
+    def _on_swap(self, servable: Servable) -> None:
+        self.metrics.swaps.labels(self.name).inc()
+        self.metrics.load_seconds.labels(self.name, str(servable.version)).set(
+            servable.load_seconds
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def load(self) -> None:
+        self.champion.load()
+        if self.candidate is not None:
+            self.candidate.load()
+            self._check_candidate()
+        policy = self.options.policy
+        if isinstance(policy, ABTest) and policy.key not in self.request_schema.names:
+            raise ConfigError(
+                f"A/B key '{policy.key}' of model '{self.name}' is not a request field "
+                f"({', '.join(self.request_schema.names)}); choose one of those"
+            )
+
+    def _check_candidate(self) -> None:
+        assert self.candidate is not None and self.candidate.current is not None
+        mine = self.served.request_schema.names
+        theirs = self.candidate.current.request_schema.names
+        if set(theirs) - set(mine):
+            raise ConfigError(
+                f"candidate {self.candidate.ref} needs request fields "
+                f"{sorted(set(theirs) - set(mine))} that {self.ref} does not take; "
+                "a candidate must accept the champion's requests"
+            )
+
+    def refresh(self) -> bool:
+        changed = self.champion.refresh()
+        if self.candidate is not None:
+            changed = self.candidate.refresh() or changed
+        return changed
+
+    async def close(self) -> None:
+        for task in list(self._shadow_tasks):
+            await task
+        for batcher in self._batchers.values():
+            await batcher.close()
+        if self.cache is not None:
+            await self.cache.close()
+
+    @property
+    def slots(self) -> list[ModelSlot]:
+        return [self.champion] + ([self.candidate] if self.candidate is not None else [])
+
+    @property
+    def served(self) -> Servable:
+        current = self.champion.current
+        if current is None:
+            raise NotReady(f"model '{self.name}' is not loaded yet; retry shortly")
+        return current
+
+    @property
+    def request_schema(self) -> Schema:
+        return self.served.request_schema
+
+    # -- the request path ----------------------------------------------------------------
+    async def infer(self, columns: Columns, rows: int, request_id: str) -> Inference:
+        """Columns already validated against ``request_schema``; returns the outputs."""
+        use_candidate, ab_key = choose(self.options.policy, columns, self._rng)
+        slot = self.candidate if use_candidate and self.candidate is not None else self.champion
+        servable = slot.current
+        if servable is None:
+            slot, servable = self.champion, self.served
+        timeout = self.options.timeout_ms / 1000
+        try:
+            outputs = await asyncio.wait_for(self._predict(slot, servable, columns, rows), timeout)
+        except TimeoutError:
+            raise TimeoutExceeded(
+                f"model '{self.name}' version {servable.version} took longer than "
+                f"{self.options.timeout_ms:g} ms; retry, send fewer rows, or raise timeout_ms"
+            ) from None
+        if isinstance(self.options.policy, Shadow) and self.candidate is not None:
+            self._mirror(columns, rows, request_id, (servable.version, outputs))
+        return Inference(servable.version, slot.label, outputs, rows, ab_key)
+
+    async def _predict(
+        self, slot: ModelSlot, servable: Servable, columns: Columns, rows: int
+    ) -> Columns:
+        if servable.enricher is not None:
+            loop = asyncio.get_running_loop()
+            columns = await loop.run_in_executor(
+                self._executor, servable.enricher.fill, columns, self._count_missing(servable)
+            )
+        batcher = self._batchers[slot.label]
+        if self.cache is None:
+            return await self._batched(batcher, servable, columns, rows)
+        return await self._cached(batcher, servable, columns, rows)
+
+    async def _batched(
+        self, batcher: Batcher, servable: Servable, columns: Columns, rows: int
+    ) -> Columns:
+        gauge = self.metrics.queue_depth.labels(self.name)
+        gauge.inc()
+        try:
+            return await batcher.submit(servable.predict, columns, rows)
+        finally:
+            gauge.dec()
+
+    async def _cached(
+        self, batcher: Batcher, servable: Servable, columns: Columns, rows: int
+    ) -> Columns:
+        assert self.cache is not None
+        keys = row_keys(self.name, servable.version, columns, rows)
+        found = await self.cache.get_many(keys)
+        misses = [i for i, hit in enumerate(found) if hit is None]
+        self.metrics.cache.labels(self.name, "hit").inc(rows - len(misses))
+        self.metrics.cache.labels(self.name, "miss").inc(len(misses))
+        decoded: list[dict[str, Any] | None] = [
+            None if h is None else orjson.loads(h) for h in found
+        ]
+        if misses:
+            subset = {n: [v[i] for i in misses] for n, v in columns.items()}
+            fresh = await self._batched(batcher, servable, subset, len(misses))
+            names = list(fresh)
+            values = [_plain(fresh[n]) for n in names]
+            new_rows = [dict(zip(names, r, strict=True)) for r in zip(*values, strict=True)]
+            for i, row in zip(misses, new_rows, strict=True):
+                decoded[i] = row
+            await self.cache.put_many(
+                [(keys[i], orjson.dumps(r)) for i, r in zip(misses, new_rows, strict=True)]
+            )
+        first = decoded[0]
+        assert first is not None
+        return {n: [r[n] for r in decoded if r is not None] for n in first}
+
+    def _count_missing(self, servable: Servable) -> Any:
+        assert servable.enricher is not None
+        policy = servable.enricher.binding.on_missing
+
+        def count(feature: str, n: int) -> None:
+            self.metrics.features_missing.labels(self.name, feature, policy).inc(n)
+
+        return count
+
+    def _mirror(
+        self, columns: Columns, rows: int, request_id: str, answered: tuple[int, Columns]
+    ) -> None:
+        assert self.candidate is not None
+        slot = self.candidate
+        servable = slot.current
+        if servable is None:
+            return
+
+        async def run() -> None:
+            try:
+                outputs = await self._predict(slot, servable, columns, rows)
+                logger.info(
+                    "shadow",
+                    extra={
+                        "model": self.name,
+                        "version": servable.version,
+                        "variant": slot.label,
+                        "request_id": request_id,
+                        "outputs": _plain_columns(outputs),
+                        "champion_version": answered[0],
+                        "champion_outputs": _plain_columns(answered[1]),
+                    },
+                )
+            except Exception:
+                logger.exception(
+                    "shadow prediction failed",
+                    extra={
+                        "model": self.name,
+                        "version": servable.version,
+                        "request_id": request_id,
+                    },
+                )
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+
+def _plain(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _plain_columns(columns: Columns) -> dict[str, list[Any]]:
+    return {n: _plain(v) for n, v in columns.items()}

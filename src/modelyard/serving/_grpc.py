@@ -1,0 +1,225 @@
+"""Open Inference Protocol v2 over gRPC: ``inference.GRPCInferenceService`` (grpc.aio).
+
+The messages are built at start-up from ``protos/oip_v2.proto`` with grpcio-tools into
+a private descriptor pool, so no generated code is committed and a client library in
+the same process that registers the same ``inference.*`` names (tritonclient does)
+does not collide with ours. It runs on the server's event loop, so gRPC and REST
+requests share one batcher per model.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+from modelyard.errors import ConfigError, ModelyardError
+from modelyard.serving._deployment import Inference
+from modelyard.serving._oip import check_version, model_metadata, server_metadata
+from modelyard.serving._pool import ModelPool
+from modelyard.serving._tensors import NUMPY_OF, Tensor, from_columns, from_raw, to_columns, to_raw
+
+SERVICE = "inference.GRPCInferenceService"
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.FAILED_PRECONDITION,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    422: grpc.StatusCode.INVALID_ARGUMENT,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+@functools.cache
+def messages() -> dict[str, Any]:
+    """Message classes by short name, compiled from the .proto into a private pool."""
+    from grpc_tools import protoc
+
+    proto = resources.files("modelyard.serving") / "protos" / "oip_v2.proto"
+    with tempfile.TemporaryDirectory() as tmp, resources.as_file(proto) as path:
+        out = Path(tmp) / "oip.desc"
+        include = resources.files("grpc_tools") / "_proto"
+        code = protoc.main(
+            ["protoc", f"-I{path.parent}", f"-I{include}", f"--descriptor_set_out={out}", path.name]
+        )
+        if code != 0:
+            raise ConfigError(
+                f"cannot compile {path.name} (protoc exit {code}); reinstall modelyard"
+            )
+        fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in fds.file:
+        pool.Add(file)
+    found: dict[str, Any] = {}
+    package = pool.FindFileByName(fds.file[-1].name).package
+    for name in pool.FindFileByName(fds.file[-1].name).message_types_by_name:
+        found[name] = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName(f"{package}.{name}")
+        )
+    return found
+
+
+def _tensors(request: Any) -> list[Tensor]:
+    out = []
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise ModelyardError("raw_input_contents must hold one entry per input")
+    for i, spec in enumerate(request.inputs):
+        shape = [int(s) for s in spec.shape]
+        if raw:
+            out.append(from_raw(spec.name, spec.datatype, shape, raw[i]))
+            continue
+        field = _CONTENTS_FIELD.get(spec.datatype)
+        if field is None:
+            out.append(from_raw(spec.name, spec.datatype, shape, b""))  # raises: unsupported
+            continue
+        values = list(getattr(spec.contents, field))
+        if spec.datatype == "BYTES":
+            array: np.ndarray[Any, Any] = np.array([v.decode() for v in values], dtype=object)
+        else:
+            array = np.asarray(values, dtype=NUMPY_OF[spec.datatype])
+        out.append(Tensor(spec.name, spec.datatype, shape, array.reshape(shape)))
+    return out
+
+
+class InferenceService:
+    """The six OIP v2 RPCs, over the server's ``ModelPool``."""
+
+    def __init__(self, pool: ModelPool, ready: Callable[[], bool]) -> None:
+        self.pool = pool
+        self.ready = ready
+        self.m = messages()
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
+        return self.m["ServerLiveResponse"](live=True)
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        ok, _ = self.pool.readiness(self.ready())
+        return self.m["ServerReadyResponse"](ready=ok)
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+        d = await self._guard(context, self.pool.get, request.name)
+        await self._guard(context, check_version, d, request.version)
+        return self.m["ModelReadyResponse"](ready=self.ready() and d.champion.ready)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return self.m["ServerMetadataResponse"](**server_metadata())
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        d = await self._guard(context, self.pool.get, request.name)
+        await self._guard(context, check_version, d, request.version)
+        return self.m["ModelMetadataResponse"](**model_metadata(d))
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+        started = time.perf_counter()
+        meta = dict(context.invocation_metadata() or ())
+        rid = meta.get("x-request-id") or request.id or uuid.uuid4().hex
+        done = self.pool.observe(request.model_name, rid, "grpc")
+        status = 200
+        result: Inference | None = None
+        try:
+            d = self.pool.get(request.model_name)
+            check_version(d, request.model_version)
+            served = d.served
+            columns, rows = to_columns(served.request_schema, served.validator, _tensors(request))
+            result = await d.infer(columns, rows, rid)
+            wanted = [o.name for o in request.outputs] or None
+            response = self.m["ModelInferResponse"](
+                model_name=d.name, model_version=str(result.version), id=request.id
+            )
+            response.parameters["variant"].string_param = result.variant
+            response.parameters["request_id"].string_param = rid
+            for tensor in from_columns(
+                result.outputs, wanted, served.model.version.signature.outputs
+            ):
+                response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+                response.raw_output_contents.append(to_raw(tensor))
+            return response
+        except ModelyardError as exc:
+            status = exc.status
+            await context.abort(
+                _STATUS.get(exc.status, grpc.StatusCode.INTERNAL),
+                f"{exc.message} (request_id {rid})",
+            )
+        except Exception:
+            status = 500
+            await context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"model '{request.model_name}' failed on this input; "
+                f"see the server log for request_id {rid}",
+            )
+        finally:
+            done(status, result, started)
+
+    async def _guard(self, context: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ModelyardError as exc:
+            await context.abort(_STATUS.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
+
+
+def _handler(service: InferenceService) -> grpc.GenericRpcHandler:
+    m = service.m
+    rpcs: dict[str, tuple[str, str]] = {
+        "ServerLive": ("ServerLiveRequest", "ServerLiveResponse"),
+        "ServerReady": ("ServerReadyRequest", "ServerReadyResponse"),
+        "ModelReady": ("ModelReadyRequest", "ModelReadyResponse"),
+        "ServerMetadata": ("ServerMetadataRequest", "ServerMetadataResponse"),
+        "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),
+        "ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
+    }
+    handlers = {}
+    for rpc, (req, resp) in rpcs.items():
+        fn: Callable[[Any, Any], Awaitable[Any]] = getattr(service, rpc)
+        handlers[rpc] = grpc.unary_unary_rpc_method_handler(
+            fn,
+            request_deserializer=m[req].FromString,
+            response_serializer=m[resp].SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+async def start_grpc(
+    pool: ModelPool, host: str, port: int, max_message_bytes: int, ready: Callable[[], bool]
+) -> grpc.aio.Server:
+    """Start the gRPC service on ``host:port`` (several workers may share the port)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 1),
+        ]
+    )
+    server.add_generic_rpc_handlers((_handler(InferenceService(pool, ready)),))
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise ConfigError(f"cannot listen for gRPC on {host}:{port}; pass another --grpc-port")
+    await server.start()
+    return server

@@ -1,0 +1,98 @@
+"""Prometheus metrics of one server (one registry per app, so tests never share counters).
+
+With ``--workers N`` each process keeps its own registry in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds them up (prometheus-client's
+multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "modelyard_requests",
+            "Prediction requests by model, version, variant and HTTP status code.",
+            ["model", "version", "variant", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "modelyard_request_latency_seconds",
+            "Time from request received to response ready.",
+            ["model", "version", "variant"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "modelyard_batch_size_rows",
+            "Rows per model call after adaptive batching.",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "modelyard_queue_depth",
+            "Requests waiting for a batch.",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.cache = Counter(
+            "modelyard_cache",
+            "Prediction cache lookups per row, by result (hit or miss).",
+            ["model", "result"],
+            registry=r,
+        )
+        self.load_seconds = Gauge(
+            "modelyard_model_load_seconds",
+            "Seconds the last load of each model version took.",
+            ["model", "version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.load_failures = Counter(
+            "modelyard_model_load_failures",
+            "Model versions that failed to load (the previous version kept serving).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.features_missing = Counter(
+            "modelyard_features_missing",
+            "Online feature values missing or expired at request time.",
+            ["model", "feature", "policy"],
+            registry=r,
+        )
+        self.swaps = Counter(
+            "modelyard_model_swaps",
+            "Hot swaps of a served model to another version.",
+            ["model"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            combined = CollectorRegistry()
+            multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            return generate_latest(combined)
+        return generate_latest(self.registry)

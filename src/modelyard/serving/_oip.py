@@ -1,0 +1,212 @@
+"""Open Inference Protocol v2 over REST (the KServe / Triton HTTP API).
+
+Supports JSON tensors and the binary tensor extension (``Inference-Header-Content-Length``)
+that ``tritonclient.http`` uses by default, for inputs and for outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import version as package_version
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
+from modelyard.serving._deployment import Deployment, Inference
+from modelyard.serving._http import json_response, read_body, request_id
+from modelyard.serving._pool import ModelPool
+from modelyard.serving._tensors import (
+    DATATYPE_OF_FIELD,
+    Tensor,
+    from_columns,
+    from_list,
+    from_raw,
+    to_columns,
+    to_raw,
+)
+
+_HEADER_LENGTH = "inference-header-content-length"
+
+
+def model_metadata(d: Deployment) -> dict[str, Any]:
+    served = d.served
+    sig = served.model.version.signature
+    return {
+        "name": d.name,
+        "versions": [str(s.current.version) for s in d.slots if s.current is not None],
+        "platform": f"modelyard_{served.model.version.flavor}",
+        "inputs": [
+            {"name": f.name, "datatype": DATATYPE_OF_FIELD[f.dtype], "shape": [-1]}
+            for f in served.request_schema.fields
+        ],
+        "outputs": [
+            {"name": f.name, "datatype": DATATYPE_OF_FIELD[f.dtype], "shape": [-1]}
+            for f in sig.outputs.fields
+        ],
+    }
+
+
+def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "modelyard",
+        "version": package_version("modelyard"),
+        "extensions": ["binary_tensor_data"],
+    }
+
+
+def check_version(d: Deployment, wanted: str | None) -> None:
+    if wanted in (None, ""):
+        return
+    served = {str(s.current.version) for s in d.slots if s.current is not None}
+    if wanted not in served:
+        raise NotFoundError(
+            f"model '{d.name}' version {wanted} is not served here (serving "
+            f"{', '.join(sorted(served))}); leave the version out to use the current one"
+        )
+
+
+def _parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any], list[Tensor]]:
+    cut = len(body)
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidInputError(
+                f"{_HEADER_LENGTH} is {header_length!r}; it must be the JSON header's byte length"
+            )
+        cut = int(header_length)
+    try:
+        doc = orjson.loads(body[:cut])
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"body is not valid JSON: {exc}") from None
+    inputs = doc.get("inputs") if isinstance(doc, dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInputError(
+            'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}; see /docs'
+        )
+    tensors: list[Tensor] = []
+    offset = cut
+    for spec in inputs:
+        if not isinstance(spec, dict) or not {"name", "shape", "datatype"} <= set(spec):
+            raise InvalidInputError("every input needs name, shape and datatype")
+        shape = [int(s) for s in spec["shape"]]
+        params = spec.get("parameters") or {}
+        if "binary_data_size" in params:
+            size = int(params["binary_data_size"])
+            raw = body[offset : offset + size]
+            offset += size
+            tensors.append(from_raw(spec["name"], spec["datatype"], shape, raw))
+        else:
+            if "data" not in spec:
+                raise InvalidInputError(f"input '{spec['name']}' has no data")
+            tensors.append(from_list(spec["name"], spec["datatype"], shape, spec["data"]))
+    return doc, tensors
+
+
+def _respond(doc: dict[str, Any], d: Deployment, result: Inference, rid: str) -> Response:
+    requested = doc.get("outputs") or []
+    wanted = [o["name"] for o in requested if isinstance(o, dict) and "name" in o]
+    binary = {
+        o["name"]
+        for o in requested
+        if isinstance(o, dict) and (o.get("parameters") or {}).get("binary_data")
+    }
+    if (doc.get("parameters") or {}).get("binary_data_output"):
+        binary = set(result.outputs)
+    outputs: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for tensor in from_columns(
+        result.outputs, wanted or None, d.served.model.version.signature.outputs
+    ):
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "datatype": tensor.datatype,
+            "shape": tensor.shape,
+        }
+        if tensor.name in binary:
+            blob = to_raw(tensor)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = tensor.values.tolist()
+        outputs.append(entry)
+    payload: dict[str, Any] = {
+        "model_name": d.name,
+        "model_version": str(result.version),
+        "outputs": outputs,
+        "parameters": {"variant": result.variant, "request_id": rid},
+    }
+    if "id" in doc:
+        payload["id"] = doc["id"]
+    headers = {"x-model-variant": result.variant}
+    if not blobs:
+        return json_response(payload, 200, rid, headers)
+    head = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    headers = {**headers, "x-request-id": rid, _HEADER_LENGTH: str(len(head))}
+    return Response(head + b"".join(blobs), media_type="application/octet-stream", headers=headers)
+
+
+def oip_error(request: Request, exc: ModelyardError) -> Response:
+    """Our error shape plus ``error``, the field OIP clients (tritonclient) read."""
+    rid = request_id(request)
+    return json_response(
+        {**exc.to_dict(), "error": exc.message, "request_id": rid}, exc.status, rid
+    )
+
+
+def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
+    limit: int = app.state.max_body_bytes
+
+    @app.get("/v2", tags=["oip"])
+    async def v2_server() -> Response:
+        """Server metadata (OIP v2)."""
+        return json_response(server_metadata())
+
+    @app.get("/v2/health/live", tags=["oip"])
+    async def v2_live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready", tags=["oip"])
+    async def v2_ready() -> Response:
+        ok, _ = pool.readiness(bool(app.state.ready))
+        return json_response({"ready": ok}, 200 if ok else 503)
+
+    @app.get("/v2/models/{name}", tags=["oip"])
+    @app.get("/v2/models/{name}/versions/{version}", tags=["oip"])
+    async def v2_model(name: str, version: str | None = None) -> Response:
+        d = pool.get(name)
+        check_version(d, version)
+        return json_response(model_metadata(d))
+
+    @app.get("/v2/models/{name}/ready", tags=["oip"])
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["oip"])
+    async def v2_model_ready(name: str, version: str | None = None) -> Response:
+        d = pool.get(name)
+        check_version(d, version)
+        ready = bool(app.state.ready) and d.champion.ready
+        return json_response({"name": name, "ready": ready}, 200 if ready else 503)
+
+    @app.post("/v2/models/{name}/infer", tags=["oip"])
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=["oip"])
+    async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
+        """Inference over OIP v2 tensors (JSON, or the binary tensor extension)."""
+        started = time.perf_counter()
+        rid = request_id(request)
+        done = pool.observe(name, rid, "v2")
+        status = 200
+        result: Inference | None = None
+        try:
+            d = pool.get(name)
+            check_version(d, version)
+            body = await read_body(request, limit)
+            doc, tensors = _parse_request(body, request.headers.get(_HEADER_LENGTH))
+            served = d.served
+            columns, rows = to_columns(served.request_schema, served.validator, tensors)
+            result = await d.infer(columns, rows, rid)
+            return _respond(doc, d, result, rid)
+        except ModelyardError as exc:
+            status = exc.status
+            return oip_error(request, exc)
+        finally:
+            done(status, result, started)

@@ -1,0 +1,155 @@
+"""The models one server answers for, the thread pool they run on, and alias following."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from modelyard.errors import ConfigError, NotFoundError
+from modelyard.registry import Registry
+from modelyard.serving._deployment import Deployment, Inference
+from modelyard.serving._metrics import ServerMetrics
+from modelyard.serving._options import ServeOptions
+from modelyard.serving._slot import ReaderFactory, Servable
+
+logger = logging.getLogger("modelyard.serving")
+
+
+class ModelPool:
+    """Deployments by name; ``start()`` begins following aliases every ``poll_interval_s``."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        options: Sequence[ServeOptions],
+        *,
+        readers: ReaderFactory | None = None,
+        threads: int = 2,
+        poll_interval_s: float = 1.0,
+    ) -> None:
+        self.registry = registry
+        self.options = list(options)
+        self.readers = readers
+        self.threads = threads
+        self.poll_interval_s = poll_interval_s
+        self.metrics = ServerMetrics()
+        self.executor: ThreadPoolExecutor | None = None
+        self.deployments: dict[str, Deployment] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    def load(self) -> None:
+        """Resolve and load every model now: a bad reference fails before serving starts."""
+        names = [o.ref.split("@")[0].split("/")[0] for o in self.options]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"model {twice[0]!r} is named twice; serve each name once")
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="modelyard-predict")
+        for opts in self.options:
+            deployment = Deployment(self.registry, opts, self.metrics, self.executor, self.readers)
+            deployment.load()
+            self.deployments[deployment.name] = deployment
+
+    async def start(self) -> None:
+        if self.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._follow_aliases())
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+        for deployment in self.deployments.values():
+            await deployment.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+    async def _follow_aliases(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            try:
+                await self.refresh()
+            except Exception:  # never let a metadata hiccup stop alias following
+                logger.exception("alias refresh failed")
+
+    async def refresh(self) -> bool:
+        """Look up every alias now (loading runs in a thread); True if any model swapped."""
+        loop = asyncio.get_running_loop()
+        changed = False
+        for deployment in self.deployments.values():
+            changed = await loop.run_in_executor(None, deployment.refresh) or changed
+        return changed
+
+    def get(self, name: str) -> Deployment:
+        try:
+            return self.deployments[name]
+        except KeyError:
+            served = ", ".join(self.deployments) or "none"
+            raise NotFoundError(f"model '{name}' is not served here (serving: {served})") from None
+
+    async def rollback(self, name: str) -> Servable:
+        """Move the alias back in the registry and serve the kept version at once."""
+        deployment = self.get(name)
+        slot = deployment.champion
+        if slot.ref.alias is None:
+            raise ConfigError(
+                f"model '{name}' is served by version ({slot.ref}); only an alias can roll back"
+            )
+        loop = asyncio.get_running_loop()
+        target = await loop.run_in_executor(None, self.registry.rollback, name, slot.ref.alias)
+        previous = slot.previous
+        if previous is not None and previous.version == target.version:
+            return slot.swap_to_previous()
+        await loop.run_in_executor(None, slot.refresh)
+        return deployment.served
+
+    def observe(
+        self, name: str, rid: str, protocol: str
+    ) -> Callable[[int, Inference | None, float], None]:
+        """The per-request log line and metrics, shared by every protocol."""
+
+        def done(status: int, result: Inference | None, started: float) -> None:
+            elapsed = time.perf_counter() - started
+            version = str(result.version) if result else ""
+            variant = result.variant if result else ""
+            self.metrics.requests.labels(name, version, variant, str(status)).inc()
+            if result is not None:
+                self.metrics.latency.labels(name, version, variant).observe(elapsed)
+            extra: dict[str, Any] = {
+                "model": name,
+                "version": result.version if result else None,
+                "variant": variant or None,
+                "request_id": rid,
+                "protocol": protocol,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 3),
+            }
+            if result is not None and result.ab_key is not None:
+                extra["ab_key"] = result.ab_key
+            logger.info("predict", extra=extra)
+
+        return done
+
+    def readiness(self, started: bool) -> tuple[bool, dict[str, Any]]:
+        models: dict[str, Any] = {}
+        ok = started
+        for name, d in self.deployments.items():
+            for slot in d.slots:
+                key = name if slot is d.champion else f"{name}@{slot.label}"
+                ready = slot.ready and slot.load_error is None and started
+                ok = ok and ready
+                entry: dict[str, Any] = {
+                    "ref": str(slot.ref),
+                    "version": slot.current.version if slot.current else None,
+                    "previous": slot.previous.version if slot.previous else None,
+                    "ready": ready,
+                }
+                if slot.load_error:
+                    entry["error"] = slot.load_error
+                models[key] = entry
+        return ok, models

@@ -1,0 +1,34 @@
+"""Traffic policies: which variant (champion or candidate) answers a request.
+
+Canary picks at random; A/B hashes a request key so a user always sees the same
+variant; shadow always answers with the champion and mirrors the input to the
+candidate. The hash is blake2b, not Python's ``hash``, so every replica and every
+restart assigns a key to the same variant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from modelyard.serving._options import ABTest, Canary, Shadow
+
+Policy = Canary | ABTest | Shadow | None
+
+
+def bucket(key: str) -> float:
+    """A stable position in [0, 100) for ``key``."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 * 100
+
+
+def choose(policy: Policy, columns: dict[str, Any], rng: random.Random) -> tuple[bool, str | None]:
+    """(use the candidate?, the A/B key that decided it, if any)."""
+    if isinstance(policy, Canary):
+        return rng.random() * 100 < policy.percent, None
+    if isinstance(policy, ABTest):
+        values = columns.get(policy.key)
+        key = "" if not values else str(values[0])
+        return bucket(key) < policy.percent, key
+    return False, None

@@ -1,0 +1,363 @@
+"""Batch scoring: a Parquet file in; the same rows with predictions out, plus a lineage record.
+
+The input is read chunk by chunk (``iter_batches``). Each chunk is checked against the
+model's input schema by ``validate_frame``, as the server checks a frame, then predicted
+and appended to a temporary Parquet file beside the output. Memory therefore follows
+the chunk size, not the file size. The output is renamed into place only when every
+row is scored; the lineage record (``OUTPUT.lineage.json``) follows it the same way.
+
+Output columns: every input column unchanged (none with ``keep_input=False``), then the
+model's output columns. Row numbers in error messages count from 0 over the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelyard import __version__
+from modelyard.backends.artifacts import digest_file
+from modelyard.contracts import validate_frame
+from modelyard.errors import (
+    FieldError,
+    InvalidInputError,
+    ModelyardError,
+    NotFoundError,
+    SchemaValidationError,
+)
+
+if TYPE_CHECKING:
+    from modelyard.registry import LoadedModel, ModelRef, ModelVersion, Registry
+
+Executor = Literal["local", "ray"]
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+LINEAGE_SUFFIX = ".lineage.json"
+
+# Output columns take their Arrow type from the signature, so every chunk writes the
+# same schema; datetimes (whose zone the signature does not fix) follow the first chunk.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What ``score`` did: which model, how many rows, where the output and lineage are."""
+
+    model: str
+    version: int
+    rows_in: int
+    rows_out: int
+    chunks: int
+    input_fingerprint: str
+    output: Path
+    lineage: Path
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """What every worker needs to score a piece of the input (picklable, for Ray)."""
+
+    input: Path
+    read: tuple[str, ...] | None  # columns to read; None reads them all
+    chunk_size: int
+    keep_input: bool
+
+
+def score(
+    registry: Registry,
+    ref: str | ModelRef,
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    *,
+    chunk_size: int = 50_000,
+    executor: Executor = "local",
+    ray_address: str | None = None,
+    keep_input: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoreResult:
+    """Score the Parquet file ``input_path`` with model ``ref`` into ``output_path``.
+
+    Args:
+        progress: called as ``progress(rows_scored_so_far, total_rows)``.
+    """
+    started = datetime.now(UTC)
+    clock = time.perf_counter()
+    if chunk_size < 1:
+        raise InvalidInputError(f"chunk size {chunk_size} is too small; pass 1 row or more")
+    if executor not in EXECUTORS:
+        raise InvalidInputError(
+            f"executor {executor!r} is not known; use one of: {', '.join(EXECUTORS)}"
+        )
+    source, target = Path(input_path), Path(output_path)
+    version = registry.get(ref)  # a bad reference fails before any file is read
+    columns, total = _inspect_input(source)
+    _check_output(source, target)
+    _check_columns(version, source, columns, keep_input)
+    if executor == "ray":
+        from modelyard.serving._score_ray import require_ray
+
+        require_ray()
+    plan = ScorePlan(
+        input=source,
+        read=None if keep_input else tuple(version.signature.inputs.names),
+        chunk_size=chunk_size,
+        keep_input=keep_input,
+    )
+    input_fingerprint = digest_file(source)
+    lineage = target.with_name(target.name + LINEAGE_SUFFIX)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    done = 0
+
+    def on_rows(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress is not None:
+            progress(done, total)
+
+    on_rows(0)
+    try:
+        if executor == "ray" and total:
+            from modelyard.serving._score_ray import score_with_ray
+
+            rows, chunks = score_with_ray(
+                registry, version, plan, tmp, address=ray_address, on_rows=on_rows
+            )
+        else:
+            rows, chunks = write_scored(registry.load(version), plan, tmp, on_rows=on_rows)
+        # A stale record must never describe the new output, even after a crash here.
+        lineage.unlink(missing_ok=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    record = {
+        "model": version.name,
+        "version": version.version,
+        "ref": str(ref),
+        "artifact": version.artifact,
+        "run_id": version.run_id,
+        "input_path": str(source.resolve()),
+        "input_fingerprint": input_fingerprint,
+        "output_path": str(target.resolve()),
+        "keep_input": keep_input,
+        "rows_in": total,
+        "rows_out": rows,
+        "chunk_size": chunk_size,
+        "chunks": chunks,
+        "executor": executor,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "modelyard_version": __version__,
+    }
+    _write_json(lineage, record)
+    return ScoreResult(
+        model=version.name,
+        version=version.version,
+        rows_in=total,
+        rows_out=rows,
+        chunks=chunks,
+        input_fingerprint=input_fingerprint,
+        output=target,
+        lineage=lineage,
+        seconds=time.perf_counter() - clock,
+    )
+
+
+def write_scored(
+    model: LoadedModel,
+    plan: ScorePlan,
+    dest: Path,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Score the input's rows ``[start, stop)`` chunk by chunk into ``dest``; (rows, chunks)."""
+    rows = chunks = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        with pq.ParquetFile(plan.input) as parquet:
+            for first_row, chunk in read_chunks(parquet, plan, start, stop):
+                table = score_chunk(model, plan, chunk, first_row)
+                if writer is None:
+                    writer = pq.ParquetWriter(dest, table.schema)
+                elif table.schema != writer.schema:
+                    table = _conform(table, writer.schema, model)
+                writer.write_table(table)
+                rows += chunk.num_rows
+                chunks += 1
+                if on_rows is not None:
+                    on_rows(chunk.num_rows)
+            if writer is None:  # no rows: still write the columns the output would have
+                writer = pq.ParquetWriter(dest, _empty_schema(model, plan, parquet.schema_arrow))
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows, chunks
+
+
+def read_chunks(
+    parquet: pq.ParquetFile, plan: ScorePlan, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, pa.Table]]:
+    """(file row, rows) for the rows ``[start, stop)``, cut at multiples of the chunk size.
+
+    Every executor cuts the file at the same rows because a model's arithmetic may
+    depend on the batch (BLAS blocks rows by position): the same chunks give the same
+    bits. Only the row groups that hold the range are read.
+    """
+    meta = parquet.metadata
+    stop = meta.num_rows if stop is None else stop
+    size = plan.chunk_size
+    groups: list[int] = []
+    row = first = 0
+    for group in range(meta.num_row_groups):
+        count = meta.row_group(group).num_rows
+        if row < stop and row + count > start:
+            first = first if groups else row
+            groups.append(group)
+        row += count
+    if not groups:
+        return
+    pieces: list[pa.RecordBatch] = []
+    chunk_start, row = start, first
+    batches = parquet.iter_batches(
+        batch_size=size, row_groups=groups, columns=None if plan.read is None else list(plan.read)
+    )
+    for batch in batches:
+        low, row = row, row + batch.num_rows
+        cut = max(low, start)
+        while cut < min(row, stop):
+            end = min(row, stop, (cut // size + 1) * size)
+            pieces.append(batch.slice(cut - low, end - cut))
+            cut = end
+            if end % size == 0 or end == stop:
+                yield chunk_start, pa.Table.from_batches(pieces)
+                pieces, chunk_start = [], end
+        if row >= stop:
+            break
+
+
+def score_chunk(model: LoadedModel, plan: ScorePlan, chunk: pa.Table, first_row: int) -> pa.Table:
+    """Validate one chunk, predict, and return its output rows (input columns first)."""
+    schema = model.version.signature.inputs
+    try:
+        frame = validate_frame(schema, chunk.select(schema.names).to_pandas())
+    except SchemaValidationError as exc:
+        raise _at_file_rows(exc, first_row, plan.input) from None
+    predicted = model.predict(frame, validate=False)
+    outputs = model.version.signature.outputs
+    columns: dict[str, Any] = {}
+    if plan.keep_input:
+        columns = {name: chunk.column(name) for name in chunk.schema.names}
+    for name in predicted.columns:
+        if name in columns:
+            raise _collision(str(name), plan.input)
+        dtype = outputs[name].dtype if name in outputs.names else None
+        columns[str(name)] = pa.array(
+            predicted[name], type=_ARROW_TYPES.get(dtype or ""), from_pandas=True
+        )
+    return pa.table(columns)
+
+
+def _conform(table: pa.Table, schema: pa.Schema, model: LoadedModel) -> pa.Table:
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise ModelyardError(
+            f"model {model.version.ref} returned output of another type than in earlier chunks "
+            f"({str(exc).splitlines()[0]}); make the model return one type per column"
+        ) from None
+
+
+def _empty_schema(model: LoadedModel, plan: ScorePlan, source: pa.Schema) -> pa.Schema:
+    fields = list(source.remove_metadata()) if plan.keep_input else []
+    for f in model.version.signature.outputs.fields:
+        kind = _ARROW_TYPES.get(f.dtype, pa.timestamp("us", tz="UTC"))
+        fields.append(pa.field(f.name, kind))
+    return pa.schema(fields)
+
+
+def _inspect_input(source: Path) -> tuple[list[str], int]:
+    """The input's column names and row count, from the Parquet footer alone."""
+    if not source.is_file():
+        raise NotFoundError(f"input file '{source}' does not exist; pass an existing Parquet file")
+    try:
+        with pq.ParquetFile(source) as parquet:
+            return list(parquet.schema_arrow.names), int(parquet.metadata.num_rows)
+    except (pa.ArrowException, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidInputError(
+            f"input '{source}' is not a readable Parquet file ({reason}); "
+            "write it with DataFrame.to_parquet(...) or pyarrow.parquet.write_table(...)"
+        ) from None
+
+
+def _check_output(source: Path, target: Path) -> None:
+    folder = target.parent
+    if not folder.is_dir():
+        raise NotFoundError(
+            f"output folder '{folder}' does not exist; create it first (mkdir -p {folder})"
+        )
+    if target.is_dir():
+        raise InvalidInputError(
+            f"output '{target}' is a folder; pass a file name such as out.parquet"
+        )
+    if target.resolve() == source.resolve():
+        raise InvalidInputError(
+            f"output '{target}' is the input file; write the predictions to another file"
+        )
+
+
+def _check_columns(version: ModelVersion, source: Path, columns: list[str], keep: bool) -> None:
+    missing = [n for n in version.signature.inputs.names if n not in columns]
+    if missing:
+        errors = [FieldError(n, "required column is missing") for n in missing]
+        raise _with_remedy(SchemaValidationError(errors, what=f"input '{source}'"))
+    for name in version.signature.outputs.names if keep else ():
+        if name in columns:
+            raise _collision(name, source)
+
+
+def _collision(name: str, source: Path) -> InvalidInputError:
+    return InvalidInputError(
+        f"input '{source}' has a column '{name}', which the model's output column of the same "
+        "name would overwrite; rename that input column or pass --no-keep-input (keep_input=False)"
+    )
+
+
+def _at_file_rows(exc: SchemaValidationError, first_row: int, source: Path) -> ModelyardError:
+    """The same errors, with chunk rows turned into file rows and the file named."""
+    errors = [
+        FieldError(e["field"], e["message"], None if e["row"] is None else e["row"] + first_row)
+        for e in exc.errors
+    ]
+    return _with_remedy(SchemaValidationError(errors, what=f"input '{source}'"))
+
+
+def _with_remedy(exc: ModelyardError) -> ModelyardError:
+    exc.message = f"{exc.message}; fix the input file and score again (nothing was written)"
+    exc.args = (exc.message,)
+    return exc
+
+
+def _write_json(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,153 @@
+"""A slot serves one model reference (``churn@production``) and follows its alias.
+
+The slot keeps the current version and the one before it loaded. When the alias
+moves, the new version is loaded beside the current one and swapped in with one
+assignment, so in-flight requests finish on the version they started with and no
+request fails. Moving the alias back (a rollback) swaps to the kept version at once.
+A version that fails to load leaves the current one serving and is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modelyard.contracts import RecordValidator, Schema
+from modelyard.serving._enrich import Enricher
+
+if TYPE_CHECKING:
+    from modelyard.features import OnlineReader
+    from modelyard.registry import LoadedModel, ModelRef, ModelVersion, Registry
+
+logger = logging.getLogger("modelyard.serving")
+
+ReaderFactory = Callable[[str], "OnlineReader"]
+
+
+@dataclass
+class Servable:
+    """A loaded version with the request contract the server checks before calling it."""
+
+    model: LoadedModel
+    request_schema: Schema
+    validator: RecordValidator
+    enricher: Enricher | None
+    load_seconds: float
+
+    @property
+    def version(self) -> int:
+        return self.model.number
+
+    def predict(self, columns: dict[str, Any]) -> dict[str, Any]:
+        return self.model.predict_columns(columns)
+
+
+def load_servable(
+    registry: Registry, version: ModelVersion, readers: ReaderFactory | None
+) -> Servable:
+    started = time.perf_counter()
+    model = registry.load(version)
+    enricher = None
+    schema = version.signature.inputs
+    validator = model.validator
+    if version.features is not None:
+        if readers is None:
+            raise RuntimeError("this server has no feature store to read online features from")
+        enricher = Enricher(version.features, readers(version.features.service), schema)
+        schema = enricher.request_schema
+        validator = RecordValidator(schema)
+    return Servable(model, schema, validator, enricher, time.perf_counter() - started)
+
+
+class ModelSlot:
+    """``ref`` resolved, loaded and kept current (``label`` names it in responses and logs)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        ref: ModelRef,
+        label: str,
+        readers: ReaderFactory | None = None,
+        on_swap: Callable[[Servable], None] | None = None,
+        on_load_failure: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.ref = ref
+        self.label = label
+        self._readers = readers
+        self._on_swap = on_swap
+        self._on_load_failure = on_load_failure
+        self.current: Servable | None = None
+        self.previous: Servable | None = None
+        self.load_error: str | None = None
+        self.failed_version: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None
+
+    def load(self) -> Servable:
+        """First load: errors propagate, so a bad reference fails the server at start."""
+        servable = load_servable(self.registry, self.registry.get(self.ref), self._readers)
+        self._install(servable)
+        return servable
+
+    def refresh(self) -> bool:
+        """Follow the reference; return True when the served version changed."""
+        try:
+            target = self.registry.get(self.ref)
+        except Exception as exc:  # the alias was deleted, or the metadata store is down
+            self.load_error = f"cannot resolve {self.ref}: {exc}"
+            return False
+        current = self.current
+        if current is not None and current.version == target.version:
+            return False
+        if self.previous is not None and self.previous.version == target.version:
+            self._install(self.previous)
+            return True
+        if self.failed_version == target.version:
+            return False  # already reported; retry only when the alias moves again
+        try:
+            servable = load_servable(self.registry, target, self._readers)
+        except Exception as exc:
+            self.failed_version = target.version
+            self.load_error = f"version {target.version} failed to load: {exc}"
+            logger.exception(
+                "model load failed",
+                extra={"model": self.ref.name, "version": target.version, "ref": str(self.ref)},
+            )
+            if self._on_load_failure is not None:
+                self._on_load_failure(target.version, self.load_error)
+            return False
+        self._install(servable)
+        return True
+
+    def swap_to_previous(self) -> Servable:
+        """Serve the kept previous version now (the admin rollback); the current is kept."""
+        if self.previous is None:
+            raise LookupError("no previous version is loaded")
+        self._install(self.previous)
+        assert self.current is not None
+        return self.current
+
+    def _install(self, servable: Servable) -> None:
+        if self.current is not None and self.current is not servable:
+            self.previous = self.current
+        self.current = servable
+        self.load_error = None
+        self.failed_version = None
+        logger.info(
+            "model serving",
+            extra={
+                "model": self.ref.name,
+                "version": servable.version,
+                "variant": self.label,
+                "ref": str(self.ref),
+                "load_ms": round(servable.load_seconds * 1000, 2),
+            },
+        )
+        if self._on_swap is not None:
+            self._on_swap(servable)
