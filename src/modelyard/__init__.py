@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from modelyard.contracts import Field, Schema, fingerprint
 from modelyard.errors import ModelyardError
-from modelyard.registry import Signature
+from modelyard.registry import FeatureBinding, Signature
 from modelyard.tracking import seed_everything
 from modelyard.workspace import Workspace
 
@@ -19,6 +19,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 __all__ = [
+    "FeatureBinding",
     "Field",
     "ModelyardError",
     "Schema",

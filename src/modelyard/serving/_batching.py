@@ -1,8 +1,9 @@
 """Adaptive batching: requests for one model are queued and run as one predict call.
 
-A batch closes when it holds ``max_batch_size`` rows or its oldest request has waited
-``max_latency_ms``. While a batch runs (in a worker thread, off the event loop), the
-next one fills, so batches grow with load and stay at one row when traffic is light.
+A batch closes when it holds ``max_batch_size`` rows, when its oldest request has
+waited ``max_latency_ms``, or as soon as no more requests are arriving. While a batch
+runs (in a worker thread, off the event loop), the next one fills, so batches grow
+with load and a lone request never waits for company.
 Each caller gets its own rows back. Written by hand because neither FastAPI nor
 uvicorn batch requests, and Ray Serve's batching would pull a cluster into every server.
 """
@@ -113,18 +114,18 @@ class Batcher:
                 await self._run(batch)
 
     async def _collect(self) -> list[_Item]:
-        assert self._wakeup is not None
         first = self._queue[0]
         deadline = first.arrived + self.max_latency_s
-        # Wait for more rows while the batch is short and the oldest request has time left.
+        # Wait for more rows only while they keep coming: after each turn of the event
+        # loop (which lets requests already being parsed join), a batch closes if nothing
+        # new arrived, if it is full, or if its oldest request has waited max_latency_ms.
+        # One caller alone therefore never waits, and under load batches fill up.
         while self._rows_queued(first.predict) < self.max_batch_size:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if time.perf_counter() >= deadline:
                 break
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
+            before = len(self._queue)
+            await asyncio.sleep(0)
+            if len(self._queue) == before:
                 break
         batch: list[_Item] = []
         rows = 0
