@@ -17,7 +17,9 @@ def test_every_builtin_flavor_is_registered_through_the_public_api() -> None:
 
 def test_every_builtin_flavor_is_tested_and_documented() -> None:
     readme = (ROOT / "README.md").read_text()
-    tests = (ROOT / "tests" / "test_registry.py").read_text()
+    tests = "".join(
+        (ROOT / "tests" / name).read_text() for name in ("test_registry.py", "test_flavors.py")
+    )
     for name in registry.FLAVORS:
         assert f"`{name}`" in readme, f"flavor {name!r} is not documented in README.md"
-        assert f'"{name}"' in tests, f"flavor {name!r} has no test in tests/test_registry.py"
+        assert f'"{name}"' in tests, f"flavor {name!r} has no test in tests/test_registry.py or test_flavors.py"

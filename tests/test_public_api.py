@@ -12,6 +12,7 @@ PACKAGES = [
     "modelyard.tracking",
     "modelyard.features",
     "modelyard.registry",
+    "modelyard.serving",
     "modelyard.backends.metadata",
     "modelyard.backends.artifacts",
     "modelyard.backends.online",

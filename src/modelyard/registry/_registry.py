@@ -12,6 +12,7 @@ import difflib
 import json
 import tempfile
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,12 +22,17 @@ from modelyard import _time
 from modelyard.backends.artifacts import get_tree, put_tree
 from modelyard.backends.metadata import tables as t
 from modelyard.contracts import RecordValidator, Schema, as_frame
-from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.errors import ConflictError, InvalidInputError, NotFoundError
 from modelyard.registry._flavors import detect_flavor, get_flavor
 from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._refs import ModelRef, check_alias, check_name
 from modelyard.registry._signature import Signature
-from modelyard.registry._versions import LoggedModel, ModelVersion, RegisteredModel
+from modelyard.registry._versions import (
+    FeatureBinding,
+    LoggedModel,
+    ModelVersion,
+    RegisteredModel,
+)
 
 if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
@@ -54,17 +60,39 @@ class Registry:
         input_example: Any = None,
         signature: Signature | None = None,
         flavor: str | None = None,
+        onnx: bool = False,
     ) -> LoggedModel:
-        """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``."""
+        """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``.
+
+        ``onnx=True`` (scikit-learn models) also keeps an ONNX copy to serve with onnxruntime,
+        only if it answers like the model on ``input_example`` (see ``registry/flavors/onnx.py``).
+        """
         chosen = get_flavor(flavor) if flavor is not None else detect_flavor(model)
         if signature is None and input_example is None:
             raise InvalidInputError(
                 "a model needs a signature: pass input_example= (a few training rows) "
                 "or signature=Signature(inputs=…, outputs=…)"
             )
+        if onnx and chosen.name != "sklearn":
+            raise InvalidInputError(
+                f"onnx=True converts scikit-learn models only, not a {chosen.name!r} model; "
+                "log it without onnx=True"
+            )
+        if onnx and input_example is None:
+            raise InvalidInputError(
+                "onnx=True checks the ONNX copy against the model on input_example= rows; "
+                "pass a few training rows as input_example="
+            )
         with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
             folder = Path(tmp)
             settings = chosen.save(model, folder)
+            if onnx:
+                from modelyard.registry.flavors import onnx as onnx_runtime
+
+                names = None if signature is None else signature.inputs.names
+                rows = as_frame(input_example, names=names).head(100)
+                rows = rows if names is None else rows[names]
+                settings = {**settings, **onnx_runtime.convert_checked(model, rows, folder)}
             if signature is None:
                 example = as_frame(input_example).head(100)
                 inputs = Schema.infer(example)
@@ -92,9 +120,18 @@ class Registry:
         *,
         description: str = "",
         tags: Mapping[str, str] | None = None,
+        features: FeatureBinding | None = None,
     ) -> ModelVersion:
-        """Register ``source`` (a LoggedModel or ``runs:/RUN_ID/PATH``) as a new version."""
+        """Register ``source`` (a LoggedModel or ``runs:/RUN_ID/PATH``) as a new version.
+
+        ``features``: the feature service the server fills from the online store, so that
+        requests carry only entity keys and request-time fields.
+        """
         check_name(name)
+        if features is not None and features.on_missing not in ("reject", "default"):
+            raise InvalidInputError(
+                f"on_missing={features.on_missing!r} is not a policy; use 'reject' or 'default'"
+            )
         run_id, artifact = self._resolve_source(source)
         meta = self._read_meta(artifact)
         now = _time.now_us()
@@ -170,6 +207,7 @@ class Registry:
                     "lineage": lineage,
                     "description": description,
                     "created_at": now,
+                    "features": None if features is None else features.to_json_dict(),
                 },
             )
         return self.get(ModelRef(name, version=number))
@@ -225,7 +263,61 @@ class Registry:
                 keys=("name", "alias"),
                 update=("version", "updated_at"),
             )
+            self._alias_event(conn, name, alias, "set", target.version)
         return self.get(ModelRef(name, version=target.version))
+
+    def rollback(self, name: str, alias: str = "production") -> ModelVersion:
+        """Move ``name@alias`` back to the version it pointed at before its last move.
+
+        Rolling back twice goes back two moves (the alias history is a stack).
+        """
+        check_alias(alias)
+        with self._metadata.write() as conn:
+            stack = self._alias_stack(conn, check_name(name), alias)
+            if len(stack) < 2:
+                current = self.get(ModelRef(name, alias=alias)).version
+                raise ConflictError(
+                    f"'{name}@{alias}' has no earlier version to roll back to (version "
+                    f"{current} is the first in its history); set one with "
+                    f"'modelyard models alias {name} {alias} VERSION'"
+                )
+            target = stack[-2]
+            conn.execute(
+                t.model_aliases.update()
+                .where(t.model_aliases.c.name == name, t.model_aliases.c.alias == alias)
+                .values(version=target, updated_at=_time.now_us())
+            )
+            self._alias_event(conn, name, alias, "rollback", target)
+        return self.get(ModelRef(name, version=target))
+
+    def alias_history(self, name: str, alias: str) -> list[tuple[datetime, str, int | None]]:
+        """Every move of ``name@alias``, oldest first: (time, kind, version)."""
+        with self._metadata.read() as conn:
+            rows = conn.execute(self._events_query(name, alias)).all()
+        return [(_time.to_datetime(r.at), r.kind, r.version) for r in rows]  # type: ignore[misc]
+
+    @staticmethod
+    def _events_query(name: str, alias: str) -> Any:
+        e = t.model_alias_events
+        return select(e).where(e.c.name == name, e.c.alias == alias).order_by(e.c.id)
+
+    def _alias_stack(self, conn: Any, name: str, alias: str) -> list[int]:
+        stack: list[int] = []
+        for row in conn.execute(self._events_query(name, alias)):
+            if row.kind == "set" and (not stack or stack[-1] != row.version):
+                stack.append(row.version)
+            elif row.kind == "rollback":
+                stack.pop()
+            elif row.kind == "delete":
+                stack.clear()
+        return stack
+
+    @staticmethod
+    def _alias_event(conn: Any, name: str, alias: str, kind: str, version: int | None) -> None:
+        conn.execute(
+            t.model_alias_events.insert(),
+            {"name": name, "alias": alias, "kind": kind, "version": version, "at": _time.now_us()},
+        )
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self._metadata.write() as conn:
@@ -234,6 +326,8 @@ class Registry:
                     t.model_aliases.c.name == name, t.model_aliases.c.alias == alias
                 )
             ).rowcount
+            if deleted:
+                self._alias_event(conn, name, alias, "delete", None)
         if not deleted:
             with self._metadata.read() as conn:
                 known = conn.execute(
@@ -369,4 +463,5 @@ def _version(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
         description=row.description,
         created_at=_time.to_datetime(row.created_at),  # type: ignore[arg-type]
         aliases=aliases,
+        features=FeatureBinding.from_json(row.features),
     )

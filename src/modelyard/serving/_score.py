@@ -118,9 +118,6 @@ def score(
         chunk_size=chunk_size,
         keep_input=keep_input,
     )
-    input_fingerprint = digest_file(source)
-    lineage = target.with_name(target.name + LINEAGE_SUFFIX)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     done = 0
 
     def on_rows(rows: int) -> None:
@@ -130,6 +127,9 @@ def score(
             progress(done, total)
 
     on_rows(0)
+    input_fingerprint = digest_file(source)
+    lineage = target.with_name(target.name + LINEAGE_SUFFIX)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         if executor == "ray" and total:
             from modelyard.serving._score_ray import score_with_ray

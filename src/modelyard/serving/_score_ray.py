@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -129,9 +129,11 @@ def score_with_ray(
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         parts = plan_partitions(rows, plan.chunk_size, 2 * cpus)
         # The registry keeps its store private; tasks need only it and the cache folder.
-        source = _ModelSource(version, registry._artifacts, registry._cache)
+        source = _ModelSource(version, registry._artifacts, registry._cache.resolve())
+        plan = replace(plan, input=plan.input.resolve())  # workers have their own cwd
         task = ray.remote(num_cpus=1)(_score_part)
-        paths = [dest.with_name(f"{dest.name}.part-{i:05d}") for i in range(len(parts))]
+        folder = dest.resolve().parent
+        paths = [folder / f"{dest.name}.part-{i:05d}" for i in range(len(parts))]
         refs = [
             task.remote(source, plan, p, str(path)) for p, path in zip(parts, paths, strict=True)
         ]

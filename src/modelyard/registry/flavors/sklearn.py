@@ -1,7 +1,8 @@
 """The ``sklearn`` flavor: estimators and pipelines, saved with joblib.
 
 Classifiers answer ``prediction`` plus ``probability_<class>`` per class when they
-can give probabilities; regressors and others answer ``prediction``.
+can give probabilities; regressors and others answer ``prediction``. A model logged
+with ``onnx=True`` loads into onnxruntime instead (``settings["runtime"]``; see onnx.py).
 
 A model fitted on a DataFrame checks column names on every call, and pandas plus
 that check cost ~0.7 ms per single-row call against ~0.2 ms for a NumPy array. For
@@ -20,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from modelyard.registry._flavors import Predictor
 
 FILE = "model.joblib"
 
@@ -117,7 +120,11 @@ class SklearnFlavor:
         joblib.dump(model, folder / FILE)
         return {"file": FILE, "sklearn_version": sklearn.__version__}
 
-    def load(self, folder: Path, settings: dict[str, Any]) -> SklearnPredictor:
+    def load(self, folder: Path, settings: dict[str, Any]) -> Predictor:
+        if settings.get("runtime") == "onnxruntime":  # kept by log_model(..., onnx=True)
+            from modelyard.registry.flavors import onnx
+
+            return onnx.load(folder, settings)
         import joblib
 
         return SklearnPredictor(joblib.load(folder / settings.get("file", FILE)))

@@ -1,0 +1,86 @@
+"""``modelyard score``: predictions for a whole Parquet file, with a lineage record beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+import typer
+from rich.markup import escape
+
+from modelyard.cli._common import WorkspaceOpt, console, open_workspace
+
+if TYPE_CHECKING:
+    from modelyard.serving._score import Executor
+
+
+def score(
+    ref: str = typer.Argument(..., help="model to score with: NAME@ALIAS or NAME/VERSION"),
+    input_path: Path = typer.Option(..., "--input", "-i", help="Parquet file to score"),
+    output_path: Path = typer.Option(..., "--output", "-o", help="Parquet file to write"),
+    chunk_size: int = typer.Option(
+        50_000, "--chunk-size", help="rows per chunk; memory grows with it, not with the file"
+    ),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to use (default: start a local one)"
+    ),
+    keep_input: bool = typer.Option(
+        True, "--keep-input/--no-keep-input", help="copy the input columns into the output"
+    ),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Score a Parquet file in chunks; write OUTPUT and OUTPUT.lineage.json."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from modelyard.serving import score as run_score
+
+    registry = open_workspace(workspace).registry
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    # The bar appears once the input has passed its checks: an error stays one line.
+    progress = Progress(*columns, console=console)
+    bar: TaskID | None = None
+
+    def step(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            progress.start()
+            bar = progress.add_task(f"scoring with {escape(ref)}", total=total)
+        progress.update(bar, completed=done)
+
+    try:
+        result = run_score(
+            registry,
+            ref,
+            input_path,
+            output_path,
+            chunk_size=chunk_size,
+            # The library checks the name and lists the valid ones.
+            executor=cast("Executor", executor),
+            ray_address=ray_address,
+            keep_input=keep_input,
+            progress=step,
+        )
+    finally:
+        progress.stop()
+    console.print(
+        f"scored {result.rows_out} rows with {result.model}/{result.version} in "
+        f"{result.chunks} chunk(s), {result.seconds:.2f} s: {escape(str(result.output))}; "
+        f"lineage: {escape(str(result.lineage))}",
+        soft_wrap=True,
+    )
