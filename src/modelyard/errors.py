@@ -6,10 +6,13 @@ Every class also subclasses the builtin that callers already catch, so
     ModelyardError (Exception)                      code            status
     ├── ConfigError (ValueError)                    config_invalid  400
     ├── InvalidInputError (ValueError)              invalid_input   400
-    │   └── SchemaValidationError                   validation_failed 422
+    │   ├── SchemaValidationError                   validation_failed 422
+    │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
     ├── ConflictError (RuntimeError)                conflict        409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
+    ├── NotReadyError (RuntimeError)                not_ready       503
+    ├── DeadlineExceededError (TimeoutError)        timeout         504
     └── IntegrityError (RuntimeError)               integrity_error 500
 
 A message says what went wrong, where, and how to fix it, in one line.
@@ -24,11 +27,14 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "ConflictError",
+    "DeadlineExceededError",
     "FieldError",
     "IntegrityError",
     "InvalidInputError",
     "ModelyardError",
     "NotFoundError",
+    "NotReadyError",
+    "PayloadTooLargeError",
     "SchemaValidationError",
 ]
 
@@ -81,6 +87,11 @@ class SchemaValidationError(InvalidInputError):
         return {**super().to_dict(), "errors": self.errors}
 
 
+class PayloadTooLargeError(InvalidInputError):
+    code = "body_too_large"
+    status = 413
+
+
 class NotFoundError(ModelyardError, LookupError):
     code = "not_found"
     status = 404
@@ -94,6 +105,18 @@ class ConflictError(ModelyardError, RuntimeError):
 class BackendUnavailableError(ModelyardError, ConnectionError):
     code = "backend_unavailable"
     status = 503
+
+
+class NotReadyError(ModelyardError, RuntimeError):
+    """A model (or the server) is still loading; retrying shortly succeeds."""
+
+    code = "not_ready"
+    status = 503
+
+
+class DeadlineExceededError(ModelyardError, TimeoutError):
+    code = "timeout"
+    status = 504
 
 
 class IntegrityError(ModelyardError, RuntimeError):

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from modelyard.contracts import Schema
-from modelyard.errors import ConfigError, ModelyardError
+from modelyard.errors import ConfigError, DeadlineExceededError, NotReadyError
 from modelyard.registry import ModelRef, Registry
 from modelyard.serving._batching import Batcher
 from modelyard.serving._cache import PredictionCache, make_cache, row_keys
@@ -28,16 +28,6 @@ from modelyard.serving._slot import ModelSlot, ReaderFactory, Servable
 logger = logging.getLogger("modelyard.serving")
 
 Columns = dict[str, Any]
-
-
-class TimeoutExceeded(ModelyardError, TimeoutError):
-    code = "timeout"
-    status = 504
-
-
-class NotReady(ModelyardError, RuntimeError):
-    code = "not_ready"
-    status = 503
 
 
 @dataclass
@@ -156,7 +146,7 @@ class Deployment:
     def served(self) -> Servable:
         current = self.champion.current
         if current is None:
-            raise NotReady(f"model '{self.name}' is not loaded yet; retry shortly")
+            raise NotReadyError(f"model '{self.name}' is not loaded yet; retry shortly")
         return current
 
     @property
@@ -175,7 +165,7 @@ class Deployment:
         try:
             outputs = await asyncio.wait_for(self._predict(slot, servable, columns, rows), timeout)
         except TimeoutError:
-            raise TimeoutExceeded(
+            raise DeadlineExceededError(
                 f"model '{self.name}' version {servable.version} took longer than "
                 f"{self.options.timeout_ms:g} ms; retry, send fewer rows, or raise timeout_ms"
             ) from None

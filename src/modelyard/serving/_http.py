@@ -9,14 +9,9 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, PayloadTooLargeError
 
 _JSON = "application/json"
-
-
-class BodyTooLarge(ModelyardError, ValueError):
-    code = "body_too_large"
-    status = 413
 
 
 def request_id(request: Request) -> str:
@@ -43,8 +38,8 @@ def error_json(request: Request, exc: ModelyardError) -> Response:
     return json_response({**exc.to_dict(), "request_id": rid}, exc.status, rid)
 
 
-def _too_large(limit: int) -> BodyTooLarge:
-    return BodyTooLarge(
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
         f"request body is larger than {limit} bytes; send fewer rows per request "
         "or raise --max-body-bytes"
     )
