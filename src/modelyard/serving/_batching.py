@@ -131,12 +131,13 @@ class Batcher:
         rows = 0
         # Take requests for the same model version in arrival order; a request that
         # arrived after a hot swap waits for the next batch of its own version.
+        # Compare with ==, not `is`: each `servable.predict` is a new bound method.
         kept: deque[_Item] = deque()
         while self._queue:
             item = self._queue.popleft()
             if item.future.done():  # the caller timed out or went away
                 continue
-            if item.predict is not first.predict or (
+            if item.predict != first.predict or (
                 batch and rows + item.rows > self.max_batch_size
             ):
                 kept.append(item)
@@ -147,7 +148,7 @@ class Batcher:
         return batch
 
     def _rows_queued(self, predict: Predict) -> int:
-        return sum(i.rows for i in self._queue if i.predict is predict)
+        return sum(i.rows for i in self._queue if i.predict == predict)
 
     async def _run(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()

@@ -104,6 +104,9 @@ class ModelSlot:
             return False
         current = self.current
         if current is not None and current.version == target.version:
+            # The alias points at what is served (again): an earlier failure is over.
+            self.load_error = None
+            self.failed_version = None
             return False
         if self.previous is not None and self.previous.version == target.version:
             self._install(self.previous)
