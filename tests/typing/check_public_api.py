@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import assert_type
 
 import pandas as pd
+from fastapi import FastAPI
 
 import modelyard
 from modelyard.config import Config, load_config
 from modelyard.contracts import Schema
 from modelyard.registry import LoadedModel, LoggedModel, ModelVersion, RegisteredModel
+from modelyard.serving import ScoreResult, ServeOptions, create_app, score
 from modelyard.tracking import MetricPoint, Run, RunInfo
 
 
@@ -36,3 +38,9 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
     assert_type(ws.runs.get(run.run_id), RunInfo)
     assert_type(ws.runs.search("metrics.a > 1"), list[RunInfo])
     assert_type(ws.runs.history(run.run_id, "loss"), list[MetricPoint])
+    bound = ws.registry.register("m", logged, features=modelyard.FeatureBinding("svc"))
+    assert_type(bound.features, modelyard.FeatureBinding | None)
+    assert_type(ws.registry.rollback("m", "production"), ModelVersion)
+    options = ServeOptions(ref="m@production", max_batch_size=8, cache="local")
+    assert_type(create_app(ws.registry, [options, "n@staging"]), FastAPI)
+    assert_type(score(ws.registry, "m@production", "in.parquet", "out.parquet"), ScoreResult)
