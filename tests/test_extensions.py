@@ -22,4 +22,4 @@ def test_every_builtin_flavor_is_tested_and_documented() -> None:
     )
     for name in registry.FLAVORS:
         assert f"`{name}`" in readme, f"flavor {name!r} is not documented in README.md"
-        assert f'"{name}"' in tests, f"flavor {name!r} has no test in tests/test_registry.py or test_flavors.py"
+        assert f'"{name}"' in tests, f"flavor {name!r} has no test in test_registry/test_flavors"

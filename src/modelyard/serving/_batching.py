@@ -137,9 +137,7 @@ class Batcher:
             item = self._queue.popleft()
             if item.future.done():  # the caller timed out or went away
                 continue
-            if item.predict != first.predict or (
-                batch and rows + item.rows > self.max_batch_size
-            ):
+            if item.predict != first.predict or (batch and rows + item.rows > self.max_batch_size):
                 kept.append(item)
                 continue
             batch.append(item)

@@ -138,7 +138,7 @@ class InferenceService:
         started = time.perf_counter()
         meta = dict(context.invocation_metadata() or ())
         rid = meta.get("x-request-id") or request.id or uuid.uuid4().hex
-        done = self.pool.observe(request.model_name, rid, "grpc")
+        done = self.pool.observe(request.model_name, "grpc")
         status = 200
         result: Inference | None = None
         try:
@@ -173,7 +173,7 @@ class InferenceService:
                 f"see the server log for request_id {rid}",
             )
         finally:
-            done(status, result, started)
+            done(rid, status, result, started)
 
     async def _guard(self, context: Any, fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -6,6 +6,7 @@ that ``tritonclient.http`` uses by default, for inputs and for outputs.
 
 from __future__ import annotations
 
+import logging
 import time
 from importlib.metadata import version as package_version
 from typing import Any
@@ -29,6 +30,7 @@ from modelyard.serving._tensors import (
 )
 
 _HEADER_LENGTH = "inference-header-content-length"
+logger = logging.getLogger("modelyard.serving")
 
 
 def model_metadata(d: Deployment) -> dict[str, Any]:
@@ -85,15 +87,38 @@ def _parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, An
         raise InvalidInputError(
             'expected {"inputs": [{"name", "shape", "datatype", "data"}, ...]}; see /docs'
         )
+    for key, kind in (("outputs", list), ("parameters", dict)):
+        if doc.get(key) is not None and not isinstance(doc[key], kind):
+            raise InvalidInputError(
+                f'"{key}" must be a JSON {kind.__name__.replace("dict", "object")}'
+            )
+    for out in doc.get("outputs") or []:
+        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            raise InvalidInputError('every requested output needs a "name"')
+        if out.get("parameters") is not None and not isinstance(out["parameters"], dict):
+            raise InvalidInputError(f"output '{out['name']}': parameters must be a JSON object")
     tensors: list[Tensor] = []
     offset = cut
     for spec in inputs:
         if not isinstance(spec, dict) or not {"name", "shape", "datatype"} <= set(spec):
             raise InvalidInputError("every input needs name, shape and datatype")
-        shape = [int(s) for s in spec["shape"]]
+        name = spec["name"]
+        shape = spec["shape"]
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise InvalidInputError(
+                f"input '{name}': shape must be a list of non-negative integers"
+            )
         params = spec.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InvalidInputError(f"input '{name}': parameters must be a JSON object")
         if "binary_data_size" in params:
-            size = int(params["binary_data_size"])
+            size = params["binary_data_size"]
+            if not isinstance(size, int) or size < 0 or offset + size > len(body):
+                raise InvalidInputError(
+                    f"input '{name}': binary_data_size {size!r} does not fit the body"
+                )
             raw = body[offset : offset + size]
             offset += size
             tensors.append(from_raw(spec["name"], spec["datatype"], shape, raw))
@@ -174,16 +199,22 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
 
     @app.get("/v2/models/{name}", tags=["oip"])
     @app.get("/v2/models/{name}/versions/{version}", tags=["oip"])
-    async def v2_model(name: str, version: str | None = None) -> Response:
-        d = pool.get(name)
-        check_version(d, version)
+    async def v2_model(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            d = pool.get(name)
+            check_version(d, version)
+        except ModelyardError as exc:
+            return oip_error(request, exc)
         return json_response(model_metadata(d))
 
     @app.get("/v2/models/{name}/ready", tags=["oip"])
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["oip"])
-    async def v2_model_ready(name: str, version: str | None = None) -> Response:
-        d = pool.get(name)
-        check_version(d, version)
+    async def v2_model_ready(name: str, request: Request, version: str | None = None) -> Response:
+        try:
+            d = pool.get(name)
+            check_version(d, version)
+        except ModelyardError as exc:
+            return oip_error(request, exc)
         ready = bool(app.state.ready) and d.champion.ready
         return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 
@@ -192,8 +223,7 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
     async def v2_infer(name: str, request: Request, version: str | None = None) -> Response:
         """Inference over OIP v2 tensors (JSON, or the binary tensor extension)."""
         started = time.perf_counter()
-        rid = request_id(request)
-        done = pool.observe(name, rid, "v2")
+        done = pool.observe(name, "v2")
         status = 200
         result: Inference | None = None
         try:
@@ -201,12 +231,25 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
             check_version(d, version)
             body = await read_body(request, limit)
             doc, tensors = _parse_request(body, request.headers.get(_HEADER_LENGTH))
+            # OIP clients name the request with the body's "id"; X-Request-ID still wins.
+            given = doc.get("id")
+            if "x-request-id" not in request.headers and isinstance(given, str) and given:
+                request.state.request_id = given
             served = d.served
             columns, rows = to_columns(served.request_schema, served.validator, tensors)
-            result = await d.infer(columns, rows, rid)
-            return _respond(doc, d, result, rid)
+            result = await d.infer(columns, rows, request_id(request))
+            return _respond(doc, d, result, request_id(request))
         except ModelyardError as exc:
             status = exc.status
             return oip_error(request, exc)
+        except Exception:
+            status = 500
+            rid = request_id(request)
+            logger.exception("prediction failed", extra={"model": name, "request_id": rid})
+            message = (
+                f"model '{name}' failed on this input; the error is logged with this request_id"
+            )
+            failure = {"code": "prediction_failed", "message": message, "error": message}
+            return json_response({**failure, "request_id": rid}, 500, rid)
         finally:
-            done(status, result, started)
+            done(request_id(request), status, result, started)

@@ -109,11 +109,11 @@ class ModelPool:
         return deployment.served
 
     def observe(
-        self, name: str, rid: str, protocol: str
-    ) -> Callable[[int, Inference | None, float], None]:
+        self, name: str, protocol: str
+    ) -> Callable[[str, int, Inference | None, float], None]:
         """The per-request log line and metrics, shared by every protocol."""
 
-        def done(status: int, result: Inference | None, started: float) -> None:
+        def done(rid: str, status: int, result: Inference | None, started: float) -> None:
             elapsed = time.perf_counter() - started
             version = str(result.version) if result else ""
             variant = result.variant if result else ""

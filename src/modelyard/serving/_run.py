@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -81,6 +82,9 @@ def serve(
     }
     if workers <= 1:
         app = create_app(ws.registry, options, features=ws.features, **app_kwargs)
+        # uvicorn re-raises SIGTERM after draining; a no-op handler makes that drained
+        # stop exit 0, as the multi-worker supervisor does.
+        signal.signal(signal.SIGTERM, lambda *_: None)
         uvicorn.run(app, **common)
         return
     # Load once in this process, so a bad reference fails here with one line.

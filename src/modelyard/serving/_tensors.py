@@ -83,8 +83,13 @@ def from_list(name: str, datatype: str, shape: list[int], data: Any) -> Tensor:
         )
     try:
         dtype = object if datatype == "BYTES" else NUMPY_OF[datatype]
+        if datatype != "BYTES" and NUMPY_OF[datatype].kind in "iub":
+            # numpy would truncate 1.5 to 1 (or read 2 as True); refuse what does not fit.
+            loose = np.asarray(data).reshape(-1)
+            if loose.dtype.kind not in "iub" and loose.size:
+                raise ValueError(f"{loose.dtype.name} values are not {datatype}")
         values = np.asarray(data, dtype=dtype).reshape(-1)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise _bad(name, f"data does not fit datatype {datatype}: {exc}") from None
     count = int(np.prod(shape)) if shape else values.size
     if values.size != count:

@@ -186,7 +186,7 @@ def _add_predict_route(app: FastAPI, pool: ModelPool, name: str, served: Servabl
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
         rid = request_id(request)
-        done = pool.observe(name, rid, "v1")
+        done = pool.observe(name, "v1")
         result: Inference | None = None
         status = 200
         try:
@@ -220,7 +220,7 @@ def _add_predict_route(app: FastAPI, pool: ModelPool, name: str, served: Servabl
             }
             return json_response(failure, 500, rid)
         finally:
-            done(status, result, started)
+            done(rid, status, result, started)
 
     predict.__name__ = f"predict_{name}"
     app.add_api_route(
