@@ -1,8 +1,8 @@
 """Start the server: check the port first, so a busy port is a one-line error.
 
-``workers > 1`` runs that many processes on one port (uvicorn's supervisor; the kernel
-spreads connections with SO_REUSEPORT). Each worker rebuilds the app from a spec in
-the environment, because a built app cannot be handed to another process.
+``workers > 1`` runs that many processes on one port (see ``_workers.py``). Each
+worker rebuilds the app from a spec in the environment, because a built app cannot
+be handed to another process.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.errors import ConfigError
 from modelyard.serving import _logging
 from modelyard.serving._options import ServeOptions
+from modelyard.serving._workers import supervise
 from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
         os.environ[_SPEC_ENV] = json.dumps(spec)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        uvicorn.run("modelyard.serving._run:app_from_env", factory=True, workers=workers, **common)
+        config = {"host": host, "port": port, "log_level": log_level, "grace_s": 30}
+        supervise(workers, config)
 
 
 _WIRING = ("metadata.url", "artifacts.url", "artifacts.endpoint_url", "online.url", "offline.path")
