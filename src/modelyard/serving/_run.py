@@ -8,6 +8,7 @@ be handed to another process.
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import signal
@@ -43,6 +44,17 @@ def check_port(host: str, port: int) -> None:
                     f"port {port} on {host} is already in use; pass --port or set serve.port"
                 ) from None
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def settle_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's reach.
+
+    Models, libraries and the app are never freed while serving, but every full
+    collection walks them: with scikit-learn and pandas loaded that is a pause of about
+    100 ms every few thousand requests (p99 at c=32 went from 102 ms to 16 ms without it).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def serve(
@@ -86,6 +98,7 @@ def serve(
         # uvicorn re-raises SIGTERM after draining; a no-op handler makes that drained
         # stop exit 0, as the multi-worker supervisor does.
         signal.signal(signal.SIGTERM, lambda *_: None)
+        settle_heap()
         uvicorn.run(app, **common)
         return
     # Load once in this process, so a bad reference fails here with one line.

@@ -42,7 +42,7 @@ def _worker(config: dict[str, Any]) -> None:
     import uvicorn
 
     from modelyard.serving import _logging
-    from modelyard.serving._run import app_from_env
+    from modelyard.serving._run import app_from_env, settle_heap
 
     _logging.configure(config["log_level"])
     sock = listen(config["host"], config["port"])
@@ -56,6 +56,7 @@ def _worker(config: dict[str, Any]) -> None:
         )
     )
     signal.signal(signal.SIGTERM, lambda *_: None)  # see _run.serve: exit 0 after draining
+    settle_heap()
     server.run(sockets=[sock])
 
 
