@@ -7,6 +7,8 @@ CI=true, where it fails: CI must prove every back end.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 import uuid
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 import modelyard
+from modelyard.serving._logging import JsonFormatter
 
 PG_HOST = os.environ.get("PGHOST_TEST", "127.0.0.1")
 PG_BASE = f"postgresql+psycopg://postgres@{PG_HOST}:5432/test"
@@ -169,3 +172,24 @@ def online_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'online.db'}"
     return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+def server_log() -> Iterator[list[dict[str, Any]]]:
+    """The server's log lines, through the JSON formatter it uses in production."""
+    lines: list[dict[str, Any]] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(JsonFormatter().format(record)))
+
+    handler = Collect()
+    log = logging.getLogger("modelyard.serving")
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)

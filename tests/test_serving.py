@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,7 +16,6 @@ from sklearn.preprocessing import StandardScaler
 import modelyard
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.serving import create_app
-from modelyard.serving._logging import JsonFormatter
 
 
 @pytest.fixture(scope="module")
@@ -57,27 +54,6 @@ async def client(served: Any) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             yield c
-
-
-@pytest.fixture
-def server_log() -> Iterator[list[dict[str, Any]]]:
-    """The server's log lines, through the JSON formatter it uses in production."""
-    lines: list[dict[str, Any]] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(JsonFormatter().format(record)))
-
-    handler = Collect()
-    log = logging.getLogger("modelyard.serving")
-    old_level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
 
 
 def _record(x: pd.DataFrame, i: int) -> dict[str, float]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import logging
 import sys
 import time
 import uuid
@@ -39,7 +38,6 @@ from cli_support import run_cli
 from modelyard.features import Entity, FeatureService, FeatureView, FrameSource
 from modelyard.registry import FeatureBinding
 from modelyard.serving import ServeOptions, create_app
-from modelyard.serving._logging import JsonFormatter
 from modelyard.serving._options import ABTest, Canary, Shadow
 
 pytestmark = pytest.mark.anyio
@@ -56,27 +54,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace
         yield ws
     finally:
         ws.close()
-
-
-@pytest.fixture
-def server_log() -> Iterator[list[dict[str, Any]]]:
-    """The server's log lines, through the JSON formatter it uses in production."""
-    lines: list[dict[str, Any]] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(json.loads(JsonFormatter().format(record)))
-
-    handler = Collect()
-    log = logging.getLogger("modelyard.serving")
-    old_level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
 
 
 class Calls:

@@ -199,22 +199,16 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
 
     @app.get("/v2/models/{name}", tags=["oip"])
     @app.get("/v2/models/{name}/versions/{version}", tags=["oip"])
-    async def v2_model(name: str, request: Request, version: str | None = None) -> Response:
-        try:
-            d = pool.get(name)
-            check_version(d, version)
-        except ModelyardError as exc:
-            return oip_error(request, exc)
+    async def v2_model(name: str, version: str | None = None) -> Response:
+        d = pool.get(name)  # errors under /v2 get OIP's "error" field (see app.py)
+        check_version(d, version)
         return json_response(model_metadata(d))
 
     @app.get("/v2/models/{name}/ready", tags=["oip"])
     @app.get("/v2/models/{name}/versions/{version}/ready", tags=["oip"])
-    async def v2_model_ready(name: str, request: Request, version: str | None = None) -> Response:
-        try:
-            d = pool.get(name)
-            check_version(d, version)
-        except ModelyardError as exc:
-            return oip_error(request, exc)
+    async def v2_model_ready(name: str, version: str | None = None) -> Response:
+        d = pool.get(name)
+        check_version(d, version)
         ready = bool(app.state.ready) and d.champion.ready
         return json_response({"name": name, "ready": ready}, 200 if ready else 503)
 

@@ -23,6 +23,7 @@ from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
 from modelyard.serving._http import error_json, json_response, read_body, request_id
 from modelyard.serving._metrics import CONTENT_TYPE
+from modelyard.serving._oip import add_oip_routes, oip_error
 from modelyard.serving._openapi import error_response, predict_operation
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
@@ -88,6 +89,8 @@ def create_app(
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(request: Request, exc: ModelyardError) -> Response:
+        if request.url.path.startswith("/v2"):
+            return oip_error(request, exc)
         return error_json(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
@@ -102,8 +105,6 @@ def create_app(
 
     _health_routes(app, pool)
     _model_routes(app, pool)
-    from modelyard.serving._oip import add_oip_routes
-
     add_oip_routes(app, pool)
     return app
 
