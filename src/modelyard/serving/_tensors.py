@@ -117,6 +117,11 @@ def to_columns(
                 f"shape {tensor.shape}: expected [rows, {len(schema.fields)}] with columns "
                 f"{', '.join(schema.names)}",
             )
+        if tensor.shape[0] > 0 and tensor.values.dtype.kind == "f" and _plain_floats(schema):
+            # Every field a float with no bounds: the record validator could only accept
+            # these values, so skip building records (about 30 us a request).
+            matrix = tensor.values.astype(np.float64, copy=False)
+            return {f.name: matrix[:, i].tolist() for i, f in enumerate(schema.fields)}, len(matrix)
         for i, f in enumerate(schema.fields):
             raw[f.name] = tensor.values[:, i]
     else:
@@ -144,6 +149,17 @@ def to_columns(
     lists = [_python(v, schema[n].dtype) for n, v in raw.items()]
     records = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
     return validator.validate_python(records), rows
+
+
+def _plain_floats(schema: Schema) -> bool:
+    return all(
+        f.dtype == "float64"
+        and not f.nullable
+        and f.min is None
+        and f.max is None
+        and f.categories is None
+        for f in schema.fields
+    )
 
 
 def _python(values: np.ndarray[Any, Any], dtype: str) -> list[Any]:
