@@ -139,16 +139,21 @@ def score_with_ray(
         ]
         return _join(ray, refs, paths, dest, plan.chunk_size, on_rows)
     except BaseException:
-        for ref in refs:
-            ray.cancel(ref)
-        if refs:  # let cancelled tasks stop before their part files are removed
+        if refs and not started:
+            # Cancel only what still runs: Ray 2.60 aborts the driver process when a cancel
+            # meets a task that has just finished ("Tried to complete task that was not
+            # pending"), which we saw once in CI. A Ray we started is shut down below instead.
+            _, running = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+            for ref in running:
+                ray.cancel(ref)
+            # Let cancelled tasks stop before their part files are removed.
             ray.wait(refs, num_returns=len(refs), timeout=30, fetch_local=False)
         raise
     finally:
+        if started:
+            ray.shutdown()  # stops every task of ours before their part files are removed
         for path in paths:
             path.unlink(missing_ok=True)
-        if started:
-            ray.shutdown()
 
 
 def _init(ray: Any, address: str | None) -> None:
