@@ -142,7 +142,8 @@ def score_with_ray(
         if refs and not started:
             # Cancel only what still runs: Ray 2.60 aborts the driver process when a cancel
             # meets a task that has just finished ("Tried to complete task that was not
-            # pending"), which we saw once in CI. A Ray we started is shut down below instead.
+            # pending"), which we saw once in CI (ray-project/ray#54846, a cancel racing the
+            # task's completion). A Ray we started is shut down below instead.
             _, running = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
             for ref in running:
                 ray.cancel(ref)
