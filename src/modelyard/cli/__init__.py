@@ -74,6 +74,9 @@ def serve(
     cache_url: str = typer.Option(None, "--cache-url", help="redis://… for --cache redis"),
     poll_interval: float = typer.Option(1.0, "--poll-interval", help="alias check, seconds"),
     max_body_bytes: int = typer.Option(10 * 1024 * 1024, "--max-body-bytes", min=1),
+    log_predictions: bool = typer.Option(
+        True, "--log-predictions/--no-log-predictions", help="keep every answered prediction"
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Serve models: /v1/models/NAME/predict, OIP v2 (/v2/…, gRPC), /metrics, /readyz, /docs.
@@ -110,6 +113,7 @@ def serve(
         grpc_port=grpc_port,
         poll_interval_s=poll_interval,
         max_body_bytes=max_body_bytes,
+        log_predictions=log_predictions,
     )
 
 

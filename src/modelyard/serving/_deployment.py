@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 
 from modelyard.contracts import Schema
 from modelyard.errors import ConfigError, DeadlineExceededError, NotReadyError
+from modelyard.monitoring._predlog import PredictionLog
 from modelyard.registry import ModelRef, Registry
 from modelyard.serving._batching import Batcher
 from modelyard.serving._cache import PredictionCache, make_cache, row_keys
@@ -47,8 +49,10 @@ class Deployment:
         metrics: ServerMetrics,
         executor: Executor,
         readers: ReaderFactory | None = None,
+        log: PredictionLog | None = None,
     ) -> None:
         self.options = options
+        self.log = log
         self.ref = ModelRef.parse(options.ref)
         self.name = self.ref.name
         self.metrics = metrics
@@ -156,6 +160,7 @@ class Deployment:
     # -- the request path ----------------------------------------------------------------
     async def infer(self, columns: Columns, rows: int, request_id: str) -> Inference:
         """Columns already validated against ``request_schema``; returns the outputs."""
+        started = time.perf_counter()
         use_candidate, ab_key = choose(self.options.policy, columns, self._rng)
         slot = self.candidate if use_candidate and self.candidate is not None else self.champion
         servable = slot.current
@@ -171,6 +176,18 @@ class Deployment:
             ) from None
         if isinstance(self.options.policy, Shadow) and self.candidate is not None:
             self._mirror(columns, rows, request_id, (servable.version, outputs))
+        if self.log is not None:
+            line = self.log.record(
+                request_id=request_id,
+                model=self.name,
+                version=servable.version,
+                variant=slot.label,
+                inputs=columns,
+                outputs=outputs,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                pii_fields=servable.pii_fields,
+            )
+            await self.log.append(line)  # answered only once logged (see _predlog.py)
         return Inference(servable.version, slot.label, outputs, rows, ab_key)
 
     async def _predict(

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modelyard.errors import ConfigError, NotFoundError
+from modelyard.monitoring._predlog import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Deployment, Inference
 from modelyard.serving._metrics import ServerMetrics
@@ -30,8 +31,10 @@ class ModelPool:
         readers: ReaderFactory | None = None,
         threads: int = 2,
         poll_interval_s: float = 1.0,
+        log: PredictionLog | None = None,
     ) -> None:
         self.registry = registry
+        self.log = log
         self.options = list(options)
         self.readers = readers
         self.threads = threads
@@ -49,11 +52,15 @@ class ModelPool:
             raise ConfigError(f"model {twice[0]!r} is named twice; serve each name once")
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="modelyard-predict")
         for opts in self.options:
-            deployment = Deployment(self.registry, opts, self.metrics, self.executor, self.readers)
+            deployment = Deployment(
+                self.registry, opts, self.metrics, self.executor, self.readers, self.log
+            )
             deployment.load()
             self.deployments[deployment.name] = deployment
 
     async def start(self) -> None:
+        if self.log is not None:
+            self.log.start()
         if self.poll_interval_s > 0:
             self._poller = asyncio.get_running_loop().create_task(self._follow_aliases())
 
@@ -68,6 +75,8 @@ class ModelPool:
             await deployment.close()
         if self.executor is not None:
             self.executor.shutdown(wait=True)
+        if self.log is not None:
+            self.log.close()
 
     async def _follow_aliases(self) -> None:
         while True:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
+from modelyard.monitoring._predlog import PredictionLog
 from modelyard.serving import _logging
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._workers import supervise
@@ -69,8 +70,13 @@ def serve(
     poll_interval_s: float = 1.0,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     threads: int = 2,
+    log_predictions: bool = True,
 ) -> None:
-    """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first)."""
+    """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
+
+    Every answered prediction goes to ``.modelyard/predictions`` unless
+    ``log_predictions`` is False.
+    """
     import uvicorn
 
     _logging.configure(log_level)
@@ -93,8 +99,12 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 30,
     }
+    predictions = ws.state_dir / "predictions" if log_predictions else None
     if workers <= 1:
-        app = create_app(ws.registry, options, features=ws.features, **app_kwargs)
+        log = None if predictions is None else PredictionLog(predictions)
+        app = create_app(
+            ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
+        )
         # uvicorn re-raises SIGTERM after draining; a no-op handler makes that drained
         # stop exit 0, as the multi-worker supervisor does.
         signal.signal(signal.SIGTERM, lambda *_: None)
@@ -108,6 +118,7 @@ def serve(
         "settings": {k.replace(".", "_"): ws.config[k] for k in _WIRING},
         "models": [o.model_dump(mode="json") for o in options],
         "app": app_kwargs,
+        "predictions": None if predictions is None else str(predictions),
     }
     with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
         os.environ[_SPEC_ENV] = json.dumps(spec)
@@ -126,4 +137,6 @@ def app_from_env() -> FastAPI:
     spec = json.loads(os.environ[_SPEC_ENV])
     ws = Workspace(Path(spec["root"]), **spec["settings"])
     options = [ServeOptions.model_validate(m) for m in spec["models"]]
-    return create_app(ws.registry, options, features=ws.features, **spec["app"])
+    folder = spec.get("predictions")
+    log = None if folder is None else PredictionLog(Path(folder))
+    return create_app(ws.registry, options, features=ws.features, prediction_log=log, **spec["app"])

@@ -41,6 +41,11 @@ class Servable:
     def version(self) -> int:
         return self.model.number
 
+    @property
+    def pii_fields(self) -> frozenset[str]:
+        """Request fields the prediction log must hash or drop."""
+        return frozenset(f.name for f in self.request_schema.fields if f.pii)
+
     def predict(self, columns: dict[str, Any]) -> dict[str, Any]:
         return self.model.predict_columns(columns)
 

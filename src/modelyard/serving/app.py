@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.errors import ModelyardError
+from modelyard.monitoring._predlog import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
 from modelyard.serving._http import error_json, json_response, read_body, request_id
@@ -47,17 +48,24 @@ def create_app(
     threads: int = 2,
     grpc_port: int | None = None,
     grpc_host: str = "127.0.0.1",
+    prediction_log: PredictionLog | None = None,
 ) -> FastAPI:
     """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
     Every model is loaded before this returns, so a bad reference fails at once.
     The server follows each alias every ``poll_interval_s`` (0 turns it off).
     ``grpc_port`` also starts the Open Inference Protocol gRPC service on that port.
+    ``prediction_log`` records every answered prediction before its answer leaves.
     """
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
     readers = None if features is None else features.online_reader
     pool = ModelPool(
-        registry, options, readers=readers, threads=threads, poll_interval_s=poll_interval_s
+        registry,
+        options,
+        readers=readers,
+        threads=threads,
+        poll_interval_s=poll_interval_s,
+        log=prediction_log,
     )
     pool.load()
 

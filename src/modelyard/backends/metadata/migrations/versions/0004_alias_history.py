@@ -19,7 +19,9 @@ def upgrade() -> None:
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            primary_key=True, autoincrement=True),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("name", sa.String(250), nullable=False),
         sa.Column("alias", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),

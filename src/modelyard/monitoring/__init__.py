@@ -1,0 +1,24 @@
+"""Monitoring: the prediction log, reference profiles, and drift between two windows."""
+
+from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
+from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
+from modelyard.monitoring._profile import (
+    CategoricalProfile,
+    NumericProfile,
+    Profile,
+    profile,
+)
+
+__all__ = [
+    "CategoricalProfile",
+    "ColumnDrift",
+    "DEFAULT_THRESHOLDS",
+    "DriftReport",
+    "NumericProfile",
+    "PredictionLog",
+    "Profile",
+    "compact",
+    "drift",
+    "profile",
+    "read_predictions",
+]

@@ -1,0 +1,211 @@
+"""The prediction log: every answered prediction is kept, even across kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+
+import modelyard
+from modelyard.contracts import Field, Schema
+from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
+from modelyard.registry import Signature
+from modelyard.serving import create_app
+from server_support import running_server
+
+
+@pytest.fixture
+def diabetes(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace, pd.DataFrame]:
+    """A Ridge model on scikit-learn's diabetes data, as diabetes@production."""
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    ws = sqlite_workspace
+    with ws.start_run("train") as run:
+        logged = ws.registry.log_model(run, Ridge().fit(x, y), input_example=x.head(20))
+    ws.registry.set_alias(
+        "diabetes", "production", ws.registry.register("diabetes", logged).version
+    )
+    return ws, x
+
+
+def test_records_are_read_back_and_compacted_by_model_and_day(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path)
+    log.start()
+    for i in range(3):
+        line = log.record(
+            request_id=f"r{i}",
+            model="m",
+            version=1,
+            variant="production",
+            inputs={"a": [i, i + 1]},
+            outputs={"y": [2 * i, 2 * i + 2]},
+            latency_ms=0.5,
+        )
+        log.append_nowait(line)
+    log.close()
+
+    before = read_predictions(tmp_path, "m").to_pandas()
+    moved = compact(tmp_path)
+    after = read_predictions(tmp_path, "m").to_pandas()
+
+    assert moved == 6
+    assert sorted(zip(before["request_id"], before["row"], strict=True)) == sorted(
+        zip(after["request_id"], after["row"], strict=True)
+    )
+    assert list(after.sort_values(["request_id", "row"])["output.y"]) == [0, 2, 2, 4, 4, 6]
+    parts = list(tmp_path.glob("model=m/date=*/*.parquet"))
+    assert len(parts) == 1 and not list((tmp_path / "segments").iterdir())
+    assert pq.read_table(parts[0]).num_rows == 6
+
+
+@pytest.mark.parametrize("mode", ["hash", "drop"])
+def test_pii_fields_are_hashed_or_dropped_before_they_are_written(
+    tmp_path: Path, mode: Any
+) -> None:
+    log = PredictionLog(tmp_path, pii=mode)
+    log.start()
+    line = log.record(
+        request_id="r",
+        model="m",
+        version=1,
+        variant="v1",
+        inputs={"email": ["ann@example.com"], "age": [41]},
+        outputs={"y": [1]},
+        latency_ms=1.0,
+        pii_fields=frozenset({"email"}),
+    )
+    log.append_nowait(line)
+    log.close()
+
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "segments").iterdir())
+    assert b"ann@example.com" not in raw
+    row = read_predictions(tmp_path).to_pylist()[0]
+    if mode == "hash":
+        assert row["input.email"].startswith("h:") and row["input.age"] == 41
+    else:
+        assert "input.email" not in row
+
+
+@pytest.fixture
+async def logged_client(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
+    ws, _ = diabetes
+    folder = tmp_path / "predictions"
+    app = create_app(ws.registry, ["diabetes@production"], prediction_log=PredictionLog(folder))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c, folder
+
+
+@pytest.mark.anyio
+async def test_the_server_logs_each_answered_row_with_its_request_id_and_version(
+    logged_client: tuple[httpx.AsyncClient, Path], diabetes: Any
+) -> None:
+    client, folder = logged_client
+    _, x = diabetes
+    rows = x.head(3).to_dict(orient="records")
+    r = await client.post(
+        "/v1/models/diabetes/predict", json=rows, headers={"x-request-id": "batch-1"}
+    )
+    bad = await client.post("/v1/models/diabetes/predict", json={"age": "old"})
+
+    logged = read_predictions(folder, "diabetes").to_pandas().sort_values("row")
+    assert r.status_code == 200 and bad.status_code == 422
+    assert list(logged["request_id"]) == ["batch-1"] * 3  # the 422 never reached the model
+    assert list(logged["version"]) == [1, 1, 1] and set(logged["variant"]) == {"production"}
+    answered = [p["prediction"] for p in r.json()["predictions"]]
+    assert list(logged["output.prediction"]) == pytest.approx(answered)
+    assert list(logged["input.bmi"]) == pytest.approx([row["bmi"] for row in rows])
+
+
+def test_no_answered_prediction_is_lost_when_the_server_is_killed(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame],
+) -> None:
+    ws, x = diabetes
+    records = x.head(40).to_dict(orient="records")
+    answered: list[str] = []
+    with running_server(ws.root, ["diabetes@production"]) as server:
+        with httpx.Client(base_url=server.url) as client:
+            for i, record in enumerate(records):
+                rid = f"kill-{i}"
+                r = client.post(
+                    "/v1/models/diabetes/predict", json=record, headers={"x-request-id": rid}
+                )
+                assert r.status_code == 200
+                answered.append(rid)
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+    folder = ws.state_dir / "predictions"
+
+    logged = set(read_predictions(folder, "diabetes").column("request_id").to_pylist())
+    moved = compact(folder)  # the killed writer's lock is gone, so its segment compacts
+
+    assert set(answered) <= logged
+    assert moved >= len(answered)
+    compacted = read_predictions(folder, "diabetes").column("request_id").to_pylist()
+    assert set(answered) <= set(compacted)
+
+
+def test_a_live_writers_segment_is_left_alone_by_compaction(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path)
+    log.start()
+    log.append_nowait(
+        log.record(
+            request_id="r",
+            model="m",
+            version=1,
+            variant="v1",
+            inputs={"a": [1]},
+            outputs={"y": [2]},
+            latency_ms=1.0,
+        )
+    )
+    try:
+        # Another "process" (here the same one, through a fresh file descriptor) compacts.
+        assert compact(tmp_path) == 0
+    finally:
+        log.close()
+    assert compact(tmp_path) == 1
+
+
+def test_schema_pii_tag_reaches_the_server_log(
+    sqlite_workspace: modelyard.Workspace, tmp_path: Path
+) -> None:
+    ws = sqlite_workspace
+
+    def score(frame: pd.DataFrame) -> Any:
+        return {"prediction": frame["amount"] * 2}
+
+    sig = Signature(
+        inputs=Schema.of(
+            Field(name="email", dtype="string", pii=True), Field(name="amount", dtype="float64")
+        ),
+        outputs=Schema.of(Field(name="prediction", dtype="float64")),
+    )
+    with ws.start_run("fn") as run:
+        logged = ws.registry.log_model(run, score, signature=sig)
+    ws.registry.register("pay", logged)
+    folder = tmp_path / "p"
+    app = create_app(ws.registry, ["pay/1"], prediction_log=PredictionLog(folder))
+
+    async def go() -> int:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                r = await c.post("/v1/models/pay/predict", json={"email": "x@y.z", "amount": 2.0})
+                return r.status_code
+
+    assert anyio.run(go) == 200
+    row = read_predictions(folder, "pay").to_pylist()[0]
+    assert row["input.email"].startswith("h:") and row["output.prediction"] == 4.0
