@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli import features, models, runs
+from modelyard.cli import features, models, monitor, runs
 from modelyard.cli._common import WorkspaceOpt, console, err_console, open_workspace
 from modelyard.cli.quickstart import quickstart
 from modelyard.cli.score import score
@@ -31,6 +31,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(features.app, name="features")
+app.add_typer(monitor.app, name="monitor")
 app.command("quickstart")(quickstart)
 app.command("score")(score)
 

@@ -8,6 +8,7 @@ from modelyard.monitoring._profile import (
     Profile,
     profile,
 )
+from modelyard.monitoring._window import parse_window, window_drift
 
 __all__ = [
     "CategoricalProfile",
@@ -19,6 +20,8 @@ __all__ = [
     "Profile",
     "compact",
     "drift",
+    "parse_window",
     "profile",
     "read_predictions",
+    "window_drift",
 ]

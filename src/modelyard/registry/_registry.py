@@ -37,9 +37,11 @@ from modelyard.registry._versions import (
 if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
     from modelyard.backends.metadata import MetadataStore
+    from modelyard.monitoring import Profile
     from modelyard.tracking import Run
 
 META_FILE = "modelyard-model.json"
+PROFILE_FILE = "reference-profile.json"
 
 
 class Registry:
@@ -61,8 +63,12 @@ class Registry:
         signature: Signature | None = None,
         flavor: str | None = None,
         onnx: bool = False,
+        reference_data: Any = None,
     ) -> LoggedModel:
         """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``.
+
+        ``reference_data`` (the training rows) is profiled per input column and stored
+        with the model, for drift monitoring (``Registry.reference_profile``).
 
         ``onnx=True`` (scikit-learn models) also keeps an ONNX copy to serve with onnxruntime,
         only if it answers like the model on ``input_example`` (see ``registry/flavors/onnx.py``).
@@ -105,6 +111,18 @@ class Registry:
                 "signature": signature.to_json_dict(),
                 "run_id": run.run_id,
             }
+            if reference_data is not None:
+                from modelyard.monitoring import profile
+
+                frame = as_frame(reference_data)
+                missing = [n for n in signature.inputs.names if n not in frame.columns]
+                if missing:
+                    raise InvalidInputError(
+                        f"reference_data has no column '{missing[0]}', an input of the model; "
+                        "pass the training rows the model was fitted on"
+                    )
+                reference = profile(frame[signature.inputs.names], signature.inputs)
+                (folder / PROFILE_FILE).write_text(json.dumps(reference.to_json_dict()))
             (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             digest, size = put_tree(self._artifacts, folder)
         # Registering inside the run's block must see the metrics logged so far.
@@ -424,6 +442,17 @@ class Registry:
         meta = json.loads((folder / META_FILE).read_text())
         predictor = get_flavor(meta["flavor"]).load(folder, meta.get("settings", {}))
         return LoadedModel(version, predictor, RecordValidator(version.signature.inputs))
+
+    def reference_profile(self, ref: str | ModelRef | ModelVersion) -> Profile | None:
+        """The training-data profile stored with a version (None if it was logged without)."""
+        from modelyard.monitoring import Profile
+
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        manifest = json.loads(self._artifacts.get(version.artifact))
+        entry = manifest.get("files", {}).get(PROFILE_FILE)
+        if entry is None:
+            return None
+        return Profile.from_json(self._artifacts.get(entry["digest"]))
 
     # -- errors --------------------------------------------------------------------------
     def _missing_model(self, name: str, conn: Any) -> NoReturn:

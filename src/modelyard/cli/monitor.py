@@ -1,0 +1,80 @@
+"""``modelyard monitor …``: drift of served traffic (and of any file) against training data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from modelyard.cli._common import WorkspaceOpt, console, open_workspace
+from modelyard.errors import InvalidInputError, NotFoundError
+
+app = typer.Typer(help="Drift of served traffic against each model's training data.")
+
+
+@app.command("drift")
+def drift_command(
+    ref: str = typer.Argument(..., help="NAME@ALIAS or NAME/VERSION"),
+    window: str = typer.Option("1d", "--window", help="how far back: 30m, 1h, 1d, 2w"),
+    current: Path = typer.Option(
+        None, "--current", help="compare this Parquet file instead of logged traffic"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Per-column drift (PSI, KS, chi², Jensen–Shannon) against the reference profile."""
+    import pandas as pd
+
+    from modelyard.monitoring import drift, parse_window, window_drift
+
+    ws = open_workspace(workspace)
+    span = parse_window(window)
+    if current is None:
+        version, report = window_drift(ws.registry, ref, ws.state_dir / "predictions", span)
+        source = f"traffic of the last {window}"
+    else:
+        version = ws.registry.get(ref)
+        reference = ws.registry.reference_profile(version)
+        if reference is None:
+            raise NotFoundError(
+                f"{version.ref} has no reference profile; log the model with "
+                "reference_data=TRAINING_ROWS"
+            )
+        if not current.exists():
+            raise InvalidInputError(f"{current} does not exist; pass a Parquet file")
+        frame = pd.read_parquet(current)
+        columns = [c for c in reference.columns if c in frame.columns]
+        if not columns:
+            raise InvalidInputError(
+                f"{current} has none of the model's input columns ({', '.join(reference.columns)})"
+            )
+        report = drift(reference, frame[columns])
+        source = str(current)
+    if as_json:
+        print(json.dumps({"model": version.ref, "source": source, **report.to_json_dict()}))
+        return
+    table = Table(title=f"drift of {version.ref}: {source} ({report.rows_current} rows)")
+    for name in ("column", "kind", "PSI", "KS / JS", "p-value", "drifted", "why"):
+        table.add_column(name)
+    for name, col in report.columns.items():
+        m = col.metrics
+        second = m.get("ks") if col.kind == "numeric" else m.get("js")
+        p_value = m.get("ks_p_value") if col.kind == "numeric" else m.get("chi2_p_value")
+        table.add_row(
+            name,
+            col.kind,
+            _num(m.get("psi")),
+            _num(second),
+            _num(p_value),
+            "[bold red]yes[/]" if col.drifted else "no",
+            col.reason,
+        )
+    console.print(table)
+    drifted = report.drifted_columns
+    console.print(f"{len(drifted)} of {len(report.columns)} columns drifted: {', '.join(drifted)}")
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"

@@ -1,0 +1,75 @@
+"""Drift of served traffic: the prediction log's inputs over a window, against the
+reference profile stored with the model version that answered them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow.compute as pc
+
+from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.monitoring._drift import DriftReport, drift
+from modelyard.monitoring._predlog import read_predictions
+
+if TYPE_CHECKING:
+    from modelyard.registry import Registry
+
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_window(text: str) -> timedelta:
+    """``30m``, ``1h``, ``1d``, ``2w`` -> a timedelta."""
+    found = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text or "")
+    if found is None or int(found.group(1)) == 0:
+        raise InvalidInputError(
+            f"window {text!r} is not a duration; write a number and a unit: 30m, 1h, 1d or 2w"
+        )
+    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+
+
+def logged_inputs(
+    folder: Path, model: str, version: int, since: datetime, until: datetime
+) -> pd.DataFrame:
+    """The inputs a model version answered between ``since`` and ``until``, one row each."""
+    table = read_predictions(folder, model)
+    if table.num_rows:
+        keep = pc.and_(
+            pc.equal(table["version"], version),
+            pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until)),
+        )
+        table = table.filter(keep)
+    names = [c for c in table.column_names if c.startswith("input.")]
+    frame = table.select(names).to_pandas() if table.num_rows else pd.DataFrame()
+    return frame.rename(columns={c: c[len("input.") :] for c in names})
+
+
+def window_drift(
+    registry: Registry,
+    ref: str,
+    folder: Path,
+    window: timedelta,
+    *,
+    now: datetime | None = None,
+    thresholds: dict[str, dict[str, float]] | None = None,
+) -> tuple[Any, DriftReport]:
+    """(the model version, drift of its logged inputs over the last ``window``)."""
+    version = registry.get(ref)
+    reference = registry.reference_profile(version)
+    if reference is None:
+        raise NotFoundError(
+            f"{version.ref} has no reference profile; log the model with "
+            "ws.registry.log_model(run, model, input_example=..., reference_data=TRAINING_ROWS)"
+        )
+    until = now or datetime.now(UTC)
+    current = logged_inputs(folder, version.name, version.version, until - window, until)
+    if current.empty:
+        raise InvalidInputError(
+            f"no predictions of {version.ref} in the last {window}; serve some traffic, "
+            "widen --window, or compare a file with --current"
+        )
+    columns = [c for c in reference.columns if c in current.columns]
+    return version, drift(reference, current[columns], thresholds=thresholds)
