@@ -78,3 +78,51 @@ def drift_command(
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
+
+
+@app.command("quality")
+def quality_command(
+    ref: str = typer.Argument(..., help="NAME (every version), or NAME@ALIAS / NAME/VERSION"),
+    window: str = typer.Option("7d", "--window", help="predictions made in the last 30m/1h/1d/…"),
+    labels: Path = typer.Option(
+        None, "--labels", help="Parquet with request_id, label (and row); else the feedback"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Quality once labels are in: accuracy, F1, ROC/PR AUC, calibration, or MAE/RMSE."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from modelyard.monitoring import parse_window
+    from modelyard.monitoring._quality import joined, quality
+    from modelyard.registry import ModelRef
+
+    ws = open_workspace(workspace)
+    parsed = ModelRef.parse(ref)
+    version = None if parsed.alias is None and parsed.version is None else ws.registry.get(ref)
+    given = None
+    if labels is not None:
+        if not labels.exists():
+            raise InvalidInputError(f"{labels} does not exist; pass a Parquet label file")
+        given = pd.read_parquet(labels)
+        if not {"request_id", "label"} <= set(given.columns):
+            raise InvalidInputError(f"{labels} needs the columns request_id and label")
+    frame = joined(ws.state_dir / "predictions", parsed.name, given)
+    if not frame.empty:
+        since = pd.Timestamp(datetime.now(UTC) - parse_window(window))
+        frame = frame[frame["ts"] >= since]
+        if version is not None:
+            frame = frame[frame["version"] == version.version]
+    rows = quality(frame)
+    if as_json:
+        print(json.dumps({"model": parsed.name, "window": window, "groups": rows}))
+        return
+    table = Table(title=f"quality of {parsed.name}, last {window}")
+    names = sorted({k for r in rows for k in r} - {"version", "variant"})
+    for name in ("version", "variant", *names):
+        table.add_column(name)
+    for r in rows:
+        table.add_row(str(r["version"]), r["variant"], *[_num(r.get(n)) for n in names])
+    console.print(table)

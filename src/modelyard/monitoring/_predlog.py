@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 SEGMENT_BYTES = 64 * 1024 * 1024
@@ -62,6 +64,9 @@ class PredictionLog:
     _fd: int | None = None
     _path: Path | None = None
     _written: int = 0
+    # Recent request ids -> (model, rows), so feedback can be checked without a scan.
+    _recent: OrderedDict[str, tuple[str, int]] = field(default_factory=OrderedDict)
+    recent_limit: int = 1_000_000
 
     # -- writing -------------------------------------------------------------------------
     def start(self) -> None:
@@ -90,6 +95,9 @@ class PredictionLog:
         outs = [_plain(outputs[n]) for n in names_out]
         rows = len(ins[0]) if ins else (len(outs[0]) if outs else 0)
         now = time.time_ns() // 1000
+        self._recent[request_id] = (model, rows)
+        if len(self._recent) > self.recent_limit:
+            self._recent.popitem(last=False)
         lines = []
         for i in range(rows):
             row_in = {n: v[i] for n, v in zip(names_in, ins, strict=True)}
@@ -111,6 +119,19 @@ class PredictionLog:
             }
             lines.append(orjson.dumps(entry, option=_OPT, default=str))
         return b"\n".join(lines) + b"\n" if lines else b""
+
+    def lookup(self, request_id: str) -> tuple[str, int] | None:
+        """(model, rows) of a logged request: recent ones from memory, older from disk."""
+        found = self._recent.get(request_id)
+        if found is not None:
+            return found
+        table = read_predictions(self.folder)
+        if table.num_rows == 0:
+            return None
+        hits = table.filter(pc.equal(table["request_id"], request_id))
+        if hits.num_rows == 0:
+            return None
+        return str(hits["model"][0]), hits.num_rows
 
     def _hash(self, value: Any) -> str | None:
         if value is None:

@@ -22,6 +22,7 @@ from modelyard.errors import ModelyardError
 from modelyard.monitoring._predlog import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
+from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._http import error_json, json_response, read_body, request_id
 from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._oip import add_oip_routes, oip_error
@@ -69,9 +70,13 @@ def create_app(
     )
     pool.load()
 
+    labels = None if prediction_log is None else PredictionLog(prediction_log.folder / "labels")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.start()
+        if labels is not None:
+            labels.start()
         grpc_server = None
         if grpc_port is not None:
             from modelyard.serving._grpc import start_grpc
@@ -85,6 +90,8 @@ def create_app(
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
         await pool.stop()
+        if labels is not None:
+            labels.close()
 
     app = FastAPI(
         title="modelyard model server",
@@ -114,6 +121,8 @@ def create_app(
     _health_routes(app, pool)
     _model_routes(app, pool)
     add_oip_routes(app, pool)
+    if labels is not None:
+        add_feedback_route(app, pool, labels)
     return app
 
 

@@ -1,0 +1,103 @@
+"""Model quality once labels arrive: predictions joined to delayed labels by request id.
+
+Labels come from ``POST /v1/feedback`` (kept in the log folder's ``labels/``, with the
+same crash-safe writer as predictions) or from a file. Classifiers get accuracy, F1,
+ROC AUC, PR AUC and expected calibration error; regressors MAE and RMSE; per version
+and variant. scikit-learn computes the metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from modelyard.errors import InvalidInputError
+from modelyard.monitoring._predlog import read_predictions, read_segment
+
+
+def label_line(request_id: str, label: Any, row: int, ts_us: int, model: str) -> bytes:
+    import orjson
+
+    record = {"request_id": request_id, "row": row, "label": label, "ts": ts_us, "model": model}
+    return orjson.dumps(record) + b"\n"
+
+
+def read_labels(folder: Path, model: str | None = None) -> pd.DataFrame:
+    """Labels given so far (the newest label wins for a request id and row)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((folder / "labels" / "segments").glob("seg-*")):
+        rows += [r for r in read_segment(path) if model is None or r["model"] == model]
+    frame = pd.DataFrame(rows, columns=["request_id", "row", "label", "ts", "model"])
+    return frame.sort_values("ts").drop_duplicates(["request_id", "row"], keep="last")
+
+
+def joined(folder: Path, model: str, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Logged predictions of ``model`` that have a label, with the label as a column."""
+    table: pa.Table = read_predictions(folder, model)
+    if table.num_rows == 0:
+        return pd.DataFrame()
+    predictions = table.to_pandas()
+    given = read_labels(folder, model) if labels is None else labels
+    if "row" not in given.columns:
+        given = given.assign(row=0)
+    merged: pd.DataFrame = predictions.merge(
+        given[["request_id", "row", "label"]], on=["request_id", "row"], how="inner"
+    )
+    return merged
+
+
+def quality(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Metrics per (version, variant) of labelled predictions."""
+    if frame.empty:
+        raise InvalidInputError(
+            "no labelled predictions in this window; send labels to POST /v1/feedback "
+            "(request_id, label) or pass a label file"
+        )
+    out = []
+    for key, group in frame.groupby(["version", "variant"], sort=True):
+        version, variant = key
+        out.append({"version": int(str(version)), "variant": str(variant), **_metrics(group)})
+    return out
+
+
+def _metrics(group: pd.DataFrame) -> dict[str, Any]:
+    from sklearn import metrics as m
+
+    predicted = group["output.prediction"]
+    truth = group["label"]
+    result: dict[str, Any] = {"rows": len(group)}
+    probability_columns = [c for c in group.columns if c.startswith("output.probability_")]
+    if not probability_columns and pd.api.types.is_float_dtype(predicted):
+        error = predicted.astype(float) - truth.astype(float)
+        result["mae"] = float(np.abs(error).mean())
+        result["rmse"] = float(np.sqrt((error**2).mean()))
+        return result
+    labels = truth.astype(str)
+    guesses = predicted.astype(str)
+    result["accuracy"] = float(m.accuracy_score(labels, guesses))
+    result["f1"] = float(m.f1_score(labels, guesses, average="macro"))
+    classes = [c[len("output.probability_") :] for c in probability_columns]
+    if len(classes) == 2 and labels.nunique() == 2:
+        positive = classes[1]
+        score = group[f"output.probability_{positive}"].astype(float)
+        y = (labels == positive).astype(int)
+        result["roc_auc"] = float(m.roc_auc_score(y, score))
+        result["pr_auc"] = float(m.average_precision_score(y, score))
+        result["calibration_error"] = _ece(y.to_numpy(), score.to_numpy())
+    return result
+
+
+def _ece(y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            total += mask.mean() * abs(y[mask].mean() - p[mask].mean())
+    return float(total)
