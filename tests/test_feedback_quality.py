@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import anyio
-import httpx
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes
@@ -18,8 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 import modelyard
 from cli_support import run_cli
-from modelyard.monitoring import PredictionLog
-from modelyard.serving import create_app
+from monitor_support import exchange
 
 
 def register(ws: modelyard.Workspace, name: str, model: Any, x: pd.DataFrame, y: Any) -> Any:
@@ -28,26 +25,6 @@ def register(ws: modelyard.Workspace, name: str, model: Any, x: pd.DataFrame, y:
     v = ws.registry.register(name, logged)
     ws.registry.set_alias(name, "production", v.version)
     return model
-
-
-def exchange(ws: modelyard.Workspace, name: str, calls: list[tuple[str, Any]]) -> list[Any]:
-    """POST each (path, body) to a logging server for ``name``; return the responses."""
-    app = create_app(
-        ws.registry,
-        [f"{name}@production"],
-        prediction_log=PredictionLog(ws.state_dir / "predictions"),
-    )
-
-    async def go() -> list[Any]:
-        out = []
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                for path, body in calls:
-                    out.append(await c.post(path, json=body))
-        return out
-
-    return anyio.run(go)
 
 
 @pytest.fixture

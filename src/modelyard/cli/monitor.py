@@ -126,3 +126,26 @@ def quality_command(
     for r in rows:
         table.add_row(str(r["version"]), r["variant"], *[_num(r.get(n)) for n in names])
     console.print(table)
+
+
+@app.command("report")
+def report_command(
+    ref: str = typer.Argument(..., help="NAME@ALIAS or NAME/VERSION"),
+    output: Path = typer.Option(..., "-o", "--output", help="where to write the report"),
+    window: str = typer.Option("1d", "--window", help="how far back: 30m, 1h, 1d, 2w"),
+    fmt: str = typer.Option("html", "--format", help="html (one offline page) or json"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """One offline page: drift with histograms, quality per day, latency and volume per hour."""
+    from modelyard.monitoring import build_report, parse_window
+    from modelyard.monitoring._report import write_report
+
+    if fmt not in ("html", "json"):
+        raise InvalidInputError(f"--format {fmt!r} is not known; use html or json")
+    ws = open_workspace(workspace)
+    data = build_report(ws.registry, ref, ws.state_dir / "predictions", parse_window(window))
+    write_report({**data, "window": window}, output, "json" if fmt == "json" else "html")
+    drifted = data["drift"]["drifted_columns"]
+    console.print(
+        f"wrote {output}: {len(drifted)} of {len(data['drift']['columns'])} columns drifted"
+    )

@@ -8,6 +8,7 @@ from modelyard.monitoring._profile import (
     Profile,
     profile,
 )
+from modelyard.monitoring._report import build_report
 from modelyard.monitoring._window import parse_window, window_drift
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "NumericProfile",
     "PredictionLog",
     "Profile",
+    "build_report",
     "compact",
     "drift",
     "parse_window",

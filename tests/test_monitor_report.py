@@ -1,0 +1,178 @@
+"""``modelyard monitor report``: one offline page (or JSON) of drift, quality and traffic."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
+
+import modelyard
+import monitor_support
+from cli_support import run_cli
+
+
+def register(ws: modelyard.Workspace, name: str, model: Any, x: pd.DataFrame) -> None:
+    with ws.start_run("train") as run:
+        logged = ws.registry.log_model(run, model, input_example=x.head(20), reference_data=x)
+    v = ws.registry.register(name, logged)
+    ws.registry.set_alias(name, "production", v.version)
+
+
+def exchange(ws: modelyard.Workspace, name: str, calls: list[tuple[str, Any]]) -> list[Any]:
+    """The JSON answers of ``calls``, each of which must succeed."""
+    answers = monitor_support.exchange(ws, name, calls)
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    return [r.json() for r in answers]
+
+
+def predict_calls(name: str, rows: pd.DataFrame) -> list[tuple[str, Any]]:
+    return [
+        (f"/v1/models/{name}/predict", rows.iloc[i : i + 50].to_dict(orient="records"))
+        for i in range(0, len(rows), 50)
+    ]
+
+
+@pytest.fixture
+def served(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace, pd.DataFrame]:
+    """Ridge on the diabetes data, with 300 served rows whose ``bmi`` has shifted."""
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    ws = sqlite_workspace
+    register(ws, "diabetes", Ridge().fit(x, y), x)
+    traffic = x.sample(300, replace=True, random_state=3).reset_index(drop=True)
+    rng = np.random.default_rng(3)
+    traffic["bmi"] = traffic["bmi"] + 2 * x["bmi"].std() + rng.normal(0, 0.001, len(traffic))
+    exchange(ws, "diabetes", predict_calls("diabetes", traffic))
+    return ws, x
+
+
+def report(capsys: pytest.CaptureFixture[str], ws: Any, *args: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "monitor", "report", "diabetes@production", *args, "-w", str(ws.root))
+
+
+def test_the_html_page_shows_every_column_and_marks_the_drifted_one(
+    served: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws, x = served
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / "report.html"
+
+    code, out, err = report(capsys, ws, "-o", str(path), "--window", "1h")
+    page = path.read_text()
+
+    assert code == 0, err
+    assert "1 of 10 columns drifted" in out
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    for column in x.columns:
+        assert f"<td>{column}</td>" in page
+    assert re.search(r'<tr class="drifted"><td>bmi</td>', page)
+    assert page.count('<tr class="drifted">') == 1
+    assert "<h3>bmi (drifted)</h3><svg" in page
+    assert page.count("<svg") >= len(x.columns) + 2  # a histogram per column, latency, volume
+    assert not re.search(r"https?://", page), "the page must work offline"
+    assert "<script" not in page and "<link" not in page
+    assert "no labelled predictions in this window" in page
+    assert list(path.parent.iterdir()) == [path], "no temporary file is left behind"
+
+
+def test_json_has_drift_latency_volume_and_quality_per_day(
+    served: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws, x = served
+    rows = x.sample(40, random_state=0)
+    [answer] = exchange(ws, "diabetes", predict_calls("diabetes", rows))
+    feedback = [
+        {"request_id": answer["request_id"], "row": i, "label": float(v)}
+        for i, v in enumerate(rows["age"] * 100)
+    ]
+    exchange(ws, "diabetes", [("/v1/feedback", feedback)])
+    path = tmp_path / "report.json"
+
+    code, _, err = report(capsys, ws, "-o", str(path), "--format", "json")
+    data = json.loads(path.read_text())
+
+    assert code == 0, err
+    assert {"model", "window", "drift", "quality", "latency", "volume"} <= set(data)
+    assert data["model"] == "diabetes/1" and data["window"] == "1d"
+    assert data["drift"]["drifted_columns"] == ["bmi"]
+    assert sum(v["predictions"] for v in data["volume"]) == 340
+    assert sum(r["requests"] for r in data["latency"]) == 7
+    assert all(0 <= r["p50_ms"] <= r["p99_ms"] for r in data["latency"])
+    [day] = data["quality"]["days"]
+    assert data["quality"]["labelled"] and day["rows"] == 40 and "mae" in day
+
+    html_path = tmp_path / "report.html"
+    assert report(capsys, ws, "-o", str(html_path))[0] == 0
+    assert "<th>mae</th>" in html_path.read_text()
+
+
+def test_user_strings_are_html_escaped(
+    sqlite_workspace: modelyard.Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = sqlite_workspace
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(
+        {"<b>x</b>": rng.normal(size=200), "color": rng.choice(["<i>red</i>", "blue"], 200)}
+    )
+    register(ws, "odd", lambda frame: frame["<b>x</b>"] * 2, x)
+    shifted = x.head(60).assign(**{"<b>x</b>": lambda f: f["<b>x</b>"] + 5})
+    exchange(ws, "odd", predict_calls("odd", shifted))
+    path = tmp_path / "odd.html"
+
+    code, _, err = run_cli(
+        capsys, "monitor", "report", "odd@production", "-o", str(path), "-w", str(ws.root)
+    )
+    page = path.read_text()
+
+    assert code == 0, err
+    assert "<b>x</b>" not in page and "<i>red</i>" not in page
+    assert '<tr class="drifted"><td>&lt;b&gt;x&lt;/b&gt;</td>' in page
+    assert "&lt;i&gt;red&lt;/i&gt;" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--window", "1h"], "no predictions of diabetes/1 in the last 1:00:00"),
+        (["--window", "soon"], "window 'soon' is not a duration"),
+        (["--format", "pdf"], "--format 'pdf' is not known"),
+    ],
+)
+def test_bad_requests_get_one_line_and_exit_2(
+    sqlite_workspace: modelyard.Workspace,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    says: str,
+) -> None:
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    register(sqlite_workspace, "diabetes", Ridge().fit(x, y), x)
+    path = tmp_path / "report.html"
+
+    code, out, err = report(capsys, sqlite_workspace, "-o", str(path), *args)
+
+    assert code == 2
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + out and not path.exists()
+
+
+def test_a_model_without_a_reference_profile_says_how_to_get_one(
+    sqlite_workspace: modelyard.Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = sqlite_workspace
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    with ws.start_run("train") as run:
+        logged = ws.registry.log_model(run, Ridge().fit(x, y), input_example=x.head(5))
+    ws.registry.register("plain", logged)
+
+    code, _, err = run_cli(
+        capsys, "monitor", "report", "plain/1", "-o", str(tmp_path / "r.html"), "-w", str(ws.root)
+    )
+
+    assert code == 2 and "reference_data=" in err
