@@ -52,3 +52,24 @@ def machine(**versions: Any) -> dict[str, Any]:
         "modelyard_commit": git("rev-parse", "--short", "HEAD"),
         "modelyard_tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
+
+
+def status_kb(field: str) -> int:
+    """A ``/proc/self/status`` figure in kB (``VmRSS``, ``VmHWM``), 0 where absent."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def write_section(path: Path, header: str, text: str) -> None:
+    """Replace the ``header`` section of ``path`` (up to the next ``## ``), or append it."""
+    old = path.read_text(encoding="utf-8")
+    start = old.find("\n" + header + "\n")
+    if start == -1:
+        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    else:
+        end = old.find("\n## ", start + 1)
+        rest = "" if end == -1 else old[end:]
+        new = old[: start + 1] + text.rstrip("\n") + "\n" + rest
+    path.write_text(new, encoding="utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 HEADER = "## Serving (issue 5)"
@@ -407,16 +406,3 @@ def _swap(r: dict[str, Any] | None, s: dict[str, Any]) -> list[str]:
         f"{_ms(r['lag_ms_max'])} | {_ms(r['p50_ms'])} / {_ms(r['p99_ms'])} "
         f"| 0 failed, 2 versions | {met} |",
     ]
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace the section in ``path`` (up to the next ``## `` heading), or append it."""
-    old = path.read_text(encoding="utf-8")
-    start = old.find("\n" + HEADER + "\n")
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = old.find("\n## ", start + 1)
-        rest = "" if end == -1 else old[end:]
-        new = old[: start + 1] + text.rstrip("\n") + "\n" + rest
-    path.write_text(new, encoding="utf-8")

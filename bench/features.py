@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from _common import machine
+from _common import machine, status_kb
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -191,13 +191,6 @@ def compare(result: pa.Table, entities: pa.Table, ref: np.ndarray, ordered: bool
 
 
 # -- the timed sides (each in its own process) ------------------------------------------
-
-
-def status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def side(name: str, cfg: dict[str, Any]) -> None:

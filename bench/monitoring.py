@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from _common import machine
+from _common import machine, status_kb, write_section
 
 BENCH = Path(__file__).resolve().parent
 HEADER = "## Monitoring drift (issue 6)"
@@ -107,13 +107,6 @@ def head(paths: dict[str, str], rows: int) -> dict[str, str]:
 
 
 # -- modelyard side (its own process) ---------------------------------------------------
-
-
-def status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def modelyard_side(cfg: dict[str, Any]) -> None:
@@ -318,19 +311,6 @@ def text_dtypes(side: dict[str, Any]) -> str:
     return ", ".join(found) or "-"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the section in ``path`` (up to the next ``## `` heading), or append it."""
-    old = path.read_text(encoding="utf-8")
-    start = old.find("\n" + HEADER + "\n")
-    if start == -1:
-        new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = old.find("\n## ", start + 1)
-        rest = "" if end == -1 else old[end:]
-        new = old[: start + 1] + text.rstrip("\n") + "\n" + rest
-    path.write_text(new, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows per window")
@@ -409,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(report)
     print(text)
     if not args.no_write:
-        write_section(BENCH / "RESULTS.md", text)
+        write_section(BENCH / "RESULTS.md", HEADER, text)
         print(f"wrote {out} and the '{HEADER}' section of bench/RESULTS.md")
     return 0
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import _load
 import _serving_report as report
-from _common import REPO, machine, percentiles
+from _common import REPO, machine, percentiles, write_section
 from _procs import Unavailable, free_port, post, running, tree_cpu_seconds
 
 BENCH = Path(__file__).resolve().parent
@@ -500,7 +500,7 @@ def main() -> None:
     text = report.section(out)
     print(text)
     if not args.no_write:
-        report.write_section(BENCH / "RESULTS.md", text)
+        write_section(BENCH / "RESULTS.md", report.HEADER, text)
 
 
 def _wrk_version() -> str:
