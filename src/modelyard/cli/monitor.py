@@ -149,3 +149,16 @@ def report_command(
     console.print(
         f"wrote {output}: {len(drifted)} of {len(data['drift']['columns'])} columns drifted"
     )
+
+
+@app.command("export")
+def export_command(
+    out: Path = typer.Option(Path("monitoring"), "-o", "--out", help="folder to write into"),
+    p99_ms: float = typer.Option(500.0, "--p99-ms", min=0.001, help="latency SLO for the rule"),
+    error_rate: float = typer.Option(0.01, "--error-rate", min=0, max=1, help="error SLO"),
+) -> None:
+    """Write a Grafana dashboard and Prometheus alerting rules for the server's /metrics."""
+    from modelyard.monitoring._export import export
+
+    for path in export(out, p99_seconds=p99_ms / 1000, error_rate=error_rate):
+        console.print(f"wrote {path}")

@@ -1,0 +1,140 @@
+"""Hand the server's metrics to an existing stack: a Grafana dashboard and Prometheus rules.
+
+Both are built from the metric names the server exports (``serving/_metrics.py``), so
+they stay in step with it; a test checks every expression names a real metric.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+_RATE = "sum by (model, version, variant) (rate(modelyard_requests_total[5m]))"
+_ERRORS = (
+    'sum by (model) (rate(modelyard_requests_total{code=~"5.."}[5m]))'
+    " / sum by (model) (rate(modelyard_requests_total[5m]))"
+)
+
+
+def _quantile(q: float) -> str:
+    return (
+        f"histogram_quantile({q}, sum by (le, model, version) "
+        "(rate(modelyard_request_latency_seconds_bucket[5m])))"
+    )
+
+
+PANELS: list[tuple[str, str, str]] = [
+    ("Requests per second", _RATE, "reqps"),
+    ("Error rate (5xx share)", _ERRORS, "percentunit"),
+    ("Latency p50", _quantile(0.5), "s"),
+    ("Latency p99", _quantile(0.99), "s"),
+    (
+        "Batch size (mean rows)",
+        "sum by (model) (rate(modelyard_batch_size_rows_sum[5m]))"
+        " / sum by (model) (rate(modelyard_batch_size_rows_count[5m]))",
+        "short",
+    ),
+    ("Queue depth", "sum by (model) (modelyard_queue_depth)", "short"),
+    (
+        "Cache hit ratio",
+        'sum by (model) (rate(modelyard_cache_total{result="hit"}[5m]))'
+        " / sum by (model) (rate(modelyard_cache_total[5m]))",
+        "percentunit",
+    ),
+    (
+        "Missing online features per second",
+        "sum by (model, feature) (rate(modelyard_features_missing_total[5m]))",
+        "short",
+    ),
+]
+
+
+def dashboard(title: str = "modelyard serving") -> dict[str, Any]:
+    """A Grafana dashboard (JSON model) with one time-series panel per serving signal."""
+    panels = []
+    for i, (name, expr, unit) in enumerate(PANELS):
+        panels.append(
+            {
+                "id": i + 1,
+                "type": "timeseries",
+                "title": name,
+                "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [{"refId": "A", "expr": expr, "legendFormat": "__auto"}],
+            }
+        )
+    return {
+        "title": title,
+        "uid": "modelyard-serving",
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {
+            "list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]
+        },
+        "panels": panels,
+    }
+
+
+def rules(*, p99_seconds: float = 0.5, error_rate: float = 0.01) -> list[dict[str, Any]]:
+    """Alerting rules for the serving SLOs: error rate, p99 latency, failed model loads."""
+    return [
+        {
+            "alert": "ModelyardHighErrorRate",
+            "expr": f"({_ERRORS}) > {error_rate:g}",
+            "for": "5m",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": f"model {{{{ $labels.model }}}}: over {error_rate:.0%} of requests fail"
+            },
+        },
+        {
+            "alert": "ModelyardSlowP99",
+            "expr": f"{_quantile(0.99)} > {p99_seconds:g}",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": f"model {{{{ $labels.model }}}}: p99 latency above {p99_seconds:g} s"
+            },
+        },
+        {
+            "alert": "ModelyardModelLoadFailed",
+            "expr": "increase(modelyard_model_load_failures_total[10m]) > 0",
+            "for": "0m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "model {{ $labels.model }} version {{ $labels.version }} failed to "
+                "load; the previous version keeps serving"
+            },
+        },
+    ]
+
+
+def rules_yaml(items: list[dict[str, Any]]) -> str:
+    """Prometheus rule file text. Every scalar is JSON-quoted, which YAML reads as is."""
+    lines = ["groups:", "  - name: modelyard", "    rules:"]
+    for rule in items:
+        lines.append(f"      - alert: {json.dumps(rule['alert'])}")
+        lines.append(f"        expr: {json.dumps(rule['expr'])}")
+        lines.append(f"        for: {json.dumps(rule['for'])}")
+        for key in ("labels", "annotations"):
+            lines.append(f"        {key}:")
+            lines += [f"          {k}: {json.dumps(v)}" for k, v in rule[key].items()]
+    return "\n".join(lines) + "\n"
+
+
+def export(folder: Path, *, p99_seconds: float = 0.5, error_rate: float = 0.01) -> list[Path]:
+    """Write ``grafana-dashboard.json`` and ``prometheus-rules.yml`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in (
+        ("grafana-dashboard.json", json.dumps(dashboard(), indent=2) + "\n"),
+        ("prometheus-rules.yml", rules_yaml(rules(p99_seconds=p99_seconds, error_rate=error_rate))),
+    ):
+        path = folder / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        written.append(path)
+    return written
