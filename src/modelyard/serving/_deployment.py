@@ -18,7 +18,7 @@ import orjson
 
 from modelyard.contracts import Schema
 from modelyard.errors import ConfigError, DeadlineExceededError, NotReadyError
-from modelyard.monitoring._predlog import PredictionLog
+from modelyard.monitoring import PredictionLog
 from modelyard.registry import ModelRef, Registry
 from modelyard.serving._batching import Batcher
 from modelyard.serving._cache import PredictionCache, make_cache, row_keys

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from modelyard.errors import FieldError, InvalidInputError, NotFoundError, SchemaValidationError
-from modelyard.monitoring._predlog import PredictionLog
+from modelyard.monitoring import PredictionLog
 from modelyard.monitoring._quality import label_line
 from modelyard.serving._http import json_response, read_body, request_id
 from modelyard.serving._pool import ModelPool

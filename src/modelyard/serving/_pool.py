@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modelyard.errors import ConfigError, NotFoundError
-from modelyard.monitoring._predlog import PredictionLog
+from modelyard.monitoring import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Deployment, Inference
 from modelyard.serving._metrics import ServerMetrics

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
-from modelyard.monitoring._predlog import PredictionLog
+from modelyard.monitoring import PredictionLog
 from modelyard.serving import _logging
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._workers import supervise

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.errors import ModelyardError
-from modelyard.monitoring._predlog import PredictionLog
+from modelyard.monitoring import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
 from modelyard.serving._feedback import add_feedback_route
