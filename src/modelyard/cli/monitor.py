@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, open_workspace
-from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.errors import InvalidInputError
 
 app = typer.Typer(help="Drift of served traffic against each model's training data.")
 
@@ -28,6 +28,7 @@ def drift_command(
     import pandas as pd
 
     from modelyard.monitoring import drift, parse_window, window_drift
+    from modelyard.monitoring._window import reference_of
 
     ws = open_workspace(workspace)
     span = parse_window(window)
@@ -35,13 +36,7 @@ def drift_command(
         version, report = window_drift(ws.registry, ref, ws.state_dir / "predictions", span)
         source = f"traffic of the last {window}"
     else:
-        version = ws.registry.get(ref)
-        reference = ws.registry.reference_profile(version)
-        if reference is None:
-            raise NotFoundError(
-                f"{version.ref} has no reference profile; log the model with "
-                "reference_data=TRAINING_ROWS"
-            )
+        version, reference = reference_of(ws.registry, ref)
         if not current.exists():
             raise InvalidInputError(f"{current} does not exist; pass a Parquet file")
         frame = pd.read_parquet(current)

@@ -120,8 +120,12 @@ class PredictionLog:
             lines.append(orjson.dumps(entry, option=_OPT, default=str))
         return b"\n".join(lines) + b"\n" if lines else b""
 
+    def recent(self, request_id: str) -> tuple[str, int] | None:
+        """(model, rows) of a request this process logged lately (no I/O)."""
+        return self._recent.get(request_id)
+
     def lookup(self, request_id: str) -> tuple[str, int] | None:
-        """(model, rows) of a logged request: recent ones from memory, older from disk."""
+        """(model, rows) of any logged request; reads the log from disk (blocking)."""
         found = self._recent.get(request_id)
         if found is not None:
             return found

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 
@@ -20,8 +21,6 @@ from modelyard.monitoring._predlog import read_predictions, read_segment
 
 
 def label_line(request_id: str, label: Any, row: int, ts_us: int, model: str) -> bytes:
-    import orjson
-
     record = {"request_id": request_id, "row": row, "label": label, "ts": ts_us, "model": model}
     return orjson.dumps(record) + b"\n"
 

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.monitoring._drift import DriftReport, drift
 from modelyard.monitoring._predlog import read_predictions
+from modelyard.monitoring._profile import Profile
 
 if TYPE_CHECKING:
     from modelyard.registry import Registry
@@ -47,6 +48,18 @@ def logged_inputs(
     return frame.rename(columns={c: c[len("input.") :] for c in names})
 
 
+def reference_of(registry: Registry, ref: str) -> tuple[Any, Profile]:
+    """(the version ``ref`` names, its reference profile), or a one-line NotFoundError."""
+    version = registry.get(ref)
+    reference = registry.reference_profile(version)
+    if reference is None:
+        raise NotFoundError(
+            f"{version.ref} has no reference profile; log the model with "
+            "ws.registry.log_model(run, model, input_example=..., reference_data=TRAINING_ROWS)"
+        )
+    return version, reference
+
+
 def window_drift(
     registry: Registry,
     ref: str,
@@ -57,13 +70,7 @@ def window_drift(
     thresholds: dict[str, dict[str, float]] | None = None,
 ) -> tuple[Any, DriftReport]:
     """(the model version, drift of its logged inputs over the last ``window``)."""
-    version = registry.get(ref)
-    reference = registry.reference_profile(version)
-    if reference is None:
-        raise NotFoundError(
-            f"{version.ref} has no reference profile; log the model with "
-            "ws.registry.log_model(run, model, input_example=..., reference_data=TRAINING_ROWS)"
-        )
+    version, reference = reference_of(registry, ref)
     until = now or datetime.now(UTC)
     current = logged_inputs(folder, version.name, version.version, until - window, until)
     if current.empty:

@@ -52,6 +52,16 @@ class Registry:
         self._artifacts = artifacts
         self._cache = cache
 
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """Where model files live; other processes (Ray tasks) load from it directly."""
+        return self._artifacts
+
+    @property
+    def cache_dir(self) -> Path:
+        """The local folder model files are fetched into, by digest."""
+        return self._cache
+
     # -- logging -------------------------------------------------------------------------
     def log_model(
         self,

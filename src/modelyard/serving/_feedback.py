@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.errors import FieldError, InvalidInputError, NotFoundError, SchemaValidationError
 from modelyard.monitoring import PredictionLog
@@ -60,7 +61,8 @@ def add_feedback_route(app: FastAPI, pool: ModelPool, labels: PredictionLog) -> 
         now = time.time_ns() // 1000
         for i, item in enumerate(items):
             rid, row = str(item["request_id"]), item.get("row", 0)
-            found = log.lookup(rid)
+            # Recent ids are in memory; an older one means scanning the log, off the loop.
+            found = log.recent(rid) or await run_in_threadpool(log.lookup, rid)
             if found is None:
                 errors.append(
                     FieldError(

@@ -128,8 +128,8 @@ def score_with_ray(
         # Two partitions per CPU keep every CPU busy when some finish early.
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         parts = plan_partitions(rows, plan.chunk_size, 2 * cpus)
-        # The registry keeps its store private; tasks need only it and the cache folder.
-        source = _ModelSource(version, registry._artifacts, registry._cache.resolve())
+        # Tasks load from the artifact store and cache folder; no database travels.
+        source = _ModelSource(version, registry.artifacts, registry.cache_dir.resolve())
         plan = replace(plan, input=plan.input.resolve())  # workers have their own cwd
         task = ray.remote(num_cpus=1)(_score_part)
         folder = dest.resolve().parent

@@ -31,6 +31,7 @@ NUMPY_OF = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
+_DATATYPE_OF_NUMPY = {dtype: name for name, dtype in NUMPY_OF.items()}
 DATATYPE_OF_FIELD = {
     "int64": "INT64",
     "float64": "FP64",
@@ -212,10 +213,7 @@ def from_columns(outputs: dict[str, Any], wanted: list[str] | None, schema: Sche
 
 
 def _datatype(dtype: np.dtype[Any]) -> str:
-    for name, candidate in NUMPY_OF.items():
-        if candidate == dtype.newbyteorder("<") or candidate == dtype:
-            return name
-    return "FP64"
+    return _DATATYPE_OF_NUMPY.get(dtype.newbyteorder("<"), "FP64")
 
 
 def to_raw(tensor: Tensor) -> bytes:
