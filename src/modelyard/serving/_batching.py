@@ -78,11 +78,6 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def depth(self) -> int:
-        """Requests waiting for a batch (not counting the one running)."""
-        return len(self._queue)
-
     async def submit(self, predict: Predict, columns: Columns, rows: int) -> Columns:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
