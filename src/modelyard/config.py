@@ -15,7 +15,7 @@ import difflib
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
+# Sections that hold tables rather than settings; the capability that owns one validates
+# it (``Workspace.config`` runs the check, so mistakes show when the file is read).
+TABLES: dict[str, str] = {
+    "alerts": "alert rules ([[alerts.rules]]) and sinks ([alerts.sinks.NAME])",
+}
 _BY_ENV = {s.env: s for s in SETTINGS}
 
 
@@ -135,6 +140,7 @@ class Config(Mapping[str, Any]):
     root: Path
     effective: Mapping[str, Any]
     sources: Mapping[str, str]
+    tables: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.effective:
@@ -162,26 +168,36 @@ class Config(Mapping[str, Any]):
         return f"{key} ({self.sources[key]}) = {self.effective[key]!r}"
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(settings by key, tables by section) of ``path``."""
     if not path.exists():
-        return {}
+        return {}, {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: cannot parse TOML ({exc}); fix the syntax") from None
     flat: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
     for section, body in data.items():
+        if section in TABLES:
+            tables[section] = body
+            continue
         if not isinstance(body, dict):
             raise ConfigError(
                 f"{path}: top-level key '{section}' must be a [section]"
                 f"{_nearest(section, list(_BY_KEY))}"
+            )
+        sections = {k.split(".")[0] for k in _BY_KEY}
+        if section not in sections:
+            raise ConfigError(
+                f"{path}: unknown section [{section}]{_nearest(section, [*sections, *TABLES])}"
             )
         for name, value in body.items():
             key = f"{section}.{name}"
             if key not in _BY_KEY:
                 raise ConfigError(f"{path}: unknown key '{key}'{_nearest(key, list(_BY_KEY))}")
             flat[key] = _coerce(_BY_KEY[key], value, f"{path.name}:")
-    return flat
+    return flat, tables
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -210,7 +226,7 @@ def load_config(
     env = os.environ if environ is None else environ
     path = root_path / CONFIG_FILE
     defaults = {s.key: s.default for s in SETTINGS}
-    from_file = _read_file(path)
+    from_file, tables = _read_file(path)
     from_env = _read_env(env)
     from_args: dict[str, Any] = {}
     for name, value in given.items():
@@ -231,7 +247,7 @@ def load_config(
             sources[key] = f"file {path}"
         else:
             sources[key] = "default"
-    return Config(root=root_path, effective=values, sources=sources)
+    return Config(root=root_path, effective=values, sources=sources, tables=tables)
 
 
 def render_template() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
 from modelyard.backends.metadata import MetadataStore, open_metadata
@@ -19,6 +19,9 @@ from modelyard.errors import ModelyardError
 from modelyard.features import FeatureStore
 from modelyard.registry import Registry
 from modelyard.tracking import Run, Tracking
+
+if TYPE_CHECKING:
+    from modelyard.monitoring._rules import Alerting
 
 __all__ = ["Workspace"]
 
@@ -43,6 +46,7 @@ class Workspace:
         self._metadata: MetadataStore | None = None
         self._artifacts: ArtifactStore | None = None
         self._online: OnlineStore | None = None
+        self._alerting: Alerting | None = None
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -63,8 +67,21 @@ class Workspace:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.root, environ=self._environ, **self._settings)
+            config = load_config(self.root, environ=self._environ, **self._settings)
+            # Alert rules are checked with the rest of the file: a bad rule fails the
+            # next command, not the check that would have fired it.
+            if "alerts" in config.tables:
+                self._alerting = _alerting(config)
+            self._config = config
         return self._config
+
+    @property
+    def alerting(self) -> Alerting:
+        """The alert rules and sinks declared in ``modelyard.toml`` (``[alerts]``)."""
+        if self._alerting is None:
+            self._alerting = _alerting(self.config)
+        assert self._alerting is not None
+        return self._alerting
 
     @property
     def state_dir(self) -> Path:
@@ -170,3 +187,11 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _alerting(config: Config) -> Alerting:
+    from modelyard.monitoring._rules import Alerting, parse_alerts
+
+    if "alerts" not in config.tables:
+        return Alerting()
+    return parse_alerts(config.tables["alerts"], config.root, CONFIG_FILE)

@@ -12,8 +12,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli import features, models, monitor, runs
-from modelyard.cli._common import WorkspaceOpt, console, err_console, open_workspace
+from modelyard.cli import alerts, features, models, monitor, runs
+from modelyard.cli._common import (
+    WorkspaceOpt,
+    close_workspaces,
+    console,
+    err_console,
+    open_workspace,
+)
 from modelyard.cli.quickstart import quickstart
 from modelyard.cli.score import score
 from modelyard.config import SETTINGS
@@ -32,6 +38,10 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(features.app, name="features")
 app.add_typer(monitor.app, name="monitor")
+monitor.app.command("check")(alerts.check_command)
+monitor.app.command("alerts")(alerts.alerts_command)
+monitor.app.command("slo")(alerts.slo_command)
+monitor.app.command("history")(alerts.history_command)
 app.command("quickstart")(quickstart)
 app.command("score")(score)
 
@@ -127,3 +137,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        close_workspaces()

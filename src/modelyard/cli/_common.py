@@ -24,8 +24,20 @@ WorkspaceOpt = typer.Option(
 )
 
 
+# Workspaces a command opened, closed by ``main`` when the command ends (in a test that
+# runs the CLI in process, an open PostgreSQL connection would otherwise outlive it).
+_opened: list[Workspace] = []
+
+
 def open_workspace(path: str) -> Workspace:
-    return Workspace(path)
+    ws = Workspace(path)
+    _opened.append(ws)
+    return ws
+
+
+def close_workspaces() -> None:
+    while _opened:
+        _opened.pop().close()
 
 
 def fmt_time(value: datetime | None) -> str:

@@ -11,7 +11,7 @@ from rich.table import Table
 from modelyard.cli._common import WorkspaceOpt, console, open_workspace
 from modelyard.errors import InvalidInputError
 
-app = typer.Typer(help="Drift of served traffic against each model's training data.")
+app = typer.Typer(help="Drift, quality, SLOs and alerts of served models.")
 
 
 @app.command("drift")
@@ -28,6 +28,7 @@ def drift_command(
     import pandas as pd
 
     from modelyard.monitoring import drift, parse_window, window_drift
+    from modelyard.monitoring._series import drift_values, record_metrics
     from modelyard.monitoring._window import reference_of
 
     ws = open_workspace(workspace)
@@ -35,6 +36,9 @@ def drift_command(
     if current is None:
         version, report = window_drift(ws.registry, ref, ws.state_dir / "predictions", span)
         source = f"traffic of the last {window}"
+        # Traffic windows are kept as a time series (`modelyard monitor history`).
+        values = drift_values(report)
+        record_metrics(ws.metadata, version.name, values, window=span, version=version.version)
     else:
         version, reference = reference_of(ws.registry, ref)
         if not current.exists():

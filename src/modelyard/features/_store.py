@@ -128,6 +128,19 @@ class FeatureStore:
             results.append(self._materialize_one(view, version, start, end, progress))
         return results
 
+    def watermarks(self, name: str) -> dict[str, datetime | None]:
+        """How far each online view is materialized: view ``name``'s watermark, or (for a
+        feature service) the watermark of every view it reads; None if never materialized."""
+        kinds = {n: k for k, n, _ in self.definitions.list()}
+        if kinds.get(name) == "service":
+            names = sorted({ref.partition(":")[0] for ref in self.service(name).features})
+        else:
+            names = [name]
+        return {
+            view.name: _online.watermark(self._metadata, view.name, version)
+            for view, version in self._views(names)
+        }
+
     def _views(self, views: Sequence[str] | None) -> builtins.list[tuple[FeatureView, int]]:
         return _online.online_views(self.definitions, views)
 

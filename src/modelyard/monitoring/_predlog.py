@@ -13,6 +13,10 @@ a killed process) into Parquet partitioned by model and day, then deletes them.
 Hand-written because no library offers a multi-process, crash-safe append log
 that compacts to Parquet; Parquet and DuckDB do the reading.
 
+Failed requests are logged too, as one line with their ``status`` and no inputs, so the
+error-rate SLO can be computed from the log; ``read_predictions`` leaves them out unless
+asked.
+
 PII: input fields tagged ``pii=True`` in the signature are hashed (salted blake2b)
 or dropped before they are written.
 """
@@ -114,11 +118,37 @@ class PredictionLog:
                 "version": version,
                 "variant": variant,
                 "latency_ms": latency_ms,
+                "status": 200,
                 "inputs": row_in,
                 "outputs": {n: v[i] for n, v in zip(names_out, outs, strict=True)},
             }
             lines.append(orjson.dumps(entry, option=_OPT, default=str))
         return b"\n".join(lines) + b"\n" if lines else b""
+
+    def error_line(
+        self,
+        *,
+        request_id: str,
+        model: str,
+        version: int | None,
+        variant: str,
+        status: int,
+        latency_ms: float,
+    ) -> bytes:
+        """A failed request (4xx or 5xx), for the error-rate SLO: one line, no inputs."""
+        entry = {
+            "request_id": request_id,
+            "row": 0,
+            "ts": time.time_ns() // 1000,
+            "model": model,
+            "version": version,
+            "variant": variant,
+            "latency_ms": latency_ms,
+            "status": status,
+            "inputs": {},
+            "outputs": {},
+        }
+        return orjson.dumps(entry) + b"\n"
 
     def recent(self, request_id: str) -> tuple[str, int] | None:
         """(model, rows) of a request this process logged lately (no I/O)."""
@@ -291,8 +321,11 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(flat)
 
 
-def read_predictions(folder: Path, model: str | None = None) -> pa.Table:
-    """Every logged prediction (compacted and not yet compacted), one row per input row."""
+def read_predictions(folder: Path, model: str | None = None, *, errors: bool = False) -> pa.Table:
+    """Every logged prediction (compacted and not yet compacted), one row per input row.
+
+    With ``errors=True`` failed requests are included too (``status`` other than 200).
+    """
     parts = []
     pattern = f"model={model}/date=*/*.parquet" if model else "model=*/date=*/*.parquet"
     for path in sorted(folder.glob(pattern)):
@@ -304,4 +337,8 @@ def read_predictions(folder: Path, model: str | None = None) -> pa.Table:
         parts.append(_table(pending))
     if not parts:
         return pa.table({})
-    return pa.concat_tables(parts, promote_options="permissive")
+    table = pa.concat_tables(parts, promote_options="permissive")
+    if errors or "status" not in table.column_names:
+        return table
+    answered = pc.fill_null(pc.equal(table["status"], 200), True)
+    return table.filter(answered)

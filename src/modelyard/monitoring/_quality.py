@@ -59,11 +59,11 @@ def quality(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for key, group in frame.groupby(["version", "variant"], sort=True):
         version, variant = key
-        out.append({"version": int(str(version)), "variant": str(variant), **_metrics(group)})
+        out.append({"version": int(str(version)), "variant": str(variant), **scores(group)})
     return out
 
 
-def _metrics(group: pd.DataFrame) -> dict[str, Any]:
+def scores(group: pd.DataFrame) -> dict[str, Any]:
     from sklearn import metrics as m
 
     predicted = group["output.prediction"]

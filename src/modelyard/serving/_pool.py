@@ -141,8 +141,33 @@ class ModelPool:
             if result is not None and result.ab_key is not None:
                 extra["ab_key"] = result.ab_key
             logger.info("predict", extra=extra)
+            if status != 200:
+                self._log_failure(name, rid, status, result, extra["latency_ms"])
 
         return done
+
+    def _log_failure(
+        self, name: str, rid: str, status: int, result: Inference | None, latency_ms: float
+    ) -> None:
+        """Log a failed request for the error-rate SLO.
+
+        Not awaited: a failure is counted, not answered from the log, so it need not be
+        on disk before the response leaves.
+        """
+        deployment = self.deployments.get(name)
+        if self.log is None or deployment is None:
+            return
+        current = deployment.champion.current
+        self.log.append_nowait(
+            self.log.error_line(
+                request_id=rid,
+                model=name,
+                version=result.version if result else current.version if current else None,
+                variant=result.variant if result else deployment.champion.label,
+                status=status,
+                latency_ms=latency_ms,
+            )
+        )
 
     def readiness(self, started: bool) -> tuple[bool, dict[str, Any]]:
         models: dict[str, Any] = {}

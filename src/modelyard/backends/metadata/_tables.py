@@ -170,3 +170,48 @@ feature_watermarks = Table(
     Column("watermark", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Monitoring results over time: one row per (evaluation, metric). ``metric`` is a dotted
+# name ("drift.psi.age", "quality.roc_auc", "slo.latency_p99_ms"); ``subject`` is the
+# model ("churn") or feature view ("view:driver_stats") it describes.
+monitor_metrics = Table(
+    "monitor_metrics",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("subject", String(250), nullable=False),
+    Column("version", Integer),
+    Column("variant", String(100)),
+    Column("metric", String(300), nullable=False),
+    Column("value", Float),
+    Column("window_s", BigInteger, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_monitor_metrics_subject_metric_at", "subject", "metric", "at"),
+)
+
+# The state of each alert rule: "ok", "pending" (condition true, for-duration not yet
+# over) or "firing". Kept so that a rule notifies once while firing, and once resolved.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("rule", String(250), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("since", BigInteger, nullable=False),
+    Column("value", Float),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Every notification sent: a rule starting to fire, or resolving.
+alert_events = Table(
+    "alert_events",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("rule", String(250), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("subject", String(250), nullable=False),
+    Column("metric", String(300), nullable=False),
+    Column("value", Float),
+    Column("message", Text, nullable=False),
+    Column("deliveries", JSON, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)

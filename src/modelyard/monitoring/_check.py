@@ -1,0 +1,324 @@
+"""``monitor check``: evaluate every alert rule once, notify on changes, keep the history.
+
+Each rule moves between three states, kept in the metadata store so that successive
+checks (minutes apart, from cron or the scheduler) agree on them:
+
+    ok --condition holds--> pending --held for `for`--> firing --stops holding--> ok
+                                                               (a "resolved" notice)
+
+A rule notifies once when it starts firing and once when it resolves; in between it is
+silent however often it is checked. A state change is written with a compare-and-set
+UPDATE (``WHERE state = old``), so two checks running at once notify once. A sink
+that fails is recorded in the event and does not stop the other sinks or rules. Every
+value computed on the way (drift per column, quality, SLOs) is kept as a time series.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelyard.backends.metadata import tables as t
+from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.monitoring._quality import joined, scores
+from modelyard.monitoring._rules import Alerting, AlertRule
+from modelyard.monitoring._series import drift_values, record_metrics
+from modelyard.monitoring._sinks import Alert
+from modelyard.monitoring._slo import feature_freshness, slo_values
+from modelyard.monitoring._window import window_drift
+
+if TYPE_CHECKING:
+    from modelyard.backends.metadata import MetadataStore
+    from modelyard.features import FeatureStore
+    from modelyard.registry import Registry
+
+State = Literal["ok", "pending", "firing"]
+
+
+@dataclass
+class RuleResult:
+    """What one rule did in one check."""
+
+    rule: AlertRule
+    value: float | None = None
+    state: State = "ok"
+    notified: Literal["firing", "resolved"] | None = None
+    deliveries: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class Checker:
+    """Evaluates rules against one workspace's log, registry and feature store."""
+
+    store: MetadataStore
+    registry: Registry
+    folder: Path
+    features: FeatureStore | None = None
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _values: dict[tuple[Any, ...], dict[str, float | None]] = field(default_factory=dict)
+
+    def run(self, alerting: Alerting, names: list[str] | None = None) -> list[RuleResult]:
+        rules = [alerting.rule(n) for n in names] if names else list(alerting.rules)
+        results = []
+        for rule in rules:
+            result = RuleResult(rule)
+            try:
+                result.value = self.value(rule)
+            except ModelyardError as exc:
+                # One broken rule (a deleted alias, say) must not silence the others.
+                result.error = exc.message
+                results.append(result)
+                continue
+            self._advance(result, alerting)
+            results.append(result)
+        return results
+
+    # -- values ----------------------------------------------------------------------------
+    def value(self, rule: AlertRule) -> float | None:
+        """The rule's metric now; None when its window has no data."""
+        if rule.metric == "slo.feature_freshness_s":
+            return self._freshness(rule)
+        family = rule.family
+        key = (family, rule.model, rule.window, json.dumps(rule.thresholds, sort_keys=True))
+        if key not in self._values:
+            compute = {"drift": self._drift, "quality": self._quality, "slo": self._slo}[family]
+            self._values[key] = compute(rule)
+        values = self._values[key]
+        if rule.metric not in values and family == "drift" and "drift.share" in values:
+            column = rule.metric.split(".", 2)[2]
+            raise InvalidInputError(
+                f"alert rule {rule.name!r}: {rule.model} has no input column {column!r}"
+            )
+        return values.get(rule.metric)
+
+    def _drift(self, rule: AlertRule) -> dict[str, float | None]:
+        assert rule.model is not None
+        try:
+            version, report = window_drift(
+                self.registry,
+                rule.model,
+                self.folder,
+                rule.span,
+                now=self.now,
+                thresholds=rule.thresholds or None,
+            )
+        except InvalidInputError:
+            return {}  # no traffic in the window: no data
+        values = drift_values(report)
+        self._record(version.name, values, rule, version=version.version)
+        return dict(values)
+
+    def _quality(self, rule: AlertRule) -> dict[str, float | None]:
+        assert rule.model is not None
+        name, version = self._resolve(rule.model)
+        frame = joined(self.folder, name)
+        if not frame.empty:
+            frame = frame[frame["ts"] >= pd.Timestamp(self.now - rule.span)]
+            if version is not None:
+                frame = frame[frame["version"] == version]
+        if frame.empty:
+            return {}
+        for (v, variant), group in frame.groupby(["version", "variant"], sort=True):
+            found = _prefixed(scores(group))
+            self._record(name, found, rule, version=int(str(v)), variant=str(variant))
+        return _prefixed(scores(frame))
+
+    def _slo(self, rule: AlertRule) -> dict[str, float | None]:
+        assert rule.model is not None
+        name, version = self._resolve(rule.model)
+        values = slo_values(self.folder, name, self.now - rule.span, self.now, version=version)
+        scored = {f"slo.{k}": v for k, v in values.items()}
+        self._record(name, scored, rule, version=version)
+        return scored
+
+    def _freshness(self, rule: AlertRule) -> float | None:
+        if self.features is None:
+            raise InvalidInputError("feature freshness needs the workspace's feature store")
+        view = rule.view
+        if view is None:
+            assert rule.model is not None
+            binding = self.registry.get(rule.model).features
+            if binding is None:
+                raise InvalidInputError(
+                    f"alert rule {rule.name!r}: {rule.model} reads no online features; "
+                    'name the feature view with view = "NAME"'
+                )
+            view = binding.service
+        age = feature_freshness(self.features, view, self.now)
+        subject = rule.model.split("@")[0].split("/")[0] if rule.model else f"view:{view}"
+        self._record(subject, {"slo.feature_freshness_s": age}, rule)
+        return age
+
+    def _resolve(self, ref: str) -> tuple[str, int | None]:
+        """(model name, version or None for every version) of NAME, NAME@ALIAS, NAME/V."""
+        if "@" in ref or "/" in ref:
+            found = self.registry.get(ref)
+            return found.name, found.version
+        self.registry.versions(ref)  # a NotFoundError naming the models, for a typo
+        return ref, None
+
+    def _record(
+        self,
+        subject: str,
+        values: dict[str, float | None] | dict[str, float],
+        rule: AlertRule,
+        *,
+        version: int | None = None,
+        variant: str | None = None,
+    ) -> None:
+        record_metrics(
+            self.store,
+            subject,
+            values,
+            window=rule.span,
+            version=version,
+            variant=variant,
+            at=self.now,
+        )
+
+    # -- states ----------------------------------------------------------------------------
+    def _advance(self, result: RuleResult, alerting: Alerting) -> None:
+        rule = result.rule
+        holds = rule.on_no_data == "firing" if result.value is None else rule.holds(result.value)
+        now_us = int(self.now.timestamp() * 1_000_000)
+        while True:  # a lost compare-and-set means another check moved it: look again
+            state, since = self._state(rule.name, now_us)
+            target, since_new = self._next(rule, holds, state, since, now_us)
+            if self._move(rule.name, (state, since), (target, since_new), result.value, now_us):
+                break
+        result.state = target
+        if target == "firing" and state != "firing":
+            self._notify(result, alerting, "firing", since_new)
+        elif target == "ok" and state == "firing":
+            self._notify(result, alerting, "resolved", since)
+
+    @staticmethod
+    def _next(
+        rule: AlertRule, holds: bool, state: State, since: int, now_us: int
+    ) -> tuple[State, int]:
+        if not holds:
+            return "ok", now_us
+        if state == "ok":
+            return ("firing" if rule.hold == timedelta(0) else "pending"), now_us
+        if state == "pending" and now_us - since >= rule.hold.total_seconds() * 1e6:
+            return "firing", since
+        return state, since
+
+    def _state(self, rule: str, now_us: int) -> tuple[State, int]:
+        table = t.alert_states
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(table.c.state, table.c.since).where(table.c.rule == rule)
+            ).first()
+        if row is not None:
+            return row[0], int(row[1])
+        try:
+            with self.store.write() as conn:
+                conn.execute(
+                    insert(table),
+                    [{"rule": rule, "state": "ok", "since": now_us, "updated_at": now_us}],
+                )
+        except IntegrityError:  # another check inserted it first
+            return self._state(rule, now_us)
+        return "ok", now_us
+
+    def _move(
+        self,
+        rule: str,
+        old: tuple[State, int],
+        new: tuple[State, int],
+        value: float | None,
+        now_us: int,
+    ) -> bool:
+        """Compare-and-set: True if this check made the change (or there was none)."""
+        table = t.alert_states
+        with self.store.write() as conn:
+            changed = conn.execute(
+                update(table)
+                .where(table.c.rule == rule, table.c.state == old[0], table.c.since == old[1])
+                .values(state=new[0], since=new[1], value=value, updated_at=now_us)
+            )
+        return bool(changed.rowcount == 1)
+
+    def _notify(
+        self,
+        result: RuleResult,
+        alerting: Alerting,
+        state: Literal["firing", "resolved"],
+        since_us: int,
+    ) -> None:
+        rule = result.rule
+        alert = Alert(
+            rule=rule.name,
+            state=state,
+            severity=rule.severity,
+            subject=rule.subject,
+            metric=rule.metric,
+            value=result.value,
+            condition=rule.condition,
+            window=rule.window,
+            since=datetime.fromtimestamp(since_us / 1e6, tz=UTC),
+            at=self.now,
+            description=rule.description,
+        )
+        for name in rule.sinks:
+            try:
+                alerting.sinks[name].send(alert)
+                result.deliveries[name] = "sent"
+            except Exception as exc:  # a sink's failure is recorded, never fatal
+                result.deliveries[name] = f"failed: {exc}"
+        result.notified = state
+        with self.store.write() as conn:
+            conn.execute(
+                insert(t.alert_events),
+                [
+                    {
+                        "rule": rule.name,
+                        "state": state,
+                        "severity": rule.severity,
+                        "subject": rule.subject,
+                        "metric": rule.metric,
+                        "value": result.value,
+                        "message": alert.message,
+                        "deliveries": result.deliveries,
+                        "at": int(self.now.timestamp() * 1_000_000),
+                    }
+                ],
+            )
+
+
+def _prefixed(quality: dict[str, Any]) -> dict[str, float | None]:
+    return {f"quality.{k}": float(x) for k, x in quality.items()}
+
+
+def alert_history(
+    store: MetadataStore, *, rule: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Notifications sent, newest first."""
+    table = t.alert_events
+    query = select(table).order_by(table.c.at.desc(), table.c.id.desc()).limit(limit)
+    if rule is not None:
+        query = query.where(table.c.rule == rule)
+    with store.read() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        row["at"] = datetime.fromtimestamp(row["at"] / 1e6, tz=UTC)
+    return rows
+
+
+def alert_states(store: MetadataStore) -> dict[str, dict[str, Any]]:
+    """The current state of every rule that has been checked, by rule name."""
+    table = t.alert_states
+    with store.read() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(table))]
+    return {
+        r["rule"]: {**r, "since": datetime.fromtimestamp(r["since"] / 1e6, tz=UTC)} for r in rows
+    }

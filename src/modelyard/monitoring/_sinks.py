@@ -1,0 +1,206 @@
+"""Where alerts go: ``log``, ``file`` and ``webhook`` (plain JSON or a Slack payload).
+
+A sink type is a pydantic model with a ``type`` field and a ``send(alert)`` method,
+registered with ``register_sink``; the built-in ones register exactly that way. In
+``modelyard.toml`` a sink is a table under ``[alerts.sinks.NAME]`` whose ``type``
+picks the model that validates the rest. The webhook posts with the standard
+library's ``urllib``: one JSON POST with a timeout and a few retries needs no HTTP
+client dependency.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.errors import ConfigError
+
+__all__ = ["Alert", "FileSink", "LogSink", "SINK_TYPES", "Sink", "WebhookSink", "register_sink"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One notification: a rule that started firing, or resolved."""
+
+    rule: str
+    state: Literal["firing", "resolved"]
+    severity: str
+    subject: str
+    metric: str
+    value: float | None
+    condition: str
+    window: str
+    since: datetime
+    at: datetime
+    description: str = ""
+
+    @property
+    def message(self) -> str:
+        shown = "no data" if self.value is None else f"{self.value:.4g}"
+        verb = "FIRING" if self.state == "firing" else "resolved"
+        head = f"[{self.severity}] {self.rule} {verb}: {self.metric} of {self.subject} = {shown}"
+        return f"{head} (condition {self.condition} over {self.window})"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["since"] = self.since.isoformat()
+        data["at"] = self.at.isoformat()
+        data["message"] = self.message
+        return data
+
+
+class Sink(BaseModel):
+    """Base of sink types: validates its options, then ``send`` delivers or raises."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str
+    # The workspace folder, for sinks with relative paths; set by the loader, not the user.
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def send(self, alert: Alert) -> None:
+        raise NotImplementedError
+
+
+SINK_TYPES: dict[str, type[Sink]] = {}
+S = TypeVar("S", bound=type[Sink])
+
+
+def register_sink(name: str) -> Callable[[S], S]:
+    """Class decorator: make ``type = "name"`` in ``[alerts.sinks.X]`` build this sink."""
+
+    def add(cls: S) -> S:
+        SINK_TYPES[name] = cls
+        return cls
+
+    return add
+
+
+def build_sink(name: str, options: dict[str, Any], root: Path) -> Sink:
+    kind = options.get("type")
+    cls = SINK_TYPES.get(str(kind))
+    if cls is None:
+        raise ConfigError(
+            f"alert sink '{name}' has type {kind!r}; use one of: {', '.join(sorted(SINK_TYPES))}"
+        )
+    from pydantic import ValidationError
+
+    try:
+        return cls.model_validate({**options, "root": root})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"alert sink '{name}': {where}: {first['msg']}; fix [alerts.sinks.{name}]"
+        ) from None
+
+
+@register_sink("log")
+class LogSink(Sink):
+    """A JSON line on standard error, for whatever collects the process's output."""
+
+    type: Literal["log"] = "log"
+
+    def send(self, alert: Alert) -> None:
+        sys.stderr.write(json.dumps({"event": "alert", **alert.to_json()}) + "\n")
+        sys.stderr.flush()
+
+
+@register_sink("file")
+class FileSink(Sink):
+    """Appends a JSON line per alert to ``path`` (relative to the workspace)."""
+
+    type: Literal["file"] = "file"
+    path: str
+
+    def send(self, alert: Alert) -> None:
+        target = Path(self.path) if Path(self.path).is_absolute() else self.root / self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(alert.to_json()) + "\n").encode()
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # whole lines even with two checks at once
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+_SEVERITY_EMOJI = {
+    "critical": ":rotating_light:",
+    "warning": ":warning:",
+    "info": ":information_source:",
+}
+
+
+@register_sink("webhook")
+class WebhookSink(Sink):
+    """POSTs the alert as JSON; ``format = "slack"`` sends Slack's incoming-webhook payload."""
+
+    type: Literal["webhook"] = "webhook"
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["json", "slack"] = "json"
+    headers: dict[str, str] = {}
+    timeout_s: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+
+    @property
+    def where(self) -> str:
+        """The URL without its path: webhook paths often hold the secret (Slack's do)."""
+        parts = urllib.parse.urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}/…"
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        if self.format == "json":
+            return alert.to_json()
+        emoji = (
+            _SEVERITY_EMOJI.get(alert.severity, "")
+            if alert.state == "firing"
+            else ":white_check_mark:"
+        )
+        text = f"{emoji} {alert.message}".strip()
+        fields = [
+            {"type": "mrkdwn", "text": f"*Rule*\n{alert.rule}"},
+            {"type": "mrkdwn", "text": f"*Severity*\n{alert.severity}"},
+            {"type": "mrkdwn", "text": f"*Subject*\n{alert.subject}"},
+            {"type": "mrkdwn", "text": f"*Since*\n{alert.since.isoformat(timespec='seconds')}"},
+        ]
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+            {"type": "section", "fields": fields},
+        ]
+        if alert.description:
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": alert.description}]}
+            )
+        return {"text": text, "blocks": blocks}
+
+    def send(self, alert: Alert) -> None:
+        body = json.dumps(self.payload(alert)).encode()
+        headers = {"Content-Type": "application/json", **self.headers}
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    response.read()
+                return
+            except urllib.error.HTTPError as exc:
+                # A 4xx will not change on retry (a wrong URL or payload); a 5xx may.
+                if exc.code < 500 or attempt == self.retries:
+                    raise RuntimeError(f"{self.where} answered {exc.code}") from None
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                if attempt == self.retries:
+                    reason = getattr(exc, "reason", exc)
+                    raise RuntimeError(f"cannot reach {self.where}: {reason}") from None
+            time.sleep(0.2 * 2**attempt)
