@@ -21,7 +21,7 @@ from modelyard.registry import Registry
 from modelyard.tracking import Run, Tracking
 
 if TYPE_CHECKING:
-    from modelyard.monitoring._rules import Alerting
+    from modelyard.monitoring import Alerting
 
 __all__ = ["Workspace"]
 
@@ -190,7 +190,7 @@ class Workspace:
 
 
 def _alerting(config: Config) -> Alerting:
-    from modelyard.monitoring._rules import Alerting, parse_alerts
+    from modelyard.monitoring import Alerting, parse_alerts
 
     if "alerts" not in config.tables:
         return Alerting()

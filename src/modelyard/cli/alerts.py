@@ -24,7 +24,7 @@ def check_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Evaluate the alert rules of modelyard.toml once; notify what started firing or resolved."""
-    from modelyard.monitoring._check import Checker
+    from modelyard.monitoring import Checker
 
     ws = open_workspace(workspace)
     alerting = ws.alerting
@@ -75,7 +75,7 @@ def alerts_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """The state of each rule, then the notifications sent, newest first."""
-    from modelyard.monitoring._check import alert_history, alert_states
+    from modelyard.monitoring import alert_history, alert_states
 
     ws = open_workspace(workspace)
     declared = ws.alerting
@@ -132,8 +132,7 @@ def slo_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Requests, volume, error rates and latency percentiles of logged traffic."""
-    from modelyard.monitoring import parse_window
-    from modelyard.monitoring._slo import SLO_METRICS, slo_values
+    from modelyard.monitoring import SLO_METRICS, parse_window, slo_values
     from modelyard.registry import ModelRef
 
     ws = open_workspace(workspace)
@@ -168,8 +167,7 @@ def history_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Recorded monitoring values over time (from monitor drift and monitor check)."""
-    from modelyard.monitoring import parse_window
-    from modelyard.monitoring._series import metric_history
+    from modelyard.monitoring import metric_history, parse_window
 
     ws = open_workspace(workspace)
     start = datetime.now(UTC) - parse_window(since)

@@ -27,8 +27,7 @@ def drift_command(
     """Per-column drift (PSI, KS, chi², Jensen–Shannon) against the reference profile."""
     import pandas as pd
 
-    from modelyard.monitoring import drift, parse_window, window_drift
-    from modelyard.monitoring._series import drift_values, record_metrics
+    from modelyard.monitoring import drift, drift_values, parse_window, record_metrics, window_drift
     from modelyard.monitoring._window import reference_of
 
     ws = open_workspace(workspace)

@@ -1,5 +1,6 @@
-"""Monitoring: the prediction log, reference profiles, and drift between two windows."""
+"""Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
+from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
 from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
 from modelyard.monitoring._profile import (
@@ -9,21 +10,60 @@ from modelyard.monitoring._profile import (
     profile,
 )
 from modelyard.monitoring._report import build_report
+from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
+from modelyard.monitoring._series import (
+    drift_values,
+    latest_metrics,
+    metric_history,
+    record_metrics,
+)
+from modelyard.monitoring._sinks import (
+    SINK_TYPES,
+    Alert,
+    FileSink,
+    LogSink,
+    Sink,
+    WebhookSink,
+    register_sink,
+)
+from modelyard.monitoring._slo import SLO_METRICS, feature_freshness, slo_values
 from modelyard.monitoring._window import parse_window, window_drift
 
 __all__ = [
+    "Alert",
+    "AlertRule",
+    "Alerting",
     "CategoricalProfile",
+    "Checker",
     "ColumnDrift",
     "DEFAULT_THRESHOLDS",
     "DriftReport",
+    "FileSink",
+    "LogSink",
     "NumericProfile",
     "PredictionLog",
     "Profile",
+    "RuleResult",
+    "SINK_TYPES",
+    "SLO_METRICS",
+    "Sink",
+    "WebhookSink",
+    "alert_history",
+    "alert_states",
     "build_report",
     "compact",
     "drift",
+    "drift_values",
+    "feature_freshness",
+    "known_metrics",
+    "latest_metrics",
+    "metric_history",
+    "parse_alerts",
     "parse_window",
     "profile",
     "read_predictions",
+    "record_metrics",
+    "register_sink",
+    "slo_values",
     "window_drift",
 ]

@@ -1,7 +1,11 @@
 """Hand the server's metrics to an existing stack: a Grafana dashboard and Prometheus rules.
 
-Both are built from the metric names the server exports (``serving/_metrics.py``), so
-they stay in step with it; a test checks every expression names a real metric.
+Both are built from the metric names the server exports (``serving/_metrics.py``, and
+the monitoring gauges of ``serving/_monitor_gauges.py``), so they stay in step with
+it; a test checks every expression names a metric a live ``/metrics`` shows.
+
+Monitoring gauges are taken with ``max by``: every replica of a model exports the same
+stored values, so a sum would count them once per replica.
 """
 
 from __future__ import annotations
@@ -23,6 +27,16 @@ def _quantile(q: float) -> str:
         "(rate(modelyard_request_latency_seconds_bucket[5m])))"
     )
 
+
+# Higher is better for these; the error-like ones (mae, rmse, calibration_error) depend on
+# the target's scale, so no default threshold fits them.
+_SCORES = 'metric=~"accuracy|f1|roc_auc|pr_auc"'
+_DRIFT_SHARE = "max by (model, version) (modelyard_drift_share)"
+_QUALITY = f"max by (model, variant, metric) (modelyard_quality{{{_SCORES}}})"
+_QUALITY_BEST = (
+    f"max by (model, variant, metric) (max_over_time(modelyard_quality{{{_SCORES}}}[7d]))"
+)
+_STALENESS = "time() - max by (model) (modelyard_monitor_last_evaluation_timestamp_seconds)"
 
 PANELS: list[tuple[str, str, str]] = [
     ("Requests per second", _RATE, "reqps"),
@@ -47,11 +61,23 @@ PANELS: list[tuple[str, str, str]] = [
         "sum by (model, feature) (rate(modelyard_features_missing_total[5m]))",
         "short",
     ),
+    ("Drift: share of columns drifted", _DRIFT_SHARE, "percentunit"),
+    (
+        "Drift: PSI per column",
+        'max by (model, column) (modelyard_drift_score{statistic="psi"})',
+        "short",
+    ),
+    (
+        "Quality from delayed labels",
+        "max by (model, version, variant, metric) (modelyard_quality)",
+        "short",
+    ),
+    ("Monitoring: time since last evaluation", _STALENESS, "s"),
 ]
 
 
 def dashboard(title: str = "modelyard serving") -> dict[str, Any]:
-    """A Grafana dashboard (JSON model) with one time-series panel per serving signal."""
+    """A Grafana dashboard (JSON model): one time-series panel per serving or monitoring signal."""
     panels = []
     for i, (name, expr, unit) in enumerate(PANELS):
         panels.append(
@@ -77,8 +103,22 @@ def dashboard(title: str = "modelyard serving") -> dict[str, Any]:
     }
 
 
-def rules(*, p99_seconds: float = 0.5, error_rate: float = 0.01) -> list[dict[str, Any]]:
-    """Alerting rules for the serving SLOs: error rate, p99 latency, failed model loads."""
+def rules(
+    *,
+    p99_seconds: float = 0.5,
+    error_rate: float = 0.01,
+    drift_share: float = 0.5,
+    quality_drop: float = 0.05,
+    stale_hours: float = 48.0,
+) -> list[dict[str, Any]]:
+    """Alerting rules: error rate, p99 latency, failed loads, drift, quality, staleness.
+
+    Args:
+        drift_share: alert when more than this share of a model's input columns drifted.
+        quality_drop: alert when accuracy, F1, ROC AUC or PR AUC falls more than this
+            (absolute) below its best of the last 7 days.
+        stale_hours: alert when a served model's monitoring results are older than this.
+    """
     return [
         {
             "alert": "ModelyardHighErrorRate",
@@ -108,6 +148,38 @@ def rules(*, p99_seconds: float = 0.5, error_rate: float = 0.01) -> list[dict[st
                 "load; the previous version keeps serving"
             },
         },
+        {
+            "alert": "ModelyardDataDrift",
+            "expr": f"{_DRIFT_SHARE} > {drift_share:g}",
+            "for": "5m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "model {{ $labels.model }} version {{ $labels.version }}: "
+                f"more than {drift_share:.0%} of input columns drifted; "
+                "see 'modelyard monitor drift' for which"
+            },
+        },
+        {
+            "alert": "ModelyardQualityDrop",
+            "expr": f"{_QUALITY} < {_QUALITY_BEST} - {quality_drop:g}",
+            "for": "5m",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": "model {{ $labels.model }} ({{ $labels.variant }}): "
+                f"{{{{ $labels.metric }}}} fell more than {quality_drop:g} below its "
+                "best of the last 7 days"
+            },
+        },
+        {
+            "alert": "ModelyardMonitoringStale",
+            "expr": f"{_STALENESS} > {stale_hours * 3600:g}",
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "model {{ $labels.model }}: no monitoring result for "
+                f"{stale_hours:g} h; check the scheduled drift and quality jobs"
+            },
+        },
     ]
 
 
@@ -124,13 +196,28 @@ def rules_yaml(items: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(folder: Path, *, p99_seconds: float = 0.5, error_rate: float = 0.01) -> list[Path]:
-    """Write ``grafana-dashboard.json`` and ``prometheus-rules.yml`` into ``folder``."""
+def export(
+    folder: Path,
+    *,
+    p99_seconds: float = 0.5,
+    error_rate: float = 0.01,
+    drift_share: float = 0.5,
+    quality_drop: float = 0.05,
+    stale_hours: float = 48.0,
+) -> list[Path]:
+    """Write ``grafana-dashboard.json`` and ``prometheus-rules.yml`` (``rules``'s thresholds)."""
+    alerts = rules(
+        p99_seconds=p99_seconds,
+        error_rate=error_rate,
+        drift_share=drift_share,
+        quality_drop=quality_drop,
+        stale_hours=stale_hours,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in (
         ("grafana-dashboard.json", json.dumps(dashboard(), indent=2) + "\n"),
-        ("prometheus-rules.yml", rules_yaml(rules(p99_seconds=p99_seconds, error_rate=error_rate))),
+        ("prometheus-rules.yml", rules_yaml(alerts)),
     ):
         path = folder / name
         tmp = path.with_suffix(path.suffix + ".tmp")

@@ -58,6 +58,11 @@ class Registry:
         return self._artifacts
 
     @property
+    def metadata(self) -> MetadataStore:
+        """The metadata store the registry writes to (monitoring results live there too)."""
+        return self._metadata
+
+    @property
     def cache_dir(self) -> Path:
         """The local folder model files are fetched into, by digest."""
         return self._cache

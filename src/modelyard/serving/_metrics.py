@@ -2,7 +2,8 @@
 
 With ``--workers N`` each process keeps its own registry in
 ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` adds them up (prometheus-client's
-multiprocess mode).
+multiprocess mode). Collectors computed at scrape time (``register``), such as the
+monitoring gauges, are not in those files: the worker that answers emits them once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -89,10 +91,19 @@ class ServerMetrics:
             ["model"],
             registry=r,
         )
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector whose values are computed when ``/metrics`` is scraped."""
+        self.collectors.append(collector)
+        self.registry.register(collector)
 
     def render(self) -> bytes:
+        """The exposition text; blocking (files, the database): call it off the event loop."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            for collector in self.collectors:
+                combined.register(collector)
             return generate_latest(combined)
         return generate_latest(self.registry)

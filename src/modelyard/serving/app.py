@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.errors import ModelyardError
@@ -25,6 +26,7 @@ from modelyard.serving._deployment import Inference
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._http import error_json, json_response, read_body, request_id
 from modelyard.serving._metrics import CONTENT_TYPE
+from modelyard.serving._monitor_gauges import MonitorGauges, served_versions
 from modelyard.serving._oip import add_oip_routes, oip_error
 from modelyard.serving._openapi import error_response, predict_operation
 from modelyard.serving._options import ServeOptions
@@ -69,6 +71,8 @@ def create_app(
         log=prediction_log,
     )
     pool.load()
+    gauges = MonitorGauges(registry.metadata, lambda: served_versions(pool))
+    pool.metrics.register(gauges)
 
     labels = None if prediction_log is None else PredictionLog(prediction_log.folder / "labels")
 
@@ -100,6 +104,7 @@ def create_app(
     )
     app.state.ready = False
     app.state.pool = pool
+    app.state.monitor_gauges = gauges
     app.state.max_body_bytes = max_body_bytes
 
     @app.exception_handler(ModelyardError)
@@ -141,8 +146,10 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
 
     @app.get("/metrics", tags=["health"], include_in_schema=True)
     async def metrics() -> Response:
-        """Prometheus metrics: requests, latency, batch sizes, queue depth, cache, loads."""
-        return Response(pool.metrics.render(), media_type=CONTENT_TYPE)
+        """Prometheus metrics: requests, latency, batching, cache, loads; drift and quality."""
+        # Off the event loop: rendering reads the metadata store (and, with --workers,
+        # every worker's metric files).
+        return Response(await run_in_threadpool(pool.metrics.render), media_type=CONTENT_TYPE)
 
 
 def _model_routes(app: FastAPI, pool: ModelPool) -> None:
