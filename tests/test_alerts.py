@@ -304,6 +304,41 @@ condition = "> 60000"
     assert by_name["slow"].state == "ok"
 
 
+def test_a_quality_rule_reads_the_delayed_labels(configure: Any, diabetes: Any) -> None:
+    ws, x = diabetes
+    ws = configure(
+        ws,
+        """
+[[alerts.rules]]
+name = "error-too-large"
+model = "diabetes@production"
+metric = "quality.mae"
+condition = "> 30"
+window = "1d"
+
+[[alerts.rules]]
+name = "too-few-labels"
+model = "diabetes"
+metric = "quality.rows"
+condition = "< 10"
+window = "1d"
+""",
+    )
+    _, y = load_diabetes(return_X_y=True, as_frame=True)
+    rows = x.head(40)
+    answers = exchange(ws, "diabetes", [("/v1/models/diabetes/predict", rows.to_dict("records"))])
+    rid = answers[0].json()["request_id"]
+    predicted = [p["prediction"] for p in answers[0].json()["predictions"]]
+    labels = [{"request_id": rid, "row": i, "label": float(y[i])} for i in range(40)]
+    assert exchange(ws, "diabetes", [("/v1/feedback", labels)])[0].status_code == 200
+
+    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    mae, count = checker.run(ws.alerting)
+    expected = float(np.mean(np.abs(np.array(predicted) - y[:40].to_numpy())))
+    assert mae.value == pytest.approx(expected) and mae.state == "firing"
+    assert count.value == 40 and count.state == "ok"
+
+
 def test_checks_are_kept_as_time_series(
     configure: Any, diabetes: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -467,3 +502,14 @@ def test_feature_freshness_is_the_age_of_the_stalest_view(
     ws.features.materialize(now - timedelta(days=2), now - timedelta(hours=1), views=["trips_copy"])
     assert feature_freshness(ws.features, "trips", now) == 3 * 3600
     assert feature_freshness(ws.features, "both", now) == 3 * 3600  # the stalest of the two
+
+
+def test_every_builtin_sink_is_registered_tested_and_documented() -> None:
+    from modelyard.monitoring import SINK_TYPES, FileSink, LogSink, WebhookSink
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    tests = Path(__file__).read_text()
+    assert SINK_TYPES == {"log": LogSink, "file": FileSink, "webhook": WebhookSink}
+    for name in SINK_TYPES:
+        assert f'type = "{name}"' in readme, f"sink {name!r} is not documented in README.md"
+        assert f'"{name}"' in tests.replace(f'type = "{name}"', ""), f"sink {name!r} untested"

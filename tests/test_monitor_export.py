@@ -85,7 +85,9 @@ def test_the_command_writes_a_dashboard_and_a_rule_file_prometheus_can_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, err = run_cli(
-        capsys, "monitor", "export", "-o", str(tmp_path), "--p99-ms", "250", "--error-rate", "0.02"
+        capsys,
+        *("monitor", "export", "-o", str(tmp_path), "--p99-ms", "250", "--error-rate", "0.02"),
+        *("--drift-share", "0.3", "--stale-hours", "6"),
     )
 
     board = json.loads((tmp_path / "grafana-dashboard.json").read_text())
@@ -96,5 +98,7 @@ def test_the_command_writes_a_dashboard_and_a_rule_file_prometheus_can_read(
     by_name = {r["alert"]: r for r in group["rules"]}
     assert by_name["ModelyardSlowP99"]["expr"].endswith("> 0.25")
     assert by_name["ModelyardHighErrorRate"]["expr"].endswith("> 0.02")
+    assert by_name["ModelyardDataDrift"]["expr"].endswith("> 0.3")
+    assert by_name["ModelyardMonitoringStale"]["expr"].endswith("> 21600")
     assert "{{ $labels.model }}" in by_name["ModelyardHighErrorRate"]["annotations"]["summary"]
     assert "wrote" in out

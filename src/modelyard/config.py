@@ -266,4 +266,9 @@ def render_template() -> str:
             lines += ["", f"[{section}]"]
         default = f'"{s.default}"' if isinstance(s.default, str) else str(s.default).lower()
         lines += [f"# {s.doc} (env {s.env})", f"# {name} = {default}"]
+    lines += [
+        "",
+        "# Alert rules and their sinks go in [[alerts.rules]] and [alerts.sinks.NAME] tables,",
+        "# checked by `modelyard monitor check`; the README's Alerts section has an example.",
+    ]
     return "\n".join(lines) + "\n"

@@ -154,9 +154,26 @@ def export_command(
     out: Path = typer.Option(Path("monitoring"), "-o", "--out", help="folder to write into"),
     p99_ms: float = typer.Option(500.0, "--p99-ms", min=0.001, help="latency SLO for the rule"),
     error_rate: float = typer.Option(0.01, "--error-rate", min=0, max=1, help="error SLO"),
+    drift_share: float = typer.Option(
+        0.5, "--drift-share", min=0, max=1, help="alert above this share of drifted columns"
+    ),
+    quality_drop: float = typer.Option(
+        0.05, "--quality-drop", min=0, help="alert on a fall this far below the 7-day best"
+    ),
+    stale_hours: float = typer.Option(
+        48.0, "--stale-hours", min=0.001, help="alert when no result is this old"
+    ),
 ) -> None:
     """Write a Grafana dashboard and Prometheus alerting rules for the server's /metrics."""
     from modelyard.monitoring._export import export
 
-    for path in export(out, p99_seconds=p99_ms / 1000, error_rate=error_rate):
+    written = export(
+        out,
+        p99_seconds=p99_ms / 1000,
+        error_rate=error_rate,
+        drift_share=drift_share,
+        quality_drop=quality_drop,
+        stale_hours=stale_hours,
+    )
+    for path in written:
         console.print(f"wrote {path}")
