@@ -28,6 +28,9 @@ def score(
     keep_input: bool = typer.Option(
         True, "--keep-input/--no-keep-input", help="copy the input columns into the output"
     ),
+    log_predictions: bool = typer.Option(
+        True, "--log-predictions/--no-log-predictions", help="keep every scored prediction"
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Score a Parquet file in chunks; write OUTPUT and OUTPUT.lineage.json."""
@@ -43,7 +46,7 @@ def score(
 
     from modelyard.serving import score as run_score
 
-    registry = open_workspace(workspace).registry
+    ws = open_workspace(workspace)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -65,7 +68,7 @@ def score(
 
     try:
         result = run_score(
-            registry,
+            ws.registry,
             ref,
             input_path,
             output_path,
@@ -75,12 +78,16 @@ def score(
             ray_address=ray_address,
             keep_input=keep_input,
             progress=step,
+            log_predictions=log_predictions,
+            predictions_dir=ws.state_dir / "predictions",
         )
     finally:
         progress.stop()
+    # The request id is how labels for these rows find them later (with the row number).
+    logged = "" if result.request_id is None else f", logged as request {result.request_id}"
     console.print(
         f"scored {result.rows_out} rows with {result.model}/{result.version} in "
-        f"{result.chunks} chunk(s), {result.seconds:.2f} s: {escape(str(result.output))}; "
-        f"lineage: {escape(str(result.lineage))}",
+        f"{result.chunks} chunk(s), {result.seconds:.2f} s{logged}: "
+        f"{escape(str(result.output))}; lineage: {escape(str(result.lineage))}",
         soft_wrap=True,
     )

@@ -1,5 +1,6 @@
 """Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
+from modelyard.monitoring._batchlog import BatchLog, log_batch
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
 from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
@@ -33,6 +34,7 @@ __all__ = [
     "Alert",
     "AlertRule",
     "Alerting",
+    "BatchLog",
     "CategoricalProfile",
     "Checker",
     "ColumnDrift",
@@ -57,6 +59,7 @@ __all__ = [
     "feature_freshness",
     "known_metrics",
     "latest_metrics",
+    "log_batch",
     "metric_history",
     "parse_alerts",
     "parse_window",

@@ -49,7 +49,7 @@ from modelyard.monitoring._profile import (
 EPSILON = 1e-4
 
 DEFAULT_THRESHOLDS: dict[Kind, dict[str, float]] = {
-    "numeric": {"psi": 0.2, "ks": 0.1, "p_value": 0.01},
+    "numeric": {"psi": 0.2, "ks": 0.05, "p_value": 0.01},
     "categorical": {"js": 0.1, "cramers_v": 0.1, "p_value": 0.01},
 }
 

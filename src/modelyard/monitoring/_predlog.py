@@ -168,10 +168,7 @@ class PredictionLog:
         return str(hits["model"][0]), hits.num_rows
 
     def _hash(self, value: Any) -> str | None:
-        if value is None:
-            return None
-        digest = hashlib.blake2b(str(value).encode(), key=self.salt.encode()[:64], digest_size=8)
-        return "h:" + digest.hexdigest()
+        return hash_value(value, self.salt)
 
     async def append(self, line: bytes) -> None:
         """Queue ``line`` and return once it is written (the caller may then answer)."""
@@ -245,6 +242,14 @@ class PredictionLog:
         os.close(self._fd)  # closing drops the lock, after the rename
         self._fd = None
         self._path = None
+
+
+def hash_value(value: Any, salt: str) -> str | None:
+    """What a PII field's value becomes in the log: a salted blake2b digest."""
+    if value is None:
+        return None
+    digest = hashlib.blake2b(str(value).encode(), key=salt.encode()[:64], digest_size=8)
+    return "h:" + digest.hexdigest()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from modelyard.errors import InvalidInputError
+from modelyard.monitoring._batchlog import VARIANT as BATCH_VARIANT
 from modelyard.monitoring._predlog import read_predictions
 from modelyard.monitoring._svg import bars, lines
 from modelyard.monitoring._window import window_drift
@@ -61,14 +62,18 @@ def build_report(
 
 
 def _hourly(traffic: pd.DataFrame) -> dict[str, Any]:
-    """Predictions per hour, and p50/p99 latency per hour over requests (not rows)."""
+    """Predictions per hour (batch-scored ones too), and p50/p99 latency per hour over
+    served requests (not rows)."""
     traffic = traffic.assign(hour=traffic["ts"].dt.floor("h"))
-    requests = traffic.drop_duplicates("request_id")
+    served = traffic[traffic["variant"] != BATCH_VARIANT]
+    requests = served.drop_duplicates("request_id")
     volume, latency = [], []
     for hour, group in traffic.groupby("hour", sort=True):
         stamp = pd.Timestamp(str(hour)).isoformat()
         volume.append({"hour": stamp, "predictions": len(group)})
         ms = requests.loc[requests["hour"] == hour, "latency_ms"].astype(float)
+        if ms.empty:
+            continue
         latency.append(
             {
                 "hour": stamp,

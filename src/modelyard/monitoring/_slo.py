@@ -3,7 +3,8 @@
 Latency and errors come from the log, not from the server's Prometheus counters, so
 ``monitor check`` works from any machine that sees the workspace, with or without a
 Prometheus, and over any window. The latency is the one the log records: from routing
-to the answer, per request (a request of many rows counts once).
+to the answer, per request (a request of many rows counts once). Batch-scored rows
+(variant ``batch``) are not service traffic and are left out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelyard.monitoring._batchlog import VARIANT as BATCH_VARIANT
 from modelyard.monitoring._predlog import read_predictions
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ def slo_values(
     table = read_predictions(folder, model, errors=True)
     if table.num_rows:
         keep = pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until))
+        keep = pc.and_(keep, pc.not_equal(table["variant"], BATCH_VARIANT))
         if version is not None:
             keep = pc.and_(keep, pc.equal(table["version"], version))
         table = table.filter(keep)

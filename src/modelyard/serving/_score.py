@@ -8,6 +8,12 @@ row is scored; the lineage record (``OUTPUT.lineage.json``) follows it the same 
 
 Output columns: every input column unchanged (none with ``keep_input=False``), then the
 model's output columns. Row numbers in error messages count from 0 over the whole file.
+
+Every scored row also goes to the prediction log (``monitoring/_batchlog.py``), one
+Parquet part per chunk, written where the chunk's outputs are (in the Ray task on that
+executor). The job is one request id (``score-…``); its parts are staged and published
+just after the output is renamed into place, and deleted if scoring fails, so the log
+never holds rows the output lacks.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ from modelyard import __version__
 from modelyard.backends.artifacts import digest_file
 from modelyard.contracts import validate_frame
 from modelyard.errors import (
+    ConfigError,
     FieldError,
     InvalidInputError,
     ModelyardError,
     NotFoundError,
     SchemaValidationError,
 )
+from modelyard.monitoring import BatchLog
+from modelyard.workspace import STATE_DIR
 
 if TYPE_CHECKING:
     from modelyard.registry import LoadedModel, ModelRef, ModelVersion, Registry
@@ -66,6 +75,8 @@ class ScoreResult:
     output: Path
     lineage: Path
     seconds: float
+    # The request id of every logged row (join labels by it and ``row``); None: not logged.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class ScorePlan:
     read: tuple[str, ...] | None  # columns to read; None reads them all
     chunk_size: int
     keep_input: bool
+    log: BatchLog | None = None  # where scored chunks are logged; None logs nothing
 
 
 def score(
@@ -89,11 +101,17 @@ def score(
     ray_address: str | None = None,
     keep_input: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    log_predictions: bool = True,
+    predictions_dir: str | os.PathLike[str] | None = None,
 ) -> ScoreResult:
     """Score the Parquet file ``input_path`` with model ``ref`` into ``output_path``.
 
+    Every scored row is kept in the prediction log too, unless ``log_predictions`` is False.
+
     Args:
         progress: called as ``progress(rows_scored_so_far, total_rows)``.
+        predictions_dir: the prediction log's folder; default: the workspace's
+            ``.modelyard/predictions``, where ``modelyard serve`` logs.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -112,11 +130,15 @@ def score(
         from modelyard.serving._score_ray import require_ray
 
         require_ray()
+    log = None
+    if log_predictions:
+        log = BatchLog.new(_predictions_folder(registry, predictions_dir))
     plan = ScorePlan(
         input=source,
         read=None if keep_input else tuple(version.signature.inputs.names),
         chunk_size=chunk_size,
         keep_input=keep_input,
+        log=log,
     )
     done = 0
 
@@ -142,8 +164,12 @@ def score(
         # A stale record must never describe the new output, even after a crash here.
         lineage.unlink(missing_ok=True)
         os.replace(tmp, target)
+        if log is not None:
+            log.publish()  # only now: every logged row is in the output
     finally:
         tmp.unlink(missing_ok=True)
+        if log is not None:
+            log.discard()  # a failed job's staged parts
     record = {
         "model": version.name,
         "version": version.version,
@@ -159,6 +185,8 @@ def score(
         "chunk_size": chunk_size,
         "chunks": chunks,
         "executor": executor,
+        "request_id": None if log is None else log.request_id,
+        "predictions": None if log is None else str(log.folder),
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "modelyard_version": __version__,
@@ -174,6 +202,7 @@ def score(
         output=target,
         lineage=lineage,
         seconds=time.perf_counter() - clock,
+        request_id=None if log is None else log.request_id,
     )
 
 
@@ -192,12 +221,16 @@ def write_scored(
     try:
         with pq.ParquetFile(plan.input) as parquet:
             for first_row, chunk in read_chunks(parquet, plan, start, stop):
+                clock = time.perf_counter()
                 table = score_chunk(model, plan, chunk, first_row)
+                seconds = time.perf_counter() - clock
                 if writer is None:
                     writer = pq.ParquetWriter(dest, table.schema)
                 elif table.schema != writer.schema:
                     table = _conform(table, writer.schema, model)
                 writer.write_table(table)
+                if plan.log is not None:
+                    _log_chunk(plan.log, model, plan, chunk, table, first_row, seconds)
                 rows += chunk.num_rows
                 chunks += 1
                 if on_rows is not None:
@@ -271,6 +304,44 @@ def score_chunk(model: LoadedModel, plan: ScorePlan, chunk: pa.Table, first_row:
             predicted[name], type=_ARROW_TYPES.get(dtype or ""), from_pandas=True
         )
     return pa.table(columns)
+
+
+def _log_chunk(
+    log: BatchLog,
+    model: LoadedModel,
+    plan: ScorePlan,
+    chunk: pa.Table,
+    scored: pa.Table,
+    first_row: int,
+    seconds: float,
+) -> None:
+    """Stage one chunk's inputs (the signature's fields) and outputs in the log."""
+    schema = model.version.signature.inputs
+    # The output columns follow the input columns the output keeps (see score_chunk).
+    outputs = scored.column_names[chunk.num_columns :] if plan.keep_input else scored.column_names
+    log.write(
+        model=model.version.name,
+        version=model.version.version,
+        first_row=first_row,
+        inputs=chunk.select(schema.names),
+        outputs=scored.select(outputs),
+        latency_ms=round(seconds * 1000, 3),
+        pii_fields=frozenset(f.name for f in schema.fields if f.pii),
+    )
+
+
+def _predictions_folder(registry: Registry, given: str | os.PathLike[str] | None) -> Path:
+    if given is not None:
+        return Path(given)
+    # A workspace keeps its model cache in .modelyard/cache/models (Workspace.registry).
+    state = registry.cache_dir.parent.parent
+    if state.name != STATE_DIR:
+        raise ConfigError(
+            f"cannot tell where the prediction log of this registry is (its model cache "
+            f"'{registry.cache_dir}' is not in a workspace's .modelyard folder); pass "
+            "predictions_dir=ws.state_dir / 'predictions', or log_predictions=False"
+        )
+    return state / "predictions"
 
 
 def _conform(table: pa.Table, schema: pa.Schema, model: LoadedModel) -> pa.Table:

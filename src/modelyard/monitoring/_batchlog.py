@@ -1,0 +1,219 @@
+"""Batch-scored predictions in the prediction log, written straight as Parquet.
+
+``modelyard score`` may score millions of rows. Sending them through the served log's
+JSON segments (``_predlog.py``) would cost a Python dict and a JSON line per row, and
+then the same again to compact them. So each scored chunk becomes one Parquet file in
+the compacted layout (``model=M/date=D/part-*.parquet``), built column by column with
+pyarrow, with the columns and types that ``compact`` writes; ``read_predictions``
+therefore reads served and batch-scored rows as one table. A file appears by rename,
+whole or not at all.
+
+One scoring job is one request: every row carries the job's request id (``score-…``),
+its row number in the whole input file, and the variant ``batch``, so labels join by
+(request id, row) as they do for served traffic. Latency is the chunk's scoring time.
+
+A job logs into its own staging folder (``BatchLog.staging``, inside the log folder,
+where no reader looks) and ``BatchLog.publish`` moves the parts into the log only after
+the output file is in place; a failed job's parts are discarded. The log thus never
+holds rows that the output lacks.
+
+PII: fields tagged ``pii=True`` are dropped, or hashed with the served log's salted
+blake2b, so hashes of served and batch rows match. Hashing is the one step done value by
+value, once per distinct value of the chunk (a keyed blake2b has no Arrow kernel).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modelyard.errors import InvalidInputError
+from modelyard.monitoring._predlog import hash_value
+
+VARIANT = "batch"
+STAGING = ".staging"  # under the log folder; read_predictions reads model=*/ and segments/
+
+Columns: TypeAlias = pa.Table | Mapping[str, Any]
+
+
+def log_batch(
+    folder: Path,
+    *,
+    model: str,
+    version: int,
+    request_id: str,
+    first_row: int,
+    inputs: Columns,
+    outputs: Columns,
+    latency_ms: float,
+    pii_fields: Collection[str] = frozenset(),
+    pii: Literal["hash", "drop"] = "hash",
+    salt: str = "modelyard",
+    ts: datetime | None = None,
+) -> Path | None:
+    """Write one chunk of predictions as a Parquet part under ``folder``; return its path.
+
+    Args:
+        first_row: the chunk's first row in the whole input; rows are numbered from it.
+        ts: when the chunk was scored (default: now); it picks the ``date=`` partition.
+    """
+    ins, outs = _table(inputs), _table(outputs)
+    rows = ins.num_rows if ins.num_columns else outs.num_rows
+    if ins.num_columns and outs.num_columns and outs.num_rows != rows:
+        raise InvalidInputError(
+            f"{rows} input rows but {outs.num_rows} output rows for model '{model}'; "
+            "pass the outputs of exactly these inputs"
+        )
+    if rows == 0:
+        return None
+    when = (ts or datetime.now(UTC)).astimezone(UTC)
+    columns: dict[str, Any] = {
+        "request_id": pa.repeat(pa.scalar(request_id, pa.string()), rows),
+        "row": pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)),
+        "ts": pa.repeat(pa.scalar(when, pa.timestamp("us", tz="UTC")), rows),
+        "model": pa.repeat(pa.scalar(model, pa.string()), rows),
+        "version": pa.repeat(pa.scalar(version, pa.int64()), rows),
+        "variant": pa.repeat(pa.scalar(VARIANT, pa.string()), rows),
+        "latency_ms": pa.repeat(pa.scalar(float(latency_ms), pa.float64()), rows),
+        "status": pa.repeat(pa.scalar(200, pa.int64()), rows),  # answered, as served rows
+    }
+    for name, column in zip(ins.column_names, ins.columns, strict=True):
+        if name in pii_fields:
+            if pii == "drop":
+                continue
+            columns[f"input.{name}"] = _hashed(column, salt)
+        else:
+            columns[f"input.{name}"] = _plain(column)
+    for name, column in zip(outs.column_names, outs.columns, strict=True):
+        columns[f"output.{name}"] = _plain(column)
+    target = folder / f"model={model}" / f"date={when.date().isoformat()}"
+    target.mkdir(parents=True, exist_ok=True)
+    final = target / f"part-{uuid.uuid4().hex}.parquet"
+    tmp = final.with_suffix(".tmp")
+    try:
+        pq.write_table(pa.table(columns), tmp)
+        tmp.rename(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+@dataclass(frozen=True)
+class BatchLog:
+    """One scoring job's log: parts are staged, then published whole or discarded.
+
+    Picklable, so Ray tasks write their chunks' parts themselves; the staging folder
+    must then lie on a file system that every node shares, as the input does.
+    """
+
+    folder: Path
+    request_id: str
+    pii: Literal["hash", "drop"] = "hash"
+    salt: str = "modelyard"
+
+    @classmethod
+    def new(
+        cls, folder: Path, *, pii: Literal["hash", "drop"] = "hash", salt: str = "modelyard"
+    ) -> BatchLog:
+        """A log for a new job, with a fresh request id ``score-<32 hex digits>``."""
+        return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, salt)
+
+    @property
+    def staging(self) -> Path:
+        return self.folder / STAGING / self.request_id
+
+    def write(
+        self,
+        *,
+        model: str,
+        version: int,
+        first_row: int,
+        inputs: Columns,
+        outputs: Columns,
+        latency_ms: float,
+        pii_fields: Collection[str] = frozenset(),
+    ) -> Path | None:
+        """Stage one chunk (see ``log_batch``)."""
+        return log_batch(
+            self.staging,
+            model=model,
+            version=version,
+            request_id=self.request_id,
+            first_row=first_row,
+            inputs=inputs,
+            outputs=outputs,
+            latency_ms=latency_ms,
+            pii_fields=pii_fields,
+            pii=self.pii,
+            salt=self.salt,
+        )
+
+    def publish(self) -> int:
+        """Move the staged parts into the log; return how many parts were moved."""
+        moved = 0
+        for part in sorted(self.staging.glob("model=*/date=*/*.parquet")):
+            target = self.folder / part.parent.parent.name / part.parent.name
+            target.mkdir(parents=True, exist_ok=True)
+            part.rename(target / part.name)  # one file system: staging is inside the log
+            moved += 1
+        self.discard()
+        return moved
+
+    def discard(self) -> None:
+        """Remove whatever is still staged (all of it, after a failed job)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+        try:
+            self.staging.parent.rmdir()  # only when no other job stages beside this one
+        except OSError:
+            pass
+
+
+def _table(columns: Columns) -> pa.Table:
+    return columns if isinstance(columns, pa.Table) else pa.table(dict(columns))
+
+
+def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column with the type ``compact`` infers for it from the served log's JSON."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    if pa.types.is_integer(kind):
+        return column.cast(pa.int64())
+    if pa.types.is_floating(kind):
+        return column.cast(pa.float64())
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return column.cast(pa.string())
+    if pa.types.is_timestamp(kind):
+        return _iso(column)
+    return column
+
+
+def _iso(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps as the served log keeps them: ISO 8601 text as orjson writes it."""
+    zone = column.type.tz
+    column = column.cast(pa.timestamp("us", tz=zone))
+    text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S" + ("%z" if zone else ""))
+    # strftime gives "…:05.000000+0100"; orjson "…:05+01:00" (no fraction when it is zero).
+    text = pc.replace_substring_regex(text, pattern=r"\.000000([+-]|$)", replacement=r"\1")
+    return pc.replace_substring_regex(text, pattern=r"([+-]\d\d)(\d\d)$", replacement=r"\1:\2")
+
+
+def _hashed(column: pa.ChunkedArray, salt: str) -> pa.ChunkedArray:
+    """``hash_value`` of every value (as served rows get), once per distinct value."""
+    combined = column.combine_chunks()
+    encoded = combined if pa.types.is_dictionary(combined.type) else combined.dictionary_encode()
+    digests = pa.array(
+        [hash_value(v, salt) for v in encoded.dictionary.to_pylist()], type=pa.string()
+    )
+    return pa.chunked_array([digests.take(encoded.indices)])
