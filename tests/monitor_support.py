@@ -6,6 +6,9 @@ from typing import Any
 
 import anyio
 import httpx
+import pandas as pd
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import Ridge
 
 import modelyard
 from modelyard.monitoring import PredictionLog
@@ -33,3 +36,16 @@ def exchange(
         return out
 
     return anyio.run(go)
+
+
+def train_diabetes(ws: modelyard.Workspace) -> pd.DataFrame:
+    """Ridge on the diabetes data as diabetes@production, with its training rows as the
+    reference profile; returns those rows."""
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    with ws.start_run("train") as run:
+        logged = ws.registry.log_model(
+            run, Ridge().fit(x, y), input_example=x.head(20), reference_data=x
+        )
+    version = ws.registry.register("diabetes", logged)
+    ws.registry.set_alias("diabetes", "production", version.version)
+    return x

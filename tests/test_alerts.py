@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Ridge
 
 import modelyard
 from cli_support import run_cli
 from modelyard.errors import ConfigError
 from modelyard.monitoring._check import Checker, alert_history
-from monitor_support import exchange
+from monitor_support import exchange, train_diabetes
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -59,14 +58,7 @@ def _url(server: HTTPServer) -> str:
 @pytest.fixture
 def diabetes(workspace: modelyard.Workspace) -> tuple[modelyard.Workspace, pd.DataFrame]:
     """A Ridge on the diabetes data in production, its training rows as the reference."""
-    x, y = load_diabetes(return_X_y=True, as_frame=True)
-    with workspace.start_run("train") as run:
-        logged = workspace.registry.log_model(
-            run, Ridge().fit(x, y), input_example=x.head(20), reference_data=x
-        )
-    version = workspace.registry.register("diabetes", logged)
-    workspace.registry.set_alias("diabetes", "production", version.version)
-    return workspace, x
+    return workspace, train_diabetes(workspace)
 
 
 @pytest.fixture

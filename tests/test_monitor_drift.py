@@ -18,20 +18,13 @@ import modelyard
 from cli_support import run_cli
 from modelyard.monitoring import PredictionLog
 from modelyard.serving import create_app
+from monitor_support import train_diabetes
 
 
 @pytest.fixture
 def trained(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace, pd.DataFrame]:
     """Ridge on the diabetes data, logged with its training rows as the reference."""
-    x, y = load_diabetes(return_X_y=True, as_frame=True)
-    ws = sqlite_workspace
-    with ws.start_run("train") as run:
-        logged = ws.registry.log_model(
-            run, Ridge().fit(x, y), input_example=x.head(20), reference_data=x
-        )
-    v = ws.registry.register("diabetes", logged)
-    ws.registry.set_alias("diabetes", "production", v.version)
-    return ws, x
+    return sqlite_workspace, train_diabetes(sqlite_workspace)
 
 
 def serve_rows(ws: modelyard.Workspace, rows: list[dict[str, Any]]) -> None:

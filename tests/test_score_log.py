@@ -19,31 +19,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_diabetes
-from sklearn.linear_model import Ridge
 
 import modelyard
 from cli_support import run_cli
 from modelyard.contracts import Field, Schema
 from modelyard.errors import ConfigError, SchemaValidationError
-from modelyard.monitoring import PredictionLog, compact, read_predictions
-from modelyard.monitoring import BatchLog, log_batch
+from modelyard.monitoring import BatchLog, PredictionLog, compact, log_batch, read_predictions
 from modelyard.registry import Registry, Signature
 from modelyard.serving import create_app, score
+from monitor_support import train_diabetes
 
 REF = "diabetes@production"
 LOGGED_AS = re.compile(r", logged as request (score-[0-9a-f]{32}): ")
-
-
-def train_diabetes(ws: modelyard.Workspace) -> pd.DataFrame:
-    """Ridge on the diabetes data as diabetes@production, with a reference profile."""
-    x, y = load_diabetes(return_X_y=True, as_frame=True)
-    with ws.start_run("train") as run:
-        logged = ws.registry.log_model(
-            run, Ridge().fit(x, y), input_example=x.head(20), reference_data=x
-        )
-    version = ws.registry.register("diabetes", logged)
-    ws.registry.set_alias("diabetes", "production", version.version)
-    return x
 
 
 def write_input(frame: pd.DataFrame, path: Path) -> Path:
