@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import assert_type
+from typing import Any, assert_type
 
 import pandas as pd
 from fastapi import FastAPI
@@ -11,6 +11,7 @@ from fastapi import FastAPI
 import modelyard
 from modelyard.config import Config, load_config
 from modelyard.contracts import Schema
+from modelyard.monitoring import Alerting, Checker, RuleResult, metric_history, slo_values
 from modelyard.registry import LoadedModel, LoggedModel, ModelVersion, RegisteredModel
 from modelyard.serving import ScoreResult, ServeOptions, create_app, score
 from modelyard.tracking import MetricPoint, Run, RunInfo
@@ -44,3 +45,12 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
     options = ServeOptions(ref="m@production", max_batch_size=8, cache="local")
     assert_type(create_app(ws.registry, [options, "n@staging"]), FastAPI)
     assert_type(score(ws.registry, "m@production", "in.parquet", "out.parquet"), ScoreResult)
+    scored = score(ws.registry, "m@production", "in.parquet", "o.parquet", log_predictions=False)
+    assert_type(scored.request_id, str | None)
+    assert_type(ws.alerting, Alerting)
+    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    assert_type(checker.run(ws.alerting), list[RuleResult])
+    assert_type(
+        slo_values(ws.state_dir, "m", datetime.now(), datetime.now()), dict[str, float | None]
+    )
+    assert_type(metric_history(ws.metadata, "m", metric="drift.*"), list[dict[str, Any]])
