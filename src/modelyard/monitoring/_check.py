@@ -11,6 +11,11 @@ silent however often it is checked. A state change is written with a compare-and
 UPDATE (``WHERE state = old``), so two checks running at once notify once. A sink
 that fails is recorded in the event and does not stop the other sinks or rules. Every
 value computed on the way (drift per column, quality, SLOs) is kept as a time series.
+
+The change is committed before the notification is sent, so notices are at most once:
+a check killed between the two loses that notice, while the rule's state (and
+``monitor alerts``) still shows it firing. Sending first would page twice instead
+whenever two checks raced, which the compare-and-set exists to prevent.
 """
 
 from __future__ import annotations
