@@ -97,6 +97,17 @@ def test_quickstart_records_the_run_and_registers_production(
     assert code == 0 and "1 run(s)" in out and "finished" in out
 
 
+def test_the_quickstart_model_can_be_monitored_for_drift(quickstarted: Path) -> None:
+    import modelyard
+
+    ws = modelyard.Workspace(quickstarted)
+    try:
+        reference = ws.registry.reference_profile("breast_cancer@production")
+        assert reference is not None and "mean radius" in reference.columns
+    finally:
+        ws.close()
+
+
 def test_runs_show_and_compare(quickstarted: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "quickstart", str(quickstarted), "--no-serve")
     assert code == 0, err

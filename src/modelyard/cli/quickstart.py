@@ -68,7 +68,11 @@ def train_and_register(ws: Workspace, progress: Progress | None = None) -> dict[
                 "roc_auc": roc_auc_score(y_test == "malignant", proba),
             }
         )
-        logged = ws.registry.log_model(run, model, input_example=x_train.head(20))
+        # The training rows become the version's reference profile, so that
+        # `modelyard monitor drift` works on the quickstart's traffic.
+        logged = ws.registry.log_model(
+            run, model, input_example=x_train.head(20), reference_data=x_train
+        )
     done(task)
 
     task = step(f"registering {MODEL_NAME} and setting alias 'production'")
