@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,31 @@ def test_schema_pii_tag_reaches_the_server_log(
     assert anyio.run(go) == 200
     row = read_predictions(folder, "pay").to_pylist()[0]
     assert row["input.email"].startswith("h:") and row["output.prediction"] == 4.0
+
+
+def test_reading_since_a_time_skips_older_days_and_keeps_uncompacted_records(
+    tmp_path: Path,
+) -> None:
+    import orjson
+
+    from modelyard._time import now_us
+
+    segments = tmp_path / "segments"
+    segments.mkdir()
+    week_ago = now_us() - 7 * 86_400_000_000
+    old = {"request_id": "old", "row": 0, "ts": week_ago, "model": "m", "version": 1}
+    new = {**old, "request_id": "new", "ts": now_us()}
+    lines = [
+        {**r, "variant": "production", "latency_ms": 1.0, "inputs": {"x": 1.0}, "outputs": {}}
+        for r in (old, new)
+    ]
+    (segments / "seg-1-1.done").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
+    assert compact(tmp_path) == 2
+    pending = {**lines[1], "request_id": "pending"}
+    (segments / "seg-2-2.open").write_bytes(orjson.dumps(pending) + b"\n")
+
+    everything = read_predictions(tmp_path, "m")
+    recent = read_predictions(tmp_path, "m", since=datetime.now(UTC) - timedelta(days=1))
+
+    assert sorted(everything["request_id"].to_pylist()) == ["new", "old", "pending"]
+    assert sorted(recent["request_id"].to_pylist()) == ["new", "pending"]

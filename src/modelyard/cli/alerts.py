@@ -132,17 +132,10 @@ def slo_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Requests, volume, error rates and latency percentiles of logged traffic."""
-    from modelyard.monitoring import SLO_METRICS, parse_window, slo_values
-    from modelyard.registry import ModelRef
+    from modelyard.monitoring import SLO_METRICS, parse_window, resolve_model, slo_values
 
     ws = open_workspace(workspace)
-    parsed = ModelRef.parse(ref)
-    if parsed.alias is None and parsed.version is None:
-        ws.registry.versions(parsed.name)
-        name, version = parsed.name, None
-    else:
-        found = ws.registry.get(ref)
-        name, version = found.name, found.version
+    name, version = resolve_model(ws.registry, ref)
     now = datetime.now(UTC)
     folder = ws.state_dir / "predictions"
     values = slo_values(folder, name, now - parse_window(window), now, version=version)

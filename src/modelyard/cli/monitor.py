@@ -93,13 +93,11 @@ def quality_command(
 
     import pandas as pd
 
-    from modelyard.monitoring import parse_window
+    from modelyard.monitoring import parse_window, resolve_model
     from modelyard.monitoring._quality import joined, quality
-    from modelyard.registry import ModelRef
 
     ws = open_workspace(workspace)
-    parsed = ModelRef.parse(ref)
-    version = None if parsed.alias is None and parsed.version is None else ws.registry.get(ref)
+    name, version = resolve_model(ws.registry, ref)
     given = None
     if labels is not None:
         if not labels.exists():
@@ -107,17 +105,13 @@ def quality_command(
         given = pd.read_parquet(labels)
         if not {"request_id", "label"} <= set(given.columns):
             raise InvalidInputError(f"{labels} needs the columns request_id and label")
-    frame = joined(ws.state_dir / "predictions", parsed.name, given)
-    if not frame.empty:
-        since = pd.Timestamp(datetime.now(UTC) - parse_window(window))
-        frame = frame[frame["ts"] >= since]
-        if version is not None:
-            frame = frame[frame["version"] == version.version]
+    since = datetime.now(UTC) - parse_window(window)
+    frame = joined(ws.state_dir / "predictions", name, given, since=since, version=version)
     rows = quality(frame)
     if as_json:
-        print(json.dumps({"model": parsed.name, "window": window, "groups": rows}))
+        print(json.dumps({"model": name, "window": window, "groups": rows}))
         return
-    table = Table(title=f"quality of {parsed.name}, last {window}")
+    table = Table(title=f"quality of {name}, last {window}")
     names = sorted({k for r in rows for k in r} - {"version", "variant"})
     for name in ("version", "variant", *names):
         table.add_column(name)

@@ -28,7 +28,7 @@ from modelyard.monitoring._sinks import (
     register_sink,
 )
 from modelyard.monitoring._slo import SLO_METRICS, feature_freshness, slo_values
-from modelyard.monitoring._window import parse_window, window_drift
+from modelyard.monitoring._window import parse_window, resolve_model, window_drift
 
 __all__ = [
     "Alert",
@@ -67,6 +67,7 @@ __all__ = [
     "read_predictions",
     "record_metrics",
     "register_sink",
+    "resolve_model",
     "slo_values",
     "window_drift",
 ]

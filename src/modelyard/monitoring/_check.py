@@ -26,18 +26,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import InvalidInputError, ModelyardError
-from modelyard.monitoring._quality import joined, scores
+from modelyard.monitoring._drift import drift
+from modelyard.monitoring._quality import joined, quality, scores
 from modelyard.monitoring._rules import Alerting, AlertRule
 from modelyard.monitoring._series import drift_values, record_metrics
 from modelyard.monitoring._sinks import Alert
 from modelyard.monitoring._slo import feature_freshness, slo_values
-from modelyard.monitoring._window import window_drift
+from modelyard.monitoring._window import resolve_model, window_inputs
 
 if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
@@ -106,39 +106,30 @@ class Checker:
 
     def _drift(self, rule: AlertRule) -> dict[str, float | None]:
         assert rule.model is not None
-        try:
-            version, report = window_drift(
-                self.registry,
-                rule.model,
-                self.folder,
-                rule.span,
-                now=self.now,
-                thresholds=rule.thresholds or None,
-            )
-        except InvalidInputError:
+        version, reference, current = window_inputs(
+            self.registry, rule.model, self.folder, rule.span, self.now
+        )
+        if current.empty:
             return {}  # no traffic in the window: no data
+        report = drift(reference, current, thresholds=rule.thresholds or None)
         values = drift_values(report)
         self._record(version.name, values, rule, version=version.version)
         return dict(values)
 
     def _quality(self, rule: AlertRule) -> dict[str, float | None]:
         assert rule.model is not None
-        name, version = self._resolve(rule.model)
-        frame = joined(self.folder, name)
-        if not frame.empty:
-            frame = frame[frame["ts"] >= pd.Timestamp(self.now - rule.span)]
-            if version is not None:
-                frame = frame[frame["version"] == version]
+        name, version = resolve_model(self.registry, rule.model)
+        frame = joined(self.folder, name, since=self.now - rule.span, version=version)
         if frame.empty:
             return {}
-        for (v, variant), group in frame.groupby(["version", "variant"], sort=True):
-            found = _prefixed(scores(group))
-            self._record(name, found, rule, version=int(str(v)), variant=str(variant))
+        for row in quality(frame):
+            found = _prefixed({k: v for k, v in row.items() if k not in ("version", "variant")})
+            self._record(name, found, rule, version=row["version"], variant=row["variant"])
         return _prefixed(scores(frame))
 
     def _slo(self, rule: AlertRule) -> dict[str, float | None]:
         assert rule.model is not None
-        name, version = self._resolve(rule.model)
+        name, version = resolve_model(self.registry, rule.model)
         values = slo_values(self.folder, name, self.now - rule.span, self.now, version=version)
         scored = {f"slo.{k}": v for k, v in values.items()}
         self._record(name, scored, rule, version=version)
@@ -161,14 +152,6 @@ class Checker:
         subject = rule.model.split("@")[0].split("/")[0] if rule.model else f"view:{view}"
         self._record(subject, {"slo.feature_freshness_s": age}, rule)
         return age
-
-    def _resolve(self, ref: str) -> tuple[str, int | None]:
-        """(model name, version or None for every version) of NAME, NAME@ALIAS, NAME/V."""
-        if "@" in ref or "/" in ref:
-            found = self.registry.get(ref)
-            return found.name, found.version
-        self.registry.versions(ref)  # a NotFoundError naming the models, for a typo
-        return ref, None
 
     def _record(
         self,

@@ -326,14 +326,25 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(flat)
 
 
-def read_predictions(folder: Path, model: str | None = None, *, errors: bool = False) -> pa.Table:
+def read_predictions(
+    folder: Path,
+    model: str | None = None,
+    *,
+    errors: bool = False,
+    since: datetime | None = None,
+) -> pa.Table:
     """Every logged prediction (compacted and not yet compacted), one row per input row.
 
     With ``errors=True`` failed requests are included too (``status`` other than 200).
+    ``since`` skips the day partitions that end before it (rows are not filtered by time:
+    callers cut their window exactly).
     """
     parts = []
     pattern = f"model={model}/date=*/*.parquet" if model else "model=*/date=*/*.parquet"
+    first_day = None if since is None else since.astimezone(UTC).date().isoformat()
     for path in sorted(folder.glob(pattern)):
+        if first_day is not None and path.parent.name.removeprefix("date=") < first_day:
+            continue
         parts.append(pq.read_table(path, partitioning=None))
     pending: list[dict[str, Any]] = []
     for path in sorted((folder / "segments").glob("seg-*")):

@@ -8,6 +8,7 @@ and variant. scikit-learn computes the metrics.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from modelyard.errors import InvalidInputError
 from modelyard.monitoring._predlog import read_predictions, read_segment
@@ -34,9 +36,21 @@ def read_labels(folder: Path, model: str | None = None) -> pd.DataFrame:
     return frame.sort_values("ts").drop_duplicates(["request_id", "row"], keep="last")
 
 
-def joined(folder: Path, model: str, labels: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Logged predictions of ``model`` that have a label, with the label as a column."""
-    table: pa.Table = read_predictions(folder, model)
+def joined(
+    folder: Path,
+    model: str,
+    labels: pd.DataFrame | None = None,
+    *,
+    since: datetime | None = None,
+    version: int | None = None,
+) -> pd.DataFrame:
+    """Logged predictions of ``model`` that have a label, with the label as a column;
+    only those made at or after ``since``, and by ``version``, when given."""
+    table: pa.Table = read_predictions(folder, model, since=since)
+    if since is not None and table.num_rows:
+        table = table.filter(pc.greater_equal(table["ts"], since))
+    if version is not None and table.num_rows:
+        table = table.filter(pc.equal(table["version"], version))
     if table.num_rows == 0:
         return pd.DataFrame()
     predictions = table.to_pandas()

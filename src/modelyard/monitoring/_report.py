@@ -43,7 +43,7 @@ def build_report(
     until = now or datetime.now(UTC)
     since = until - window
     version, report = window_drift(registry, ref, folder, window, now=until)
-    table = read_predictions(folder, version.name)
+    table = read_predictions(folder, version.name, since=since)
     keep = pc.and_(
         pc.equal(table["version"], version.version),
         pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until)),

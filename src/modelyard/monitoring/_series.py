@@ -112,4 +112,7 @@ def latest_metrics(store: MetadataStore, subjects: list[str]) -> list[dict[str, 
     )
     query = select(table).join(newest, and_(table.c.id == newest.c.id))
     with store.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+    for row in rows:
+        row["at"] = _time.to_datetime(row["at"])
+    return rows

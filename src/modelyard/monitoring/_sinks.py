@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -70,8 +71,9 @@ class Sink(BaseModel):
     # The workspace folder, for sinks with relative paths; set by the loader, not the user.
     root: Path = Field(default=Path("."), exclude=True)
 
+    @abstractmethod
     def send(self, alert: Alert) -> None:
-        raise NotImplementedError
+        """Deliver ``alert``; raise on failure (the check records it and goes on)."""
 
 
 SINK_TYPES: dict[str, type[Sink]] = {}

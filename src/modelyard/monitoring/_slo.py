@@ -38,7 +38,7 @@ def slo_values(
     folder: Path, model: str, since: datetime, until: datetime, *, version: int | None = None
 ) -> dict[str, float | None]:
     """Request count, volume, error rates and latency percentiles of ``model``'s traffic."""
-    table = read_predictions(folder, model, errors=True)
+    table = read_predictions(folder, model, errors=True, since=since)
     if table.num_rows:
         keep = pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until))
         keep = pc.and_(keep, pc.not_equal(table["variant"], BATCH_VARIANT))

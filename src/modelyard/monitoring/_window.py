@@ -36,7 +36,7 @@ def logged_inputs(
     folder: Path, model: str, version: int, since: datetime, until: datetime
 ) -> pd.DataFrame:
     """The inputs a model version answered between ``since`` and ``until``, one row each."""
-    table = read_predictions(folder, model)
+    table = read_predictions(folder, model, since=since)
     if table.num_rows:
         keep = pc.and_(
             pc.equal(table["version"], version),
@@ -60,6 +60,27 @@ def reference_of(registry: Registry, ref: str) -> tuple[Any, Profile]:
     return version, reference
 
 
+def resolve_model(registry: Registry, ref: str) -> tuple[str, int | None]:
+    """(model name, version) of NAME@ALIAS or NAME/VERSION; (NAME, None) for every version
+    of NAME, after checking the model exists (a typo gets the registry's one-line error)."""
+    if "@" in ref or "/" in ref:
+        found = registry.get(ref)
+        return found.name, found.version
+    registry.versions(ref)
+    return ref, None
+
+
+def window_inputs(
+    registry: Registry, ref: str, folder: Path, window: timedelta, now: datetime
+) -> tuple[Any, Profile, pd.DataFrame]:
+    """(version, its reference profile, the inputs it answered in the window, which may be
+    empty), with the columns of the reference that the log has."""
+    version, reference = reference_of(registry, ref)
+    current = logged_inputs(folder, version.name, version.version, now - window, now)
+    columns = [c for c in reference.columns if c in current.columns]
+    return version, reference, current[columns]
+
+
 def window_drift(
     registry: Registry,
     ref: str,
@@ -70,13 +91,12 @@ def window_drift(
     thresholds: dict[str, dict[str, float]] | None = None,
 ) -> tuple[Any, DriftReport]:
     """(the model version, drift of its logged inputs over the last ``window``)."""
-    version, reference = reference_of(registry, ref)
-    until = now or datetime.now(UTC)
-    current = logged_inputs(folder, version.name, version.version, until - window, until)
+    version, reference, current = window_inputs(
+        registry, ref, folder, window, now or datetime.now(UTC)
+    )
     if current.empty:
         raise InvalidInputError(
             f"no predictions of {version.ref} in the last {window}; serve some traffic, "
             "widen --window, or compare a file with --current"
         )
-    columns = [c for c in reference.columns if c in current.columns]
-    return version, drift(reference, current[columns], thresholds=thresholds)
+    return version, drift(reference, current, thresholds=thresholds)

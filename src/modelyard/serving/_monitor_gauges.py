@@ -32,7 +32,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -157,12 +156,12 @@ def gauges(
     seen: set[tuple[str, ...]] = set()
     # Newest first, so that two rows mapping to one series (variant None and "") keep the
     # newer one: Prometheus rejects a scrape that repeats a series.
-    ordered = sorted(rows, key=lambda r: (_seconds(r["at"]), r.get("id") or 0), reverse=True)
+    ordered = sorted(rows, key=lambda r: (r["at"], r.get("id") or 0), reverse=True)
     for row in ordered:
         model, version = str(row["subject"]), row["version"]
         if model not in served or (version is not None and version not in served[model]):
             continue
-        last[model] = max(last.get(model, 0.0), _seconds(row["at"]))
+        last[model] = max(last.get(model, 0.0), row["at"].timestamp())
         parsed = _parse(str(row["metric"]))
         if parsed is None or row["value"] is None:
             continue
@@ -196,8 +195,3 @@ def _parse(metric: str) -> tuple[str, list[str]] | None:
     if stat == "detected":
         return "drift_detected", [column]
     return "drift_score", [column, stat]
-
-
-def _seconds(at: Any) -> float:
-    """A stored time (microseconds since the epoch, or a datetime) in seconds."""
-    return at.timestamp() if isinstance(at, datetime) else int(at) / 1_000_000
