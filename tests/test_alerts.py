@@ -220,11 +220,20 @@ model = "diabetes@production"
 metric = "drift.psi.height"
 condition = ">= 0.2"
 window = "1d"
+
+[[alerts.rules]]
+name = "bad-override"
+model = "diabetes@production"
+metric = "drift.share"
+condition = "> 0"
+window = "1d"
+thresholds = { height = { psi = 0.1 } }
 """,
     )
     serve(ws, shifted(x))
     checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
-    age, height = checker.run(ws.alerting)
+    age, height, override = checker.run(ws.alerting)
+    assert override.error is not None and "height" in override.error
     assert age.state == "ok" and age.value is not None and age.value < 0.2 and age.error is None
     # A rule that cannot be evaluated says why and leaves the others working.
     assert height.error is not None and "no input column 'height'" in height.error
