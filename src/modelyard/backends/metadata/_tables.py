@@ -215,3 +215,65 @@ alert_events = Table(
     Column("deliveries", JSON, nullable=False),
     Column("at", BigInteger, nullable=False),
 )
+
+# One row per (job, logical date): inserting it claims the slot, so two schedulers on one
+# store never run it twice. ``lease_until`` lets a live owner keep it and a crashed
+# owner's slot be taken over; ``state`` is "running", "success" or "failed".
+job_slots = Table(
+    "job_slots",
+    metadata,
+    Column("job", String(250), primary_key=True),
+    Column("logical_date", BigInteger, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("owner", String(100), nullable=False),
+    Column("lease_until", BigInteger, nullable=False),
+    Column("run_id", String(32)),
+    Column("sla_alerted", Integer, nullable=False, default=0),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Every run of a job: its attempts, times, outcome and captured log.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("job", String(250), nullable=False),
+    Column("logical_date", BigInteger, nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger),
+    Column("error", Text),
+    Column("log", Text, nullable=False),
+    Index("ix_job_runs_job_date", "job", "logical_date"),
+)
+
+# Who moved which model where, and on what evidence: gate checks, promotions,
+# rollbacks and canary steps.
+release_records = Table(
+    "release_records",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("model", String(250), nullable=False, index=True),
+    Column("action", String(30), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("alias", String(100)),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("passed", Integer),
+    Column("reason", Text),
+    Column("details", JSON, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)
+
+# The live traffic split of a served model, set by a canary rollout and followed by
+# every server replica: ``percent`` of requests go to ``name@candidate``.
+model_traffic = Table(
+    "model_traffic",
+    metadata,
+    Column("name", String(250), primary_key=True),
+    Column("candidate", String(100), nullable=False),
+    Column("percent", Float, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
