@@ -17,6 +17,8 @@ PACKAGES = [
     "modelyard.backends.artifacts",
     "modelyard.backends.online",
     "modelyard.monitoring",
+    "modelyard.release",
+    "modelyard.jobs",
 ]
 
 

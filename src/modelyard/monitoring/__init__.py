@@ -2,6 +2,7 @@
 
 from modelyard.monitoring._batchlog import BatchLog, log_batch
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
+from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
 from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
 from modelyard.monitoring._profile import (
@@ -54,6 +55,7 @@ __all__ = [
     "alert_states",
     "build_report",
     "compact",
+    "deliver",
     "drift",
     "drift_values",
     "feature_freshness",

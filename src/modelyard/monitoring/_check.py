@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import drift
 from modelyard.monitoring._quality import joined, quality, scores
 from modelyard.monitoring._rules import Alerting, AlertRule
@@ -257,30 +258,8 @@ class Checker:
             at=self.now,
             description=rule.description,
         )
-        for name in rule.sinks:
-            try:
-                alerting.sinks[name].send(alert)
-                result.deliveries[name] = "sent"
-            except Exception as exc:  # a sink's failure is recorded, never fatal
-                result.deliveries[name] = f"failed: {exc}"
+        result.deliveries = deliver(self.store, alerting, alert, rule.sinks)
         result.notified = state
-        with self.store.write() as conn:
-            conn.execute(
-                insert(t.alert_events),
-                [
-                    {
-                        "rule": rule.name,
-                        "state": state,
-                        "severity": rule.severity,
-                        "subject": rule.subject,
-                        "metric": rule.metric,
-                        "value": result.value,
-                        "message": alert.message,
-                        "deliveries": result.deliveries,
-                        "at": int(self.now.timestamp() * 1_000_000),
-                    }
-                ],
-            )
 
 
 def _prefixed(quality: dict[str, Any]) -> dict[str, float | None]:

@@ -1,0 +1,110 @@
+"""The release record: every gate check, promotion, rollback and canary step, kept.
+
+Who moved which model where, when, and on what evidence is the first question after an
+incident; each release action appends one row and nothing rewrites it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from modelyard import _time
+from modelyard.backends.metadata import MetadataStore
+from modelyard.backends.metadata import tables as t
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    """One release action as recorded."""
+
+    id: int
+    model: str
+    action: str
+    actor: str
+    at: datetime
+    alias: str | None
+    from_version: int | None
+    to_version: int | None
+    passed: bool | None
+    reason: str | None
+    details: Mapping[str, Any]
+
+
+def current_actor(environ: Mapping[str, str] | None = None) -> str:
+    """Who acts: ``MODELYARD_ACTOR`` (a CI job names itself) or the login name."""
+    env = os.environ if environ is None else environ
+    if env.get("MODELYARD_ACTOR"):
+        return env["MODELYARD_ACTOR"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return f"uid:{os.getuid()}"
+
+
+def record(
+    store: MetadataStore,
+    *,
+    model: str,
+    action: str,
+    actor: str,
+    alias: str | None = None,
+    from_version: int | None = None,
+    to_version: int | None = None,
+    passed: bool | None = None,
+    reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one release action to the record."""
+    with store.write() as conn:
+        conn.execute(
+            insert(t.release_records),
+            [
+                {
+                    "model": model,
+                    "action": action,
+                    "actor": actor,
+                    "alias": alias,
+                    "from_version": from_version,
+                    "to_version": to_version,
+                    "passed": None if passed is None else int(passed),
+                    "reason": reason,
+                    "details": dict(details or {}),
+                    "at": _time.now_us(),
+                }
+            ],
+        )
+
+
+def release_history(
+    store: MetadataStore, model: str | None = None, *, limit: int = 50
+) -> list[ReleaseRecord]:
+    """The newest ``limit`` release actions (of ``model``, or of every model), newest first."""
+    table = t.release_records
+    query = select(table).order_by(table.c.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(table.c.model == model)
+    with store.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        ReleaseRecord(
+            id=r.id,
+            model=r.model,
+            action=r.action,
+            actor=r.actor,
+            at=_time.to_datetime(r.at),  # type: ignore[arg-type]  # the column is NOT NULL
+            alias=r.alias,
+            from_version=r.from_version,
+            to_version=r.to_version,
+            passed=None if r.passed is None else bool(r.passed),
+            reason=r.reason,
+            details=r.details,
+        )
+        for r in rows
+    ]
