@@ -94,6 +94,7 @@ _BY_KEY = {s.key: s for s in SETTINGS}
 # it (``Workspace.config`` runs the check, so mistakes show when the file is read).
 TABLES: dict[str, str] = {
     "alerts": "alert rules ([[alerts.rules]]) and sinks ([alerts.sinks.NAME])",
+    "jobs": "scheduled jobs ([jobs.NAME]) and the modules that declare them (jobs.modules)",
 }
 _BY_ENV = {s.env: s for s in SETTINGS}
 

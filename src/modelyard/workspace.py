@@ -72,6 +72,10 @@ class Workspace:
             # next command, not the check that would have fired it.
             if "alerts" in config.tables:
                 self._alerting = _alerting(config)
+            if "jobs" in config.tables:  # job tables too (their @job modules load on use)
+                from modelyard.jobs import check_job_tables
+
+                check_job_tables(config.tables["jobs"], CONFIG_FILE)
             self._config = config
         return self._config
 
@@ -190,8 +194,8 @@ class Workspace:
 
 
 def _alerting(config: Config) -> Alerting:
-    from modelyard.monitoring import Alerting, parse_alerts
+    from modelyard.monitoring import Alerting, LogSink, parse_alerts
 
     if "alerts" not in config.tables:
-        return Alerting()
+        return Alerting(sinks={"log": LogSink(root=config.root)})  # "log" always exists
     return parse_alerts(config.tables["alerts"], config.root, CONFIG_FILE)

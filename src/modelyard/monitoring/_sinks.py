@@ -47,9 +47,14 @@ class Alert:
     since: datetime
     at: datetime
     description: str = ""
+    # Set by alerts that are not rule evaluations (a failed job, a rolled-back canary),
+    # whose story a metric and a condition tell badly.
+    summary: str = ""
 
     @property
     def message(self) -> str:
+        if self.summary:
+            return f"[{self.severity}] {self.rule} {self.state.upper()}: {self.summary}"
         shown = "no data" if self.value is None else f"{self.value:.4g}"
         verb = "FIRING" if self.state == "firing" else "resolved"
         head = f"[{self.severity}] {self.rule} {verb}: {self.metric} of {self.subject} = {shown}"

@@ -3,7 +3,6 @@ reference profile stored with the model version that answered them."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow.compute as pc
 
+from modelyard import _time
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.monitoring._drift import DriftReport, drift
 from modelyard.monitoring._predlog import read_predictions
@@ -19,17 +19,10 @@ from modelyard.monitoring._profile import Profile
 if TYPE_CHECKING:
     from modelyard.registry import Registry
 
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
 
 def parse_window(text: str) -> timedelta:
-    """``30m``, ``1h``, ``1d``, ``2w`` -> a timedelta."""
-    found = re.fullmatch(r"\s*(\d+)\s*([mhdw])\s*", text or "")
-    if found is None or int(found.group(1)) == 0:
-        raise InvalidInputError(
-            f"window {text!r} is not a duration; write a number and a unit: 30m, 1h, 1d or 2w"
-        )
-    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    """``30s``, ``30m``, ``1h``, ``1d``, ``2w`` -> a timedelta."""
+    return _time.parse_duration(text, "window")
 
 
 def logged_inputs(

@@ -1,0 +1,171 @@
+"""Running jobs from code or the command line: once, over a range, or on a schedule."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from modelyard.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
+from modelyard.jobs._context import JobContext
+from modelyard.jobs._cron import logical_date_for, parse_when
+from modelyard.jobs._executors import Executors
+from modelyard.jobs._history import JobHistory, JobRun
+from modelyard.jobs._runner import Runner
+from modelyard.jobs._scheduler import default_owner
+from modelyard.jobs._spec import JobSpec, load_jobs
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
+
+
+def workspace_jobs(ws: Workspace) -> dict[str, JobSpec]:
+    """The workspace's jobs, with every sink they name checked against ``[alerts.sinks]``."""
+    jobs = load_jobs(ws.config.tables.get("jobs", {}), ws.config.root, "modelyard.toml")
+    sinks = ws.alerting.sinks
+    for spec in jobs.values():
+        missing = [s for s in spec.sinks if s not in sinks]
+        if missing:
+            raise ConfigError(
+                f"modelyard.toml: job {spec.name!r} sends to sink {missing[0]!r}, which is not "
+                f"declared; add [alerts.sinks.{missing[0]}] or use one of: {', '.join(sinks)}"
+            )
+    return jobs
+
+
+def get_job(ws: Workspace, name: str) -> JobSpec:
+    jobs = workspace_jobs(ws)
+    if name not in jobs:
+        known = ", ".join(jobs) or "none are declared"
+        raise NotFoundError(
+            f"no job named {name!r} (jobs: {known}); declare it as [jobs.{name}] in "
+            "modelyard.toml or with @job in a module of jobs.modules"
+        )
+    return jobs[name]
+
+
+@contextmanager
+def open_runner(
+    ws: Workspace,
+    *,
+    owner: str | None = None,
+    lease_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[Runner]:
+    """A runner on the workspace's metadata store; its worker processes end with the block."""
+    executors = Executors()
+    try:
+        yield Runner(
+            root=ws.config.root,
+            log_dir=ws.state_dir / "jobs" / "logs",
+            history=JobHistory(ws.metadata),
+            executors=executors,
+            alerting=ws.alerting,
+            owner=owner or default_owner(),
+            lease_s=lease_s,
+            sleep=sleep,
+        )
+    finally:
+        executors.close()
+
+
+def run_job(
+    ws: Workspace,
+    name: str,
+    *,
+    date: str | None = None,
+    now: datetime | None = None,
+    runner: Runner | None = None,
+) -> JobRun:
+    """Run ``name`` once for one logical date (default: the newest complete interval).
+
+    A rerun of a date that already ran runs again (the function sees the same interval,
+    so an idempotent job rewrites the same output); a date running right now is refused.
+    """
+    spec = get_job(ws, name)
+    logical = logical_date_for(spec.schedule, date, now or datetime.now(UTC))
+    if runner is None:
+        with open_runner(ws) as own:
+            return _run_claimed(spec, logical, own, "manual")
+    return _run_claimed(spec, logical, runner, "manual")
+
+
+def _run_claimed(spec: JobSpec, logical: datetime, runner: Runner, trigger: str) -> JobRun:
+    if not runner.history.claim(spec.name, logical, runner.owner, runner.lease_s, force=True):
+        slot = runner.history.slot(spec.name, logical) or {}
+        raise ConflictError(
+            f"job {spec.name} is already running for {logical:%Y-%m-%dT%H:%M:%S} "
+            f"(owner {slot.get('owner', '?')}); wait for it, or look at 'modelyard jobs runs'"
+        )
+    return runner.execute(spec, logical, trigger=trigger)
+
+
+def backfill(
+    ws: Workspace,
+    name: str,
+    *,
+    start: str,
+    end: str,
+    rerun: bool = False,
+    runner: Runner | None = None,
+    on_run: Callable[[JobRun], None] | None = None,
+) -> list[JobRun]:
+    """Run every slot of ``name`` with ``start <= logical date <= end``, oldest first.
+
+    Slots that already succeeded are left alone unless ``rerun``; a failed slot does not
+    stop the others.
+    """
+    spec = get_job(ws, name)
+    if spec.schedule is None:
+        raise InvalidInputError(
+            f"job {name} has no schedule, so it has no slots to backfill; give it "
+            "schedule = '…' or run it with 'modelyard jobs run --date'"
+        )
+    first, last = parse_when(start, "--start"), parse_when(end, "--end")
+    if len(end.strip()) == 10:  # a bare day ends with that day: its slots are included
+        last += timedelta(days=1) - timedelta(microseconds=1)
+    if last < first:
+        raise InvalidInputError(f"--end {end} is before --start {start}; swap them")
+    slots = spec.schedule.between(first, last)
+    if not slots:
+        raise InvalidInputError(
+            f"no slot of schedule '{spec.schedule.cron}' lies between {start} and {end}"
+        )
+
+    def go(r: Runner) -> list[JobRun]:
+        runs = []
+        for logical in slots:
+            slot = r.history.slot(spec.name, logical)
+            if slot is not None and slot["state"] == "success" and not rerun:
+                continue
+            run = _run_claimed(spec, logical, r, "backfill")
+            runs.append(run)
+            if on_run is not None:
+                on_run(run)
+        return runs
+
+    if runner is None:
+        with open_runner(ws) as own:
+            return go(own)
+    return go(runner)
+
+
+def monitor_check(ctx: JobContext) -> dict[str, Any]:
+    """A job that evaluates the alert rules (``function = "modelyard.jobs:monitor_check"``).
+
+    With ``params = { fail_on_firing = true }`` the run fails while a rule fires.
+    """
+    from modelyard.monitoring import Checker
+
+    ws = ctx.workspace
+    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    results = checker.run(ws.alerting)
+    states = {r.rule.name: r.state for r in results}
+    for rule, state in states.items():
+        ctx.log.info("rule %s: %s", rule, state)
+    firing = sorted(rule for rule, state in states.items() if state == "firing")
+    if firing and ctx.params.get("fail_on_firing"):
+        raise RuntimeError(f"alert rules firing: {', '.join(firing)}")
+    return {"checked": len(states), "firing": firing}

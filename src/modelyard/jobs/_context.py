@@ -1,0 +1,115 @@
+"""What a job function receives, and the call wrapper every executor runs it through.
+
+The context carries plain values only (names, dates, a folder), so it pickles to a
+worker process or a Ray task; the workspace is opened where the function runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
+
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass
+class JobContext:
+    """A run of a job for one logical date (and, when the job fans out, one partition)."""
+
+    job: str
+    run_id: str
+    logical_date: datetime
+    interval_end: datetime
+    attempt: int
+    root: str
+    partition: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    _workspace: Workspace | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def interval_start(self) -> datetime:
+        """The start of the data interval: the logical date."""
+        return self.logical_date
+
+    @property
+    def workspace(self) -> Workspace:
+        """The job's workspace, opened on first use where the function runs."""
+        if self._workspace is None:
+            from modelyard.workspace import Workspace
+
+            self._workspace = Workspace(self.root)
+        return self._workspace
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger whose lines land in the run's log (``modelyard jobs logs RUN_ID``)."""
+        return logging.getLogger(f"modelyard.jobs.{self.job}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_workspace": None}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one call ended: ``ok``, ``error`` (with the traceback) or ``timeout``."""
+
+    status: str
+    partition: str | None
+    detail: str = ""
+
+
+def call(function: str, ctx: JobContext, log_path: str | None) -> Outcome:
+    """Run ``function(ctx)`` with its prints and log records going to ``log_path``."""
+    from modelyard.jobs._spec import resolve
+
+    sink: Any = contextlib.nullcontext(None)
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        sink = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed below
+    with sink as out:
+        handler = logging.StreamHandler(out) if out is not None else None
+        root = logging.getLogger()
+        if handler is not None:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
+            root.addHandler(handler)
+            previous = root.level
+            root.setLevel(min(previous, logging.INFO) if previous else logging.INFO)
+        label = f" partition {ctx.partition}" if ctx.partition is not None else ""
+        if out is not None:
+            out.write(f"--- attempt {ctx.attempt}{label} of {ctx.job} ---\n")
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                fn = resolve(function, Path(ctx.root))
+                result = fn(ctx)
+            if out is not None and result is not None:
+                out.write(f"returned: {result!r}\n")
+            return Outcome("ok", ctx.partition)
+        except (Exception, SystemExit):  # the function's failure is the outcome, never ours
+            text = traceback.format_exc()
+            if out is not None:
+                out.write(text)
+            return Outcome("error", ctx.partition, _last_line(text))
+        finally:
+            if handler is not None:
+                root.removeHandler(handler)
+                root.setLevel(previous)
+            if ctx._workspace is not None:
+                ctx._workspace.close()
+                ctx._workspace = None
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "failed"

@@ -1,0 +1,257 @@
+"""Slots (who runs which logical date) and run history, in the metadata store.
+
+A slot row is the lease. Claiming inserts it, so of two schedulers ticking at the same
+time one insert wins and the other sees the key taken: a slot never runs twice. A
+crashed owner stops renewing ``lease_until``; once it lapses any scheduler may take
+the slot over with a compare-and-set on the old owner and lease, and only one such
+update can match. A slot that ended (success, failed, skipped) is never taken by a
+scheduler again; only an explicit ``jobs run --date`` or ``backfill --rerun`` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from modelyard import _time
+from modelyard.backends.metadata import MetadataStore
+from modelyard.backends.metadata import tables as t
+from modelyard.errors import ConflictError, NotFoundError
+
+SlotState = Literal["running", "success", "failed", "skipped"]
+RunStatus = Literal["running", "success", "failed", "timeout"]
+ENDED = ("success", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One run of a job as recorded."""
+
+    run_id: str
+    job: str
+    logical_date: datetime
+    trigger: str
+    status: str
+    attempts: int
+    started_at: datetime
+    ended_at: datetime | None
+    error: str | None
+    log: str
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+def _us(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
+
+
+class JobHistory:
+    """Slots and runs of every job, on one metadata store."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+
+    # -- slots (leases) ------------------------------------------------------------------
+    def claim(
+        self, job: str, logical: datetime, owner: str, lease_s: float, *, force: bool = False
+    ) -> bool:
+        """Take the slot for ``owner``; False when another owner holds or ended it.
+
+        ``force`` (a manual rerun) also takes an ended slot, never a live one.
+        """
+        now = _time.now_us()
+        row = {
+            "job": job,
+            "logical_date": _us(logical),
+            "state": "running",
+            "owner": owner,
+            "lease_until": now + int(lease_s * 1e6),
+            "run_id": None,
+            "sla_alerted": 0,
+            "updated_at": now,
+        }
+        try:
+            with self.store.write() as conn:
+                conn.execute(insert(t.job_slots), [row])
+            return True
+        except IntegrityError:
+            pass
+        current = self.slot(job, logical)
+        if current is None:  # deleted between the insert and the read: try once more
+            return self.claim(job, logical, owner, lease_s, force=force)
+        lapsed = current["state"] == "running" and current["lease_until"] < now
+        if not (lapsed or (force and current["state"] in ENDED)):
+            return False
+        s = t.job_slots.c
+        with self.store.write() as conn:
+            moved = conn.execute(
+                update(t.job_slots)
+                .where(
+                    s.job == job,
+                    s.logical_date == row["logical_date"],
+                    s.owner == current["owner"],
+                    s.state == current["state"],
+                    s.lease_until == current["lease_until"],
+                )
+                .values(
+                    state="running",
+                    owner=owner,
+                    lease_until=row["lease_until"],
+                    updated_at=now,
+                )
+            )
+        return bool(moved.rowcount == 1)
+
+    def renew(self, job: str, logical: datetime, owner: str, lease_s: float) -> bool:
+        """Extend ``owner``'s lease; False when the slot is no longer its own."""
+        s = t.job_slots.c
+        now = _time.now_us()
+        with self.store.write() as conn:
+            moved = conn.execute(
+                update(t.job_slots)
+                .where(s.job == job, s.logical_date == _us(logical), s.owner == owner)
+                .where(s.state == "running")
+                .values(lease_until=now + int(lease_s * 1e6), updated_at=now)
+            )
+        return bool(moved.rowcount == 1)
+
+    def release(self, job: str, logical: datetime, owner: str, state: SlotState) -> None:
+        s = t.job_slots.c
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.job_slots)
+                .where(s.job == job, s.logical_date == _us(logical), s.owner == owner)
+                .values(state=state, updated_at=_time.now_us())
+            )
+
+    def skip(self, job: str, logical: datetime, owner: str) -> bool:
+        """Mark a slot the catch-up policy passes over, so it shows as skipped, not lost."""
+        if not self.claim(job, logical, owner, 0):
+            return False
+        self.release(job, logical, owner, "skipped")
+        return True
+
+    def slot(self, job: str, logical: datetime) -> dict[str, Any] | None:
+        s = t.job_slots.c
+        with self.store.read() as conn:
+            row = (
+                conn.execute(
+                    select(t.job_slots).where(s.job == job, s.logical_date == _us(logical))
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else dict(row)
+
+    def last_slot(self, job: str) -> datetime | None:
+        """The newest logical date any scheduler or command has taken for ``job``."""
+        s = t.job_slots.c
+        with self.store.read() as conn:
+            newest = conn.execute(select(func.max(s.logical_date)).where(s.job == job)).scalar()
+        return _time.to_datetime(newest)
+
+    def slots(self, job: str, states: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        s = t.job_slots.c
+        query = select(t.job_slots).where(s.job == job).order_by(s.logical_date)
+        if states is not None:
+            query = query.where(s.state.in_(states))
+        with self.store.read() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def mark_sla_alerted(self, job: str, logical: datetime) -> bool:
+        """True for exactly one caller: the one that sends the SLA alert."""
+        s = t.job_slots.c
+        with self.store.write() as conn:
+            moved = conn.execute(
+                update(t.job_slots)
+                .where(s.job == job, s.logical_date == _us(logical), s.sla_alerted == 0)
+                .values(sla_alerted=1)
+            )
+        return bool(moved.rowcount == 1)
+
+    # -- runs ----------------------------------------------------------------------------
+    def start_run(self, run_id: str, job: str, logical: datetime, trigger: str, owner: str) -> None:
+        now = _time.now_us()
+        s = t.job_slots.c
+        with self.store.write() as conn:
+            conn.execute(
+                insert(t.job_runs),
+                [
+                    {
+                        "run_id": run_id,
+                        "job": job,
+                        "logical_date": _us(logical),
+                        "trigger": trigger,
+                        "status": "running",
+                        "attempts": 0,
+                        "started_at": now,
+                        "ended_at": None,
+                        "error": None,
+                        "log": "",
+                    }
+                ],
+            )
+            conn.execute(
+                update(t.job_slots)
+                .where(s.job == job, s.logical_date == _us(logical), s.owner == owner)
+                .values(run_id=run_id)
+            )
+
+    def attempt(self, run_id: str, attempts: int) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.job_runs).where(t.job_runs.c.run_id == run_id).values(attempts=attempts)
+            )
+
+    def end_run(self, run_id: str, status: RunStatus, error: str | None, log: str) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.job_runs)
+                .where(t.job_runs.c.run_id == run_id)
+                .values(status=status, error=error, log=log, ended_at=_time.now_us())
+            )
+
+    def runs(self, job: str | None = None, *, limit: int = 50) -> list[JobRun]:
+        """The newest runs (of ``job``, or of every job), newest first."""
+        r = t.job_runs.c
+        query = select(t.job_runs).order_by(r.started_at.desc(), r.run_id).limit(limit)
+        if job is not None:
+            query = query.where(r.job == job)
+        with self.store.read() as conn:
+            return [_run(row) for row in conn.execute(query).mappings()]
+
+    def run(self, run_id: str) -> JobRun:
+        r = t.job_runs.c
+        with self.store.read() as conn:
+            rows = conn.execute(
+                select(t.job_runs).where(r.run_id.startswith(run_id, autoescape=True))
+            ).mappings()
+            found = [_run(row) for row in rows]
+        if not found:
+            raise NotFoundError(f"no job run {run_id!r}; list them with 'modelyard jobs runs'")
+        if len(found) > 1:
+            raise ConflictError(f"run id {run_id!r} is ambiguous; give more of it")
+        return found[0]
+
+
+def _run(row: Any) -> JobRun:
+    return JobRun(
+        run_id=row["run_id"],
+        job=row["job"],
+        logical_date=_time.to_datetime(row["logical_date"]),  # type: ignore[arg-type]
+        trigger=row["trigger"],
+        status=row["status"],
+        attempts=row["attempts"],
+        started_at=_time.to_datetime(row["started_at"]),  # type: ignore[arg-type]
+        ended_at=_time.to_datetime(row["ended_at"]),
+        error=row["error"],
+        log=row["log"],
+    )

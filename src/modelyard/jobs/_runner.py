@@ -1,0 +1,148 @@
+"""Run one slot of a job: attempts with exponential backoff, a timeout, a lease kept
+alive while it runs, history written, and an alert when it finally fails.
+
+Retries repeat only the partitions that failed: a fan-out over 50 partitions with one
+flaky partition costs one call per retry, not fifty.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from modelyard.errors import ConflictError
+from modelyard.jobs._context import JobContext, Outcome
+from modelyard.jobs._executors import Executors, Task
+from modelyard.jobs._history import JobHistory, JobRun
+from modelyard.jobs._spec import JobSpec
+from modelyard.monitoring import Alert, Alerting, deliver
+
+MAX_LOG_CHARS = 1_000_000  # the history keeps the tail; the file keeps everything
+
+
+@dataclass
+class Runner:
+    """Runs claimed slots. ``sleep`` is injectable so tests need not wait out backoffs."""
+
+    root: Path
+    log_dir: Path
+    history: JobHistory
+    executors: Executors
+    alerting: Alerting
+    owner: str
+    lease_s: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def log_path(self, run_id: str) -> Path:
+        return self.log_dir / f"{run_id}.log"
+
+    def execute(self, spec: JobSpec, logical: datetime, *, trigger: str) -> JobRun:
+        """Run the slot ``owner`` has already claimed; returns the recorded run."""
+        if not self.history.renew(spec.name, logical, self.owner, self.lease_s):
+            raise ConflictError(
+                f"job {spec.name}: slot {logical:%Y-%m-%dT%H:%M:%S} is not held by {self.owner} "
+                "(its lease lapsed and another scheduler took it); nothing was run"
+            )
+        run_id = uuid.uuid4().hex
+        end = spec.schedule.interval(logical)[1] if spec.schedule is not None else logical
+        self.history.start_run(run_id, spec.name, logical, trigger, self.owner)
+        stop = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_lease, args=(spec.name, logical, stop), daemon=True
+        )
+        keeper.start()
+        status, error = "failed", None
+        try:
+            status, error = self._attempts(spec, logical, end, run_id)
+        except Exception as exc:  # ours, not the job's: still recorded, never a stuck slot
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            stop.set()
+            keeper.join()
+            log = self._read_log(run_id)
+            self.history.end_run(run_id, status, error, log)  # type: ignore[arg-type]
+            self.history.release(
+                spec.name, logical, self.owner, "success" if status == "success" else "failed"
+            )
+            if status != "success":
+                self._alert(spec, logical, run_id, status, error)
+        return self.history.run(run_id)
+
+    def _attempts(
+        self, spec: JobSpec, logical: datetime, end: datetime, run_id: str
+    ) -> tuple[str, str | None]:
+        pending: list[str | None] = list(spec.partitions) or [None]
+        failures: list[Outcome] = []
+        for attempt in range(1, spec.retries + 2):
+            self.history.attempt(run_id, attempt)
+            tasks = [
+                Task(
+                    spec.function,
+                    JobContext(
+                        job=spec.name,
+                        run_id=run_id,
+                        logical_date=logical,
+                        interval_end=end,
+                        attempt=attempt,
+                        root=str(self.root),
+                        partition=p,
+                        params=dict(spec.params),
+                    ),
+                    str(self.log_path(run_id)),
+                )
+                for p in pending
+            ]
+            outcomes = self.executors.get(spec.executor).run(tasks, spec.timeout_s)
+            failures = [o for o in outcomes if o.status != "ok"]
+            if not failures:
+                return "success", None
+            pending = [o.partition for o in failures]
+            if attempt <= spec.retries:
+                self.sleep(spec.retry_delay(attempt))
+        first = failures[0]
+        where = f"partition {first.partition}: " if first.partition is not None else ""
+        if all(o.status == "timeout" for o in failures):
+            limit = f"{spec.timeout_s:g} s" if spec.timeout_s is not None else "its limit"
+            return "timeout", f"{where}timed out after {limit}"
+        return "failed", f"{where}{first.detail}"
+
+    def _keep_lease(self, job: str, logical: datetime, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_s / 3):
+            self.history.renew(job, logical, self.owner, self.lease_s)
+
+    def _read_log(self, run_id: str) -> str:
+        path = self.log_path(run_id)
+        if not path.exists():
+            return ""
+        text = path.read_text(encoding="utf-8", errors="replace")
+        return text[-MAX_LOG_CHARS:]
+
+    def _alert(
+        self, spec: JobSpec, logical: datetime, run_id: str, status: str, error: str | None
+    ) -> None:
+        run = self.history.run(run_id)
+        verb = "timed out" if status == "timeout" else "failed"
+        alert = Alert(
+            rule=f"job:{spec.name}",
+            state="firing",
+            severity="error",
+            subject=spec.name,
+            metric=f"job.{status}",
+            value=float(run.attempts),
+            condition="",
+            window="",
+            since=logical,
+            at=datetime.now(UTC),
+            summary=(
+                f"job {spec.name} {verb} for {logical:%Y-%m-%dT%H:%M:%S} after "
+                f"{run.attempts} attempt(s): {error}; run {run_id[:12]}, see "
+                f"'modelyard jobs logs {run_id[:12]}'"
+            ),
+        )
+        deliver(self.history.store, self.alerting, alert, spec.sinks)
