@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_support import run_cli
 
 import modelyard
+from cli_support import run_cli
 from modelyard.jobs import (
     JobHistory,
     Schedule,
@@ -25,7 +25,7 @@ from modelyard.jobs import (
 )
 
 # The job functions, in a module of the workspace: each appends what it saw to out/.
-PIPELINES = '''
+PIPELINES = """
 import json, os, time
 from pathlib import Path
 
@@ -65,7 +65,7 @@ def fanout(ctx):
     _mark(ctx, "fanout.jsonl")
     if ctx.partition == "b" and ctx.attempt == 1:
         raise ValueError("partition b failed once")
-'''
+"""
 
 JOBS = """
 [alerts.sinks.pager]
@@ -135,7 +135,10 @@ def at(text: str) -> datetime:
 # -- schedules ---------------------------------------------------------------------------------
 def test_a_slot_covers_the_interval_before_its_run() -> None:
     daily = Schedule.parse("0 2 * * *")
-    assert daily.interval(at("2026-11-24T02:00")) == (at("2026-11-24T02:00"), at("2026-11-25T02:00"))
+    assert daily.interval(at("2026-11-24T02:00")) == (
+        at("2026-11-24T02:00"),
+        at("2026-11-25T02:00"),
+    )
     # At 03:00 on the 25th the newest complete interval is the one starting on the 24th.
     assert daily.due(None, at("2026-11-25T03:00")) == [at("2026-11-24T02:00")]
     assert daily.due(at("2026-11-21T02:00"), at("2026-11-25T03:00")) == [
@@ -155,10 +158,10 @@ def test_a_slot_covers_the_interval_before_its_run() -> None:
         ('schedule = "every day"', "schedule 'every day' is not a cron string"),
         ('schedule = "61 * * * *"', "schedule '61 * * * *' is not a valid cron string"),
         ('timeout = "soon"', "timeout 'soon' is not a duration"),
-        ('retries = -1', "retries must be a whole number >= 0"),
+        ("retries = -1", "retries must be a whole number >= 0"),
         ('catchup = "some"', "catchup must be one of all, latest"),
         ('executor = "spark"', "executor must be one of local, ray"),
-        ('retry = 3', "unknown option 'retry'"),
+        ("retry = 3", "unknown option 'retry'"),
     ],
 )
 def test_a_bad_job_table_fails_every_command_with_one_line(
@@ -282,7 +285,16 @@ def test_backfill_runs_each_slot_once_and_reruns_only_when_asked(
     assert "5 slot(s) run" in out
     assert len(lines(jobs_ws, "daily.jsonl")) == 10
     code, _, err = run_cli(
-        capsys, "jobs", "backfill", "daily", "--start", "2026-11-05", "--end", "2026-11-01", "-w", ws
+        capsys,
+        "jobs",
+        "backfill",
+        "daily",
+        "--start",
+        "2026-11-05",
+        "--end",
+        "2026-11-01",
+        "-w",
+        ws,
     )
     assert code == 2 and "--end 2026-11-01 is before --start 2026-11-05" in err
 

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from modelyard._time import parse_duration
 from modelyard.cli._common import WorkspaceOpt, console, fmt_time, open_workspace
 
 app = typer.Typer(help="Scheduled jobs: list, run, backfill, history, logs.", no_args_is_help=True)
@@ -149,6 +150,9 @@ def logs(
 def scheduler(
     once: bool = typer.Option(False, "--once", help="run what is due now, wait for it, exit"),
     max_active: int = typer.Option(4, "--max-active", min=1, help="runs at the same time"),
+    lease: str = typer.Option(
+        "60s", "--lease", help="how long a slot stays ours without renewal (after a crash)"
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Run the workspace's jobs on their schedules until SIGTERM or Ctrl-C.
@@ -164,7 +168,8 @@ def scheduler(
     if not scheduled:
         console.print("no scheduled jobs; give a job schedule = '…' in modelyard.toml")
         return
-    with open_runner(ws) as runner:
+    lease_s = parse_duration(lease, "--lease").total_seconds()
+    with open_runner(ws, lease_s=lease_s) as runner:
         sched = Scheduler(jobs, runner, max_active=max_active)
         if once:
             runs = wait_all(sched.tick())

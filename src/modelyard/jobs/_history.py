@@ -180,8 +180,19 @@ class JobHistory:
     # -- runs ----------------------------------------------------------------------------
     def start_run(self, run_id: str, job: str, logical: datetime, trigger: str, owner: str) -> None:
         now = _time.now_us()
-        s = t.job_slots.c
+        s, r = t.job_slots.c, t.job_runs.c
         with self.store.write() as conn:
+            # Whoever holds the slot now, a run of it still marked running was abandoned
+            # by an owner that died (its lease lapsed): close it, so history tells so.
+            conn.execute(
+                update(t.job_runs)
+                .where(r.job == job, r.logical_date == _us(logical), r.status == "running")
+                .values(
+                    status="failed",
+                    error="abandoned: its scheduler stopped before the run ended",
+                    ended_at=now,
+                )
+            )
             conn.execute(
                 insert(t.job_runs),
                 [
