@@ -26,7 +26,8 @@ __all__ = ["CONFIG_FILE", "SETTINGS", "Config", "Setting", "load_config", "rende
 CONFIG_FILE = "modelyard.toml"
 ENV_PREFIX = "MODELYARD_"
 # Environment variables with our prefix that are not settings (so not "unknown").
-_NON_SETTING_ENV = frozenset({"MODELYARD_WORKSPACE"})
+# MODELYARD_ACTOR names who acts in the release record (a CI job names itself).
+_NON_SETTING_ENV = frozenset({"MODELYARD_WORKSPACE", "MODELYARD_ACTOR"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ _BY_KEY = {s.key: s for s in SETTINGS}
 # it (``Workspace.config`` runs the check, so mistakes show when the file is read).
 TABLES: dict[str, str] = {
     "alerts": "alert rules ([[alerts.rules]]) and sinks ([alerts.sinks.NAME])",
+    "release": "release gates for every model ([release] gates) or one ([release.NAME] gates)",
     "jobs": "scheduled jobs ([jobs.NAME]) and the modules that declare them (jobs.modules)",
 }
 _BY_ENV = {s.env: s for s in SETTINGS}

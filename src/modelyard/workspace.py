@@ -72,6 +72,10 @@ class Workspace:
             # next command, not the check that would have fired it.
             if "alerts" in config.tables:
                 self._alerting = _alerting(config)
+            if "release" in config.tables:  # so are release gates, for the same reason
+                from modelyard.release import parse_release_config
+
+                parse_release_config(config.tables["release"], CONFIG_FILE)
             if "jobs" in config.tables:  # job tables too (their @job modules load on use)
                 from modelyard.jobs import check_job_tables
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli import alerts, features, jobs, models, monitor, release, runs
+from modelyard.cli import alerts, canary, features, jobs, models, monitor, release, runs
 from modelyard.cli._common import (
     WorkspaceOpt,
     close_workspaces,
@@ -39,6 +39,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(features.app, name="features")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(release.app, name="release")
+release.app.command("canary")(canary.canary)
 app.add_typer(jobs.app, name="jobs")
 app.command("scheduler")(jobs.scheduler)
 monitor.app.command("check")(alerts.check_command)

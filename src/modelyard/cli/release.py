@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, fmt_time, fmt_value, open_workspace
+
+if TYPE_CHECKING:
+    from modelyard.release import GateReport
 
 app = typer.Typer(
     help="Release models: gate a candidate, promote, canary, roll back.", no_args_is_help=True
@@ -40,3 +48,187 @@ def history(
             escape(r.reason or ""),
         )
     console.print(table)
+
+
+GateOpt = typer.Option(
+    None,
+    "--gate",
+    help="extra condition, e.g. 'roc_auc >= champion.roc_auc - 0.005' (repeatable); "
+    "added to the gates modelyard.toml declares",
+)
+HoldoutOpt = typer.Option(
+    None,
+    "--holdout",
+    help="labelled rows (CSV or Parquet); default: the holdout set of the candidate's run",
+)
+TargetOpt = typer.Option(None, "--target", help="label column of the holdout set")
+ReplayOpt = typer.Option(
+    200, "--replay", min=0, help="holdout rows replayed one at a time for latency (0: none)"
+)
+JsonOpt = typer.Option(False, "--json", help="print the result as JSON")
+
+_OUTCOME = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
+
+
+def _busy(text: str, quiet: bool) -> AbstractContextManager[Any]:
+    """A spinner while models load and the replay runs, unless the output is JSON."""
+    return nullcontext() if quiet else console.status(text)
+
+
+def _version(number: int | None) -> str:
+    return "not set" if number is None else f"version {number}"
+
+
+def _print_report(report: GateReport) -> None:
+    table = Table(
+        title=(
+            f"release gates of {report.model}: {report.candidate} "
+            f"({_version(report.candidate_version)}) vs {report.champion} "
+            f"({_version(report.champion_version)})"
+        ),
+        caption=f"{report.kind} on {escape(report.holdout)}: {report.rows} rows, "
+        f"target '{escape(report.target)}'",
+    )
+    for col in ("gate", "candidate", "champion", "threshold", "result", "note"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        table.add_row(
+            escape(r.gate),
+            fmt_value(r.candidate),
+            fmt_value(r.champion),
+            fmt_value(r.threshold),
+            _OUTCOME[r.outcome],
+            escape(r.note),
+        )
+    console.print(table)
+    if len(report.results) == 1:
+        console.print(
+            f"no gates declared for {report.model}: add [release.{report.model}] "
+            'gates = ["…"] to modelyard.toml or pass --gate'
+        )
+
+
+def _verdict(report: GateReport) -> str:
+    failed = report.failures
+    if not failed:
+        return "[green]gates passed[/]"
+    names = ", ".join(escape(r.gate) for r in failed)
+    return f"[bold red]{len(failed)} of {len(report.results)} gates failed:[/] {names}"
+
+
+@app.command("check")
+def check(
+    name: str = typer.Argument(..., help="model name"),
+    candidate: str = typer.Option("staging", "--candidate", help="alias of the candidate"),
+    champion: str = typer.Option("production", "--champion", help="alias of the champion"),
+    gates: list[str] = GateOpt,
+    holdout: Path = HoldoutOpt,
+    target: str = TargetOpt,
+    replay: int = ReplayOpt,
+    as_json: bool = JsonOpt,
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Evaluate the candidate against the champion on a holdout set; exit 1 if a gate fails."""
+    from modelyard.release import check_release
+
+    ws = open_workspace(workspace)
+    with _busy(f"evaluating {name}@{candidate} against {name}@{champion}", as_json):
+        report = check_release(
+            ws,
+            name,
+            candidate=candidate,
+            champion=champion,
+            gates=gates or (),
+            holdout=holdout,
+            target=target,
+            replay_rows=replay,
+        )
+    if as_json:
+        print(json.dumps(report.to_json_dict()))
+    else:
+        _print_report(report)
+        console.print(_verdict(report))
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@app.command("promote")
+def promote_command(
+    name: str = typer.Argument(..., help="model name"),
+    candidate: str = typer.Option("staging", "--candidate", help="alias of the candidate"),
+    to: str = typer.Option("production", "--to", help="alias to move to the candidate"),
+    gates: list[str] = GateOpt,
+    holdout: Path = HoldoutOpt,
+    target: str = TargetOpt,
+    replay: int = ReplayOpt,
+    force: bool = typer.Option(False, "--force", help="move even if a gate fails (needs --reason)"),
+    reason: str = typer.Option(None, "--reason", help="why; kept in the release record"),
+    as_json: bool = JsonOpt,
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Move an alias to the candidate only if its gates pass (or with --force and --reason)."""
+    from modelyard.release import promote
+
+    ws = open_workspace(workspace)
+    with _busy(f"gating {name}@{candidate} for {to}", as_json):
+        result = promote(
+            ws,
+            name,
+            candidate=candidate,
+            to=to,
+            gates=gates or (),
+            holdout=holdout,
+            target=target,
+            force=force,
+            reason=reason,
+            replay_rows=replay,
+        )
+    report = result.report
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "action": result.action,
+                    "moved": result.moved,
+                    "alias": result.alias,
+                    "from_version": result.from_version,
+                    "to_version": result.to_version,
+                    "report": None if report is None else report.to_json_dict(),
+                }
+            )
+        )
+    elif report is None:
+        console.print(
+            f"{name}@{to} already points at version {result.to_version}; nothing to promote"
+        )
+    else:
+        _print_report(report)
+        console.print(_verdict(report))
+        moved = f"{_version(result.from_version)} -> version {result.to_version}"
+        if result.forced:
+            console.print(f"[yellow]forced:[/] {name}@{to} moved {moved} ({escape(reason)})")
+        elif result.moved:
+            console.print(f"promoted {name}@{to}: {moved}")
+        else:
+            console.print(
+                f"[bold red]blocked:[/] {name}@{to} stays at {_version(result.from_version)}; "
+                "fix the candidate, or pass --force --reason TEXT"
+            )
+    if not result.moved and report is not None:
+        raise typer.Exit(1)
+
+
+@app.command("rollback")
+def rollback_command(
+    name: str = typer.Argument(..., help="model name"),
+    alias: str = typer.Option("production", "--alias", help="alias to move back"),
+    reason: str = typer.Option(None, "--reason", help="why; kept in the release record"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Move an alias back to the version it pointed at before its last move."""
+    from modelyard.release import rollback
+
+    ws = open_workspace(workspace)
+    before = ws.registry.get(f"{name}@{alias}").version
+    back = rollback(ws, name, alias=alias, reason=reason)
+    console.print(f"rolled back {name}@{alias}: version {before} -> version {back.version}")

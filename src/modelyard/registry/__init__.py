@@ -13,6 +13,7 @@ from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._refs import ModelRef
 from modelyard.registry._registry import Registry
 from modelyard.registry._signature import Signature
+from modelyard.registry._traffic import TrafficSplit, clear_traffic, get_traffic, set_traffic
 from modelyard.registry._versions import (
     FeatureBinding,
     LoggedModel,
@@ -32,7 +33,11 @@ __all__ = [
     "RegisteredModel",
     "Registry",
     "Signature",
+    "TrafficSplit",
+    "clear_traffic",
     "detect_flavor",
     "get_flavor",
+    "get_traffic",
     "register_flavor",
+    "set_traffic",
 ]

@@ -1,10 +1,33 @@
 """Releases: gates against the champion, promotion, canary rollout, rollback, images."""
 
+from modelyard.release._canary import CanaryProgress, CanaryResult, run_canary, stop_canary
+from modelyard.release._canary_config import CanarySettings, parse_canary_config
+from modelyard.release._canary_judge import Breach, StepResult
+from modelyard.release._check import GateReport, check_release
+from modelyard.release._gates import Gate, GateResult, parse_gate, parse_release_config
+from modelyard.release._promote import Promotion, promote, rollback
 from modelyard.release._records import ReleaseRecord, current_actor, record, release_history
 
 __all__ = [
+    "Breach",
+    "CanaryProgress",
+    "CanaryResult",
+    "CanarySettings",
+    "Gate",
+    "GateReport",
+    "GateResult",
+    "Promotion",
     "ReleaseRecord",
+    "StepResult",
+    "check_release",
     "current_actor",
+    "parse_canary_config",
+    "parse_gate",
+    "parse_release_config",
+    "promote",
     "record",
     "release_history",
+    "rollback",
+    "run_canary",
+    "stop_canary",
 ]

@@ -2,6 +2,9 @@
 
 ``infer`` is the single path every protocol (friendly REST, OIP REST, gRPC) goes
 through after it has turned its payload into validated columns.
+
+Which variant answers is decided by a ``Route`` that follows the serve spec and the
+model's live traffic split (see ``_split.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import random
 import time
 from concurrent.futures import Executor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +28,18 @@ from modelyard.serving._batching import Batcher
 from modelyard.serving._cache import PredictionCache, make_cache, row_keys
 from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._options import ABTest, ServeOptions, Shadow
-from modelyard.serving._router import choose
+from modelyard.serving._router import Policy, choose
 from modelyard.serving._slot import ModelSlot, ReaderFactory, Servable
+from modelyard.serving._split import SplitFollower
 
 logger = logging.getLogger("modelyard.serving")
 
 Columns = dict[str, Any]
+
+# The (version, variant) the current request was routed to. A request that fails has
+# no Inference, and its error line must still be charged to the variant that failed,
+# not to the champion: a canary's error-rate check reads exactly that.
+ROUTED: ContextVar[tuple[int, str] | None] = ContextVar("modelyard_routed", default=None)
 
 
 @dataclass
@@ -56,16 +66,26 @@ class Deployment:
         self.ref = ModelRef.parse(options.ref)
         self.name = self.ref.name
         self.metrics = metrics
+        self._registry = registry
+        self._readers = readers
         self._executor = executor
         self._rng = random.Random()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._batchers: dict[str, Batcher] = {}
         policy = options.policy
-        self.champion = self._slot(registry, self.ref, readers)
-        self.candidate: ModelSlot | None = None
+        self.champion = self._slot(self.ref)
+        self._static: ModelSlot | None = None  # the serve spec's candidate
         if policy is not None:
-            cand_ref = ModelRef(self.name, alias=policy.candidate)
-            self.candidate = self._slot(registry, cand_ref, readers)
+            self._static = self._slot(ModelRef(self.name, alias=policy.candidate))
+        self._split = SplitFollower(
+            registry,
+            self.name,
+            self.champion.label,
+            policy,
+            self._static,
+            self._split_slot,
+            self._check_candidate,
+        )
         self.cache: PredictionCache | None = None
         if options.cache != "off":
             self.cache = make_cache(
@@ -75,25 +95,36 @@ class Deployment:
                 ttl_s=options.cache_ttl_s,
             )
 
-    def _slot(self, registry: Registry, ref: ModelRef, readers: ReaderFactory | None) -> ModelSlot:
+    def _slot(self, ref: ModelRef) -> ModelSlot:
         label = ref.alias if ref.alias is not None else f"v{ref.version or 'latest'}"
-        batcher = Batcher(
-            max_batch_size=self.options.max_batch_size,
-            max_latency_ms=self.options.max_latency_ms,
-            executor=self._executor,
-            on_batch=self.metrics.batch_size.labels(self.name).observe,
-        )
         if label in self._batchers:
             raise ConfigError(
                 f"model '{self.name}': the candidate is the same reference as the champion "
                 f"({ref}); name another alias"
             )
-        self._batchers[label] = batcher
+        self._add_batcher(label)
+        return self._new_slot(ref, label)
+
+    def _split_slot(self, alias: str) -> ModelSlot:
+        """A slot for a traffic split's candidate (built in the poller's thread)."""
+        if alias not in self._batchers:  # else kept from an earlier split of this alias
+            self._add_batcher(alias)
+        return self._new_slot(ModelRef(self.name, alias=alias), alias)
+
+    def _add_batcher(self, label: str) -> None:
+        self._batchers[label] = Batcher(
+            max_batch_size=self.options.max_batch_size,
+            max_latency_ms=self.options.max_latency_ms,
+            executor=self._executor,
+            on_batch=self.metrics.batch_size.labels(self.name).observe,
+        )
+
+    def _new_slot(self, ref: ModelRef, label: str) -> ModelSlot:
         return ModelSlot(
-            registry,
+            self._registry,
             ref,
             label,
-            readers,
+            self._readers,
             on_swap=self._on_swap,
             on_load_failure=lambda v, _: self.metrics.load_failures.labels(self.name, str(v)).inc(),
         )
@@ -107,44 +138,59 @@ class Deployment:
     # -- lifecycle -----------------------------------------------------------------------
     def load(self) -> None:
         self.champion.load()
-        if self.candidate is not None:
-            self.candidate.load()
-            self._check_candidate()
+        if self._static is not None:
+            self._static.load()
+            self._check_candidate(self._static)
         policy = self.options.policy
         if isinstance(policy, ABTest) and policy.key not in self.request_schema.names:
             raise ConfigError(
                 f"A/B key '{policy.key}' of model '{self.name}' is not a request field "
                 f"({', '.join(self.request_schema.names)}); choose one of those"
             )
+        # A replica that starts during a rollout joins it now, not one poll later.
+        self._split.follow()
 
-    def _check_candidate(self) -> None:
-        assert self.candidate is not None and self.candidate.current is not None
+    def _check_candidate(self, slot: ModelSlot) -> None:
+        assert slot.current is not None
         mine = self.served.request_schema.names
-        theirs = self.candidate.current.request_schema.names
+        theirs = slot.current.request_schema.names
         if set(theirs) - set(mine):
             raise ConfigError(
-                f"candidate {self.candidate.ref} needs request fields "
+                f"candidate {slot.ref} needs request fields "
                 f"{sorted(set(theirs) - set(mine))} that {self.ref} does not take; "
                 "a candidate must accept the champion's requests"
             )
 
     def refresh(self) -> bool:
+        """Follow the aliases, then the traffic row (in the poller's thread: loads block)."""
         changed = self.champion.refresh()
-        if self.candidate is not None:
-            changed = self.candidate.refresh() or changed
-        return changed
+        if self._static is not None:
+            changed = self._static.refresh() or changed
+        return self._split.follow() or changed
 
     async def close(self) -> None:
         for task in list(self._shadow_tasks):
             await task
-        for batcher in self._batchers.values():
+        # A copy: the poller's thread may still be adding a candidate's batcher.
+        for batcher in list(self._batchers.values()):
             await batcher.close()
         if self.cache is not None:
             await self.cache.close()
 
     @property
+    def candidate(self) -> ModelSlot | None:
+        """The slot the current route sends candidate traffic to, if any."""
+        return self._split.route.candidate
+
+    @property
+    def policy(self) -> Policy:
+        """The traffic policy in force: the live traffic split's canary, else the spec's."""
+        return self._split.route.policy
+
+    @property
     def slots(self) -> list[ModelSlot]:
-        return [self.champion] + ([self.candidate] if self.candidate is not None else [])
+        candidate = self._split.route.candidate
+        return [self.champion] + ([candidate] if candidate is not None else [])
 
     @property
     def served(self) -> Servable:
@@ -161,11 +207,13 @@ class Deployment:
     async def infer(self, columns: Columns, rows: int, request_id: str) -> Inference:
         """Columns already validated against ``request_schema``; returns the outputs."""
         started = time.perf_counter()
-        use_candidate, ab_key = choose(self.options.policy, columns, self._rng)
-        slot = self.candidate if use_candidate and self.candidate is not None else self.champion
+        route = self._split.route  # once: the poller may replace it meanwhile
+        use_candidate, ab_key = choose(route.policy, columns, self._rng)
+        slot = route.candidate if use_candidate and route.candidate is not None else self.champion
         servable = slot.current
         if servable is None:
             slot, servable = self.champion, self.served
+        ROUTED.set((servable.version, slot.label))
         timeout = self.options.timeout_ms / 1000
         try:
             outputs = await asyncio.wait_for(self._predict(slot, servable, columns, rows), timeout)
@@ -174,8 +222,8 @@ class Deployment:
                 f"model '{self.name}' version {servable.version} took longer than "
                 f"{self.options.timeout_ms:g} ms; retry, send fewer rows, or raise timeout_ms"
             ) from None
-        if isinstance(self.options.policy, Shadow) and self.candidate is not None:
-            self._mirror(columns, rows, request_id, (servable.version, outputs))
+        if isinstance(route.policy, Shadow) and route.candidate is not None:
+            self._mirror(route.candidate, columns, rows, request_id, (servable.version, outputs))
         if self.log is not None:
             line = self.log.record(
                 request_id=request_id,
@@ -250,10 +298,13 @@ class Deployment:
         return count
 
     def _mirror(
-        self, columns: Columns, rows: int, request_id: str, answered: tuple[int, Columns]
+        self,
+        slot: ModelSlot,
+        columns: Columns,
+        rows: int,
+        request_id: str,
+        answered: tuple[int, Columns],
     ) -> None:
-        assert self.candidate is not None
-        slot = self.candidate
         servable = slot.current
         if servable is None:
             return

@@ -12,7 +12,7 @@ from typing import Any
 from modelyard.errors import ConfigError, NotFoundError
 from modelyard.monitoring import PredictionLog
 from modelyard.registry import Registry
-from modelyard.serving._deployment import Deployment, Inference
+from modelyard.serving._deployment import ROUTED, Deployment, Inference
 from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._slot import ReaderFactory, Servable
@@ -121,6 +121,7 @@ class ModelPool:
         self, name: str, protocol: str
     ) -> Callable[[str, int, Inference | None, float], None]:
         """The per-request log line and metrics, shared by every protocol."""
+        ROUTED.set(None)  # the request's own routing only (a test client reuses one context)
 
         def done(rid: str, status: int, result: Inference | None, started: float) -> None:
             elapsed = time.perf_counter() - started
@@ -158,12 +159,19 @@ class ModelPool:
         if self.log is None or deployment is None:
             return
         current = deployment.champion.current
+        version: int | None = current.version if current else None
+        variant = deployment.champion.label
+        routed = ROUTED.get()  # a request that failed after routing: charge its variant
+        if result is not None:
+            version, variant = result.version, result.variant
+        elif routed is not None:
+            version, variant = routed
         self.log.append_nowait(
             self.log.error_line(
                 request_id=rid,
                 model=name,
-                version=result.version if result else current.version if current else None,
-                variant=result.variant if result else deployment.champion.label,
+                version=version,
+                variant=variant,
                 status=status,
                 latency_ms=latency_ms,
             )

@@ -1,0 +1,126 @@
+"""Judging one canary step: the candidate version's traffic in the step's window.
+
+Everything comes from the prediction log, selected by version (the rollout refuses a
+candidate that shares its version with the champion, so the version alone tells the
+candidate's requests apart, failed ones included: the server charges a failure to
+the variant that was routed to). Latency p99 and error rate are
+``monitoring.slo_values``; drift is ``monitoring.window_drift`` against the
+candidate's own reference profile, as the share of its input columns that drifted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.monitoring import slo_values, window_drift
+from modelyard.registry import ModelVersion, Registry
+from modelyard.release._canary_config import CanarySettings
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One limit a step broke: ``metric`` was ``value``, the limit is ``limit``."""
+
+    metric: str
+    value: float | None
+    limit: str
+    why: str = ""
+
+    def __str__(self) -> str:
+        shown = "none" if self.value is None else f"{self.value:.4g}"
+        said = f"{self.metric} = {shown} (limit {self.limit})"
+        return f"{self.why}: {said}" if self.why else said
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step judged: the candidate's traffic in ``[since, until)`` and what it broke."""
+
+    step: int
+    percent: float
+    since: datetime
+    until: datetime
+    values: Mapping[str, float | None]
+    breaches: tuple[Breach, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.breaches
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "percent": self.percent,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "values": dict(self.values),
+            "breaches": [str(b) for b in self.breaches],
+            "notes": list(self.notes),
+        }
+
+
+def judge_step(
+    registry: Registry,
+    folder: Path,
+    candidate: ModelVersion,
+    settings: CanarySettings,
+    *,
+    step: int,
+    percent: float,
+    since: datetime,
+    until: datetime,
+) -> StepResult:
+    """The candidate's SLOs and drift in ``[since, until)``, against ``settings``."""
+    s = settings
+    slo = slo_values(folder, candidate.name, since, until, version=candidate.version)
+    values: dict[str, float | None] = {
+        k: slo[k] for k in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms")
+    }
+    requests = int(slo["requests"] or 0)
+    if requests < s.min_requests:
+        # Fail safe: a step that judged nothing must not lead to a promotion.
+        no_traffic = Breach("requests", requests, f">= {s.min_requests}", "no traffic")
+        return StepResult(step, percent, since, until, values, (no_traffic,))
+    breaches: list[Breach] = []
+    p99, errors = values["latency_p99_ms"], values["error_rate"]
+    if s.max_p99_ms is not None and p99 is not None and p99 > s.max_p99_ms:
+        breaches.append(Breach("latency_p99_ms", p99, f"<= {s.max_p99_ms:g}"))
+    if s.max_error_rate is not None and errors is not None and errors > s.max_error_rate:
+        breaches.append(Breach("error_rate", errors, f"<= {s.max_error_rate:g}"))
+    notes: list[str] = []
+    if s.max_drift_share is not None:
+        share, note = drift_share(registry, folder, candidate, since, until, s.min_drift_rows)
+        values["drift_share"] = share
+        if note:
+            notes.append(note)
+        if share is not None and share > s.max_drift_share:
+            breaches.append(Breach("drift_share", share, f"<= {s.max_drift_share:g}"))
+    return StepResult(step, percent, since, until, values, tuple(breaches), tuple(notes))
+
+
+def drift_share(
+    registry: Registry,
+    folder: Path,
+    candidate: ModelVersion,
+    since: datetime,
+    until: datetime,
+    min_rows: int,
+) -> tuple[float | None, str]:
+    """(share of the candidate's input columns that drifted, why it was not judged)."""
+    try:
+        _, report = window_drift(registry, candidate.ref, folder, until - since, now=until)
+    except NotFoundError:
+        return None, f"drift not judged: {candidate.ref} has no reference profile"
+    except InvalidInputError:
+        return None, "drift not judged: no logged inputs in the step"
+    if report.rows_current < min_rows or not report.columns:
+        return None, (
+            f"drift not judged: {report.rows_current} rows, fewer than min_drift_rows = {min_rows}"
+        )
+    return len(report.drifted_columns) / len(report.columns), ""
