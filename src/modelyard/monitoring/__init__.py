@@ -11,6 +11,7 @@ from modelyard.monitoring._profile import (
     Profile,
     profile,
 )
+from modelyard.monitoring._quality import scores as quality_scores
 from modelyard.monitoring._report import build_report
 from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
 from modelyard.monitoring._series import (
@@ -66,6 +67,7 @@ __all__ = [
     "parse_alerts",
     "parse_window",
     "profile",
+    "quality_scores",
     "read_predictions",
     "record_metrics",
     "register_sink",

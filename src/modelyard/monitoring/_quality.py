@@ -78,6 +78,7 @@ def quality(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def scores(group: pd.DataFrame) -> dict[str, Any]:
+    """Quality metrics of logged predictions joined to labels (``output.prediction``, ``label``)."""
     from sklearn import metrics as m
 
     predicted = group["output.prediction"]

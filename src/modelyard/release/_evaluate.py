@@ -142,7 +142,7 @@ def quality_metrics(
     """Classification or regression metrics of ``model`` on the holdout rows."""
     from sklearn import metrics as m
 
-    from modelyard.monitoring._quality import scores
+    from modelyard.monitoring import quality_scores as scores
 
     predicted = model.predict(features)
     chosen = _prediction_column(model.version)
