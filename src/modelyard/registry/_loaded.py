@@ -21,9 +21,11 @@ class LoadedModel:
     predictor: Predictor
     validator: RecordValidator
     _array_path: bool = field(init=False, default=False)
+    _names: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         inputs = self.version.signature.inputs
+        self._names = tuple(inputs.names)
         self._array_path = bool(getattr(self.predictor, "takes_arrays", False)) and all(
             f.dtype in _NUMERIC and not f.nullable for f in inputs.fields
         )
@@ -50,7 +52,14 @@ class LoadedModel:
         return pd.DataFrame(self.predictor.predict(frame))
 
     def predict_columns(self, columns: dict[str, list[Any]]) -> Columns:
-        """Predict for validated input columns (name -> values, in signature order)."""
+        """Predict for validated input columns (name -> values).
+
+        Columns are taken by name in this version's signature order: a server may hand a
+        canary the champion's columns, in the champion's order and with fields this
+        version does not read.
+        """
+        if tuple(columns) != self._names:
+            columns = {name: columns[name] for name in self._names}
         if self._array_path:
             x = np.array(list(columns.values()), dtype=np.float64).T
             return cast(ArrayPredictor, self.predictor).predict_array(x)
