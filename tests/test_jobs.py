@@ -494,3 +494,26 @@ def test_scheduler_once_runs_what_is_due(
     assert runs["daily"].status == "success" and runs["broken"].status == "failed"
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
     assert runs["daily"].logical_date.date() in (yesterday, yesterday - timedelta(days=1))
+
+
+def test_run_job_works_from_a_script_without_a_main_guard(
+    sqlite_workspace: modelyard.Workspace,
+) -> None:
+    import subprocess
+    import sys
+
+    root = sqlite_workspace.root
+    (root / "pipelines.py").write_text(PIPELINES)
+    (root / "modelyard.toml").write_text('[jobs.daily]\nfunction = "pipelines:daily"\n')
+    # Piped to python's stdin: no file a worker could re-import, and no __main__ guard.
+    script = (
+        "import modelyard\nfrom modelyard.jobs import run_job\n"
+        f"ws = modelyard.Workspace({str(root)!r})\n"
+        "print(run_job(ws, 'daily', date='2026-11-24').status)\nws.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "success"
+    assert len(lines(sqlite_workspace, "daily.jsonl")) == 1

@@ -10,7 +10,9 @@ idle ones stay warm so that a short job costs a pipe round trip, not a Python st
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +24,7 @@ from modelyard.errors import BackendUnavailableError, ConfigError
 from modelyard.jobs._context import JobContext, Outcome, call
 
 LOCAL_RAY_CPUS = 2
+_WORKER = "modelyard.jobs._worker"
 
 
 @dataclass(frozen=True)
@@ -39,50 +42,54 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def _serve(conn: Connection) -> None:
-    """A worker process: run tasks from the pipe until it closes."""
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):  # the parent went away
-            return
-        if task is None:
-            return
-        conn.send(call(task.function, task.context, task.log_path))
-
-
 class _Worker:
+    """One warm worker process (``_worker.py``) and the two pipes to it."""
+
     def __init__(self) -> None:
-        self.process: Any = None
-        self.conn: Connection | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.conn: Connection | None = None  # to the worker
+        self.answers: Connection | None = None  # from the worker
 
     def start(self) -> None:
-        # spawn, not fork: the parent holds threads and database connections.
-        mp = multiprocessing.get_context("spawn")
-        parent, child = mp.Pipe()
-        self.process = mp.Process(target=_serve, args=(child,), daemon=True, name="modelyard-job")
-        self.process.start()
-        child.close()
-        self.conn = parent
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "modelyard.jobs._worker",
+                    str(to_child_r),
+                    str(from_child_w),
+                ],
+                pass_fds=(to_child_r, from_child_w),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.conn = Connection(to_child_w, readable=False)
+        self.answers = Connection(from_child_r, writable=False)
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and bool(self.process.is_alive())
+        return self.process is not None and self.process.poll() is None
 
     def kill(self) -> None:
         if self.process is not None:
             self.process.kill()
-            self.process.join(5)
-        if self.conn is not None:
-            self.conn.close()
-        self.process = self.conn = None
+            self.process.wait(5)
+        for conn in (self.conn, self.answers):
+            if conn is not None:
+                conn.close()
+        self.process = self.conn = self.answers = None
 
     def stop(self) -> None:
-        if self.conn is not None and self.alive:
+        if self.conn is not None and self.process is not None and self.alive:
             try:
                 self.conn.send(None)
-                self.process.join(5)
-            except OSError:
+                self.process.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
         self.kill()
 
@@ -127,11 +134,11 @@ class LocalExecutor:
         worker = self._take()
         partition = task.context.partition
         try:
-            assert worker.conn is not None
+            assert worker.conn is not None and worker.answers is not None
             worker.conn.send(task)
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if worker.conn.poll(left):
-                out[i] = worker.conn.recv()
+            if worker.answers.poll(left):
+                out[i] = worker.answers.recv()
             else:
                 worker.kill()  # the only way to stop a call that overran its timeout
                 out[i] = Outcome("timeout", partition, "timed out")
