@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli import alerts, canary, features, jobs, models, monitor, release, runs
+from modelyard.cli import alerts, build, canary, features, jobs, models, monitor, release, runs
 from modelyard.cli._common import (
     WorkspaceOpt,
     close_workspaces,
@@ -48,6 +48,7 @@ monitor.app.command("slo")(alerts.slo_command)
 monitor.app.command("history")(alerts.history_command)
 app.command("quickstart")(quickstart)
 app.command("score")(score)
+app.command("build")(build.build)
 
 
 @app.command()

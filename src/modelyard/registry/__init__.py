@@ -1,6 +1,7 @@
 """Registry: models, numbered versions, aliases, signatures, flavors and lineage."""
 
 from modelyard.registry import flavors as _builtin_flavors  # noqa: F401  (registers them)
+from modelyard.registry._export import export_version, flavor_settings
 from modelyard.registry._flavors import (
     FLAVORS,
     Flavor,
@@ -36,6 +37,8 @@ __all__ = [
     "TrafficSplit",
     "clear_traffic",
     "detect_flavor",
+    "export_version",
+    "flavor_settings",
     "get_flavor",
     "get_traffic",
     "register_flavor",

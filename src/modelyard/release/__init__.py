@@ -1,26 +1,38 @@
 """Releases: gates against the champion, promotion, canary rollout, rollback, images."""
 
+from modelyard.release._build import (
+    DEFAULT_BASE_IMAGE,
+    BuildContext,
+    build_image,
+    write_context,
+)
 from modelyard.release._canary import CanaryProgress, CanaryResult, run_canary, stop_canary
 from modelyard.release._canary_config import CanarySettings, parse_canary_config
 from modelyard.release._canary_judge import Breach, StepResult
 from modelyard.release._check import GateReport, check_release
+from modelyard.release._engine import Engine, detect_engine
 from modelyard.release._gates import Gate, GateResult, parse_gate, parse_release_config
 from modelyard.release._promote import Promotion, promote, rollback
 from modelyard.release._records import ReleaseRecord, current_actor, record, release_history
 
 __all__ = [
     "Breach",
+    "BuildContext",
     "CanaryProgress",
     "CanaryResult",
     "CanarySettings",
+    "DEFAULT_BASE_IMAGE",
+    "Engine",
     "Gate",
     "GateReport",
     "GateResult",
     "Promotion",
     "ReleaseRecord",
     "StepResult",
+    "build_image",
     "check_release",
     "current_actor",
+    "detect_engine",
     "parse_canary_config",
     "parse_gate",
     "parse_release_config",
@@ -30,4 +42,5 @@ __all__ = [
     "rollback",
     "run_canary",
     "stop_canary",
+    "write_context",
 ]
