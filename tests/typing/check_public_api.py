@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_type
 
@@ -11,8 +12,17 @@ from fastapi import FastAPI
 import modelyard
 from modelyard.config import Config, load_config
 from modelyard.contracts import Schema
+from modelyard.jobs import JobContext, JobHistory, JobRun, JobSpec, backfill, job, run_job
 from modelyard.monitoring import Alerting, Checker, RuleResult, metric_history, slo_values
-from modelyard.registry import LoadedModel, LoggedModel, ModelVersion, RegisteredModel
+from modelyard.registry import (
+    LoadedModel,
+    LoggedModel,
+    ModelVersion,
+    RegisteredModel,
+    TrafficSplit,
+    get_traffic,
+)
+from modelyard.release import BuildContext, ReleaseRecord, release_history, write_context
 from modelyard.serving import ScoreResult, ServeOptions, create_app, score
 from modelyard.tracking import MetricPoint, Run, RunInfo
 
@@ -54,3 +64,19 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
         slo_values(ws.state_dir, "m", datetime.now(), datetime.now()), dict[str, float | None]
     )
     assert_type(metric_history(ws.metadata, "m", metric="drift.*"), list[dict[str, Any]])
+    assert_type(run_job(ws, "nightly", date="2026-11-24"), JobRun)
+    assert_type(backfill(ws, "nightly", start="2026-11-01", end="2026-11-07"), list[JobRun])
+    assert_type(JobHistory(ws.metadata).runs("nightly", limit=5), list[JobRun])
+
+    @job(schedule="0 2 * * *", timeout="1h")
+    def nightly(ctx: JobContext) -> None:
+        assert_type(ctx.logical_date, datetime)
+        assert_type(ctx.partition, str | None)
+
+    keep: Callable[[JobContext], None] = nightly  # @job keeps the function's own type
+    assert_type(keep(JobContext("n", "r", datetime.now(), datetime.now(), 1, ".")), None)
+
+    assert_type(JobSpec(name="n", function="m:f").retry_delay(2), float)
+    assert_type(release_history(ws.metadata, "m"), list[ReleaseRecord])
+    assert_type(get_traffic(ws.registry, "m"), TrafficSplit | None)
+    assert_type(write_context(ws, "m@production", "build/m"), BuildContext)

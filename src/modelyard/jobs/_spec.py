@@ -14,13 +14,14 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from modelyard import _time
 from modelyard.errors import ConfigError, InvalidInputError, ModelyardError, NotFoundError
 from modelyard.jobs._cron import Schedule
 
 Catchup = Literal["all", "latest"]
+F = TypeVar("F", bound=Callable[..., Any])
 CATCHUP: tuple[Catchup, ...] = ("all", "latest")
 EXECUTORS = ("local", "ray", "ray://HOST:PORT")
 
@@ -90,10 +91,10 @@ def job(
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[F], F]:
     """Declare the decorated function ``fn(ctx: JobContext)`` as a job."""
 
-    def declare(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def declare(fn: F) -> F:
         job_name = name or fn.__name__.replace("_", "-")
         raw = {
             "function": f"{fn.__module__}:{fn.__qualname__}",
