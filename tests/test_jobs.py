@@ -76,6 +76,8 @@ path = "alerts.jsonl"
 function = "pipelines:daily"
 schedule = "0 2 * * *"
 params = { region = "eu" }
+inputs = ["view:orders"]
+outputs = ["scores.parquet"]
 
 [jobs.flaky]
 function = "pipelines:flaky"
@@ -222,6 +224,7 @@ def test_jobs_run_records_the_run_and_its_log(
     assert run.run_id[:12] in out and "success" in out
     code, out, _ = run_cli(capsys, "jobs", "list", "-w", ws)
     assert "0 2 * * *" in out and "2026-11-24 02:00:00 success" in out
+    assert "view:orders → scores.parquet" in out
 
 
 def test_retries_back_off_exponentially_until_success(jobs_ws: modelyard.Workspace) -> None:

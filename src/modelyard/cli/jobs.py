@@ -59,7 +59,8 @@ def list_jobs(workspace: str = WorkspaceOpt) -> None:
     history = JobHistory(ws.metadata)
     now = datetime.now(UTC)
     table = Table(title="jobs")
-    for col in ("job", "schedule", "next due", "last run", "retries", "timeout", "sla", "executor"):
+    columns = ("job", "schedule", "next due", "last run", "retries", "timeout", "sla", "executor")
+    for col in (*columns, "reads → writes"):
         table.add_column(col, overflow="fold")
     for spec in jobs.values():
         last = history.runs(spec.name, limit=1)
@@ -73,6 +74,9 @@ def list_jobs(workspace: str = WorkspaceOpt) -> None:
             _duration(spec.timeout_s),
             _duration(spec.sla_s),
             spec.executor + (f" x{len(spec.partitions)}" if spec.partitions else ""),
+            f"{', '.join(spec.inputs)} → {', '.join(spec.outputs)}"
+            if spec.inputs or spec.outputs
+            else "",
         )
     console.print(table)
 
