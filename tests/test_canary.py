@@ -10,6 +10,7 @@ where the test decides when the server polls.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import random
@@ -31,11 +32,26 @@ from sklearn.linear_model import Ridge
 
 import modelyard
 from cli_support import run_cli
+from modelyard.contracts import Field, Schema
 from modelyard.errors import ConfigError, ConflictError, InvalidInputError
 from modelyard.monitoring import PredictionLog, read_predictions
-from modelyard.registry import clear_traffic, get_traffic, set_traffic
-from modelyard.release import release_history, run_canary
-from modelyard.release._canary_config import canary_settings, parse_canary_config
+from modelyard.registry import (
+    STALE_AFTER_S,
+    Signature,
+    claim_traffic,
+    clear_traffic,
+    get_traffic,
+    set_traffic,
+    signature_problems,
+)
+from modelyard.release import (
+    StepResult,
+    canary_settings,
+    parse_canary_config,
+    release_history,
+    run_canary,
+    stop_canary,
+)
 from modelyard.serving import ServeOptions, create_app
 from modelyard.serving._options import Canary
 from monitor_support import train_diabetes
@@ -382,10 +398,11 @@ def test_stop_ends_a_running_canary(
         assert code == 0 and "stopped the canary: 10% of 'stopped' to @staging" in out
         now[0] += timedelta(seconds=seconds)
 
-    with pytest.raises(ConflictError, match="was cleared outside this canary"):
-        run_canary(
-            ws, "stopped", steps=(10, 100), interval_s=60, clock=lambda: now[0], sleep=someone_stops
-        )
+    result = run_canary(
+        ws, "stopped", steps=(10, 100), interval_s=60, clock=lambda: now[0], sleep=someone_stops
+    )
+    assert result.aborted and not result.promoted and result.reason is not None
+    assert "was cleared outside this canary" in result.reason
     assert get_traffic(ws.registry, "stopped") is None
     assert _actions(ws, "stopped") == ["canary-step", "canary-aborted", "canary-aborted"]
     code, out, _ = run_cli(capsys, "release", "canary", "stopped", "--stop", "-w", folder)
@@ -481,3 +498,342 @@ def test_release_canary_in_modelyard_toml_is_checked_at_load_and_used(tmp_path: 
         assert [s.percent for s in result.steps] == [50.0] and not result.promoted
         settings = release_history(ws.metadata, "configured", limit=1)[0].details["settings"]
         assert (settings["interval_s"], settings["min_requests"]) == (1.0, 1)
+
+
+# -- review fixes: routing ---------------------------------------------------------------
+def _column_order(frame: pd.DataFrame) -> dict[str, Any]:
+    """An answer that depends on the order of the columns the model is handed."""
+    return {"y": frame.iloc[:, 0] * 10 + frame.iloc[:, 1]}
+
+
+@pytest.mark.anyio
+async def test_a_candidate_trained_on_reordered_inputs_answers_as_it_does_alone(
+    ws: modelyard.Workspace,
+) -> None:
+    _register(ws, "order", _column_order, "production", pd.DataFrame({"a": [1.0], "b": [2.0]}))
+    _register(ws, "order", _column_order, "staging", pd.DataFrame({"b": [2.0], "a": [1.0]}))
+    record = {"a": 1.0, "b": 2.0}
+    set_traffic(ws.registry, "order", "staging", 100)
+    try:
+        async with _serving(ws, "order@production") as (_, client):
+            r = await client.post("/v1/models/order/predict", json=[record])
+    finally:
+        clear_traffic(ws.registry, "order")
+
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    alone = ws.registry.load("order@staging").predict(record)
+    assert r.json()["predictions"][0]["y"] == alone["y"][0] == 21.0  # b * 10 + a
+
+
+def _nulls_counted(frame: pd.DataFrame) -> dict[str, Any]:
+    return {"y": frame["a"] * 2 + frame.isna().sum(axis=1) * 100}
+
+
+def _as_text(frame: pd.DataFrame) -> dict[str, Any]:
+    return {"y": frame["a"].astype(str)}
+
+
+NULLABLE_B = Field(name="b", dtype="float64", nullable=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("case", "model", "inputs", "output", "accepted"),
+    [
+        ("nullable", _nulls_counted, [NULLABLE_B], "float64", True),
+        ("required", _nulls_counted, [Field(name="b", dtype="float64")], "float64", False),
+        ("retyped", _as_text, [], "string", False),
+    ],
+)
+async def test_servers_accept_exactly_the_candidates_a_release_accepts(
+    ws: modelyard.Workspace,
+    case: str,
+    model: Callable[[pd.DataFrame], dict[str, Any]],
+    inputs: list[Field],
+    output: str,
+    accepted: bool,
+) -> None:
+    name = f"agree-{case}"
+    _register(ws, name, _times(1.0), "production")
+    signature = Signature(
+        inputs=Schema.of(Field(name="a", dtype="float64"), *inputs),
+        outputs=Schema.of(Field(name="y", dtype=output)),
+    )
+    with ws.start_run(name) as run:
+        logged = ws.registry.log_model(run, model, signature=signature)
+    ws.registry.set_alias(name, "staging", ws.registry.register(name, logged).version)
+    champion, candidate = (ws.registry.get(f"{name}@{a}") for a in ("production", "staging"))
+
+    set_traffic(ws.registry, name, "staging", 100)
+    try:
+        async with _serving(ws, f"{name}@production") as (_, client):
+            r = await client.post(f"/v1/models/{name}/predict", json=[{"a": 3.0}])
+    finally:
+        clear_traffic(ws.registry, name)
+
+    assert r.status_code == 200, r.text
+    assert (r.json()["version"] == 2) is accepted
+    assert (signature_problems(champion.signature, candidate.signature) == []) is accepted
+    if accepted:  # the field callers do not send reached the candidate as a null
+        assert r.json()["predictions"][0]["y"] == 3.0 * 2 + 100
+    else:
+        with pytest.raises(InvalidInputError, match="is not compatible"):
+            run_canary(ws, name, steps=(100,), interval_s=1)
+
+
+@pytest.mark.anyio
+async def test_a_split_candidate_that_moves_version_counts_as_a_change(
+    ws: modelyard.Workspace,
+) -> None:
+    _pair(ws, "moving")
+    third = _register(ws, "moving", _times(3.0), None)
+    set_traffic(ws.registry, "moving", "staging", 100)
+    try:
+        async with _serving(ws, "moving@production") as (pool, client):
+            assert set(await _answers(client, "moving", 5)) == {2}
+            ws.registry.set_alias("moving", "staging", third)
+            assert await pool.refresh()
+            assert set(await _answers(client, "moving", 5)) == {3}
+            assert not await pool.refresh()
+    finally:
+        clear_traffic(ws.registry, "moving")
+
+
+def _batcher_tasks() -> int:
+    return sum(1 for t in asyncio.all_tasks() if t.get_name() == "modelyard-batcher")
+
+
+@pytest.mark.anyio
+async def test_a_split_candidate_batcher_goes_with_its_split(ws: modelyard.Workspace) -> None:
+    _pair(ws, "retired")
+    opts = ServeOptions(ref="retired@production", timeout_ms=50)
+    async with _serving(ws, opts) as (pool, client):
+        set_traffic(ws.registry, "retired", "staging", 100)
+        assert await pool.refresh()
+        assert set(await _answers(client, "retired", 3)) == {2}
+        clear_traffic(ws.registry, "retired")
+        assert await pool.refresh()
+        assert set(await _answers(client, "retired", 3)) == {1}
+        assert _batcher_tasks() == 2  # the candidate's lives out its grace (timeout_ms)
+        await asyncio.sleep(0.2)
+        assert _batcher_tasks() == 1  # the champion's only
+
+        set_traffic(ws.registry, "retired", "staging", 100)  # a new split: a new batcher
+        assert await pool.refresh()
+        assert set(await _answers(client, "retired", 3)) == {2}
+        clear_traffic(ws.registry, "retired")
+
+
+@pytest.mark.anyio
+async def test_servers_ignore_a_split_whose_lease_ran_out(ws: modelyard.Workspace) -> None:
+    _pair(ws, "lapsed")
+    async with _serving(ws, "lapsed@production") as (pool, client):
+        set_traffic(ws.registry, "lapsed", "staging", 100, ttl_s=STALE_AFTER_S)
+        assert await pool.refresh()
+        assert set(await _answers(client, "lapsed", 5)) == {2}
+        set_traffic(ws.registry, "lapsed", "staging", 100, ttl_s=0.001)  # never renewed
+        time.sleep(0.01)
+        assert await pool.refresh()
+        assert set(await _answers(client, "lapsed", 5)) == {1}
+    split = get_traffic(ws.registry, "lapsed")
+    assert split is not None and split.expired()
+    assert stop_canary(ws, "lapsed", actor="oncall") == (
+        "100% of 'lapsed' to @staging (its lease had run out: the rollout had died)"
+    )
+
+
+def test_traffic_writes_after_the_first_compare_and_set(workspace: modelyard.Workspace) -> None:
+    ws = workspace  # every metadata back end
+    _pair(ws, "cas")
+    first = set_traffic(ws.registry, "cas", "staging", 10, ttl_s=STALE_AFTER_S)
+    assert first.expires_at is not None and first.expires_at - first.updated_at == timedelta(
+        seconds=STALE_AFTER_S
+    )
+    second = set_traffic(ws.registry, "cas", "staging", 50, expect=first, ttl_s=STALE_AFTER_S)
+    with pytest.raises(ConflictError, match=r"was changed to 50% of 'cas' to @staging"):
+        set_traffic(ws.registry, "cas", "staging", 100, expect=first)
+    assert clear_traffic(ws.registry, "cas", expect=first) is None  # not the row it saw
+    assert clear_traffic(ws.registry, "cas", expect=second) == second
+    with pytest.raises(ConflictError, match="was cleared by someone else"):
+        set_traffic(ws.registry, "cas", "staging", 100, expect=second)
+    assert get_traffic(ws.registry, "cas") is None  # a cleared split is never recreated
+    manual = set_traffic(ws.registry, "cas", "staging", 10)  # by hand: no lease, no expiry
+    assert manual.expires_at is None and not manual.expired()
+    with pytest.raises(ConflictError, match="already set"):
+        claim_traffic(ws.registry, "cas", "staging", 10, ttl_s=STALE_AFTER_S)
+    lapsed = set_traffic(ws.registry, "cas", "staging", 20, ttl_s=0.001)
+    time.sleep(0.01)
+    claimed, replaced = claim_traffic(ws.registry, "cas", "staging", 10, ttl_s=STALE_AFTER_S)
+    assert replaced == lapsed and get_traffic(ws.registry, "cas") == claimed
+
+
+# -- review fixes: rollouts ----------------------------------------------------------------
+@pytest.fixture
+def healthy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step judged healthy: for rollouts about what moves, not about judging."""
+    from modelyard.release import _canary
+
+    def judge(*_: Any, step: int, percent: float, since: datetime, until: datetime) -> StepResult:
+        return StepResult(step, percent, since, until, {"requests": 100.0})
+
+    monkeypatch.setattr(_canary, "judge_step", judge)
+
+
+class FakeTime:
+    """A rollout's clock and sleep: sleeping moves the clock (and may act meanwhile)."""
+
+    def __init__(self, meanwhile: Callable[[], None] = lambda: None) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+        self.meanwhile = meanwhile
+
+    def clock(self) -> datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.meanwhile()
+
+
+class StopWhileJudging:
+    """Progress that runs ``--stop`` while a step is judged (between judging and the next
+    write of the split)."""
+
+    def __init__(self, ws: modelyard.Workspace, name: str) -> None:
+        self.ws, self.name = ws, name
+
+    def started(self, step: int, of: int, percent: float, interval_s: float) -> None:
+        pass
+
+    def waiting(self, remaining_s: float) -> None:
+        pass
+
+    def judged(self, result: StepResult) -> None:
+        stop_canary(self.ws, self.name, actor="oncall")
+
+
+@pytest.mark.parametrize("steps", [(10.0, 100.0), (100.0,)], ids=["before-a-step", "last-step"])
+def test_a_stop_while_a_step_is_judged_is_never_undone(
+    ws: modelyard.Workspace, healthy: None, steps: tuple[float, ...]
+) -> None:
+    name = f"judged-{len(steps)}"
+    _pair(ws, name)
+    t = FakeTime()
+
+    result = run_canary(
+        ws, name, steps=steps, interval_s=2, progress=StopWhileJudging(ws, name),
+        clock=t.clock, sleep=t.sleep,
+    )  # fmt: skip
+
+    assert result.aborted and not result.promoted, result
+    assert result.reason is not None and "was cleared by someone else" in result.reason
+    assert ws.registry.get(f"{name}@production").version == 1
+    assert get_traffic(ws.registry, name) is None
+    assert _actions(ws, name) == ["canary-step", "canary-aborted", "canary-aborted"]
+
+
+def test_a_canary_stopped_from_outside_exits_3(
+    ws: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _pair(ws, "outside")
+
+    def stop_once_running() -> None:  # another terminal, while the first step waits
+        _wait_until(lambda: get_traffic(ws.registry, "outside") is not None)
+        stop_canary(ws, "outside", actor="oncall")
+
+    other = threading.Thread(target=stop_once_running)
+    other.start()
+    try:
+        code, out, err = run_cli(
+            capsys, "release", "canary", "outside", "--percent", "10", "--steps", "100",
+            "--interval", "30s", "-w", str(ws.config.root),
+        )  # fmt: skip
+    finally:
+        other.join()
+
+    assert code == 3, (out, err)
+    assert "aborted:" in err and "was cleared outside this canary" in err
+    assert ws.registry.get("outside@production").version == 1
+    assert get_traffic(ws.registry, "outside") is None
+
+
+def test_a_running_canary_renews_its_lease(ws: modelyard.Workspace, healthy: None) -> None:
+    _pair(ws, "renewed")
+    seen: list[Any] = []
+    t = FakeTime(lambda: seen.append(get_traffic(ws.registry, "renewed")))
+
+    result = run_canary(ws, "renewed", steps=(100,), interval_s=12, clock=t.clock, sleep=t.sleep)
+
+    assert result.promoted
+    assert len(seen) == 12 and all(s is not None for s in seen)
+    assert len({s.stamp for s in seen}) == 3  # written, then renewed every 5 s of waiting
+    for split in seen:
+        assert split.expires_at - split.updated_at == timedelta(seconds=STALE_AFTER_S)
+
+
+def test_a_new_rollout_takes_over_the_split_of_a_dead_one(
+    ws: modelyard.Workspace, healthy: None
+) -> None:
+    _pair(ws, "orphan")
+    claim_traffic(ws.registry, "orphan", "staging", 50, ttl_s=0.001)  # its rollout was killed
+    time.sleep(0.01)
+    t = FakeTime()
+
+    result = run_canary(ws, "orphan", steps=(100,), interval_s=1, clock=t.clock, sleep=t.sleep)
+
+    assert result.promoted
+    assert _actions(ws, "orphan") == ["canary-takeover", "canary-step", "canary-promote"]
+    takeover = release_history(ws.metadata, "orphan")[-1]
+    assert takeover.reason is not None and "took over 50% of 'orphan' to @staging" in (
+        takeover.reason
+    )
+    records = release_history(ws.metadata, "orphan")
+    assert len({r.details["rollout"] for r in records}) == 1  # one rollout's records
+
+
+def test_ctrl_c_inside_the_promotion_moves_nothing_and_says_so(
+    ws: modelyard.Workspace, healthy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.release import _canary
+
+    _pair(ws, "midway")
+    real = _canary.write_record
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        if kwargs.get("action") == "canary-promote":
+            raise KeyboardInterrupt  # after the alias moved, before the commit
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(_canary, "write_record", interrupted)
+    t = FakeTime()
+    with pytest.raises(KeyboardInterrupt):
+        run_canary(ws, "midway", steps=(100,), interval_s=1, clock=t.clock, sleep=t.sleep)
+
+    assert ws.registry.get("midway@production").version == 1  # the record agrees:
+    assert _actions(ws, "midway") == ["canary-step", "canary-aborted"]
+    assert get_traffic(ws.registry, "midway") is None
+
+
+def test_ctrl_c_after_the_promotion_committed_reports_the_promotion(
+    ws: modelyard.Workspace, healthy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _pair(ws, "late")
+    move = ws.registry.move_alias
+
+    def then_interrupted(*args: Any, **kwargs: Any) -> Any:
+        move(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ws.registry, "move_alias", then_interrupted)
+    t = FakeTime()
+    result = run_canary(ws, "late", steps=(100,), interval_s=1, clock=t.clock, sleep=t.sleep)
+
+    assert result.promoted
+    assert ws.registry.get("late@production").version == 2
+    assert _actions(ws, "late") == ["canary-step", "canary-promote"]
+    assert get_traffic(ws.registry, "late") is None
+
+
+def test_the_canary_help_states_the_lease() -> None:
+    from modelyard.cli.canary import canary
+
+    assert canary.__doc__ is not None and f"after {STALE_AFTER_S:g} s" in canary.__doc__

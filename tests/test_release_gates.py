@@ -19,16 +19,16 @@ from sklearn.linear_model import Ridge
 import modelyard
 from cli_support import run_cli
 from modelyard.contracts import Field, Schema
-from modelyard.errors import ConfigError, InvalidInputError
-from modelyard.registry import Signature
+from modelyard.errors import ConfigError, ConflictError, InvalidInputError
+from modelyard.registry import Registry, Signature, signature_problems
 from modelyard.release import (
     check_release,
     parse_gate,
     parse_release_config,
     promote,
     release_history,
+    rollback,
 )
-from modelyard.release._evaluate import signature_problems
 from release_support import (
     NAME,
     Split,
@@ -530,3 +530,124 @@ def test_holdout_rows_round_trip_through_the_run(
     assert [(d["name"], d["context"], d["rows"]) for d in datasets] == [
         ("holdout", "holdout", len(split.holdout))
     ]
+
+
+# -- review fixes --------------------------------------------------------------------------
+def test_an_alias_moves_only_from_the_version_it_was_expected_at(
+    workspace: modelyard.Workspace, split: Split
+) -> None:
+    first = register(workspace, weak_model(), split, alias="production")
+    second = register(workspace, good_model(), split)
+    registry = workspace.registry
+
+    with pytest.raises(ConflictError, match="points at version 1, but this move expected it at"):
+        registry.move_alias(NAME, "production", second, expect=second)
+    with pytest.raises(ConflictError, match="points at version 1, but this move expected it unset"):
+        registry.move_alias(NAME, "production", second, expect=None)
+    assert production(workspace) == first
+
+    assert registry.move_alias(NAME, "production", second, expect=first).version == second
+    assert registry.move_alias(NAME, "staging", first, expect=None).aliases == ("staging",)
+    assert [(kind, v) for _, kind, v in registry.alias_history(NAME, "production")] == [
+        ("set", first),
+        ("set", second),
+    ]
+    assert registry.rollback(NAME).version == first  # a compare-and-set move is a plain move
+
+
+def test_a_promotion_and_its_record_commit_together(
+    strong_candidate: modelyard.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.release import _promote
+
+    ws = strong_candidate
+
+    def full_disk(*_: object, **__: object) -> None:
+        raise OSError("no space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_promote, "write_record", full_disk)
+        with pytest.raises(OSError, match="no space left"):
+            promote(ws, NAME)
+    assert production(ws) == 1  # no move without its record
+    assert release_history(ws.metadata, NAME) == []
+
+    promote(ws, NAME)
+    with monkeypatch.context() as patched:
+        patched.setattr(_promote, "write_record", full_disk)
+        with pytest.raises(OSError, match="no space left"):
+            rollback(ws, NAME, reason="p99 regression")
+    assert production(ws) == 2
+    assert [r.action for r in release_history(ws.metadata, NAME)] == ["promote"]
+
+
+def test_a_promotion_refuses_a_champion_moved_while_its_gates_ran(
+    strong_candidate: modelyard.Workspace, split: Split, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.release import _promote
+
+    ws = strong_candidate
+    judged = _promote.evaluate
+    other = ws.registry.get(f"{NAME}@staging").version
+
+    def evaluate_while_someone_promotes(*args: object, **kwargs: object) -> object:
+        report = judged(*args, **kwargs)
+        ws.registry.set_alias(NAME, "production", other)
+        return report
+
+    monkeypatch.setattr(_promote, "evaluate", evaluate_while_someone_promotes)
+    ws.registry.set_alias(NAME, "staging", register(ws, good_model(), split))
+
+    with pytest.raises(ConflictError, match="expected it at version 1: someone moved it"):
+        promote(ws, NAME)
+    assert production(ws) == other
+    assert release_history(ws.metadata, NAME) == []
+
+
+def test_a_metric_undefined_on_the_holdout_fails_its_gate_and_is_recorded(
+    strong_candidate: modelyard.Workspace, split: Split, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = strong_candidate
+    path = ws.root / "one-class.csv"
+    split.holdout[split.holdout["target"] == 1].to_csv(path, index=False)
+
+    code, out, err = run_cli(
+        capsys, "release", "check", NAME, "--holdout", str(path), "-w", str(ws.root)
+    )
+
+    assert code == 1, err
+    row = next(line for line in out.splitlines() if "roc_auc >= 0.85" in line)
+    assert "n/a" in row and "FAIL" in row
+    last = release_history(ws.metadata, NAME)[0]
+    assert (last.action, last.passed) == ("check", False)
+    gate = next(g for g in last.details["gates"] if g["gate"] == "roc_auc >= 0.85")
+    assert gate["outcome"] == "fail" and gate["candidate"] is None
+    assert "roc_auc is undefined on this holdout" in gate["note"]
+    assert _outcomes(dict(last.details))["p99_latency_ms <= 250"] == "pass"
+
+
+def test_a_gate_the_model_can_never_meet_fails_before_any_model_loads(
+    sqlite_workspace: modelyard.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = sqlite_workspace
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    with ws.start_run("train") as run:
+        logged = ws.registry.log_model(run, Ridge().fit(x, y), input_example=x.head(10))
+    ws.registry.set_alias("diabetes", "staging", ws.registry.register("diabetes", logged).version)
+
+    def no_loading(*_: object) -> None:
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(Registry, "load", no_loading)
+    with pytest.raises(InvalidInputError, match="needs 'roc_auc', which a regressor does not"):
+        check_release(ws, "diabetes", gates=["roc_auc >= 0.5"], holdout=x.assign(target=y))
+
+
+def test_the_actor_comes_from_the_workspace_environment(
+    strong_candidate: modelyard.Workspace,
+) -> None:
+    with modelyard.Workspace(
+        strong_candidate.root, environ={"MODELYARD_ACTOR": "pipeline-7"}
+    ) as ws:
+        promote(ws, NAME)
+        assert release_history(ws.metadata, NAME)[0].actor == "pipeline-7"

@@ -1,7 +1,8 @@
 """``modelyard release canary NAME``: a stepped rollout with automatic rollback.
 
 Exit codes: 0 promoted (or stopped with --stop), 1 rolled back on a breach, 2 bad
-input (nothing moved), 130 interrupted (traffic is back on the champion).
+input (nothing moved), 3 aborted from outside (--stop, or an alias moved: traffic had
+moved and is back on the champion), 130 interrupted (traffic is back on the champion).
 """
 
 from __future__ import annotations
@@ -56,10 +57,15 @@ def canary(
     to judge, puts all traffic back on the champion and alerts; after the
     last healthy step, --to points at the candidate. Limits not given here
     come from the release.canary table of modelyard.toml.
+
+    A running canary renews its hold on the traffic split every few seconds;
+    if it dies, servers go back to the champion after 60 s and the next
+    canary takes over. Exit codes: 0 promoted (or --stop), 1 rolled back on a
+    breach, 2 bad input (nothing moved), 3 aborted from outside (--stop or an
+    alias moved; traffic is back on the champion), 130 interrupted.
     """
     from modelyard._time import parse_duration
-    from modelyard.release import run_canary, stop_canary
-    from modelyard.release._canary_config import canary_settings
+    from modelyard.release import canary_settings, run_canary, stop_canary
 
     ws = open_workspace(workspace)
     release = ws.config.tables.get("release", {})
@@ -98,6 +104,9 @@ def canary(
             f"v{result.from_version} -> v{result.to_version}"
         )
         return
+    if result.aborted:
+        err_console.print(f"[bold yellow]aborted:[/] {escape(result.reason or '')}", soft_wrap=True)
+        raise typer.Exit(3)
     sent = ", ".join(f"{k} {v}" for k, v in result.deliveries.items()) or "no sink"
     err_console.print(f"[bold red]rolled back:[/] {escape(result.reason or '')}", soft_wrap=True)
     err_console.print(f"alert: {escape(sent)}")

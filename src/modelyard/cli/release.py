@@ -63,7 +63,11 @@ HoldoutOpt = typer.Option(
 )
 TargetOpt = typer.Option(None, "--target", help="label column of the holdout set")
 ReplayOpt = typer.Option(
-    200, "--replay", min=0, help="holdout rows replayed one at a time for latency (0: none)"
+    200,
+    "--replay",
+    min=0,
+    help="holdout rows replayed for latency (0: none): serially, in this process, one "
+    "row per call through validation and the model; no server, no batcher",
 )
 JsonOpt = typer.Option(False, "--json", help="print the result as JSON")
 
@@ -79,6 +83,11 @@ def _version(number: int | None) -> str:
     return "not set" if number is None else f"version {number}"
 
 
+def _shown(value: float | None, applies: bool) -> str:
+    """A metric's cell: "n/a" where the check has no value for it (undefined here)."""
+    return "n/a" if value is None and applies else fmt_value(value)
+
+
 def _print_report(report: GateReport) -> None:
     table = Table(
         title=(
@@ -91,12 +100,13 @@ def _print_report(report: GateReport) -> None:
     )
     for col in ("gate", "candidate", "champion", "threshold", "result", "note"):
         table.add_column(col, overflow="fold")
-    for r in report.results:
+    for i, r in enumerate(report.results):
+        judged = i > 0 and r.outcome != "skip"  # row 0 is the data contract: no metric
         table.add_row(
             escape(r.gate),
-            fmt_value(r.candidate),
-            fmt_value(r.champion),
-            fmt_value(r.threshold),
+            _shown(r.candidate, judged),
+            _shown(r.champion, judged and report.champion_version is not None),
+            _shown(r.threshold, judged and r.outcome == "fail"),
             _OUTCOME[r.outcome],
             escape(r.note),
         )
@@ -128,7 +138,13 @@ def check(
     as_json: bool = JsonOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Evaluate the candidate against the champion on a holdout set; exit 1 if a gate fails."""
+    """Evaluate the candidate against the champion on a holdout set; exit 1 if a gate fails.
+
+    A gate whose metric is undefined on this holdout (ROC AUC with one class) fails,
+    shown as n/a; a gate naming a metric the model cannot have is exit 2 before any
+    model loads. The latency replay (--replay) is serial and in process: one row per
+    call, no server, no batcher; it compares the models' own cost per request.
+    """
     from modelyard.release import check_release
 
     ws = open_workspace(workspace)

@@ -1,6 +1,7 @@
 """Registry: models, numbered versions, aliases, signatures, flavors and lineage."""
 
 from modelyard.registry import flavors as _builtin_flavors  # noqa: F401  (registers them)
+from modelyard.registry._compat import signature_problems
 from modelyard.registry._export import export_version, flavor_settings
 from modelyard.registry._flavors import (
     FLAVORS,
@@ -11,10 +12,18 @@ from modelyard.registry._flavors import (
     register_flavor,
 )
 from modelyard.registry._loaded import LoadedModel
+from modelyard.registry._moves import AliasMove
 from modelyard.registry._refs import ModelRef
 from modelyard.registry._registry import Registry
 from modelyard.registry._signature import Signature
-from modelyard.registry._traffic import TrafficSplit, clear_traffic, get_traffic, set_traffic
+from modelyard.registry._traffic import (
+    STALE_AFTER_S,
+    TrafficSplit,
+    claim_traffic,
+    clear_traffic,
+    get_traffic,
+    set_traffic,
+)
 from modelyard.registry._versions import (
     FeatureBinding,
     LoggedModel,
@@ -23,6 +32,7 @@ from modelyard.registry._versions import (
 )
 
 __all__ = [
+    "AliasMove",
     "FLAVORS",
     "FeatureBinding",
     "Flavor",
@@ -33,8 +43,10 @@ __all__ = [
     "Predictor",
     "RegisteredModel",
     "Registry",
+    "STALE_AFTER_S",
     "Signature",
     "TrafficSplit",
+    "claim_traffic",
     "clear_traffic",
     "detect_flavor",
     "export_version",
@@ -43,4 +55,5 @@ __all__ = [
     "get_traffic",
     "register_flavor",
     "set_traffic",
+    "signature_problems",
 ]

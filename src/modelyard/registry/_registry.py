@@ -22,7 +22,8 @@ from modelyard import _time
 from modelyard.backends.artifacts import get_tree, put_tree
 from modelyard.backends.metadata import tables as t
 from modelyard.contracts import RecordValidator, Schema, as_frame
-from modelyard.errors import ConflictError, InvalidInputError, NotFoundError
+from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.registry import _moves
 from modelyard.registry._flavors import detect_flavor, get_flavor
 from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._refs import ModelRef, check_alias, check_name
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
     from modelyard.backends.metadata import MetadataStore
     from modelyard.monitoring import Profile
+    from modelyard.registry._moves import Also
+    from modelyard.registry._traffic import TrafficSplit
     from modelyard.tracking import Run
 
 META_FILE = "modelyard-model.json"
@@ -299,29 +302,31 @@ class Registry:
             self._alias_event(conn, name, alias, "set", target.version)
         return self.get(ModelRef(name, version=target.version))
 
-    def rollback(self, name: str, alias: str = "production") -> ModelVersion:
+    def rollback(
+        self, name: str, alias: str = "production", *, also: Also | None = None
+    ) -> ModelVersion:
         """Move ``name@alias`` back to the version it pointed at before its last move.
 
-        Rolling back twice goes back two moves (the alias history is a stack).
+        Rolling back twice goes back two moves (the alias history is a stack). ``also``
+        runs in the same transaction (see ``registry/_moves.py``).
         """
-        check_alias(alias)
-        with self._metadata.write() as conn:
-            stack = self._alias_stack(conn, check_name(name), alias)
-            if len(stack) < 2:
-                current = self.get(ModelRef(name, alias=alias)).version
-                raise ConflictError(
-                    f"'{name}@{alias}' has no earlier version to roll back to (version "
-                    f"{current} is the first in its history); set one with "
-                    f"'modelyard models alias {name} {alias} VERSION'"
-                )
-            target = stack[-2]
-            conn.execute(
-                t.model_aliases.update()
-                .where(t.model_aliases.c.name == name, t.model_aliases.c.alias == alias)
-                .values(version=target, updated_at=_time.now_us())
-            )
-            self._alias_event(conn, name, alias, "rollback", target)
-        return self.get(ModelRef(name, version=target))
+        return _moves.rollback_alias(self, name, alias, also=also)
+
+    def move_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        expect: int | None,
+        clear_split: TrafficSplit | None = None,
+        also: Also | None = None,
+    ) -> ModelVersion:
+        """Point ``name@alias`` at ``version`` only if it still points at ``expect`` (None:
+        not set), else ``ConflictError``; see ``registry/_moves.py``."""
+        return _moves.move_alias(
+            self, name, alias, version, expect=expect, clear_split=clear_split, also=also
+        )
 
     def alias_history(self, name: str, alias: str) -> list[tuple[datetime, str, int | None]]:
         """Every move of ``name@alias``, oldest first: (time, kind, version)."""
@@ -333,17 +338,6 @@ class Registry:
     def _events_query(name: str, alias: str) -> Any:
         e = t.model_alias_events
         return select(e).where(e.c.name == name, e.c.alias == alias).order_by(e.c.id)
-
-    def _alias_stack(self, conn: Any, name: str, alias: str) -> list[int]:
-        stack: list[int] = []
-        for row in conn.execute(self._events_query(name, alias)):
-            if row.kind == "set" and (not stack or stack[-1] != row.version):
-                stack.append(row.version)
-            elif row.kind == "rollback":
-                stack.pop()
-            elif row.kind == "delete":
-                stack.clear()
-        return stack
 
     @staticmethod
     def _alias_event(conn: Any, name: str, alias: str, kind: str, version: int | None) -> None:

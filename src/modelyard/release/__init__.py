@@ -6,9 +6,9 @@ from modelyard.release._build import (
     build_image,
     write_context,
 )
-from modelyard.release._canary import CanaryProgress, CanaryResult, run_canary, stop_canary
-from modelyard.release._canary_config import CanarySettings, parse_canary_config
-from modelyard.release._canary_judge import Breach, StepResult
+from modelyard.release._canary import RENEW_EVERY_S, run_canary, stop_canary
+from modelyard.release._canary_config import CanarySettings, canary_settings, parse_canary_config
+from modelyard.release._canary_judge import Breach, CanaryProgress, CanaryResult, StepResult
 from modelyard.release._check import GateReport, check_release
 from modelyard.release._engine import Engine, detect_engine
 from modelyard.release._gates import Gate, GateResult, parse_gate, parse_release_config
@@ -27,9 +27,11 @@ __all__ = [
     "GateReport",
     "GateResult",
     "Promotion",
+    "RENEW_EVERY_S",
     "ReleaseRecord",
     "StepResult",
     "build_image",
+    "canary_settings",
     "check_release",
     "current_actor",
     "detect_engine",

@@ -7,71 +7,65 @@ alias poll, and it judges the candidate from the shared prediction log (see
 ``_canary_judge.py``). So one command drives one server or fifty, from any machine
 that sees the workspace.
 
+The rollout holds its split on a lease (``registry.STALE_AFTER_S``) that it renews
+every ``RENEW_EVERY_S``: if the process dies (SIGKILL, a CI timeout), servers go back
+to the champion once the lease runs out, and the next rollout takes the split over
+(recorded as ``canary-takeover``). Every write after the first is a compare-and-set
+on the split this rollout wrote last, and the promotion moves the alias and removes
+the split in one transaction, only if both are as the rollout left them: a split
+cleared by ``--stop`` stays cleared, and a stopped rollout never promotes.
+
 Too little candidate traffic in a step (fewer than ``min_requests``) is a breach with
 the reason "no traffic": the rollout fails safe and rolls back, since a step that
 judged nothing must not lead to a promotion. The usual causes are a quiet model (raise
 the interval), no server following the split, or a server that refused the candidate
 (see its "traffic split refused" log line).
 
-Whatever ends a rollout early (a breach, Ctrl-C, an error, the split or an alias
-changed by someone else) puts traffic back on the champion, and every start, step,
-promotion, rollback and abort is a release record.
+How a rollout ends: promoted; rolled back on a breach (an alert is sent); aborted
+because the split or an alias was changed from outside (``CanaryResult.aborted``); or
+interrupted (Ctrl-C, an error: re-raised). Each early end puts traffic back on the
+champion, and every start, step, promotion, rollback and abort is a release record,
+with the rollout's id in its details.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from modelyard.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
-from modelyard.monitoring import Alert, deliver
-from modelyard.registry import ModelRef, ModelVersion, clear_traffic, get_traffic, set_traffic
-from modelyard.release._canary_config import CanarySettings, canary_settings
-from modelyard.release._canary_judge import StepResult, judge_step
-from modelyard.release._evaluate import check_compatible
-from modelyard.release._records import current_actor, record
+from modelyard.errors import ConflictError, NotFoundError
+from modelyard.monitoring import deliver
+from modelyard.registry import (
+    STALE_AFTER_S,
+    AliasMove,
+    ModelRef,
+    TrafficSplit,
+    claim_traffic,
+    clear_traffic,
+    get_traffic,
+    set_traffic,
+)
+from modelyard.release._canary_config import CanarySettings, canary_settings, preflight
+from modelyard.release._canary_judge import (
+    CanaryProgress,
+    CanaryResult,
+    QuietProgress,
+    StepResult,
+    breach_alert,
+    judge_step,
+)
+from modelyard.release._records import actor_of, record, release_history, write_record
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from modelyard.workspace import Workspace
 
 TICK_S = 1.0  # how often a waiting rollout checks that its split still stands
-
-
-@dataclass(frozen=True)
-class CanaryResult:
-    """How a rollout ended: ``promoted``, or rolled back with ``reason``."""
-
-    model: str
-    candidate: str
-    alias: str
-    from_version: int
-    to_version: int
-    promoted: bool
-    steps: tuple[StepResult, ...]
-    reason: str | None = None
-    deliveries: Mapping[str, str] = field(default_factory=dict)
-
-
-class CanaryProgress(Protocol):
-    """What a rollout reports as it goes (the CLI prints it)."""
-
-    def started(self, step: int, of: int, percent: float, interval_s: float) -> None: ...
-    def waiting(self, remaining_s: float) -> None: ...
-    def judged(self, result: StepResult) -> None: ...
-
-
-class _Quiet:
-    def started(self, step: int, of: int, percent: float, interval_s: float) -> None:
-        pass
-
-    def waiting(self, remaining_s: float) -> None:
-        pass
-
-    def judged(self, result: StepResult) -> None:
-        pass
+RENEW_EVERY_S = 5.0  # how often it renews its split's lease (a dozen renewals per lease)
 
 
 class _Stopped(Exception):
@@ -112,7 +106,8 @@ def run_canary(
     Options left as None come from ``[release.canary]`` in modelyard.toml, else the
     defaults of ``CanarySettings``. Bad input raises before anything moves. A breach
     returns a result with ``promoted=False`` (traffic is back on the champion and the
-    alert is sent); Ctrl-C and errors re-raise after putting traffic back.
+    alert is sent); a change from outside returns one with ``aborted=True``; Ctrl-C
+    and errors re-raise after putting traffic back.
     """
     given = {
         "steps": None if steps is None else tuple(steps),
@@ -125,8 +120,8 @@ def run_canary(
         "sinks": None if sinks is None else tuple(sinks),
     }
     settings = canary_settings(ws.config.tables.get("release", {}), given)
-    rollout = _Rollout(ws, name, candidate, to, settings, actor or current_actor(), clock, sleep)
-    return rollout.run(progress or _Quiet())
+    rollout = _Rollout(ws, name, candidate, to, settings, actor_of(ws, actor), clock, sleep)
+    return rollout.run(progress or QuietProgress())
 
 
 def stop_canary(ws: Workspace, name: str, *, actor: str | None = None) -> str | None:
@@ -134,17 +129,18 @@ def stop_canary(ws: Workspace, name: str, *, actor: str | None = None) -> str | 
     split = clear_traffic(ws.registry, name)
     if split is None:
         return None
-    who = actor or current_actor()
+    who = actor_of(ws, actor)
+    dead = " (its lease had run out: the rollout had died)" if split.expired() else ""
     record(
         ws.metadata,
         model=name,
         action="canary-aborted",
         actor=who,
         alias=split.candidate,
-        reason=f"stopped by {who}",
+        reason=f"stopped by {who}{dead}",
         details={"percent": split.percent},
     )
-    return split.describe()
+    return split.describe() + dead
 
 
 class _Rollout:
@@ -167,63 +163,28 @@ class _Rollout:
         self.actor = actor
         self.clock = clock
         self.sleep = sleep
+        self.id = uuid.uuid4().hex[:12]  # in every record's details: one rollout's records
         self.versions = (0, 0)  # (candidate, champion), resolved by run()
-        self.percent = 0.0  # the split this rollout wrote last
+        self.split: TrafficSplit | None = None  # the split this rollout wrote last
+        self.started = False  # the split was claimed: an early end must record an abort
+        self.promoting = False
         self.done: list[StepResult] = []
-
-    # -- before anything moves -------------------------------------------------------------
-    def _check(self) -> tuple[ModelVersion, ModelVersion]:
-        """(candidate, champion), or a one-line error: nothing has moved yet."""
-        unknown = [s for s in self.settings.sinks if s not in self.ws.alerting.sinks]
-        if unknown:
-            known = ", ".join(sorted(self.ws.alerting.sinks))
-            raise ConfigError(
-                f"alert sink '{unknown[0]}' is not declared (sinks: {known}); "
-                f"add [alerts.sinks.{unknown[0]}] to modelyard.toml or pick another"
-            )
-        if self.candidate == self.to:
-            raise InvalidInputError(
-                f"candidate and target are both '{self.to}'; roll out another alias, "
-                "e.g. --candidate staging"
-            )
-        registry = self.ws.registry
-        cand = registry.get(ModelRef.parse(f"{self.name}@{self.candidate}"))
-        champ = registry.get(ModelRef.parse(f"{self.name}@{self.to}"))
-        if cand.version == champ.version:
-            raise InvalidInputError(
-                f"{self.name}@{self.candidate} is version {cand.version}, which "
-                f"{self.name}@{self.to} already serves; point {self.candidate} at a new "
-                f"version with 'modelyard models alias {self.name} {self.candidate} VERSION'"
-            )
-        check_compatible(cand, champ)
-        running = get_traffic(registry, self.name)
-        if running is not None:
-            raise ConflictError(
-                f"a canary of '{self.name}' is already running ({running.describe()}); "
-                f"wait for it, or stop it with 'modelyard release canary {self.name} --stop'"
-            )
-        return cand, champ
 
     # -- the rollout ---------------------------------------------------------------------
     def run(self, progress: CanaryProgress) -> CanaryResult:
-        cand, champ = self._check()
+        cand, champ = preflight(self.ws, self.name, self.candidate, self.to, self.settings)
         self.versions = (cand.version, champ.version)
         steps = self.settings.steps
-        started = False
         try:
             for index, percent in enumerate(steps, start=1):
-                # The first write refuses if another rollout claimed the model meanwhile.
-                set_traffic(
-                    self.ws.registry, self.name, self.candidate, percent, exclusive=index == 1
-                )
-                started, self.percent = True, percent
+                self._step_to(percent)
                 since = self.clock()
                 self._record(
                     "canary-step", details={"step": index, "of": len(steps), "percent": percent}
                 )
                 progress.started(index, len(steps), percent, self.settings.interval_s)
-                self._wait(since + timedelta(seconds=self.settings.interval_s), percent, progress)
-                self._aliases_unmoved()
+                self._wait(since + timedelta(seconds=self.settings.interval_s), progress)
+                self._versions_stand()
                 result = judge_step(
                     self.ws.registry,
                     self.ws.state_dir / "predictions",
@@ -238,27 +199,72 @@ class _Rollout:
                 progress.judged(result)
                 if not result.healthy:
                     return self._roll_back(result)
+                self._renew()  # judging read the log for a while: a full lease from here
             return self._promote()
         except _Stopped as exc:
             self._abort(str(exc))
-            raise ConflictError(f"{exc}; traffic is back on {self.name}@{self.to}") from None
+            why = f"{exc}; traffic is back on {self.name}@{self.to}"
+            return self._result(False, why, {}, aborted=True)
         except BaseException as exc:  # Ctrl-C included: traffic goes back before we leave
-            if started:
+            if self.promoting and self._promoted():
+                # It landed after the promotion committed: too late to stop it, so the
+                # rollout reports what happened (and recorded), not an abort.
+                return self._result(True, None, {})
+            if self.started:  # else nothing moved, and there is nothing to record
                 self._abort(_why(exc))
             raise
 
-    def _wait(self, deadline: datetime, percent: float, progress: CanaryProgress) -> None:
-        """Sleep in ticks: Ctrl-C lands promptly and a stopped rollout is noticed."""
+    def _step_to(self, percent: float) -> None:
+        """The first step claims the split (refused if another rollout holds it); later
+        steps compare-and-set the split this rollout wrote last."""
+        if self.split is None:
+            self.split, stale = claim_traffic(
+                self.ws.registry, self.name, self.candidate, percent, ttl_s=STALE_AFTER_S
+            )
+            self.started = True
+            if stale is not None:
+                self._record(
+                    "canary-takeover",
+                    reason=f"took over {stale.describe()}, whose rollout stopped renewing it",
+                    details={"stale": {"percent": stale.percent, "candidate": stale.candidate}},
+                )
+            return
+        try:
+            self.split = set_traffic(
+                self.ws.registry,
+                self.name,
+                self.candidate,
+                percent,
+                expect=self.split,
+                ttl_s=STALE_AFTER_S,
+            )
+        except ConflictError as exc:
+            raise _Stopped(exc.message) from None
+
+    def _renew(self) -> None:
+        assert self.split is not None
+        self._step_to(self.split.percent)
+
+    def _wait(self, deadline: datetime, progress: CanaryProgress) -> None:
+        """Sleep in ticks: Ctrl-C lands promptly, a stopped rollout is noticed, and the
+        lease is renewed."""
+        renewed = self.clock()
         while (left := (deadline - self.clock()).total_seconds()) > 0:
             progress.waiting(left)
             self.sleep(min(TICK_S, left))
+            if (self.clock() - renewed).total_seconds() >= RENEW_EVERY_S:
+                self._renew()  # a compare-and-set: it notices a stop too
+                renewed = self.clock()
+                continue
             split = get_traffic(self.ws.registry, self.name)
-            if split is None or (split.candidate, split.percent) != (self.candidate, percent):
+            if split != self.split:
                 now = "cleared" if split is None else f"changed to {split.describe()}"
                 raise _Stopped(f"the traffic split of '{self.name}' was {now} outside this canary")
 
-    def _aliases_unmoved(self) -> None:
-        """Judging a version that is no longer the candidate would promote the wrong one."""
+    def _versions_stand(self) -> None:
+        """Stop early when an alias moved: the step would judge, or the promotion replace,
+        a version other than the one this rollout started with. (An early notice only:
+        the promotion itself is a compare-and-set.)"""
         for alias, expected in zip((self.candidate, self.to), self.versions, strict=True):
             try:
                 now: int | None = self.ws.registry.get(ModelRef(self.name, alias=alias)).version
@@ -272,28 +278,17 @@ class _Rollout:
 
     # -- endings -------------------------------------------------------------------------
     def _roll_back(self, failed: StepResult) -> CanaryResult:
-        clear_traffic(self.ws.registry, self.name)
+        if self.split is not None:
+            clear_traffic(self.ws.registry, self.name, expect=self.split)  # if still ours
+            self.split = None
         cand, champ = self.versions
         named = "; ".join(str(b) for b in failed.breaches)
         reason = (
             f"canary of {self.name} v{cand} rolled back at {failed.percent:g}%: {named}; "
             f"traffic is back on {self.name}@{self.to} v{champ}"
         )
-        first = failed.breaches[0]
-        alert = Alert(
-            rule="canary",
-            state="firing",
-            severity="critical",
-            subject=f"{self.name}@{self.candidate}",
-            metric=first.metric,
-            value=first.value,
-            condition=first.limit,
-            window=f"{self.settings.interval_s:g}s",
-            since=failed.since,
-            at=self.clock(),
-            description=f"release record: modelyard release history {self.name}",
-            summary=reason,
-        )
+        subject = f"{self.name}@{self.candidate}"
+        alert = breach_alert(subject, failed, self.settings, reason, self.clock())
         deliveries = deliver(self.ws.metadata, self.ws.alerting, alert, self.settings.sinks)
         self._record(
             "canary-rollback",
@@ -304,24 +299,55 @@ class _Rollout:
         return self._result(False, reason, deliveries)
 
     def _promote(self) -> CanaryResult:
-        self._aliases_unmoved()
-        cand, _ = self.versions
-        # Alias first, then the split: servers load the new champion while the candidate
-        # still takes the traffic, so no request goes back to the old version meanwhile.
-        self.ws.registry.set_alias(self.name, self.to, cand)
-        clear_traffic(self.ws.registry, self.name)
-        self._record("canary-promote", alias=self.to, passed=True, details=self._evidence())
+        """Move ``to`` to the judged version, remove the split and record it, in one
+        transaction, only if ``to`` and the split are as this rollout left them.
+
+        Servers follow the alias before the split in each poll, so they load the new
+        champion while the candidate still takes the traffic, and no request goes back
+        to the old version meanwhile.
+        """
+        cand, champ = self.versions
+
+        def write(conn: Connection, move: AliasMove) -> None:
+            details = {**self._evidence(), "rollout": self.id}
+            write_record(
+                conn,
+                model=self.name,
+                action="canary-promote",
+                actor=self.actor,
+                alias=self.to,
+                from_version=move.from_version,
+                to_version=move.to_version,
+                passed=True,
+                details=details,
+            )
+
+        self.promoting = True
+        try:
+            self.ws.registry.move_alias(
+                self.name, self.to, cand, expect=champ, clear_split=self.split, also=write
+            )
+        except ConflictError as exc:
+            raise _Stopped(exc.message) from None
+        self.split = None
         return self._result(True, None, {})
+
+    def _promoted(self) -> bool:
+        """True when this rollout's promotion committed (its record is the proof)."""
+        try:
+            recent = release_history(self.ws.metadata, self.name, limit=20)
+        except Exception:
+            return False  # the store is down: nothing can be shown to have committed
+        return any(
+            r.action == "canary-promote" and r.details.get("rollout") == self.id for r in recent
+        )
 
     def _abort(self, reason: str) -> None:
         """Put traffic back on the champion (if the split is still ours) and record why."""
         try:
-            split = get_traffic(self.ws.registry, self.name)
-            if split is not None and (split.candidate, split.percent) == (
-                self.candidate,
-                self.percent,
-            ):
-                clear_traffic(self.ws.registry, self.name)
+            if self.split is not None:
+                clear_traffic(self.ws.registry, self.name, expect=self.split)
+                self.split = None
             self._record("canary-aborted", reason=reason, details=self._evidence())
         except Exception:
             pass  # the store is down too: the error being raised is the one to report
@@ -333,20 +359,30 @@ class _Rollout:
             "steps": [r.to_json_dict() for r in self.done],
         }
 
-    def _record(self, action: str, *, alias: str | None = None, **fields: Any) -> None:
+    def _record(
+        self, action: str, *, details: Mapping[str, Any] | None = None, **fields: Any
+    ) -> None:
         cand, champ = self.versions
         record(
             self.ws.metadata,
             model=self.name,
             action=action,
             actor=self.actor,
-            alias=alias or self.candidate,
+            alias=self.candidate,
             from_version=champ,
             to_version=cand,
+            details={**(details or {}), "rollout": self.id},
             **fields,
         )
 
-    def _result(self, promoted: bool, reason: str | None, sent: Mapping[str, str]) -> CanaryResult:
+    def _result(
+        self,
+        promoted: bool,
+        reason: str | None,
+        sent: Mapping[str, str],
+        *,
+        aborted: bool = False,
+    ) -> CanaryResult:
         cand, champ = self.versions
         return CanaryResult(
             self.name,
@@ -358,4 +394,5 @@ class _Rollout:
             tuple(self.done),
             reason,
             dict(sent),
+            aborted,
         )

@@ -1,4 +1,5 @@
-"""Canary settings: ``[release.canary]`` in modelyard.toml, overridden per rollout.
+"""Canary settings: ``[release.canary]`` in modelyard.toml, overridden per rollout; and
+the checks a rollout passes before anything moves (``preflight``).
 
 ::
 
@@ -21,13 +22,18 @@ limit by chance; from 200 rows on, almost none do. Hence ``min_drift_rows``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelyard import _time
 from modelyard.config import CONFIG_FILE
-from modelyard.errors import ConfigError, InvalidInputError, ModelyardError
+from modelyard.errors import ConfigError, ConflictError, InvalidInputError, ModelyardError
+from modelyard.registry import ModelRef, ModelVersion, get_traffic
+from modelyard.release._evaluate import check_compatible
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
 
 
 class CanarySettings(BaseModel):
@@ -96,3 +102,37 @@ def _first(exc: ValidationError) -> str:
     if message.startswith(where):  # the validator's message names its field already
         return message
     return f"{where}: {message}"
+
+
+def preflight(
+    ws: Workspace, name: str, candidate: str, to: str, settings: CanarySettings
+) -> tuple[ModelVersion, ModelVersion]:
+    """(candidate, champion) of a rollout, or a one-line error: nothing has moved yet."""
+    unknown = [s for s in settings.sinks if s not in ws.alerting.sinks]
+    if unknown:
+        known = ", ".join(sorted(ws.alerting.sinks))
+        raise ConfigError(
+            f"alert sink '{unknown[0]}' is not declared (sinks: {known}); "
+            f"add [alerts.sinks.{unknown[0]}] to modelyard.toml or pick another"
+        )
+    if candidate == to:
+        raise InvalidInputError(
+            f"candidate and target are both '{to}'; roll out another alias, "
+            "e.g. --candidate staging"
+        )
+    cand = ws.registry.get(ModelRef.parse(f"{name}@{candidate}"))
+    champ = ws.registry.get(ModelRef.parse(f"{name}@{to}"))
+    if cand.version == champ.version:
+        raise InvalidInputError(
+            f"{name}@{candidate} is version {cand.version}, which {name}@{to} already "
+            f"serves; point {candidate} at a new version with "
+            f"'modelyard models alias {name} {candidate} VERSION'"
+        )
+    check_compatible(cand, champ)  # the rule servers apply: they will serve what passes
+    running = get_traffic(ws.registry, name)
+    if running is not None and not running.expired():  # an expired one is taken over
+        raise ConflictError(
+            f"a canary of '{name}' is already running ({running.describe()}); "
+            f"wait for it, or stop it with 'modelyard release canary {name} --stop'"
+        )
+    return cand, champ

@@ -1,4 +1,5 @@
-"""Judging one canary step: the candidate version's traffic in the step's window.
+"""Judging one canary step: the candidate version's traffic in the step's window; and
+what a rollout reports (each step as judged, the alert on a breach, how it ended).
 
 Everything comes from the prediction log, selected by version (the rollout refuses a
 candidate that shares its version with the champion, so the version alone tells the
@@ -11,13 +12,13 @@ candidate's own reference profile, as the share of its input columns that drifte
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from modelyard.errors import InvalidInputError, NotFoundError
-from modelyard.monitoring import slo_values, window_drift
+from modelyard.monitoring import Alert, slo_values, window_drift
 from modelyard.registry import ModelVersion, Registry
 from modelyard.release._canary_config import CanarySettings
 
@@ -63,6 +64,65 @@ class StepResult:
             "breaches": [str(b) for b in self.breaches],
             "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class CanaryResult:
+    """How a rollout ended: ``promoted``; else rolled back on a breach, or ``aborted``
+    (changed from outside), with ``reason``. Either way traffic is on the champion."""
+
+    model: str
+    candidate: str
+    alias: str
+    from_version: int
+    to_version: int
+    promoted: bool
+    steps: tuple[StepResult, ...]
+    reason: str | None = None
+    deliveries: Mapping[str, str] = field(default_factory=dict)
+    aborted: bool = False
+
+
+class CanaryProgress(Protocol):
+    """What a rollout reports as it goes (the CLI prints it)."""
+
+    def started(self, step: int, of: int, percent: float, interval_s: float) -> None: ...
+    def waiting(self, remaining_s: float) -> None: ...
+    def judged(self, result: StepResult) -> None: ...
+
+
+class QuietProgress:
+    """Reports nothing: the progress of a rollout nobody watches."""
+
+    def started(self, step: int, of: int, percent: float, interval_s: float) -> None:
+        pass
+
+    def waiting(self, remaining_s: float) -> None:
+        pass
+
+    def judged(self, result: StepResult) -> None:
+        pass
+
+
+def breach_alert(
+    subject: str, failed: StepResult, settings: CanarySettings, reason: str, at: datetime
+) -> Alert:
+    """The critical alert a rollback sends: its first breach, and ``reason`` in full."""
+    first = failed.breaches[0]
+    return Alert(
+        rule="canary",
+        state="firing",
+        severity="critical",
+        subject=subject,
+        metric=first.metric,
+        value=first.value,
+        condition=first.limit,
+        window=f"{settings.interval_s:g}s",
+        since=failed.since,
+        at=at,
+        description=f"release record: modelyard release history {subject.split('@')[0]}",
+        summary=reason,
+    )
 
 
 def judge_step(
@@ -117,8 +177,9 @@ def drift_share(
         _, report = window_drift(registry, candidate.ref, folder, until - since, now=until)
     except NotFoundError:
         return None, f"drift not judged: {candidate.ref} has no reference profile"
-    except InvalidInputError:
-        return None, "drift not judged: no logged inputs in the step"
+    except InvalidInputError as exc:  # no logged inputs; or the log lacks an input the
+        # candidate takes and callers do not send (nullable: see registry.signature_problems)
+        return None, f"drift not judged: {exc.message.split('; ')[0]}"
     if report.rows_current < min_rows or not report.columns:
         return None, (
             f"drift not judged: {report.rows_current} rows, fewer than min_drift_rows = {min_rows}"

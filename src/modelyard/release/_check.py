@@ -1,9 +1,17 @@
 """``check_release``: a candidate judged on a holdout set by the gates, against the champion.
 
 The order is the contract: gates are parsed first (a typo costs nothing), then the
-aliases resolve and the signatures are compared, then the holdout is found and checked
-against the data contract, and only then are models loaded and evaluated. Every bad
-input therefore fails before any work, and nothing here moves an alias.
+aliases resolve and the signatures are compared, then each gate's metrics are checked
+against what applies to each model (from its output signature: no ROC AUC for a
+regressor, no latency without a replay), then the holdout is found and checked against
+the data contract, and only then are models loaded and evaluated. Every bad input
+therefore fails before any work, and nothing here moves an alias. A metric that
+applies but is undefined on this holdout (ROC AUC with one class) is not bad input:
+its gate fails, and the check is recorded.
+
+The latency replay (``--replay N``) is serial and in process: N holdout rows, one
+record per call, through validation and the predictor, with no server and no batcher
+(see ``replay_latency``).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from modelyard.contracts import fingerprint
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.registry import ModelRef, ModelVersion
 from modelyard.release._evaluate import (
+    applicable_metrics,
     check_compatible,
     contract_result,
     model_kind,
@@ -27,6 +36,7 @@ from modelyard.release._evaluate import (
     replay_latency,
 )
 from modelyard.release._gates import (
+    LATENCY_METRICS,
     Gate,
     GateResult,
     apply_gates,
@@ -34,7 +44,7 @@ from modelyard.release._gates import (
     parse_gates,
     parse_release_config,
 )
-from modelyard.release._records import current_actor, record
+from modelyard.release._records import actor_of, record
 from modelyard.tracking import Holdout, read_holdout, read_holdout_file
 
 if TYPE_CHECKING:
@@ -174,6 +184,13 @@ def evaluate(
     replay_rows: int = REPLAY_ROWS,
 ) -> GateReport:
     """Judge ``candidate`` (and ``champion``) on the holdout; record nothing, move nothing."""
+    replayed = LATENCY_METRICS if replay_rows > 0 else ()
+
+    def applies(version: ModelVersion) -> tuple[str, tuple[str, ...]]:
+        kind, metrics = applicable_metrics(version)
+        return kind, (*metrics, *replayed)
+
+    missing_metrics(gates, applies(candidate), None if champion is None else applies(champion))
     rows = _holdout(ws, holdout, candidate)
     label = _target(rows, target, candidate)
     truth = rows.frame[label]
@@ -211,8 +228,6 @@ def evaluate(
     if replay_rows > 0:
         latency = replay_latency(loaded, features, rows=replay_rows)
         metrics = [{**quality, **lat} for quality, lat in zip(metrics, latency, strict=True)]
-    available = [k for k, v in metrics[0].items() if v is not None]
-    missing_metrics(gates, available, kind)
     mine = metrics[0]
     theirs = metrics[1] if champion is not None else None
     return report(apply_gates(gates, mine, theirs), mine, theirs)
@@ -258,7 +273,7 @@ def check_release(
         ws.metadata,
         model=name,
         action="check",
-        actor=actor or current_actor(),
+        actor=actor_of(ws, actor),
         alias=champion,
         from_version=result.champion_version,
         to_version=result.candidate_version,

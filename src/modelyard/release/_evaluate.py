@@ -1,7 +1,7 @@
 """What a gate judges: signature compatibility, the data contract, holdout metrics, latency.
 
 Quality metrics come from the same scikit-learn code that scores live traffic once its
-labels arrive (``monitoring._quality.scores``), so a number in a release check means
+labels arrive (``monitoring.quality_scores``), so a number in a release check means
 what the same number means on the monitoring dashboard; this module adds only what a
 holdout set allows beyond that (log loss, R²) and the latency of a short replay.
 """
@@ -15,75 +15,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modelyard.contracts import Field, validate_frame
+from modelyard.contracts import validate_frame
 from modelyard.errors import InvalidInputError, SchemaValidationError
-from modelyard.registry import LoadedModel, ModelVersion, Signature
-from modelyard.release._gates import LATENCY_METRICS, GateResult
+from modelyard.registry import LoadedModel, ModelVersion, signature_problems
+from modelyard.release._gates import (
+    CLASSIFICATION_METRICS,
+    LATENCY_METRICS,
+    REGRESSION_METRICS,
+    GateResult,
+)
 
 WARMUP_CALLS = 5
 
 
 # -- signatures ------------------------------------------------------------------------------
-def _describe(field: Field) -> str:
-    text = field.dtype + (" nullable" if field.nullable else "")
-    if field.categories is not None:
-        text += f" in {list(field.categories)}"
-    if field.min is not None or field.max is not None:
-        text += f" in [{field.min}, {field.max}]"
-    return text
-
-
-def _accepts(new: Field, old: Field) -> bool:
-    """True when every value ``old`` admits is admitted by ``new``."""
-    # An int64 input may widen to float64: every integer a client sends is still accepted.
-    if new.dtype != old.dtype and (old.dtype, new.dtype) != ("int64", "float64"):
-        return False
-    if old.nullable and not new.nullable:
-        return False
-    if new.categories is not None and (
-        old.categories is None or not set(old.categories) <= set(new.categories)
-    ):
-        return False
-    low_ok = new.min is None or (old.min is not None and old.min >= new.min)
-    high_ok = new.max is None or (old.max is not None and old.max <= new.max)
-    return low_ok and high_ok
-
-
-def signature_problems(champion: Signature, candidate: Signature) -> list[str]:
-    """Why requests the champion answers would break on the candidate (empty: compatible)."""
-    problems: list[str] = []
-    new_inputs = {f.name: f for f in candidate.inputs.fields}
-    for old in champion.inputs.fields:
-        new = new_inputs.get(old.name)
-        if new is None:
-            problems.append(f"input '{old.name}' ({_describe(old)}) is missing")
-        elif not _accepts(new, old):
-            problems.append(
-                f"input '{old.name}' is {_describe(old)} in the champion "
-                f"but {_describe(new)} in the candidate"
-            )
-    old_names = set(champion.inputs.names)
-    for new in candidate.inputs.fields:
-        if new.name not in old_names and not new.nullable:
-            problems.append(
-                f"input '{new.name}' ({_describe(new)}) is required but the champion's "
-                "callers do not send it"
-            )
-    new_outputs = {f.name: f for f in candidate.outputs.fields}
-    for old in champion.outputs.fields:
-        new = new_outputs.get(old.name)
-        if new is None:
-            problems.append(f"output '{old.name}' ({old.dtype}) is no longer returned")
-        elif new.dtype != old.dtype:
-            problems.append(
-                f"output '{old.name}' is {old.dtype} in the champion but {new.dtype} "
-                "in the candidate"
-            )
-    return problems
-
-
 def check_compatible(candidate: ModelVersion, champion: ModelVersion) -> None:
-    """Raise when the candidate cannot take the champion's place without breaking callers."""
+    """Raise when the candidate cannot take the champion's place without breaking callers.
+
+    The registry's rule (``registry.signature_problems``), the one every server applies
+    before it routes traffic to a candidate: a rollout it allows is one servers serve.
+    """
     problems = signature_problems(champion.signature, candidate.signature)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -136,10 +87,28 @@ def model_kind(version: ModelVersion) -> str:
     return "regressor" if outputs[_prediction_column(version)].dtype == "float64" else "classifier"
 
 
+def applicable_metrics(version: ModelVersion) -> tuple[str, tuple[str, ...]]:
+    """(what the model is, in words; the quality metrics a holdout gives it), from its
+    output signature alone, so a gate it can never meet fails before anything loads.
+
+    A metric that applies may still be undefined on one holdout (ROC AUC with one class
+    in the labels): ``quality_metrics`` gives it as None, and its gates fail.
+    """
+    if model_kind(version) == "regressor":
+        return "regressor", REGRESSION_METRICS
+    classes = [n for n in version.signature.outputs.names if n.startswith("probability_")]
+    if not classes:
+        return "classifier without probability outputs", ("accuracy", "f1")
+    if len(classes) != 2:  # ROC and PR curves, and calibration, are scored for two classes
+        return "multi-class classifier", ("accuracy", "f1", "log_loss")
+    return "classifier", CLASSIFICATION_METRICS
+
+
 def quality_metrics(
     model: LoadedModel, features: pd.DataFrame, truth: pd.Series
 ) -> dict[str, float | None]:
-    """Classification or regression metrics of ``model`` on the holdout rows."""
+    """Every metric that applies to ``model`` (``applicable_metrics``) on the holdout rows;
+    None where the holdout leaves one undefined."""
     from sklearn import metrics as m
 
     from modelyard.monitoring import quality_scores as scores
@@ -164,7 +133,8 @@ def quality_metrics(
             result["log_loss"] = float(m.log_loss(given, proba, labels=classes))
     elif "mae" in result:
         result["r2"] = float(m.r2_score(labels.astype(float), frame["output.prediction"]))
-    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in result.items()}
+    values = {name: result.get(name) for name in applicable_metrics(model.version)[1]}
+    return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in values.items()}
 
 
 def _integral_floats(values: pd.Series) -> bool:
@@ -178,11 +148,13 @@ def _integral_floats(values: pd.Series) -> bool:
 def replay_latency(
     models: Sequence[LoadedModel], features: pd.DataFrame, *, rows: int
 ) -> list[dict[str, float | None]]:
-    """p50 and p99 milliseconds of one-record calls, per model, through the serving path.
+    """p50 and p99 milliseconds of one-record calls, per model, in this process.
 
-    Each record goes through signature validation and the predictor, as a request does
-    in the server. The models take turns on every record, so a noisy neighbour or a
-    frequency change on the machine slows both alike and the comparison stays fair.
+    The replay is serial: one record at a time, each through signature validation and
+    the predictor, with no server, no HTTP and no batcher. It measures the model's own
+    cost per request, not a served latency under load (that is what a canary judges).
+    The models take turns on every record, so a noisy neighbour or a frequency change
+    on the machine slows both alike and the comparison stays fair.
     """
     head = features.head(rows)
     if head.empty:

@@ -202,34 +202,43 @@ def apply_gates(
             continue
         threshold = gate.threshold(champion)
         if value is None or threshold is None or math.isnan(value) or math.isnan(threshold):
-            missing = "candidate" if value is None or math.isnan(value) else "champion"
-            results.append(
-                GateResult(
-                    gate.text,
-                    "fail",
-                    value,
-                    theirs,
-                    threshold,
-                    note=f"the {missing} has no value for this metric",
-                )
-            )
+            # The metric applies (checked before anything loaded) but this holdout leaves it
+            # undefined, e.g. ROC AUC when the labels hold one class: nothing shows the gate
+            # holds, so it fails, recorded like any other.
+            whose = "candidate" if value is None or math.isnan(value) else "champion"
+            name = gate.metric if whose == "candidate" else gate.champion_metric or gate.metric
+            note = f"n/a: the {whose}'s {name} is undefined on this holdout"
+            results.append(GateResult(gate.text, "fail", value, theirs, threshold, note=note))
             continue
         outcome: Outcome = "pass" if gate.holds(value, threshold) else "fail"
         results.append(GateResult(gate.text, outcome, value, theirs, threshold))
     return results
 
 
-def missing_metrics(gates: Sequence[Gate], available: Iterable[str], kind: str) -> None:
-    """Raise when a gate needs a metric this model (or this check) has no value for."""
-    have = set(available)
+def missing_metrics(
+    gates: Sequence[Gate],
+    candidate: tuple[str, Iterable[str]],
+    champion: tuple[str, Iterable[str]] | None,
+) -> None:
+    """Raise when a gate needs a metric the check cannot give, whatever the holdout.
+
+    ``candidate`` and ``champion``: (what the model is, in words; the metrics that apply
+    to it, latency included when the check replays rows). No champion: its gates are
+    skipped, not checked. A metric that applies but is undefined on the holdout is not
+    this error: its gate fails, shown as n/a.
+    """
     for gate in gates:
-        for name in filter(None, (gate.metric, gate.champion_metric)):
+        needs = [(gate.metric, candidate, "")]
+        if gate.champion_metric is not None and champion is not None:
+            needs.append((gate.champion_metric, champion, "the champion's "))
+        for name, (kind, metrics), whose in needs:
+            have = set(metrics)
             if name in have:
                 continue
             why = f"which a {kind} does not have"
             if name in LATENCY_METRICS:
                 why = "which only a load replay measures; replay rows (--replay N, N > 0)"
             raise InvalidInputError(
-                f"gate {gate.text!r} needs {name!r}, {why}; "
+                f"gate {gate.text!r} needs {whose}{name!r}, {why}; "
                 f"metrics of this check: {', '.join(sorted(have))}"
             )

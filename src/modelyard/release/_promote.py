@@ -2,7 +2,9 @@
 
 Each call appends one release record whatever the outcome, so the record answers
 "who moved production, when, from which version to which, and on what evidence",
-including the promotions that the gates refused.
+including the promotions that the gates refused. A move and its record are one
+transaction (``Registry.move_alias``, ``Registry.rollback`` with ``also=``): a crash
+leaves both or neither, and the "from" version is the one the move really replaced.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelyard.errors import ConflictError, InvalidInputError, NotFoundError
-from modelyard.registry import ModelRef, ModelVersion
+from modelyard.errors import InvalidInputError
+from modelyard.registry import AliasMove, ModelVersion
 from modelyard.release._check import (
     REPLAY_ROWS,
     GateReport,
@@ -22,9 +24,11 @@ from modelyard.release._check import (
     resolve,
 )
 from modelyard.release._gates import Gate
-from modelyard.release._records import current_actor, record
+from modelyard.release._records import actor_of, write_record
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
     from modelyard.workspace import Workspace
 
 
@@ -69,6 +73,8 @@ def promote(
 
     ``force=True`` moves it even when a gate fails, and needs a ``reason`` for the record.
     On a first release (``to`` not set yet) gates against the champion are skipped.
+    ``ConflictError`` (nothing moved, nothing recorded) when ``to`` moved while the
+    gates ran: the verdict was about another champion.
     """
     if force and not (reason or "").strip():
         raise InvalidInputError(
@@ -97,38 +103,31 @@ def promote(
     )
     before = None if champion is None else champion.version
     moves = report.passed or force
-    if moves:
-        _still_at(ws, name, to, before)
-        ws.registry.set_alias(name, to, version.version)
     result = Promotion(
         name, to, before, version.version, moves, moves and not report.passed, report
     )
-    record(
-        ws.metadata,
-        model=name,
-        action=result.action,
-        actor=actor or current_actor(),
-        alias=to,
-        from_version=before,
-        to_version=version.version,
-        passed=report.passed,
-        reason=reason,
-        details={**report.to_json_dict(), "moved": moves},
-    )
-    return result
+    who = actor_of(ws, actor)
 
-
-def _still_at(ws: Workspace, name: str, alias: str, version: int | None) -> None:
-    """Refuse to move an alias that someone else moved while the gates ran."""
-    try:
-        now: int | None = ws.registry.get(ModelRef(name, alias=alias)).version
-    except NotFoundError:
-        now = None
-    if now != version:
-        raise ConflictError(
-            f"'{name}@{alias}' moved from version {version} to {now} while the gates ran; "
-            "run the promotion again to judge the candidate against the new champion"
+    def write(conn: Connection, _: AliasMove | None = None) -> None:
+        write_record(
+            conn,
+            model=name,
+            action=result.action,
+            actor=who,
+            alias=to,
+            from_version=before,  # a move happens only from there (compare-and-set)
+            to_version=version.version,
+            passed=report.passed,
+            reason=reason,
+            details={**report.to_json_dict(), "moved": moves},
         )
+
+    if moves:
+        ws.registry.move_alias(name, to, version.version, expect=before, also=write)
+    else:
+        with ws.metadata.write() as conn:
+            write(conn)
+    return result
 
 
 def rollback(
@@ -139,17 +138,20 @@ def rollback(
     reason: str | None = None,
     actor: str | None = None,
 ) -> ModelVersion:
-    """Move ``name@alias`` back to its previous version, and record who did it and why."""
-    current = ws.registry.get(ModelRef.parse(f"{name}@{alias}"))
-    back = ws.registry.rollback(name, alias)
-    record(
-        ws.metadata,
-        model=name,
-        action="rollback",
-        actor=actor or current_actor(),
-        alias=alias,
-        from_version=current.version,
-        to_version=back.version,
-        reason=reason,
-    )
-    return back
+    """Move ``name@alias`` back to its previous version, and record who did it and why
+    (in the moving transaction, with the version it really moved from)."""
+    who = actor_of(ws, actor)
+
+    def write(conn: Connection, move: AliasMove) -> None:
+        write_record(
+            conn,
+            model=name,
+            action="rollback",
+            actor=who,
+            alias=alias,
+            from_version=move.from_version,
+            to_version=move.to_version,
+            reason=reason,
+        )
+
+    return ws.registry.rollback(name, alias, also=write)

@@ -11,13 +11,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from modelyard import _time
 from modelyard.backends.metadata import MetadataStore
 from modelyard.backends.metadata import tables as t
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class ReleaseRecord:
 
 
 def current_actor(environ: Mapping[str, str] | None = None) -> str:
-    """Who acts: ``MODELYARD_ACTOR`` (a CI job names itself) or the login name."""
+    """Who acts: ``MODELYARD_ACTOR`` of ``environ`` (a CI job names itself), else the login
+    name; ``environ`` defaults to ``os.environ``."""
     env = os.environ if environ is None else environ
     if env.get("MODELYARD_ACTOR"):
         return env["MODELYARD_ACTOR"]
@@ -46,6 +50,18 @@ def current_actor(environ: Mapping[str, str] | None = None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in some containers
         return f"uid:{os.getuid()}"
+
+
+def actor_of(ws: Workspace, given: str | None = None) -> str:
+    """``given``, else ``current_actor`` of the environment ``ws`` was opened with.
+
+    A Workspace built with ``environ=`` (a test, an embedding service) reads its settings
+    from that mapping, never from ``os.environ``; its actor comes from there too.
+    """
+    if given:
+        return given
+    environ: Mapping[str, str] | None = getattr(ws, "_environ", None)  # no public accessor yet
+    return current_actor(environ)
 
 
 def record(
@@ -63,23 +79,47 @@ def record(
 ) -> None:
     """Append one release action to the record."""
     with store.write() as conn:
-        conn.execute(
-            insert(t.release_records),
-            [
-                {
-                    "model": model,
-                    "action": action,
-                    "actor": actor,
-                    "alias": alias,
-                    "from_version": from_version,
-                    "to_version": to_version,
-                    "passed": None if passed is None else int(passed),
-                    "reason": reason,
-                    "details": dict(details or {}),
-                    "at": _time.now_us(),
-                }
-            ],
+        write_record(
+            conn,
+            model=model,
+            action=action,
+            actor=actor,
+            alias=alias,
+            from_version=from_version,
+            to_version=to_version,
+            passed=passed,
+            reason=reason,
+            details=details,
         )
+
+
+def write_record(
+    conn: Connection,
+    *,
+    model: str,
+    action: str,
+    actor: str,
+    alias: str | None = None,
+    from_version: int | None = None,
+    to_version: int | None = None,
+    passed: bool | None = None,
+    reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """``record`` in the caller's transaction: an alias move and its record commit together."""
+    row = {
+        "model": model,
+        "action": action,
+        "actor": actor,
+        "alias": alias,
+        "from_version": from_version,
+        "to_version": to_version,
+        "passed": None if passed is None else int(passed),
+        "reason": reason,
+        "details": dict(details or {}),
+        "at": _time.now_us(),
+    }
+    conn.execute(insert(t.release_records), [row])
 
 
 def release_history(

@@ -4,7 +4,10 @@
 through after it has turned its payload into validated columns.
 
 Which variant answers is decided by a ``Route`` that follows the serve spec and the
-model's live traffic split (see ``_split.py``).
+model's live traffic split (see ``_split.py``). A candidate must be able to take the
+champion's requests by the registry's one rule (``registry.signature_problems``), the
+rule a release checks too; an input only the candidate takes is nullable by that
+rule, and gets null here, since the champion's callers do not send it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._options import ABTest, ServeOptions, Shadow
 from modelyard.serving._router import Policy, choose
 from modelyard.serving._slot import ModelSlot, ReaderFactory, Servable
-from modelyard.serving._split import SplitFollower
+from modelyard.serving._split import SplitFollower, check_candidate
 
 logger = logging.getLogger("modelyard.serving")
 
@@ -72,6 +75,8 @@ class Deployment:
         self._rng = random.Random()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._batchers: dict[str, Batcher] = {}
+        self._closing: dict[asyncio.Task[None], Batcher] = {}  # retired, closed after a grace
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by the first request
         policy = options.policy
         self.champion = self._slot(self.ref)
         self._static: ModelSlot | None = None  # the serve spec's candidate
@@ -85,6 +90,7 @@ class Deployment:
             self._static,
             self._split_slot,
             self._check_candidate,
+            self._retire,
         )
         self.cache: PredictionCache | None = None
         if options.cache != "off":
@@ -110,6 +116,31 @@ class Deployment:
         if alias not in self._batchers:  # else kept from an earlier split of this alias
             self._add_batcher(alias)
         return self._new_slot(ModelRef(self.name, alias=alias), alias)
+
+    def _retire(self, label: str) -> None:
+        """Remove a split candidate's batcher once no route uses it (poller's thread).
+
+        A request routed just before keeps the batcher it took (``infer`` looks it up with
+        the route); its task is cancelled after ``timeout_ms``, when every such request
+        has been answered or has timed out.
+        """
+        batcher = self._batchers.pop(label, None)
+        loop = self._loop
+        if batcher is None or loop is None:
+            return  # no request ever ran: the batcher started no task
+        try:
+            loop.call_soon_threadsafe(self._close_later, batcher)
+        except RuntimeError:  # the loop is closed: the server has stopped
+            pass
+
+    def _close_later(self, batcher: Batcher) -> None:
+        async def close() -> None:
+            await asyncio.sleep(self.options.timeout_ms / 1000)
+            await batcher.close()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing[task] = batcher
+        task.add_done_callback(lambda done: self._closing.pop(done, None))
 
     def _add_batcher(self, label: str) -> None:
         self._batchers[label] = Batcher(
@@ -151,15 +182,7 @@ class Deployment:
         self._split.follow()
 
     def _check_candidate(self, slot: ModelSlot) -> None:
-        assert slot.current is not None
-        mine = self.served.request_schema.names
-        theirs = slot.current.request_schema.names
-        if set(theirs) - set(mine):
-            raise ConfigError(
-                f"candidate {slot.ref} needs request fields "
-                f"{sorted(set(theirs) - set(mine))} that {self.ref} does not take; "
-                "a candidate must accept the champion's requests"
-            )
+        check_candidate(self.served, self.ref, slot)
 
     def refresh(self) -> bool:
         """Follow the aliases, then the traffic row (in the poller's thread: loads block)."""
@@ -173,6 +196,12 @@ class Deployment:
             await task
         # A copy: the poller's thread may still be adding a candidate's batcher.
         for batcher in list(self._batchers.values()):
+            await batcher.close()
+        closing = list(self._closing.items())  # retired batchers still in their grace
+        for task, _ in closing:
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in closing), return_exceptions=True)
+        for _, batcher in closing:
             await batcher.close()
         if self.cache is not None:
             await self.cache.close()
@@ -213,10 +242,16 @@ class Deployment:
         servable = slot.current
         if servable is None:
             slot, servable = self.champion, self.served
+        # Taken with the route: the poller may retire a split candidate's batcher meanwhile.
+        batcher = self._batchers.get(slot.label)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         ROUTED.set((servable.version, slot.label))
         timeout = self.options.timeout_ms / 1000
         try:
-            outputs = await asyncio.wait_for(self._predict(slot, servable, columns, rows), timeout)
+            outputs = await asyncio.wait_for(
+                self._predict(slot, servable, columns, rows, batcher), timeout
+            )
         except TimeoutError:
             raise DeadlineExceededError(
                 f"model '{self.name}' version {servable.version} took longer than "
@@ -239,21 +274,32 @@ class Deployment:
         return Inference(servable.version, slot.label, outputs, rows, ab_key)
 
     async def _predict(
-        self, slot: ModelSlot, servable: Servable, columns: Columns, rows: int
+        self,
+        slot: ModelSlot,
+        servable: Servable,
+        columns: Columns,
+        rows: int,
+        batcher: Batcher | None,
     ) -> Columns:
+        if slot is not self.champion:
+            missing = [n for n in servable.request_schema.names if n not in columns]
+            if missing:  # nullable by the compatibility rule: what an omitted field gets
+                columns = {**columns, **{n: [None] * rows for n in missing}}
         if servable.enricher is not None:
             loop = asyncio.get_running_loop()
             columns = await loop.run_in_executor(
                 self._executor, servable.enricher.fill, columns, self._count_missing(servable)
             )
-        batcher = self._batchers[slot.label]
         if self.cache is None:
             return await self._batched(batcher, servable, columns, rows)
         return await self._cached(batcher, servable, columns, rows)
 
     async def _batched(
-        self, batcher: Batcher, servable: Servable, columns: Columns, rows: int
+        self, batcher: Batcher | None, servable: Servable, columns: Columns, rows: int
     ) -> Columns:
+        if batcher is None:  # routed as its split went away: this one call runs alone
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, servable.predict, columns)
         gauge = self.metrics.queue_depth.labels(self.name)
         gauge.inc()
         try:
@@ -262,7 +308,7 @@ class Deployment:
             gauge.dec()
 
     async def _cached(
-        self, batcher: Batcher, servable: Servable, columns: Columns, rows: int
+        self, batcher: Batcher | None, servable: Servable, columns: Columns, rows: int
     ) -> Columns:
         assert self.cache is not None
         keys = row_keys(self.name, servable.version, columns, rows)
@@ -311,7 +357,9 @@ class Deployment:
 
         async def run() -> None:
             try:
-                outputs = await self._predict(slot, servable, columns, rows)
+                outputs = await self._predict(
+                    slot, servable, columns, rows, self._batchers.get(slot.label)
+                )
                 logger.info(
                     "shadow",
                     extra={

@@ -276,4 +276,5 @@ model_traffic = Table(
     Column("candidate", String(100), nullable=False),
     Column("percent", Float, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),  # a rollout's lease (µs); NULL: set by hand, no expiry
 )

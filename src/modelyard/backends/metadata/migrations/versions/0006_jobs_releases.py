@@ -62,6 +62,8 @@ def upgrade() -> None:
         sa.Column("candidate", sa.String(100), nullable=False),
         sa.Column("percent", sa.Float, nullable=False),
         sa.Column("updated_at", sa.BigInteger, nullable=False),
+        # A rollout's lease on its split (µs); NULL: set by hand, never expires.
+        sa.Column("expires_at", sa.BigInteger),
     )
 
 
