@@ -54,7 +54,7 @@ def _missing(what: str) -> None:
 @pytest.fixture(scope="session")
 def wheel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel cache, kept between runs in pytest's cache folder when there is one."""
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     if cache is not None:
         return Path(cache.mkdir("modelyard-wheelhouse"))
     return tmp_path_factory.mktemp("wheelhouse")
