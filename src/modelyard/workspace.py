@@ -51,6 +51,11 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
+    @property
+    def environ(self) -> Mapping[str, str] | None:
+        """The environment given to ``Workspace(environ=…)``; None means ``os.environ``."""
+        return self._environ
+
     @classmethod
     def init(cls, root: str | os.PathLike[str] = ".", **kwargs: Any) -> Workspace:
         """Create ``root`` with a commented ``modelyard.toml`` (kept if it already exists)."""

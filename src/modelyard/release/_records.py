@@ -60,8 +60,7 @@ def actor_of(ws: Workspace, given: str | None = None) -> str:
     """
     if given:
         return given
-    environ: Mapping[str, str] | None = getattr(ws, "_environ", None)  # no public accessor yet
-    return current_actor(environ)
+    return current_actor(ws.environ)
 
 
 def record(
