@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
 
+PING = "ping"  # a worker answers it with itself, once its imports are done
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

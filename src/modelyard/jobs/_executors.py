@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from modelyard.errors import BackendUnavailableError, ConfigError
-from modelyard.jobs._context import JobContext, Outcome, call
+from modelyard.jobs._context import PING, JobContext, Outcome, call
 
 LOCAL_RAY_CPUS = 2
 _WORKER = "modelyard.jobs._worker"
@@ -116,6 +116,22 @@ class LocalExecutor:
         with self._lock:
             self._idle.append(worker)
         self._free.release()
+
+    def warm(self) -> None:
+        """Start one worker and wait until it answers, so that the first run does not pay
+        for a Python start and modelyard's imports."""
+        worker = self._take()
+        try:
+            assert worker.conn is not None and worker.answers is not None
+            worker.conn.send(PING)
+            if not worker.answers.poll(60):
+                worker.kill()
+            else:
+                worker.answers.recv()
+        except (EOFError, OSError):
+            worker.kill()
+        finally:
+            self._give(worker)
 
     def run(self, tasks: Sequence[Task], timeout_s: float | None) -> list[Outcome]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from modelyard import _time
+from modelyard.jobs._executors import LocalExecutor
 from modelyard.jobs._history import JobRun
 from modelyard.jobs._runner import Runner
 from modelyard.jobs._spec import JobSpec
@@ -52,6 +53,7 @@ class Scheduler:
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_active, thread_name_prefix="modelyard-job")
         self._busy: set[str] = set()  # jobs with runs in flight here
+        self._wake = threading.Event()
         self._lock = threading.Lock()
 
     # -- one tick ---------------------------------------------------------------------------
@@ -115,6 +117,7 @@ class Scheduler:
     def _done(self, future: Future[list[JobRun]], job: str) -> None:
         with self._lock:
             self._busy.discard(job)
+        self._wake.set()  # a slot that fell due while this job ran can start now
         exc = future.exception()
         if exc is not None:
             logger.error("job %s: a run failed inside the scheduler: %s", job, exc)
@@ -155,13 +158,20 @@ class Scheduler:
 
     def run_forever(self, stop: threading.Event, *, poll_s: float = 5.0) -> None:
         """Tick until ``stop`` is set, then wait for the runs in flight to end."""
+        if any(s.executor == "local" for s in self.jobs.values()):
+            local = self.runner.executors.get("local")
+            if isinstance(local, LocalExecutor):
+                local.warm()  # the first slot should start on time, not after a Python start
         while not stop.is_set():
             self.tick()
             now = self.clock()
             upcoming = self.next_due(now)
             wait = poll_s if upcoming is None else (upcoming - now).total_seconds()
             # Wake at the next due time, but also every poll_s for lapsed leases and SLAs.
-            stop.wait(max(0.0, min(wait, poll_s)))
+            # Sleep until the next due time, a job finishing, or at most a second (so that
+            # a stop is noticed soon); every tick also looks for lapsed leases and SLAs.
+            self._wake.wait(max(0.0, min(wait, poll_s, 1.0)))
+            self._wake.clear()
         self.close()
 
     def close(self) -> None:

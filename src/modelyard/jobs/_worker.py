@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from multiprocessing.connection import Connection
 
-from modelyard.jobs._context import call
+from modelyard.jobs._context import PING, call
 
 
 def serve(tasks: Connection, outcomes: Connection) -> None:
@@ -24,6 +24,9 @@ def serve(tasks: Connection, outcomes: Connection) -> None:
             return
         if task is None:
             return
+        if task == PING:  # the parent waits for a started worker to be ready
+            outcomes.send(PING)
+            continue
         outcomes.send(call(task.function, task.context, task.log_path))
 
 
