@@ -252,12 +252,10 @@ def _copy_source(source: Path, tree: Path) -> str:
     for name in names:
         if (source / name).is_file():
             shutil.copy2(source / name, tree / name)
-    if not package.is_relative_to(source):
-        raise ConfigError(
-            f"modelyard runs from {package}, outside the folder it was installed from "
-            f"({source}); reinstall it (pip install -e {source}) and build again"
-        )
-    rel = package.relative_to(source)
+    # The running code goes where pyproject.toml looks for it (src/modelyard), whether it
+    # runs from that tree (editable) or from site-packages (installed from the folder,
+    # perhaps into a venv inside it): the image then runs exactly what runs here.
+    rel = Path("src") / package.name
     shutil.copytree(package, tree / rel, ignore=_NOT_SOURCE)
     h = hashlib.sha256()
     for path in sorted(p for p in tree.rglob("*") if p.is_file()):
