@@ -108,6 +108,19 @@ def test_the_quickstart_model_can_be_monitored_for_drift(quickstarted: Path) -> 
         ws.close()
 
 
+def test_the_quickstart_model_passes_a_release_check_on_its_holdout(
+    quickstarted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    w = ["-w", str(quickstarted)]
+    assert run_cli(capsys, "models", "alias", "breast_cancer", "staging", "1", *w)[0] == 0
+    gates = ["--gate", "roc_auc >= 0.95", "--gate", "accuracy >= champion.accuracy"]
+    code, out, err = run_cli(capsys, "release", "check", "breast_cancer", *gates, *w)
+    assert code == 0, err
+    assert "143 rows" in out and "holdout 'test'" in out and "gates passed" in out
+    code, out, _ = run_cli(capsys, "release", "check", "breast_cancer", "--gate", "roc_auc > 1", *w)
+    assert code == 1 and "fail" in out
+
+
 def test_runs_show_and_compare(quickstarted: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "quickstart", str(quickstarted), "--no-serve")
     assert code == 0, err

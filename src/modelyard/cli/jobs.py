@@ -54,7 +54,7 @@ def list_jobs(workspace: str = WorkspaceOpt) -> None:
     ws = open_workspace(workspace)
     jobs = workspace_jobs(ws)
     if not jobs:
-        console.print("no jobs; declare [jobs.NAME] in modelyard.toml (see the README)")
+        console.print("no jobs; declare \\[jobs.NAME] in modelyard.toml (see the README)")
         return
     history = JobHistory(ws.metadata)
     now = datetime.now(UTC)
