@@ -177,12 +177,6 @@ class Scheduler:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    @property
-    def active(self) -> int:
-        """Jobs with runs in flight in this scheduler."""
-        with self._lock:
-            return len(self._busy)
-
 
 def wait_all(futures: list[Future[list[JobRun]]], timeout: float | None = None) -> list[JobRun]:
     """The runs of ``futures`` once they end, in order (for ``scheduler --once``, tests)."""
