@@ -558,3 +558,43 @@ def test_fingerprint_of_bytes_is_their_sha256() -> None:
     assert fingerprint(data) == digest_bytes(data)
     assert fingerprint(bytearray(data)) == fingerprint(memoryview(data)) == fingerprint(data)
     assert fingerprint(data) != fingerprint(data + b"!")
+
+
+# -- string lengths -------------------------------------------------------------------------
+TEXT = Schema.of(Field(name="text", dtype="string", min_length=1, max_length=10))
+
+
+def test_field_lengths_only_on_strings_and_in_order() -> None:
+    with pytest.raises(ValueError, match="min_length/max_length only apply to string"):
+        Field(name="age", dtype="int64", max_length=3)
+    with pytest.raises(ValueError, match="min_length 5 is greater than max_length 2"):
+        Field(name="text", dtype="string", min_length=5, max_length=2)
+    with pytest.raises(ValueError, match="must not be negative"):
+        Field(name="text", dtype="string", min_length=-1)
+
+
+def test_record_text_length_is_checked_inclusively_per_row() -> None:
+    validator = RecordValidator(TEXT)
+    assert validator.validate_python([{"text": "a"}, {"text": "x" * 10}]) == {
+        "text": ["a", "x" * 10]
+    }
+    with pytest.raises(SchemaValidationError) as caught:
+        validator.validate_json(b'[{"text": ""}, {"text": "ok"}, {"text": "12345678901"}]')
+    errors = caught.value.errors
+    assert [(e["field"], e["row"]) for e in errors] == [("text", 0), ("text", 2)]
+    assert "at least 1 character" in errors[0]["message"]
+    assert "at most 10 characters" in errors[1]["message"]
+    schema = validator.json_schema()
+    assert schema["properties"]["text"]["minLength"] == 1
+    assert schema["properties"]["text"]["maxLength"] == 10
+
+
+def test_frame_text_length_names_the_first_bad_row() -> None:
+    frame = pd.DataFrame({"text": ["fine", "far too long here"]})
+    with pytest.raises(SchemaValidationError, match="longer than 10 characters") as caught:
+        validate_frame(TEXT, frame)
+    assert caught.value.errors[0]["row"] == 1
+    with pytest.raises(SchemaValidationError, match="shorter than 1 characters"):
+        validate_frame(TEXT, pd.DataFrame({"text": [""]}))
+    round_trip = Schema.model_validate(TEXT.to_json_dict())
+    assert round_trip["text"].max_length == 10

@@ -26,6 +26,8 @@ class Field(BaseModel):
     min: float | None = None
     max: float | None = None
     categories: tuple[str | int | bool, ...] | None = None
+    min_length: int | None = None
+    max_length: int | None = None
     pii: bool = False
     description: str = ""
 
@@ -38,6 +40,16 @@ class Field(BaseModel):
             raise ValueError(f"field '{self.name}': min/max only apply to int64 and float64")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"field '{self.name}': min {self.min} is greater than max {self.max}")
+        lengths = (self.min_length, self.max_length)
+        if any(n is not None for n in lengths) and self.dtype != "string":
+            raise ValueError(f"field '{self.name}': min_length/max_length only apply to string")
+        if any(n is not None and n < 0 for n in lengths):
+            raise ValueError(f"field '{self.name}': min_length/max_length must not be negative")
+        if None not in lengths and self.min_length > self.max_length:  # type: ignore[operator]
+            raise ValueError(
+                f"field '{self.name}': min_length {self.min_length} is greater than "
+                f"max_length {self.max_length}"
+            )
         if self.categories is not None and len(self.categories) == 0:
             raise ValueError(f"field '{self.name}': categories must not be empty")
         return self

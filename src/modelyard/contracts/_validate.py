@@ -39,6 +39,10 @@ def _annotation(field: Field) -> Any:
             constraints["ge"] = field.min
         if field.max is not None:
             constraints["le"] = field.max
+        if field.min_length is not None:
+            constraints["min_length"] = field.min_length
+        if field.max_length is not None:
+            constraints["max_length"] = field.max_length
         if field.dtype == "datetime":
             # ISO strings must be accepted from JSON; strict would refuse them.
             constraints = {}
@@ -186,6 +190,14 @@ def validate_frame(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
             checks.append((values < field.min, f"below the minimum {field.min}"))
         if field.max is not None:
             checks.append((values > field.max, f"above the maximum {field.max}"))
+        if field.min_length is not None or field.max_length is not None:
+            lengths = values.astype(str).str.len()
+            if field.min_length is not None:
+                short = f"shorter than {field.min_length} characters"
+                checks.append((lengths < field.min_length, short))
+            if field.max_length is not None:
+                long = f"longer than {field.max_length} characters"
+                checks.append((lengths > field.max_length, long))
         if field.categories is not None:
             checks.append(
                 (~values.isin(list(field.categories)), f"not one of {list(field.categories)}")
