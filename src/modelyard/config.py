@@ -97,6 +97,7 @@ TABLES: dict[str, str] = {
     "alerts": "alert rules ([[alerts.rules]]) and sinks ([alerts.sinks.NAME])",
     "release": "release gates for every model ([release] gates) or one ([release.NAME] gates)",
     "jobs": "scheduled jobs ([jobs.NAME]) and the modules that declare them (jobs.modules)",
+    "blueprint": "the reference application this workspace follows ([blueprint] name = …)",
 }
 _BY_ENV = {s.env: s for s in SETTINGS}
 
@@ -230,6 +231,10 @@ def load_config(
     path = root_path / CONFIG_FILE
     defaults = {s.key: s.default for s in SETTINGS}
     from_file, tables = _read_file(path)
+    if "blueprint" in tables:  # checked with the file, as [release] and [jobs] are
+        from modelyard.blueprints import check_blueprint_table
+
+        check_blueprint_table(tables["blueprint"], CONFIG_FILE)
     from_env = _read_env(env)
     from_args: dict[str, Any] = {}
     for name, value in given.items():

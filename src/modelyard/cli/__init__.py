@@ -52,10 +52,27 @@ app.command("build")(build.build)
 
 
 @app.command()
-def init(folder: Path = typer.Argument(Path("."), help="workspace folder")) -> None:
-    """Create a workspace: a folder with a commented modelyard.toml."""
+def init(
+    folder: Path = typer.Argument(Path("."), help="workspace folder"),
+    blueprint: str = typer.Option(
+        None, "--blueprint", help="start from a reference application, e.g. sentiment"
+    ),
+) -> None:
+    """Create a workspace: a folder with a commented modelyard.toml (or a blueprint's files)."""
     from modelyard.workspace import Workspace
 
+    if blueprint is not None:
+        from modelyard.blueprints import write_template
+
+        written, kept = write_template(blueprint, folder)
+        with Workspace(folder) as ws:
+            ws.metadata  # noqa: B018 - creates the database and applies migrations now
+        names = ", ".join(p.name for p in written) or "nothing new"
+        also = f" (kept existing {', '.join(p.name for p in kept)})" if kept else ""
+        console.print(f"wrote {names} of the {blueprint} blueprint into {folder}{also}")
+        cd = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
+        console.print(f"next: {cd}modelyard quickstart --blueprint {blueprint}")
+        return
     existed = (folder / "modelyard.toml").exists()
     ws = Workspace.init(folder)
     ws.metadata  # noqa: B018 - creates the database and applies migrations now

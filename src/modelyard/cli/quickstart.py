@@ -1,7 +1,8 @@
 """``modelyard quickstart``: train, track, register and serve a real model in one command.
 
 The data is scikit-learn's bundled breast-cancer table (569 rows, 30 numeric
-features), so nothing is downloaded.
+features), so nothing is downloaded. ``--blueprint NAME`` runs a blueprint's own
+quickstart instead (``modelyard.blueprints``), in its workspace.
 """
 
 from __future__ import annotations
@@ -89,21 +90,35 @@ def train_and_register(ws: Workspace, progress: Progress | None = None) -> dict[
     return {"run": run, "version": version, "example": example}
 
 
-def curl_line(host: str, port: int, example: dict[str, Any]) -> str:
-    url = f"http://{host}:{port}/v1/models/{MODEL_NAME}/predict"
+def predict_url(host: str, port: int, model: str = MODEL_NAME) -> str:
+    return f"http://{host}:{port}/v1/models/{model}/predict"
+
+
+def curl_line(host: str, port: int, example: dict[str, Any], model: str = MODEL_NAME) -> str:
+    url = predict_url(host, port, model)
     body = json.dumps(example, separators=(",", ":"))
     return f"curl -s -X POST {url} -H 'content-type: application/json' -d {shlex.quote(body)}"
 
 
 def quickstart(
     folder: Path = typer.Argument(
-        Path("modelyard-quickstart"), help="workspace folder to create or reuse"
+        None,
+        help="workspace folder to create or reuse "
+        "(default: modelyard-quickstart, or . with --blueprint)",
+        show_default=False,
+    ),
+    blueprint: str = typer.Option(
+        None, "--blueprint", help="run a reference application instead, e.g. sentiment"
     ),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="start the server at the end"),
     host: str = typer.Option(None, "--host", help="server address (default: serve.host)"),
     port: int = typer.Option(None, "--port", help="server port (default: serve.port)"),
 ) -> None:
     """Train a real model, track the run, register it as production, and serve it."""
+    if blueprint is not None:
+        _blueprint_quickstart(blueprint, folder or Path("."), serve=serve, host=host, port=port)
+        return
+    folder = folder or Path("modelyard-quickstart")
     ws = Workspace.init(folder, serve_host=host, serve_port=port)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -133,3 +148,45 @@ def quickstart(
         port=port_,
         log_level=ws.config["serve.log_level"],
     )
+
+
+def _blueprint_quickstart(
+    name: str, folder: Path, *, serve: bool, host: str | None, port: int | None
+) -> None:
+    """Write the blueprint's template where no workspace is, then run its quickstart."""
+    from modelyard.blueprints import ensure_workspace, quickstart_of
+
+    pipeline = quickstart_of(name)  # an unknown name fails before anything is written
+    written = ensure_workspace(name, folder)
+    if written:
+        names = ", ".join(p.name for p in written)
+        console.print(f"wrote the {name} blueprint into {folder}: {names}")
+    ws = Workspace(folder, serve_host=host, serve_port=port)
+    try:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            result = pipeline(ws, progress)
+        version, ref = result["version"], f"{result['model']}@{result['alias']}"
+        console.print(f"[bold]run[/] {result['run_id']}: {result['summary']}")
+        console.print(
+            f"[bold]registered[/] {version.name} version {version.version} as {ref} "
+            f"in {ws.config.root}"
+        )
+        host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
+        curl = curl_line(host_, port_, result["example"], model=result["model"])
+        if not serve:
+            console.print(f"serve it with: modelyard serve {ref} -w {folder}")
+            console.print(f"then predict at {predict_url(host_, port_, result['model'])}:")
+            console.print(curl, soft_wrap=True, highlight=False)
+            return
+        from modelyard.serving import serve as run_server
+        from modelyard.serving._run import check_port
+
+        check_port(host_, port_)
+        console.print(f"\n[bold]predict[/] at {predict_url(host_, port_, result['model'])}")
+        console.print("[bold]try it[/] (in another terminal):")
+        console.print(curl, soft_wrap=True, highlight=False)
+        console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
+        run_server(ws, [ref], host=host_, port=port_, log_level=ws.config["serve.log_level"])
+    finally:
+        ws.close()

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from sqlalchemy import Row, select
 
@@ -24,7 +24,7 @@ from modelyard.backends.metadata import tables as t
 from modelyard.contracts import RecordValidator, Schema, as_frame
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.registry import _moves
-from modelyard.registry._flavors import detect_flavor, get_flavor
+from modelyard.registry._flavors import Predictor, detect_flavor, get_flavor
 from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._refs import ModelRef, check_alias, check_name
 from modelyard.registry._signature import Signature
@@ -80,7 +80,7 @@ class Registry:
         input_example: Any = None,
         signature: Signature | None = None,
         flavor: str | None = None,
-        onnx: bool = False,
+        onnx: bool | Literal["int8"] = False,
         reference_data: Any = None,
     ) -> LoggedModel:
         """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``.
@@ -88,8 +88,10 @@ class Registry:
         ``reference_data`` (the training rows) is profiled per input column and stored
         with the model, for drift monitoring (``Registry.reference_profile``).
 
-        ``onnx=True`` (scikit-learn models) also keeps an ONNX copy to serve with onnxruntime,
-        only if it answers like the model on ``input_example`` (see ``registry/flavors/onnx.py``).
+        ``onnx=True`` (scikit-learn and text models) also keeps an ONNX copy to serve with
+        onnxruntime, only if it answers like the model on ``input_example`` (see
+        ``registry/flavors/onnx.py`` and ``text.py``). ``onnx="int8"`` (text models) keeps a
+        quantised copy with its measured agreement instead: never exact, so gate it.
         """
         chosen = get_flavor(flavor) if flavor is not None else detect_flavor(model)
         if signature is None and input_example is None:
@@ -97,9 +99,12 @@ class Registry:
                 "a model needs a signature: pass input_example= (a few training rows) "
                 "or signature=Signature(inputs=…, outputs=…)"
             )
-        if onnx and chosen.name != "sklearn":
+        if onnx not in (False, True, "int8"):
+            raise InvalidInputError(f"onnx={onnx!r} is not an option; use True, False or 'int8'")
+        convert = getattr(chosen, "convert_onnx", None)
+        if onnx and convert is None:
             raise InvalidInputError(
-                f"onnx=True converts scikit-learn models only, not a {chosen.name!r} model; "
+                f"onnx= converts scikit-learn and text models only, not a {chosen.name!r} model; "
                 "log it without onnx=True"
             )
         if onnx and input_example is None:
@@ -111,12 +116,11 @@ class Registry:
             folder = Path(tmp)
             settings = chosen.save(model, folder)
             if onnx:
-                from modelyard.registry.flavors import onnx as onnx_runtime
-
+                assert convert is not None
                 names = None if signature is None else signature.inputs.names
                 rows = as_frame(input_example, names=names).head(100)
                 rows = rows if names is None else rows[names]
-                settings = {**settings, **onnx_runtime.convert_checked(model, rows, folder)}
+                settings = {**settings, **convert(model, rows, folder, onnx)}
             if signature is None:
                 example = as_frame(input_example).head(100)
                 inputs = Schema.infer(example)
@@ -447,10 +451,21 @@ class Registry:
     def load(self, ref: str | ModelRef | ModelVersion) -> LoadedModel:
         """Fetch a version's files (cached by digest) and load it with its flavor."""
         version = ref if isinstance(ref, ModelVersion) else self.get(ref)
-        folder = get_tree(self._artifacts, version.artifact, self._cache)
-        meta = json.loads((folder / META_FILE).read_text())
-        predictor = get_flavor(meta["flavor"]).load(folder, meta.get("settings", {}))
+        predictor = self._predictor(version.artifact)
         return LoadedModel(version, predictor, RecordValidator(version.signature.inputs))
+
+    def predictor(self, logged: LoggedModel) -> Predictor:
+        """Load a logged, not yet registered, model exactly as a server would run it.
+
+        For scoring what will be served (the ONNX copy, say) before registering it, so
+        the version's metrics describe the artifact, not the object it was saved from.
+        """
+        return self._predictor(logged.artifact)
+
+    def _predictor(self, artifact: str) -> Predictor:
+        folder = get_tree(self._artifacts, artifact, self._cache)
+        meta = json.loads((folder / META_FILE).read_text())
+        return get_flavor(meta["flavor"]).load(folder, meta.get("settings", {}))
 
     def reference_profile(self, ref: str | ModelRef | ModelVersion) -> Profile | None:
         """The training-data profile stored with a version (None if it was logged without)."""

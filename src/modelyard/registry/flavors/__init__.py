@@ -2,20 +2,30 @@
 
 Later registrations win auto-detection, so the gradient-boosting flavors come after
 ``sklearn`` (their estimators are scikit-learn estimators too) and ``torch`` after
-``python`` (a Module is callable). Each imports its library only when used.
+``python`` (a Module is callable), and ``text`` after ``torch`` (a TextClassifier is a
+Module). Each imports its library only when used.
 """
 
 from modelyard.registry._flavors import register_flavor
 from modelyard.registry.flavors.lightgbm import LightGBMFlavor
 from modelyard.registry.flavors.python import PythonFlavor
 from modelyard.registry.flavors.sklearn import SklearnFlavor
+from modelyard.registry.flavors.text import TextFlavor
 from modelyard.registry.flavors.torch import TorchFlavor
 from modelyard.registry.flavors.xgboost import XGBoostFlavor
 
 register_flavor(PythonFlavor())
 register_flavor(SklearnFlavor())
 register_flavor(TorchFlavor())
+register_flavor(TextFlavor())
 register_flavor(LightGBMFlavor())
 register_flavor(XGBoostFlavor())
 
-__all__ = ["LightGBMFlavor", "PythonFlavor", "SklearnFlavor", "TorchFlavor", "XGBoostFlavor"]
+__all__ = [
+    "LightGBMFlavor",
+    "PythonFlavor",
+    "SklearnFlavor",
+    "TextFlavor",
+    "TorchFlavor",
+    "XGBoostFlavor",
+]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from modelyard.errors import InvalidInputError
 from modelyard.registry._flavors import Predictor
 
 FILE = "model.joblib"
@@ -119,6 +120,19 @@ class SklearnFlavor:
 
         joblib.dump(model, folder / FILE)
         return {"file": FILE, "sklearn_version": sklearn.__version__}
+
+    def convert_onnx(
+        self, model: object, example: pd.DataFrame, folder: Path, mode: bool | str
+    ) -> dict[str, Any]:
+        """Keep an exact ONNX copy (``log_model(..., onnx=True)``); see onnx.py."""
+        from modelyard.registry.flavors import onnx
+
+        if mode == "int8":
+            raise InvalidInputError(
+                "onnx='int8' quantises text models only; log a scikit-learn model with "
+                "onnx=True (exact) or without onnx="
+            )
+        return onnx.convert_checked(model, example, folder)
 
     def load(self, folder: Path, settings: dict[str, Any]) -> Predictor:
         if settings.get("runtime") == "onnxruntime":  # kept by log_model(..., onnx=True)

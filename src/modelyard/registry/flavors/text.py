@@ -1,0 +1,442 @@
+"""The ``text`` flavor: a Hugging Face encoder with a classification head; text in, label out.
+
+``TextClassifier`` is a ``torch.nn.Module``: the encoder (any ``transformers`` model with
+``last_hidden_state``), mean pooling over the attention mask, dropout and a linear head,
+plus the Rust tokenizer (``tokenizers``) it was trained with. It is saved as files any
+tool can read: ``encoder/`` (``save_pretrained``, safetensors), ``head.safetensors`` and
+``tokenizer.json``, not as a pickle, so a version loads without the training code.
+
+Runtimes. PyTorch by default. ``log_model(..., onnx=True)`` also exports ``model.onnx``
+(dynamic batch and sequence axes) and keeps it only when onnxruntime answers like
+PyTorch on the example rows: every label equal and every probability within
+``TOLERANCE``; the version then serves from onnxruntime, which needs neither torch nor
+transformers. ``onnx="int8"`` quantises that export's weights (dynamic int8). int8 is
+never exact, so it is kept with the share of example labels it agrees on
+(``onnx_agreement``), and only a release gate on accuracy can say whether it may serve.
+
+Length bucketing: ``predict`` tokenises every text, sorts them by token count, runs
+chunks of at most ``batch_size`` texts each padded only to its own longest, and puts
+the rows back in order. A mixed batch padded to its longest text spends most of its
+compute on padding (bench/sentiment.py measures the difference), and the server's
+adaptive batcher hands the model whatever arrived together.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.errors import InvalidInputError
+from modelyard.registry._flavors import Columns
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+ENCODER_DIR = "encoder"
+HEAD_FILE = "head.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+ONNX_FILE = "model.onnx"
+TOLERANCE = 1e-4
+"""Largest difference in a class probability between onnxruntime fp32 and PyTorch."""
+BATCH_SIZE = 32
+
+Logits = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(input_ids, attention_mask) as int64 arrays -> logits as a float array."""
+
+
+def load_tokenizer(path: Path | str, max_tokens: int) -> Tokenizer:
+    """A Rust tokenizer that truncates to ``max_tokens`` and never pads (we pad per chunk)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_tokens)
+    return tokenizer
+
+
+def text_classifier_class() -> type[Any]:
+    """The ``TextClassifier`` module class (built on first use, so importing this is cheap)."""
+    global _CLASS
+    if _CLASS is None:
+        _CLASS = _define_class()
+    return _CLASS
+
+
+_CLASS: type[Any] | None = None
+
+
+def _define_class() -> type[Any]:
+    import torch
+
+    class TextClassifier(torch.nn.Module):
+        """Encoder + mean pooling + dropout + linear head, with its tokenizer."""
+
+        def __init__(
+            self,
+            encoder: torch.nn.Module,
+            tokenizer: Tokenizer,
+            classes: Sequence[str],
+            *,
+            max_tokens: int = 128,
+            text_column: str = "text",
+            dropout: float = 0.1,
+        ) -> None:
+            super().__init__()
+            self.encoder = encoder
+            config: Any = encoder.config
+            hidden = int(config.hidden_size)
+            self.dropout = torch.nn.Dropout(dropout)
+            self.head = torch.nn.Linear(hidden, len(classes))
+            self.tokenizer = tokenizer
+            self.classes = [str(c) for c in classes]
+            self.max_tokens = max_tokens
+            self.text_column = text_column
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = self.head(self.dropout(self.embed(input_ids, attention_mask)))
+            return logits
+
+        def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            """Mean of the token vectors that are not padding."""
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            states = hidden.last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled: torch.Tensor = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return pooled
+
+        def encode(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+            """Token ids and mask per text (unpadded)."""
+            return _encode(self.tokenizer, texts)
+
+    return TextClassifier
+
+
+def from_pretrained(
+    path: Path | str,
+    classes: Sequence[str],
+    *,
+    max_tokens: int = 128,
+    text_column: str = "text",
+    dropout: float = 0.1,
+) -> Any:
+    """A new ``TextClassifier`` on a local Hugging Face model folder (never the network)."""
+    from transformers import AutoModel
+
+    folder = Path(path)
+    if not (folder / TOKENIZER_FILE).is_file():
+        raise InvalidInputError(
+            f"{folder} has no {TOKENIZER_FILE}; point at a Hugging Face model folder "
+            "saved with a fast tokenizer"
+        )
+    encoder = AutoModel.from_pretrained(str(folder), local_files_only=True)
+    tokenizer = load_tokenizer(folder / TOKENIZER_FILE, max_tokens)
+    cls = text_classifier_class()
+    return cls(
+        encoder,
+        tokenizer,
+        classes,
+        max_tokens=max_tokens,
+        text_column=text_column,
+        dropout=dropout,
+    )
+
+
+# -- prediction ------------------------------------------------------------------------------
+def _encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    encodings = tokenizer.encode_batch([str(t) for t in texts])
+    return [
+        (np.asarray(e.ids, dtype=np.int64), np.asarray(e.attention_mask, dtype=np.int64))
+        for e in encodings
+    ]
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Row indices grouped into chunks of similar length, shortest first (stable)."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _pad(rows: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(ids) for ids, _ in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, (row_ids, row_mask) in enumerate(rows):
+        ids[i, : len(row_ids)] = row_ids
+        mask[i, : len(row_mask)] = row_mask
+    return ids, mask
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+class TextPredictor:
+    """Tokenise, bucket by length, run ``logits`` per chunk, answer labels and probabilities."""
+
+    def __init__(
+        self,
+        logits: Logits,
+        tokenizer: Tokenizer,
+        classes: Sequence[str],
+        *,
+        text_column: str,
+        batch_size: int = BATCH_SIZE,
+        runtime: str = "torch",
+    ) -> None:
+        self._logits = logits
+        self._tokenizer = tokenizer
+        self.classes = [str(c) for c in classes]
+        self.text_column = text_column
+        self.batch_size = batch_size
+        self.runtime = runtime
+        pad = tokenizer.token_to_id("[PAD]")
+        self._pad_id = 0 if pad is None else int(pad)
+
+    def predict(self, frame: pd.DataFrame) -> Columns:
+        if self.text_column not in frame.columns:
+            raise InvalidInputError(
+                f"the text model reads column {self.text_column!r}, which the input lacks"
+            )
+        texts = frame[self.text_column].tolist()
+        return self.predict_texts(texts)
+
+    def predict_texts(self, texts: Sequence[str]) -> Columns:
+        proba = self.probabilities(texts)
+        best = proba.argmax(axis=1) if len(texts) else np.zeros(0, dtype=np.int64)
+        labels = np.asarray(self.classes, dtype=object)[best]
+        out: Columns = {
+            "prediction": labels,
+            "probability": proba[np.arange(len(texts)), best],
+        }
+        for i, cls in enumerate(self.classes):
+            out[f"probability_{cls}"] = proba[:, i]
+        return out
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        encoded = _encode(self._tokenizer, texts)
+        proba = np.zeros((len(encoded), len(self.classes)), dtype=np.float64)
+        for chunk in length_buckets([len(ids) for ids, _ in encoded], self.batch_size):
+            ids, mask = _pad([encoded[i] for i in chunk], self._pad_id)
+            proba[chunk] = _softmax(np.asarray(self._logits(ids, mask), dtype=np.float64))
+        return proba
+
+
+def torch_logits(module: torch.nn.Module, device: str = "cpu") -> Logits:
+    import torch
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+        return np.asarray(out.float().cpu().numpy())
+
+    return run
+
+
+def onnx_logits(path: Path | str | bytes, threads: int = 0) -> Logits:
+    """onnxruntime on the CPU; ``threads=0`` lets it use every core for one call."""
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(
+        path if isinstance(path, bytes) else str(path),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return np.asarray(out[0])
+
+    return run
+
+
+def predictor_of(model: Any, *, device: str = "cpu") -> TextPredictor:
+    """A PyTorch-runtime predictor for a ``TextClassifier`` in memory (for evaluation)."""
+    model.eval()
+    return TextPredictor(
+        torch_logits(model, device),
+        model.tokenizer,
+        model.classes,
+        text_column=model.text_column,
+    )
+
+
+# -- the flavor ------------------------------------------------------------------------------
+class TextFlavor:
+    name = "text"
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = device
+
+    def accepts(self, model: object) -> bool:
+        return _CLASS is not None and isinstance(model, _CLASS)
+
+    def save(self, model: object, folder: Path) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        assert _CLASS is not None and isinstance(model, _CLASS)
+        module: Any = model
+        module.encoder.save_pretrained(str(folder / ENCODER_DIR), safe_serialization=True)
+        head = {k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()}
+        save_file(head, str(folder / HEAD_FILE))
+        module.tokenizer.save(str(folder / TOKENIZER_FILE))
+        return {
+            "runtime": "torch",
+            "classes": module.classes,
+            "max_tokens": module.max_tokens,
+            "text_column": module.text_column,
+            "batch_size": BATCH_SIZE,
+        }
+
+    def load(self, folder: Path, settings: dict[str, Any]) -> TextPredictor:
+        tokenizer = load_tokenizer(folder / TOKENIZER_FILE, int(settings["max_tokens"]))
+        runtime = str(settings.get("runtime", "torch"))
+        if runtime.startswith("onnx"):
+            logits = onnx_logits(folder / settings["onnx_file"], int(settings.get("threads", 0)))
+        else:
+            module = load_module(folder, settings, tokenizer)
+            from modelyard.registry.flavors.torch import _device
+
+            device = _device(self.device or "cpu")
+            logits = torch_logits(module.to(device).eval(), device)
+        return TextPredictor(
+            logits,
+            tokenizer,
+            settings["classes"],
+            text_column=str(settings["text_column"]),
+            batch_size=int(settings.get("batch_size", BATCH_SIZE)),
+            runtime=runtime,
+        )
+
+    def convert_onnx(
+        self, model: object, example: pd.DataFrame, folder: Path, mode: bool | str
+    ) -> dict[str, Any]:
+        return convert_checked(model, example, folder, quantize=mode == "int8")
+
+
+def load_module(folder: Path, settings: dict[str, Any], tokenizer: Tokenizer) -> Any:
+    """The saved ``TextClassifier`` back as a PyTorch module (eval mode, CPU)."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(str(folder / ENCODER_DIR), local_files_only=True)
+    module = text_classifier_class()(
+        encoder,
+        tokenizer,
+        settings["classes"],
+        max_tokens=int(settings["max_tokens"]),
+        text_column=str(settings["text_column"]),
+    )
+    module.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    return module.eval()
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+def convert_checked(
+    model: Any, example: pd.DataFrame, folder: Path, *, quantize: bool = False
+) -> dict[str, Any]:
+    """Export ``model.onnx`` into ``folder`` and check it against PyTorch on ``example``.
+
+    fp32 is kept only when exact (labels equal, probabilities within ``TOLERANCE``), else
+    ``InvalidInputError``. int8 (``quantize=True``) is kept with its agreement recorded.
+    """
+    texts = example[model.text_column].astype(str).tolist()[:100]
+    if not texts:
+        raise InvalidInputError("onnx= checks the export on input_example rows; pass some")
+    model.eval()
+    expected = predictor_of(model).probabilities(texts)
+    with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as tmp:
+        fp32 = Path(tmp) / ONNX_FILE
+        _export(model, texts, fp32)
+        if quantize:
+            path = Path(tmp) / "model.int8.onnx"
+            _quantize(fp32, path)
+        else:
+            path = fp32
+        got = _predictor_from(path, model).probabilities(texts)
+        agreement = float((got.argmax(axis=1) == expected.argmax(axis=1)).mean())
+        worst = float(np.abs(got - expected).max())
+        if not quantize and (agreement < 1.0 or worst > TOLERANCE):
+            raise InvalidInputError(
+                f"the ONNX export of the text model is not exact on {len(texts)} example "
+                f"rows: labels agree on {agreement:.1%}, probabilities differ by up to "
+                f"{worst:.3g} (tolerance {TOLERANCE:g}); log it without onnx= to serve it "
+                "with PyTorch"
+            )
+        name = "model.int8.onnx" if quantize else ONNX_FILE
+        (folder / name).write_bytes(path.read_bytes())
+    if quantize:
+        logger.info("int8 export agrees with PyTorch on %.1f%% of example labels", 100 * agreement)
+    return {
+        "runtime": "onnxruntime-int8" if quantize else "onnxruntime",
+        "onnx_file": name,
+        "onnx_agreement": agreement,
+        "onnx_max_difference": worst,
+        "onnx_checked_rows": len(texts),
+    }
+
+
+def _predictor_from(path: Path, model: Any) -> TextPredictor:
+    return TextPredictor(
+        onnx_logits(path),
+        model.tokenizer,
+        model.classes,
+        text_column=model.text_column,
+    )
+
+
+def _export(model: Any, texts: Sequence[str], path: Path) -> None:
+    import torch
+
+    encoded = _encode(model.tokenizer, texts[:2] if len(texts) > 1 else [*texts, *texts])
+    pad = model.tokenizer.token_to_id("[PAD]")
+    ids, mask = _pad(encoded, 0 if pad is None else int(pad))
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter warns about its own deprecation and about the
+        # encoder's Python control flow being traced; the agreement check below is what
+        # says whether the trace is right, for every batch size and length it is given.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(ids), torch.from_numpy(mask)),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={**axes, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _quantize(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+__all__ = [
+    "TextFlavor",
+    "TextPredictor",
+    "convert_checked",
+    "from_pretrained",
+    "length_buckets",
+    "predictor_of",
+    "text_classifier_class",
+]
