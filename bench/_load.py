@@ -3,6 +3,9 @@
 - ``sequential``: one keep-alive ``http.client`` connection, one request at a time (c=1).
 - ``concurrent``: N keep-alive connections in one asyncio loop, raw HTTP/1.1, every response
   parsed for its JSON ``version`` (the hot-swap run).
+- ``open_loop``: requests sent at a fixed rate whatever the answers do, each on an idle
+  keep-alive connection or a new one; latency counts from the request's scheduled time,
+  so a server that falls behind shows it (no coordinated omission).
 - ``wrk``: the ``wrk`` binary with a generated Lua script (c=32): C, one thread, no Python
   in the request path; its ``done()`` hook prints the summary as one JSON line.
 
@@ -162,6 +165,49 @@ def concurrent(port: int, path: str, bodies: list[bytes], concurrency: int, seco
         await asyncio.gather(
             *(_connection(port, requests, stop_at, k * 7, out) for k in range(concurrency))
         )
+
+    t0 = time.perf_counter()
+    asyncio.run(main())
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float) -> Result:
+    """Send ``rate`` requests per second for ``seconds``, open loop; see the module docstring."""
+    out = Result()
+    requests = [request_bytes(port, path, b) for b in bodies]
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def one(i: int, due: float) -> None:
+        try:
+            reader, writer = (
+                idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
+            )
+            writer.write(requests[i % len(requests)])
+            status, _, close = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            out.errors[type(e).__name__] += 1
+            return
+        out.statuses[status] += 1
+        if 200 <= status < 300:
+            out.latencies.append(time.perf_counter() - due)
+        if close:
+            writer.close()
+        else:
+            idle.append((reader, writer))
+
+    async def main() -> None:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(int(rate * seconds)):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+        for _, writer in idle:
+            writer.close()
 
     t0 = time.perf_counter()
     asyncio.run(main())

@@ -19,6 +19,8 @@ PACKAGES = [
     "modelyard.monitoring",
     "modelyard.release",
     "modelyard.jobs",
+    "modelyard.blueprints",
+    "modelyard.blueprints.sentiment",
 ]
 
 

@@ -169,3 +169,39 @@ def test_fine_tuning_is_seeded(reviews: pd.DataFrame, model: Any) -> None:
         assert torch.equal(a, b), name
     with pytest.raises(InvalidInputError, match="not among the classes"):
         _transformer.fine_tune(["fine"], ["meh"], CLASSES, epochs=1)
+
+
+def test_onnx_auto_serves_the_model_itself_when_the_export_cannot_be_exact(
+    sqlite_workspace: modelyard.Workspace,
+) -> None:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    x = x.abs()
+    custom = Pipeline([("log", FunctionTransformer(np.log1p)), ("lr", LinearRegression())])
+    custom.fit(x, y)
+    with sqlite_workspace.start_run("auto") as run:
+        logged = sqlite_workspace.registry.log_model(
+            run, custom, input_example=x.head(20), onnx="auto"
+        )
+    sqlite_workspace.registry.register("diabetes", logged)
+    loaded = sqlite_workspace.registry.load("diabetes")
+    np.testing.assert_allclose(loaded.predict(x.tail(5))["prediction"], custom.predict(x.tail(5)))
+    (meta,) = [
+        json.loads(p.read_text())
+        for p in sqlite_workspace.registry.cache_dir.rglob("modelyard-model.json")
+    ]
+    assert "runtime" not in meta["settings"]  # scikit-learn itself serves it
+    assert "cannot be converted to ONNX" in meta["settings"]["onnx_refused"]
+
+
+def test_unsorted_batches_answer_the_same(model: Any, reviews: pd.DataFrame) -> None:
+    texts = reviews["text"].iloc[:40].tolist()
+    predictor = text.predictor_of(model)
+    ordered = predictor.probabilities(texts)
+    predictor.sort_by_length = False
+    np.testing.assert_allclose(predictor.probabilities(texts), ordered, atol=1e-5)
+    assert predictor.token_counts(["great stuff"]) == [4]  # [CLS] great stuff [SEP]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from modelyard.registry._moves import Also
     from modelyard.registry._traffic import TrafficSplit
     from modelyard.tracking import Run
+
+logger = logging.getLogger(__name__)
 
 META_FILE = "modelyard-model.json"
 PROFILE_FILE = "reference-profile.json"
@@ -80,7 +83,7 @@ class Registry:
         input_example: Any = None,
         signature: Signature | None = None,
         flavor: str | None = None,
-        onnx: bool | Literal["int8"] = False,
+        onnx: bool | Literal["int8", "auto"] = False,
         reference_data: Any = None,
     ) -> LoggedModel:
         """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``.
@@ -90,7 +93,9 @@ class Registry:
 
         ``onnx=True`` (scikit-learn and text models) also keeps an ONNX copy to serve with
         onnxruntime, only if it answers like the model on ``input_example`` (see
-        ``registry/flavors/onnx.py`` and ``text.py``). ``onnx="int8"`` (text models) keeps a
+        ``registry/flavors/onnx.py`` and ``text.py``); ``onnx="auto"`` serves that copy when it
+        is exact and the model itself otherwise, noting why in the version's flavor settings
+        (``onnx_refused``). ``onnx="int8"`` (text models) keeps a
         quantised copy with its measured agreement instead: never exact, so gate it.
         """
         chosen = get_flavor(flavor) if flavor is not None else detect_flavor(model)
@@ -99,10 +104,12 @@ class Registry:
                 "a model needs a signature: pass input_example= (a few training rows) "
                 "or signature=Signature(inputs=…, outputs=…)"
             )
-        if onnx not in (False, True, "int8"):
-            raise InvalidInputError(f"onnx={onnx!r} is not an option; use True, False or 'int8'")
+        if onnx not in (False, True, "int8", "auto"):
+            raise InvalidInputError(
+                f"onnx={onnx!r} is not an option; use True, False, 'auto' or 'int8'"
+            )
         convert = getattr(chosen, "convert_onnx", None)
-        if onnx and convert is None:
+        if onnx and onnx != "auto" and convert is None:
             raise InvalidInputError(
                 f"onnx= converts scikit-learn and text models only, not a {chosen.name!r} model; "
                 "log it without onnx=True"
@@ -115,12 +122,18 @@ class Registry:
         with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
             folder = Path(tmp)
             settings = chosen.save(model, folder)
-            if onnx:
-                assert convert is not None
+            if onnx and convert is not None:
                 names = None if signature is None else signature.inputs.names
                 rows = as_frame(input_example, names=names).head(100)
                 rows = rows if names is None else rows[names]
-                settings = {**settings, **convert(model, rows, folder, onnx)}
+                try:
+                    mode = True if onnx == "auto" else onnx
+                    settings = {**settings, **convert(model, rows, folder, mode)}
+                except InvalidInputError as exc:
+                    if onnx != "auto":
+                        raise
+                    logger.warning("serving %s without ONNX: %s", chosen.name, exc)
+                    settings = {**settings, "onnx_refused": str(exc)}
             if signature is None:
                 example = as_frame(input_example).head(100)
                 inputs = Schema.infer(example)

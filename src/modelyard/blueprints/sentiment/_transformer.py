@@ -216,15 +216,16 @@ def train_transformer(
     max_tokens: int = 128,
     max_rows: int | None = None,
     device: str | None = None,
-    onnx: bool | str = True,
+    onnx: bool | str = "auto",
     alias: str | None = "staging",
     progress: Callable[[str], None] | None = None,
 ) -> ModelVersion:
     """v2: fine-tune MiniLM on the workspace's corpus and register it (``onnx``: its runtime).
 
-    ``onnx=True`` serves the exact fp32 export from onnxruntime (refused, with the
-    difference, if it is not exact); ``False`` serves PyTorch; ``"int8"`` the quantised
-    export, which only a release gate on accuracy should let through. ``max_rows`` trains
+    ``onnx="auto"`` serves the fp32 export from onnxruntime when it is exact, else
+    PyTorch (the version's settings say why); ``True`` insists on the export; ``False``
+    serves PyTorch; ``"int8"`` the quantised export, which only a release gate on
+    accuracy should let through. ``max_rows`` trains
     on the first rows only (a quick look; the metrics say how many were used).
     """
     from modelyard.blueprints.sentiment._data import load_corpus
@@ -279,7 +280,7 @@ def train_frozen(
     *,
     max_tokens: int = 128,
     device: str | None = None,
-    onnx: bool | str = True,
+    onnx: bool | str = "auto",
     alias: str | None = "staging",
 ) -> ModelVersion:
     """MiniLM as shipped + a logistic-regression head: the candidate a gate should block."""
@@ -319,4 +320,5 @@ def train_frozen(
 
 
 def _runtime_name(onnx: bool | str) -> str:
-    return "onnxruntime-int8" if onnx == "int8" else "onnxruntime" if onnx else "torch"
+    names = {"int8": "onnxruntime-int8", "auto": "onnxruntime if exact, else torch"}
+    return names.get(str(onnx), "onnxruntime" if onnx else "torch")

@@ -54,6 +54,13 @@ Logits = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(input_ids, attention_mask) as int64 arrays -> logits as a float array."""
 
 
+def _quiet_transformers() -> None:
+    """No progress bars from ``transformers`` (they would land in servers' and jobs' logs)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+
+
 def load_tokenizer(path: Path | str, max_tokens: int) -> Tokenizer:
     """A Rust tokenizer that truncates to ``max_tokens`` and never pads (we pad per chunk)."""
     from tokenizers import Tokenizer
@@ -132,6 +139,7 @@ def from_pretrained(
     """A new ``TextClassifier`` on a local Hugging Face model folder (never the network)."""
     from transformers import AutoModel
 
+    _quiet_transformers()
     folder = Path(path)
     if not (folder / TOKENIZER_FILE).is_file():
         raise InvalidInputError(
@@ -194,8 +202,10 @@ class TextPredictor:
         text_column: str,
         batch_size: int = BATCH_SIZE,
         runtime: str = "torch",
+        sort_by_length: bool = True,
     ) -> None:
         self._logits = logits
+        self.sort_by_length = sort_by_length
         self._tokenizer = tokenizer
         self.classes = [str(c) for c in classes]
         self.text_column = text_column
@@ -224,10 +234,17 @@ class TextPredictor:
             out[f"probability_{cls}"] = proba[:, i]
         return out
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text after truncation (what a chunk is padded by)."""
+        return [len(ids) for ids, _ in _encode(self._tokenizer, texts)]
+
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         encoded = _encode(self._tokenizer, texts)
         proba = np.zeros((len(encoded), len(self.classes)), dtype=np.float64)
-        for chunk in length_buckets([len(ids) for ids, _ in encoded], self.batch_size):
+        lengths = [len(ids) for ids, _ in encoded]
+        if not self.sort_by_length:  # arrival order: for measuring what sorting saves
+            lengths = [0] * len(encoded)
+        for chunk in length_buckets(lengths, self.batch_size):
             ids, mask = _pad([encoded[i] for i in chunk], self._pad_id)
             proba[chunk] = _softmax(np.asarray(self._logits(ids, mask), dtype=np.float64))
         return proba
@@ -289,6 +306,7 @@ class TextFlavor:
         from safetensors.torch import save_file
 
         assert _CLASS is not None and isinstance(model, _CLASS)
+        _quiet_transformers()
         module: Any = model
         module.encoder.save_pretrained(str(folder / ENCODER_DIR), safe_serialization=True)
         head = {k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()}
@@ -333,6 +351,7 @@ def load_module(folder: Path, settings: dict[str, Any], tokenizer: Tokenizer) ->
     from safetensors.torch import load_file
     from transformers import AutoModel
 
+    _quiet_transformers()
     encoder = AutoModel.from_pretrained(str(folder / ENCODER_DIR), local_files_only=True)
     module = text_classifier_class()(
         encoder,
@@ -426,9 +445,17 @@ def _export(model: Any, texts: Sequence[str], path: Path) -> None:
 def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # onnxruntime's quantizer warns on the root logger that pre-processing could help;
+    # the agreement measured afterwards is what matters here.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 __all__ = [
