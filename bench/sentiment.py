@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine, percentiles  # noqa: E402
+from _common import REPO, machine, percentiles, write_section  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 WS = OUT / "sentiment-ws"
@@ -131,13 +131,22 @@ METRIC_KEYS = (
 )
 
 
-def short_texts() -> list[str]:
-    """The held-out reviews, as the service gets them."""
+SHORT_CHARS = 300
+
+
+def held_out_texts() -> list[str]:
+    """The 1,000 held-out reviews, as the service gets them."""
     import modelyard
     from modelyard.blueprints.sentiment import load_corpus, settings_of
 
     corpus = load_corpus(settings_of(modelyard.Workspace(WS)))
     return [str(t) for t in corpus.test["text"]]
+
+
+def short_texts() -> list[str]:
+    """Held-out reviews of at most 300 characters (539 of them: mean 182 characters, 46
+    tokens): the short texts the latency targets are about."""
+    return [t for t in held_out_texts() if len(t) <= SHORT_CHARS]
 
 
 # -- in process --------------------------------------------------------------------------------
@@ -149,9 +158,11 @@ def inproc() -> dict[str, Any]:
     from modelyard.registry.flavors.text import TextPredictor
 
     ws = modelyard.Workspace(WS)
-    texts = short_texts()
+    texts, mixed = short_texts(), held_out_texts()
     out: dict[str, Any] = {
-        "mean_chars": float(np.mean([len(t) for t in texts])),
+        "short_texts": len(texts),
+        "short_mean_chars": float(np.mean([len(t) for t in texts])),
+        "mixed_mean_chars": float(np.mean([len(t) for t in mixed])),
     }
     for label, number in REFS.items():
         model = ws.registry.load(f"{NAME}/{number}")
@@ -167,13 +178,16 @@ def inproc() -> dict[str, Any]:
         row: dict[str, Any] = {**percentiles(samples), "one_at_a_time_per_s": calls / sum(samples)}
         predictor = model.predictor
         if isinstance(predictor, TextPredictor):
-            tokens = predictor.token_counts(texts)
-            row["mean_tokens"] = float(np.mean(tokens))
-            for name, ordered in (("sorted_32_per_s", True), ("unsorted_32_per_s", False)):
-                predictor.sort_by_length = ordered
-                t0 = time.perf_counter()
-                predictor.predict_texts(texts)
-                row[name] = len(texts) / (time.perf_counter() - t0)
+            row["short_mean_tokens"] = float(np.mean(predictor.token_counts(texts)))
+            row["mixed_mean_tokens"] = float(np.mean(predictor.token_counts(mixed)))
+            # Batches of 32 in the order the texts came, or sorted by length first; on
+            # the short texts and on all 1,000 held-out reviews (mixed lengths).
+            for corpus, rows in (("short", texts), ("mixed", mixed)):
+                for name, ordered in (("sorted", True), ("unsorted", False)):
+                    predictor.sort_by_length = ordered
+                    t0 = time.perf_counter()
+                    predictor.predict_texts(rows)
+                    row[f"{corpus}_{name}_32_per_s"] = len(rows) / (time.perf_counter() - t0)
             predictor.sort_by_length = True
         out[label] = row
         say(f"  {label}: {json.dumps(row)}")
@@ -240,6 +254,131 @@ def rate_search(port: int, path: str, bodies: list[bytes], open_loop: Any, stats
     return {"max_rate_p99_under_100ms": best, "tried": tried}
 
 
+# -- the report --------------------------------------------------------------------------------
+HEADER = "## Sentiment blueprint (issue 13)"
+
+
+def _f(value: Any, digits: int = 1) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def report(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        HEADER,
+        "",
+        "```",
+        ".venv/bin/python bench/sentiment.py train inproc server write   # about 25 minutes",
+        "```",
+        "",
+        f"modelyard at `{m['modelyard_commit']}`, {m['nproc']} cores, Python {m['python']}, "
+        "CPU only (no GPU was lent to this task). Raw numbers: `bench/out/sentiment.json`.",
+        "",
+        "**Accuracy on the 1,000 held-out reviews** (`modeldata/testing_data`; trained on "
+        f"the {r['train']['train_rows']:,} of `training_data`), each scored as registered "
+        "(the logged artifact, through the runtime it serves with):",
+        "",
+        "| version | model | accuracy | F1 (macro) | ROC AUC | majority class | "
+        "training s | peak RSS MB | scoring ms/text |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for v in r["train"]["versions"]:
+        lines.append(
+            f"| {v['version']} | {v['kind']} | {_f(v['accuracy'], 3)} | {_f(v['f1'], 3)} | "
+            f"{_f(v['roc_auc'], 3)} | {_f(v['majority_accuracy'], 3)} | "
+            f"{_f(v['train_seconds'])} | {_f(v['train_peak_rss_mb'], 0)} | "
+            f"{_f(v['eval_ms_per_text'], 2)} |"
+        )
+    ip = r["inproc"]
+    lines += [
+        "",
+        f"**In process**, one text at a time through `LoadedModel.predict_columns`, on the "
+        f"{ip['short_texts']} held-out reviews of at most {SHORT_CHARS} characters (mean "
+        f"{ip['short_mean_chars']:.0f} characters, {ip['torch']['short_mean_tokens']:.0f} "
+        f"tokens); batches of 32 on those and on all 1,000 (mean "
+        f"{ip['mixed_mean_chars']:.0f} characters, {ip['torch']['mixed_mean_tokens']:.0f} "
+        "tokens), in arrival order or sorted by length:",
+        "",
+        "| model | p50 ms | p99 ms | texts/s one at a time | short: sorted 32 | "
+        "short: unsorted 32 | all: sorted 32 | all: unsorted 32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label in REFS:
+        row = ip[label]
+        cells = [
+            _f(row.get(k), 0)
+            for k in (
+                "short_sorted_32_per_s",
+                "short_unsorted_32_per_s",
+                "mixed_sorted_32_per_s",
+                "mixed_unsorted_32_per_s",
+            )
+        ]
+        lines.append(
+            f"| {label} | {_f(row['p50_ms'], 2)} | {_f(row['p99_ms'], 2)} | "
+            f"{_f(row['one_at_a_time_per_s'], 0)} | " + " | ".join(cells) + " |"
+        )
+    sv = r["server"]
+    base, torch_, onnx_ = sv["baseline_batch1"], sv["torch_batch1"], sv["onnx_batch1"]
+    lines += [
+        "",
+        "**Through the server** (`modelyard serve sentiment/N`, prediction log on, one "
+        "process), concurrency 1, 2,000 requests of the short texts after 100 untimed:",
+        "",
+        "| model | p50 ms | p99 ms | target | met? |",
+        "| --- | ---: | ---: | --- | --- |",
+        f"| v1 TF-IDF + LR | {_f(base['c1']['p50_ms'], 2)} | {_f(base['c1']['p99_ms'], 2)} | "
+        f"p99 < 3 ms | {_met(base['c1']['p99_ms'] < 3)} |",
+        f"| v3 MiniLM, PyTorch | {_f(torch_['c1']['p50_ms'], 2)} | "
+        f"{_f(torch_['c1']['p99_ms'], 2)} | p99 < 20 ms | {_met(torch_['c1']['p99_ms'] < 20)} |",
+        f"| v4 MiniLM, ONNX Runtime fp32 | {_f(onnx_['c1']['p50_ms'], 2)} | "
+        f"{_f(onnx_['c1']['p99_ms'], 2)} | p99 < 20 ms | {_met(onnx_['c1']['p99_ms'] < 20)} |",
+        "",
+        "Concurrency 16 for 15 s, all 1,000 held-out reviews in turn (mixed lengths); "
+        "batching on is `--max-batch-size 32 --max-latency-ms 10`:",
+        "",
+        "| path | batching | requests/s | p50 ms | p99 ms | on/off | target | met? |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for label, target in (("torch", 1.5), ("onnx", 1.0)):
+        off, on = sv[f"{label}_batch1"]["c16"], sv[f"{label}_batch32"]["c16"]
+        ratio = on["per_s"] / off["per_s"] if off["per_s"] else 0.0
+        lines.append(
+            f"| {label} | off | {_f(off['per_s'])} | {_f(off.get('p50_ms'))} | "
+            f"{_f(off.get('p99_ms'))} | | | |"
+        )
+        lines.append(
+            f"| {label} | on | {_f(on['per_s'])} | {_f(on.get('p50_ms'))} | "
+            f"{_f(on.get('p99_ms'))} | {ratio:.2f}x | >= {target}x | {_met(ratio >= target)} |"
+        )
+    lines += [
+        "",
+        "Open loop (requests sent at a fixed rate whatever the answers do, latency from each "
+        "request's scheduled time), rates rising by a quarter from 20/s, 10 s each: the "
+        "highest rate whose p99 stayed under 100 ms, the figure to size replicas with:",
+        "",
+        "| path | batching | highest rate with p99 < 100 ms | p99 there | next rate tried: p99 |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    for key in ("torch_batch1", "torch_batch32", "onnx_batch1", "onnx_batch32"):
+        ol = sv[key]["open_loop"]
+        tried = ol["tried"]
+        best = next((t for t in tried if t["rate"] == ol["max_rate_p99_under_100ms"]), None)
+        nxt = tried[-1] if tried and (best is None or tried[-1] is not best) else None
+        label, batch = key.split("_batch")
+        after = "" if nxt is None else f"{nxt['rate']:.0f}/s: {_f(nxt.get('p99_ms'))} ms"
+        lines.append(
+            f"| {label} | {'on' if batch != '1' else 'off'} | "
+            f"{_f(ol['max_rate_p99_under_100ms'], 0)}/s | "
+            f"{_f(best.get('p99_ms') if best else None)} ms | {after} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("phases", nargs="+", choices=("train", "inproc", "server", "write"))
@@ -248,7 +387,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results = load_results()
-    results["machine"] = machine()
+    if args.phases != ["write"]:
+        results["machine"] = machine()
     for phase in args.phases:
         started = time.perf_counter()
         if phase == "train":
@@ -257,6 +397,8 @@ def main() -> int:
             results["inproc"] = inproc()
         elif phase == "server":
             results["server"] = server()
+        elif phase == "write":
+            write_section(REPO / "bench" / "RESULTS.md", HEADER, report(results))
         save(results)
         say(f"{phase} took {time.perf_counter() - started:.0f} s")
     return 0

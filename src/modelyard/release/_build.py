@@ -149,8 +149,11 @@ def _plan(
             "know which packages it needs; name them with --with PACKAGE"
         )
     modules = modules or ()
-    if flavor_settings(ws.registry, version).get("runtime") == "onnxruntime":
+    runtime = str(flavor_settings(ws.registry, version).get("runtime", ""))
+    if runtime.startswith("onnxruntime"):
         modules = (*modules, *_wheelhouse.ONNX_MODULES)
+    elif version.flavor == "text":
+        modules = (*modules, *_wheelhouse.TEXT_TORCH_MODULES)
     for name in packages:
         _wheelhouse.installed_version(name)  # a name that is not installed fails here
     distributions = [*_wheelhouse.distributions_of(modules), *packages]

@@ -44,8 +44,12 @@ FLAVOR_MODULES: dict[str, tuple[str, ...]] = {
     "torch": ("torch", "cloudpickle"),
     "lightgbm": ("lightgbm",),
     "xgboost": ("xgboost",),
+    "text": ("tokenizers",),
 }
 ONNX_MODULES = ("onnxruntime",)
+# A text model served by PyTorch also needs the encoder's code; served by onnxruntime
+# it needs neither torch nor transformers, which keeps its image about 1 GB smaller.
+TEXT_TORCH_MODULES = ("torch", "transformers", "safetensors")
 
 _REQUIREMENT = re.compile(
     r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<extras>\[[^\]]*\])?[^;]*(?P<marker>;.*)?$"
