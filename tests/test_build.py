@@ -13,7 +13,6 @@ import importlib.metadata as md
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -27,37 +26,26 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 import modelyard
+from build_support import (
+    BASE_IMAGE,
+    configured_podman,
+    dangling,
+    remove_image,
+    run,
+    wait_ready,
+    wheel_cache_folder,
+)
 from cli_support import run_cli
-from conftest import IN_CI
 from monitor_support import exchange, train_diabetes
 from server_support import free_port
 
-BASE_IMAGE = "localhost/debian-py:bookworm"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-# podman on these machines: the runc runtime, and ulimits it cannot derive by itself.
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-
-[engine]
-runtime = "runc"
-"""
-
-
-def _missing(what: str) -> None:
-    message = f"{what}; the container image test needs it"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: the image must be built and run)")
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def wheel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel cache, kept between runs in pytest's cache folder when there is one."""
-    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
-    if cache is not None:
-        return Path(cache.mkdir("modelyard-wheelhouse"))
-    return tmp_path_factory.mktemp("wheelhouse")
+    return wheel_cache_folder(request, tmp_path_factory)
 
 
 @pytest.fixture
@@ -220,61 +208,11 @@ def test_a_folder_that_is_not_empty_is_kept_without_force(
 
 
 # -- the real image --------------------------------------------------------------------------
-def _run(*command: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """podman, configured for these machines, with the local base image (built once)."""
-    path = shutil.which("podman")
-    if path is None:
-        _missing("podman is not installed (apt-get install podman runc)")
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CONTAINERS_CONF", str(conf))
-        info = _run(path, "info")
-        if info.returncode != 0:
-            _missing(f"'podman info' fails: {info.stderr.strip()[-300:]}")
-        if _run(path, "image", "exists", BASE_IMAGE).returncode != 0:
-            _make_base_image(path, tmp_path_factory.mktemp("rootfs") / "rootfs")
+    with configured_podman(tmp_path_factory) as path:
         yield path
-
-
-def _make_base_image(podman: str, rootfs: Path) -> None:
-    """Debian bookworm with python3 and its venv module, trimmed like the -slim images."""
-    debootstrap = shutil.which("debootstrap")
-    if debootstrap is None or os.geteuid() != 0:
-        _missing("debootstrap (run as root) makes the base image; apt-get install debootstrap")
-    made = _run(
-        debootstrap,
-        "--variant=minbase",
-        "--include=python3,python3-venv",
-        "bookworm",
-        str(rootfs),
-        "http://deb.debian.org/debian",
-        timeout=900,
-    )
-    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
-    for junk in (
-        "var/cache/apt",
-        "var/lib/apt/lists",
-        "usr/share/doc",
-        "usr/share/man",
-        "usr/share/locale",
-    ):
-        shutil.rmtree(rootfs / junk, ignore_errors=True)
-    with subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE) as tar:
-        imported = subprocess.run(
-            [podman, "import", "-", BASE_IMAGE], stdin=tar.stdout, capture_output=True, text=True
-        )
-    assert tar.returncode == 0 and imported.returncode == 0, imported.stderr
-    shutil.rmtree(rootfs, ignore_errors=True)
-
-
-def _dangling(podman: str) -> set[str]:
-    return set(_run(podman, "images", "--quiet", "--filter", "dangling=true").stdout.split())
 
 
 @pytest.mark.slow
@@ -291,7 +229,7 @@ def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(
     path = "/v1/models/diabetes/predict"
     (expected,) = exchange(sqlite_workspace, "diabetes", [(path, row)])
     tag = f"localhost/modelyard-test-{uuid.uuid4().hex[:8]}:1"
-    before = _dangling(podman)
+    before = dangling(podman)
     container = None
     try:
         args = ["-o", str(tmp_path / "image"), "--image", tag, "--base-image", BASE_IMAGE]
@@ -301,45 +239,30 @@ def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(
         assert f"built {tag} with podman" in stdout
 
         port = free_port()
-        started = _run(podman, "run", "--detach", "--publish", f"127.0.0.1:{port}:8000", tag)
+        started = run(podman, "run", "--detach", "--publish", f"127.0.0.1:{port}:8000", tag)
         assert started.returncode == 0, started.stderr
         container = started.stdout.strip()
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(podman, container, url)
+        wait_ready(podman, container, url)
 
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         answer = httpx.post(f"{url}{path}", json=row, timeout=10)
         assert answer.status_code == 200, answer.text
         assert answer.json()["prediction"] == expected.json()["prediction"]
         assert answer.json()["version"] == 1
-        uid = _run(podman, "exec", container, "id", "-u").stdout.strip()
+        uid = run(podman, "exec", container, "id", "-u").stdout.strip()
         assert uid.isdigit() and int(uid) != 0
-        assert _run(podman, "healthcheck", "run", container).returncode == 0
+        assert run(podman, "healthcheck", "run", container).returncode == 0
 
         began = time.monotonic()
-        stopped = _run(podman, "stop", "--time", "10", container)
+        stopped = run(podman, "stop", "--time", "10", container)
         elapsed = time.monotonic() - began
         assert stopped.returncode == 0, stopped.stderr
         assert elapsed < 5, f"podman stop took {elapsed:.1f} s: SIGTERM did not stop the server"
-        state = _run(podman, "inspect", "--format", "{{.State.ExitCode}}", container)
+        state = run(podman, "inspect", "--format", "{{.State.ExitCode}}", container)
         assert state.stdout.strip() == "0"  # drained and exited, not killed
     finally:
         if container is not None:
-            _run(podman, "rm", "--force", container)
-        _run(podman, "rmi", "--force", tag)
+            run(podman, "rm", "--force", container)
         # The build stage stays behind as an untagged image; remove only what this made.
-        for image in _dangling(podman) - before:
-            _run(podman, "rmi", "--force", image)
-
-
-def _wait_ready(podman: str, container: str, url: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    logs = _run(podman, "logs", container)
-    raise AssertionError(f"not ready after {timeout_s} s:\n{logs.stdout[-3000:]}{logs.stderr}")
+        remove_image(podman, tag, before)

@@ -91,8 +91,11 @@ def test_length_buckets_give_each_row_its_own_answer(model: Any, reviews: pd.Dat
     together = predictor.probabilities(texts)
     alone = np.vstack([predictor.probabilities([t]) for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
-    buckets = text.length_buckets([5, 1, 9, 3, 7], 2)
+    buckets = text.length_buckets([5, 1, 9, 3, 7], 2, spread=float("inf"))
     assert [b.tolist() for b in buckets] == [[1, 3], [0, 4], [2]]
+    # A chunk never pads a text to more than 1.5 times its own length.
+    buckets = text.length_buckets([10, 11, 30, 12, 100, 40], 32)
+    assert [b.tolist() for b in buckets] == [[0, 1, 3], [2, 5], [4]]
 
 
 def test_onnx_fp32_is_kept_only_because_it_is_exact(

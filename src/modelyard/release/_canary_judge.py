@@ -143,16 +143,18 @@ def judge_step(
         k: slo[k] for k in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms")
     }
     requests = int(slo["requests"] or 0)
-    if requests < s.min_requests:
-        # Fail safe: a step that judged nothing must not lead to a promotion.
-        no_traffic = Breach("requests", requests, f">= {s.min_requests}", "no traffic")
-        return StepResult(step, percent, since, until, values, (no_traffic,))
     breaches: list[Breach] = []
+    # The few requests a starved step got are still evidence: a slow candidate (which
+    # also starves itself of traffic) is named for its latency, not only for its volume.
     p99, errors = values["latency_p99_ms"], values["error_rate"]
     if s.max_p99_ms is not None and p99 is not None and p99 > s.max_p99_ms:
         breaches.append(Breach("latency_p99_ms", p99, f"<= {s.max_p99_ms:g}"))
     if s.max_error_rate is not None and errors is not None and errors > s.max_error_rate:
         breaches.append(Breach("error_rate", errors, f"<= {s.max_error_rate:g}"))
+    if requests < s.min_requests:
+        # Fail safe: a step that judged nothing must not lead to a promotion.
+        breaches.append(Breach("requests", requests, f">= {s.min_requests}", "no traffic"))
+        return StepResult(step, percent, since, until, values, tuple(breaches))
     notes: list[str] = []
     if s.max_drift_share is not None:
         share, note = drift_share(registry, folder, candidate, since, until, s.min_drift_rows)

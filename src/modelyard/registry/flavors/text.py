@@ -49,6 +49,8 @@ ONNX_FILE = "model.onnx"
 TOLERANCE = 1e-4
 """Largest difference in a class probability between onnxruntime fp32 and PyTorch."""
 BATCH_SIZE = 32
+SPREAD = 1.5
+"""A chunk's longest text is at most this many times its shortest (in tokens)."""
 
 Logits = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(input_ids, attention_mask) as int64 arrays -> logits as a float array."""
@@ -168,10 +170,28 @@ def _encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[tuple[np.ndarray
     ]
 
 
-def length_buckets(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Row indices grouped into chunks of similar length, shortest first (stable)."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def length_buckets(
+    lengths: Sequence[int], batch_size: int, spread: float = SPREAD
+) -> list[np.ndarray]:
+    """Row indices in chunks of similar length, shortest first (stable).
+
+    A chunk closes at ``batch_size`` rows, or before a row longer than ``spread`` times
+    the chunk's first: a batch of 16 mixed requests then runs as a few chunks padded
+    a little, not as one padded to its longest text.
+    """
+    size = np.asarray(lengths)
+    order = np.argsort(size, kind="stable")
+    chunks: list[np.ndarray] = []
+    start = 0
+    for i in range(1, len(order) + 1):
+        if (
+            i == len(order)
+            or i - start >= batch_size
+            or size[order[i]] > spread * max(1, size[order[start]])
+        ):
+            chunks.append(order[start:i])
+            start = i
+    return chunks
 
 
 def _pad(rows: list[tuple[np.ndarray, np.ndarray]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
