@@ -193,3 +193,21 @@ def server_log() -> Iterator[list[dict[str, Any]]]:
     finally:
         log.removeHandler(handler)
         log.setLevel(old_level)
+
+
+# -- container images (tests/test_build.py, tests/test_sentiment_release.py) ---------------
+@pytest.fixture(scope="session")
+def wheel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel cache of image builds, kept between runs (see build_support)."""
+    from build_support import wheel_cache_folder
+
+    return wheel_cache_folder(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """podman, configured for these machines, with the local base image (built once)."""
+    from build_support import configured_podman
+
+    with configured_podman(tmp_path_factory) as path:
+        yield path

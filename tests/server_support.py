@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,3 +128,31 @@ def running_server(
         yield server
     finally:
         server.stop()
+
+
+class Traffic:
+    """POSTs to ``model`` from background threads until the block ends."""
+
+    def __init__(self, server: ServerProcess, model: str, bodies: Sequence[Any], threads: int):
+        self.url = f"{server.url}/v1/models/{model}/predict"
+        self.bodies = bodies
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
+        self.stop = threading.Event()
+        self.answers: Counter[tuple[int, int]] = Counter()  # (version, status)
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set():
+                r = client.post(self.url, json=rng.choice(self.bodies))
+                self.answers[(r.json().get("version", 0), r.status_code)] += 1
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,16 @@ from sklearn.datasets import load_diabetes
 import modelyard
 from build_support import (
     BASE_IMAGE,
-    configured_podman,
     dangling,
     remove_image,
     run,
     wait_ready,
-    wheel_cache_folder,
 )
 from cli_support import run_cli
 from monitor_support import exchange, train_diabetes
 from server_support import free_port
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-
-
-@pytest.fixture(scope="session")
-def wheel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel cache, kept between runs in pytest's cache folder when there is one."""
-    return wheel_cache_folder(request, tmp_path_factory)
 
 
 @pytest.fixture
@@ -208,13 +199,6 @@ def test_a_folder_that_is_not_empty_is_kept_without_force(
 
 
 # -- the real image --------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """podman, configured for these machines, with the local base image (built once)."""
-    with configured_podman(tmp_path_factory) as path:
-        yield path
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(

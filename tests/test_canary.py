@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import random
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +54,7 @@ from modelyard.release import (
 from modelyard.serving import ServeOptions, create_app
 from modelyard.serving._options import Canary
 from monitor_support import train_diabetes
-from server_support import ServerProcess, running_server
+from server_support import ServerProcess, Traffic, running_server
 
 EXAMPLE = pd.DataFrame({"a": [1.0, 2.0]})
 POLL = ("--poll-interval", "0.2")
@@ -112,34 +111,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ws(root: Path) -> Iterator[modelyard.Workspace]:
     with modelyard.Workspace(root) as ws:
         yield ws
-
-
-class Traffic:
-    """POSTs to ``model`` from background threads until the block ends."""
-
-    def __init__(self, server: ServerProcess, model: str, bodies: Sequence[Any], threads: int):
-        self.url = f"{server.url}/v1/models/{model}/predict"
-        self.bodies = bodies
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-        self.stop = threading.Event()
-        self.answers: Counter[tuple[int, int]] = Counter()  # (version, status)
-
-    def _run(self, seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=10) as client:
-            while not self.stop.is_set():
-                r = client.post(self.url, json=rng.choice(self.bodies))
-                self.answers[(r.json().get("version", 0), r.status_code)] += 1
-
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
 
 def _versions_answering(

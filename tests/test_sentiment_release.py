@@ -11,12 +11,9 @@ traffic from background threads (server_support.py), and podman (build_support.p
 from __future__ import annotations
 
 import json
-import random
-import threading
 import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +24,10 @@ import pytest
 import modelyard
 from build_support import (
     BASE_IMAGE,
-    configured_podman,
     dangling,
     remove_image,
     run,
     wait_ready,
-    wheel_cache_folder,
 )
 from cli_support import run_cli
 from modelyard.blueprints.sentiment import (
@@ -46,7 +41,7 @@ from modelyard.blueprints.sentiment import (
 from modelyard.cli._common import fmt_value
 from modelyard.registry import get_traffic
 from modelyard.release import release_history
-from server_support import ServerProcess, free_port, running_server
+from server_support import ServerProcess, Traffic, free_port, running_server
 
 REVIEW = "Absolutely delicious, the best coffee I have had in years. Will buy again!"
 # The gates of [release.sentiment] in the template, in order.
@@ -162,34 +157,6 @@ def _sleeping(model: BaselineModel, sleep_s: float) -> Callable[[pd.DataFrame], 
     return slow
 
 
-class Traffic:
-    """POSTs real reviews to the sentiment service from background threads."""
-
-    def __init__(self, server: ServerProcess, bodies: Sequence[Any], threads: int) -> None:
-        self.url = f"{server.url}/v1/models/sentiment/predict"
-        self.bodies = bodies
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-        self.stop = threading.Event()
-        self.answers: Counter[tuple[int, int]] = Counter()  # (version, status)
-
-    def _run(self, seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=10) as client:
-            while not self.stop.is_set():
-                r = client.post(self.url, json=rng.choice(self.bodies))
-                self.answers[(r.json().get("version", 0), r.status_code)] += 1
-
-    def __enter__(self) -> Traffic:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
-
-
 def _versions_answering(server: ServerProcess, n: int = 30) -> set[int]:
     url = f"{server.url}/v1/models/sentiment/predict"
     with httpx.Client(timeout=10) as client:
@@ -227,7 +194,7 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
 
     with running_server(folder, ["sentiment@production"], *POLL) as server:
         # 1. A candidate 200 ms slower: over the template's p99 limit of 100 ms.
-        with Traffic(server, bodies, threads=4):
+        with Traffic(server, "sentiment", bodies, threads=4):
             code, out, err = run_cli(capsys, "release", "canary", "sentiment", *SLOW_CANARY, *w)
             assert code == 1, (out, err)
             _wait_until(lambda: _versions_answering(server) == {1})
@@ -250,7 +217,7 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
         with modelyard.Workspace(folder) as ws:
             retrained = train_baseline(ws, alias="staging")
         assert retrained.version == 3
-        with Traffic(server, bodies, threads=2) as traffic:
+        with Traffic(server, "sentiment", bodies, threads=2) as traffic:
             code, out, err = run_cli(capsys, "release", "canary", "sentiment", *QUICK_CANARY, *w)
             assert code == 0, (out, err)
             _wait_until(lambda: _versions_answering(server) == {3})
@@ -293,18 +260,6 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
 
 
 # -- the container -------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def wheel_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return wheel_cache_folder(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """podman, configured for these machines, with the local base image (built once)."""
-    with configured_podman(tmp_path_factory) as path:
-        yield path
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_the_production_image_answers_like_the_registry(
