@@ -23,6 +23,7 @@ from modelyard.contracts import Field, Schema
 from modelyard.errors import InvalidInputError
 from modelyard.registry import Signature
 from modelyard.registry.flavors import text
+from modelyard.registry.flavors._text_onnx import TOLERANCE
 
 CLASSES = ("great", "other")
 SIGNATURE = Signature(
@@ -108,7 +109,7 @@ def test_onnx_fp32_is_kept_only_because_it_is_exact(
     want = text.predictor_of(model).probabilities(held_out["text"].tolist())
     got = loaded.predict(held_out[["text"]])
     np.testing.assert_allclose(
-        got[["probability_great", "probability_other"]], want, atol=text.TOLERANCE
+        got[["probability_great", "probability_other"]], want, atol=TOLERANCE
     )
 
 
