@@ -18,8 +18,11 @@ def test_every_builtin_flavor_is_registered_through_the_public_api() -> None:
 def test_every_builtin_flavor_is_tested_and_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     tests = "".join(
-        (ROOT / "tests" / name).read_text() for name in ("test_registry.py", "test_flavors.py")
+        (ROOT / "tests" / name).read_text()
+        for name in ("test_registry.py", "test_flavors.py", "test_text_flavor.py")
     )
     for name in registry.FLAVORS:
         assert f"`{name}`" in readme, f"flavor {name!r} is not documented in README.md"
-        assert f'"{name}"' in tests, f"flavor {name!r} has no test in test_registry/test_flavors"
+        assert f'"{name}"' in tests, (
+            f"flavor {name!r} has no test in test_registry/test_flavors/test_text_flavor"
+        )
