@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from conftest import IN_CI
+from server_support import free_port
 
 BASE_IMAGE = "localhost/debian-py:bookworm"
 # podman on these machines: the runc runtime, and ulimits it cannot derive by itself.
@@ -130,3 +131,19 @@ def wait_ready(podman: str, container: str, url: str, timeout_s: float = 120) ->
         time.sleep(0.1)
     logs = run(podman, "logs", container)
     raise AssertionError(f"not ready after {timeout_s} s:\n{logs.stdout[-3000:]}{logs.stderr}")
+
+
+def run_container(podman: str, tag: str) -> tuple[str, str]:
+    """Start ``tag`` detached with its port 8000 on a free local port; (container, URL)
+    once it answers /readyz."""
+    port = free_port()
+    started = run(podman, "run", "--detach", "--publish", f"127.0.0.1:{port}:8000", tag)
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(podman, container, url)
+    except BaseException:
+        run(podman, "rm", "--force", container)
+        raise
+    return container, url

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -156,3 +156,12 @@ class Traffic:
         self.stop.set()
         for t in self.threads:
             t.join()
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Poll ``check`` every 0.1 s until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)

@@ -25,16 +25,9 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 import modelyard
-from build_support import (
-    BASE_IMAGE,
-    dangling,
-    remove_image,
-    run,
-    wait_ready,
-)
+from build_support import BASE_IMAGE, dangling, remove_image, run, run_container
 from cli_support import run_cli
 from monitor_support import exchange, train_diabetes
-from server_support import free_port
 
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -222,12 +215,7 @@ def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(
         assert code == 0, stderr + stdout[-3000:]
         assert f"built {tag} with podman" in stdout
 
-        port = free_port()
-        started = run(podman, "run", "--detach", "--publish", f"127.0.0.1:{port}:8000", tag)
-        assert started.returncode == 0, started.stderr
-        container = started.stdout.strip()
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(podman, container, url)
+        container, url = run_container(podman, tag)
 
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
         answer = httpx.post(f"{url}{path}", json=row, timeout=10)

@@ -54,7 +54,7 @@ from modelyard.release import (
 from modelyard.serving import ServeOptions, create_app
 from modelyard.serving._options import Canary
 from monitor_support import train_diabetes
-from server_support import ServerProcess, Traffic, running_server
+from server_support import ServerProcess, Traffic, running_server, wait_until
 
 EXAMPLE = pd.DataFrame({"a": [1.0, 2.0]})
 POLL = ("--poll-interval", "0.2")
@@ -122,14 +122,6 @@ def _versions_answering(
         return Counter(client.post(url, json=json).json()["version"] for _ in range(n))
 
 
-def _wait_until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
 def _actions(ws: modelyard.Workspace, name: str) -> list[str]:
     return [r.action for r in reversed(release_history(ws.metadata, name))]
 
@@ -161,7 +153,7 @@ def test_every_worker_follows_the_split_live_and_drops_it(ws: modelyard.Workspac
         assert set(_versions_answering(s, "follow", 20)) == {1}
         set_traffic(ws.registry, "follow", "staging", 50)
         s.wait_for_log({"message": "traffic split", "model": "follow", "percent": 50.0}, count=2)
-        _wait_until(lambda: set(_versions_answering(s, "follow")) == {1, 2})
+        wait_until(lambda: set(_versions_answering(s, "follow")) == {1, 2})
         ready = httpx.get(f"{s.url}/readyz").json()["models"]
         assert ready["follow@staging"]["version"] == 2
 
@@ -275,7 +267,7 @@ def test_a_healthy_canary_steps_to_100_and_moves_production(ws: modelyard.Worksp
             ws, "diabetes", steps=(10, 50, 100), interval_s=2, min_requests=3, min_drift_rows=100
         )
         assert result.promoted, result
-        _wait_until(lambda: set(_versions_answering(server, "diabetes", 10, rows[0])) == {2})
+        wait_until(lambda: set(_versions_answering(server, "diabetes", 10, rows[0])) == {2})
 
     assert [s.percent for s in result.steps] == [10, 50, 100]
     assert all(s.healthy for s in result.steps)
@@ -305,7 +297,7 @@ def test_a_slow_candidate_is_rolled_back_and_alerted(
             "--sink", "pager", "--sink", "log", "-w", str(ws.config.root),
         )  # fmt: skip
         assert code == 1, (out, err)
-        _wait_until(lambda: set(_versions_answering(server, "sluggish", 20)) == {1})
+        wait_until(lambda: set(_versions_answering(server, "sluggish", 20)) == {1})
 
     assert "step 1/2: 50%" in out and "breach" in out and "latency_p99_ms" in out
     assert "rolled back" in err and "pager sent" in err
@@ -708,7 +700,7 @@ def test_a_canary_stopped_from_outside_exits_3(
     _pair(ws, "outside")
 
     def stop_once_running() -> None:  # another terminal, while the first step waits
-        _wait_until(lambda: get_traffic(ws.registry, "outside") is not None)
+        wait_until(lambda: get_traffic(ws.registry, "outside") is not None)
         stop_canary(ws, "outside", actor="oncall")
 
     other = threading.Thread(target=stop_once_running)

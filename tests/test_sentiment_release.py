@@ -22,13 +22,7 @@ import pandas as pd
 import pytest
 
 import modelyard
-from build_support import (
-    BASE_IMAGE,
-    dangling,
-    remove_image,
-    run,
-    wait_ready,
-)
+from build_support import BASE_IMAGE, dangling, remove_image, run, run_container
 from cli_support import run_cli
 from modelyard.blueprints.sentiment import (
     BaselineModel,
@@ -41,7 +35,7 @@ from modelyard.blueprints.sentiment import (
 from modelyard.cli._common import fmt_value
 from modelyard.registry import get_traffic
 from modelyard.release import release_history
-from server_support import ServerProcess, Traffic, free_port, running_server
+from server_support import ServerProcess, Traffic, running_server, wait_until
 
 REVIEW = "Absolutely delicious, the best coffee I have had in years. Will buy again!"
 # The gates of [release.sentiment] in the template, in order.
@@ -149,7 +143,6 @@ def _sleeping(model: BaselineModel, sleep_s: float) -> Callable[[pd.DataFrame], 
     """
 
     def slow(frame: pd.DataFrame) -> Any:
-        import time
 
         time.sleep(sleep_s)
         return model(frame)
@@ -161,14 +154,6 @@ def _versions_answering(server: ServerProcess, n: int = 30) -> set[int]:
     url = f"{server.url}/v1/models/sentiment/predict"
     with httpx.Client(timeout=10) as client:
         return {client.post(url, json={"text": REVIEW}).json()["version"] for _ in range(n)}
-
-
-def _wait_until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -197,7 +182,7 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
         with Traffic(server, "sentiment", bodies, threads=4):
             code, out, err = run_cli(capsys, "release", "canary", "sentiment", *SLOW_CANARY, *w)
             assert code == 1, (out, err)
-            _wait_until(lambda: _versions_answering(server) == {1})
+            wait_until(lambda: _versions_answering(server) == {1})
 
         assert "step 1/3: 10%" in out and "breach" in out and "latency_p99_ms" in out
         assert "rolled back" in err and "alert: log sent" in err
@@ -220,7 +205,7 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
         with Traffic(server, "sentiment", bodies, threads=2) as traffic:
             code, out, err = run_cli(capsys, "release", "canary", "sentiment", *QUICK_CANARY, *w)
             assert code == 0, (out, err)
-            _wait_until(lambda: _versions_answering(server) == {3})
+            wait_until(lambda: _versions_answering(server) == {3})
 
         for percent in ("step 1/3: 10%", "step 2/3: 50%", "step 3/3: 100%"):
             assert f"{percent} ok" in out, out
@@ -243,7 +228,7 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
 
         assert code == 0, err
         assert "rolled back sentiment@production: version 3 -> version 1" in out
-        _wait_until(lambda: _versions_answering(server) == {1})
+        wait_until(lambda: _versions_answering(server) == {1})
 
     records = _history(folder)
     assert [r.action for r in records] == [
@@ -281,12 +266,7 @@ def test_the_production_image_answers_like_the_registry(
         assert code == 0, err + out[-3000:]
         assert f"built {tag} with podman" in out
 
-        port = free_port()
-        started = run(podman, "run", "--detach", "--publish", f"127.0.0.1:{port}:8000", tag)
-        assert started.returncode == 0, started.stderr
-        container = started.stdout.strip()
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(podman, container, url)
+        container, url = run_container(podman, tag)
         predict = f"{url}/v1/models/sentiment/predict"
 
         answer = httpx.post(predict, json={"text": REVIEW}, timeout=10)
