@@ -17,6 +17,7 @@ import pandas as pd
 from modelyard.blueprints.sentiment._config import SentimentSettings, settings_of
 from modelyard.blueprints.sentiment._data import Corpus, load_corpus
 from modelyard.blueprints.sentiment._train import train_and_register
+from modelyard.registry.flavors.text import class_columns
 
 if TYPE_CHECKING:
     from modelyard.registry import ModelVersion
@@ -48,19 +49,11 @@ class BaselineModel:
     def classes(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
 
-    def __call__(self, frame: pd.DataFrame) -> dict[str, np.ndarray[Any, Any]]:
+    def __call__(self, frame: pd.DataFrame) -> dict[str, Any]:
         """prediction, probability (of the prediction) and probability_CLASS, per row."""
         texts = frame[self.text_column].astype(str)
         proba = np.asarray(self.pipeline.predict_proba(texts), dtype=np.float64)
-        best = proba.argmax(axis=1)
-        classes = np.asarray(self.classes, dtype=object)
-        out: dict[str, np.ndarray[Any, Any]] = {
-            "prediction": classes[best],
-            "probability": proba[np.arange(len(proba)), best],
-        }
-        for i, name in enumerate(self.classes):
-            out[f"probability_{name}"] = proba[:, i]
-        return out
+        return class_columns(proba, self.classes)
 
 
 def fit_baseline(corpus: Corpus, seed: int) -> BaselineModel:

@@ -204,6 +204,19 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(exp / exp.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
+def class_columns(proba: np.ndarray, classes: Sequence[str]) -> Columns:
+    """A classifier's answer from its probabilities (rows x classes): ``prediction`` (the
+    label), ``probability`` (of that label) and ``probability_CLASS`` for each class."""
+    best = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
+    out: Columns = {
+        "prediction": np.asarray(classes, dtype=object)[best],
+        "probability": proba[np.arange(len(proba)), best],
+    }
+    for i, cls in enumerate(classes):
+        out[f"probability_{cls}"] = proba[:, i]
+    return out
+
+
 class TextPredictor:
     """Tokenise, bucket by length, run ``logits`` per chunk, answer labels and probabilities."""
 
@@ -237,16 +250,7 @@ class TextPredictor:
         return self.predict_texts(texts)
 
     def predict_texts(self, texts: Sequence[str]) -> Columns:
-        proba = self.probabilities(texts)
-        best = proba.argmax(axis=1) if len(texts) else np.zeros(0, dtype=np.int64)
-        labels = np.asarray(self.classes, dtype=object)[best]
-        out: Columns = {
-            "prediction": labels,
-            "probability": proba[np.arange(len(texts)), best],
-        }
-        for i, cls in enumerate(self.classes):
-            out[f"probability_{cls}"] = proba[:, i]
-        return out
+        return class_columns(self.probabilities(texts), self.classes)
 
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text after truncation (what a chunk is padded by)."""
@@ -383,6 +387,7 @@ def load_module(folder: Path, settings: dict[str, Any], tokenizer: Tokenizer) ->
 __all__ = [
     "TextFlavor",
     "TextPredictor",
+    "class_columns",
     "from_pretrained",
     "length_buckets",
     "predictor_of",
