@@ -11,7 +11,6 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 
 import modelyard
-from modelyard.monitoring import PredictionLog
 from modelyard.serving import create_app
 
 
@@ -23,7 +22,7 @@ def exchange(
     app = create_app(
         ws.registry,
         [f"{name}@production"],
-        prediction_log=PredictionLog(ws.state_dir / "predictions"),
+        prediction_log=ws.predictions,
     )
 
     async def go() -> list[httpx.Response]:

@@ -142,7 +142,7 @@ def test_a_drift_rule_fires_once_while_firing_and_sends_a_resolved_notice(
     assert len((ws.root / "alerts.jsonl").read_text().splitlines()) == 1
 
     # A day later the drifted traffic has left the window: resolved, once.
-    later = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    later = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     later.now = datetime.now(UTC) + timedelta(days=2)
     (resolved,) = later.run(ws.alerting)
     assert resolved.value is None and resolved.state == "ok" and resolved.notified == "resolved"
@@ -184,17 +184,17 @@ path = "out/alerts.jsonl"
     )
     serve(ws, shifted(x))
     start = datetime.now(UTC)
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features, start)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features, start)
     (first,) = checker.run(ws.alerting)
     assert first.value is not None and first.value > 0.2
     assert first.state == "pending" and first.notified is None
     assert not (ws.root / "out" / "alerts.jsonl").exists()
 
-    five = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    five = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     five.now = start + timedelta(minutes=5)
     assert five.run(ws.alerting)[0].state == "pending"
 
-    eleven = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    eleven = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     eleven.now = start + timedelta(minutes=11)
     (fired,) = eleven.run(ws.alerting)
     assert fired.state == "firing" and fired.notified == "firing"
@@ -231,7 +231,7 @@ thresholds = { height = { psi = 0.1 } }
 """,
     )
     serve(ws, shifted(x))
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     age, height, override = checker.run(ws.alerting)
     assert override.error is not None and "height" in override.error
     assert age.state == "ok" and age.value is not None and age.value < 0.2 and age.error is None
@@ -298,7 +298,7 @@ condition = "> 60000"
     assert slo["client_error_rate"] == pytest.approx(0.4) and slo["error_rate"] == 0
     assert 0 < slo["latency_p50_ms"] <= slo["latency_p99_ms"] < 60000
 
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     by_name = {r.rule.name: r for r in checker.run(ws.alerting)}
     assert by_name["bad-input"].state == "firing"
     assert by_name["too-quiet"].state == "firing" and by_name["too-quiet"].value == 30
@@ -333,7 +333,7 @@ window = "1d"
     labels = [{"request_id": rid, "row": i, "label": float(y[i])} for i in range(40)]
     assert exchange(ws, "diabetes", [("/v1/feedback", labels)])[0].status_code == 200
 
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     mae, count = checker.run(ws.alerting)
     expected = float(np.mean(np.abs(np.array(predicted) - y[:40].to_numpy())))
     assert mae.value == pytest.approx(expected) and mae.state == "firing"
@@ -397,7 +397,7 @@ path = "alerts.jsonl"
     def check() -> None:
         other = modelyard.Workspace(ws.root)
         try:
-            checker = Checker(other.metadata, other.registry, other.state_dir / "predictions")
+            checker = Checker(other.metadata, other.registry, other.predictions)
             results.extend(checker.run(other.alerting))
         finally:
             other.close()

@@ -31,9 +31,9 @@ from sklearn.linear_model import Ridge
 
 import modelyard
 from cli_support import run_cli
+from modelyard.backends.predictions import PredictionLog, open_prediction_log
 from modelyard.contracts import Field, Schema
 from modelyard.errors import ConfigError, ConflictError, InvalidInputError
-from modelyard.monitoring import PredictionLog, read_predictions
 from modelyard.registry import (
     STALE_AFTER_S,
     Signature,
@@ -233,7 +233,7 @@ async def test_a_failing_candidate_is_charged_its_own_errors(
     ws: modelyard.Workspace, tmp_path: Path
 ) -> None:
     _pair(ws, "charged", candidate=_fails_below_zero)
-    log = PredictionLog(tmp_path / "predictions")
+    log = open_prediction_log(str(tmp_path / "predictions"), spool=tmp_path / "predictions")
     set_traffic(ws.registry, "charged", "staging", 100)
     try:
         async with _serving(ws, "charged@production", log) as (_, client):
@@ -244,7 +244,7 @@ async def test_a_failing_candidate_is_charged_its_own_errors(
             assert bad.status_code == 422  # refused before routing: the champion's
     finally:
         clear_traffic(ws.registry, "charged")
-    table = read_predictions(log.folder, "charged", errors=True)
+    table = log.read("charged", errors=True)
     rows = sorted(zip(table["status"].to_pylist(), table["version"].to_pylist(), strict=True))
     assert rows == [(422, 1)] + [(500, 2)] * 5
 

@@ -99,8 +99,7 @@ def test_bad_feedback_is_a_422_naming_the_field_and_nothing_is_kept(
         [bad] = exchange(ws, "cancer", [("/v1/feedback", item)])
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == field and says in bad.json()["message"]
-    labels = list((ws.state_dir / "predictions" / "labels" / "segments").glob("seg-*"))
-    assert all(p.read_bytes() == b"" for p in labels)
+    assert ws.predictions.read_labels().num_rows == 0
 
 
 def test_a_regressors_quality_from_a_label_file(

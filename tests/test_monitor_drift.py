@@ -16,7 +16,6 @@ from sklearn.linear_model import Ridge
 
 import modelyard
 from cli_support import run_cli
-from modelyard.monitoring import PredictionLog
 from modelyard.serving import create_app
 from monitor_support import train_diabetes
 
@@ -28,7 +27,7 @@ def trained(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace,
 
 
 def serve_rows(ws: modelyard.Workspace, rows: list[dict[str, Any]]) -> None:
-    log = PredictionLog(ws.state_dir / "predictions")
+    log = ws.predictions
     app = create_app(ws.registry, ["diabetes@production"], prediction_log=log)
 
     async def go() -> None:

@@ -18,8 +18,8 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 
 import modelyard
+from modelyard.backends.predictions import PredictionLog, open_prediction_log
 from modelyard.contracts import Field, Schema
-from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
 from modelyard.registry import Signature
 from modelyard.serving import create_app
 from server_support import running_server
@@ -38,8 +38,13 @@ def diabetes(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace
     return ws, x
 
 
-def test_records_are_read_back_and_compacted_by_model_and_day(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path)
+def local_log(folder: Path, **options: Any) -> PredictionLog:
+    """A log whose store is its own spool folder (the workspace default)."""
+    return open_prediction_log(str(folder), spool=folder, **options)
+
+
+def test_records_are_read_back_and_shipped_by_model_and_day(tmp_path: Path) -> None:
+    log = local_log(tmp_path)
     log.start()
     for i in range(3):
         line = log.record(
@@ -51,20 +56,18 @@ def test_records_are_read_back_and_compacted_by_model_and_day(tmp_path: Path) ->
             outputs={"y": [2 * i, 2 * i + 2]},
             latency_ms=0.5,
         )
-        log.append_nowait(line)
-    log.close()
+        anyio.run(log.append, line)
+    before = log.read("m").to_pandas()  # from the spool, before shipping
+    log.close()  # ships what this process wrote
+    after = log.read("m").to_pandas()
 
-    before = read_predictions(tmp_path, "m").to_pandas()
-    moved = compact(tmp_path)
-    after = read_predictions(tmp_path, "m").to_pandas()
-
-    assert moved == 6
+    assert len(before) == len(after) == 6
     assert sorted(zip(before["request_id"], before["row"], strict=True)) == sorted(
         zip(after["request_id"], after["row"], strict=True)
     )
     assert list(after.sort_values(["request_id", "row"])["output.y"]) == [0, 2, 2, 4, 4, 6]
     parts = list(tmp_path.glob("model=m/date=*/*.parquet"))
-    assert len(parts) == 1 and not list((tmp_path / "segments").iterdir())
+    assert len(parts) == 1 and not list((tmp_path / "segments").glob("seg-*"))
     assert pq.read_table(parts[0]).num_rows == 6
 
 
@@ -72,7 +75,7 @@ def test_records_are_read_back_and_compacted_by_model_and_day(tmp_path: Path) ->
 def test_pii_fields_are_hashed_or_dropped_before_they_are_written(
     tmp_path: Path, mode: Any
 ) -> None:
-    log = PredictionLog(tmp_path, pii=mode)
+    log = local_log(tmp_path, pii=mode)
     log.start()
     line = log.record(
         request_id="r",
@@ -87,9 +90,9 @@ def test_pii_fields_are_hashed_or_dropped_before_they_are_written(
     log.append_nowait(line)
     log.close()
 
-    raw = b"".join(p.read_bytes() for p in (tmp_path / "segments").iterdir())
+    raw = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert b"ann@example.com" not in raw
-    row = read_predictions(tmp_path).to_pylist()[0]
+    row = log.read().to_pylist()[0]
     if mode == "hash":
         assert row["input.email"].startswith("h:") and row["input.age"] == 41
     else:
@@ -99,21 +102,21 @@ def test_pii_fields_are_hashed_or_dropped_before_they_are_written(
 @pytest.fixture
 async def logged_client(
     diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, PredictionLog]]:
     ws, _ = diabetes
-    folder = tmp_path / "predictions"
-    app = create_app(ws.registry, ["diabetes@production"], prediction_log=PredictionLog(folder))
+    log = local_log(tmp_path / "predictions")
+    app = create_app(ws.registry, ["diabetes@production"], prediction_log=log)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c, folder
+            yield c, log
 
 
 @pytest.mark.anyio
 async def test_the_server_logs_each_answered_row_with_its_request_id_and_version(
-    logged_client: tuple[httpx.AsyncClient, Path], diabetes: Any
+    logged_client: tuple[httpx.AsyncClient, PredictionLog], diabetes: Any
 ) -> None:
-    client, folder = logged_client
+    client, log = logged_client
     _, x = diabetes
     rows = x.head(3).to_dict(orient="records")
     r = await client.post(
@@ -121,7 +124,7 @@ async def test_the_server_logs_each_answered_row_with_its_request_id_and_version
     )
     bad = await client.post("/v1/models/diabetes/predict", json={"age": "old"})
 
-    logged = read_predictions(folder, "diabetes").to_pandas().sort_values("row")
+    logged = log.read("diabetes").to_pandas().sort_values("row")
     assert r.status_code == 200 and bad.status_code == 422
     assert list(logged["request_id"]) == ["batch-1"] * 3  # the 422 never reached the model
     assert list(logged["version"]) == [1, 1, 1] and set(logged["variant"]) == {"production"}
@@ -147,37 +150,39 @@ def test_no_answered_prediction_is_lost_when_the_server_is_killed(
                 answered.append(rid)
         os.killpg(server.proc.pid, signal.SIGKILL)
         server.proc.wait(10)
-    folder = ws.state_dir / "predictions"
+    log = ws.predictions
 
-    logged = set(read_predictions(folder, "diabetes").column("request_id").to_pylist())
-    moved = compact(folder)  # the killed writer's lock is gone, so its segment compacts
+    logged = set(log.read("diabetes").column("request_id").to_pylist())
+    moved = log.ship()  # the killed writer's lock is gone, so its segment ships
 
     assert set(answered) <= logged
     assert moved >= len(answered)
-    compacted = read_predictions(folder, "diabetes").column("request_id").to_pylist()
-    assert set(answered) <= set(compacted)
+    assert not list(log.segments.glob("seg-*"))
+    shipped = log.read("diabetes").column("request_id").to_pylist()
+    assert set(answered) <= set(shipped) and len(shipped) == len(set(shipped))
 
 
-def test_a_live_writers_segment_is_left_alone_by_compaction(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path)
+def test_a_live_writers_segment_is_left_alone_by_other_shippers(tmp_path: Path) -> None:
+    log = local_log(tmp_path)
+    other = local_log(tmp_path)  # another process of this host, through its own locks
     log.start()
-    log.append_nowait(
-        log.record(
-            request_id="r",
-            model="m",
-            version=1,
-            variant="v1",
-            inputs={"a": [1]},
-            outputs={"y": [2]},
-            latency_ms=1.0,
-        )
+    line = log.record(
+        request_id="r",
+        model="m",
+        version=1,
+        variant="v1",
+        inputs={"a": [1]},
+        outputs={"y": [2]},
+        latency_ms=1.0,
     )
+    anyio.run(log.append, line)  # in the spool once this returns
     try:
-        # Another "process" (here the same one, through a fresh file descriptor) compacts.
-        assert compact(tmp_path) == 0
+        assert other.ship() == 0
+        assert log.read().num_rows == 1  # readable all the same
     finally:
         log.close()
-    assert compact(tmp_path) == 1
+    assert other.ship() == 0  # its writer shipped it on close
+    assert other.read().num_rows == 1
 
 
 def test_schema_pii_tag_reaches_the_server_log(
@@ -197,8 +202,8 @@ def test_schema_pii_tag_reaches_the_server_log(
     with ws.start_run("fn") as run:
         logged = ws.registry.log_model(run, score, signature=sig)
     ws.registry.register("pay", logged)
-    folder = tmp_path / "p"
-    app = create_app(ws.registry, ["pay/1"], prediction_log=PredictionLog(folder))
+    log = local_log(tmp_path / "p")
+    app = create_app(ws.registry, ["pay/1"], prediction_log=log)
 
     async def go() -> int:
         async with app.router.lifespan_context(app):
@@ -208,11 +213,11 @@ def test_schema_pii_tag_reaches_the_server_log(
                 return r.status_code
 
     assert anyio.run(go) == 200
-    row = read_predictions(folder, "pay").to_pylist()[0]
+    row = log.read("pay").to_pylist()[0]
     assert row["input.email"].startswith("h:") and row["output.prediction"] == 4.0
 
 
-def test_reading_since_a_time_skips_older_days_and_keeps_uncompacted_records(
+def test_reading_since_a_time_skips_older_days_and_keeps_unshipped_records(
     tmp_path: Path,
 ) -> None:
     import orjson
@@ -228,13 +233,15 @@ def test_reading_since_a_time_skips_older_days_and_keeps_uncompacted_records(
         {**r, "variant": "production", "latency_ms": 1.0, "inputs": {"x": 1.0}, "outputs": {}}
         for r in (old, new)
     ]
+    # A segment as the first release named them (seg-PID-NS): shipped all the same.
     (segments / "seg-1-1.done").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
-    assert compact(tmp_path) == 2
+    log = local_log(tmp_path)
+    assert log.ship() == 2
     pending = {**lines[1], "request_id": "pending"}
     (segments / "seg-2-2.open").write_bytes(orjson.dumps(pending) + b"\n")
 
-    everything = read_predictions(tmp_path, "m")
-    recent = read_predictions(tmp_path, "m", since=datetime.now(UTC) - timedelta(days=1))
+    everything = log.read("m")
+    recent = log.read("m", since=datetime.now(UTC) - timedelta(days=1))
 
     assert sorted(everything["request_id"].to_pylist()) == ["new", "old", "pending"]
     assert sorted(recent["request_id"].to_pylist()) == ["new", "pending"]

@@ -16,6 +16,7 @@ PACKAGES = [
     "modelyard.backends.metadata",
     "modelyard.backends.artifacts",
     "modelyard.backends.online",
+    "modelyard.backends.predictions",
     "modelyard.monitoring",
     "modelyard.release",
     "modelyard.jobs",

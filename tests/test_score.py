@@ -94,6 +94,7 @@ def test_output_is_the_input_plus_what_loaded_model_predict_returns(
         out_dir / "scored.parquet",
         chunk_size=100,
         progress=lambda done, total: seen.append((done, total)),
+        prediction_log=ws.predictions,
     )
 
     assert isinstance(result, ScoreResult)
@@ -125,7 +126,14 @@ def test_lineage_record_ties_the_output_to_model_and_input(
 ) -> None:
     version = ws.registry.get(REF)
 
-    result = score(ws.registry, REF, input_file, out_dir / "scored.parquet", chunk_size=200)
+    result = score(
+        ws.registry,
+        REF,
+        input_file,
+        out_dir / "scored.parquet",
+        chunk_size=200,
+        prediction_log=ws.predictions,
+    )
 
     assert result.lineage == out_dir / "scored.parquet.lineage.json"
     record = json.loads(result.lineage.read_text())
@@ -153,7 +161,14 @@ def test_lineage_record_ties_the_output_to_model_and_input(
 def test_no_keep_input_writes_only_the_model_outputs(
     ws: modelyard.Workspace, input_file: Path, out_dir: Path
 ) -> None:
-    result = score(ws.registry, REF, input_file, out_dir / "p.parquet", keep_input=False)
+    result = score(
+        ws.registry,
+        REF,
+        input_file,
+        out_dir / "p.parquet",
+        keep_input=False,
+        prediction_log=ws.predictions,
+    )
 
     names = pq.ParquetFile(result.output).schema_arrow.names
     assert names == ["prediction", "probability_benign", "probability_malignant"]
@@ -166,7 +181,14 @@ def test_no_keep_input_writes_only_the_model_outputs(
 def test_chunk_count_follows_chunk_size(
     ws: modelyard.Workspace, input_file: Path, out_dir: Path, chunk_size: int, chunks: int
 ) -> None:
-    result = score(ws.registry, REF, input_file, out_dir / "s.parquet", chunk_size=chunk_size)
+    result = score(
+        ws.registry,
+        REF,
+        input_file,
+        out_dir / "s.parquet",
+        chunk_size=chunk_size,
+        prediction_log=ws.predictions,
+    )
 
     assert (result.chunks, result.rows_out) == (chunks, 569)
     assert pq.ParquetFile(result.output).metadata.num_rows == 569
@@ -177,7 +199,7 @@ def test_an_empty_input_gives_an_empty_output_with_every_column(
 ) -> None:
     source = write_input(patients(data[0]).head(0), tmp_path / "in" / "none.parquet")
 
-    result = score(ws.registry, REF, source, out_dir / "s.parquet")
+    result = score(ws.registry, REF, source, out_dir / "s.parquet", prediction_log=ws.predictions)
 
     out = pq.read_table(result.output)
     assert (out.num_rows, result.chunks) == (0, 0)
@@ -295,11 +317,23 @@ def test_a_failed_run_leaves_the_previous_output_and_lineage_as_they_were(
     ws: modelyard.Workspace, tmp_path: Path, out_dir: Path, data: tuple[pd.DataFrame, Any]
 ) -> None:
     output = out_dir / "s.parquet"
-    first = score(ws.registry, REF, write_input(patients(data[0]), tmp_path / "a.parquet"), output)
+    first = score(
+        ws.registry,
+        REF,
+        write_input(patients(data[0]), tmp_path / "a.parquet"),
+        output,
+        prediction_log=ws.predictions,
+    )
     before = output.read_bytes(), first.lineage.read_bytes()
 
     with pytest.raises(SchemaValidationError, match="row 345, field 'mean area'") as info:
-        score(ws.registry, REF, write_input(_with_null(data[0]), tmp_path / "b.parquet"), output)
+        score(
+            ws.registry,
+            REF,
+            write_input(_with_null(data[0]), tmp_path / "b.parquet"),
+            output,
+            prediction_log=ws.predictions,
+        )
 
     assert info.value.errors[0]["row"] == 345
     assert (output.read_bytes(), first.lineage.read_bytes()) == before
@@ -317,7 +351,14 @@ def test_bad_options_are_refused_before_anything_is_read(
     ws: modelyard.Workspace, input_file: Path, out_dir: Path, options: Any, expected: str
 ) -> None:
     with pytest.raises(InvalidInputError, match=expected):
-        score(ws.registry, REF, input_file, out_dir / "s.parquet", **options)
+        score(
+            ws.registry,
+            REF,
+            input_file,
+            out_dir / "s.parquet",
+            **options,
+            prediction_log=ws.predictions,
+        )
     assert os.listdir(out_dir) == []
 
 
@@ -327,7 +368,14 @@ def test_ray_executor_without_ray_names_the_extra_to_install(
     monkeypatch.setitem(sys.modules, "ray", None)  # makes 'import ray' fail
 
     with pytest.raises(ConfigError, match=r"pip install 'modelyard\[ray\]'"):
-        score(ws.registry, REF, input_file, out_dir / "s.parquet", executor="ray")
+        score(
+            ws.registry,
+            REF,
+            input_file,
+            out_dir / "s.parquet",
+            executor="ray",
+            prediction_log=ws.predictions,
+        )
     assert os.listdir(out_dir) == []
 
 
@@ -364,7 +412,14 @@ def test_memory_follows_the_chunk_size_not_the_file_size(
     pa.set_memory_pool(arrow)
     tracemalloc.start()
     try:
-        result = score(ws.registry, "sum/1", source, tmp_path / "out.parquet", chunk_size=10_000)
+        result = score(
+            ws.registry,
+            "sum/1",
+            source,
+            tmp_path / "out.parquet",
+            chunk_size=10_000,
+            prediction_log=ws.predictions,
+        )
         python_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -425,7 +480,14 @@ def ray_env(
     source = write_input(patients(data[0]), folder / "in.parquet", row_group_size=50)
     assert not ray.is_initialized()
     # score() starts a local instance itself when none is running, and stops it after.
-    first = score(ws.registry, REF, source, folder / "first.parquet", executor="ray")
+    first = score(
+        ws.registry,
+        REF,
+        source,
+        folder / "first.parquet",
+        executor="ray",
+        prediction_log=ws.predictions,
+    )
     stopped = not ray.is_initialized()
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
@@ -445,7 +507,12 @@ def test_ray_starts_a_local_instance_when_none_runs_and_stops_it(ray_env: Any) -
 @pytest.mark.slow
 def test_ray_output_is_identical_to_the_local_output(ray_env: Any, out_dir: Path) -> None:
     local = score(
-        ray_env.ws.registry, REF, ray_env.source, out_dir / "local.parquet", chunk_size=40
+        ray_env.ws.registry,
+        REF,
+        ray_env.source,
+        out_dir / "local.parquet",
+        chunk_size=40,
+        prediction_log=ray_env.ws.predictions,
     )
 
     on_ray = score(
@@ -455,6 +522,7 @@ def test_ray_output_is_identical_to_the_local_output(ray_env: Any, out_dir: Path
         out_dir / "ray.parquet",
         chunk_size=40,
         executor="ray",
+        prediction_log=ray_env.ws.predictions,
     )
 
     assert (on_ray.rows_out, on_ray.chunks) == (local.rows_out, local.chunks) == (569, 15)
@@ -476,7 +544,13 @@ def test_ray_names_the_bad_row_by_its_place_in_the_file_and_leaves_no_part(
 
     with pytest.raises(SchemaValidationError) as info:
         score(
-            ray_env.ws.registry, REF, source, out_dir / "s.parquet", chunk_size=40, executor="ray"
+            ray_env.ws.registry,
+            REF,
+            source,
+            out_dir / "s.parquet",
+            chunk_size=40,
+            executor="ray",
+            prediction_log=ray_env.ws.predictions,
         )
 
     assert "input" in info.value.message and "row 345, field 'mean area'" in info.value.message

@@ -22,10 +22,10 @@ from sklearn.datasets import load_diabetes
 
 import modelyard
 from cli_support import run_cli
+from modelyard.backends.predictions import log_batch, open_prediction_log
 from modelyard.contracts import Field, Schema
 from modelyard.errors import ConfigError, SchemaValidationError
-from modelyard.monitoring import BatchLog, PredictionLog, compact, log_batch, read_predictions
-from modelyard.registry import Registry, Signature
+from modelyard.registry import Signature
 from modelyard.serving import create_app, score
 from monitor_support import train_diabetes
 
@@ -67,7 +67,7 @@ def cli_score(
 
 
 def predictions(ws: modelyard.Workspace, model: str = "diabetes") -> pd.DataFrame:
-    table = read_predictions(ws.state_dir / "predictions", model)
+    table = ws.predictions.read(model)
     return table.to_pandas().sort_values("row", ignore_index=True) if table.num_rows else None
 
 
@@ -89,7 +89,7 @@ def test_every_scored_row_is_logged_with_the_inputs_and_outputs_of_the_output_fi
     request_id = found.group(1)
     lineage = json.loads((tmp_path / "scored.parquet.lineage.json").read_text())
     assert lineage["request_id"] == request_id
-    assert lineage["predictions"] == str((ws.state_dir / "predictions").resolve())
+    assert lineage["predictions"] == str(ws.state_dir / "predictions")
     logged, scored = predictions(ws), pd.read_parquet(output)
     assert len(logged) == len(scored) == 442
     assert list(logged["row"]) == list(range(442))  # numbered over the whole file
@@ -114,7 +114,14 @@ def test_labels_join_batch_rows_by_request_id_and_row(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    result = score(ws.registry, REF, input_file, tmp_path / "s.parquet", chunk_size=100)
+    result = score(
+        ws.registry,
+        REF,
+        input_file,
+        tmp_path / "s.parquet",
+        chunk_size=100,
+        prediction_log=ws.predictions,
+    )
     truth = load_diabetes(as_frame=True).target
     labels = tmp_path / "labels.parquet"
     pd.DataFrame({"request_id": result.request_id, "row": range(442), "label": truth}).to_parquet(
@@ -193,7 +200,14 @@ def test_a_failed_scoring_logs_nothing_and_keeps_earlier_jobs(
     x: pd.DataFrame,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    first = score(ws.registry, REF, input_file, tmp_path / "first.parquet", chunk_size=100)
+    first = score(
+        ws.registry,
+        REF,
+        input_file,
+        tmp_path / "first.parquet",
+        chunk_size=100,
+        prediction_log=ws.predictions,
+    )
     bad = patients(x)
     bad.loc[345, "bmi"] = np.nan  # in the fourth chunk: three chunks are scored first
     source = write_input(bad, tmp_path / "in" / "bad.parquet")
@@ -207,39 +221,44 @@ def test_a_failed_scoring_logs_nothing_and_keeps_earlier_jobs(
     assert not (tmp_path / "s.parquet").exists()
 
 
-def test_the_library_logs_into_the_workspace_log_by_default(
+def test_the_library_logs_into_the_log_it_is_given(
     ws: modelyard.Workspace, input_file: Path, tmp_path: Path
 ) -> None:
-    result = score(ws.registry, REF, input_file, tmp_path / "s.parquet")
+    result = score(
+        ws.registry, REF, input_file, tmp_path / "s.parquet", prediction_log=ws.predictions
+    )
 
     assert result.request_id is not None and result.request_id.startswith("score-")
     assert set(predictions(ws)["request_id"]) == {result.request_id}
 
-    elsewhere = tmp_path / "log"
-    again = score(ws.registry, REF, input_file, tmp_path / "t.parquet", predictions_dir=elsewhere)
+    elsewhere = open_prediction_log(str(tmp_path / "log"), spool=tmp_path / "log")
+    again = score(ws.registry, REF, input_file, tmp_path / "t.parquet", prediction_log=elsewhere)
     off = score(ws.registry, REF, input_file, tmp_path / "u.parquet", log_predictions=False)
 
-    assert read_predictions(elsewhere).column("request_id").unique().to_pylist() == [
-        again.request_id
-    ]
+    assert elsewhere.read().column("request_id").unique().to_pylist() == [again.request_id]
     assert off.request_id is None
     assert len(predictions(ws)) == 442
 
 
-def test_a_registry_outside_a_workspace_needs_the_log_folder_named(
+def test_scoring_without_a_log_to_keep_the_rows_in_is_refused(
     ws: modelyard.Workspace, input_file: Path, tmp_path: Path
 ) -> None:
-    registry = Registry(ws.metadata, ws.artifacts, tmp_path / "cache")
-
-    with pytest.raises(ConfigError, match="pass predictions_dir=ws.state_dir / 'predictions'"):
-        score(registry, REF, input_file, tmp_path / "s.parquet")
+    with pytest.raises(ConfigError, match="pass prediction_log=ws.predictions"):
+        score(ws.registry, REF, input_file, tmp_path / "s.parquet")
     assert not (tmp_path / "s.parquet").exists()
 
 
 def test_without_the_input_columns_the_outputs_are_still_logged(
     ws: modelyard.Workspace, input_file: Path, tmp_path: Path, x: pd.DataFrame
 ) -> None:
-    result = score(ws.registry, REF, input_file, tmp_path / "s.parquet", keep_input=False)
+    result = score(
+        ws.registry,
+        REF,
+        input_file,
+        tmp_path / "s.parquet",
+        keep_input=False,
+        prediction_log=ws.predictions,
+    )
 
     logged = predictions(ws)
     assert list(logged["output.prediction"]) == list(pd.read_parquet(result.output)["prediction"])
@@ -287,9 +306,7 @@ PAY_ROWS = [
 
 
 def serve_pay(ws: modelyard.Workspace, rows: list[dict[str, Any]]) -> None:
-    app = create_app(
-        ws.registry, ["pay@production"], prediction_log=PredictionLog(ws.state_dir / "predictions")
-    )
+    app = create_app(ws.registry, ["pay@production"], prediction_log=ws.predictions)
     body = [{**r, "paid_at": r["paid_at"].isoformat()} for r in rows]
 
     async def go() -> None:
@@ -306,9 +323,8 @@ def test_batch_parts_have_the_columns_and_types_of_compacted_served_parts(
     pay: modelyard.Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ws, folder = pay, pay.state_dir / "predictions"
-    serve_pay(ws, PAY_ROWS)
-    assert compact(folder) == len(PAY_ROWS)
-    served_parts = list(folder.glob("model=pay/date=*/part-*.parquet"))
+    serve_pay(ws, PAY_ROWS)  # the server ships its segment to the store when it stops
+    served_parts = list(folder.glob("model=pay/date=*/seg-*.parquet"))
     frame = pd.DataFrame(PAY_ROWS).astype({"plan": "category", "count": "int32"})
     source = write_input(frame, tmp_path / "pay.parquet")
 
@@ -322,7 +338,7 @@ def test_batch_parts_have_the_columns_and_types_of_compacted_served_parts(
     ]
     assert len(served_parts) == len(batch_parts) == 1
     assert pq.read_schema(batch_parts[0]) == pq.read_schema(served_parts[0])
-    table = read_predictions(folder, "pay").to_pandas()
+    table = ws.predictions.read("pay").to_pandas()
     served, batch = table[table["variant"] == "production"], table[table["variant"] == "batch"]
     same = [c for c in table.columns if c.startswith(("input.", "output."))]
     pd.testing.assert_frame_equal(
@@ -353,22 +369,25 @@ def test_pii_fields_can_be_dropped(tmp_path: Path) -> None:
     )
 
     assert part is not None and part.parent == tmp_path / "model=pay" / "date=2024-05-01"
-    rows = read_predictions(tmp_path).to_pylist()
+    rows = open_prediction_log(str(tmp_path), spool=tmp_path).read().to_pylist()
     assert [r["row"] for r in rows] == [10, 11]
     assert "input.email" not in rows[0] and rows[0]["input.amount"] == 1.0
     assert rows[1]["output.prediction"] == 4.0 and rows[1]["version"] == 3
 
 
 def test_a_staged_job_is_invisible_until_published(tmp_path: Path) -> None:
-    log = BatchLog.new(tmp_path)
+    plog = open_prediction_log(str(tmp_path), spool=tmp_path)
+    log = plog.new_batch()
     log.write(
         model="m", version=1, first_row=0, inputs={"a": [1]}, outputs={"y": [2]}, latency_ms=1.0
     )
 
-    assert read_predictions(tmp_path).num_rows == 0
-    assert log.publish() == 1
-    assert read_predictions(tmp_path).column("request_id").to_pylist() == [log.request_id]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model=m"]
+    assert plog.read().num_rows == 0
+    assert plog.lookup([log.request_id]) == {}
+    assert log.publish(plog.store) == 1
+    assert plog.read().column("request_id").to_pylist() == [log.request_id]
+    assert plog.lookup([log.request_id]) == {log.request_id: ("m", 1)}  # feedback finds it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "model=m"]
 
 
 # -- Ray ----------------------------------------------------------------------------------------
@@ -396,10 +415,26 @@ def test_ray_tasks_log_the_same_rows_as_the_local_executor(ray_ws: Any) -> None:
     options: dict[str, Any] = {"chunk_size": 40, "executor": "ray"}
 
     with pytest.raises(SchemaValidationError, match="row 345"):
-        score(ws.registry, REF, bad_source, folder / "bad-out.parquet", **options)
+        score(
+            ws.registry,
+            REF,
+            bad_source,
+            folder / "bad-out.parquet",
+            **options,
+            prediction_log=ws.predictions,
+        )
     assert predictions(ws) is None
-    on_ray = score(ws.registry, REF, source, folder / "ray.parquet", **options)
-    local = score(ws.registry, REF, source, folder / "local.parquet", chunk_size=40)
+    on_ray = score(
+        ws.registry, REF, source, folder / "ray.parquet", **options, prediction_log=ws.predictions
+    )
+    local = score(
+        ws.registry,
+        REF,
+        source,
+        folder / "local.parquet",
+        chunk_size=40,
+        prediction_log=ws.predictions,
+    )
 
     table = predictions(ws)
     columns = [

@@ -75,6 +75,25 @@ SETTINGS: tuple[Setting, ...] = (
         "online feature store: sqlite:///PATH (relative to the workspace) or redis://host:port/db",
     ),
     Setting(
+        "predictions.url",
+        str,
+        ".modelyard/predictions",
+        "prediction log: a local folder (relative to the workspace) or s3://bucket/prefix "
+        "shared by every replica",
+    ),
+    Setting(
+        "predictions.endpoint_url",
+        str,
+        "",
+        "endpoint of the S3-compatible server of predictions.url; empty: artifacts.endpoint_url",
+    ),
+    Setting(
+        "predictions.max_delay_s",
+        float,
+        10.0,
+        "most seconds from an answered request to its row in the shared prediction log",
+    ),
+    Setting(
         "tracking.experiment",
         str,
         "default",
@@ -116,6 +135,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         from_text = source.endswith("(env)")
         if from_text and setting.type is int and isinstance(value, str):
             value = int(value.strip())
+        elif from_text and setting.type is float and isinstance(value, str):
+            value = float(value.strip())
         elif from_text and setting.type is bool and isinstance(value, str):
             lowered = value.strip().lower()
             if lowered not in ("true", "false", "1", "0", "yes", "no"):
@@ -125,6 +146,8 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{source} {setting.key} = {value!r}: expected {expected}; fix the value"
         ) from None
+    if setting.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # "max_delay_s = 5" in a file means 5.0
     if not isinstance(value, setting.type) or (setting.type is int and isinstance(value, bool)):
         raise ConfigError(
             f"{source} {setting.key} = {value!r}: expected {expected}, "

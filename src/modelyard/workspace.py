@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
 from modelyard.backends.metadata import MetadataStore, open_metadata
 from modelyard.backends.online import OnlineStore, open_online
+from modelyard.backends.predictions import PredictionLog, open_prediction_log
 from modelyard.config import CONFIG_FILE, Config, load_config, render_template
-from modelyard.errors import ModelyardError
+from modelyard.errors import ConfigError, ModelyardError
 from modelyard.features import FeatureStore
 from modelyard.registry import Registry
 from modelyard.tracking import Run, Tracking
@@ -46,6 +47,7 @@ class Workspace:
         self._metadata: MetadataStore | None = None
         self._artifacts: ArtifactStore | None = None
         self._online: OnlineStore | None = None
+        self._predictions: PredictionLog | None = None
         self._alerting: Alerting | None = None
 
     def __repr__(self) -> str:
@@ -130,6 +132,36 @@ class Workspace:
 
             self._artifacts = self._build("artifacts.url", make)
         return self._artifacts
+
+    @property
+    def predictions(self) -> PredictionLog:
+        """The prediction log: this host's spool, shipped to ``predictions.url``."""
+        if self._predictions is None:
+            delay = self.config["predictions.max_delay_s"]
+            if not delay > 0:
+                raise ConfigError(
+                    f"{self.config.describe('predictions.max_delay_s')}: expected a number of "
+                    "seconds above 0; fix the value"
+                )
+
+            def make(url: str) -> PredictionLog:
+                if "://" not in url and not Path(url).is_absolute():
+                    url = str(self.config.root / url)
+                options: dict[str, Any] = {}
+                endpoint = (
+                    self.config["predictions.endpoint_url"] or self.config["artifacts.endpoint_url"]
+                )
+                if endpoint and url.startswith("s3://"):
+                    options = {"client_kwargs": {"endpoint_url": endpoint}}
+                return open_prediction_log(
+                    url,
+                    spool=self.state_dir / "predictions",
+                    max_delay_s=delay,
+                    storage_options=options,
+                )
+
+            self._predictions = self._build("predictions.url", make)
+        return self._predictions
 
     def _build(self, key: str, factory: Any) -> Any:
         return self._with_source(key, lambda: factory(self.config[key]))

@@ -58,10 +58,10 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
     scored = score(ws.registry, "m@production", "in.parquet", "o.parquet", log_predictions=False)
     assert_type(scored.request_id, str | None)
     assert_type(ws.alerting, Alerting)
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     assert_type(checker.run(ws.alerting), list[RuleResult])
     assert_type(
-        slo_values(ws.state_dir, "m", datetime.now(), datetime.now()), dict[str, float | None]
+        slo_values(ws.predictions, "m", datetime.now(), datetime.now()), dict[str, float | None]
     )
     assert_type(metric_history(ws.metadata, "m", metric="drift.*"), list[dict[str, Any]])
     assert_type(run_job(ws, "nightly", date="2026-11-24"), JobRun)

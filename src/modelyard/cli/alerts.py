@@ -31,7 +31,7 @@ def check_command(
     if not alerting.rules:
         console.print("no alert rules in modelyard.toml; add [[alerts.rules]] (see the README)")
         return
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     results = checker.run(alerting, rules or None)
     if as_json:
         rows = [
@@ -137,8 +137,7 @@ def slo_command(
     ws = open_workspace(workspace)
     name, version = resolve_model(ws.registry, ref)
     now = datetime.now(UTC)
-    folder = ws.state_dir / "predictions"
-    values = slo_values(folder, name, now - parse_window(window), now, version=version)
+    values = slo_values(ws.predictions, name, now - parse_window(window), now, version=version)
     if as_json:
         print(json.dumps({"model": ref, "window": window, **values}))
         return

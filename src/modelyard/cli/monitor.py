@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, open_workspace
@@ -33,7 +34,7 @@ def drift_command(
     ws = open_workspace(workspace)
     span = parse_window(window)
     if current is None:
-        version, report = window_drift(ws.registry, ref, ws.state_dir / "predictions", span)
+        version, report = window_drift(ws.registry, ref, ws.predictions, span)
         source = f"traffic of the last {window}"
         # Traffic windows are kept as a time series (`modelyard monitor history`).
         values = drift_values(report)
@@ -106,7 +107,7 @@ def quality_command(
         if not {"request_id", "label"} <= set(given.columns):
             raise InvalidInputError(f"{labels} needs the columns request_id and label")
     since = datetime.now(UTC) - parse_window(window)
-    frame = joined(ws.state_dir / "predictions", name, given, since=since, version=version)
+    frame = joined(ws.predictions, name, given, since=since, version=version)
     rows = quality(frame)
     if as_json:
         print(json.dumps({"model": name, "window": window, "groups": rows}))
@@ -135,7 +136,7 @@ def report_command(
     if fmt not in ("html", "json"):
         raise InvalidInputError(f"--format {fmt!r} is not known; use html or json")
     ws = open_workspace(workspace)
-    data = build_report(ws.registry, ref, ws.state_dir / "predictions", parse_window(window))
+    data = build_report(ws.registry, ref, ws.predictions, parse_window(window))
     write_report({**data, "window": window}, output, "json" if fmt == "json" else "html")
     drifted = data["drift"]["drifted_columns"]
     console.print(
@@ -171,3 +172,30 @@ def export_command(
     )
     for path in written:
         console.print(f"wrote {path}")
+
+
+@app.command("compact")
+def compact_command(
+    keep_days: int = typer.Option(
+        None, "--keep-days", min=1, help="delete logged days older than this (default: keep all)"
+    ),
+    min_age: str = typer.Option(
+        "1h", "--min-age", help="merge parts shipped at least this long ago: 30m, 1h, 1d"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Ship this host's unshipped predictions, merge small parts, apply retention."""
+    from modelyard.monitoring import parse_window
+
+    age = parse_window(min_age).total_seconds()
+    ws = open_workspace(workspace)
+    done = ws.predictions.maintain(keep_days=keep_days, min_age_s=age)
+    if as_json:
+        print(json.dumps({"store": ws.predictions.store.url, **done.as_dict()}))
+        return
+    console.print(
+        f"prediction log {escape(ws.predictions.store.url)}: shipped {done.records_shipped} "
+        f"records, merged {done.parts_merged} parts into {done.parts_written}, deleted "
+        f"{done.parts_deleted} parts of {len(done.days_deleted)} old days"
+    )

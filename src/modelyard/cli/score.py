@@ -79,7 +79,7 @@ def score(
             keep_input=keep_input,
             progress=step,
             log_predictions=log_predictions,
-            predictions_dir=ws.state_dir / "predictions",
+            prediction_log=ws.predictions if log_predictions else None,
         )
     finally:
         progress.stop()

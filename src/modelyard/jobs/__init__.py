@@ -2,6 +2,7 @@
 
 from modelyard.jobs._api import (
     backfill,
+    compact_predictions,
     get_job,
     monitor_check,
     open_runner,
@@ -30,6 +31,7 @@ __all__ = [
     "Scheduler",
     "backfill",
     "check_job_tables",
+    "compact_predictions",
     "get_job",
     "job",
     "monitor_check",

@@ -152,6 +152,24 @@ def backfill(
     return go(runner)
 
 
+def compact_predictions(ctx: JobContext) -> dict[str, Any]:
+    """A job that keeps the prediction log small (``function =
+    "modelyard.jobs:compact_predictions"``): ships this host's leftovers, merges small
+    parts per model and day, and with ``params = { keep_days = 90 }`` drops older days.
+    """
+    keep = ctx.params.get("keep_days")
+    min_age = ctx.params.get("min_age_s", 3600.0)
+    done = ctx.workspace.predictions.maintain(keep_days=keep, min_age_s=float(min_age))
+    ctx.log.info(
+        "prediction log: shipped %d records, merged %d parts into %d, deleted %d parts",
+        done.records_shipped,
+        done.parts_merged,
+        done.parts_written,
+        done.parts_deleted,
+    )
+    return done.as_dict()
+
+
 def monitor_check(ctx: JobContext) -> dict[str, Any]:
     """A job that evaluates the alert rules (``function = "modelyard.jobs:monitor_check"``).
 
@@ -160,7 +178,7 @@ def monitor_check(ctx: JobContext) -> dict[str, Any]:
     from modelyard.monitoring import Checker
 
     ws = ctx.workspace
-    checker = Checker(ws.metadata, ws.registry, ws.state_dir / "predictions", ws.features)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     results = checker.run(ws.alerting)
     states = {r.rule.name: r.state for r in results}
     for rule, state in states.items():

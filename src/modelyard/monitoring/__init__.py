@@ -1,10 +1,9 @@
 """Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
-from modelyard.monitoring._batchlog import BatchLog, log_batch
+from modelyard.backends.predictions import BatchLog, PredictionLog, log_batch
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
 from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
-from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
 from modelyard.monitoring._profile import (
     CategoricalProfile,
     NumericProfile,
@@ -55,7 +54,6 @@ __all__ = [
     "alert_history",
     "alert_states",
     "build_report",
-    "compact",
     "deliver",
     "drift",
     "drift_values",
@@ -68,7 +66,6 @@ __all__ = [
     "parse_window",
     "profile",
     "quality_scores",
-    "read_predictions",
     "record_metrics",
     "register_sink",
     "resolve_model",

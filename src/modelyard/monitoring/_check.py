@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import insert, select, update
@@ -42,6 +41,7 @@ from modelyard.monitoring._window import resolve_model, window_inputs
 
 if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
+    from modelyard.backends.predictions import PredictionLog
     from modelyard.features import FeatureStore
     from modelyard.registry import Registry
 
@@ -66,7 +66,7 @@ class Checker:
 
     store: MetadataStore
     registry: Registry
-    folder: Path
+    log: PredictionLog
     features: FeatureStore | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _values: dict[tuple[Any, ...], dict[str, float | None]] = field(default_factory=dict)
@@ -108,7 +108,7 @@ class Checker:
     def _drift(self, rule: AlertRule) -> dict[str, float | None]:
         assert rule.model is not None
         version, reference, current = window_inputs(
-            self.registry, rule.model, self.folder, rule.span, self.now
+            self.registry, rule.model, self.log, rule.span, self.now
         )
         if current.empty:
             return {}  # no traffic in the window: no data
@@ -120,7 +120,7 @@ class Checker:
     def _quality(self, rule: AlertRule) -> dict[str, float | None]:
         assert rule.model is not None
         name, version = resolve_model(self.registry, rule.model)
-        frame = joined(self.folder, name, since=self.now - rule.span, version=version)
+        frame = joined(self.log, name, since=self.now - rule.span, version=version)
         if frame.empty:
             return {}
         for row in quality(frame):
@@ -131,7 +131,7 @@ class Checker:
     def _slo(self, rule: AlertRule) -> dict[str, float | None]:
         assert rule.model is not None
         name, version = resolve_model(self.registry, rule.model)
-        values = slo_values(self.folder, name, self.now - rule.span, self.now, version=version)
+        values = slo_values(self.log, name, self.now - rule.span, self.now, version=version)
         scored = {f"slo.{k}": v for k, v in values.items()}
         self._record(name, scored, rule, version=version)
         return scored

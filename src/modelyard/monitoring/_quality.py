@@ -1,43 +1,40 @@
 """Model quality once labels arrive: predictions joined to delayed labels by request id.
 
-Labels come from ``POST /v1/feedback`` (kept in the log folder's ``labels/``, with the
-same crash-safe writer as predictions) or from a file. Classifiers get accuracy, F1,
-ROC AUC, PR AUC and expected calibration error; regressors MAE and RMSE; per version
-and variant. scikit-learn computes the metrics.
+Labels come from ``POST /v1/feedback`` (kept in the prediction log's label stream, with
+the same crash-safe writer and shipping as predictions) or from a file. Classifiers get
+accuracy, F1, ROC AUC, PR AUC and expected calibration error; regressors MAE and RMSE;
+per version and variant. scikit-learn computes the metrics.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelyard.errors import InvalidInputError
-from modelyard.monitoring._predlog import read_predictions, read_segment
+
+if TYPE_CHECKING:
+    from modelyard.backends.predictions import PredictionLog
+
+LABEL_COLUMNS = ["request_id", "row", "label", "ts", "model"]
 
 
-def label_line(request_id: str, label: Any, row: int, ts_us: int, model: str) -> bytes:
-    record = {"request_id": request_id, "row": row, "label": label, "ts": ts_us, "model": model}
-    return orjson.dumps(record) + b"\n"
-
-
-def read_labels(folder: Path, model: str | None = None) -> pd.DataFrame:
+def read_labels(log: PredictionLog, model: str | None = None) -> pd.DataFrame:
     """Labels given so far (the newest label wins for a request id and row)."""
-    rows: list[dict[str, Any]] = []
-    for path in sorted((folder / "labels" / "segments").glob("seg-*")):
-        rows += [r for r in read_segment(path) if model is None or r["model"] == model]
-    frame = pd.DataFrame(rows, columns=["request_id", "row", "label", "ts", "model"])
+    table = log.read_labels(model)
+    if table.num_rows == 0:
+        return pd.DataFrame(columns=LABEL_COLUMNS)
+    frame: pd.DataFrame = table.to_pandas()
     return frame.sort_values("ts").drop_duplicates(["request_id", "row"], keep="last")
 
 
 def joined(
-    folder: Path,
+    log: PredictionLog,
     model: str,
     labels: pd.DataFrame | None = None,
     *,
@@ -46,7 +43,7 @@ def joined(
 ) -> pd.DataFrame:
     """Logged predictions of ``model`` that have a label, with the label as a column;
     only those made at or after ``since``, and by ``version``, when given."""
-    table: pa.Table = read_predictions(folder, model, since=since)
+    table: pa.Table = log.read(model, since=since)
     if since is not None and table.num_rows:
         table = table.filter(pc.greater_equal(table["ts"], since))
     if version is not None and table.num_rows:
@@ -54,7 +51,7 @@ def joined(
     if table.num_rows == 0:
         return pd.DataFrame()
     predictions = table.to_pandas()
-    given = read_labels(folder, model) if labels is None else labels
+    given = read_labels(log, model) if labels is None else labels
     if "row" not in given.columns:
         given = given.assign(row=0)
     merged: pd.DataFrame = predictions.merge(

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import pyarrow.compute as pc
 
+from modelyard.backends.predictions import BATCH_VARIANT
 from modelyard.errors import InvalidInputError
-from modelyard.monitoring._batchlog import VARIANT as BATCH_VARIANT
-from modelyard.monitoring._predlog import read_predictions
 from modelyard.monitoring._svg import bars, lines
 from modelyard.monitoring._window import window_drift
 
 if TYPE_CHECKING:
+    from modelyard.backends.predictions import PredictionLog
     from modelyard.registry import Registry
 
 MAX_BINS = 30  # categories past this many are left out of the histogram, not the table
@@ -34,7 +34,7 @@ MAX_BINS = 30  # categories past this many are left out of the histogram, not th
 def build_report(
     registry: Registry,
     ref: str,
-    folder: Path,
+    log: PredictionLog,
     window: timedelta,
     *,
     now: datetime | None = None,
@@ -42,8 +42,8 @@ def build_report(
     """Drift, quality per day, and latency and volume per hour of ``ref``'s traffic."""
     until = now or datetime.now(UTC)
     since = until - window
-    version, report = window_drift(registry, ref, folder, window, now=until)
-    table = read_predictions(folder, version.name, since=since)
+    version, report = window_drift(registry, ref, log, window, now=until)
+    table = log.read(version.name, since=since)
     keep = pc.and_(
         pc.equal(table["version"], version.version),
         pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until)),
@@ -56,7 +56,7 @@ def build_report(
         "since": since.isoformat(),
         "until": until.isoformat(),
         "drift": report.to_json_dict(),
-        "quality": _quality(folder, version.name, version.version, since, until),
+        "quality": _quality(log, version.name, version.version, since, until),
         **_hourly(traffic),
     }
 
@@ -86,11 +86,11 @@ def _hourly(traffic: pd.DataFrame) -> dict[str, Any]:
 
 
 def _quality(
-    folder: Path, model: str, version: int, since: datetime, until: datetime
+    log: PredictionLog, model: str, version: int, since: datetime, until: datetime
 ) -> dict[str, Any]:
     from modelyard.monitoring._quality import joined, quality
 
-    frame = joined(folder, model)
+    frame = joined(log, model)
     if not frame.empty:
         frame = frame[
             (frame["version"] == version)

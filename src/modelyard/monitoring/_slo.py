@@ -10,17 +10,16 @@ to the answer, per request (a request of many rows counts once). Batch-scored ro
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from modelyard.monitoring._batchlog import VARIANT as BATCH_VARIANT
-from modelyard.monitoring._predlog import read_predictions
+from modelyard.backends.predictions import BATCH_VARIANT
 
 if TYPE_CHECKING:
+    from modelyard.backends.predictions import PredictionLog
     from modelyard.features import FeatureStore
 
 SLO_METRICS: dict[str, str] = {
@@ -35,10 +34,10 @@ SLO_METRICS: dict[str, str] = {
 
 
 def slo_values(
-    folder: Path, model: str, since: datetime, until: datetime, *, version: int | None = None
+    log: PredictionLog, model: str, since: datetime, until: datetime, *, version: int | None = None
 ) -> dict[str, float | None]:
     """Request count, volume, error rates and latency percentiles of ``model``'s traffic."""
-    table = read_predictions(folder, model, errors=True, since=since)
+    table = log.read(model, errors=True, since=since)
     if table.num_rows:
         keep = pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until))
         keep = pc.and_(keep, pc.not_equal(table["variant"], BATCH_VARIANT))

@@ -4,7 +4,6 @@ reference profile stored with the model version that answered them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -13,10 +12,10 @@ import pyarrow.compute as pc
 from modelyard import _time
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.monitoring._drift import DriftReport, drift
-from modelyard.monitoring._predlog import read_predictions
 from modelyard.monitoring._profile import Profile
 
 if TYPE_CHECKING:
+    from modelyard.backends.predictions import PredictionLog
     from modelyard.registry import Registry
 
 
@@ -26,10 +25,10 @@ def parse_window(text: str) -> timedelta:
 
 
 def logged_inputs(
-    folder: Path, model: str, version: int, since: datetime, until: datetime
+    log: PredictionLog, model: str, version: int, since: datetime, until: datetime
 ) -> pd.DataFrame:
     """The inputs a model version answered between ``since`` and ``until``, one row each."""
-    table = read_predictions(folder, model, since=since)
+    table = log.read(model, since=since)
     if table.num_rows:
         keep = pc.and_(
             pc.equal(table["version"], version),
@@ -64,12 +63,12 @@ def resolve_model(registry: Registry, ref: str) -> tuple[str, int | None]:
 
 
 def window_inputs(
-    registry: Registry, ref: str, folder: Path, window: timedelta, now: datetime
+    registry: Registry, ref: str, log: PredictionLog, window: timedelta, now: datetime
 ) -> tuple[Any, Profile, pd.DataFrame]:
     """(version, its reference profile, the inputs it answered in the window, which may be
     empty), with the columns of the reference that the log has."""
     version, reference = reference_of(registry, ref)
-    current = logged_inputs(folder, version.name, version.version, now - window, now)
+    current = logged_inputs(log, version.name, version.version, now - window, now)
     columns = [c for c in reference.columns if c in current.columns]
     return version, reference, current[columns]
 
@@ -77,7 +76,7 @@ def window_inputs(
 def window_drift(
     registry: Registry,
     ref: str,
-    folder: Path,
+    log: PredictionLog,
     window: timedelta,
     *,
     now: datetime | None = None,
@@ -85,7 +84,7 @@ def window_drift(
 ) -> tuple[Any, DriftReport]:
     """(the model version, drift of its logged inputs over the last ``window``)."""
     version, reference, current = window_inputs(
-        registry, ref, folder, window, now or datetime.now(UTC)
+        registry, ref, log, window, now or datetime.now(UTC)
     )
     if current.empty:
         raise InvalidInputError(

@@ -184,16 +184,20 @@ class _Rollout:
                 )
                 progress.started(index, len(steps), percent, self.settings.interval_s)
                 self._wait(since + timedelta(seconds=self.settings.interval_s), progress)
+                until = self.clock()
+                # Other replicas' rows of the step reach the shared log within its delay.
+                log = self.ws.predictions
+                self._wait(until + timedelta(seconds=log.settle_s), progress)
                 self._versions_stand()
                 result = judge_step(
                     self.ws.registry,
-                    self.ws.state_dir / "predictions",
+                    log,
                     cand,
                     self.settings,
                     step=index,
                     percent=percent,
                     since=since,
-                    until=self.clock(),
+                    until=until,
                 )
                 self.done.append(result)
                 progress.judged(result)

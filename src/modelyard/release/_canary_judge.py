@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.monitoring import Alert, slo_values, window_drift
 from modelyard.registry import ModelVersion, Registry
 from modelyard.release._canary_config import CanarySettings
+
+if TYPE_CHECKING:
+    from modelyard.backends.predictions import PredictionLog
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def breach_alert(
 
 def judge_step(
     registry: Registry,
-    folder: Path,
+    log: PredictionLog,
     candidate: ModelVersion,
     settings: CanarySettings,
     *,
@@ -138,7 +140,7 @@ def judge_step(
 ) -> StepResult:
     """The candidate's SLOs and drift in ``[since, until)``, against ``settings``."""
     s = settings
-    slo = slo_values(folder, candidate.name, since, until, version=candidate.version)
+    slo = slo_values(log, candidate.name, since, until, version=candidate.version)
     values: dict[str, float | None] = {
         k: slo[k] for k in ("requests", "error_rate", "latency_p50_ms", "latency_p99_ms")
     }
@@ -157,7 +159,7 @@ def judge_step(
         return StepResult(step, percent, since, until, values, tuple(breaches))
     notes: list[str] = []
     if s.max_drift_share is not None:
-        share, note = drift_share(registry, folder, candidate, since, until, s.min_drift_rows)
+        share, note = drift_share(registry, log, candidate, since, until, s.min_drift_rows)
         values["drift_share"] = share
         if note:
             notes.append(note)
@@ -168,7 +170,7 @@ def judge_step(
 
 def drift_share(
     registry: Registry,
-    folder: Path,
+    log: PredictionLog,
     candidate: ModelVersion,
     since: datetime,
     until: datetime,
@@ -176,7 +178,7 @@ def drift_share(
 ) -> tuple[float | None, str]:
     """(share of the candidate's input columns that drifted, why it was not judged)."""
     try:
-        _, report = window_drift(registry, candidate.ref, folder, until - since, now=until)
+        _, report = window_drift(registry, candidate.ref, log, until - since, now=until)
     except NotFoundError:
         return None, f"drift not judged: {candidate.ref} has no reference profile"
     except InvalidInputError as exc:  # no logged inputs; or the log lacks an input the

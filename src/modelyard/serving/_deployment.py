@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
+from modelyard.backends.predictions import PredictionLog
 from modelyard.contracts import Schema
 from modelyard.errors import ConfigError, DeadlineExceededError, NotReadyError
-from modelyard.monitoring import PredictionLog
 from modelyard.registry import ModelRef, Registry
 from modelyard.serving._batching import Batcher
 from modelyard.serving._cache import PredictionCache, make_cache, row_keys
@@ -270,7 +270,7 @@ class Deployment:
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
                 pii_fields=servable.pii_fields,
             )
-            await self.log.append(line)  # answered only once logged (see _predlog.py)
+            await self.log.append(line)  # answered only once in the spool (backends/predictions)
         return Inference(servable.version, slot.label, outputs, rows, ab_key)
 
     async def _predict(

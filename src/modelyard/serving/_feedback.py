@@ -1,13 +1,15 @@
 """``POST /v1/feedback``: delayed labels by request id, for quality monitoring.
 
-A label is accepted only for a request this server logged, and only if its type
-matches the model's ``prediction`` output; it is written with the same crash-safe
-writer as predictions before the 200 leaves.
+A label is accepted only for a request the prediction log holds (answered by this
+replica or, once shipped, by any replica that shares the log's store), and only if
+its type matches the model's ``prediction`` output; it is written with the same
+crash-safe writer as predictions before the 200 leaves. Request ids are looked up
+all at once: in memory, then this host's spool, then the store's request index,
+never by reading the predictions themselves.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -15,11 +17,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.errors import FieldError, InvalidInputError, NotFoundError, SchemaValidationError
-from modelyard.monitoring import PredictionLog
-from modelyard.monitoring._quality import label_line
+from modelyard.backends.predictions import PredictionLog
+from modelyard.errors import (
+    FieldError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    SchemaValidationError,
+)
 from modelyard.serving._http import json_response, read_body, request_id
 from modelyard.serving._pool import ModelPool
+
+MAX_ITEMS = 10_000
 
 _CHECK = {
     "int64": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -35,6 +44,10 @@ def _items(body: bytes) -> list[dict[str, Any]]:
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"body is not valid JSON: {exc}") from None
     items = doc if isinstance(doc, list) else [doc]
+    if len(items) > MAX_ITEMS:
+        raise PayloadTooLargeError(
+            f"the body holds {len(items)} labels; send at most {MAX_ITEMS} per request"
+        )
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
             raise SchemaValidationError(
@@ -43,7 +56,7 @@ def _items(body: bytes) -> list[dict[str, Any]]:
     return items
 
 
-def add_feedback_route(app: FastAPI, pool: ModelPool, labels: PredictionLog) -> None:
+def add_feedback_route(app: FastAPI, pool: ModelPool) -> None:
     limit: int = app.state.max_body_bytes
 
     @app.post("/v1/feedback", tags=["monitoring"])
@@ -56,47 +69,49 @@ def add_feedback_route(app: FastAPI, pool: ModelPool, labels: PredictionLog) -> 
                 "--no-log-predictions to accept feedback"
             )
         items = _items(await read_body(request, limit))
+        ids = [str(item["request_id"]) for item in items]
+        known = {rid: found for rid in ids if (found := log.recent(rid)) is not None}
+        unknown = sorted({rid for rid in ids if rid not in known})
+        if unknown:  # older requests, or another replica's: I/O, off the event loop
+            known.update(await run_in_threadpool(log.lookup, unknown))
         lines = []
         errors: list[FieldError] = []
-        now = time.time_ns() // 1000
-        for i, item in enumerate(items):
-            rid, row = str(item["request_id"]), item.get("row", 0)
-            # Recent ids are in memory; an older one means scanning the log, off the loop.
-            found = log.recent(rid) or await run_in_threadpool(log.lookup, rid)
-            if found is None:
-                errors.append(
-                    FieldError(
-                        "request_id",
-                        f"no prediction has request id {rid!r}; "
-                        "send the id the prediction's response carried",
-                        i,
-                    )
-                )
-                continue
-            model, rows = found
-            if not isinstance(row, int) or not 0 <= row < rows:
-                errors.append(
-                    FieldError(
-                        "row", f"request {rid!r} had {rows} rows; row must be 0..{rows - 1}", i
-                    )
-                )
-                continue
-            dtype = _prediction_dtype(pool, model)
-            if dtype is not None and not _CHECK.get(dtype, lambda v: True)(item["label"]):
-                errors.append(
-                    FieldError(
-                        "label",
-                        f"model '{model}' predicts {dtype} values; "
-                        f"got {type(item['label']).__name__}",
-                        i,
-                    )
-                )
-                continue
-            lines.append(label_line(rid, item["label"], row, now, model))
+        for i, (item, rid) in enumerate(zip(items, ids, strict=True)):
+            problem = _problem(pool, log, item, rid, known.get(rid))
+            if problem is not None:
+                errors.append(FieldError(problem[0], problem[1], i))
+            else:
+                row, model = item.get("row", 0), known[rid][0]
+                lines.append(PredictionLog.label_line(rid, item["label"], row, model))
         if errors:
             raise SchemaValidationError(errors, what="feedback")
-        await labels.append(b"".join(lines))
+        await log.append_labels(b"".join(lines))
         return json_response({"accepted": len(lines)}, 200, request_id(request))
+
+
+def _problem(
+    pool: ModelPool,
+    log: PredictionLog,
+    item: dict[str, Any],
+    rid: str,
+    found: tuple[str, int] | None,
+) -> tuple[str, str] | None:
+    """(field, message) of what is wrong with one label, or None."""
+    if found is None:
+        return "request_id", (
+            f"no prediction has request id {rid!r}; send the id the prediction's response "
+            f"carried (another replica's predictions are known here within "
+            f"{log.max_delay_s:g} s of their answer)"
+        )
+    model, rows = found
+    row = item.get("row", 0)
+    if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < rows:
+        return "row", f"request {rid!r} had {rows} rows; row must be 0..{rows - 1}"
+    dtype = _prediction_dtype(pool, model)
+    label = item["label"]
+    if dtype is not None and not _CHECK.get(dtype, lambda v: True)(label):
+        return "label", f"model '{model}' predicts {dtype} values; got {type(label).__name__}"
+    return None
 
 
 def _prediction_dtype(pool: ModelPool, model: str) -> str | None:

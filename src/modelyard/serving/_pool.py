@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import ConfigError, NotFoundError
-from modelyard.monitoring import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import ROUTED, Deployment, Inference
 from modelyard.serving._metrics import ServerMetrics

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
-from modelyard.monitoring import PredictionLog
 from modelyard.serving import _logging
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._workers import supervise
@@ -74,8 +73,8 @@ def serve(
 ) -> None:
     """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
 
-    Every answered prediction goes to ``.modelyard/predictions`` unless
-    ``log_predictions`` is False.
+    Every answered prediction goes to the workspace's prediction log
+    (``ws.predictions``) unless ``log_predictions`` is False.
     """
     import uvicorn
 
@@ -99,9 +98,8 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 30,
     }
-    predictions = ws.state_dir / "predictions" if log_predictions else None
     if workers <= 1:
-        log = None if predictions is None else PredictionLog(predictions)
+        log = ws.predictions if log_predictions else None
         app = create_app(
             ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
         )
@@ -118,7 +116,7 @@ def serve(
         "settings": {k.replace(".", "_"): ws.config[k] for k in _WIRING},
         "models": [o.model_dump(mode="json") for o in options],
         "app": app_kwargs,
-        "predictions": None if predictions is None else str(predictions),
+        "log_predictions": log_predictions,
     }
     with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
         os.environ[_SPEC_ENV] = json.dumps(spec)
@@ -127,7 +125,16 @@ def serve(
         supervise(workers, config)
 
 
-_WIRING = ("metadata.url", "artifacts.url", "artifacts.endpoint_url", "online.url", "offline.path")
+_WIRING = (
+    "metadata.url",
+    "artifacts.url",
+    "artifacts.endpoint_url",
+    "online.url",
+    "offline.path",
+    "predictions.url",
+    "predictions.endpoint_url",
+    "predictions.max_delay_s",
+)
 
 
 def app_from_env() -> FastAPI:
@@ -137,6 +144,5 @@ def app_from_env() -> FastAPI:
     spec = json.loads(os.environ[_SPEC_ENV])
     ws = Workspace(Path(spec["root"]), **spec["settings"])
     options = [ServeOptions.model_validate(m) for m in spec["models"]]
-    folder = spec.get("predictions")
-    log = None if folder is None else PredictionLog(Path(folder))
+    log = ws.predictions if spec["log_predictions"] else None
     return create_app(ws.registry, options, features=ws.features, prediction_log=log, **spec["app"])

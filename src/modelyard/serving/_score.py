@@ -9,7 +9,7 @@ row is scored; the lineage record (``OUTPUT.lineage.json``) follows it the same 
 Output columns: every input column unchanged (none with ``keep_input=False``), then the
 model's output columns. Row numbers in error messages count from 0 over the whole file.
 
-Every scored row also goes to the prediction log (``monitoring/_batchlog.py``), one
+Every scored row also goes to the prediction log (``backends/predictions/_batch.py``), one
 Parquet part per chunk, written where the chunk's outputs are (in the Ray task on that
 executor). The job is one request id (``score-…``); its parts are staged and published
 just after the output is renamed into place, and deleted if scoring fails, so the log
@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from modelyard import __version__
 from modelyard.backends.artifacts import digest_file
+from modelyard.backends.predictions import BatchLog, PredictionLog
 from modelyard.contracts import validate_frame
 from modelyard.errors import (
     ConfigError,
@@ -42,8 +43,6 @@ from modelyard.errors import (
     NotFoundError,
     SchemaValidationError,
 )
-from modelyard.monitoring import BatchLog
-from modelyard.workspace import STATE_DIR
 
 if TYPE_CHECKING:
     from modelyard.registry import LoadedModel, ModelRef, ModelVersion, Registry
@@ -102,7 +101,7 @@ def score(
     keep_input: bool = True,
     progress: Callable[[int, int], None] | None = None,
     log_predictions: bool = True,
-    predictions_dir: str | os.PathLike[str] | None = None,
+    prediction_log: PredictionLog | None = None,
 ) -> ScoreResult:
     """Score the Parquet file ``input_path`` with model ``ref`` into ``output_path``.
 
@@ -110,8 +109,8 @@ def score(
 
     Args:
         progress: called as ``progress(rows_scored_so_far, total_rows)``.
-        predictions_dir: the prediction log's folder; default: the workspace's
-            ``.modelyard/predictions``, where ``modelyard serve`` logs.
+        prediction_log: the log to keep the rows in (``ws.predictions``, where
+            ``modelyard serve`` logs); needed unless ``log_predictions`` is False.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -132,7 +131,12 @@ def score(
         require_ray()
     log = None
     if log_predictions:
-        log = BatchLog.new(_predictions_folder(registry, predictions_dir))
+        if prediction_log is None:
+            raise ConfigError(
+                "score() keeps every scored row in the prediction log; pass "
+                "prediction_log=ws.predictions, or log_predictions=False"
+            )
+        log = prediction_log.new_batch()
     plan = ScorePlan(
         input=source,
         read=None if keep_input else tuple(version.signature.inputs.names),
@@ -165,7 +169,8 @@ def score(
         lineage.unlink(missing_ok=True)
         os.replace(tmp, target)
         if log is not None:
-            log.publish()  # only now: every logged row is in the output
+            assert prediction_log is not None
+            log.publish(prediction_log.store)  # only now: every logged row is in the output
     finally:
         tmp.unlink(missing_ok=True)
         if log is not None:
@@ -186,7 +191,7 @@ def score(
         "chunks": chunks,
         "executor": executor,
         "request_id": None if log is None else log.request_id,
-        "predictions": None if log is None else str(log.folder),
+        "predictions": None if prediction_log is None or log is None else prediction_log.store.url,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "modelyard_version": __version__,
@@ -328,20 +333,6 @@ def _log_chunk(
         latency_ms=round(seconds * 1000, 3),
         pii_fields=frozenset(f.name for f in schema.fields if f.pii),
     )
-
-
-def _predictions_folder(registry: Registry, given: str | os.PathLike[str] | None) -> Path:
-    if given is not None:
-        return Path(given)
-    # A workspace keeps its model cache in .modelyard/cache/models (Workspace.registry).
-    state = registry.cache_dir.parent.parent
-    if state.name != STATE_DIR:
-        raise ConfigError(
-            f"cannot tell where the prediction log of this registry is (its model cache "
-            f"'{registry.cache_dir}' is not in a workspace's .modelyard folder); pass "
-            "predictions_dir=ws.state_dir / 'predictions', or log_predictions=False"
-        )
-    return state / "predictions"
 
 
 def _conform(table: pa.Table, schema: pa.Schema, model: LoadedModel) -> pa.Table:

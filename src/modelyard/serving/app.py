@@ -19,8 +19,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import ModelyardError
-from modelyard.monitoring import PredictionLog
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
 from modelyard.serving._feedback import add_feedback_route
@@ -74,13 +74,9 @@ def create_app(
     gauges = MonitorGauges(registry.metadata, lambda: served_versions(pool))
     pool.metrics.register(gauges)
 
-    labels = None if prediction_log is None else PredictionLog(prediction_log.folder / "labels")
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.start()
-        if labels is not None:
-            labels.start()
         grpc_server = None
         if grpc_port is not None:
             from modelyard.serving._grpc import start_grpc
@@ -94,8 +90,6 @@ def create_app(
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
         await pool.stop()
-        if labels is not None:
-            labels.close()
 
     app = FastAPI(
         title="modelyard model server",
@@ -126,8 +120,8 @@ def create_app(
     _health_routes(app, pool)
     _model_routes(app, pool)
     add_oip_routes(app, pool)
-    if labels is not None:
-        add_feedback_route(app, pool, labels)
+    if prediction_log is not None:
+        add_feedback_route(app, pool)
     return app
 
 

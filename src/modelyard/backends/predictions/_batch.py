@@ -1,21 +1,20 @@
 """Batch-scored predictions in the prediction log, written straight as Parquet.
 
 ``modelyard score`` may score millions of rows. Sending them through the served log's
-JSON segments (``_predlog.py``) would cost a Python dict and a JSON line per row, and
-then the same again to compact them. So each scored chunk becomes one Parquet file in
-the compacted layout (``model=M/date=D/part-*.parquet``), built column by column with
-pyarrow, with the columns and types that ``compact`` writes; ``read_predictions``
-therefore reads served and batch-scored rows as one table. A file appears by rename,
-whole or not at all.
+JSON segments (``_segments.py``) would cost a Python dict and a JSON line per row, and
+then the same again to ship them. So each scored chunk becomes one Parquet file in the
+shipped layout (``model=M/date=D/…``, see ``_layout.py``), built column by column with
+pyarrow, with the columns and types that shipping writes; readers therefore read
+served and batch-scored rows as one table. A file appears by rename, whole or not at all.
 
 One scoring job is one request: every row carries the job's request id (``score-…``),
 its row number in the whole input file, and the variant ``batch``, so labels join by
 (request id, row) as they do for served traffic. Latency is the chunk's scoring time.
 
-A job logs into its own staging folder (``BatchLog.staging``, inside the log folder,
-where no reader looks) and ``BatchLog.publish`` moves the parts into the log only after
-the output file is in place; a failed job's parts are discarded. The log thus never
-holds rows that the output lacks.
+A job logs into its own staging folder (``BatchLog.staging``, inside the spool, where
+no reader looks) and ``BatchLog.publish`` moves the parts into the store, with the job's
+entry in the request index, only after the output file is in place; a failed job's
+parts are discarded. The log thus never holds rows that the output lacks.
 
 PII: fields tagged ``pii=True`` are dropped, or hashed with the served log's salted
 blake2b, so hashes of served and batch rows match. Hashing is the one step done value by
@@ -37,11 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from modelyard.backends.predictions._layout import INDEX_STREAM, hash_value, index_table
+from modelyard.backends.predictions._parts import PartStore
 from modelyard.errors import InvalidInputError
-from modelyard.monitoring._predlog import hash_value
 
 VARIANT = "batch"
-STAGING = ".staging"  # under the log folder; read_predictions reads model=*/ and segments/
+STAGING = ".staging"  # under the spool; readers read model=*/ and segments/
 
 Columns: TypeAlias = pa.Table | Mapping[str, Any]
 
@@ -116,7 +116,7 @@ class BatchLog:
     must then lie on a file system that every node shares, as the input does.
     """
 
-    folder: Path
+    folder: Path  # the spool (PredictionLog.spool)
     request_id: str
     pii: Literal["hash", "drop"] = "hash"
     salt: str = "modelyard"
@@ -158,16 +158,25 @@ class BatchLog:
             salt=self.salt,
         )
 
-    def publish(self) -> int:
-        """Move the staged parts into the log; return how many parts were moved."""
-        moved = 0
-        for part in sorted(self.staging.glob("model=*/date=*/*.parquet")):
-            target = self.folder / part.parent.parent.name / part.parent.name
-            target.mkdir(parents=True, exist_ok=True)
-            part.rename(target / part.name)  # one file system: staging is inside the log
-            moved += 1
+    def publish(self, store: PartStore) -> int:
+        """Move the staged parts into ``store``; return how many parts were moved."""
+        parts = sorted(self.staging.glob("model=*/date=*/*.parquet"))
+        rows: dict[str, int] = {}
+        days: set[str] = set()
+        for part in parts:
+            model = part.parent.parent.name.removeprefix("model=")
+            days.add(part.parent.name.removeprefix("date="))
+            last = pq.read_table(part, columns=["row"], partitioning=None)["row"]
+            rows[model] = max(rows.get(model, 0), int(pc.max(last).as_py()) + 1)
+            key = f"{part.parent.parent.name}/{part.parent.name}/{part.name}"
+            store.put_file(key, part)
+        for day in sorted(days)[:1]:  # the job is one request: one index entry
+            store.put(
+                INDEX_STREAM.key(None, day, self.request_id),
+                index_table([self.request_id] * len(rows), list(rows), list(rows.values())),
+            )
         self.discard()
-        return moved
+        return len(parts)
 
     def discard(self) -> None:
         """Remove whatever is still staged (all of it, after a failed job)."""
@@ -183,7 +192,7 @@ def _table(columns: Columns) -> pa.Table:
 
 
 def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The column with the type ``compact`` infers for it from the served log's JSON."""
+    """The column with the type shipping infers for it from the served log's JSON."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)

@@ -1,0 +1,88 @@
+"""Shipping: a replica's finished segments become Parquet parts in the shared store.
+
+A segment's parts are named after it, so shipping one twice (a crash after the put,
+before the segment was removed) replaces the same parts instead of doubling rows.
+The segment is removed only after every part is in the store: a store that is down
+costs delay, never rows, and the next round (or the next start, or the compaction
+job) ships what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from modelyard.backends.predictions._parts import PartStore
+from modelyard.backends.predictions._read import Parts
+from modelyard.backends.predictions._segments import claimed_segments, read_segment, segment_id
+
+logger = logging.getLogger("modelyard.predictions")
+
+
+def ship_folder(spool: Path, store: PartStore, to_parts: Parts) -> int:
+    """Ship every finished segment of ``spool``; return the records shipped."""
+    shipped = 0
+    for claim in claimed_segments(spool):
+        records = read_segment(claim.path)
+        for key, table in to_parts(records, segment_id(claim.path)).items():
+            store.put(key, table)
+        claim.path.unlink(missing_ok=True)
+        shipped += len(records)
+    return shipped
+
+
+class Shipper:
+    """A thread that runs ``ship`` every ``interval_s``, or at once when woken."""
+
+    def __init__(self, ship: Callable[[], int], interval_s: float, where: str) -> None:
+        self.ship = ship
+        self.interval_s = interval_s
+        self.where = where
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="modelyard-shipper", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def run_once(self) -> bool:
+        """One round; a failure is logged once per outage and retried next round."""
+        try:
+            self.ship()
+        except Exception as exc:  # the store may be down: keep serving, keep the spool
+            if not self._failing:
+                logger.warning(
+                    "cannot ship the prediction log to %s (%s: %s); records stay in the "
+                    "local spool and are shipped when it answers",
+                    self.where,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+            self._failing = True
+            return False
+        if self._failing:
+            logger.info("shipping the prediction log to %s again", self.where)
+        self._failing = False
+        return True
