@@ -134,3 +134,15 @@ def test_no_labels_yet_is_one_line_and_exit_2(
     code, _, err = run_cli(capsys, "monitor", "quality", "cancer", "-w", str(ws.root))
 
     assert code == 2 and "no labelled predictions" in err
+
+
+def test_too_many_labels_in_one_body_is_a_413_and_nothing_is_kept(cancer: Any) -> None:
+    ws, _, x, _ = cancer
+    [first] = exchange(ws, "cancer", [("/v1/models/cancer/predict", x.iloc[0].to_dict())])
+    item = {"request_id": first.json()["request_id"], "label": "benign"}
+
+    [big] = exchange(ws, "cancer", [("/v1/feedback", [item] * 10_001)])
+
+    assert big.status_code == 413 and big.json()["code"] == "body_too_large"
+    assert "send at most 10000 per request" in big.json()["message"]
+    assert ws.predictions.read_labels().num_rows == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -245,3 +247,38 @@ def test_reading_since_a_time_skips_older_days_and_keeps_unshipped_records(
 
     assert sorted(everything["request_id"].to_pylist()) == ["new", "old", "pending"]
     assert sorted(recent["request_id"].to_pylist()) == ["new", "pending"]
+
+
+def test_compaction_runs_from_the_cli_and_as_a_scheduled_job(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_support import run_cli
+    from modelyard.jobs import run_job
+    from monitor_support import exchange
+
+    ws, x = diabetes
+    for i in range(3):  # three servers' worth of parts for one model and day
+        exchange(ws, "diabetes", [("/v1/models/diabetes/predict", x.iloc[i].to_dict())])
+    assert len(list(ws.predictions.segments.parent.glob("model=diabetes/date=*/*.parquet"))) == 3
+    time.sleep(1.1)  # parts of segments younger than --min-age are not merged yet
+
+    code, out, err = run_cli(
+        capsys, "monitor", "compact", "--min-age", "1s", "--keep-days", "30", "--json",
+        "-w", str(ws.root),
+    )  # fmt: skip
+
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["parts_merged"] == 6 and done["parts_written"] == 2  # predictions and index
+    assert len(ws.predictions.read("diabetes")) == 3
+    assert ws.predictions.lookup(ws.predictions.read()["request_id"].to_pylist()).keys()
+
+    (ws.root / "modelyard.toml").write_text(
+        '[jobs.compact]\nfunction = "modelyard.jobs:compact_predictions"\n'
+        'schedule = "0 * * * *"\nparams = { keep_days = 0 }\n'
+    )
+    failed = run_job(modelyard.Workspace(ws.root), "compact")
+    assert failed.status == "failed" and "keep_days = 0" in (failed.error or "")
+
+    code, _, err = run_cli(capsys, "monitor", "compact", "--min-age", "soon", "-w", str(ws.root))
+    assert code == 2 and "'soon' is not a duration" in err

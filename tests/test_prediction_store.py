@@ -268,3 +268,21 @@ def test_spool_files_are_never_read_as_parts(tmp_path: Path) -> None:
     shutil.copy(__file__, tmp_path / ".staging" / "x" / "model=m" / "date=2024-01-01" / "a.parquet")
     assert log.store.keys("") == []
     assert os.path.exists(tmp_path / ".staging")
+
+
+def test_a_store_that_is_down_is_one_line_and_exit_2_in_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli_support import run_cli
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    (tmp_path / "modelyard.toml").write_text(
+        '[predictions]\nurl = "s3://nowhere/log"\nendpoint_url = "http://127.0.0.1:9"\n'
+    )
+
+    code, out, err = run_cli(capsys, "monitor", "compact", "-w", str(tmp_path))
+
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: the prediction log at s3://nowhere/log did not answer")
+    assert "check that the store is up" in err and len(err.strip().splitlines()) == 1
