@@ -99,9 +99,9 @@ def _problem(
     """(field, message) of what is wrong with one label, or None."""
     if found is None:
         return "request_id", (
-            f"no prediction has request id {rid!r}; send the id the prediction's response "
-            f"carried (another replica's predictions are known here within "
-            f"{log.max_delay_s:g} s of their answer)"
+            f"no prediction has request id {rid!r} in the last {log.feedback_days} days; "
+            "send the id the prediction's response carried (another replica's predictions "
+            f"are known here within {log.max_delay_s:g} s of their answer)"
         )
     model, rows = found
     row = item.get("row", 0)

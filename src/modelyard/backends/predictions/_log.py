@@ -69,6 +69,7 @@ class PredictionLog:
         fsync_ms: float = 0.0,
         segment_bytes: int = SEGMENT_BYTES,
         recent_limit: int = 1_000_000,
+        feedback_days: int = 30,
     ) -> None:
         self.spool = Path(spool)
         self.store = store
@@ -78,6 +79,7 @@ class PredictionLog:
         self.fsync_ms = fsync_ms
         self.segment_bytes = segment_bytes
         self.recent_limit = recent_limit
+        self.feedback_days = feedback_days
         # Recent request ids -> (model, rows), so feedback is checked without I/O.
         self._recent: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._writers: dict[str, SegmentWriter] = {}
@@ -278,7 +280,7 @@ class PredictionLog:
             missing = [r for r in missing if r not in found]
         if missing:
             if self._index is None:
-                self._index = RequestIndex(self.store)
+                self._index = RequestIndex(self.store, self.feedback_days)
             found.update(self._index.find(missing))
         return found
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,21 +80,25 @@ def _select(table: pa.Table, columns: Sequence[str]) -> pa.Table:
 
 
 class RequestIndex:
-    """Request id -> (model, rows) for every shipped request, read once per index part.
+    """Request id -> (model, rows) for the requests shipped in the last ``days`` days.
 
     Index parts never change (compaction replaces them by new keys), so each is read
-    once and kept as Arrow columns; a lookup of many ids is one vectorized ``is_in``
-    over them, not a scan of the predictions.
+    once and kept as Arrow columns (about 50 bytes a request); a lookup of many ids is
+    one vectorized ``is_in`` over them, not a scan of the predictions. ``days`` bounds
+    that memory: labels for older requests come from a file (``monitor quality
+    --labels``).
     """
 
-    def __init__(self, store: PartStore) -> None:
+    def __init__(self, store: PartStore, days: int = 30) -> None:
         self.store = store
+        self.days = days
         self._parts: dict[str, pa.Table] = {}
         self._lock = threading.Lock()
 
     def find(self, request_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        first = (datetime.now(UTC) - timedelta(days=self.days)).date().isoformat()
         with self._lock:
-            keys = self.store.keys(INDEX_STREAM.prefix)
+            keys = [k for k in self.store.keys(INDEX_STREAM.prefix) if day_of(k) >= first]
             current = set(keys)
             for gone in [k for k in self._parts if k not in current]:
                 del self._parts[gone]
