@@ -83,7 +83,8 @@ def _entity_table(frame: Any, timestamp_field: str, assume_utc: bool) -> pa.Tabl
         if not assume_utc:
             raise InvalidInputError(
                 f"entity column '{timestamp_field}' has timestamps without a time zone; "
-                "make them UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True"
+                "make them UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True "
+                "(--assume-utc on the command line)"
             )
         col = pc.assume_timezone(col, "UTC")
     try:
