@@ -64,10 +64,12 @@ def is_secret_name(name: str) -> bool:
 
 def redact(text: str) -> str:
     """``text`` with every URL password and secret-looking ``name=value`` hidden."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str):
         return text
-    text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
-    return _PAIR.sub(_pair, text)
+    # Most text (a server's log line) holds neither: skip the regular expressions.
+    if "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)
+    return _PAIR.sub(_pair, text) if "=" in text else text
 
 
 def redact_value(key: str, value: Any) -> Any:
