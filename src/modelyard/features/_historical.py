@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelyard._files import atomic_path
 from modelyard.errors import InvalidInputError
 from modelyard.features._definitions import FeatureRef, FeatureService, FeatureView
 from modelyard.features._push import view_rows_sql
@@ -222,7 +223,8 @@ def get_historical(
         con.register("__entities", table)
         try:
             if path is not None:
-                con.execute(f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)")
+                with atomic_path(path) as tmp:  # a failed join leaves no half a training set
+                    con.execute(f"COPY ({sql}) TO {literal(str(tmp))} (FORMAT parquet)")
                 return Path(path)
             relation = con.sql(sql)
             if output == "arrow":
