@@ -377,10 +377,10 @@ def test_local_put_file_that_fails_midway_leaves_no_object(
 def test_local_put_that_fails_before_the_rename_leaves_no_object(
     local: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(self: Path, target: object) -> Path:
+    def fail(source: object, target: object) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(Path, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="Input/output error"):
         local.store.put(b"data")
     monkeypatch.undo()

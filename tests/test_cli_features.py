@@ -146,7 +146,7 @@ def test_materialize_then_get_online(project: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["features", "materialize", "--end", "2024-01-05"], "has no time zone"),
+        (["features", "materialize", "--end", "2024-01-05T00:00"], "has no time zone"),
         (["features", "get-online", "-f", "model_v1", "-k", "{bad"], "not valid JSON"),
         (["features", "get-online", "-f", "model_v1", "-k", "[1]"], "list of objects"),
     ],

@@ -523,7 +523,8 @@ def test_naive_entity_timestamps_are_rejected_unless_assume_utc(
     naive = entities(at(1)).assign(**{TS: lambda d: d[TS].dt.tz_localize(None)})
     message = (
         "entity column 'event_timestamp' has timestamps without a time zone; make them "
-        "UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True"
+        "UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True "
+        "(--assume-utc on the command line)"
     )
     with pytest.raises(InvalidInputError, match=f"^{re.escape(message)}$"):
         sqlite_workspace.features.get_historical(naive, ["stats:f"])

@@ -187,7 +187,7 @@ def test_unknown_job_and_a_date_off_the_schedule_are_refused(
     ws = str(jobs_ws.root)
     code, _, err = run_cli(capsys, "jobs", "run", "nightly", "-w", ws)
     assert code == 2 and "no job named 'nightly' (jobs: broken, daily, fanout, flaky, slow)" in err
-    code, _, err = run_cli(capsys, "jobs", "run", "daily", "--date", "2026-11-24T05:00", "-w", ws)
+    code, _, err = run_cli(capsys, "jobs", "run", "daily", "--date", "2026-11-24T05:00Z", "-w", ws)
     assert code == 2
     assert "not a slot of schedule '0 2 * * *'; the nearest are 2026-11-24T02:00:00" in err
     assert JobHistory(jobs_ws.metadata).runs() == []
@@ -241,7 +241,7 @@ def test_a_run_failing_after_its_retries_alerts_and_exits_1(
     jobs_ws: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run_cli(
-        capsys, "jobs", "run", "broken", "--date", "2026-11-24T05:00", "-w", str(jobs_ws.root)
+        capsys, "jobs", "run", "broken", "--date", "2026-11-24T05:00Z", "-w", str(jobs_ws.root)
     )
     assert code == 1 and "failed" in out
     (run,) = JobHistory(jobs_ws.metadata).runs("broken")

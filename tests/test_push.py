@@ -104,7 +104,7 @@ def test_offline_only_push_leaves_the_online_store_alone(pushed: Any) -> None:
         ([{"driver_id": 1, "event_timestamp": at(1), "rating": "high"}], "one type"),
         (
             [{"driver_id": 1, "event_timestamp": datetime(2024, 1, 1), "rating": 1.0}],
-            "without a time zone",
+            "'event_timestamp' = 2024-01-01T00:00:00 has no time zone; pass an aware datetime",
         ),
         ([{"driver_id": 1, "rating": 1.0}], "row 1 has no value for event time"),
         ([], "non-empty"),

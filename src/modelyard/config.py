@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelyard._redact import redact_value
 from modelyard.errors import ConfigError
 
 __all__ = ["CONFIG_FILE", "SETTINGS", "Config", "Setting", "load_config", "render_template"]
@@ -126,6 +127,10 @@ def _nearest(name: str, candidates: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(candidates)}"
 
 
+def _said(source: str, setting: Setting, value: Any) -> str:
+    return f"{source} {setting.key} = {redact_value(setting.key, value)!r}"
+
+
 def _coerce(setting: Setting, value: Any, source: str) -> Any:
     """Convert ``value`` to the setting's type; strings from the environment are parsed."""
     expected = setting.type.__name__
@@ -144,18 +149,18 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             value = lowered in ("true", "1", "yes")
     except ValueError:
         raise ConfigError(
-            f"{source} {setting.key} = {value!r}: expected {expected}; fix the value"
+            f"{_said(source, setting, value)}: expected {expected}; fix the value"
         ) from None
     if setting.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # "max_delay_s = 5" in a file means 5.0
     if not isinstance(value, setting.type) or (setting.type is int and isinstance(value, bool)):
         raise ConfigError(
-            f"{source} {setting.key} = {value!r}: expected {expected}, "
+            f"{_said(source, setting, value)}: expected {expected}, "
             f"got {type(value).__name__}; fix the value"
         )
     if setting.choices and value not in setting.choices:
         raise ConfigError(
-            f"{source} {setting.key} = {value!r}: expected one of {', '.join(setting.choices)}"
+            f"{_said(source, setting, value)}: expected one of {', '.join(setting.choices)}"
         )
     return value
 
@@ -192,7 +197,15 @@ class Config(Mapping[str, Any]):
 
     def describe(self, key: str) -> str:
         """``"metadata.url (env MODELYARD_METADATA_URL) = 'x'"``, for error messages."""
-        return f"{key} ({self.sources[key]}) = {self.effective[key]!r}"
+        return f"{key} ({self.sources[key]}) = {self.shown(key)!r}"
+
+    def shown(self, key: str) -> Any:
+        """The value fit to print: passwords in URLs and secret settings hidden."""
+        return redact_value(key, self[key])
+
+    def __repr__(self) -> str:
+        shown = {key: self.shown(key) for key in self.effective}
+        return f"Config(root={str(self.root)!r}, effective={shown!r})"
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

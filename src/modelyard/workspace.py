@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard._files import atomic_write_text
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
 from modelyard.backends.metadata import MetadataStore, open_metadata
 from modelyard.backends.online import OnlineStore, open_online
@@ -65,9 +66,7 @@ class Workspace:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / CONFIG_FILE
         if not path.exists():
-            tmp = path.with_suffix(".toml.tmp")
-            tmp.write_text(render_template(), encoding="utf-8")
-            tmp.replace(path)
+            atomic_write_text(path, render_template())
         return cls(folder, **kwargs)
 
     # -- wiring --------------------------------------------------------------------------

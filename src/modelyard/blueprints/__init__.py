@@ -19,11 +19,13 @@ import importlib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
+from modelyard._files import atomic_path
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -163,22 +165,19 @@ def write_template(name: str, folder: str | os.PathLike[str]) -> tuple[list[Path
     if _CONFIG_FILE not in template:  # a packaging mistake, not the user's
         raise ConfigError(f"blueprint {name!r} ships no template/{_CONFIG_FILE}; reinstall it")
     root.mkdir(parents=True, exist_ok=True)
-    pending: list[tuple[Path, Path]] = []
+    written: list[Path] = []
     kept: list[Path] = []
     try:
-        for relative, content in template.items():
-            target = root / relative
-            if target.exists():
-                kept.append(target)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(content)
-            pending.append((tmp, target))
+        # Every file is staged before the first rename: a failure leaves none of them.
+        with ExitStack() as staged:
+            for relative, content in template.items():
+                target = root / relative
+                if target.exists():
+                    kept.append(target)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                staged.enter_context(atomic_path(target)).write_bytes(content)
+                written.append(target)
     except OSError as exc:
-        for tmp, _ in pending:
-            tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write the {name!r} template into {root}: {exc}") from None
-    for tmp, target in pending:
-        tmp.replace(target)
-    return [target for _, target in pending], kept
+    return written, kept

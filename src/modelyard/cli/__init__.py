@@ -77,7 +77,8 @@ def init(
     ws = Workspace.init(folder)
     ws.metadata  # noqa: B018 - creates the database and applies migrations now
     verb = "kept existing" if existed else "wrote"
-    console.print(f"{verb} {folder / 'modelyard.toml'}; metadata at {ws.config['metadata.url']}")
+    where = ws.config.shown("metadata.url")
+    console.print(f"{verb} {folder / 'modelyard.toml'}; metadata at {where}")
 
 
 @config_app.command("show")
@@ -88,7 +89,7 @@ def config_show(workspace: str = WorkspaceOpt) -> None:
     for col in ("key", "value", "source", "env variable"):
         table.add_column(col, overflow="fold")
     for s in SETTINGS:
-        table.add_row(s.key, escape(repr(cfg[s.key])), escape(cfg.source(s.key)), s.env)
+        table.add_row(s.key, escape(repr(cfg.shown(s.key))), escape(cfg.source(s.key)), s.env)
     console.print(table)
 
 

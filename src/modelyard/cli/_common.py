@@ -23,6 +23,12 @@ WorkspaceOpt = typer.Option(
     show_default=True,
 )
 
+# Every command that takes a time has this flag: a time without a zone is refused
+# unless it is given (README, "Times"); a bare day is always that day in UTC.
+AssumeUtcOpt = typer.Option(
+    False, "--assume-utc", help="read times given without a zone as UTC (else refused)"
+)
+
 
 # Workspaces a command opened, closed by ``main`` when the command ends (in a test that
 # runs the CLI in process, an open PostgreSQL connection would otherwise outlive it).

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from modelyard.cli._common import WorkspaceOpt, console, open_workspace
+from modelyard.cli._common import AssumeUtcOpt, WorkspaceOpt, console, open_workspace
 from modelyard.errors import InvalidInputError, NotFoundError
 
 app = typer.Typer(help="Feature definitions and training sets.", no_args_is_help=True)
@@ -101,9 +101,21 @@ def show(
             spec = getter(name, version).spec()
         except NotFoundError:
             continue
-        console.print_json(json.dumps(spec))
+        console.print_json(json.dumps(_shown(spec)))
         return
     store.view(name, version)  # raises with the nearest-name hint
+
+
+def _shown(spec: Any) -> Any:
+    """``spec`` with the password of every source URL hidden (``PostgresSource(url)``)."""
+    from modelyard._redact import redact
+
+    if isinstance(spec, dict):
+        return {
+            k: redact(v) if k == "url" and isinstance(v, str) else _shown(v)
+            for k, v in spec.items()
+        }
+    return [_shown(v) for v in spec] if isinstance(spec, list) else spec
 
 
 @app.command("get-historical")
@@ -114,7 +126,9 @@ def get_historical(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Parquet file to write"),
     timestamp_field: str = typer.Option("event_timestamp", "--timestamp-field"),
-    assume_utc: bool = typer.Option(False, "--assume-utc", help="naive entity times are UTC"),
+    assume_utc: bool = typer.Option(
+        False, "--assume-utc", help="read entity times without a zone as UTC (else refused)"
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Write a point-in-time correct training set to Parquet."""
@@ -136,34 +150,29 @@ def get_historical(
     console.print(f"wrote {rows} rows to {output}")
 
 
-def _when(text: str | None, what: str) -> Any:
+def _when(text: str | None, what: str, assume_utc: bool) -> Any:
     from datetime import UTC, datetime
+
+    from modelyard._time import parse_time
 
     if text is None:
         return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"{what} {text!r} is not an ISO time; write e.g. 2024-05-01T00:00:00+00:00"
-        ) from None
-    if value.tzinfo is None:
-        raise InvalidInputError(f"{what} {text!r} has no time zone; add +00:00 (or Z) for UTC")
-    return value
+    return parse_time(text, what, assume_utc=assume_utc)
 
 
 @app.command("materialize")
 def materialize(
-    start: str = typer.Option(None, "--start", help="ISO time; default: each view's watermark"),
-    end: str = typer.Option(None, "--end", help="ISO time; default: now"),
+    start: str = typer.Option(None, "--start", help="time or day; default: each view's watermark"),
+    end: str = typer.Option(None, "--end", help="ISO time or day; default: now"),
     views: list[str] = typer.Option(None, "--view", help="only these views (repeatable)"),
+    assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Copy the latest in-ttl feature values to the online store."""
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     store = open_workspace(workspace).features
-    until = _when(end, "--end")
+    until = _when(end, "--end", assume_utc)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -181,7 +190,7 @@ def materialize(
             results = store.materialize_incremental(until, views=views or None, progress=step)
         else:
             results = store.materialize(
-                _when(start, "--start"), until, views=views or None, progress=step
+                _when(start, "--start", assume_utc), until, views=views or None, progress=step
             )
     table = Table(title="materialized")
     for col in ("view", "version", "rows", "from", "to"):
@@ -230,9 +239,10 @@ def get_online(
 @app.command("backfill")
 def backfill(
     view: str,
-    start: str = typer.Option(..., "--start", help="ISO time with a zone"),
-    end: str = typer.Option(..., "--end", help="ISO time with a zone"),
+    start: str = typer.Option(..., "--start", help="ISO time with a zone, or a day"),
+    end: str = typer.Option(..., "--end", help="ISO time with a zone, or a day"),
     partition_hours: float = typer.Option(24, "--partition-hours", help="partition size"),
+    assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Recompute VIEW from its source, partition by partition, checking each one."""
@@ -249,8 +259,8 @@ def backfill(
 
         report = store.backfill(
             view,
-            _when(start, "--start"),
-            _when(end, "--end"),
+            _when(start, "--start", assume_utc),
+            _when(end, "--end", assume_utc),
             partition=timedelta(hours=partition_hours),
             progress=step,
         )

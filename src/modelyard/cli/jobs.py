@@ -13,7 +13,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelyard._time import parse_duration
-from modelyard.cli._common import WorkspaceOpt, console, fmt_time, open_workspace
+from modelyard.cli._common import (
+    AssumeUtcOpt,
+    WorkspaceOpt,
+    console,
+    fmt_time,
+    open_workspace,
+)
 
 app = typer.Typer(help="Scheduled jobs: list, run, backfill, history, logs.", no_args_is_help=True)
 
@@ -87,13 +93,14 @@ def run(
     date: str = typer.Option(
         None, "--date", help="logical date (default: the newest complete interval)"
     ),
+    assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Run a job once, now, for one logical date; exit 1 when it fails."""
     from modelyard.jobs import run_job
 
     ws = open_workspace(workspace)
-    result = run_job(ws, name, date=date)
+    result = run_job(ws, name, date=date, assume_utc=assume_utc)
     console.print(_runs_table([result], f"job {name}"))
     if result.status != "success":
         raise typer.Exit(1)
@@ -105,6 +112,7 @@ def backfill_command(
     start: str = typer.Option(..., "--start", help="first logical date, e.g. 2026-11-01"),
     end: str = typer.Option(..., "--end", help="last logical date (inclusive)"),
     rerun: bool = typer.Option(False, "--rerun", help="run slots that already succeeded too"),
+    assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Run every slot between two logical dates, oldest first; exit 1 if any failed."""
@@ -115,7 +123,7 @@ def backfill_command(
     def show(run: Any) -> None:
         console.print(f"{fmt_time(run.logical_date)}  {_STATUS.get(run.status, run.status)}")
 
-    runs = backfill(ws, name, start=start, end=end, rerun=rerun, on_run=show)
+    runs = backfill(ws, name, start=start, end=end, rerun=rerun, on_run=show, assume_utc=assume_utc)
     failed = [r for r in runs if r.status != "success"]
     console.print(
         f"backfill of {name}: {len(runs)} slot(s) run, {len(failed)} failed"

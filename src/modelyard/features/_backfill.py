@@ -14,7 +14,6 @@ Parquet folder alone says what it holds; it is rewritten whole, by rename.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,8 @@ from typing import TYPE_CHECKING
 import duckdb
 import pyarrow.parquet as pq
 
+from modelyard import _time
+from modelyard._files import atomic_path, atomic_write_text
 from modelyard.errors import InvalidInputError
 from modelyard.features._checks import CheckFailure, run_checks
 from modelyard.features._sources import literal, quote
@@ -84,9 +85,7 @@ def _merge(ranges: list[Range]) -> list[Range]:
 
 def _write_coverage(folder: Path, ranges: list[Range]) -> None:
     body = {"ranges": [[a.isoformat(), b.isoformat()] for a, b in _merge(ranges)]}
-    tmp = folder / f".coverage.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(body, indent=2))
-    tmp.replace(folder / "coverage.json")
+    atomic_write_text(folder / "coverage.json", json.dumps(body, indent=2))
 
 
 def covered_sql(view: FeatureView, folder: Path) -> tuple[str, str] | None:
@@ -127,8 +126,7 @@ def backfill_view(
     partition: timedelta = timedelta(days=1),
     progress: Callable[[PartitionResult], None] | None = None,
 ) -> BackfillReport:
-    if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidInputError("backfill start and end need a time zone (tzinfo=UTC)")
+    start, end = _time.aware(start, "backfill start"), _time.aware(end, "backfill end")
     if start >= end:
         raise InvalidInputError(f"backfill start {start} must be before end {end}")
     if partition <= timedelta(0):
@@ -161,12 +159,8 @@ def backfill_view(
                 result = PartitionResult(p_start, p_end, table.num_rows, "failed", failure)
             else:
                 name = f"{p_start.strftime('%Y%m%dT%H%M%S')}-{p_end.strftime('%Y%m%dT%H%M%S')}"
-                tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
-                try:
+                with atomic_path(folder / f"{name}.parquet") as tmp:
                     pq.write_table(table, tmp)
-                    tmp.replace(folder / f"{name}.parquet")
-                finally:
-                    tmp.unlink(missing_ok=True)
                 _write_coverage(folder, [*covered, (p_start, p_end)])
                 result = PartitionResult(p_start, p_end, table.num_rows, "written")
         report.partitions.append(result)

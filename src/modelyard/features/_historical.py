@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelyard._files import atomic_path
 from modelyard.errors import InvalidInputError
 from modelyard.features._definitions import FeatureRef, FeatureService, FeatureView
 from modelyard.features._push import view_rows_sql
@@ -83,7 +84,8 @@ def _entity_table(frame: Any, timestamp_field: str, assume_utc: bool) -> pa.Tabl
         if not assume_utc:
             raise InvalidInputError(
                 f"entity column '{timestamp_field}' has timestamps without a time zone; "
-                "make them UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True"
+                "make them UTC-aware (pandas: .dt.tz_localize('UTC')) or pass assume_utc=True "
+                "(--assume-utc on the command line)"
             )
         col = pc.assume_timezone(col, "UTC")
     try:
@@ -221,7 +223,8 @@ def get_historical(
         con.register("__entities", table)
         try:
             if path is not None:
-                con.execute(f"COPY ({sql}) TO {literal(str(path))} (FORMAT parquet)")
+                with atomic_path(path) as tmp:  # a failed join leaves no half a training set
+                    con.execute(f"COPY ({sql}) TO {literal(str(tmp))} (FORMAT parquet)")
                 return Path(path)
             relation = con.sql(sql)
             if output == "arrow":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from modelyard.features._registry import Definitions
 
 BATCH_ROWS = 50_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -51,19 +50,6 @@ def online_table(view: str, version: int) -> str:
 
 def encode_key(values: Sequence[Any]) -> bytes:
     return orjson.dumps(list(values), option=_OPT)
-
-
-def _aware(value: datetime, what: str) -> datetime:
-    if value.tzinfo is None:
-        raise InvalidInputError(
-            f"{what} {value.isoformat()} has no time zone; pass an aware datetime "
-            "(datetime(..., tzinfo=UTC))"
-        )
-    return value.astimezone(UTC)
-
-
-def _us(value: datetime) -> int:
-    return (value - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass
@@ -187,7 +173,7 @@ def read_online(
     full_feature_names: bool,
 ) -> OnlineFeatures:
     columns = _key_columns(entity_rows)
-    now_us = _us(at)
+    now_us = _time.to_us(at, "at")
     result = OnlineFeatures(names=[])
     for sel in selections:
         view = sel.view
@@ -246,7 +232,12 @@ def watermark(metadata: MetadataStore, view: str, version: int) -> datetime | No
 
 
 def set_watermark(metadata: MetadataStore, view: str, version: int, end: datetime) -> None:
-    row = {"view": view, "version": version, "watermark": _us(end), "updated_at": _time.now_us()}
+    row = {
+        "view": view,
+        "version": version,
+        "watermark": _time.to_us(end, "end"),
+        "updated_at": _time.now_us(),
+    }
     with metadata.write() as conn:
         metadata.upsert(
             conn,

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from modelyard import _time
+from modelyard._files import atomic_path
 from modelyard.errors import InvalidInputError
 from modelyard.features._backfill import backfill_folder, covered_sql
 from modelyard.features._sources import literal, to_arrow
@@ -79,7 +81,7 @@ def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
     if table.num_rows == 0:
         raise InvalidInputError(f"nothing to push to feature view '{view.name}'")
     if created is not None and created not in table.column_names:
-        now = pa.scalar(time.time_ns() // 1000, pa.timestamp("us", tz="UTC"))
+        now = pa.scalar(_time.now_us(), pa.timestamp("us", tz="UTC"))
         table = table.append_column(created, pa.array([now] * table.num_rows))
     con = duckdb.connect()
     try:
@@ -106,11 +108,8 @@ def _check_aware(view: FeatureView, rows: list[dict[str, Any]], columns: list[st
     for i, row in enumerate(rows):
         for column in columns:
             value = row.get(column)
-            if isinstance(value, datetime) and value.tzinfo is None:
-                raise InvalidInputError(
-                    f"push to '{view.name}': row {i} '{column}' = {value.isoformat()} is "
-                    "without a time zone; pass aware datetimes (tzinfo=UTC)"
-                )
+            if isinstance(value, datetime):
+                _time.aware(value, f"push to '{view.name}': row {i} '{column}' =")
 
 
 def write_pushed(offline_root: Path, view: str, table: pa.Table) -> Path:
@@ -118,10 +117,6 @@ def write_pushed(offline_root: Path, view: str, table: pa.Table) -> Path:
     folder = push_folder(offline_root, view)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = folder / f".{name}.tmp"
-    try:
+    with atomic_path(folder / name) as tmp:
         pq.write_table(table, tmp)
-        tmp.replace(folder / name)
-    finally:
-        tmp.unlink(missing_ok=True)
     return folder / name

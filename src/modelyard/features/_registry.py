@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import io
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 
 from modelyard import _time
-from modelyard.backends.artifacts import digest_file
+from modelyard._files import atomic_write_bytes
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.features._definitions import Entity, FeatureService, FeatureView
@@ -163,19 +162,13 @@ class Definitions:
 
     def _store_frame(self, view: str, table: Any, *, write: bool) -> Path:
         """Where a DataFrame source lives as Parquet (named by content); written if asked."""
-        folder = self._offline / "sources" / view
-        if not write:
-            buffer = io.BytesIO()
-            pq.write_table(table, buffer)
-            return folder / f"{hashlib.sha256(buffer.getvalue()).hexdigest()}.parquet"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{uuid.uuid4().hex}.parquet.tmp"
-        try:
-            pq.write_table(table, tmp)
-            final = folder / f"{digest_file(tmp).split(':', 1)[1]}.parquet"
-            tmp.replace(final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        data = buffer.getvalue()
+        final = self._offline / "sources" / view / f"{hashlib.sha256(data).hexdigest()}.parquet"
+        if write:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(final, data)
         return final
 
     def _diff(self, prepared: list[tuple[Kind, Definition]]) -> list[tuple[Change, Any]]:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from modelyard._redact import redact
 from modelyard.errors import InvalidInputError
 
 
@@ -132,6 +133,10 @@ class PostgresSource:
         if (self.table is None) == (self.query is None):
             raise InvalidInputError("a PostgresSource takes exactly one of table= or query=")
 
+    def __repr__(self) -> str:
+        what = f"table={self.table!r}" if self.table is not None else f"query={self.query!r}"
+        return f"PostgresSource({redact(self.url)!r}, {what})"
+
     def _dsn(self) -> str:
         url = self.url
         if url.startswith("env:"):
@@ -176,7 +181,7 @@ class PostgresSource:
                         writer.write_table(batch.cast(writer.schema))
         except psycopg.Error as exc:
             raise InvalidInputError(
-                f"cannot read the PostgreSQL source: {str(exc).strip().splitlines()[0]}"
+                f"cannot read the PostgreSQL source: {redact(str(exc).strip().splitlines()[0])}"
             ) from None
         finally:
             if writer is not None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from modelyard import _time
 from modelyard.contracts import Field
 from modelyard.errors import InvalidInputError
 from modelyard.features import _online, _push
@@ -102,8 +103,8 @@ class FeatureStore:
     ) -> builtins.list[MaterializeResult]:
         """Write each online view's latest in-ttl value per key, for event times in
         (start, end], to the online store; then move the view's watermark to ``end``."""
-        start = _online._aware(start, "start")
-        end = _online._aware(end, "end")
+        start = _time.aware(start, "start")
+        end = _time.aware(end, "end")
         if start >= end:
             raise InvalidInputError(f"start {start} must be before end {end}")
         return [self._materialize_one(v, n, start, end, progress) for v, n in self._views(views)]
@@ -116,7 +117,7 @@ class FeatureStore:
         progress: Callable[[str, int], None] | None = None,
     ) -> builtins.list[MaterializeResult]:
         """Materialize each view from its watermark (or its ttl before ``end``) to ``end``."""
-        end = _online._aware(end, "end")
+        end = _time.aware(end, "end")
         results = []
         for view, version in self._views(views):
             start = _online.watermark(self._metadata, view.name, version)
@@ -257,7 +258,7 @@ class OnlineReader:
         ]
 
     def read(self, entity_rows: Any, *, at: datetime | None = None) -> OnlineFeatures:
-        when = datetime.now(UTC) if at is None else _online._aware(at, "at")
+        when = datetime.now(UTC) if at is None else _time.aware(at, "at")
         return _online.read_online(
             self._store,
             self._selections,

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from modelyard._time import parse_time
 from modelyard.errors import ConfigError, ConflictError, InvalidInputError, NotFoundError
 from modelyard.jobs._context import JobContext
-from modelyard.jobs._cron import logical_date_for, parse_when
+from modelyard.jobs._cron import logical_date_for
 from modelyard.jobs._executors import Executors
 from modelyard.jobs._history import JobHistory, JobRun
 from modelyard.jobs._runner import Runner
@@ -78,14 +79,17 @@ def run_job(
     date: str | None = None,
     now: datetime | None = None,
     runner: Runner | None = None,
+    assume_utc: bool = False,
 ) -> JobRun:
     """Run ``name`` once for one logical date (default: the newest complete interval).
 
     A rerun of a date that already ran runs again (the function sees the same interval,
     so an idempotent job rewrites the same output); a date running right now is refused.
+    ``date`` is a day or a time with a zone; ``assume_utc`` reads one without as UTC.
     """
     spec = get_job(ws, name)
-    logical = logical_date_for(spec.schedule, date, now or datetime.now(UTC))
+    when = now or datetime.now(UTC)
+    logical = logical_date_for(spec.schedule, date, when, assume_utc=assume_utc)
     if runner is None:
         with open_runner(ws) as own:
             return _run_claimed(spec, logical, own, "manual")
@@ -111,11 +115,13 @@ def backfill(
     rerun: bool = False,
     runner: Runner | None = None,
     on_run: Callable[[JobRun], None] | None = None,
+    assume_utc: bool = False,
 ) -> list[JobRun]:
     """Run every slot of ``name`` with ``start <= logical date <= end``, oldest first.
 
     Slots that already succeeded are left alone unless ``rerun``; a failed slot does not
-    stop the others.
+    stop the others. ``start`` and ``end`` are days or times with a zone; ``assume_utc``
+    reads times without one as UTC.
     """
     spec = get_job(ws, name)
     if spec.schedule is None:
@@ -123,7 +129,8 @@ def backfill(
             f"job {name} has no schedule, so it has no slots to backfill; give it "
             "schedule = '…' or run it with 'modelyard jobs run --date'"
         )
-    first, last = parse_when(start, "--start"), parse_when(end, "--end")
+    first = parse_time(start, "--start", assume_utc=assume_utc)
+    last = parse_time(end, "--end", assume_utc=assume_utc)
     if len(end.strip()) == 10:  # a bare day ends with that day: its slots are included
         last += timedelta(days=1) - timedelta(microseconds=1)
     if last < first:

@@ -10,10 +10,11 @@ for logical date 2026-11-24T02:00 covers [24th 02:00, 25th 02:00) and starts at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from croniter import CroniterBadCronError, croniter
 
+from modelyard._time import aware, parse_time
 from modelyard.errors import InvalidInputError
 
 _LAST_SLOTS = 100_000  # a guard against a backfill over years of a per-second schedule
@@ -94,23 +95,12 @@ class Schedule:
 
 
 def _aware(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return aware(when, "time")
 
 
-def parse_when(text: str, what: str = "date") -> datetime:
-    """``2026-11-24`` or ``2026-11-24T02:00[:00][+00:00]`` -> an aware UTC datetime."""
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        return _aware(datetime.fromisoformat(text))
-    except ValueError:
-        raise InvalidInputError(
-            f"{what} {text!r} is not a date; write 2026-11-24 or 2026-11-24T02:00"
-        ) from None
-
-
-def logical_date_for(schedule: Schedule | None, given: str | None, now: datetime) -> datetime:
+def logical_date_for(
+    schedule: Schedule | None, given: str | None, now: datetime, *, assume_utc: bool = False
+) -> datetime:
     """The logical date ``jobs run --date`` means.
 
     A slot is taken as is; a bare day means that day's first slot; no date means the
@@ -118,10 +108,10 @@ def logical_date_for(schedule: Schedule | None, given: str | None, now: datetime
     without a schedule runs for the date given, or for now.
     """
     if schedule is None:
-        return parse_when(given) if given else _aware(now).replace(microsecond=0)
+        return _when(given, assume_utc) if given else _aware(now).replace(microsecond=0)
     if given is None:
         return schedule.due(None, now)[0]
-    when = parse_when(given)
+    when = _when(given, assume_utc)
     if schedule.is_slot(when):
         return when
     if len(given) == 10:
@@ -133,3 +123,7 @@ def logical_date_for(schedule: Schedule | None, given: str | None, now: datetime
         f"{given} is not a slot of schedule '{schedule.cron}'; the nearest are "
         f"{before:%Y-%m-%dT%H:%M:%S} and {after:%Y-%m-%dT%H:%M:%S}"
     )
+
+
+def _when(given: str, assume_utc: bool) -> datetime:
+    return parse_time(given, "--date", assume_utc=assume_utc)

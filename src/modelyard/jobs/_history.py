@@ -50,7 +50,7 @@ class JobRun:
 
 
 def _us(when: datetime) -> int:
-    return int(when.timestamp() * 1_000_000)
+    return _time.to_us(when, "logical date")
 
 
 class JobHistory:
@@ -257,11 +257,11 @@ def _run(row: Any) -> JobRun:
     return JobRun(
         run_id=row["run_id"],
         job=row["job"],
-        logical_date=_time.to_datetime(row["logical_date"]),  # type: ignore[arg-type]
+        logical_date=_time.to_datetime(row["logical_date"]),
         trigger=row["trigger"],
         status=row["status"],
         attempts=row["attempts"],
-        started_at=_time.to_datetime(row["started_at"]),  # type: ignore[arg-type]
+        started_at=_time.to_datetime(row["started_at"]),
         ended_at=_time.to_datetime(row["ended_at"]),
         error=row["error"],
         log=row["log"],

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from modelyard import _time
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.monitoring._deliver import deliver
@@ -177,7 +178,7 @@ class Checker:
     def _advance(self, result: RuleResult, alerting: Alerting) -> None:
         rule = result.rule
         holds = rule.on_no_data == "firing" if result.value is None else rule.holds(result.value)
-        now_us = int(self.now.timestamp() * 1_000_000)
+        now_us = _time.to_us(self.now, "now")
         while True:  # a lost compare-and-set means another check moved it: look again
             state, since = self._state(rule.name, now_us)
             target, since_new = self._next(rule, holds, state, since, now_us)
@@ -254,7 +255,7 @@ class Checker:
             value=result.value,
             condition=rule.condition,
             window=rule.window,
-            since=datetime.fromtimestamp(since_us / 1e6, tz=UTC),
+            since=_time.to_datetime(since_us),
             at=self.now,
             description=rule.description,
         )
@@ -277,7 +278,7 @@ def alert_history(
     with store.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]
     for row in rows:
-        row["at"] = datetime.fromtimestamp(row["at"] / 1e6, tz=UTC)
+        row["at"] = _time.to_datetime(row["at"])
     return rows
 
 
@@ -286,6 +287,4 @@ def alert_states(store: MetadataStore) -> dict[str, dict[str, Any]]:
     table = t.alert_states
     with store.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(table))]
-    return {
-        r["rule"]: {**r, "since": datetime.fromtimestamp(r["since"] / 1e6, tz=UTC)} for r in rows
-    }
+    return {r["rule"]: {**r, "since": _time.to_datetime(r["since"])} for r in rows}

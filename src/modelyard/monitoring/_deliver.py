@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import insert
 
+from modelyard import _time
 from modelyard.backends.metadata import MetadataStore
 from modelyard.backends.metadata import tables as t
 from modelyard.monitoring._rules import Alerting
@@ -44,7 +45,7 @@ def deliver(
                     "value": alert.value,
                     "message": alert.message,
                     "deliveries": deliveries,
-                    "at": int(alert.at.timestamp() * 1_000_000),
+                    "at": _time.to_us(alert.at),
                 }
             ],
         )

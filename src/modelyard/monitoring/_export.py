@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from modelyard._files import atomic_write_text
+
 _RATE = "sum by (model, version, variant) (rate(modelyard_requests_total[5m]))"
 _ERRORS = (
     'sum by (model) (rate(modelyard_requests_total{code=~"5.."}[5m]))'
@@ -219,9 +221,5 @@ def export(
         ("grafana-dashboard.json", json.dumps(dashboard(), indent=2) + "\n"),
         ("prometheus-rules.yml", rules_yaml(alerts)),
     ):
-        path = folder / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        written.append(path)
+        written.append(atomic_write_text(folder / name, text))
     return written

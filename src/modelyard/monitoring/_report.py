@@ -9,8 +9,6 @@ Every user string (column names, categories, variants, reasons) goes through
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 import pyarrow.compute as pc
 
+from modelyard._files import atomic_write_text
 from modelyard.backends.predictions import BATCH_VARIANT
 from modelyard.errors import InvalidInputError
 from modelyard.monitoring._svg import bars, lines
@@ -119,14 +118,7 @@ def write_report(data: dict[str, Any], path: Path, fmt: Literal["html", "json"] 
     folder = path.resolve().parent
     if not folder.is_dir():
         raise InvalidInputError(f"{folder} is not a folder; create it or pick another -o path")
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 CSS = """

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from modelyard._time import parse_duration
 from modelyard.errors import ConfigError, InvalidInputError
 from modelyard.monitoring._sinks import LogSink, Sink, build_sink
 from modelyard.monitoring._slo import SLO_METRICS
@@ -58,8 +59,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
 }
 _CONDITION = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
-_DURATION = re.compile(r"\s*(\d+)\s*([smhdw])\s*$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def known_metrics() -> list[str]:
@@ -84,13 +83,6 @@ def check_metric(name: str) -> str:
     if not ok:
         raise ValueError(f"unknown metric {name!r}; use one of: {', '.join(known_metrics())}")
     return name
-
-
-def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
-    found = _DURATION.fullmatch(text or "")
-    if found is None or (int(found.group(1)) == 0 and not allow_zero):
-        raise ValueError(f"{text!r} is not a duration; write a number and a unit: 30s, 5m, 1h, 1d")
-    return timedelta(seconds=int(found.group(1)) * _SECONDS[found.group(2)])
 
 
 class AlertRule(BaseModel):
@@ -129,13 +121,13 @@ class AlertRule(BaseModel):
     @field_validator("window")
     @classmethod
     def _window(cls, value: str) -> str:
-        parse_duration(value)
+        parse_duration(value, "")  # the message gets the field's name in front
         return value
 
     @field_validator("for_")
     @classmethod
     def _for(cls, value: str) -> str:
-        parse_duration(value, allow_zero=True)
+        parse_duration(value, "", allow_zero=True)
         return value
 
     @property
@@ -144,11 +136,11 @@ class AlertRule(BaseModel):
 
     @property
     def span(self) -> timedelta:
-        return parse_duration(self.window)
+        return parse_duration(self.window, "window")
 
     @property
     def hold(self) -> timedelta:
-        return parse_duration(self.for_, allow_zero=True)
+        return parse_duration(self.for_, "for", allow_zero=True)
 
     @property
     def subject(self) -> str:

@@ -53,7 +53,7 @@ def record_metrics(
     at: datetime | None = None,
 ) -> None:
     """Append one evaluation's values (NaN and None are kept as NULL: "no data")."""
-    when = _time.now_us() if at is None else int(at.timestamp() * 1_000_000)
+    when = _time.now_us() if at is None else _time.to_us(at, "at")
     rows = [
         {
             "subject": subject,
@@ -88,7 +88,7 @@ def metric_history(
         else:
             query = query.where(table.c.metric == metric)
     if since is not None:
-        query = query.where(table.c.at >= int(since.timestamp() * 1_000_000))
+        query = query.where(table.c.at >= _time.to_us(since, "since"))
     query = query.order_by(table.c.at.desc(), table.c.id.desc()).limit(limit)
     with store.read() as conn:
         rows = [dict(r._mapping) for r in conn.execute(query)]

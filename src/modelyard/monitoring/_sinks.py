@@ -19,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelyard._redact import redact, redact_value
 from modelyard.errors import ConfigError
 
 __all__ = ["Alert", "FileSink", "LogSink", "SINK_TYPES", "Sink", "WebhookSink", "register_sink"]
@@ -166,7 +167,15 @@ class WebhookSink(Sink):
     def where(self) -> str:
         """The URL without its path: webhook paths often hold the secret (Slack's do)."""
         parts = urllib.parse.urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc}/…"
+        return redact(f"{parts.scheme}://{parts.netloc}/…")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name == "url":
+                value = self.where
+            elif name == "headers":
+                value = {k: redact_value(k, v) for k, v in value.items()}
+            yield name, value
 
     def payload(self, alert: Alert) -> dict[str, Any]:
         if self.format == "json":

@@ -349,7 +349,7 @@ class Registry:
         """Every move of ``name@alias``, oldest first: (time, kind, version)."""
         with self._metadata.read() as conn:
             rows = conn.execute(self._events_query(name, alias)).all()
-        return [(_time.to_datetime(r.at), r.kind, r.version) for r in rows]  # type: ignore[misc]
+        return [(_time.to_datetime(r.at), r.kind, r.version) for r in rows]
 
     @staticmethod
     def _events_query(name: str, alias: str) -> Any:
@@ -454,8 +454,8 @@ class Registry:
                 name=r.name,
                 description=r.description,
                 latest_version=r.latest_version,
-                created_at=_time.to_datetime(r.created_at),  # type: ignore[arg-type]
-                updated_at=_time.to_datetime(r.updated_at),  # type: ignore[arg-type]
+                created_at=_time.to_datetime(r.created_at),
+                updated_at=_time.to_datetime(r.updated_at),
                 aliases=dict(sorted(aliases.get(r.name, {}).items())),
             )
             for r in rows
@@ -527,7 +527,7 @@ def _version(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
         tags=dict(row.tags or {}),
         lineage=dict(row.lineage or {}),
         description=row.description,
-        created_at=_time.to_datetime(row.created_at),  # type: ignore[arg-type]
+        created_at=_time.to_datetime(row.created_at),
         aliases=aliases,
         features=FeatureBinding.from_json(row.features),
     )

@@ -137,7 +137,7 @@ def release_history(
             model=r.model,
             action=r.action,
             actor=r.actor,
-            at=_time.to_datetime(r.at),  # type: ignore[arg-type]  # the column is NOT NULL
+            at=_time.to_datetime(r.at),  # the column is NOT NULL
             alias=r.alias,
             from_version=r.from_version,
             to_version=r.to_version,

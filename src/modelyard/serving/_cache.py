@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from modelyard._redact import redact
 from modelyard.errors import ConfigError
 
 
@@ -113,6 +114,7 @@ def make_cache(kind: str, *, url: str | None, max_entries: int, ttl_s: float) ->
         return LocalCache(max_entries, ttl_s)
     if kind == "redis":
         if not url or not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"cache 'redis' needs cache_url=redis://host:port/db (got {url!r})")
+            shown = redact(url) if url else url
+            raise ConfigError(f"cache 'redis' needs cache_url=redis://host:port/db (got {shown!r})")
         return RedisCache(url, ttl_s)
     raise ConfigError(f"cache {kind!r} is not known; use 'off', 'local' or 'redis'")

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from modelyard._redact import redact
+
 logger = logging.getLogger("modelyard.serving")
 
 # LogRecord attributes that are not user fields.
@@ -28,14 +30,14 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="microseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
             "pid": record.process,
         }
         for key, value in vars(record).items():
             if key not in _RESERVED:
                 line[key] = value
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(line, default=str).decode()
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelyard import __version__
+from modelyard._files import atomic_path, atomic_write_text
 from modelyard.backends.artifacts import digest_file
 from modelyard.backends.predictions import BatchLog, PredictionLog
 from modelyard.contracts import validate_frame
@@ -155,24 +155,22 @@ def score(
     on_rows(0)
     input_fingerprint = digest_file(source)
     lineage = target.with_name(target.name + LINEAGE_SUFFIX)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        if executor == "ray" and total:
-            from modelyard.serving._score_ray import score_with_ray
+        with atomic_path(target) as tmp:
+            if executor == "ray" and total:
+                from modelyard.serving._score_ray import score_with_ray
 
-            rows, chunks = score_with_ray(
-                registry, version, plan, tmp, address=ray_address, on_rows=on_rows
-            )
-        else:
-            rows, chunks = write_scored(registry.load(version), plan, tmp, on_rows=on_rows)
-        # A stale record must never describe the new output, even after a crash here.
-        lineage.unlink(missing_ok=True)
-        os.replace(tmp, target)
+                rows, chunks = score_with_ray(
+                    registry, version, plan, tmp, address=ray_address, on_rows=on_rows
+                )
+            else:
+                rows, chunks = write_scored(registry.load(version), plan, tmp, on_rows=on_rows)
+            # A stale record must never describe the new output, even after a crash here.
+            lineage.unlink(missing_ok=True)
         if log is not None:
             assert prediction_log is not None
             log.publish(prediction_log.store)  # only now: every logged row is in the output
     finally:
-        tmp.unlink(missing_ok=True)
         if log is not None:
             log.discard()  # a failed job's staged parts
     record = {
@@ -417,9 +415,4 @@ def _with_remedy(exc: ModelyardError) -> ModelyardError:
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")

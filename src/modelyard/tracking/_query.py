@@ -170,7 +170,7 @@ class Tracking:
             rows = conn.execute(stmt).all()
         if not rows:
             self.get(run_id)  # raises if the run is unknown
-        return [MetricPoint(r.step, r.value, _time.to_datetime(r.timestamp)) for r in rows]  # type: ignore[arg-type]
+        return [MetricPoint(r.step, r.value, _time.to_datetime(r.timestamp)) for r in rows]
 
     def _load(self, run_ids: Sequence[str]) -> list[RunInfo]:
         """RunInfo for ``run_ids`` in that order, with five queries whatever their number."""
@@ -216,7 +216,7 @@ class Tracking:
                     name=r.name,
                     experiment=r.experiment,
                     status=r.status,
-                    start_time=_time.to_datetime(r.start_time),  # type: ignore[arg-type]
+                    start_time=_time.to_datetime(r.start_time),
                     end_time=_time.to_datetime(r.end_time),
                     error=r.error,
                     seed=r.seed,

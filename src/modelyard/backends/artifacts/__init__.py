@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from modelyard._redact import redact
 from modelyard.backends.artifacts._store import (
     FsspecArtifactStore,
     LocalArtifactStore,
@@ -56,7 +57,7 @@ def open_artifacts(url: str, **storage_options: Any) -> ArtifactStore:
     factory = SCHEMES.get(scheme)
     if factory is None:
         raise ConfigError(
-            f"artifacts URL {url!r} has unknown scheme {scheme!r}; "
+            f"artifacts URL {redact(url)!r} has unknown scheme {scheme!r}; "
             f"use a local path or one of: {', '.join(s + '://' for s in SCHEMES)}"
         )
     return factory(url, **storage_options)

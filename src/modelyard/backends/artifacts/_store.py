@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import unquote
 
-from modelyard.errors import IntegrityError, InvalidInputError, NotFoundError
+from modelyard._files import atomic_path, atomic_write_bytes
+from modelyard._redact import redact
+from modelyard.errors import (
+    BackendUnavailableError,
+    IntegrityError,
+    InvalidInputError,
+    ModelyardError,
+    NotFoundError,
+)
 
 CHUNK = 1 << 20
 
@@ -39,7 +49,14 @@ def _hex(digest: str) -> str:
 
 
 class FsspecArtifactStore:
-    """Artifacts on an fsspec filesystem (s3://, gs://, memory:// …)."""
+    """Artifacts on an fsspec filesystem (s3://, gs://, memory:// …).
+
+    ``s3://KEY:SECRET@bucket/prefix`` passes the key and secret to s3fs (the ``AWS_*``
+    environment variables serve as well). A store that fails (unreachable, refused) is a
+    one-line ``BackendUnavailableError``; no message or repr shows a credential.
+    """
+
+    _remote = True  # errors of the file system are the store's, not the local disk's
 
     def __init__(self, url: str, **storage_options: Any) -> None:
         self.url = url.rstrip("/")
@@ -48,15 +65,32 @@ class FsspecArtifactStore:
         self._root = ""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({redact(self.url)!r})"
 
     @property
     def fs(self) -> Any:
         if self._fs is None:
             import fsspec
 
-            self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
+            url, options = _credentials(self.url, self.storage_options)
+            self._fs, self._root = fsspec.core.url_to_fs(url, **options)
         return self._fs
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        try:
+            yield
+        except (ModelyardError, FileNotFoundError):
+            raise
+        except Exception as exc:
+            if not self._remote:
+                raise
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendUnavailableError(
+                f"the artifact store at {redact(self.url)} failed: {redact(reason)}; check that "
+                "it is reachable and that artifacts.url, artifacts.endpoint_url and the "
+                "credentials are right"
+            ) from None
 
     def _key(self, digest: str) -> str:
         hexpart = _hex(digest)
@@ -64,69 +98,68 @@ class FsspecArtifactStore:
         return f"{self._root}/sha256/{hexpart[:2]}/{hexpart}"
 
     def exists(self, digest: str) -> bool:
-        return bool(self.fs.exists(self._key(digest)))
+        with self._reaching():
+            return bool(self.fs.exists(self._key(digest)))
 
     def put(self, data: bytes) -> str:
         digest = digest_bytes(data)
-        key = self._key(digest)
-        if not self.fs.exists(key):
-            self._write_bytes(key, data)
+        with self._reaching():
+            key = self._key(digest)
+            if not self.fs.exists(key):
+                self._write_bytes(key, data)
         return digest
 
     def put_file(self, path: str | Path) -> str:
         digest = digest_file(path)
-        key = self._key(digest)
-        if not self.fs.exists(key):
-            self._write_file(key, Path(path))
+        with self._reaching():
+            key = self._key(digest)
+            if not self.fs.exists(key):
+                self._write_file(key, Path(path))
         return digest
 
     def get(self, digest: str) -> bytes:
-        key = self._key(digest)
-        try:
-            data: bytes = self.fs.cat_file(key)
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"artifact {digest} is not in the store at {self.url}; "
-                "it was never written or the store was cleaned"
-            ) from None
+        with self._reaching():
+            key = self._key(digest)
+            try:
+                data: bytes = self.fs.cat_file(key)
+            except FileNotFoundError:
+                raise self._missing(digest) from None
         if digest_bytes(data) != digest:
-            raise IntegrityError(
-                f"artifact {digest} in {self.url} does not match its digest; "
-                "the stored copy is damaged: re-log it from its source"
-            )
+            raise self._damaged(digest)
         return data
 
     def get_file(self, digest: str, dest: str | Path) -> None:
         """Copy an artifact to a local path (atomically, verified)."""
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # A unique name: two readers fetching to the same ``dest`` must not share one.
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.partial")
         h = hashlib.sha256()
-        try:
+        with atomic_path(dest) as tmp, self._reaching():
             with self._open_read(digest) as src, open(tmp, "wb") as out:
                 while chunk := src.read(CHUNK):
                     h.update(chunk)
                     out.write(chunk)
             if "sha256:" + h.hexdigest() != digest:
-                raise IntegrityError(
-                    f"artifact {digest} in {self.url} does not match its digest; "
-                    "the stored copy is damaged: re-log it from its source"
-                )
-            tmp.replace(dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+                raise self._damaged(digest)
 
     def _open_read(self, digest: str) -> BinaryIO:
         key = self._key(digest)
         try:
             fh: BinaryIO = self.fs.open(key, "rb")
         except FileNotFoundError:
-            raise NotFoundError(
-                f"artifact {digest} is not in the store at {self.url}; "
-                "it was never written or the store was cleaned"
-            ) from None
+            raise self._missing(digest) from None
         return fh
+
+    def _missing(self, digest: str) -> NotFoundError:
+        return NotFoundError(
+            f"artifact {digest} is not in the store at {redact(self.url)}; "
+            "it was never written or the store was cleaned"
+        )
+
+    def _damaged(self, digest: str) -> IntegrityError:
+        return IntegrityError(
+            f"artifact {digest} in {redact(self.url)} does not match its digest; "
+            "the stored copy is damaged: re-log it from its source"
+        )
 
     # Object stores make a PUT visible whole, so writing the final key is atomic.
     def _write_bytes(self, key: str, data: bytes) -> None:
@@ -137,26 +170,27 @@ class FsspecArtifactStore:
 
 
 class LocalArtifactStore(FsspecArtifactStore):
-    """Artifacts in a local folder: write to a temporary name, then rename."""
+    """Artifacts in a local folder: written atomically (``modelyard._files``)."""
 
-    def _tmp(self, key: str) -> Path:
-        target = Path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    _remote = False
 
     def _write_bytes(self, key: str, data: bytes) -> None:
-        tmp = self._tmp(key)
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            tmp.replace(key)
-        finally:
-            tmp.unlink(missing_ok=True)
+        Path(key).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(key, data)
 
     def _write_file(self, key: str, path: Path) -> None:
-        tmp = self._tmp(key)
-        try:
+        Path(key).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(key) as tmp:
             shutil.copyfile(path, tmp)
-            tmp.replace(key)
-        finally:
-            tmp.unlink(missing_ok=True)
+
+
+def _credentials(url: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``s3://KEY:SECRET@bucket/prefix`` -> (``s3://bucket/prefix``, key and secret added)."""
+    scheme, _, rest = url.partition("://")
+    bucket, slash, path = rest.partition("/")
+    if scheme != "s3" or "@" not in bucket:
+        return url, dict(options)
+    userinfo, _, bucket = bucket.rpartition("@")
+    key, _, secret = userinfo.partition(":")
+    found = {"key": unquote(key), "secret": unquote(secret)} if secret else {"key": unquote(key)}
+    return f"s3://{bucket}{slash}{path}", {**found, **options}

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Table
 
+from modelyard._redact import redact
 from modelyard.backends.metadata import _tables as tables
-from modelyard.backends.metadata._store import SqlStore, redact
+from modelyard.backends.metadata._store import SqlStore
 from modelyard.errors import ConfigError
 
 __all__ = ["MetadataStore", "SCHEMES", "open_metadata", "redact", "tables"]

@@ -6,7 +6,6 @@ they connect, lock for migrations and spell an upsert; everything else lives her
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -14,13 +13,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from modelyard._redact import redact
 from modelyard.backends.metadata import _migrate
 from modelyard.errors import BackendUnavailableError
-
-
-def redact(url: str) -> str:
-    """Hide a password in a database URL before it reaches a message or a log."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
 class SqlStore:
@@ -99,7 +94,7 @@ class SqlStore:
                             conn.commit()
         except (OperationalError, DBAPIError) as exc:
             engine.dispose()
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            reason = redact(str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc))
             raise BackendUnavailableError(
                 f"cannot open the metadata database {redact(self.url)}: {reason}; {self._remedy}"
             ) from None

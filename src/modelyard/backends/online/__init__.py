@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from modelyard._redact import redact
 from modelyard.errors import ConfigError
 
 __all__ = ["OnlineRow", "OnlineStore", "SCHEMES", "open_online"]
@@ -58,7 +59,7 @@ def open_online(url: str) -> OnlineStore:
     factory = SCHEMES.get(scheme)
     if factory is None:
         raise ConfigError(
-            f"online URL {url!r} has unknown scheme {scheme!r}; "
+            f"online URL {redact(url)!r} has unknown scheme {scheme!r}; "
             f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
         )
     return factory(url)

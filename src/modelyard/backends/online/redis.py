@@ -10,6 +10,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from modelyard._redact import redact
 from modelyard.backends.online import OnlineRow
 from modelyard.errors import BackendUnavailableError, ConfigError
 
@@ -35,7 +36,7 @@ class RedisOnlineStore:
         self._script: Any = None
 
     def __repr__(self) -> str:
-        return f"RedisOnlineStore({self.url!r})"
+        return f"RedisOnlineStore({redact(self.url)!r})"
 
     def open(self) -> None:
         if self._client is not None:
@@ -52,8 +53,8 @@ class RedisOnlineStore:
             client.ping()
         except redis.RedisError as exc:
             raise BackendUnavailableError(
-                f"cannot reach the online store at {self.url}: {exc}; check that Redis is "
-                "running and online.url is right"
+                f"cannot reach the online store at {redact(self.url)}: {redact(str(exc))}; "
+                "check that Redis is running and online.url is right"
             ) from None
         self._client = client
         self._script = client.register_script(_WRITE)
