@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from modelyard._files import atomic_path
 from modelyard.backends.predictions._layout import INDEX_STREAM, hash_value, index_table
 from modelyard.backends.predictions._parts import PartStore
 from modelyard.errors import InvalidInputError
@@ -99,12 +100,8 @@ def log_batch(
     target = folder / f"model={model}" / f"date={when.date().isoformat()}"
     target.mkdir(parents=True, exist_ok=True)
     final = target / f"part-{uuid.uuid4().hex}.parquet"
-    tmp = final.with_suffix(".tmp")
-    try:
+    with atomic_path(final) as tmp:
         pq.write_table(pa.table(columns), tmp)
-        tmp.rename(final)
-    finally:
-        tmp.unlink(missing_ok=True)
     return final
 
 

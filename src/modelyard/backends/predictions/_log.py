@@ -17,7 +17,6 @@ they are written.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,6 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelyard._time import now_us
 from modelyard.backends.predictions._batch import BatchLog
 from modelyard.backends.predictions._compact import MIN_AGE_S, Maintenance, compact, retain
 from modelyard.backends.predictions._layout import (
@@ -159,7 +159,7 @@ class PredictionLog:
         ins = [_plain(inputs[n]) for n in names_in]
         outs = [_plain(outputs[n]) for n in names_out]
         rows = len(ins[0]) if ins else (len(outs[0]) if outs else 0)
-        now = time.time_ns() // 1000
+        now = now_us()
         self._recent[request_id] = (model, rows)
         if len(self._recent) > self.recent_limit:
             self._recent.popitem(last=False)
@@ -200,7 +200,7 @@ class PredictionLog:
         entry = {
             "request_id": request_id,
             "row": 0,
-            "ts": time.time_ns() // 1000,
+            "ts": now_us(),
             "model": model,
             "version": version,
             "variant": variant,
@@ -225,7 +225,7 @@ class PredictionLog:
             "request_id": request_id,
             "row": row,
             "label": label,
-            "ts": time.time_ns() // 1000,
+            "ts": now_us(),
             "model": model,
         }
         return orjson.dumps(record) + b"\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelyard._files import atomic_path, atomic_write_bytes
 from modelyard.errors import BackendUnavailableError, ConfigError
 
 
@@ -70,15 +70,7 @@ class LocalParts:
     def put(self, key: str, table: pa.Table) -> None:
         final = self.root / key
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(_encode(table))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_bytes(final, _encode(table))
 
     def put_file(self, key: str, path: Path) -> None:
         final = self.root / key
@@ -86,12 +78,8 @@ class LocalParts:
         try:
             os.replace(path, final)
         except OSError:  # another file system: copy beside the target, then rename
-            tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-            try:
+            with atomic_path(final) as tmp:
                 shutil.copyfile(path, tmp)
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
             path.unlink()
 
     def keys(self, prefix: str = "") -> list[str]:
