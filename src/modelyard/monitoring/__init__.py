@@ -1,16 +1,13 @@
 """Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
+# Reference profiles live in contracts (the registry stores them too); named here as well
+# so that ``from modelyard.monitoring import profile`` keeps working.
+from modelyard.contracts import CategoricalProfile, NumericProfile, Profile, profile
 from modelyard.monitoring._batchlog import BatchLog, log_batch
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
 from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
 from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
-from modelyard.monitoring._profile import (
-    CategoricalProfile,
-    NumericProfile,
-    Profile,
-    profile,
-)
 from modelyard.monitoring._quality import scores as quality_scores
 from modelyard.monitoring._report import build_report
 from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
