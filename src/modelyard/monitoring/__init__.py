@@ -1,7 +1,9 @@
 """Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
-# Reference profiles live in contracts (the registry stores them too); named here as well
-# so that ``from modelyard.monitoring import profile`` keeps working.
+# Reference profiles live in contracts (the registry stores them too) and the newest
+# monitoring values are read beside their table (the server reads them too); both are
+# named here as well, so that ``from modelyard.monitoring import profile`` keeps working.
+from modelyard.backends.metadata import latest_monitor_metrics as latest_metrics
 from modelyard.contracts import CategoricalProfile, NumericProfile, Profile, profile
 from modelyard.monitoring._batchlog import BatchLog, log_batch
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
@@ -11,12 +13,7 @@ from modelyard.monitoring._predlog import PredictionLog, compact, read_predictio
 from modelyard.monitoring._quality import scores as quality_scores
 from modelyard.monitoring._report import build_report
 from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
-from modelyard.monitoring._series import (
-    drift_values,
-    latest_metrics,
-    metric_history,
-    record_metrics,
-)
+from modelyard.monitoring._series import drift_values, metric_history, record_metrics
 from modelyard.monitoring._sinks import (
     SINK_TYPES,
     Alert,
