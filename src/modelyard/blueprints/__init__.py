@@ -24,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
+from modelyard.config import register_table
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ def check_blueprint_table(section: Any, source: str) -> str:
     check: Callable[[Mapping[str, Any], str], object] = _module(name).check_table
     check(section, source)
     return name
+
+
+register_table("blueprint", lambda body, source, root: check_blueprint_table(body, source))
 
 
 def _template_files(root: Traversable, prefix: str = "") -> dict[str, bytes]:
