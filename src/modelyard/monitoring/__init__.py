@@ -9,9 +9,11 @@ from modelyard.monitoring._batchlog import BatchLog, log_batch
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
 from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
+from modelyard.monitoring._export import export
 from modelyard.monitoring._predlog import PredictionLog, compact, read_predictions
+from modelyard.monitoring._quality import joined, quality
 from modelyard.monitoring._quality import scores as quality_scores
-from modelyard.monitoring._report import build_report
+from modelyard.monitoring._report import build_report, write_report
 from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
 from modelyard.monitoring._series import drift_values, metric_history, record_metrics
 from modelyard.monitoring._sinks import (
@@ -24,7 +26,7 @@ from modelyard.monitoring._sinks import (
     register_sink,
 )
 from modelyard.monitoring._slo import SLO_METRICS, feature_freshness, slo_values
-from modelyard.monitoring._window import parse_window, resolve_model, window_drift
+from modelyard.monitoring._window import parse_window, reference_of, resolve_model, window_drift
 
 __all__ = [
     "Alert",
@@ -53,7 +55,9 @@ __all__ = [
     "deliver",
     "drift",
     "drift_values",
+    "export",
     "feature_freshness",
+    "joined",
     "known_metrics",
     "latest_metrics",
     "log_batch",
@@ -61,11 +65,14 @@ __all__ = [
     "parse_alerts",
     "parse_window",
     "profile",
+    "quality",
     "quality_scores",
     "read_predictions",
     "record_metrics",
+    "reference_of",
     "register_sink",
     "resolve_model",
     "slo_values",
     "window_drift",
+    "write_report",
 ]
