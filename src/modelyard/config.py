@@ -2,7 +2,9 @@
 
 Each setting is declared once in ``SETTINGS`` (type, default, one-line doc). The
 merge is one expression, and every value remembers where it came from so that
-``modelyard config show`` and every error can name the source.
+``modelyard config show`` and every error can name the source. A section that holds
+tables ([alerts], [jobs.NAME] …) belongs to the capability that reads it, which
+registers its check with ``register_table``.
 
 Hand-written rather than pydantic-settings because we need the source of each
 value, nearest-key suggestions for unknown keys, and a commented file template,
@@ -12,9 +14,10 @@ none of which it offers.
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,16 @@ from typing import Any
 from modelyard._redact import redact_value
 from modelyard.errors import ConfigError
 
-__all__ = ["CONFIG_FILE", "SETTINGS", "Config", "Setting", "load_config", "render_template"]
+__all__ = [
+    "CONFIG_FILE",
+    "SETTINGS",
+    "Config",
+    "Setting",
+    "TableCheck",
+    "load_config",
+    "register_table",
+    "render_template",
+]
 
 CONFIG_FILE = "modelyard.toml"
 ENV_PREFIX = "MODELYARD_"
@@ -111,15 +123,32 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
-# Sections that hold tables rather than settings; the capability that owns one validates
-# it (``Workspace.config`` runs the check, so mistakes show when the file is read).
-TABLES: dict[str, str] = {
-    "alerts": "alert rules ([[alerts.rules]]) and sinks ([alerts.sinks.NAME])",
-    "release": "release gates for every model ([release] gates) or one ([release.NAME] gates)",
-    "jobs": "scheduled jobs ([jobs.NAME]) and the modules that declare them (jobs.modules)",
-    "blueprint": "the reference application this workspace follows ([blueprint] name = …)",
+# A table section ([alerts], [jobs.NAME] …) holds tables rather than settings; the capability
+# that owns it registers a check with ``register_table`` when it is imported.
+TableCheck = Callable[[Any, str, Path], object]
+"""``check(body, source, root)``: the parsed table, or a ConfigError naming ``source``."""
+_CHECKS: dict[str, TableCheck] = {}
+# Where each built-in table's check is registered. Module names, not imports: the owner is
+# imported when its section is read, so a bad table fails the first command while config
+# depends on no capability's code.
+TABLE_OWNERS: dict[str, str] = {
+    "alerts": "modelyard.monitoring._rules",  # [[alerts.rules]] and [alerts.sinks.NAME]
+    "blueprint": "modelyard.blueprints",  # [blueprint] name = … and its settings
+    "jobs": "modelyard.jobs._spec",  # [jobs.NAME] and jobs.modules
+    "release": "modelyard.release._gates",  # [release] gates, [release.NAME], [release.canary]
 }
 _BY_ENV = {s.env: s for s in SETTINGS}
+
+
+def register_table(section: str, check: TableCheck) -> None:
+    """Declare ``[section]`` of ``modelyard.toml`` a table that ``check`` validates."""
+    _CHECKS[section] = check
+
+
+def _check_table(section: str, body: Any, root: Path) -> object:
+    if section not in _CHECKS:
+        importlib.import_module(TABLE_OWNERS[section])  # registers the check on import
+    return _CHECKS[section](body, CONFIG_FILE, root)
 
 
 def _nearest(name: str, candidates: list[str]) -> str:
@@ -173,6 +202,7 @@ class Config(Mapping[str, Any]):
     effective: Mapping[str, Any]
     sources: Mapping[str, str]
     tables: Mapping[str, Any] = field(default_factory=dict)
+    checked: Mapping[str, object] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.effective:
@@ -194,6 +224,12 @@ class Config(Mapping[str, Any]):
 
     def source(self, key: str) -> str:
         return self.sources[key]
+
+    def table(self, section: str) -> object:
+        """``[section]`` as its owner parsed it; an absent section reads as an empty table."""
+        if section in self.checked:
+            return self.checked[section]
+        return _check_table(section, {}, self.root)
 
     def describe(self, key: str) -> str:
         """``"metadata.url (env MODELYARD_METADATA_URL) = 'x'"``, for error messages."""
@@ -219,7 +255,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     flat: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     for section, body in data.items():
-        if section in TABLES:
+        if section in _CHECKS or section in TABLE_OWNERS:
             tables[section] = body
             continue
         if not isinstance(body, dict):
@@ -229,9 +265,8 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             )
         sections = {k.split(".")[0] for k in _BY_KEY}
         if section not in sections:
-            raise ConfigError(
-                f"{path}: unknown section [{section}]{_nearest(section, [*sections, *TABLES])}"
-            )
+            known = list(dict.fromkeys([*sections, *TABLE_OWNERS, *_CHECKS]))
+            raise ConfigError(f"{path}: unknown section [{section}]{_nearest(section, known)}")
         for name, value in body.items():
             key = f"{section}.{name}"
             if key not in _BY_KEY:
@@ -267,10 +302,6 @@ def load_config(
     path = root_path / CONFIG_FILE
     defaults = {s.key: s.default for s in SETTINGS}
     from_file, tables = _read_file(path)
-    if "blueprint" in tables:  # checked with the file, as [release] and [jobs] are
-        from modelyard.blueprints import check_blueprint_table
-
-        check_blueprint_table(tables["blueprint"], CONFIG_FILE)
     from_env = _read_env(env)
     from_args: dict[str, Any] = {}
     for name, value in given.items():
@@ -291,7 +322,10 @@ def load_config(
             sources[key] = f"file {path}"
         else:
             sources[key] = "default"
-    return Config(root=root_path, effective=values, sources=sources, tables=tables)
+    # Tables are checked with the rest of the file: a bad alert rule or job fails the next
+    # command, not the check that would have fired it.
+    checked = {section: _check_table(section, body, root_path) for section, body in tables.items()}
+    return Config(root_path, values, sources, tables=tables, checked=checked)
 
 
 def render_template() -> str:

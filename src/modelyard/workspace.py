@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelyard._files import atomic_write_text
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
@@ -73,28 +73,14 @@ class Workspace:
     @property
     def config(self) -> Config:
         if self._config is None:
-            config = load_config(self.root, environ=self._environ, **self._settings)
-            # Alert rules are checked with the rest of the file: a bad rule fails the
-            # next command, not the check that would have fired it.
-            if "alerts" in config.tables:
-                self._alerting = _alerting(config)
-            if "release" in config.tables:  # so are release gates, for the same reason
-                from modelyard.release import parse_release_config
-
-                parse_release_config(config.tables["release"], CONFIG_FILE)
-            if "jobs" in config.tables:  # job tables too (their @job modules load on use)
-                from modelyard.jobs import check_job_tables
-
-                check_job_tables(config.tables["jobs"], CONFIG_FILE)
-            self._config = config
+            self._config = load_config(self.root, environ=self._environ, **self._settings)
         return self._config
 
     @property
     def alerting(self) -> Alerting:
         """The alert rules and sinks declared in ``modelyard.toml`` (``[alerts]``)."""
         if self._alerting is None:
-            self._alerting = _alerting(self.config)
-        assert self._alerting is not None
+            self._alerting = cast("Alerting", self.config.table("alerts"))
         return self._alerting
 
     @property
@@ -231,11 +217,3 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _alerting(config: Config) -> Alerting:
-    from modelyard.monitoring import Alerting, LogSink, parse_alerts
-
-    if "alerts" not in config.tables:
-        return Alerting(sinks={"log": LogSink(root=config.root)})  # "log" always exists
-    return parse_alerts(config.tables["alerts"], config.root, CONFIG_FILE)

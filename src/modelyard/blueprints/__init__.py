@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 from modelyard._files import atomic_path
+from modelyard.config import register_table
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ def check_blueprint_table(section: Any, source: str) -> str:
     check: Callable[[Mapping[str, Any], str], object] = _module(name).check_table
     check(section, source)
     return name
+
+
+register_table("blueprint", lambda body, source, root: check_blueprint_table(body, source))
 
 
 def _template_files(root: Traversable, prefix: str = "") -> dict[str, bytes]:

@@ -28,8 +28,14 @@ def drift_command(
     """Per-column drift (PSI, KS, chi², Jensen–Shannon) against the reference profile."""
     import pandas as pd
 
-    from modelyard.monitoring import drift, drift_values, parse_window, record_metrics, window_drift
-    from modelyard.monitoring._window import reference_of
+    from modelyard.monitoring import (
+        drift,
+        drift_values,
+        parse_window,
+        record_metrics,
+        reference_of,
+        window_drift,
+    )
 
     ws = open_workspace(workspace)
     span = parse_window(window)
@@ -94,8 +100,7 @@ def quality_command(
 
     import pandas as pd
 
-    from modelyard.monitoring import parse_window, resolve_model
-    from modelyard.monitoring._quality import joined, quality
+    from modelyard.monitoring import joined, parse_window, quality, resolve_model
 
     ws = open_workspace(workspace)
     name, version = resolve_model(ws.registry, ref)
@@ -130,8 +135,7 @@ def report_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """One offline page: drift with histograms, quality per day, latency and volume per hour."""
-    from modelyard.monitoring import build_report, parse_window
-    from modelyard.monitoring._report import write_report
+    from modelyard.monitoring import build_report, parse_window, write_report
 
     if fmt not in ("html", "json"):
         raise InvalidInputError(f"--format {fmt!r} is not known; use html or json")
@@ -160,7 +164,7 @@ def export_command(
     ),
 ) -> None:
     """Write a Grafana dashboard and Prometheus alerting rules for the server's /metrics."""
-    from modelyard.monitoring._export import export
+    from modelyard.monitoring import export
 
     written = export(
         out,

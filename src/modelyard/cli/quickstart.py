@@ -134,8 +134,8 @@ def quickstart(
     if not serve:
         console.print(f"serve it with: modelyard serve {MODEL_NAME}@production -w {folder}")
         return
+    from modelyard.serving import check_port
     from modelyard.serving import serve as run_server
-    from modelyard.serving._run import check_port
 
     check_port(host_, port_)
     console.print("\n[bold]try it[/] (in another terminal):")
@@ -179,8 +179,8 @@ def _blueprint_quickstart(
             console.print(f"then predict at {predict_url(host_, port_, result['model'])}:")
             console.print(curl, soft_wrap=True, highlight=False)
             return
+        from modelyard.serving import check_port
         from modelyard.serving import serve as run_server
-        from modelyard.serving._run import check_port
 
         check_port(host_, port_)
         console.print(f"\n[bold]predict[/] at {predict_url(host_, port_, result['model'])}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from modelyard import _time
+from modelyard.config import register_table
 from modelyard.errors import ConfigError, InvalidInputError, ModelyardError, NotFoundError
 from modelyard.jobs._cron import Schedule
 
@@ -192,6 +193,9 @@ def check_job_tables(section: Any, source: str) -> dict[str, JobSpec]:
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise ConfigError(f"{source}: jobs.modules must be a list of module names")
     return {n: parse_job(n, raw, source) for n, raw in section.items() if n != "modules"}
+
+
+register_table("jobs", lambda body, source, root: check_job_tables(body, source))
 
 
 def load_jobs(section: Mapping[str, Any], root: Path, source: str) -> dict[str, JobSpec]:

@@ -1,24 +1,20 @@
 """Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
+# Reference profiles live in contracts (the registry stores them too) and the newest
+# monitoring values are read beside their table (the server reads them too); both are
+# named here as well, so that ``from modelyard.monitoring import profile`` keeps working.
+from modelyard.backends.metadata import latest_monitor_metrics as latest_metrics
 from modelyard.backends.predictions import BatchLog, PredictionLog, log_batch
+from modelyard.contracts import CategoricalProfile, NumericProfile, Profile, profile
 from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
 from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
-from modelyard.monitoring._profile import (
-    CategoricalProfile,
-    NumericProfile,
-    Profile,
-    profile,
-)
+from modelyard.monitoring._export import export
+from modelyard.monitoring._quality import joined, quality
 from modelyard.monitoring._quality import scores as quality_scores
-from modelyard.monitoring._report import build_report
+from modelyard.monitoring._report import build_report, write_report
 from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
-from modelyard.monitoring._series import (
-    drift_values,
-    latest_metrics,
-    metric_history,
-    record_metrics,
-)
+from modelyard.monitoring._series import drift_values, metric_history, record_metrics
 from modelyard.monitoring._sinks import (
     SINK_TYPES,
     Alert,
@@ -29,7 +25,7 @@ from modelyard.monitoring._sinks import (
     register_sink,
 )
 from modelyard.monitoring._slo import SLO_METRICS, feature_freshness, slo_values
-from modelyard.monitoring._window import parse_window, resolve_model, window_drift
+from modelyard.monitoring._window import parse_window, reference_of, resolve_model, window_drift
 
 __all__ = [
     "Alert",
@@ -57,7 +53,9 @@ __all__ = [
     "deliver",
     "drift",
     "drift_values",
+    "export",
     "feature_freshness",
+    "joined",
     "known_metrics",
     "latest_metrics",
     "log_batch",
@@ -65,10 +63,13 @@ __all__ = [
     "parse_alerts",
     "parse_window",
     "profile",
+    "quality",
     "quality_scores",
     "record_metrics",
+    "reference_of",
     "register_sink",
     "resolve_model",
     "slo_values",
     "window_drift",
+    "write_report",
 ]

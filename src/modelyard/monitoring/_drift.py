@@ -37,18 +37,18 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats  # type: ignore[import-untyped]
 from scipy.spatial import distance  # type: ignore[import-untyped]
 
-from modelyard.errors import InvalidInputError
-from modelyard.monitoring._profile import (
+from modelyard.contracts import (
     CategoricalProfile,
-    Kind,
     NumericProfile,
     Profile,
+    ProfileKind,
     profile,
 )
+from modelyard.errors import InvalidInputError
 
 EPSILON = 1e-4
 
-DEFAULT_THRESHOLDS: dict[Kind, dict[str, float]] = {
+DEFAULT_THRESHOLDS: dict[ProfileKind, dict[str, float]] = {
     "numeric": {"psi": 0.2, "ks": 0.05, "p_value": 0.01},
     "categorical": {"js": 0.1, "cramers_v": 0.1, "p_value": 0.01},
 }
@@ -60,7 +60,7 @@ class ColumnDrift(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     column: str
-    kind: Kind
+    kind: ProfileKind
     drifted: bool
     reason: str
     metrics: dict[str, float | None]
@@ -179,7 +179,12 @@ def _proportions(counts: np.ndarray) -> np.ndarray:
 
 
 def _empty_verdict(
-    name: str, kind: Kind, limits: dict[str, float], rcol: Any, ccol: Any, labels: tuple[str, ...]
+    name: str,
+    kind: ProfileKind,
+    limits: dict[str, float],
+    rcol: Any,
+    ccol: Any,
+    labels: tuple[str, ...],
 ) -> ColumnDrift | None:
     """A verdict when one side has no non-null values; None when both have some."""
     r_present, c_present = rcol.rows - rcol.nulls, ccol.rows - ccol.nulls

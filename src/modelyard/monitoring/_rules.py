@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelyard._time import parse_duration
+from modelyard.config import register_table
 from modelyard.errors import ConfigError, InvalidInputError
 from modelyard.monitoring._sinks import LogSink, Sink, build_sink
 from modelyard.monitoring._slo import SLO_METRICS
@@ -199,6 +200,9 @@ def parse_alerts(section: Any, root: Path, source: str) -> Alerting:
             raise ConfigError(f"{source}: two alert rules are named {rule.name!r}; rename one")
         rules.append(rule)
     return Alerting(tuple(rules), sinks)
+
+
+register_table("alerts", lambda body, source, root: parse_alerts(body, root, source))
 
 
 def _rule(raw: Any, where: str) -> AlertRule:

@@ -3,7 +3,8 @@
 Every evaluation (``monitor drift`` over logged traffic, ``monitor check``) appends one
 row per metric: drift per column, quality per version and variant, SLOs. The history
 answers "since when has this column drifted?", the server exports the newest values
-as Prometheus gauges, and alert rules read what was just computed.
+as Prometheus gauges (read by ``backends.metadata.latest_monitor_metrics``), and alert
+rules read what was just computed.
 
 Metric names are dotted: ``drift.share``, ``drift.psi.<column>``, ``quality.roc_auc``,
 ``slo.latency_p99_ms``. The subject is a model name, or ``view:<name>`` for features.
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import insert, select
 
 from modelyard import _time
 from modelyard.backends.metadata import tables as t
@@ -96,23 +97,3 @@ def metric_history(
         row["at"] = _time.to_datetime(row["at"])
         del row["id"]
     return rows[::-1]
-
-
-def latest_metrics(store: MetadataStore, subjects: list[str]) -> list[dict[str, Any]]:
-    """The newest value of each (subject, version, variant, metric) among ``subjects``."""
-    if not subjects:
-        return []
-    table = t.monitor_metrics
-    keys = (table.c.subject, table.c.version, table.c.variant, table.c.metric)
-    newest = (
-        select(*keys, func.max(table.c.id).label("id"))
-        .where(table.c.subject.in_(subjects))
-        .group_by(*keys)
-        .subquery()
-    )
-    query = select(table).join(newest, and_(table.c.id == newest.c.id))
-    with store.read() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    for row in rows:
-        row["at"] = _time.to_datetime(row["at"])
-    return rows

@@ -10,9 +10,9 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from modelyard import _time
+from modelyard.contracts import Profile
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.monitoring._drift import DriftReport, drift
-from modelyard.monitoring._profile import Profile
 
 if TYPE_CHECKING:
     from modelyard.backends.predictions import PredictionLog

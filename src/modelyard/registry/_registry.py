@@ -22,7 +22,7 @@ from sqlalchemy import Row, select
 from modelyard import _time
 from modelyard.backends.artifacts import get_tree, put_tree
 from modelyard.backends.metadata import tables as t
-from modelyard.contracts import RecordValidator, Schema, as_frame
+from modelyard.contracts import Profile, RecordValidator, Schema, as_frame, profile
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.registry import _moves
 from modelyard.registry._flavors import Predictor, detect_flavor, get_flavor
@@ -39,7 +39,6 @@ from modelyard.registry._versions import (
 if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
     from modelyard.backends.metadata import MetadataStore
-    from modelyard.monitoring import Profile
     from modelyard.registry._moves import Also
     from modelyard.registry._traffic import TrafficSplit
     from modelyard.tracking import Run
@@ -147,8 +146,6 @@ class Registry:
                 "run_id": run.run_id,
             }
             if reference_data is not None:
-                from modelyard.monitoring import profile
-
                 frame = as_frame(reference_data)
                 missing = [n for n in signature.inputs.names if n not in frame.columns]
                 if missing:
@@ -482,7 +479,6 @@ class Registry:
 
     def reference_profile(self, ref: str | ModelRef | ModelVersion) -> Profile | None:
         """The training-data profile stored with a version (None if it was logged without)."""
-        from modelyard.monitoring import Profile
 
         version = ref if isinstance(ref, ModelVersion) else self.get(ref)
         manifest = json.loads(self._artifacts.get(version.artifact))

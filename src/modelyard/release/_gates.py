@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelyard.config import register_table
 from modelyard.errors import ConfigError, InvalidInputError
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "pr_auc", "log_loss", "calibration_error")
@@ -148,6 +149,9 @@ def parse_release_config(section: Any, source: str) -> ReleaseConfig:
                 "and one [release.MODEL] table per model"
             )
     return ReleaseConfig(defaults, models)
+
+
+register_table("release", lambda body, source, root: parse_release_config(body, source))
 
 
 def _gate_list(raw: Any, where: str) -> tuple[Gate, ...]:

@@ -9,7 +9,7 @@ from modelyard.serving._options import (
     load_spec,
     parse_options,
 )
-from modelyard.serving._run import serve
+from modelyard.serving._run import check_port, serve
 from modelyard.serving._score import ScoreResult, score
 from modelyard.serving.app import create_app
 
@@ -19,6 +19,7 @@ __all__ = [
     "ScoreResult",
     "ServeOptions",
     "Shadow",
+    "check_port",
     "create_app",
     "load_spec",
     "parse_options",

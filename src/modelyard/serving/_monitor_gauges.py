@@ -1,8 +1,8 @@
 """Drift, quality and SLO results as Prometheus gauges on the server's ``/metrics``.
 
 Monitoring evaluations append their values to the metadata store
-(``monitoring/_series.py``); at scrape time this collector reads the newest value of
-each metric of the served models and turns it into a gauge:
+(``modelyard.monitoring.record_metrics``); at scrape time this collector reads the newest
+value of each metric of the served models and turns it into a gauge:
 
     modelyard_drift_share{model,version,variant}                  drift.share
     modelyard_drift_columns_drifted{model,version,variant}        drift.drifted
@@ -38,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from modelyard.monitoring import latest_metrics
+from modelyard.backends.metadata import latest_monitor_metrics
 
 if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
@@ -123,7 +123,7 @@ class MonitorGauges(Collector):
             if self._read_at is not None and now - self._read_at < self.ttl_s:
                 return self._rows
             try:
-                rows: list[dict[str, Any]] | None = latest_metrics(self.store, models)
+                rows: list[dict[str, Any]] | None = latest_monitor_metrics(self.store, models)
             except Exception as exc:  # any failure: /metrics answers without the gauges
                 logger.warning(
                     "monitoring gauges skipped: cannot read monitoring results from the "
@@ -140,7 +140,7 @@ class MonitorGauges(Collector):
 def gauges(
     rows: Iterable[Mapping[str, Any]], served: Mapping[str, Collection[int]]
 ) -> list[Metric]:
-    """One gauge family per kind of result, from ``latest_metrics`` rows."""
+    """One gauge family per kind of result, from ``latest_monitor_metrics`` rows."""
     families = {
         key: GaugeMetricFamily(
             f"modelyard_{key}", _HELP[key], labels=["model", "version", "variant", *extra]

@@ -14,10 +14,18 @@ from sqlalchemy import Connection, Table
 
 from modelyard._redact import redact
 from modelyard.backends.metadata import _tables as tables
+from modelyard.backends.metadata._series import latest_monitor_metrics
 from modelyard.backends.metadata._store import SqlStore
 from modelyard.errors import ConfigError
 
-__all__ = ["MetadataStore", "SCHEMES", "open_metadata", "redact", "tables"]
+__all__ = [
+    "MetadataStore",
+    "SCHEMES",
+    "latest_monitor_metrics",
+    "open_metadata",
+    "redact",
+    "tables",
+]
 
 
 class MetadataStore(Protocol):

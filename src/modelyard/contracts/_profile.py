@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 
-from modelyard.contracts import Schema
+from modelyard.contracts._schema import Schema
 from modelyard.errors import InvalidInputError
 
 OTHER = "__other__"
@@ -31,7 +31,7 @@ TOP_CATEGORIES = 50
 QUANTILE_LEVELS: tuple[float, ...] = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 _GRID_LEVELS = tuple(k / 100 for k in range(1, 100))
 
-Kind = Literal["numeric", "categorical"]
+ProfileKind = Literal["numeric", "categorical"]
 
 
 class NumericProfile(BaseModel):
@@ -144,18 +144,18 @@ def profile(
     )
 
 
-def column_kinds(frame: pd.DataFrame, schema: Schema | None) -> dict[str, Kind]:
+def column_kinds(frame: pd.DataFrame, schema: Schema | None) -> dict[str, ProfileKind]:
     """Which columns are profiled, and as numeric or categorical."""
     if schema is not None:
         _require_columns(frame, schema.names, "the schema")
-        kinds: dict[str, Kind] = {}
+        kinds: dict[str, ProfileKind] = {}
         for f in schema.fields:
             if f.categories is not None or f.dtype in ("string", "bool"):
                 kinds[f.name] = "categorical"
             elif f.dtype in ("int64", "float64"):
                 kinds[f.name] = "numeric"
         return kinds
-    inferred: dict[str, Kind] = {}
+    inferred: dict[str, ProfileKind] = {}
     for name in frame.columns:
         dtype = frame[name].dtype
         if isinstance(dtype, pd.CategoricalDtype) or dtype.kind in "bOSU":
