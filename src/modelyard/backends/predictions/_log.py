@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from modelyard._redact import redact
 from modelyard._time import now_us
 from modelyard.backends.predictions._batch import BatchLog
 from modelyard.backends.predictions._compact import MIN_AGE_S, Maintenance, compact, retain
@@ -87,7 +88,7 @@ class PredictionLog:
         self._index: RequestIndex | None = None
 
     def __repr__(self) -> str:
-        return f"PredictionLog(spool={str(self.spool)!r}, store={self.store.url!r})"
+        return f"PredictionLog(spool={str(self.spool)!r}, store={redact(self.store.url)!r})"
 
     @property
     def settle_s(self) -> float:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from modelyard._files import atomic_path, atomic_write_bytes
+from modelyard._redact import redact
 from modelyard.errors import BackendUnavailableError, ConfigError
 
 
@@ -125,7 +126,7 @@ class FsspecParts:
         self._root = ""
 
     def __repr__(self) -> str:
-        return f"FsspecParts({self.url!r})"
+        return f"FsspecParts({redact(self.url)!r})"
 
     @property
     def fs(self) -> Any:
@@ -145,8 +146,8 @@ class FsspecParts:
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return BackendUnavailableError(
-            f"the prediction log at {self.url} did not answer ({reason}); check that the "
-            "store is up, and predictions.url and predictions.endpoint_url"
+            f"the prediction log at {redact(self.url)} did not answer ({redact(reason)}); "
+            "check that the store is up, and predictions.url and predictions.endpoint_url"
         )
 
     def put_file(self, key: str, path: Path) -> None:

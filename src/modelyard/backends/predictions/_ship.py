@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from modelyard._redact import redact
 from modelyard.backends.predictions._parts import PartStore
 from modelyard.backends.predictions._read import Parts
 from modelyard.backends.predictions._segments import claimed_segments, read_segment, segment_id
@@ -76,13 +77,13 @@ class Shipper:
                 logger.warning(
                     "cannot ship the prediction log to %s (%s: %s); records stay in the "
                     "local spool and are shipped when it answers",
-                    self.where,
+                    redact(self.where),
                     type(exc).__name__,
                     str(exc).splitlines()[0] if str(exc) else "",
                 )
             self._failing = True
             return False
         if self._failing:
-            logger.info("shipping the prediction log to %s again", self.where)
+            logger.info("shipping the prediction log to %s again", redact(self.where))
         self._failing = False
         return True
