@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modelyard._files import atomic_path
+from modelyard._time import aware
 from modelyard.backends.predictions._layout import INDEX_STREAM, hash_value, index_table
 from modelyard.backends.predictions._parts import PartStore
 from modelyard.errors import InvalidInputError
@@ -77,7 +78,7 @@ def log_batch(
         )
     if rows == 0:
         return None
-    when = (ts or datetime.now(UTC)).astimezone(UTC)
+    when = datetime.now(UTC) if ts is None else aware(ts, "ts")
     columns: dict[str, Any] = {
         "request_id": pa.repeat(pa.scalar(request_id, pa.string()), rows),
         "row": pa.array(np.arange(first_row, first_row + rows, dtype=np.int64)),

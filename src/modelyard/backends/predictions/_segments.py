@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 
+from modelyard._files import fsync_folder
+
 SEGMENT_BYTES = 64 * 1024 * 1024
 
 
@@ -165,6 +167,7 @@ class SegmentWriter:
         os.fsync(self._fd)
         if self._written:
             self._path.rename(self._path.with_suffix(".done"))
+            fsync_folder(self.folder)  # the rename is what tells shippers it is finished
         else:
             self._path.unlink(missing_ok=True)  # nothing to ship
         os.close(self._fd)  # closing drops the lock, after the rename
