@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
+from modelyard.backends.executors import Executor, open_executor
 from modelyard.backends.metadata import MetadataStore, open_metadata
 from modelyard.backends.online import OnlineStore, open_online
 from modelyard.config import CONFIG_FILE, Config, load_config, render_template
@@ -46,6 +47,7 @@ class Workspace:
         self._metadata: MetadataStore | None = None
         self._artifacts: ArtifactStore | None = None
         self._online: OnlineStore | None = None
+        self._executor: Executor | None = None
         self._alerting: Alerting | None = None
 
     def __repr__(self) -> str:
@@ -152,10 +154,20 @@ class Workspace:
         return self._online
 
     @property
+    def executor(self) -> Executor:
+        """Where jobs, batch scoring and backfills run (``executor.url``); built here, its
+        workers (or Ray) start on first use and stop with ``close()``."""
+        if self._executor is None:
+            self._executor = self._build("executor.url", open_executor)
+        return self._executor
+
+    @property
     def features(self) -> FeatureStore:
         path = Path(self.config["offline.path"])
         root = path if path.is_absolute() else self.config.root / path
-        return FeatureStore(self.metadata, root, online=lambda: self.online)
+        return FeatureStore(
+            self.metadata, root, online=lambda: self.online, executor=lambda: self.executor
+        )
 
     @property
     def runs(self) -> Tracking:
@@ -188,6 +200,9 @@ class Workspace:
         return run.start()
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         if self._online is not None:
             self._online.close()
             self._online = None
