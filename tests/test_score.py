@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import sys
@@ -406,34 +405,33 @@ def test_ray_partitions_are_runs_of_whole_chunks(
 
 
 # -- Ray ------------------------------------------------------------------------------------
-# One local Ray instance for the module: it costs seconds to start.
+# The session's local Ray instance (conftest.py's ray_executor): it costs seconds to start.
 
 
 @pytest.fixture(scope="module")
 def ray_env(
-    tmp_path_factory: pytest.TempPathFactory, data: tuple[pd.DataFrame, pd.Series]
+    tmp_path_factory: pytest.TempPathFactory,
+    data: tuple[pd.DataFrame, pd.Series],
+    ray_executor: Any,
 ) -> Iterator[SimpleNamespace]:
-    ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+    import ray
+
     folder = tmp_path_factory.mktemp("ray")
     ws = modelyard.Workspace.init(folder / "ws")
     register_cancer(ws, data)
     # 12 row groups of 50 rows: with 2 CPUs and chunks of 40 rows, 4 partitions of 150.
     source = write_input(patients(data[0]), folder / "in.parquet", row_group_size=50)
-    assert not ray.is_initialized()
-    # score() starts a local instance itself when none is running, and stops it after.
     first = score(ws.registry, REF, source, folder / "first.parquet", executor="ray")
-    stopped = not ray.is_initialized()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        yield SimpleNamespace(ws=ws, source=source, first=first, stopped=stopped)
+        yield SimpleNamespace(ws=ws, source=source, first=first, running=ray.is_initialized())
     finally:
-        ray.shutdown()
         ws.close()
 
 
 @pytest.mark.slow
-def test_ray_starts_a_local_instance_when_none_runs_and_stops_it(ray_env: Any) -> None:
-    assert ray_env.stopped
+def test_ray_uses_the_running_instance_and_leaves_it_running(ray_env: Any) -> None:
+    # (An instance that score() starts itself it also stops: test_executors.py, conftest.py.)
+    assert ray_env.running
     assert ray_env.first.rows_out == 569
     assert json.loads(ray_env.first.lineage.read_text())["executor"] == "ray"
 

@@ -105,4 +105,3 @@ def open_executor(url: str, *, address: str | None = None) -> Executor:
     if factory is None or (sep and (scheme != "ray" or not rest)):
         raise ConfigError(f"executor {url!r} is not known; use one of: {', '.join(EXECUTORS)}")
     return factory(url, address)
-

@@ -28,6 +28,25 @@ __all__ = ["LocalExecutor"]
 
 R = TypeVar("R")
 _WORKER = "modelyard.backends.executors._worker"
+_START_S = 120  # a Python start and modelyard's imports, on a busy machine
+
+
+class _Limit:
+    """A time limit shared by a map's tasks, counted from the first task sent to a worker
+    (worker starts do not count against it)."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self._deadline: float | None = None
+        self._lock = threading.Lock()
+
+    def deadline(self) -> float | None:
+        if self.seconds is None:
+            return None
+        with self._lock:
+            if self._deadline is None:
+                self._deadline = time.monotonic() + self.seconds
+            return self._deadline
 
 
 class _Worker:
@@ -39,6 +58,7 @@ class _Worker:
         self.answers: Connection | None = None  # from the worker
 
     def start(self) -> None:
+        """Start the process and wait until it answers: its imports are done."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         try:
@@ -52,6 +72,15 @@ class _Worker:
             os.close(from_child_w)
         self.conn = Connection(to_child_w, readable=False)
         self.answers = Connection(from_child_r, writable=False)
+        try:
+            self.conn.send(PING)
+            if not self.answers.poll(_START_S):
+                raise OSError(f"it did not answer within {_START_S} s")
+            self.answers.recv_bytes()
+        except (EOFError, OSError) as exc:
+            how = self.ended() if isinstance(exc, EOFError) else str(exc)
+            self.kill()
+            raise OSError(f"a worker process did not start ({how})") from None
 
     @property
     def alive(self) -> bool:
@@ -147,20 +176,9 @@ class LocalExecutor:
         self._free.release()
 
     def warm(self) -> None:
-        """Start one worker and wait until it answers, so that the first task does not pay
-        for a Python start and modelyard's imports."""
-        worker = self._take()
-        try:
-            assert worker.conn is not None and worker.answers is not None
-            worker.conn.send(PING)
-            if not worker.answers.poll(60):
-                worker.kill()
-            else:
-                worker.answers.recv_bytes()
-        except (EOFError, OSError):
-            worker.kill()
-        finally:
-            self._give(worker)
+        """Start one worker, so that the first task does not pay for a Python start and
+        modelyard's imports."""
+        self._give(self._take())
 
     def map(
         self,
@@ -183,7 +201,7 @@ class LocalExecutor:
         timeout_s: float | None,
     ) -> Generator[Settled[Any], None, None]:
         count = len(payloads)
-        limit = None if timeout_s is None else (time.monotonic() + timeout_s, timeout_s)
+        limit = _Limit(timeout_s)
         settled: list[Settled[Any] | None] = [None] * count
         todo = deque(range(count))
         busy: dict[int, _Worker] = {}
@@ -199,7 +217,7 @@ class LocalExecutor:
                 try:
                     worker = self._take()
                 except Exception as exc:  # no worker would start: this task cannot run
-                    result = Settled[Any](names[i], error=TaskError(names[i], f"no worker: {exc}"))
+                    result = Settled[Any](names[i], error=TaskError(names[i], str(exc)))
                 else:
                     with changed:
                         if stopped:  # closed while this worker was being taken
@@ -242,11 +260,10 @@ class LocalExecutor:
         name: str,
         paths: tuple[str, ...],
         payload: bytes,
-        limit: tuple[float, float] | None,
+        limit: _Limit,
     ) -> Settled[Any]:
-        """Run one task on ``worker``; ``limit`` is (deadline, the seconds it stands for)."""
-        deadline = None if limit is None else limit[0]
-        stopped = f"stopped after {limit[1]:g} s" if limit is not None else ""
+        deadline = limit.deadline()
+        stopped = f"stopped after {limit.seconds:g} s" if limit.seconds is not None else ""
         timed_out = Settled[Any](name, error=TaskError(name, stopped, timed_out=True))
         if deadline is not None and time.monotonic() >= deadline:
             return timed_out  # never started: the worker stays warm for the next task

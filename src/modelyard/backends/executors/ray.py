@@ -122,10 +122,13 @@ class RayExecutor:
                         settled[index[ref]] = self._get(names[index[ref]], ref)
                 yield settled.pop(i)
         finally:
-            if pending:
-                self._cancel(pending, force=False)
-                # Let cancelled tasks stop before the caller removes what they write.
-                ray.wait(pending, num_returns=len(pending), timeout=30, fetch_local=False)
+            # Let cancelled tasks stop before the caller removes what they write. The cancel
+            # is repeated: one that meets a task while Ray hands it to a worker can be lost.
+            give_up = time.monotonic() + 30
+            while pending and time.monotonic() < give_up:
+                _, pending = self._cancel(pending, force=False)
+                if pending:
+                    ray.wait(pending, num_returns=len(pending), timeout=1, fetch_local=False)
 
     def _get(self, name: str, ref: Any) -> Settled[Any]:
         try:
