@@ -186,6 +186,13 @@ def test_the_setting_picks_the_executor_and_a_bad_one_is_one_line_exit_2(
         "error: executor 'spark' is not known; use one of: local, ray, ray://HOST:PORT "
         "(from executor.url, env MODELYARD_EXECUTOR_URL)"
     ]
+    code, _, err = run_cli(
+        capsys, "score", "m@production", *args, "--executor", "dask://x", "-w", str(root)
+    )
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: executor 'dask://x' is not known; use one of: local, ray, ray://HOST:PORT"
+    ]
 
 
 def test_without_ray_the_ray_executor_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

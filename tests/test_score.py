@@ -209,6 +209,25 @@ def test_cli_shows_progress_and_prints_one_summary_line(
     assert pq.ParquetFile(output).metadata.num_rows == 569
 
 
+def test_the_executor_option_overrides_the_setting(
+    ws: modelyard.Workspace,
+    input_file: Path,
+    out_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELYARD_EXECUTOR_URL", "ray://nowhere:10001")
+    output = out_dir / "scored.parquet"
+
+    code, _, err = run_cli(
+        capsys, "score", REF, "-i", str(input_file), "-o", str(output), "--executor", "local",
+        "-w", str(ws.root),
+    )  # fmt: skip
+
+    assert code == 0, err
+    assert json.loads((out_dir / "scored.parquet.lineage.json").read_text())["executor"] == "local"
+
+
 def _with_null(x: pd.DataFrame) -> pd.DataFrame:
     frame = patients(x)
     frame.loc[345, "mean area"] = np.nan
@@ -479,8 +498,18 @@ def test_ray_names_the_bad_row_by_its_place_in_the_file_and_leaves_no_part(
 
 
 @pytest.mark.slow
-def test_cli_scores_on_ray(ray_env: Any, out_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("chosen_by", ["option", "setting"])
+def test_cli_scores_on_ray(
+    ray_env: Any,
+    out_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    chosen_by: str,
+) -> None:
     output = out_dir / "s.parquet"
+    if chosen_by == "setting":
+        monkeypatch.setenv("MODELYARD_EXECUTOR_URL", "ray")
+    option = ["--executor", "ray"] if chosen_by == "option" else []
 
     code, out, err = run_cli(
         capsys,
@@ -490,8 +519,7 @@ def test_cli_scores_on_ray(ray_env: Any, out_dir: Path, capsys: pytest.CaptureFi
         str(ray_env.source),
         "-o",
         str(output),
-        "--executor",
-        "ray",
+        *option,
         "-w",
         str(ray_env.ws.root),
     )

@@ -17,7 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from modelyard.errors import ConfigError, TaskError
 
-__all__ = ["EXECUTORS", "SCHEMES", "Executor", "Results", "Settled", "TaskError", "open_executor"]
+__all__ = ["EXECUTORS", "Executor", "Results", "SCHEMES", "Settled", "open_executor"]
 
 R = TypeVar("R")
 
