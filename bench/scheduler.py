@@ -32,7 +32,8 @@ from modelyard.jobs import (
     open_runner,
     workspace_jobs,
 )
-from modelyard.jobs._executors import Task
+from modelyard.jobs._context import Task
+from modelyard.jobs._executors import run_tasks
 
 NOOP = "def noop(ctx):\n    return None\n"
 
@@ -63,7 +64,7 @@ def overhead(ws: modelyard.Workspace, runs: int) -> dict[str, list[float]]:
         ctx = JobContext("noop", "r", base, base, 1, str(ws.root))
         task = Task(spec.function, ctx, None)
         for _ in range(20):  # start the worker process, warm its imports
-            executor.run([task], None)
+            run_tasks(executor, [task], None)
         for i in range(runs):
             logical = base + timedelta(seconds=i)
             started = time.perf_counter()
@@ -81,7 +82,7 @@ def overhead(ws: modelyard.Workspace, runs: int) -> dict[str, list[float]]:
             out["history only"].append(time.perf_counter() - started)
         for _ in range(runs):
             started = time.perf_counter()
-            executor.run([task], None)
+            run_tasks(executor, [task], None)
             out["worker round trip"].append(time.perf_counter() - started)
     from pipelines import noop  # type: ignore[import-not-found]
 

@@ -124,6 +124,27 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return f"s3://{name}/artifacts"
 
 
+@pytest.fixture(scope="session")
+def ray_executor() -> Iterator[Any]:
+    """A local Ray instance of 2 CPUs for the whole session (it takes seconds to start),
+    started by the Ray executor; every executor opened meanwhile uses it and leaves it up."""
+    try:
+        import ray
+    except ImportError as exc:
+        _unreachable("Ray", f"the 'ray' extra is not installed ({exc}); install modelyard[ray]")
+    from modelyard.backends.executors.ray import RayExecutor
+
+    assert not ray.is_initialized(), "something else started Ray; use this fixture instead"
+    executor = RayExecutor("ray", num_cpus=2)
+    executor.open()
+    try:
+        yield executor
+    finally:
+        executor.close()
+    # The executor started Ray, so its close stops it (one that found Ray running leaves it).
+    assert not ray.is_initialized()
+
+
 @pytest.fixture
 def logged(workspace: modelyard.Workspace) -> Any:
     """A tiny python-flavor model logged under a finished run (registry tests)."""

@@ -168,3 +168,23 @@ def test_bad_backfill_input(ws: Any) -> None:
         workspace.features.backfill("ratings", day(2), day(1))
     with pytest.raises(InvalidInputError, match="did you mean 'ratings:rating'"):
         view(path, Range("ratng", 0, 1))
+
+
+@pytest.mark.slow
+def test_a_backfill_on_ray_publishes_what_a_local_one_does(ws: Any, ray_executor: Any) -> None:
+    workspace, path = ws
+    write_source(path, bad_day=1)
+    workspace.features.apply([DRIVER, view(path)])
+
+    with modelyard.Workspace(workspace.root, executor_url="ray") as on_ray:
+        report = on_ray.features.backfill("ratings", day(0), day(3))
+
+    assert [p.status for p in report.partitions] == ["written", "failed"]
+    assert report.failed is not None and report.failed.failure is not None
+    assert report.failed.failure.samples[0]["rating"] == 99.0
+    folder = workspace.features.offline_root / "backfill" / "ratings" / "v1"
+    # The failed partition's file, and the next one's, were staged and removed.
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "20240301T000000-20240302T000000.parquet",
+        "coverage.json",
+    ]

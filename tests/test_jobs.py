@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +37,8 @@ def _mark(ctx, name):
         f.write(json.dumps({"start": ctx.interval_start.isoformat(),
                             "end": ctx.interval_end.isoformat(),
                             "attempt": ctx.attempt, "partition": ctx.partition,
-                            "pid": os.getpid(), "params": dict(ctx.params)}) + "\\n")
+                            "pid": os.getpid(), "ppid": os.getppid(),
+                            "params": dict(ctx.params)}) + "\\n")
 
 
 def daily(ctx):
@@ -162,7 +163,7 @@ def test_a_slot_covers_the_interval_before_its_run() -> None:
         ('timeout = "soon"', "timeout 'soon' is not a duration"),
         ("retries = -1", "retries must be a whole number >= 0"),
         ('catchup = "some"', "catchup must be one of all, latest"),
-        ('executor = "spark"', "executor must be one of local, ray"),
+        ('executor = "spark"', "executor 'spark' is not known; use one of: local, ray, ray://"),
         ("retry = 3", "unknown option 'retry'"),
     ],
 )
@@ -464,23 +465,33 @@ def test_monitor_check_runs_as_a_scheduled_job(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("chosen_by", ["job", "setting"])
 def test_the_same_fan_out_job_runs_on_ray(
-    sqlite_workspace: modelyard.Workspace, tmp_path: Path
+    sqlite_workspace: modelyard.Workspace, chosen_by: str, ray_executor: Any
 ) -> None:
-    pytest.importorskip("ray")
+    import os
+
     root = sqlite_workspace.root
     (root / "pipelines.py").write_text(PIPELINES)
+    option = 'executor = "ray"\n' if chosen_by == "job" else ""
     (root / "modelyard.toml").write_text(
         '[jobs.fanout]\nfunction = "pipelines:fanout"\npartitions = ["a", "b", "c"]\n'
-        'retries = 1\nretry_delay = "1s"\nexecutor = "ray"\n'
+        f'retries = 1\nretry_delay = "1s"\n{option}'
     )
-    ws = modelyard.Workspace(root)
+    environ = {"MODELYARD_EXECUTOR_URL": "ray"} if chosen_by == "setting" else {}
+    ws = modelyard.Workspace(root, environ=environ)
     try:
         with open_runner(ws, sleep=lambda _: None) as runner:
             run = run_job(ws, "fanout", runner=runner)
         assert (run.status, run.attempts) == ("success", 2)
-        calls = [(x["partition"], x["attempt"]) for x in lines(ws, "fanout.jsonl")]
-        assert sorted(calls) == [("a", 1), ("b", 1), ("b", 2), ("c", 1)]
+        calls = lines(ws, "fanout.jsonl")
+        assert sorted((x["partition"], x["attempt"]) for x in calls) == [
+            ("a", 1),
+            ("b", 1),
+            ("b", 2),
+            ("c", 1),
+        ]
+        assert all(x["ppid"] != os.getpid() for x in calls)  # Ray's workers, not ours
         assert "partition b failed once" in run.log
     finally:
         ws.close()

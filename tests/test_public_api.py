@@ -16,6 +16,7 @@ PACKAGES = [
     "modelyard.backends.metadata",
     "modelyard.backends.artifacts",
     "modelyard.backends.online",
+    "modelyard.backends.executors",
     "modelyard.backends.predictions",
     "modelyard.monitoring",
     "modelyard.release",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import sys
@@ -30,7 +29,7 @@ from cli_support import run_cli
 from modelyard.errors import ConfigError, InvalidInputError, SchemaValidationError
 from modelyard.serving import ScoreResult, score
 from modelyard.serving._score import ScorePlan, read_chunks
-from modelyard.serving._score_ray import plan_partitions
+from modelyard.serving._score_parts import plan_partitions
 
 REF = "cancer@production"
 
@@ -110,15 +109,11 @@ def test_output_is_the_input_plus_what_loaded_model_predict_returns(
     pd.testing.assert_frame_equal(
         out[list(expected.columns)], expected, check_exact=True, check_dtype=False
     )
-    assert seen == [
-        (0, 569),
-        (100, 569),
-        (200, 569),
-        (300, 569),
-        (400, 569),
-        (500, 569),
-        (569, 569),
-    ]
+    # Progress moves in order as runs of whole chunks finish, in steps, up to every row.
+    done = [d for d, _ in seen]
+    assert {t for _, t in seen} == {569} and done[0] == 0 and done[-1] == 569
+    assert done == sorted(set(done)) and len(done) > 2
+    assert all(d % 100 == 0 for d in done[:-1])
 
 
 def test_lineage_record_ties_the_output_to_model_and_input(
@@ -234,6 +229,25 @@ def test_cli_shows_progress_and_prints_one_summary_line(
     assert summary.startswith("scored 569 rows with cancer/1 in 6 chunk(s), ")
     assert summary.endswith(f": {output}; lineage: {output}.lineage.json")
     assert pq.ParquetFile(output).metadata.num_rows == 569
+
+
+def test_the_executor_option_overrides_the_setting(
+    ws: modelyard.Workspace,
+    input_file: Path,
+    out_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELYARD_EXECUTOR_URL", "ray://nowhere:10001")
+    output = out_dir / "scored.parquet"
+
+    code, _, err = run_cli(
+        capsys, "score", REF, "-i", str(input_file), "-o", str(output), "--executor", "local",
+        "-w", str(ws.root),
+    )  # fmt: skip
+
+    assert code == 0, err
+    assert json.loads((out_dir / "scored.parquet.lineage.json").read_text())["executor"] == "local"
 
 
 def _with_null(x: pd.DataFrame) -> pd.DataFrame:
@@ -465,21 +479,22 @@ def test_ray_partitions_are_runs_of_whole_chunks(
 
 
 # -- Ray ------------------------------------------------------------------------------------
-# One local Ray instance for the module: it costs seconds to start.
+# The session's local Ray instance (conftest.py's ray_executor): it costs seconds to start.
 
 
 @pytest.fixture(scope="module")
 def ray_env(
-    tmp_path_factory: pytest.TempPathFactory, data: tuple[pd.DataFrame, pd.Series]
+    tmp_path_factory: pytest.TempPathFactory,
+    data: tuple[pd.DataFrame, pd.Series],
+    ray_executor: Any,
 ) -> Iterator[SimpleNamespace]:
-    ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+    import ray
+
     folder = tmp_path_factory.mktemp("ray")
     ws = modelyard.Workspace.init(folder / "ws")
     register_cancer(ws, data)
     # 12 row groups of 50 rows: with 2 CPUs and chunks of 40 rows, 4 partitions of 150.
     source = write_input(patients(data[0]), folder / "in.parquet", row_group_size=50)
-    assert not ray.is_initialized()
-    # score() starts a local instance itself when none is running, and stops it after.
     first = score(
         ws.registry,
         REF,
@@ -488,18 +503,16 @@ def ray_env(
         executor="ray",
         prediction_log=ws.predictions,
     )
-    stopped = not ray.is_initialized()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        yield SimpleNamespace(ws=ws, source=source, first=first, stopped=stopped)
+        yield SimpleNamespace(ws=ws, source=source, first=first, running=ray.is_initialized())
     finally:
-        ray.shutdown()
         ws.close()
 
 
 @pytest.mark.slow
-def test_ray_starts_a_local_instance_when_none_runs_and_stops_it(ray_env: Any) -> None:
-    assert ray_env.stopped
+def test_ray_uses_the_running_instance_and_leaves_it_running(ray_env: Any) -> None:
+    # (An instance that score() starts itself it also stops: test_executors.py, conftest.py.)
+    assert ray_env.running
     assert ray_env.first.rows_out == 569
     assert json.loads(ray_env.first.lineage.read_text())["executor"] == "ray"
 
@@ -559,8 +572,18 @@ def test_ray_names_the_bad_row_by_its_place_in_the_file_and_leaves_no_part(
 
 
 @pytest.mark.slow
-def test_cli_scores_on_ray(ray_env: Any, out_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("chosen_by", ["option", "setting"])
+def test_cli_scores_on_ray(
+    ray_env: Any,
+    out_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    chosen_by: str,
+) -> None:
     output = out_dir / "s.parquet"
+    if chosen_by == "setting":
+        monkeypatch.setenv("MODELYARD_EXECUTOR_URL", "ray")
+    option = ["--executor", "ray"] if chosen_by == "option" else []
 
     code, out, err = run_cli(
         capsys,
@@ -570,8 +593,7 @@ def test_cli_scores_on_ray(ray_env: Any, out_dir: Path, capsys: pytest.CaptureFi
         str(ray_env.source),
         "-o",
         str(output),
-        "--executor",
-        "ray",
+        *option,
         "-w",
         str(ray_env.ws.root),
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -392,16 +391,15 @@ def test_a_staged_job_is_invisible_until_published(tmp_path: Path) -> None:
 
 # -- Ray ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ray_ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed")
+def ray_ws(
+    tmp_path_factory: pytest.TempPathFactory, ray_executor: Any
+) -> Iterator[SimpleNamespace]:
     folder = tmp_path_factory.mktemp("ray")
     ws = modelyard.Workspace.init(folder / "ws")
     x = train_diabetes(ws)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     try:
         yield SimpleNamespace(ws=ws, x=x, folder=folder)
     finally:
-        ray.shutdown()
         ws.close()
 
 

@@ -112,6 +112,13 @@ SETTINGS: tuple[Setting, ...] = (
         "default",
         "experiment that new runs belong to unless one is given",
     ),
+    Setting(
+        "executor.url",
+        str,
+        "local",
+        "where jobs, batch scoring and backfills run: local (worker processes), "
+        "ray (a local Ray instance) or ray://HOST:PORT (a Ray cluster)",
+    ),
     Setting("serve.host", str, "127.0.0.1", "address the model server binds to"),
     Setting("serve.port", int, 8000, "port the model server listens on"),
     Setting(

@@ -12,6 +12,7 @@ Every class also subclasses the builtin that callers already catch, so
     ├── ConflictError (RuntimeError)                conflict        409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
+    ├── TaskError (RuntimeError)                    task_failed     500
     ├── DeadlineExceededError (TimeoutError)        timeout         504
     └── IntegrityError (RuntimeError)               integrity_error 500
 
@@ -36,6 +37,7 @@ __all__ = [
     "NotReadyError",
     "PayloadTooLargeError",
     "SchemaValidationError",
+    "TaskError",
 ]
 
 
@@ -112,6 +114,26 @@ class NotReadyError(ModelyardError, RuntimeError):
 
     code = "not_ready"
     status = 503
+
+
+class TaskError(ModelyardError, RuntimeError):
+    """A task on an executor raised, timed out or lost its worker; ``task`` names it.
+
+    ``traceback`` is the task's own traceback (text: it happened in another process);
+    ``__cause__`` is the task's exception itself when it survived the trip back.
+    """
+
+    code = "task_failed"
+    status = 500
+
+    def __init__(
+        self, task: str, reason: str, *, timed_out: bool = False, traceback: str = ""
+    ) -> None:
+        super().__init__(f"task {task!r} {'timed out' if timed_out else 'failed'}: {reason}")
+        self.task = task
+        self.reason = reason
+        self.timed_out = timed_out
+        self.traceback = traceback
 
 
 class DeadlineExceededError(ModelyardError, TimeoutError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from modelyard._files import atomic_write_text
 from modelyard.backends.artifacts import ArtifactStore, open_artifacts
+from modelyard.backends.executors import Executor, open_executor
 from modelyard.backends.metadata import MetadataStore, open_metadata
 from modelyard.backends.online import OnlineStore, open_online
 from modelyard.backends.predictions import PredictionLog, open_prediction_log
@@ -49,6 +50,7 @@ class Workspace:
         self._artifacts: ArtifactStore | None = None
         self._online: OnlineStore | None = None
         self._predictions: PredictionLog | None = None
+        self._executor: Executor | None = None
         self._alerting: Alerting | None = None
 
     def __repr__(self) -> str:
@@ -169,10 +171,20 @@ class Workspace:
         return self._online
 
     @property
+    def executor(self) -> Executor:
+        """Where jobs, batch scoring and backfills run (``executor.url``); built here, its
+        workers (or Ray) start on first use and stop with ``close()``."""
+        if self._executor is None:
+            self._executor = self._build("executor.url", open_executor)
+        return self._executor
+
+    @property
     def features(self) -> FeatureStore:
         path = Path(self.config["offline.path"])
         root = path if path.is_absolute() else self.config.root / path
-        return FeatureStore(self.metadata, root, online=lambda: self.online)
+        return FeatureStore(
+            self.metadata, root, online=lambda: self.online, executor=lambda: self.executor
+        )
 
     @property
     def runs(self) -> Tracking:
@@ -205,6 +217,9 @@ class Workspace:
         return run.start()
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         if self._online is not None:
             self._online.close()
             self._online = None

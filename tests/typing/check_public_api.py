@@ -10,6 +10,7 @@ import pandas as pd
 from fastapi import FastAPI
 
 import modelyard
+from modelyard.backends.executors import Settled
 from modelyard.config import Config, load_config
 from modelyard.contracts import Schema
 from modelyard.jobs import JobContext, JobHistory, JobRun, JobSpec, backfill, job, run_job
@@ -25,6 +26,10 @@ from modelyard.registry import (
 from modelyard.release import BuildContext, ReleaseRecord, release_history, write_context
 from modelyard.serving import ScoreResult, ServeOptions, create_app, score
 from modelyard.tracking import MetricPoint, Run, RunInfo
+
+
+def _half(x: int) -> float:
+    return x / 2
 
 
 def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
@@ -58,6 +63,10 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
     scored = score(ws.registry, "m@production", "in.parquet", "o.parquet", log_predictions=False)
     assert_type(scored.request_id, str | None)
     assert_type(ws.alerting, Alerting)
+    results = ws.executor.map(_half, [1, 2], names=["a", "b"])
+    assert_type(next(results), Settled[float])
+    assert_type(next(results).get(), float)
+    assert_type(score(ws.registry, "m/1", "i", "o", executor=ws.executor), ScoreResult)
     checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
     assert_type(checker.run(ws.alerting), list[RuleResult])
     assert_type(

@@ -79,7 +79,8 @@ def list_jobs(workspace: str = WorkspaceOpt) -> None:
             str(spec.retries),
             _duration(spec.timeout_s),
             _duration(spec.sla_s),
-            spec.executor + (f" x{len(spec.partitions)}" if spec.partitions else ""),
+            (spec.executor or ws.executor.url)
+            + (f" x{len(spec.partitions)}" if spec.partitions else ""),
             f"{', '.join(spec.inputs)} → {', '.join(spec.outputs)}"
             if spec.inputs or spec.outputs
             else "",

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.markup import escape
 
 from modelyard.cli._common import WorkspaceOpt, console, open_workspace
-
-if TYPE_CHECKING:
-    from modelyard.serving._score import Executor
 
 
 def score(
@@ -21,9 +17,13 @@ def score(
     chunk_size: int = typer.Option(
         50_000, "--chunk-size", help="rows per chunk; memory grows with it, not with the file"
     ),
-    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="local | ray | ray://HOST:PORT (default: the executor.url setting, local)",
+    ),
     ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Ray cluster to use (default: start a local one)"
+        None, "--ray-address", help="with --executor ray: a running cluster (default: a new one)"
     ),
     keep_input: bool = typer.Option(
         True, "--keep-input/--no-keep-input", help="copy the input columns into the output"
@@ -73,8 +73,9 @@ def score(
             input_path,
             output_path,
             chunk_size=chunk_size,
-            # The library checks the name and lists the valid ones.
-            executor=cast("Executor", executor),
+            # The library checks the name and lists the valid ones; ws.executor checks the
+            # setting's value, naming where it came from.
+            executor=executor if executor is not None else ws.executor.url,
             ray_address=ray_address,
             keep_input=keep_input,
             progress=step,

@@ -14,6 +14,7 @@ Parquet folder alone says what it holds; it is rewritten whole, by rename.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,12 +25,13 @@ import duckdb
 import pyarrow.parquet as pq
 
 from modelyard import _time
-from modelyard._files import atomic_path, atomic_write_text
+from modelyard._files import atomic_write_text
 from modelyard.errors import InvalidInputError
 from modelyard.features._checks import CheckFailure, run_checks
 from modelyard.features._sources import literal, quote
 
 if TYPE_CHECKING:
+    from modelyard.backends.executors import Executor
     from modelyard.features._definitions import FeatureView
 
 Range = tuple[datetime, datetime]
@@ -116,6 +118,38 @@ def partitions(start: datetime, end: datetime, size: timedelta) -> list[Range]:
     return out
 
 
+@dataclass(frozen=True)
+class _Partition:
+    """One partition's work: the view's rows for [start, end), checked, staged at ``staged``."""
+
+    view: FeatureView
+    start: datetime
+    end: datetime
+    staged: str
+
+
+def _compute(part: _Partition) -> tuple[int, CheckFailure | None]:
+    """A task: read and check one partition; stage its file only when every check passes."""
+    ts = quote(part.view.source.timestamp_field)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        rows = con.sql(
+            f"SELECT * EXCLUDE (__file, __pos) FROM ({part.view.source.sql()}) "
+            f"WHERE {ts} >= TIMESTAMPTZ {literal(part.start.isoformat())} "
+            f"AND {ts} < TIMESTAMPTZ {literal(part.end.isoformat())} "
+            "ORDER BY __file, __pos"
+        )
+        fetch = getattr(rows, "to_arrow_table", None) or rows.arrow
+        table = fetch()
+    finally:
+        con.close()
+    failure = run_checks(part.view, table, part.start, part.end)
+    if failure is None:
+        pq.write_table(table, part.staged)
+    return table.num_rows, failure
+
+
 def backfill_view(
     view: FeatureView,
     version: int,
@@ -123,9 +157,16 @@ def backfill_view(
     start: datetime,
     end: datetime,
     *,
+    executor: Executor,
     partition: timedelta = timedelta(days=1),
     progress: Callable[[PartitionResult], None] | None = None,
 ) -> BackfillReport:
+    """Compute the uncovered partitions on ``executor``; publish them here, in time order.
+
+    Each task stages its file under a hidden name; only this process renames it into
+    place and records its coverage, oldest first, so a failed partition stops the run
+    with every earlier one published and no later one visible.
+    """
     start, end = _time.aware(start, "backfill start"), _time.aware(end, "backfill end")
     if start >= end:
         raise InvalidInputError(f"backfill start {start} must be before end {end}")
@@ -135,37 +176,39 @@ def backfill_view(
     folder = backfill_folder(offline_root, view.name, version)
     folder.mkdir(parents=True, exist_ok=True)
     report = BackfillReport(view.name, version)
-    ts = quote(view.source.timestamp_field)
-    for p_start, p_end in partitions(start, end, partition):
-        covered = read_coverage(folder)
-        if any(a <= p_start and p_end <= b for a, b in covered):
-            result = PartitionResult(p_start, p_end, 0, "skipped")
-        else:
-            con = duckdb.connect()
-            try:
-                con.execute("SET TimeZone = 'UTC'")
-                rows = con.sql(
-                    f"SELECT * EXCLUDE (__file, __pos) FROM ({view.source.sql()}) "
-                    f"WHERE {ts} >= TIMESTAMPTZ {literal(p_start.isoformat())} "
-                    f"AND {ts} < TIMESTAMPTZ {literal(p_end.isoformat())} "
-                    "ORDER BY __file, __pos"
-                )
-                fetch = getattr(rows, "to_arrow_table", None) or rows.arrow
-                table = fetch()
-            finally:
-                con.close()
-            failure = run_checks(view, table, p_start, p_end)
-            if failure is not None:
-                result = PartitionResult(p_start, p_end, table.num_rows, "failed", failure)
+    covered = read_coverage(folder)
+    work = [
+        _Partition(view, a, b, str(folder / f".{_name(a, b)}.{uuid.uuid4().hex}.tmp"))
+        for a, b in partitions(start, end, partition)
+        if not any(c <= a and b <= d for c, d in covered)
+    ]
+    todo = {p.start for p in work}
+    results = executor.map(_compute, work, names=[f"partition {p.start.isoformat()}" for p in work])
+    computed = zip(work, results, strict=True)
+    try:
+        for p_start, p_end in partitions(start, end, partition):
+            if p_start not in todo:
+                result = PartitionResult(p_start, p_end, 0, "skipped")
             else:
-                name = f"{p_start.strftime('%Y%m%dT%H%M%S')}-{p_end.strftime('%Y%m%dT%H%M%S')}"
-                with atomic_path(folder / f"{name}.parquet") as tmp:
-                    pq.write_table(table, tmp)
-                _write_coverage(folder, [*covered, (p_start, p_end)])
-                result = PartitionResult(p_start, p_end, table.num_rows, "written")
-        report.partitions.append(result)
-        if progress is not None:
-            progress(result)
-        if result.status == "failed":
-            break
+                part, settled = next(computed)
+                rows, failure = settled.get()
+                if failure is not None:
+                    result = PartitionResult(p_start, p_end, rows, "failed", failure)
+                else:
+                    Path(part.staged).replace(folder / f"{_name(p_start, p_end)}.parquet")
+                    _write_coverage(folder, [*read_coverage(folder), (p_start, p_end)])
+                    result = PartitionResult(p_start, p_end, rows, "written")
+            report.partitions.append(result)
+            if progress is not None:
+                progress(result)
+            if result.status == "failed":
+                break
+    finally:
+        results.close()  # stops the partitions after a failure before their files go
+        for part in work:
+            Path(part.staged).unlink(missing_ok=True)
     return report
+
+
+def _name(start: datetime, end: datetime) -> str:
+    return f"{start.strftime('%Y%m%dT%H%M%S')}-{end.strftime('%Y%m%dT%H%M%S')}"

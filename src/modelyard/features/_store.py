@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard import _time
+from modelyard.backends.executors import open_executor
 from modelyard.contracts import Field
 from modelyard.errors import InvalidInputError
 from modelyard.features import _online, _push
@@ -19,6 +20,7 @@ from modelyard.features._online import MaterializeResult, OnlineFeatures
 from modelyard.features._registry import Change, Definition, Definitions
 
 if TYPE_CHECKING:
+    from modelyard.backends.executors import Executor
     from modelyard.backends.metadata import MetadataStore
     from modelyard.backends.online import OnlineStore
 
@@ -31,11 +33,13 @@ class FeatureStore:
         metadata: MetadataStore,
         offline_root: Path,
         online: Callable[[], OnlineStore] | None = None,
+        executor: Callable[[], Executor] | None = None,
     ) -> None:
         self.offline_root = offline_root
         self.definitions = Definitions(metadata, offline_root)
         self._metadata = metadata
         self._online_factory = online
+        self._executor_factory = executor
         self._online: OnlineStore | None = None
 
     @property
@@ -185,13 +189,28 @@ class FeatureStore:
         partition: timedelta = timedelta(days=1),
         progress: Callable[[PartitionResult], None] | None = None,
     ) -> BackfillReport:
-        """Recompute ``view`` from its source for [start, end), one checked partition at a
-        time; a failing partition writes nothing and stops the run (see ``report.failed``);
-        running it again resumes after the last good partition."""
+        """Recompute ``view`` from its source for [start, end) in checked partitions, computed
+        on the workspace's executor; the first failing partition writes nothing and stops the
+        run (see ``report.failed``); running it again resumes after the last good partition."""
         found, version = self.definitions.versioned_view(view)
-        return backfill_view(
-            found, version, self.offline_root, start, end, partition=partition, progress=progress
-        )
+        if self._executor_factory is not None:
+            executor, own = self._executor_factory(), None
+        else:  # a store built without a workspace: worker processes for this call only
+            executor = own = open_executor("local")
+        try:
+            return backfill_view(
+                found,
+                version,
+                self.offline_root,
+                start,
+                end,
+                executor=executor,
+                partition=partition,
+                progress=progress,
+            )
+        finally:
+            if own is not None:
+                own.close()
 
     def online_reader(
         self,

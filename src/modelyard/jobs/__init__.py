@@ -11,7 +11,7 @@ from modelyard.jobs._api import (
 )
 from modelyard.jobs._context import JobContext, Outcome
 from modelyard.jobs._cron import Schedule
-from modelyard.jobs._executors import Executors, LocalExecutor, RayExecutor
+from modelyard.jobs._executors import Executors
 from modelyard.jobs._history import JobHistory, JobRun
 from modelyard.jobs._runner import Runner
 from modelyard.jobs._scheduler import Scheduler, wait_all
@@ -23,9 +23,7 @@ __all__ = [
     "JobHistory",
     "JobRun",
     "JobSpec",
-    "LocalExecutor",
     "Outcome",
-    "RayExecutor",
     "Runner",
     "Schedule",
     "Scheduler",

@@ -55,8 +55,11 @@ def open_runner(
     lease_s: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Runner]:
-    """A runner on the workspace's metadata store; its worker processes end with the block."""
-    executors = Executors()
+    """A runner on the workspace's metadata store; its worker processes end with the block.
+
+    Jobs run on the executor of the workspace's ``executor.url``, or on the one they name.
+    """
+    executors = Executors(ws.executor.url)  # ws.executor checks the setting, naming its source
     try:
         yield Runner(
             root=ws.config.root,

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
 
-PING = "ping"  # a worker answers it with itself, once its imports are done
-
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -68,6 +66,19 @@ class Outcome:
     status: str
     partition: str | None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One call of a job function: what an executor's worker receives."""
+
+    function: str
+    context: JobContext
+    log_path: str | None
+
+
+def run_task(task: Task) -> Outcome:
+    return call(task.function, task.context, task.log_path)
 
 
 def call(function: str, ctx: JobContext, log_path: str | None) -> Outcome:

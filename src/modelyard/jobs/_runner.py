@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modelyard.errors import ConflictError
-from modelyard.jobs._context import JobContext, Outcome
-from modelyard.jobs._executors import Executors, Task
+from modelyard.jobs._context import JobContext, Outcome, Task
+from modelyard.jobs._executors import Executors, run_tasks
 from modelyard.jobs._history import JobHistory, JobRun
 from modelyard.jobs._spec import JobSpec
 from modelyard.monitoring import Alert, Alerting, deliver
@@ -98,7 +98,7 @@ class Runner:
                 )
                 for p in pending
             ]
-            outcomes = self.executors.get(spec.executor).run(tasks, spec.timeout_s)
+            outcomes = run_tasks(self.executors.get(spec.executor), tasks, spec.timeout_s)
             failures = [o for o in outcomes if o.status != "ok"]
             if not failures:
                 return "success", None

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from modelyard import _time
-from modelyard.jobs._executors import LocalExecutor
+from modelyard.backends.executors.local import LocalExecutor
 from modelyard.jobs._history import JobRun
 from modelyard.jobs._runner import Runner
 from modelyard.jobs._spec import JobSpec
@@ -158,8 +158,9 @@ class Scheduler:
 
     def run_forever(self, stop: threading.Event, *, poll_s: float = 5.0) -> None:
         """Tick until ``stop`` is set, then wait for the runs in flight to end."""
-        if any(s.executor == "local" for s in self.jobs.values()):
-            local = self.runner.executors.get("local")
+        executors = self.runner.executors
+        if any(executors.url(s.executor) == "local" for s in self.jobs.values()):
+            local = executors.get("local")
             if isinstance(local, LocalExecutor):
                 local.warm()  # the first slot should start on time, not after a Python start
         while not stop.is_set():

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from modelyard import _time
+from modelyard.backends.executors import open_executor
 from modelyard.config import register_table
 from modelyard.errors import ConfigError, InvalidInputError, ModelyardError, NotFoundError
 from modelyard.jobs._cron import Schedule
@@ -24,7 +25,6 @@ from modelyard.jobs._cron import Schedule
 Catchup = Literal["all", "latest"]
 F = TypeVar("F", bound=Callable[..., Any])
 CATCHUP: tuple[Catchup, ...] = ("all", "latest")
-EXECUTORS = ("local", "ray", "ray://HOST:PORT")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class JobSpec:
     sla_s: float | None = None
     sinks: tuple[str, ...] = ("log",)
     catchup: Catchup = "all"
-    executor: str = "local"
+    executor: str | None = None  # None: the workspace's executor.url
     partitions: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
     inputs: tuple[str, ...] = ()
@@ -67,7 +67,7 @@ _OPTIONS = {
     "sla": "alert when a slot has not succeeded this long after its interval ends",
     "sinks": "alert sinks of [alerts.sinks]",
     "catchup": "missed slots after downtime: all | latest",
-    "executor": "local | ray | ray://HOST:PORT",
+    "executor": "local | ray | ray://HOST:PORT (default: the executor.url setting)",
     "partitions": "run the function once per partition",
     "params": "a table passed to the function as ctx.params",
     "inputs": "what the job reads (shown by 'jobs list')",
@@ -87,7 +87,7 @@ def job(
     sla: str | None = None,
     sinks: Sequence[str] = ("log",),
     catchup: Catchup = "all",
-    executor: str = "local",
+    executor: str | None = None,
     partitions: Sequence[str] = (),
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str] = (),
@@ -137,13 +137,11 @@ def parse_job(name: str, raw: Mapping[str, Any], source: str) -> JobSpec:
         catchup = raw.get("catchup", "all")
         if catchup not in CATCHUP:
             raise InvalidInputError(f"catchup must be one of {', '.join(CATCHUP)}, not {catchup!r}")
-        executor = raw.get("executor", "local")
-        if not isinstance(executor, str) or not (
-            executor in ("local", "ray") or executor.startswith("ray://")
-        ):
-            raise InvalidInputError(
-                f"executor must be one of {', '.join(EXECUTORS)}, not {executor!r}"
-            )
+        executor = raw.get("executor")
+        if executor is not None:
+            if not isinstance(executor, str):
+                raise InvalidInputError(f"executor must be a string, not {executor!r}")
+            open_executor(executor)  # builds nothing but the object: checks the name
         retries = raw.get("retries", 0)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise InvalidInputError(f"retries must be a whole number >= 0, not {retries!r}")

@@ -1,17 +1,20 @@
 """Batch scoring: a Parquet file in; the same rows with predictions out, plus a lineage record.
 
-The input is read chunk by chunk (``iter_batches``). Each chunk is checked against the
-model's input schema by ``validate_frame``, as the server checks a frame, then predicted
-and appended to a temporary Parquet file beside the output. Memory therefore follows
-the chunk size, not the file size. The output is renamed into place only when every
-row is scored; the lineage record (``OUTPUT.lineage.json``) follows it the same way.
+The rows are scored on an executor (``backends/executors``: local worker processes or
+Ray), in partitions of whole chunks (``_score_parts.py``); the parts are joined in order
+into a temporary Parquet file beside the output. Within a partition the input is read
+chunk by chunk (``iter_batches``); each chunk is checked against the model's input
+schema by ``validate_frame``, as the server checks a frame, then predicted and appended
+to the partition's part. Memory therefore follows the chunk size, not the file size.
+The output is renamed into place only when every row is scored; the lineage record
+(``OUTPUT.lineage.json``) follows it the same way.
 
 Output columns: every input column unchanged (none with ``keep_input=False``), then the
 model's output columns. Row numbers in error messages count from 0 over the whole file.
 
 Every scored row also goes to the prediction log (``backends/predictions/_batch.py``), one
-Parquet part per chunk, written where the chunk's outputs are (in the Ray task on that
-executor). The job is one request id (``score-…``); its parts are staged and published
+Parquet part per chunk, written where the chunk's outputs are (in the executor's task).
+The job is one request id (``score-…``); its parts are staged and published
 just after the output is renamed into place, and deleted if scoring fails, so the log
 never holds rows the output lacks.
 """
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -33,6 +36,7 @@ import pyarrow.parquet as pq
 from modelyard import __version__
 from modelyard._files import atomic_path, atomic_write_text
 from modelyard.backends.artifacts import digest_file
+from modelyard.backends.executors import Executor, open_executor
 from modelyard.backends.predictions import BatchLog, PredictionLog
 from modelyard.contracts import validate_frame
 from modelyard.errors import (
@@ -47,8 +51,6 @@ from modelyard.errors import (
 if TYPE_CHECKING:
     from modelyard.registry import LoadedModel, ModelRef, ModelVersion, Registry
 
-Executor = Literal["local", "ray"]
-EXECUTORS: tuple[str, ...] = ("local", "ray")
 LINEAGE_SUFFIX = ".lineage.json"
 
 # Output columns take their Arrow type from the signature, so every chunk writes the
@@ -96,7 +98,7 @@ def score(
     output_path: str | os.PathLike[str],
     *,
     chunk_size: int = 50_000,
-    executor: Executor = "local",
+    executor: str | Executor = "local",
     ray_address: str | None = None,
     keep_input: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -108,6 +110,11 @@ def score(
     Every scored row is kept in the prediction log too, unless ``log_predictions`` is False.
 
     Args:
+        executor: where the rows are scored: an executor URL (``local``, ``ray``,
+            ``ray://HOST:PORT``), opened for this call and closed after it, or an
+            executor (``ws.executor``) to run on and leave open.
+        ray_address: with ``executor="ray"``, a running cluster's address as
+            ``ray.init`` takes it; without it a local instance is started.
         progress: called as ``progress(rows_scored_so_far, total_rows)``.
         prediction_log: the log to keep the rows in (``ws.predictions``, where
             ``modelyard serve`` logs); needed unless ``log_predictions`` is False.
@@ -116,19 +123,12 @@ def score(
     clock = time.perf_counter()
     if chunk_size < 1:
         raise InvalidInputError(f"chunk size {chunk_size} is too small; pass 1 row or more")
-    if executor not in EXECUTORS:
-        raise InvalidInputError(
-            f"executor {executor!r} is not known; use one of: {', '.join(EXECUTORS)}"
-        )
+    runner, owned = _executor(executor, ray_address)
     source, target = Path(input_path), Path(output_path)
     version = registry.get(ref)  # a bad reference fails before any file is read
     columns, total = _inspect_input(source)
     _check_output(source, target)
     _check_columns(version, source, columns, keep_input)
-    if executor == "ray":
-        from modelyard.serving._score_ray import require_ray
-
-        require_ray()
     log = None
     if log_predictions:
         if prediction_log is None:
@@ -156,21 +156,19 @@ def score(
     input_fingerprint = digest_file(source)
     lineage = target.with_name(target.name + LINEAGE_SUFFIX)
     try:
-        with atomic_path(target) as tmp:
-            if executor == "ray" and total:
-                from modelyard.serving._score_ray import score_with_ray
+        from modelyard.serving._score_parts import score_parts
 
-                rows, chunks = score_with_ray(
-                    registry, version, plan, tmp, address=ray_address, on_rows=on_rows
-                )
-            else:
-                rows, chunks = write_scored(registry.load(version), plan, tmp, on_rows=on_rows)
+        runner.open()  # names the extra to install when Ray is missing, before any work
+        with atomic_path(target) as tmp:
+            rows, chunks = score_parts(runner, registry, version, plan, tmp, on_rows=on_rows)
             # A stale record must never describe the new output, even after a crash here.
             lineage.unlink(missing_ok=True)
         if log is not None:
             assert prediction_log is not None
             log.publish(prediction_log.store)  # only now: every logged row is in the output
     finally:
+        if owned:
+            runner.close()
         if log is not None:
             log.discard()  # a failed job's staged parts
     record = {
@@ -187,7 +185,7 @@ def score(
         "rows_out": rows,
         "chunk_size": chunk_size,
         "chunks": chunks,
-        "executor": executor,
+        "executor": runner.url,
         "request_id": None if log is None else log.request_id,
         "predictions": None if prediction_log is None or log is None else prediction_log.store.url,
         "started_at": started.isoformat(),
@@ -331,6 +329,16 @@ def _log_chunk(
         latency_ms=round(seconds * 1000, 3),
         pii_fields=frozenset(f.name for f in schema.fields if f.pii),
     )
+
+
+def _executor(given: str | Executor, ray_address: str | None) -> tuple[Executor, bool]:
+    """(the executor to score on, whether this call opened it and so closes it)."""
+    if not isinstance(given, str):
+        return given, False
+    try:
+        return open_executor(given, address=ray_address), True
+    except ConfigError as exc:  # an argument, not a setting
+        raise InvalidInputError(exc.message) from None
 
 
 def _conform(table: pa.Table, schema: pa.Schema, model: LoadedModel) -> pa.Table:
