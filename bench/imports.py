@@ -1,0 +1,179 @@
+"""Start-up cost: ``import modelyard``, ``modelyard --help`` and a job worker's start.
+
+Each measure starts a fresh interpreter, with the source tree under test first on
+``PYTHONPATH``; ``--before SRC`` measures a second tree (an older checkout's ``src``) in
+alternating rounds, so that both see the same machine load:
+
+    git archive 53c3143 src | tar -x -C /tmp/before
+    .venv/bin/python bench/imports.py --before /tmp/before/src --write
+
+A job worker's start is the time from ``python -m modelyard.jobs._worker`` being started to
+its answer to a ping, which it sends once its imports are done (as ``LocalExecutor.warm``
+waits for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from _common import REPO, machine, write_section
+
+AFTER = REPO / "src"
+COUNT = "import sys; {}; print(len(sys.modules))"
+
+
+def env_for(src: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    env["PYTHONPATH"] = str(src)
+    return env
+
+
+def timed_run(command: list[str], src: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(command, env=env_for(src), check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def worker_start(src: Path) -> float:
+    """Seconds from starting a job worker to its answer to a ping."""
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    command = [sys.executable, "-m", "modelyard.jobs._worker", str(to_child_r), str(from_child_w)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, pass_fds=(to_child_r, from_child_w), env=env_for(src))
+    os.close(to_child_r)
+    os.close(from_child_w)
+    tasks = Connection(to_child_w, readable=False)
+    answers = Connection(from_child_r, writable=False)
+    tasks.send("ping")
+    assert answers.recv() == "ping"
+    elapsed = time.perf_counter() - t0
+    tasks.send(None)
+    proc.wait(10)
+    tasks.close()
+    answers.close()
+    return elapsed
+
+
+MEASURES = {
+    "`python -c 'import modelyard'`": lambda src: timed_run(
+        [sys.executable, "-c", "import modelyard"], src
+    ),
+    "`modelyard --help`": lambda src: timed_run([sys.executable, "-m", "modelyard", "--help"], src),
+    "job worker start (to its first answer)": worker_start,
+}
+MODULES = {
+    "`python -c 'import modelyard'`": "import modelyard",
+    "`modelyard --help`": "from modelyard.cli import app",
+    "job worker start (to its first answer)": "import modelyard.jobs._worker",
+}
+
+
+def modules_loaded(statement: str, src: Path) -> int:
+    command = [sys.executable, "-c", COUNT.format(statement)]
+    out = subprocess.run(command, env=env_for(src), check=True, capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--before", type=Path, help="the src folder of the tree to compare")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per measure and tree")
+    parser.add_argument("--write", action="store_true", help="write the section in RESULTS.md")
+    args = parser.parse_args()
+    trees = {"after": AFTER, **({"before": args.before} if args.before else {})}
+    for src in trees.values():  # warm-up: bytecode written, files in the page cache
+        for measure in MEASURES.values():
+            measure(src)
+    samples: dict[tuple[str, str], list[float]] = {}
+    load_start = os.getloadavg()
+    for _ in range(args.runs):
+        for tree, src in trees.items():
+            for name, measure in MEASURES.items():
+                samples.setdefault((name, tree), []).append(measure(src))
+    load_end = os.getloadavg()
+    counts = {
+        (name, tree): modules_loaded(MODULES[name], src)
+        for name in MEASURES
+        for tree, src in trees.items()
+    }
+    results = {
+        f"{name} [{tree}]": {
+            "median_s": statistics.median(values),
+            "best_s": min(values),
+            "modules": counts[(name, tree)],
+        }
+        for (name, tree), values in samples.items()
+    }
+    print(json.dumps({"load": [load_start, load_end], **results}, indent=2))
+    text = section(samples, counts, args, load_start, load_end)
+    print(text)
+    if args.write:
+        write_section(REPO / "bench" / "RESULTS.md", "## Lean imports (issue 20)", text)
+
+
+def section(
+    samples: dict[tuple[str, str], list[float]],
+    counts: dict[tuple[str, str], int],
+    args: argparse.Namespace,
+    load_start: tuple[float, float, float],
+    load_end: tuple[float, float, float],
+) -> str:
+    info = machine()
+    targets = {"`python -c 'import modelyard'`": 0.15, "`modelyard --help`": 0.3}
+
+    def cell(name: str, tree: str) -> str:
+        values = samples.get((name, tree))
+        if values is None:
+            return "— | — | —"
+        median, best = statistics.median(values), min(values)
+        return f"{median * 1000:.0f} | {best * 1000:.0f} | {counts[(name, tree)]}"
+
+    rows = "\n".join(
+        f"| {name} | {cell(name, 'before')} | {cell(name, 'after')} | "
+        + (f"< {targets[name] * 1000:.0f} ms |" if name in targets else "— |")
+        for name in MEASURES
+    )
+    verdicts = "; ".join(
+        f"{name}: {'met' if statistics.median(samples[(name, 'after')]) < t else 'not met'}"
+        for name, t in targets.items()
+    )
+    header = (
+        "| measure | before median ms | before best ms | before modules "
+        "| after median ms | after best ms | after modules | target |"
+    )
+    loads = f"{load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end"
+    return f"""\
+## Lean imports (issue 20)
+
+```
+git archive 53c3143 src | tar -x -C /tmp/before
+.venv/bin/python bench/imports.py --before /tmp/before/src --runs {args.runs}
+```
+
+Each measure starts a fresh interpreter (wall time of the whole process, bytecode already
+compiled); {args.runs} runs per measure and tree, before and after alternating in each round.
+A job worker's start is the time from `python -m modelyard.jobs._worker` being started to its
+answer to a ping, sent once its imports are done. Modules: `len(sys.modules)` after the
+measure's imports. Machine: {info["nproc"]} cores shared with other work (1-minute load
+average {loads}), {info["platform"]}, Python {info["python"]}; modelyard
+{info["modelyard_commit"]} against 53c3143.
+
+{header}
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+{rows}
+
+Targets: {verdicts}.
+"""
+
+
+if __name__ == "__main__":
+    main()
