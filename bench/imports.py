@@ -5,7 +5,10 @@ Each measure starts a fresh interpreter, with the source tree under test first o
 alternating rounds, so that both see the same machine load:
 
     git archive 53c3143 src | tar -x -C /tmp/before
-    .venv/bin/python bench/imports.py --before /tmp/before/src --write
+    .venv/bin/python bench/imports.py --before /tmp/before/src
+
+It prints the table of the "Lean imports (issue 20)" section of RESULTS.md; that section
+also holds the model image's size from ``bench/image.py``, so it is edited by hand.
 
 A job worker's start is the time from ``python -m modelyard.jobs._worker`` being started to
 its answer to a ping, which it sends once its imports are done (as ``LocalExecutor.warm``
@@ -24,10 +27,10 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from _common import REPO, machine, write_section
+from _common import REPO, machine
 
 AFTER = REPO / "src"
-COUNT = "import sys; {}; print(len(sys.modules))"
+COUNT = "import sys\n{}\nprint(len(sys.modules))"
 
 
 def env_for(src: Path) -> dict[str, str]:
@@ -72,7 +75,10 @@ MEASURES = {
 }
 MODULES = {
     "`python -c 'import modelyard'`": "import modelyard",
-    "`modelyard --help`": "from modelyard.cli import app",
+    "`modelyard --help`": (
+        "import contextlib\nfrom modelyard.cli import main\n"
+        "with contextlib.suppress(SystemExit):\n    main(['--help'])"
+    ),
     "job worker start (to its first answer)": "import modelyard.jobs._worker",
 }
 
@@ -80,14 +86,13 @@ MODULES = {
 def modules_loaded(statement: str, src: Path) -> int:
     command = [sys.executable, "-c", COUNT.format(statement)]
     out = subprocess.run(command, env=env_for(src), check=True, capture_output=True, text=True)
-    return int(out.stdout.strip())
+    return int(out.stdout.splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=Path, help="the src folder of the tree to compare")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per measure and tree")
-    parser.add_argument("--write", action="store_true", help="write the section in RESULTS.md")
     args = parser.parse_args()
     trees = {"after": AFTER, **({"before": args.before} if args.before else {})}
     for src in trees.values():  # warm-up: bytecode written, files in the page cache
@@ -114,10 +119,7 @@ def main() -> None:
         for (name, tree), values in samples.items()
     }
     print(json.dumps({"load": [load_start, load_end], **results}, indent=2))
-    text = section(samples, counts, args, load_start, load_end)
-    print(text)
-    if args.write:
-        write_section(REPO / "bench" / "RESULTS.md", "## Lean imports (issue 20)", text)
+    print(section(samples, counts, args, load_start, load_end))
 
 
 def section(
