@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,18 +40,25 @@ def env_for(src: Path) -> dict[str, str]:
     return env
 
 
-def timed_run(command: list[str], src: Path) -> float:
-    t0 = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_run(command: list[str], src: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of running ``command`` to its end."""
+    cpu, t0 = children_cpu(), time.perf_counter()
     subprocess.run(command, env=env_for(src), check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, children_cpu() - cpu
 
 
-def worker_start(src: Path) -> float:
-    """Seconds from starting a job worker to its answer to a ping."""
+def worker_start(src: Path) -> tuple[float, float]:
+    """(wall seconds from starting a job worker to its answer to a ping, CPU seconds of the
+    worker, which exits right after it answers)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     command = [sys.executable, "-m", "modelyard.jobs._worker", str(to_child_r), str(from_child_w)]
-    t0 = time.perf_counter()
+    cpu, t0 = children_cpu(), time.perf_counter()
     proc = subprocess.Popen(command, pass_fds=(to_child_r, from_child_w), env=env_for(src))
     os.close(to_child_r)
     os.close(from_child_w)
@@ -63,7 +71,7 @@ def worker_start(src: Path) -> float:
     proc.wait(10)
     tasks.close()
     answers.close()
-    return elapsed
+    return elapsed, children_cpu() - cpu
 
 
 MEASURES = {
@@ -98,7 +106,7 @@ def main() -> None:
     for src in trees.values():  # warm-up: bytecode written, files in the page cache
         for measure in MEASURES.values():
             measure(src)
-    samples: dict[tuple[str, str], list[float]] = {}
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     load_start = os.getloadavg()
     for _ in range(args.runs):
         for tree, src in trees.items():
@@ -112,68 +120,51 @@ def main() -> None:
     }
     results = {
         f"{name} [{tree}]": {
-            "median_s": statistics.median(values),
-            "best_s": min(values),
+            "median_s": statistics.median(wall for wall, _ in values),
+            "best_s": min(wall for wall, _ in values),
+            "cpu_median_s": statistics.median(cpu for _, cpu in values),
             "modules": counts[(name, tree)],
         }
         for (name, tree), values in samples.items()
     }
     print(json.dumps({"load": [load_start, load_end], **results}, indent=2))
-    print(section(samples, counts, args, load_start, load_end))
+    print(section(results, args, load_start, load_end))
 
 
 def section(
-    samples: dict[tuple[str, str], list[float]],
-    counts: dict[tuple[str, str], int],
+    results: dict[str, dict[str, float]],
     args: argparse.Namespace,
     load_start: tuple[float, float, float],
     load_end: tuple[float, float, float],
 ) -> str:
     info = machine()
     targets = {"`python -c 'import modelyard'`": 0.15, "`modelyard --help`": 0.3}
-
-    def cell(name: str, tree: str) -> str:
-        values = samples.get((name, tree))
-        if values is None:
-            return "— | — | —"
-        median, best = statistics.median(values), min(values)
-        return f"{median * 1000:.0f} | {best * 1000:.0f} | {counts[(name, tree)]}"
-
-    rows = "\n".join(
-        f"| {name} | {cell(name, 'before')} | {cell(name, 'after')} | "
-        + (f"< {targets[name] * 1000:.0f} ms |" if name in targets else "— |")
-        for name in MEASURES
-    )
-    verdicts = "; ".join(
-        f"{name}: {'met' if statistics.median(samples[(name, 'after')]) < t else 'not met'}"
-        for name, t in targets.items()
-    )
-    header = (
-        "| measure | before median ms | before best ms | before modules "
-        "| after median ms | after best ms | after modules | target |"
-    )
+    rows = []
+    for name in MEASURES:
+        for tree in ("before", "after"):
+            r = results.get(f"{name} [{tree}]")
+            if r is None:
+                continue
+            target = f"< {targets[name] * 1000:.0f} ms" if name in targets else "—"
+            rows.append(
+                f"| {name} | {tree} | {r['median_s'] * 1000:.0f} | {r['best_s'] * 1000:.0f} "
+                f"| {r['cpu_median_s'] * 1000:.0f} | {r['modules']:.0f} | {target} |"
+            )
+    table = "\n".join(rows)
     loads = f"{load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end"
     return f"""\
-## Lean imports (issue 20)
-
 ```
 git archive 53c3143 src | tar -x -C /tmp/before
 .venv/bin/python bench/imports.py --before /tmp/before/src --runs {args.runs}
 ```
 
-Each measure starts a fresh interpreter (wall time of the whole process, bytecode already
-compiled); {args.runs} runs per measure and tree, before and after alternating in each round.
-A job worker's start is the time from `python -m modelyard.jobs._worker` being started to its
-answer to a ping, sent once its imports are done. Modules: `len(sys.modules)` after the
-measure's imports. Machine: {info["nproc"]} cores shared with other work (1-minute load
-average {loads}), {info["platform"]}, Python {info["python"]}; modelyard
+{args.runs} runs per measure and tree, before and after alternating; 1-minute load average
+{loads}; {info["nproc"]} cores, {info["platform"]}, Python {info["python"]}; modelyard
 {info["modelyard_commit"]} against 53c3143.
 
-{header}
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |
-{rows}
-
-Targets: {verdicts}.
+| measure | tree | wall median ms | wall best ms | CPU median ms | modules | target |
+| --- | --- | ---: | ---: | ---: | ---: | --- |
+{table}
 """
 
 
