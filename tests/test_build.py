@@ -92,6 +92,7 @@ def test_context_holds_the_model_version_every_wheel_and_a_dockerfile(
     assert "modelyard" in pins
     assert pins["redis"] == md.version("redis")  # named with --with
     assert not {"pytest", "hypothesis", "moto", "ray", "torch", "mypy"} & set(pins)
+    assert not {"duckdb", "grpcio-tools"} & set(pins)  # the features extra, a build tool
     wheels = {
         re.sub(r"[-_.]+", "-", w.name.split("-")[0]).lower() for w in out.glob("wheelhouse/*.whl")
     }
@@ -222,6 +223,13 @@ def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(
         assert answer.status_code == 200, answer.text
         assert answer.json()["prediction"] == expected.json()["prediction"]
         assert answer.json()["version"] == 1
+        # Serving needs neither the feature store's engine nor build tools.
+        probe = (
+            "import importlib.util as u; "
+            "print([m for m in ('duckdb', 'grpc_tools', 'pip', 'setuptools') if u.find_spec(m)])"
+        )
+        found = run(podman, "exec", container, "/opt/modelyard/bin/python", "-c", probe)
+        assert found.stdout.strip() == "[]", found.stderr
         uid = run(podman, "exec", container, "id", "-u").stdout.strip()
         assert uid.isdigit() and int(uid) != 0
         assert run(podman, "healthcheck", "run", container).returncode == 0

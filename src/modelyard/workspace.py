@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from modelyard._files import atomic_write_text
-from modelyard.backends.artifacts import ArtifactStore, open_artifacts
-from modelyard.backends.executors import Executor, open_executor
-from modelyard.backends.metadata import MetadataStore, open_metadata
-from modelyard.backends.online import OnlineStore, open_online
-from modelyard.backends.predictions import PredictionLog, open_prediction_log
 from modelyard.config import CONFIG_FILE, Config, load_config, render_template
 from modelyard.errors import ConfigError, ModelyardError
-from modelyard.features import FeatureStore
-from modelyard.registry import Registry
-from modelyard.tracking import Run, Tracking
 
+# Each back end and capability is imported where it is first used: a workspace that
+# only serves a model never loads the feature store (DuckDB) or the tracking code.
 if TYPE_CHECKING:
+    from modelyard.backends.artifacts import ArtifactStore
+    from modelyard.backends.executors import Executor
+    from modelyard.backends.metadata import MetadataStore
+    from modelyard.backends.online import OnlineStore
+    from modelyard.backends.predictions import PredictionLog
+    from modelyard.features import FeatureStore
     from modelyard.monitoring import Alerting
+    from modelyard.registry import Registry
+    from modelyard.tracking import Run, Tracking
 
 __all__ = ["Workspace"]
 
@@ -100,6 +102,8 @@ class Workspace:
     @property
     def metadata(self) -> MetadataStore:
         if self._metadata is None:
+            from modelyard.backends.metadata import open_metadata
+
             store = self._build("metadata.url", lambda v: open_metadata(self._resolve_sqlite(v)))
             self._with_source("metadata.url", store.open)
             self._metadata = store
@@ -108,6 +112,7 @@ class Workspace:
     @property
     def artifacts(self) -> ArtifactStore:
         if self._artifacts is None:
+            from modelyard.backends.artifacts import open_artifacts
 
             def make(url: str) -> ArtifactStore:
                 if "://" not in url and not Path(url).is_absolute():
@@ -130,6 +135,8 @@ class Workspace:
                     f"{self.config.describe('predictions.max_delay_s')}: expected a number of "
                     "seconds above 0; fix the value"
                 )
+
+            from modelyard.backends.predictions import open_prediction_log
 
             def make(url: str) -> PredictionLog:
                 if "://" not in url and not Path(url).is_absolute():
@@ -165,6 +172,8 @@ class Workspace:
     @property
     def online(self) -> OnlineStore:
         if self._online is None:
+            from modelyard.backends.online import open_online
+
             store = self._build("online.url", lambda url: open_online(self._resolve_sqlite(url)))
             self._with_source("online.url", store.open)
             self._online = store
@@ -175,11 +184,15 @@ class Workspace:
         """Where jobs, batch scoring and backfills run (``executor.url``); built here, its
         workers (or Ray) start on first use and stop with ``close()``."""
         if self._executor is None:
+            from modelyard.backends.executors import open_executor
+
             self._executor = self._build("executor.url", open_executor)
         return self._executor
 
     @property
     def features(self) -> FeatureStore:
+        from modelyard.features import FeatureStore
+
         path = Path(self.config["offline.path"])
         root = path if path.is_absolute() else self.config.root / path
         return FeatureStore(
@@ -188,10 +201,14 @@ class Workspace:
 
     @property
     def runs(self) -> Tracking:
+        from modelyard.tracking import Tracking
+
         return Tracking(self.metadata)
 
     @property
     def registry(self) -> Registry:
+        from modelyard.registry import Registry
+
         return Registry(self.metadata, self.artifacts, self.state_dir / "cache" / "models")
 
     def start_run(
@@ -204,6 +221,8 @@ class Workspace:
         seed: int | None = None,
     ) -> Run:
         """Start a run: ``with ws.start_run("train", params={...}) as run: ...``."""
+        from modelyard.tracking import Run
+
         run = Run(
             self.metadata,
             self.artifacts,

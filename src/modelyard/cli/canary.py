@@ -7,13 +7,17 @@ moved and is back on the champion), 130 interrupted (traffic is back on the cham
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from modelyard.cli._common import WorkspaceOpt, console, err_console, open_workspace
 from modelyard.errors import InvalidInputError
-from modelyard.release import StepResult
+
+if TYPE_CHECKING:
+    from modelyard.release import StepResult
 
 
 def canary(

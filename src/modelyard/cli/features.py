@@ -22,6 +22,14 @@ app = typer.Typer(help="Feature definitions and training sets.", no_args_is_help
 FilesArg = typer.Argument(None, help="Python files with the definitions (default: features.py)")
 
 
+@app.callback()
+def _needs_duckdb() -> None:
+    # DuckDB is the optional 'features' extra: without it every command here says so.
+    from modelyard.features import require_duckdb
+
+    require_duckdb()
+
+
 def load_definitions(files: list[Path] | None, workspace: str) -> list[Any]:
     from modelyard.features import Entity, FeatureService, FeatureView
 

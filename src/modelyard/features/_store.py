@@ -1,4 +1,9 @@
-"""``ws.features``: the feature store's entry point."""
+"""``ws.features``: the feature store's entry point.
+
+Building a ``FeatureStore`` imports nothing heavy: DuckDB (the ``features`` extra) and the
+modules that use it load on the first call that needs them, so a server that serves a
+model without online features never loads them.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard import _time
-from modelyard.backends.executors import open_executor
-from modelyard.contracts import Field
-from modelyard.errors import InvalidInputError
-from modelyard.features import _online, _push
-from modelyard.features._backfill import BackfillReport, PartitionResult, backfill_view
-from modelyard.features._definitions import Entity, FeatureService, FeatureView
-from modelyard.features._historical import Output, get_historical, resolve
-from modelyard.features._online import MaterializeResult, OnlineFeatures
-from modelyard.features._registry import Change, Definition, Definitions
+from modelyard.errors import BackendUnavailableError, InvalidInputError
 
 if TYPE_CHECKING:
     from modelyard.backends.executors import Executor
     from modelyard.backends.metadata import MetadataStore
     from modelyard.backends.online import OnlineStore
+    from modelyard.contracts import Field
+    from modelyard.features._backfill import BackfillReport, PartitionResult
+    from modelyard.features._definitions import Entity, FeatureService, FeatureView
+    from modelyard.features._historical import Output
+    from modelyard.features._online import MaterializeResult, OnlineFeatures
+    from modelyard.features._registry import Change, Definition, Definitions
+
+
+def require_duckdb() -> None:
+    """Fail with the remedy, in one line, where the ``features`` extra is not installed."""
+    try:
+        import duckdb  # noqa: F401
+    except ModuleNotFoundError:
+        raise BackendUnavailableError(
+            "the feature store needs DuckDB, which is not installed; "
+            "pip install 'modelyard[features]'"
+        ) from None
 
 
 class FeatureStore:
@@ -36,11 +50,20 @@ class FeatureStore:
         executor: Callable[[], Executor] | None = None,
     ) -> None:
         self.offline_root = offline_root
-        self.definitions = Definitions(metadata, offline_root)
         self._metadata = metadata
         self._online_factory = online
         self._executor_factory = executor
         self._online: OnlineStore | None = None
+        self._definitions: Definitions | None = None
+
+    @property
+    def definitions(self) -> Definitions:
+        if self._definitions is None:
+            require_duckdb()
+            from modelyard.features._registry import Definitions
+
+            self._definitions = Definitions(self._metadata, self.offline_root)
+        return self._definitions
 
     @property
     def online(self) -> OnlineStore:
@@ -84,6 +107,9 @@ class FeatureStore:
         ``features``: a FeatureService, a service name, or ``["view:feature", ...]``.
         Returns pandas (default), Arrow or polars; with ``path`` writes Parquet there.
         """
+        require_duckdb()
+        from modelyard.features._historical import get_historical
+
         return get_historical(
             self.definitions,
             entity_rows,
@@ -107,6 +133,7 @@ class FeatureStore:
     ) -> builtins.list[MaterializeResult]:
         """Write each online view's latest in-ttl value per key, for event times in
         (start, end], to the online store; then move the view's watermark to ``end``."""
+        require_duckdb()
         start = _time.aware(start, "start")
         end = _time.aware(end, "end")
         if start >= end:
@@ -121,6 +148,10 @@ class FeatureStore:
         progress: Callable[[str, int], None] | None = None,
     ) -> builtins.list[MaterializeResult]:
         """Materialize each view from its watermark (or its ttl before ``end``) to ``end``."""
+        require_duckdb()
+        from modelyard.features import _online
+        from modelyard.features._online import MaterializeResult
+
         end = _time.aware(end, "end")
         results = []
         for view, version in self._views(views):
@@ -136,6 +167,8 @@ class FeatureStore:
     def watermarks(self, name: str) -> dict[str, datetime | None]:
         """How far each online view is materialized: view ``name``'s watermark, or (for a
         feature service) the watermark of every view it reads; None if never materialized."""
+        from modelyard.features import _online
+
         kinds = {n: k for k, n, _ in self.definitions.list()}
         if kinds.get(name) == "service":
             names = sorted({ref.partition(":")[0] for ref in self.service(name).features})
@@ -147,6 +180,8 @@ class FeatureStore:
         }
 
     def _views(self, views: Sequence[str] | None) -> builtins.list[tuple[FeatureView, int]]:
+        from modelyard.features import _online
+
         return _online.online_views(self.definitions, views)
 
     def _materialize_one(
@@ -157,6 +192,9 @@ class FeatureStore:
         end: datetime,
         progress: Callable[[str, int], None] | None,
     ) -> MaterializeResult:
+        from modelyard.features import _online
+        from modelyard.features._online import MaterializeResult
+
         step = None if progress is None else (lambda n: progress(view.name, n))
         rows = _online.materialize_view(
             view, version, self.online, start, end, step, offline_root=self.offline_root
@@ -172,6 +210,9 @@ class FeatureStore:
         Pushed rows are seen by later ``get_historical`` and ``get_online`` calls. Every row
         is checked before anything is written; returns the number of rows pushed.
         """
+        require_duckdb()
+        from modelyard.features import _online, _push
+
         found, version = self.definitions.versioned_view(view)
         table = _push.prepare_rows(found, rows)
         if to in ("both", "offline"):
@@ -192,6 +233,10 @@ class FeatureStore:
         """Recompute ``view`` from its source for [start, end) in checked partitions, computed
         on the workspace's executor; the first failing partition writes nothing and stops the
         run (see ``report.failed``); running it again resumes after the last good partition."""
+        require_duckdb()
+        from modelyard.backends.executors import open_executor
+        from modelyard.features._backfill import backfill_view
+
         found, version = self.definitions.versioned_view(view)
         if self._executor_factory is not None:
             executor, own = self._executor_factory(), None
@@ -219,6 +264,8 @@ class FeatureStore:
         full_feature_names: bool = False,
     ) -> OnlineReader:
         """Resolve ``features`` once; the reader's ``read(entity_rows)`` is the hot path."""
+        from modelyard.features._historical import resolve
+
         selections = resolve(self.definitions, features)
         versions = {
             s.view.name: self.definitions.versioned_view(s.view.name)[1] for s in selections
@@ -277,6 +324,8 @@ class OnlineReader:
         ]
 
     def read(self, entity_rows: Any, *, at: datetime | None = None) -> OnlineFeatures:
+        from modelyard.features import _online
+
         when = datetime.now(UTC) if at is None else _time.aware(at, "at")
         return _online.read_online(
             self._store,

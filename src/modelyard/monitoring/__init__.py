@@ -1,31 +1,87 @@
 """Monitoring: the prediction log, reference profiles, drift, quality, SLOs and alerts."""
 
-# Reference profiles live in contracts (the registry stores them too) and the newest
-# monitoring values are read beside their table (the server reads them too); both are
-# named here as well, so that ``from modelyard.monitoring import profile`` keeps working.
-from modelyard.backends.metadata import latest_monitor_metrics as latest_metrics
-from modelyard.backends.predictions import BatchLog, PredictionLog, log_batch
-from modelyard.contracts import CategoricalProfile, NumericProfile, Profile, profile
-from modelyard.monitoring._check import Checker, RuleResult, alert_history, alert_states
-from modelyard.monitoring._deliver import deliver
-from modelyard.monitoring._drift import DEFAULT_THRESHOLDS, ColumnDrift, DriftReport, drift
-from modelyard.monitoring._export import export
-from modelyard.monitoring._quality import joined, quality
-from modelyard.monitoring._quality import scores as quality_scores
-from modelyard.monitoring._report import build_report, write_report
-from modelyard.monitoring._rules import Alerting, AlertRule, known_metrics, parse_alerts
-from modelyard.monitoring._series import drift_values, metric_history, record_metrics
-from modelyard.monitoring._sinks import (
-    SINK_TYPES,
-    Alert,
-    FileSink,
-    LogSink,
-    Sink,
-    WebhookSink,
-    register_sink,
-)
-from modelyard.monitoring._slo import SLO_METRICS, feature_freshness, slo_values
-from modelyard.monitoring._window import parse_window, reference_of, resolve_model, window_drift
+from typing import TYPE_CHECKING
+
+from modelyard._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    # Reference profiles live in contracts (the registry stores them too) and the newest
+    # monitoring values are read beside their table (the server reads them too); both are
+    # named here as well, so that ``from modelyard.monitoring import profile`` keeps working.
+    from modelyard.backends.metadata import (
+        latest_monitor_metrics as latest_metrics,
+    )
+    from modelyard.backends.predictions import (
+        BatchLog,
+        PredictionLog,
+        log_batch,
+    )
+    from modelyard.contracts import (
+        CategoricalProfile,
+        NumericProfile,
+        Profile,
+        profile,
+    )
+    from modelyard.monitoring._check import (
+        Checker,
+        RuleResult,
+        alert_history,
+        alert_states,
+    )
+    from modelyard.monitoring._deliver import (
+        deliver,
+    )
+    from modelyard.monitoring._drift import (
+        DEFAULT_THRESHOLDS,
+        ColumnDrift,
+        DriftReport,
+        drift,
+    )
+    from modelyard.monitoring._export import (
+        export,
+    )
+    from modelyard.monitoring._quality import (
+        joined,
+        quality,
+    )
+    from modelyard.monitoring._quality import (
+        scores as quality_scores,
+    )
+    from modelyard.monitoring._report import (
+        build_report,
+        write_report,
+    )
+    from modelyard.monitoring._rules import (
+        Alerting,
+        AlertRule,
+        known_metrics,
+        parse_alerts,
+    )
+    from modelyard.monitoring._series import (
+        drift_values,
+        metric_history,
+        record_metrics,
+    )
+    from modelyard.monitoring._sinks import (
+        SINK_TYPES,
+        Alert,
+        FileSink,
+        LogSink,
+        Sink,
+        WebhookSink,
+        register_sink,
+    )
+    from modelyard.monitoring._slo import (
+        SLO_METRICS,
+        feature_freshness,
+        slo_values,
+    )
+    from modelyard.monitoring._window import (
+        parse_window,
+        reference_of,
+        resolve_model,
+        window_drift,
+    )
 
 __all__ = [
     "Alert",
@@ -73,3 +129,81 @@ __all__ = [
     "window_drift",
     "write_report",
 ]
+
+_EXPORTS = {
+    "modelyard.backends.metadata": [
+        "latest_monitor_metrics as latest_metrics",
+    ],
+    "modelyard.backends.predictions": [
+        "BatchLog",
+        "PredictionLog",
+        "log_batch",
+    ],
+    "modelyard.contracts": [
+        "CategoricalProfile",
+        "NumericProfile",
+        "Profile",
+        "profile",
+    ],
+    "modelyard.monitoring._check": [
+        "Checker",
+        "RuleResult",
+        "alert_history",
+        "alert_states",
+    ],
+    "modelyard.monitoring._deliver": [
+        "deliver",
+    ],
+    "modelyard.monitoring._drift": [
+        "DEFAULT_THRESHOLDS",
+        "ColumnDrift",
+        "DriftReport",
+        "drift",
+    ],
+    "modelyard.monitoring._export": [
+        "export",
+    ],
+    "modelyard.monitoring._quality": [
+        "joined",
+        "quality",
+        "scores as quality_scores",
+    ],
+    "modelyard.monitoring._report": [
+        "build_report",
+        "write_report",
+    ],
+    "modelyard.monitoring._rules": [
+        "Alerting",
+        "AlertRule",
+        "known_metrics",
+        "parse_alerts",
+    ],
+    "modelyard.monitoring._series": [
+        "drift_values",
+        "metric_history",
+        "record_metrics",
+    ],
+    "modelyard.monitoring._sinks": [
+        "SINK_TYPES",
+        "Alert",
+        "FileSink",
+        "LogSink",
+        "Sink",
+        "WebhookSink",
+        "register_sink",
+    ],
+    "modelyard.monitoring._slo": [
+        "SLO_METRICS",
+        "feature_freshness",
+        "slo_values",
+    ],
+    "modelyard.monitoring._window": [
+        "parse_window",
+        "reference_of",
+        "resolve_model",
+        "window_drift",
+    ],
+}
+
+if not TYPE_CHECKING:  # loaded on first use; type checkers see the imports above
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -20,7 +20,8 @@ WORKSPACE_DIR = "/srv/modelyard"
 CONTAINER_PORT = 8000
 USER_ID = 10001
 
-# What serving never reads, removed from the venv before it is copied: the test suites
+# What serving never reads, removed from the venv before it is copied: pip and setuptools
+# (which the venv module puts there; 10 MB with pkg_resources), the test suites
 # of installed packages (pandas, scipy, scikit-learn, numpy, pyarrow: about 120 MB), and
 # C headers and Cython sources, which only compile extensions against those packages.
 _SOURCES = " -o ".join(
@@ -68,7 +69,7 @@ COPY wheelhouse/ /tmp/wheelhouse/
 RUN python3 -m venv {VENV_DIR} \\
  && {VENV_DIR}/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \\
       --find-links /tmp/wheelhouse --requirement /tmp/wheelhouse/requirements.txt \\
- && {VENV_DIR}/bin/pip uninstall --yes --disable-pip-version-check pip \\
+ && {VENV_DIR}/bin/pip uninstall --yes --disable-pip-version-check pip setuptools \\
  && {_PRUNE}
 
 FROM ${{BASE_IMAGE}}

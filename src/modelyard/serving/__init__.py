@@ -1,17 +1,32 @@
 """Serving: the model server (REST, OIP v2 REST and gRPC) built from model signatures."""
 
-from modelyard.serving._http import request_id
-from modelyard.serving._options import (
-    ABTest,
-    Canary,
-    ServeOptions,
-    Shadow,
-    load_spec,
-    parse_options,
-)
-from modelyard.serving._run import check_port, serve
-from modelyard.serving._score import ScoreResult, score
-from modelyard.serving.app import create_app
+from typing import TYPE_CHECKING
+
+from modelyard._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.serving._http import (
+        request_id,
+    )
+    from modelyard.serving._options import (
+        ABTest,
+        Canary,
+        ServeOptions,
+        Shadow,
+        load_spec,
+        parse_options,
+    )
+    from modelyard.serving._run import (
+        check_port,
+        serve,
+    )
+    from modelyard.serving._score import (
+        ScoreResult,
+        score,
+    )
+    from modelyard.serving.app import (
+        create_app,
+    )
 
 __all__ = [
     "ABTest",
@@ -27,3 +42,31 @@ __all__ = [
     "score",
     "serve",
 ]
+
+_EXPORTS = {
+    "modelyard.serving._http": [
+        "request_id",
+    ],
+    "modelyard.serving._options": [
+        "ABTest",
+        "Canary",
+        "ServeOptions",
+        "Shadow",
+        "load_spec",
+        "parse_options",
+    ],
+    "modelyard.serving._run": [
+        "check_port",
+        "serve",
+    ],
+    "modelyard.serving._score": [
+        "ScoreResult",
+        "score",
+    ],
+    "modelyard.serving.app": [
+        "create_app",
+    ],
+}
+
+if not TYPE_CHECKING:  # loaded on first use; type checkers see the imports above
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

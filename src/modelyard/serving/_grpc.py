@@ -1,21 +1,18 @@
 """Open Inference Protocol v2 over gRPC: ``inference.GRPCInferenceService`` (grpc.aio).
 
-The messages are built at start-up from ``protos/oip_v2.proto`` with grpcio-tools into
-a private descriptor pool, so no generated code is committed and a client library in
-the same process that registers the same ``inference.*`` names (tritonclient does)
-does not collide with ours. It runs on the server's event loop, so gRPC and REST
-requests share one batcher per model.
+The messages come from the descriptors that protoc made of ``protos/oip_v2.proto`` at
+build time (``_oip_v2_descriptor.py``; serving needs no grpcio-tools), loaded into a
+private descriptor pool, so a client library in the same process that registers the
+same ``inference.*`` names (tritonclient does) does not collide with ours. It runs on
+the server's event loop, so gRPC and REST requests share one batcher per model.
 """
 
 from __future__ import annotations
 
 import functools
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +22,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from modelyard.errors import ConfigError, ModelyardError
 from modelyard.serving._deployment import Inference
 from modelyard.serving._oip import check_version, model_metadata, server_metadata
+from modelyard.serving._oip_v2_descriptor import DESCRIPTOR_SET
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._tensors import NUMPY_OF, Tensor, from_columns, from_raw, to_columns, to_raw
 
@@ -56,21 +54,8 @@ _STATUS = {
 
 @functools.cache
 def messages() -> dict[str, Any]:
-    """Message classes by short name, compiled from the .proto into a private pool."""
-    from grpc_tools import protoc
-
-    proto = resources.files("modelyard.serving") / "protos" / "oip_v2.proto"
-    with tempfile.TemporaryDirectory() as tmp, resources.as_file(proto) as path:
-        out = Path(tmp) / "oip.desc"
-        include = resources.files("grpc_tools") / "_proto"
-        code = protoc.main(
-            ["protoc", f"-I{path.parent}", f"-I{include}", f"--descriptor_set_out={out}", path.name]
-        )
-        if code != 0:
-            raise ConfigError(
-                f"cannot compile {path.name} (protoc exit {code}); reinstall modelyard"
-            )
-        fds = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+    """Message classes by short name, from the build-time descriptors, in a private pool."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET)
     pool = descriptor_pool.DescriptorPool()
     for file in fds.file:
         pool.Add(file)

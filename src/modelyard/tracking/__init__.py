@@ -1,14 +1,19 @@
 """Tracking: runs with params, metrics, tags, artifacts, datasets, environment and seed."""
 
-from modelyard.tracking._holdout import (
-    Holdout,
-    log_holdout,
-    read_holdout,
-    read_holdout_file,
-)
-from modelyard.tracking._query import MetricPoint, RunInfo, Tracking
-from modelyard.tracking._run import Run
-from modelyard.tracking._seed import current_seed, seed_everything
+from typing import TYPE_CHECKING
+
+from modelyard._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from modelyard.tracking._holdout import (
+        Holdout,
+        log_holdout,
+        read_holdout,
+        read_holdout_file,
+    )
+    from modelyard.tracking._query import MetricPoint, RunInfo, Tracking
+    from modelyard.tracking._run import Run
+    from modelyard.tracking._seed import current_seed, seed_everything
 
 __all__ = [
     "Holdout",
@@ -22,3 +27,13 @@ __all__ = [
     "read_holdout_file",
     "seed_everything",
 ]
+
+_EXPORTS = {
+    "modelyard.tracking._holdout": ["Holdout", "log_holdout", "read_holdout", "read_holdout_file"],
+    "modelyard.tracking._query": ["MetricPoint", "RunInfo", "Tracking"],
+    "modelyard.tracking._run": ["Run"],
+    "modelyard.tracking._seed": ["current_seed", "seed_everything"],
+}
+
+if not TYPE_CHECKING:  # loaded on first use; type checkers see the imports above
+    __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
