@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import unquote
 
 from modelyard._files import atomic_path, atomic_write_bytes
 from modelyard._redact import redact
+from modelyard.backends._fsspec import open_filesystem
 from modelyard.errors import (
     BackendUnavailableError,
     IntegrityError,
@@ -70,10 +70,7 @@ class FsspecArtifactStore:
     @property
     def fs(self) -> Any:
         if self._fs is None:
-            import fsspec
-
-            url, options = _credentials(self.url, self.storage_options)
-            self._fs, self._root = fsspec.core.url_to_fs(url, **options)
+            self._fs, self._root = open_filesystem(self.url, self.storage_options)
         return self._fs
 
     @contextmanager
@@ -182,15 +179,3 @@ class LocalArtifactStore(FsspecArtifactStore):
         Path(key).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(key) as tmp:
             shutil.copyfile(path, tmp)
-
-
-def _credentials(url: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """``s3://KEY:SECRET@bucket/prefix`` -> (``s3://bucket/prefix``, key and secret added)."""
-    scheme, _, rest = url.partition("://")
-    bucket, slash, path = rest.partition("/")
-    if scheme != "s3" or "@" not in bucket:
-        return url, dict(options)
-    userinfo, _, bucket = bucket.rpartition("@")
-    key, _, secret = userinfo.partition(":")
-    found = {"key": unquote(key), "secret": unquote(secret)} if secret else {"key": unquote(key)}
-    return f"s3://{bucket}{slash}{path}", {**found, **options}

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from modelyard._files import atomic_path, atomic_write_bytes
 from modelyard._redact import redact
+from modelyard.backends._fsspec import open_filesystem
 from modelyard.errors import BackendUnavailableError, ConfigError
 
 
@@ -131,10 +132,7 @@ class FsspecParts:
     @property
     def fs(self) -> Any:
         if self._fs is None:
-            import fsspec
-
-            self._fs, self._root = fsspec.core.url_to_fs(self.url, **self.storage_options)
-            self._root = self._root.rstrip("/")
+            self._fs, self._root = open_filesystem(self.url, self.storage_options)
         return self._fs
 
     def _path(self, key: str) -> str:
