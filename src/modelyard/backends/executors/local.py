@@ -220,10 +220,12 @@ class LocalExecutor:
                     result = Settled[Any](names[i], error=TaskError(names[i], str(exc)))
                 else:
                     with changed:
-                        if stopped:  # closed while this worker was being taken
-                            self._give(worker)
-                            return
-                        busy[i] = worker
+                        closing = stopped
+                        if not closing:
+                            busy[i] = worker
+                    if closing:  # the results were closed while this worker was taken
+                        self._give(worker)
+                        return
                     try:
                         result = self._one(worker, names[i], paths, payloads[i], limit)
                     finally:
