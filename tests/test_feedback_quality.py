@@ -76,6 +76,7 @@ def test_labels_sent_as_feedback_give_the_classifiers_quality(
         ({"label": "benign"}, "body", "request_id"),
         ({"request_id": "known", "label": 1}, "label", "predicts string values"),
         ({"request_id": "known", "row": 5, "label": "benign"}, "row", "had 1 rows"),
+        ({"request_id": "known", "label": "abc"}, "label", "predicts one of benign, malignant"),
     ],
 )
 def test_bad_feedback_is_a_422_naming_the_field_and_nothing_is_kept(

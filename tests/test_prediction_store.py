@@ -286,3 +286,39 @@ def test_a_store_that_is_down_is_one_line_and_exit_2_in_the_cli(
     assert code == 2 and "Traceback" not in err
     assert err.startswith("error: the prediction log at s3://nowhere/log did not answer")
     assert "check that the store is up" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("max_delay_s = inf", "expected seconds above 0 and at most 3600"),
+        ("max_delay_s = 0", "expected seconds above 0 and at most 3600"),
+        ('url = "s3://"', "names no bucket or folder"),
+        ('url = "ftp://host/x"', "unknown scheme 'ftp'"),
+    ],
+)
+def test_a_bad_prediction_log_setting_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, says: str
+) -> None:
+    from cli_support import run_cli
+
+    (tmp_path / "modelyard.toml").write_text(f"[predictions]\n{setting}\n")
+
+    code, _, err = run_cli(capsys, "monitor", "compact", "-w", str(tmp_path))
+
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_compact_never_shows_a_token_of_the_store_url(
+    s3_bucket: str, s3_endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli_support import run_cli
+
+    bucket = s3_bucket.rsplit("/", 1)[0]
+    (tmp_path / "modelyard.toml").write_text(
+        f'[predictions]\nurl = "{bucket}/log?token=s3cret"\nendpoint_url = "{s3_endpoint}"\n'
+    )
+
+    code, out, err = run_cli(capsys, "monitor", "compact", "--json", "-w", str(tmp_path))
+
+    assert "s3cret" not in out + err

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Workspace"]
 
 STATE_DIR = ".modelyard"
+MAX_DELAY_LIMIT_S = 3600  # a log that ships less often than hourly is not monitoring
 
 
 class Workspace:
@@ -130,10 +131,10 @@ class Workspace:
         """The prediction log: this host's spool, shipped to ``predictions.url``."""
         if self._predictions is None:
             delay = self.config["predictions.max_delay_s"]
-            if not delay > 0:
+            if not 0 < delay <= MAX_DELAY_LIMIT_S:  # also refuses nan and inf
                 raise ConfigError(
-                    f"{self.config.describe('predictions.max_delay_s')}: expected a number of "
-                    "seconds above 0; fix the value"
+                    f"{self.config.describe('predictions.max_delay_s')}: expected seconds above "
+                    f"0 and at most {MAX_DELAY_LIMIT_S}; fix the value"
                 )
 
             from modelyard.backends.predictions import open_prediction_log
@@ -145,8 +146,17 @@ class Workspace:
                 endpoint = (
                     self.config["predictions.endpoint_url"] or self.config["artifacts.endpoint_url"]
                 )
-                if endpoint and url.startswith("s3://"):
-                    options = {"client_kwargs": {"endpoint_url": endpoint}}
+                if url.startswith("s3://"):
+                    # A store that hangs must not hang a command: bounded waits, few retries.
+                    options = {
+                        "config_kwargs": {
+                            "connect_timeout": 5,
+                            "read_timeout": 30,
+                            "retries": {"max_attempts": 3},
+                        }
+                    }
+                    if endpoint:
+                        options["client_kwargs"] = {"endpoint_url": endpoint}
                 return open_prediction_log(
                     url,
                     spool=self.state_dir / "predictions",

@@ -181,7 +181,7 @@ def export_command(
 @app.command("compact")
 def compact_command(
     keep_days: int = typer.Option(
-        None, "--keep-days", min=1, help="delete logged days older than this (default: keep all)"
+        None, "--keep-days", help="delete logged days older than this (default: keep all)"
     ),
     min_age: str = typer.Option(
         "1h", "--min-age", help="merge parts shipped at least this long ago: 30m, 1h, 1d"
@@ -190,16 +190,18 @@ def compact_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Ship this host's unshipped predictions, merge small parts, apply retention."""
-    from modelyard.monitoring import parse_window
+    from modelyard._redact import redact
+    from modelyard._time import parse_duration
 
-    age = parse_window(min_age).total_seconds()
+    age = parse_duration(min_age, "--min-age").total_seconds()
     ws = open_workspace(workspace)
     done = ws.predictions.maintain(keep_days=keep_days, min_age_s=age)
+    store = redact(ws.predictions.store.url)
     if as_json:
-        print(json.dumps({"store": ws.predictions.store.url, **done.as_dict()}))
+        print(json.dumps({"store": store, **done.as_dict()}))
         return
     console.print(
-        f"prediction log {escape(ws.predictions.store.url)}: shipped {done.records_shipped} "
+        f"prediction log {escape(store)}: shipped {done.records_shipped} "
         f"records, merged {done.parts_merged} parts into {done.parts_written}, deleted "
         f"{done.parts_deleted} parts of {len(done.days_deleted)} old days"
     )

@@ -107,16 +107,22 @@ def _problem(
     row = item.get("row", 0)
     if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < rows:
         return "row", f"request {rid!r} had {rows} rows; row must be 0..{rows - 1}"
-    dtype = _prediction_dtype(pool, model)
+    dtype, classes = _prediction_kind(pool, model)
     label = item["label"]
     if dtype is not None and not _CHECK.get(dtype, lambda v: True)(label):
         return "label", f"model '{model}' predicts {dtype} values; got {type(label).__name__}"
+    if classes and str(label) not in classes:
+        # An unknown class would quietly turn AUC and calibration off in quality reports.
+        return "label", f"model '{model}' predicts one of {', '.join(classes)}; got {label!r}"
     return None
 
 
-def _prediction_dtype(pool: ModelPool, model: str) -> str | None:
+def _prediction_kind(pool: ModelPool, model: str) -> tuple[str | None, list[str]]:
+    """(dtype of the ``prediction`` output, the classes of a classifier's probabilities)."""
     deployment = pool.deployments.get(model)
     if deployment is None:
-        return None
+        return None, []
     outputs = deployment.served.model.version.signature.outputs
-    return outputs["prediction"].dtype if "prediction" in outputs.names else None
+    dtype = outputs["prediction"].dtype if "prediction" in outputs.names else None
+    prefix = "probability_"
+    return dtype, [n[len(prefix) :] for n in outputs.names if n.startswith(prefix)]

@@ -212,8 +212,12 @@ def open_parts(url: str, **storage_options: Any) -> PartStore:
     """The part store for ``url``: a folder path, ``file://``, ``s3://`` (…)."""
     if "://" not in url:
         return LocalParts(url)
-    scheme = url.split("://", 1)[0]
+    scheme, rest = url.split("://", 1)
     factory = SCHEMES.get(scheme)
+    if factory is not None and not rest.strip("/"):
+        raise ConfigError(
+            f"predictions URL {url!r} names no bucket or folder; write {scheme}://BUCKET/PREFIX"
+        )
     if factory is None:
         raise ConfigError(
             f"predictions URL {url!r} has unknown scheme {scheme!r}; "
