@@ -11,6 +11,7 @@ Every class also subclasses the builtin that callers already catch, so
     ├── NotFoundError (LookupError)                 not_found       404
     ├── ConflictError (RuntimeError)                conflict        409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
+    │   └── OnlineStoreUnavailableError             online_store_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
     ├── TaskError (RuntimeError)                    task_failed     500
     ├── DeadlineExceededError (TimeoutError)        timeout         504
@@ -35,6 +36,7 @@ __all__ = [
     "ModelyardError",
     "NotFoundError",
     "NotReadyError",
+    "OnlineStoreUnavailableError",
     "PayloadTooLargeError",
     "SchemaValidationError",
     "TaskError",
@@ -106,6 +108,13 @@ class ConflictError(ModelyardError, RuntimeError):
 
 class BackendUnavailableError(ModelyardError, ConnectionError):
     code = "backend_unavailable"
+    status = 503
+
+
+class OnlineStoreUnavailableError(BackendUnavailableError):
+    """The online feature store did not answer (down, or no reply within its timeout)."""
+
+    code = "online_store_unavailable"
     status = 503
 
 

@@ -4,6 +4,14 @@ Two stores behind one small protocol: an in-process LRU with a TTL (the default)
 Redis, shared by every replica. A new model version never reads an old version's
 entries because the version is part of the key. The LRU is written here because the
 standard library's ``functools.lru_cache`` has no TTL and no per-entry API.
+
+The Redis cache fails open: a Redis that is down or slower than its timeouts
+(``backends/_redis.py``; the read timeout is shorter here, a cache must not cost more
+than the model) makes every row a miss and every write a no-op, so predictions are
+computed without the cache. Each skipped call is reported to ``on_error`` (the server
+counts them in ``modelyard_cache_errors_total``), a warning is logged once per outage,
+and a breaker (``_breaker.py``) skips Redis for a second after a failure, then uses it
+again as soon as it answers.
 """
 
 from __future__ import annotations
@@ -11,13 +19,20 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
 
 from modelyard._redact import redact
+from modelyard.backends._redis import client_options
 from modelyard.errors import ConfigError
+from modelyard.serving._breaker import Breaker
+
+CACHE_READ_TIMEOUT_S = 1.0
+
+OnCacheError = Callable[[str], None]
+"""Told the operation (``get`` or ``put``) of each cache call that did not reach Redis."""
 
 
 class PredictionCache(Protocol):
@@ -76,9 +91,13 @@ class LocalCache:
 class RedisCache:
     """Entries in Redis with ``SET … PX ttl``, shared by every replica of the server."""
 
-    def __init__(self, url: str, ttl_s: float) -> None:
+    def __init__(
+        self, url: str, ttl_s: float, *, model: str = "", on_error: OnCacheError | None = None
+    ) -> None:
         self.url = url
         self.ttl_ms = max(1, int(ttl_s * 1000))
+        self.on_error = on_error
+        self.breaker = Breaker("prediction cache", model=model)
         self._client: Any = None
 
     def _redis(self) -> Any:
@@ -90,18 +109,46 @@ class RedisCache:
                     "the Redis prediction cache needs the redis package; "
                     "pip install 'modelyard[redis]'"
                 ) from None
-            self._client = aioredis.Redis.from_url(self.url)
+            options = client_options(asyncio=True, read_timeout_s=CACHE_READ_TIMEOUT_S)
+            self._client = aioredis.Redis.from_url(self.url, **options)
         return self._client
 
+    def _skipped(self, operation: str, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.breaker.failed(redact(f"{type(error).__name__}: {error}"))
+        if self.on_error is not None:
+            self.on_error(operation)
+
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        found: list[bytes | None] = await self._redis().mget(list(keys))
-        return found
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        if self.breaker.allow():
+            try:
+                found: list[bytes | None] = await self._redis().mget(list(keys))
+            except (ConnectionError, TimeoutError) as exc:
+                self._skipped("get", exc)
+            else:
+                self.breaker.succeeded()
+                return found
+        else:
+            self._skipped("get")
+        return [None] * len(keys)
 
     async def put_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for key, value in items:
-                pipe.set(key, value, px=self.ttl_ms)
-            await pipe.execute()
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        if not self.breaker.allow():
+            self._skipped("put")
+            return
+        try:
+            async with self._redis().pipeline(transaction=False) as pipe:
+                for key, value in items:
+                    pipe.set(key, value, px=self.ttl_ms)
+                await pipe.execute()
+        except (ConnectionError, TimeoutError) as exc:
+            self._skipped("put", exc)
+        else:
+            self.breaker.succeeded()
 
     async def close(self) -> None:
         if self._client is not None:
@@ -109,12 +156,20 @@ class RedisCache:
             self._client = None
 
 
-def make_cache(kind: str, *, url: str | None, max_entries: int, ttl_s: float) -> PredictionCache:
+def make_cache(
+    kind: str,
+    *,
+    url: str | None,
+    max_entries: int,
+    ttl_s: float,
+    model: str = "",
+    on_error: OnCacheError | None = None,
+) -> PredictionCache:
     if kind == "local":
         return LocalCache(max_entries, ttl_s)
     if kind == "redis":
         if not url or not url.startswith(("redis://", "rediss://", "unix://")):
             shown = redact(url) if url else url
             raise ConfigError(f"cache 'redis' needs cache_url=redis://host:port/db (got {shown!r})")
-        return RedisCache(url, ttl_s)
+        return RedisCache(url, ttl_s, model=model, on_error=on_error)
     raise ConfigError(f"cache {kind!r} is not known; use 'off', 'local' or 'redis'")

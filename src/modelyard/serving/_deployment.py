@@ -99,6 +99,8 @@ class Deployment:
                 url=options.cache_url,
                 max_entries=options.cache_size,
                 ttl_s=options.cache_ttl_s,
+                model=self.name,
+                on_error=self._count_cache_error,
             )
 
     def _slot(self, ref: ModelRef) -> ModelSlot:
@@ -333,6 +335,9 @@ class Deployment:
         first = decoded[0]
         assert first is not None
         return {n: [r[n] for r in decoded if r is not None] for n in first}
+
+    def _count_cache_error(self, operation: str) -> None:
+        self.metrics.cache_errors.labels(self.name, operation).inc()
 
     def _count_missing(self, servable: Servable) -> Any:
         assert servable.enricher is not None

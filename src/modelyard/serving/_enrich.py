@@ -5,6 +5,13 @@ store, the same service it was trained from, so training and serving cannot drif
 apart silently. The request schema is the model's inputs minus the service's features,
 plus any entity key the model does not take itself. Missing or expired values follow
 the binding's policy: reject (422 naming the feature and the row) or a declared default.
+
+An online store that is down or does not answer within its timeouts is a missing value
+for every row: with ``on_missing="default"`` the declared defaults are served (counted
+in ``modelyard_features_missing_total`` like any missing value, and logged once per
+outage); with ``on_missing="reject"`` the request fails fast with 503
+``online_store_unavailable``. A breaker (``_breaker.py``) keeps a hanging store from
+costing every request a full read timeout, and closes again once the store answers.
 """
 
 from __future__ import annotations
@@ -13,7 +20,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelyard.contracts import Schema
-from modelyard.errors import ConfigError, FieldError, SchemaValidationError
+from modelyard.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    FieldError,
+    OnlineStoreUnavailableError,
+    SchemaValidationError,
+)
+from modelyard.serving._breaker import Breaker
 
 if TYPE_CHECKING:
     from modelyard.features import OnlineReader
@@ -25,10 +39,14 @@ Columns = dict[str, Any]
 class Enricher:
     """Fills a model's feature inputs from the online store, by the request's keys."""
 
-    def __init__(self, binding: FeatureBinding, reader: OnlineReader, inputs: Schema) -> None:
+    def __init__(
+        self, binding: FeatureBinding, reader: OnlineReader, inputs: Schema, *, model: str = ""
+    ) -> None:
         self.binding = binding
         self.reader = reader
         self.inputs = inputs
+        self.model = model
+        self.breaker = Breaker("online store", model=model)
         served = reader.feature_names
         self.features = [n for n in inputs.names if n in served]
         self.request_schema = self._request_schema()
@@ -61,7 +79,13 @@ class Enricher:
         ``on_missing(feature, count)`` is told how many values were missing or expired.
         """
         keys = {k.name: columns[k.name] for k in self.reader.key_fields}
-        found = self.reader.read(keys)
+        found = self._read(keys)
+        if found is None:  # the store is unavailable and the binding declares defaults
+            rows = len(next(iter(keys.values())))
+            for name in self.features:
+                on_missing(name, rows)
+            defaults = {n: [self.binding.defaults[n]] * rows for n in self.features}
+            return {n: defaults[n] if n in defaults else columns[n] for n in self.inputs.names}
         errors: list[FieldError] = []
         filled: Columns = {}
         for name in self.features:
@@ -81,6 +105,24 @@ class Enricher:
         if errors:
             raise SchemaValidationError(errors)
         return {n: filled[n] if n in filled else columns[n] for n in self.inputs.names}
+
+    def _read(self, keys: Columns) -> Any:
+        """The online values, or None when the store is unavailable and defaults may serve."""
+        if self.breaker.allow():
+            try:
+                found = self.reader.read(keys)
+            except BackendUnavailableError as exc:
+                self.breaker.failed(exc.message)
+            else:
+                self.breaker.succeeded()
+                return found
+        if self.binding.on_missing == "default":
+            return None
+        raise OnlineStoreUnavailableError(
+            f"model '{self.model}' reads features of service '{self.binding.service}' from "
+            f"the online store, which is unavailable ({self.breaker.error}); retry shortly, "
+            "or register the model with on_missing='default' to serve defaults meanwhile"
+        )
 
     def _missing(self, feature: str, state: str, keys: Columns, row: int) -> FieldError:
         key = ", ".join(f"{k}={v[row]!r}" for k, v in keys.items())

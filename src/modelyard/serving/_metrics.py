@@ -66,6 +66,13 @@ class ServerMetrics:
             ["model", "result"],
             registry=r,
         )
+        self.cache_errors = Counter(
+            "modelyard_cache_errors",
+            "Prediction cache calls that did not reach the cache (it was down or too slow): "
+            "those rows were computed without it.",
+            ["model", "operation"],
+            registry=r,
+        )
         self.load_seconds = Gauge(
             "modelyard_model_load_seconds",
             "Seconds the last load of each model version took.",

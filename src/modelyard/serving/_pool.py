@@ -193,5 +193,7 @@ class ModelPool:
                 }
                 if slot.load_error:
                     entry["error"] = slot.load_error
+                elif slot.resolve_error:  # serving what is loaded; the alias is not followed
+                    entry["warning"] = slot.resolve_error
                 models[key] = entry
         return ok, models

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelyard._redact import redact
 from modelyard.contracts import RecordValidator, Schema
 from modelyard.serving._enrich import Enricher
 
@@ -61,7 +62,8 @@ def load_servable(
     if version.features is not None:
         if readers is None:
             raise RuntimeError("this server has no feature store to read online features from")
-        enricher = Enricher(version.features, readers(version.features.service), schema)
+        reader = readers(version.features.service)
+        enricher = Enricher(version.features, reader, schema, model=version.name)
         schema = enricher.request_schema
         validator = RecordValidator(schema)
     return Servable(model, schema, validator, enricher, time.perf_counter() - started)
@@ -88,6 +90,7 @@ class ModelSlot:
         self.current: Servable | None = None
         self.previous: Servable | None = None
         self.load_error: str | None = None
+        self.resolve_error: str | None = None  # the metadata store did not answer
         self.failed_version: int | None = None
 
     @property
@@ -104,9 +107,21 @@ class ModelSlot:
         """Follow the reference; return True when the served version changed."""
         try:
             target = self.registry.get(self.ref)
-        except Exception as exc:  # the alias was deleted, or the metadata store is down
+        except LookupError as exc:  # the alias or model was deleted: a real misconfiguration
             self.load_error = f"cannot resolve {self.ref}: {exc}"
             return False
+        except Exception as exc:
+            # The metadata store is down or slow: keep serving what is loaded, and say so
+            # (readiness reports it as degraded, never as not ready: every replica would
+            # be drained at once by an outage that does not stop predictions).
+            if self.resolve_error is None:
+                logger.warning(
+                    "alias not followed: metadata store unavailable",
+                    extra={"model": self.ref.name, "ref": str(self.ref), "error": redact(str(exc))},
+                )
+            self.resolve_error = redact(f"cannot resolve {self.ref}: {exc}")
+            return False
+        self.resolve_error = None
         current = self.current
         if current is not None and current.version == target.version:
             # The alias points at what is served (again): an earlier failure is over.

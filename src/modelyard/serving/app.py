@@ -24,6 +24,7 @@ from modelyard.errors import ModelyardError
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
 from modelyard.serving._feedback import add_feedback_route
+from modelyard.serving._health import server_readiness
 from modelyard.serving._http import error_json, json_response, read_body, request_id
 from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._monitor_gauges import MonitorGauges, served_versions
@@ -100,6 +101,7 @@ def create_app(
     app.state.pool = pool
     app.state.monitor_gauges = gauges
     app.state.max_body_bytes = max_body_bytes
+    app.state.readiness = server_readiness(pool, registry.metadata, features)
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(request: Request, exc: ModelyardError) -> Response:
@@ -133,10 +135,13 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     async def readyz() -> Response:
-        """Every model is loaded at its current version and the server accepts traffic."""
-        ok, models = pool.readiness(bool(app.state.ready))
-        status = "ready" if ok else ("degraded" if app.state.ready else "starting")
-        return json_response({"status": status, "models": models}, 200 if ok else 503)
+        """This replica can answer predictions: models loaded, the back ends they need up.
+
+        200 ``degraded`` names failing back ends that predictions do not need (see
+        ``serving/_health.py``); answers within about two seconds even if one hangs.
+        """
+        code, body = await app.state.readiness.evaluate(bool(app.state.ready))
+        return json_response(body, code)
 
     @app.get("/metrics", tags=["health"], include_in_schema=True)
     async def metrics() -> Response:

@@ -2,17 +2,25 @@
 
 The "keep the newer row" rule must hold with many writers, so writes go through a small
 Lua script that compares event times inside Redis, atomically, per key.
+
+Every call has a connect and a read timeout (``backends/_redis.py``); a Redis that is
+down or does not answer in time raises ``OnlineStoreUnavailableError`` (503), and the
+client reconnects by itself once Redis is back.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 from modelyard._redact import redact
+from modelyard.backends._redis import client_options
 from modelyard.backends.online import OnlineRow
-from modelyard.errors import BackendUnavailableError, ConfigError
+from modelyard.errors import ConfigError, OnlineStoreUnavailableError
+
+T = TypeVar("T")
 
 _TS = struct.Struct(">q")  # 8-byte big-endian event time, then the encoded values
 
@@ -48,16 +56,33 @@ class RedisOnlineStore:
                 "online.url is a Redis URL but redis is not installed; "
                 "run: pip install 'modelyard[redis]'"
             ) from None
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=3)
+        client = redis.Redis.from_url(self.url, **client_options())
         try:
             client.ping()
         except redis.RedisError as exc:
-            raise BackendUnavailableError(
-                f"cannot reach the online store at {redact(self.url)}: {redact(str(exc))}; "
-                "check that Redis is running and online.url is right"
-            ) from None
+            client.close()
+            raise self._unavailable(exc) from None
         self._client = client
         self._script = client.register_script(_WRITE)
+
+    def _unavailable(self, exc: Exception) -> OnlineStoreUnavailableError:
+        return OnlineStoreUnavailableError(
+            f"cannot reach the online store at {redact(self.url)}: {redact(str(exc))}; "
+            "check that Redis is running and online.url is right"
+        )
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run one Redis call; a connection error or timeout becomes a 503 error."""
+        import redis
+
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise self._unavailable(exc) from None
+
+    def ping(self) -> None:
+        """Raise ``OnlineStoreUnavailableError`` unless Redis answers within its timeouts."""
+        self._call(self.client.ping)
 
     @property
     def client(self) -> Any:
@@ -79,11 +104,12 @@ class RedisOnlineStore:
             args: list[Any] = []
             for key, ts, values in rows[start : start + 1000]:
                 args += [key, ts, _TS.pack(ts) + values]
-            self._script(keys=[self.prefix + view], args=args, client=client)
+            write = partial(self._script, keys=[self.prefix + view], args=args, client=client)
+            self._call(write)
 
     def read(self, view: str, keys: Sequence[bytes]) -> list[tuple[int, bytes] | None]:
-        raw = self.client.hmget(self.prefix + view, list(keys))
+        raw = self._call(partial(self.client.hmget, self.prefix + view, list(keys)))
         return [None if r is None else (_TS.unpack_from(r)[0], r[8:]) for r in raw]
 
     def drop(self, view: str) -> None:
-        self.client.delete(self.prefix + view)
+        self._call(partial(self.client.delete, self.prefix + view))
