@@ -6,7 +6,7 @@ entries because the version is part of the key. The LRU is written here because 
 standard library's ``functools.lru_cache`` has no TTL and no per-entry API.
 
 The Redis cache fails open: a Redis that is down or slower than its timeouts
-(``backends/_redis.py``; the read timeout is shorter here, a cache must not cost more
+(``backends/redis_options.py``; the read timeout is shorter here, a cache must not cost more
 than the model) makes every row a miss and every write a no-op, so predictions are
 computed without the cache. Each skipped call is reported to ``on_error`` (the server
 counts them in ``modelyard_cache_errors_total``), a warning is logged once per outage,
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from modelyard._redact import redact
-from modelyard.backends._redis import client_options
+from modelyard.backends.redis_options import client_options
 from modelyard.errors import ConfigError
 from modelyard.serving._breaker import Breaker
 

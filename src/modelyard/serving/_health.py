@@ -101,10 +101,18 @@ class Check:
             self._since = time.monotonic()
         # shield: a timeout must not cancel the probe that is still waiting on the back end
         waiting = asyncio.wrap_future(pending)
+        # A probe that fails after we stopped waiting is superseded by the next call's
+        # probe; its error must not surface as asyncio's "exception was never retrieved".
+        waiting.add_done_callback(_retrieve)
         try:
             await asyncio.wait_for(asyncio.shield(waiting), self.timeout_s)
         except TimeoutError:
             raise _Hung from None
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Hung(Exception):

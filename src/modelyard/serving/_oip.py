@@ -194,8 +194,8 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
 
     @app.get("/v2/health/ready", tags=["oip"])
     async def v2_ready() -> Response:
-        ok, _ = pool.readiness(bool(app.state.ready))
-        return json_response({"ready": ok}, 200 if ok else 503)
+        code, _ = await app.state.readiness.evaluate(bool(app.state.ready))  # as /readyz
+        return json_response({"ready": code == 200}, code)
 
     @app.get("/v2/models/{name}", tags=["oip"])
     @app.get("/v2/models/{name}/versions/{version}", tags=["oip"])

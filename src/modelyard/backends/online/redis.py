@@ -3,7 +3,7 @@
 The "keep the newer row" rule must hold with many writers, so writes go through a small
 Lua script that compares event times inside Redis, atomically, per key.
 
-Every call has a connect and a read timeout (``backends/_redis.py``); a Redis that is
+Every call has a connect and a read timeout (``backends/redis_options.py``); a Redis that is
 down or does not answer in time raises ``OnlineStoreUnavailableError`` (503), and the
 client reconnects by itself once Redis is back.
 """
@@ -16,8 +16,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from modelyard._redact import redact
-from modelyard.backends._redis import client_options
 from modelyard.backends.online import OnlineRow
+from modelyard.backends.redis_options import client_options
 from modelyard.errors import ConfigError, OnlineStoreUnavailableError
 
 T = TypeVar("T")

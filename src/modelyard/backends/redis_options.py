@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["CONNECT_TIMEOUT_S", "READ_TIMEOUT_S", "client_options"]
+
 CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 2.0
 
