@@ -10,6 +10,7 @@ Every class also subclasses the builtin that callers already catch, so
     │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
     ├── ConflictError (RuntimeError)                conflict        409
+    ├── ReleaseBlockedError (RuntimeError)          release_blocked 409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
     ├── TaskError (RuntimeError)                    task_failed     500
@@ -36,6 +37,7 @@ __all__ = [
     "NotFoundError",
     "NotReadyError",
     "PayloadTooLargeError",
+    "ReleaseBlockedError",
     "SchemaValidationError",
     "TaskError",
 ]
@@ -102,6 +104,17 @@ class NotFoundError(ModelyardError, LookupError):
 class ConflictError(ModelyardError, RuntimeError):
     code = "conflict"
     status = 409
+
+
+class ReleaseBlockedError(ModelyardError, RuntimeError):
+    """A release gate failed, so the release did not start; ``failed`` names the gates."""
+
+    code = "release_blocked"
+    status = 409
+
+    def __init__(self, message: str, failed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failed = tuple(failed)
 
 
 class BackendUnavailableError(ModelyardError, ConnectionError):
