@@ -191,3 +191,58 @@ def test_offline_only_views_are_not_materialized(tmp_path: Path) -> None:
     assert ws.features.materialize(BASE - timedelta(days=1), at(5)) == []
     with pytest.raises(InvalidInputError, match="offline only"):
         ws.features.materialize(BASE - timedelta(days=1), at(5), views=["offline_only"])
+
+
+def test_every_key_form_reads_the_same_rows(served: Any) -> None:
+    ws, _ = served
+    ws.features.materialize(BASE - timedelta(days=1), at(12))
+    forms: list[Any] = [
+        {"driver_id": [1, 2], "region": ["eu", "us"]},
+        [{"driver_id": 1, "region": "eu"}, {"driver_id": 2, "region": "us"}],
+        pd.DataFrame({"driver_id": [1, 2], "region": ["eu", "us"]}),
+        {"driver_id": (1, 2), "region": ("eu", "us")},
+    ]
+    for keys in forms:
+        assert ws.features.get_online("svc", keys, at=at(12)).values["rating"] == [2.0, 3.0]
+    one = ws.features.get_online("svc", {"driver_id": 1, "region": "eu"}, at=at(12))
+    assert one.values["rating"] == [2.0]
+    # An int key given as an integral float (pandas' int column with a gap) is the int.
+    gap = pd.DataFrame({"driver_id": [1.0, None], "region": ["eu", "us"]})
+    assert ws.features.get_online("svc", gap, at=at(12)).status["rating"] == [
+        "present",
+        "missing",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            {"driver_id": ["1"], "region": ["eu"]},
+            "entity key 'driver_id' (of feature view '{name}') is int64, got '1' (str) in row 0",
+        ),
+        (
+            [{"driver_id": 1, "region": "eu"}, {"driver_id": 1.5, "region": "eu"}],
+            "entity key 'driver_id' (of feature view '{name}') is int64, got 1.5 (float) in row 1",
+        ),
+        (
+            {"driver_id": [True], "region": ["eu"]},
+            "entity key 'driver_id' (of feature view '{name}') is int64, got True (bool)",
+        ),
+        (
+            {"driver_id": [1], "region": [7]},
+            "entity key 'region' (of feature view '{name}') is string, got 7 (int) in row 0",
+        ),
+        ({"driver_id": [1, 2], "region": ["eu"]}, "key columns differ in length"),
+        ({"driver_id": [1, 2], "region": "eu"}, "mix lists and single values"),
+    ],
+    ids=["str-for-int", "fraction-for-int", "bool-for-int", "int-for-str", "ragged", "mixed"],
+)
+def test_keys_of_the_wrong_type_are_refused_not_missing(
+    served: Any, keys: Any, message: str
+) -> None:
+    ws, name = served
+    ws.features.materialize(BASE - timedelta(days=1), at(12))
+    with pytest.raises(InvalidInputError) as info:
+        ws.features.get_online("svc", keys, at=at(12))
+    assert message.format(name=name) in str(info.value)

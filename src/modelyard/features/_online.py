@@ -28,9 +28,9 @@ from sqlalchemy import select
 
 from modelyard import _time
 from modelyard.backends.metadata import tables as t
-from modelyard.contracts import as_frame
 from modelyard.errors import InvalidInputError
 from modelyard.features._definitions import FeatureView
+from modelyard.features._keys import checked_key_columns, key_columns
 from modelyard.features._push import view_rows_sql
 from modelyard.features._sources import literal, quote
 
@@ -153,16 +153,6 @@ class OnlineFeatures:
         return [{n: self.values[n][i] for n in self.names} for i in range(len(self))]
 
 
-def _key_columns(entity_rows: Any) -> dict[str, list[Any]]:
-    if isinstance(entity_rows, dict) and all(isinstance(v, list) for v in entity_rows.values()):
-        return entity_rows
-    if isinstance(entity_rows, list) and all(isinstance(r, dict) for r in entity_rows):
-        names = {k for r in entity_rows for k in r}
-        return {n: [r.get(n) for r in entity_rows] for n in names}
-    frame = as_frame(entity_rows)
-    return {str(c): frame[c].tolist() for c in frame.columns}
-
-
 def read_online(
     store: OnlineStore,
     selections: list[_Selection],
@@ -172,18 +162,12 @@ def read_online(
     at: datetime,
     full_feature_names: bool,
 ) -> OnlineFeatures:
-    columns = _key_columns(entity_rows)
+    columns = key_columns(entity_rows)
     now_us = _time.to_us(at, "at")
     result = OnlineFeatures(names=[])
     for sel in selections:
         view = sel.view
-        missing = [k for k in view.entity.key_names if k not in columns]
-        if missing:
-            raise InvalidInputError(
-                f"the entity rows have no '{missing[0]}' value, a join key of feature view "
-                f"'{view.name}'"
-            )
-        key_cols = [columns[k] for k in view.entity.key_names]
+        key_cols = checked_key_columns(view.entity.join_keys, columns, view.name)
         keys = [orjson.dumps(list(vals), option=_OPT) for vals in zip(*key_cols, strict=True)]
         found = store.read(online_table(view.name, versions[view.name]), keys)
         positions = [view.feature_names.index(f) for f in sel.features]

@@ -208,7 +208,11 @@ class FeatureStore:
         """Validate ``rows`` against the view, append them offline and write them online.
 
         Pushed rows are seen by later ``get_historical`` and ``get_online`` calls. Every row
-        is checked before anything is written; returns the number of rows pushed.
+        is checked before anything is written: its columns and types, the declared ranges,
+        categories and lengths of its fields, and the view's ``Range``, ``NullRate(max=0)``
+        and ``UniqueKeys`` checks (``RowCount``, ``Freshness`` and a ``NullRate`` above 0
+        judge whole partitions: backfill runs them). One bad row rejects the whole push.
+        Returns the number of rows pushed.
         """
         require_duckdb()
         from modelyard.features import _online, _push
