@@ -266,3 +266,24 @@ def test_get_online_reads_key_columns_and_refuses_keys_of_the_wrong_type(
     )
     assert code == 2 and out == "" and "Traceback" not in err
     assert "entity key 'driver_id' (of feature view 'driver_stats') is int64, got '1'" in err
+
+
+def test_materialize_into_a_new_online_store_writes_every_row_and_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    end = ["--end", "2024-01-01T12:00:00Z"]
+    code, out, _ = run_cli(capsys, "features", "materialize", *end, *w)
+    assert code == 0 and "│ 1 " in out and "had no watermark for driver_stats" in out
+    config = project / "modelyard.toml"
+    default = '# url = "sqlite:///.modelyard/online.db"'
+    assert default in config.read_text()
+    other = f'url = "sqlite:///{tmp_path / "other.db"}"'
+    config.write_text(config.read_text().replace(default, other))
+    code, out, _ = run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)
+    flat = " ".join(out.split())
+    assert code == 0 and "│ 2 " in out and "had no watermark for driver_stats" in flat
+    assert str(tmp_path / "other.db") in "".join(out.split())
+    code, out, _ = run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)
+    assert code == 0 and "│ 0 " in out and "no watermark" not in out

@@ -246,3 +246,42 @@ def test_keys_of_the_wrong_type_are_refused_not_missing(
     with pytest.raises(InvalidInputError) as info:
         ws.features.get_online("svc", keys, at=at(12))
     assert message.format(name=name) in str(info.value)
+
+
+def test_a_new_online_store_gets_every_row_not_only_those_after_the_old_watermark(
+    tmp_path: Path, online_url: str
+) -> None:
+    name = f"stats_{uuid.uuid4().hex[:10]}"
+    rows = [(1, "eu", 0, None, 1.0), (2, "us", 5, None, 3.0), (3, "eu", 20, None, 5.0)]
+    rows.append((1, "eu", 30, None, 4.0))
+    view = FeatureView(
+        name,
+        entity=DRIVER,
+        source=FrameSource(feature_frame(rows)),
+        features={"rating": "float64"},
+    )
+    keys = {"driver_id": [1, 2, 3], "region": ["eu", "us", "eu"]}
+    store_a = f"sqlite:///{tmp_path / 'a.db'}"
+    ws = make_workspace(tmp_path / "ws", store_a)
+    ws.features.apply([DRIVER, view])
+    [first] = ws.features.materialize_incremental(at(12))
+    assert (first.rows, first.first) == (2, True)
+    ws.close()
+
+    ws = modelyard.Workspace(tmp_path / "ws", online_url=online_url)  # online.url switched
+    try:
+        [into_b] = ws.features.materialize_incremental(at(35))
+        assert into_b.first and into_b.rows == 3  # all keys, not only rows after at(12)
+        got = ws.features.get_online([f"{name}:rating"], keys, at=at(35))
+        assert got.values["rating"] == [4.0, 3.0, 5.0]
+        assert ws.features.watermarks(name) == {name: at(35)}
+        [again] = ws.features.materialize_incremental(at(35))
+        assert (again.rows, again.first) == (0, False)
+    finally:
+        ws.online.drop(f"{name}__v1")
+        ws.close()
+    ws = modelyard.Workspace(tmp_path / "ws", online_url=store_a)  # A's watermark is its own
+    try:
+        assert ws.features.watermarks(name) == {name: at(12)}
+    finally:
+        ws.close()

@@ -207,6 +207,15 @@ def materialize(
     for r in results:
         table.add_row(r.view, str(r.version), str(r.rows), r.start.isoformat(), r.end.isoformat())
     console.print(table)
+    fresh = [r.view for r in results if r.first]
+    if fresh:
+        from modelyard._redact import redact
+
+        console.print(
+            f"the online store {redact(store.online.url)} had no watermark for "
+            f"{', '.join(fresh)} (a new or emptied store, or a new version): wrote every row "
+            "in range"
+        )
 
 
 @app.command("get-online")
