@@ -24,14 +24,16 @@ def check_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Evaluate the alert rules of modelyard.toml once; notify what started firing or resolved."""
-    from modelyard.monitoring import Checker
+    from modelyard.monitoring import Checker, SampleSize
 
     ws = open_workspace(workspace)
     alerting = ws.alerting
     if not alerting.rules:
         console.print("no alert rules in modelyard.toml; add [[alerts.rules]] (see the README)")
         return
-    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
+    checker = Checker(
+        ws.metadata, ws.registry, ws.predictions, ws.features, sample=SampleSize.of(ws.config)
+    )
     results = checker.run(alerting, rules or None)
     if as_json:
         rows = [
@@ -45,6 +47,7 @@ def check_command(
                 "notified": r.notified,
                 "deliveries": r.deliveries,
                 "error": r.error,
+                "note": r.note,
             }
             for r in results
         ]
@@ -55,6 +58,8 @@ def check_command(
             table.add_column(name, overflow="fold")
         for r in results:
             shown = "no data" if r.value is None else fmt_value(r.value)
+            if r.note:
+                shown = escape(r.note.split(";")[0])  # "not enough data: 1 row, fewer than …"
             state = f"[red]error: {escape(r.error)}[/]" if r.error else _STATE_STYLE[r.state]
             sent = ", ".join(f"{k} {v}" for k, v in r.deliveries.items())
             notified = f"{r.notified} ({escape(sent)})" if r.notified else ""

@@ -12,6 +12,10 @@ UPDATE (``WHERE state = old``), so two checks running at once notify once. A sin
 that fails is recorded in the event and does not stop the other sinks or rules. Every
 value computed on the way (drift per column, quality, SLOs) is kept as a time series.
 
+A window with too few rows (``monitoring.min_rows``) or labels (``monitoring.min_labels``)
+is "not enough data": its value is None and the rule never fires for it, whatever
+``on_no_data`` says (that is for an empty window).
+
 The change is committed before the notification is sent, so notices are at most once:
 a check killed between the two loses that notice, while the rule's state (and
 ``monitor alerts``) still shows it firing. Sending first would page twice instead
@@ -34,7 +38,8 @@ from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import drift
 from modelyard.monitoring._quality import joined, quality, scores
-from modelyard.monitoring._rules import Alerting, AlertRule
+from modelyard.monitoring._rules import QUALITY_METRICS, Alerting, AlertRule
+from modelyard.monitoring._sample import SampleSize
 from modelyard.monitoring._series import drift_values, record_metrics
 from modelyard.monitoring._sinks import Alert
 from modelyard.monitoring._slo import feature_freshness, slo_values
@@ -59,6 +64,8 @@ class RuleResult:
     notified: Literal["firing", "resolved"] | None = None
     deliveries: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # Why there is no value although the window has some data ("not enough data: …").
+    note: str = ""
 
 
 @dataclass
@@ -70,7 +77,10 @@ class Checker:
     log: PredictionLog
     features: FeatureStore | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The fewest rows and labels a window needs (the workspace's: SampleSize.of(ws.config)).
+    sample: SampleSize = field(default_factory=SampleSize)
     _values: dict[tuple[Any, ...], dict[str, float | None]] = field(default_factory=dict)
+    _notes: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def run(self, alerting: Alerting, names: list[str] | None = None) -> list[RuleResult]:
         rules = [alerting.rule(n) for n in names] if names else list(alerting.rules)
@@ -79,6 +89,7 @@ class Checker:
             result = RuleResult(rule)
             try:
                 result.value = self.value(rule)
+                result.note = self._notes.get(self._key(rule), "")
             except ModelyardError as exc:
                 # One broken rule (a deleted alias, say) must not silence the others.
                 result.error = exc.message
@@ -94,48 +105,65 @@ class Checker:
         if rule.metric == "slo.feature_freshness_s":
             return self._freshness(rule)
         family = rule.family
-        key = (family, rule.model, rule.window, json.dumps(rule.thresholds, sort_keys=True))
+        key = self._key(rule)
         if key not in self._values:
             compute = {"drift": self._drift, "quality": self._quality, "slo": self._slo}[family]
-            self._values[key] = compute(rule)
+            self._values[key], self._notes[key] = compute(rule)
         values = self._values[key]
-        if rule.metric not in values and family == "drift" and "drift.share" in values:
+        if (
+            rule.metric not in values
+            and family == "drift"
+            and "drift.share" in values
+            and not self._notes[key]
+        ):
             column = rule.metric.split(".", 2)[2]
             raise InvalidInputError(
                 f"alert rule {rule.name!r}: {rule.model} has no input column {column!r}"
             )
         return values.get(rule.metric)
 
-    def _drift(self, rule: AlertRule) -> dict[str, float | None]:
+    @staticmethod
+    def _key(rule: AlertRule) -> tuple[Any, ...]:
+        """Rules that share this compute their values once per check."""
+        return (rule.family, rule.model, rule.window, json.dumps(rule.thresholds, sort_keys=True))
+
+    def _drift(self, rule: AlertRule) -> tuple[dict[str, float | None], str]:
         assert rule.model is not None
         version, reference, current = window_inputs(
             self.registry, rule.model, self.log, rule.span, self.now
         )
         if current.empty:
-            return {}  # no traffic in the window: no data
-        report = drift(reference, current, thresholds=rule.thresholds or None)
+            return {}, ""  # no traffic in the window: no data
+        report = drift(
+            reference, current, thresholds=rule.thresholds or None, min_rows=self.sample.min_rows
+        )
         values = drift_values(report)
         self._record(version.name, values, rule, version=version.version)
-        return dict(values)
+        return dict(values), report.note
 
-    def _quality(self, rule: AlertRule) -> dict[str, float | None]:
+    def _quality(self, rule: AlertRule) -> tuple[dict[str, float | None], str]:
         assert rule.model is not None
         name, version = resolve_model(self.registry, rule.model)
         frame = joined(self.log, name, since=self.now - rule.span, version=version)
         if frame.empty:
-            return {}
-        for row in quality(frame):
-            found = _prefixed({k: v for k, v in row.items() if k not in ("version", "variant")})
+            return {}, ""
+        for row in quality(frame, min_labels=self.sample.min_labels):
+            if row["status"] != "ok":
+                continue
+            found = _prefixed({k: v for k, v in row.items() if k in QUALITY_METRICS})
             self._record(name, found, rule, version=row["version"], variant=row["variant"])
-        return _prefixed(scores(frame))
+        short = self.sample.short_of_labels(len(frame))
+        if short:
+            return {"quality.rows": float(len(frame))}, short
+        return _prefixed(scores(frame)), ""
 
-    def _slo(self, rule: AlertRule) -> dict[str, float | None]:
+    def _slo(self, rule: AlertRule) -> tuple[dict[str, float | None], str]:
         assert rule.model is not None
         name, version = resolve_model(self.registry, rule.model)
         values = slo_values(self.log, name, self.now - rule.span, self.now, version=version)
         scored = {f"slo.{k}": v for k, v in values.items()}
         self._record(name, scored, rule, version=version)
-        return scored
+        return scored, ""
 
     def _freshness(self, rule: AlertRule) -> float | None:
         if self.features is None:
@@ -177,7 +205,10 @@ class Checker:
     # -- states ----------------------------------------------------------------------------
     def _advance(self, result: RuleResult, alerting: Alerting) -> None:
         rule = result.rule
-        holds = rule.on_no_data == "firing" if result.value is None else rule.holds(result.value)
+        if result.value is not None:
+            holds = rule.holds(result.value)
+        else:  # too few rows or labels never fire; an empty window fires if asked to
+            holds = rule.on_no_data == "firing" and not result.note
         now_us = _time.to_us(self.now, "now")
         while True:  # a lost compare-and-set means another check moved it: look again
             state, since = self._state(rule.name, now_us)
