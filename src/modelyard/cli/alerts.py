@@ -12,7 +12,13 @@ from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, fmt_time, fmt_value, open_workspace
 
-_STATE_STYLE = {"firing": "[bold red]firing[/]", "pending": "[yellow]pending[/]", "ok": "ok"}
+_STATE_STYLE = {
+    "firing": "[bold red]firing[/]",
+    # Firing, but a sink did not take the notice: the next check sends it again.
+    "undelivered": "[bold red]firing, notice undelivered[/] (sent again on the next check)",
+    "pending": "[yellow]pending[/]",
+    "ok": "ok",
+}
 
 
 def check_command(
@@ -68,7 +74,7 @@ def check_command(
             )
         console.print(table)
     if any(r.error for r in results) or (
-        fail_on_firing and any(r.state == "firing" for r in results)
+        fail_on_firing and any(r.state in ("firing", "undelivered") for r in results)
     ):
         raise typer.Exit(1)
 

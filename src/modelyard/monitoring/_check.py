@@ -5,6 +5,13 @@ checks (minutes apart, from cron or the scheduler) agree on them:
 
     ok --condition holds--> pending --held for `for`--> firing --stops holding--> ok
                                                                (a "resolved" notice)
+                            firing <--next check--> undelivered
+
+A firing notice that a sink could not take (after the sink's own retries: a webhook
+that answers 5xx or cannot be reached) is not counted as delivered: the rule moves to
+``undelivered``, the failure is in the alert history and the log, and the next check
+that finds the condition still holding moves it back to ``firing`` and sends the
+notice again, to the sinks that failed only. Resolved notices are sent once.
 
 A rule notifies once when it starts firing and once when it resolves; in between it is
 silent however often it is checked. A state change is written with a compare-and-set
@@ -25,6 +32,7 @@ whenever two checks raced, which the compare-and-set exists to prevent.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,7 +59,10 @@ if TYPE_CHECKING:
     from modelyard.features import FeatureStore
     from modelyard.registry import Registry
 
-State = Literal["ok", "pending", "firing"]
+State = Literal["ok", "pending", "firing", "undelivered"]
+FIRING: tuple[State, ...] = ("firing", "undelivered")  # the condition held long enough
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -217,9 +228,32 @@ class Checker:
                 break
         result.state = target
         if target == "firing" and state != "firing":
-            self._notify(result, alerting, "firing", since_new)
-        elif target == "ok" and state == "firing":
-            self._notify(result, alerting, "resolved", since)
+            self._fire(result, alerting, state, since_new, now_us)
+        elif target == "ok" and state in FIRING:
+            self._notify(result, alerting, "resolved", since, rule.sinks)
+
+    def _fire(
+        self, result: RuleResult, alerting: Alerting, was: State, since: int, now_us: int
+    ) -> None:
+        """Send the firing notice (again, to the sinks that missed it, after
+        ``undelivered``); if a sink did not take it, the rule is ``undelivered``."""
+        rule = result.rule
+        sinks = self._unsent(rule) if was == "undelivered" else rule.sinks
+        if sinks:
+            self._notify(result, alerting, "firing", since, sinks)
+        failed = {k: v for k, v in result.deliveries.items() if v != "sent"}
+        for sink, why in failed.items():
+            logger.warning(
+                "alert %s: sink %s did not take the firing notice (%s); the next check "
+                "sends it again",
+                rule.name,
+                sink,
+                why,
+            )
+        if failed and self._move(
+            rule.name, ("firing", since), ("undelivered", since), result.value, now_us
+        ):
+            result.state = "undelivered"
 
     @staticmethod
     def _next(
@@ -227,6 +261,8 @@ class Checker:
     ) -> tuple[State, int]:
         if not holds:
             return "ok", now_us
+        if state == "undelivered":
+            return "firing", since  # still holding: send what did not get through
         if state == "ok":
             return ("firing" if rule.hold == timedelta(0) else "pending"), now_us
         if state == "pending" and now_us - since >= rule.hold.total_seconds() * 1e6:
@@ -275,6 +311,7 @@ class Checker:
         alerting: Alerting,
         state: Literal["firing", "resolved"],
         since_us: int,
+        sinks: tuple[str, ...],
     ) -> None:
         rule = result.rule
         alert = Alert(
@@ -290,8 +327,25 @@ class Checker:
             at=self.now,
             description=rule.description,
         )
-        result.deliveries = deliver(self.store, alerting, alert, rule.sinks)
+        result.deliveries = deliver(self.store, alerting, alert, sinks)
         result.notified = state
+
+    def _unsent(self, rule: AlertRule) -> tuple[str, ...]:
+        """The rule's sinks that its last firing notice did not reach."""
+        table = t.alert_events
+        query = (
+            select(table.c.deliveries)
+            .where(table.c.rule == rule.name, table.c.state == "firing")
+            .order_by(table.c.id.desc())
+            .limit(1)
+        )
+        with self.store.read() as conn:
+            last = conn.execute(query).scalar()
+        if last is None:
+            return rule.sinks
+        # A resend names only the sinks it retried: those that took the notice before
+        # are absent from it, and stay served.
+        return tuple(s for s in rule.sinks if s in last and last[s] != "sent")
 
 
 def _prefixed(quality: dict[str, Any]) -> dict[str, float | None]:
