@@ -103,7 +103,9 @@ def read_parquet(path: Path, option: str) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # Arrow's messages run to several sentences; the first one says what was wrong.
+        text = str(exc).strip() or type(exc).__name__
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".")[:160]
         raise InvalidInputError(
             f"{option} {path} is not a readable Parquet file ({reason}); "
             "pass one written with DataFrame.to_parquet"
