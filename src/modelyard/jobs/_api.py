@@ -193,15 +193,17 @@ def monitor_check(ctx: JobContext) -> dict[str, Any]:
 
     With ``params = { fail_on_firing = true }`` the run fails while a rule fires.
     """
-    from modelyard.monitoring import Checker
+    from modelyard.monitoring import Checker, SampleSize
 
     ws = ctx.workspace
-    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
+    sample = SampleSize.of(ws.config)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features, sample=sample)
     results = checker.run(ws.alerting)
     states = {r.rule.name: r.state for r in results}
     for rule, state in states.items():
         ctx.log.info("rule %s: %s", rule, state)
-    firing = sorted(rule for rule, state in states.items() if state == "firing")
+    # A rule whose notice could not be delivered still fires: it must not pass the job.
+    firing = sorted(rule for rule, s in states.items() if s in ("firing", "undelivered"))
     if firing and ctx.params.get("fail_on_firing"):
         raise RuntimeError(f"alert rules firing: {', '.join(firing)}")
     return {"checked": len(states), "firing": firing}

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConflictError, NotFoundError
-from modelyard.monitoring import deliver
+from modelyard.monitoring import SampleSize, deliver
 from modelyard.registry import (
     STALE_AFTER_S,
     AliasMove,
@@ -225,6 +225,7 @@ class _Rollout:
                     percent=percent,
                     since=since,
                     until=until,
+                    sample=SampleSize.of(self.ws.config),
                 )
                 self.done.append(result)
                 progress.judged(result)
