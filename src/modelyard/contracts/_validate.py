@@ -29,6 +29,9 @@ _PY_TYPES: dict[str, type] = {
 }
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _annotation(field: Field) -> Any:
     if field.categories is not None:
         base: Any = Literal[tuple(field.categories)]
@@ -39,6 +42,14 @@ def _annotation(field: Field) -> Any:
             constraints["ge"] = field.min
         if field.max is not None:
             constraints["le"] = field.max
+        if field.dtype == "int64":
+            # JSON integers have no size; one past int64 would reach the model as an object.
+            constraints["ge"] = max(constraints.get("ge", INT64_MIN), INT64_MIN)
+            constraints["le"] = min(constraints.get("le", INT64_MAX), INT64_MAX)
+        if field.dtype == "float64" and not field.allow_non_finite:
+            # Python's JSON reads NaN and Infinity, and 1e999 reads as inf: refuse them here
+            # (in pydantic's Rust core, so the check costs nothing) rather than in the model.
+            constraints["allow_inf_nan"] = False
         if field.min_length is not None:
             constraints["min_length"] = field.min_length
         if field.max_length is not None:
@@ -131,6 +142,12 @@ class RecordValidator:
             return f"unknown field; {hint}"
         if kind == "missing":
             return f"required field is missing; send a {self.schema[field].dtype} value"
+        if kind == "finite_number":
+            return non_finite_message(err["input"])
+        if field in self.schema.names and self.schema[field].dtype == "int64":
+            value = err.get("input")
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                return f"{value} does not fit int64; send one from {INT64_MIN} to {INT64_MAX}"
         if field in self.schema.names:
             spec = self.schema[field]
             expected = (
@@ -139,6 +156,17 @@ class RecordValidator:
             null = "" if spec.nullable else ", not null"
             return f"{err['msg']} (expected {expected}{null})"
         return str(err["msg"])
+
+
+def non_finite_message(value: Any) -> str:
+    """Why a NaN or an infinity is refused, and the two ways out."""
+    number = float(value)
+    what = "NaN" if number != number else ("Infinity" if number > 0 else "-Infinity")
+    overflow = "" if what == "NaN" else " (numbers beyond ±1.8e308 overflow float64 to it)"
+    return (
+        f"value is {what}{overflow}; send a finite number, "
+        "or declare the field with allow_non_finite=True"
+    )
 
 
 _KIND_OK = {
@@ -186,6 +214,13 @@ def validate_frame(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
             continue
         present = np.flatnonzero(~nulls.to_numpy())  # frame row of each entry of ``values``
         checks: list[tuple[pd.Series, str]] = []
+        if field.dtype == "float64" and not field.allow_non_finite and dtype.kind == "f":
+            infinite = np.isinf(values.to_numpy())
+            if infinite.any():  # NaN is a null here (pandas); infinities are checked
+                first = int(infinite.argmax())
+                message = non_finite_message(values.iloc[first])
+                errors.append(FieldError(field.name, message, int(present[first])))
+                continue
         if field.min is not None:
             checks.append((values < field.min, f"below the minimum {field.min}"))
         if field.max is not None:

@@ -104,6 +104,12 @@ def _problem(
             f"are known here within {log.max_delay_s:g} s of their answer)"
         )
     model, rows = found
+    if "row" not in item and rows > 1:
+        # Row 0 by default would file the label under whichever record came first.
+        return "row", (
+            f"request {rid!r} had {rows} rows; send row (0..{rows - 1}) to say which "
+            "prediction this label is for"
+        )
     row = item.get("row", 0)
     if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < rows:
         return "row", f"request {rid!r} had {rows} rows; row must be 0..{rows - 1}"

@@ -190,7 +190,12 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> None:
         responses={404: error_response("no such model on this server")},
     )
     async def predict_unknown(name: str, request: Request) -> Response:
-        pool.get(name)  # raises the 404 that lists what is served
+        done = pool.observe(name, "v1")  # counted under the model label "_unknown"
+        try:
+            pool.get(name)  # raises the 404 that lists what is served
+        except ModelyardError as exc:
+            done(request_id(request), exc.status, None, time.perf_counter())
+            raise
         raise AssertionError("unreachable: served models have their own route")
 
 
