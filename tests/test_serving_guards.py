@@ -286,3 +286,109 @@ async def test_feedback_for_a_multi_row_request_needs_row(
     [error] = no_row.json()["errors"]
     assert error["field"] == "row" and "had 2 rows; send row (0..1)" in error["message"]
     assert with_row.status_code == 200 and single.status_code == 200  # one row: row is optional
+
+
+@pytest.mark.anyio
+async def test_an_input_the_model_overflows_on_is_a_422_and_spares_its_batch(
+    ws: Any, data: Any
+) -> None:
+    """1.79e308 is a valid float64, but the scaler's division overflows: the model raises."""
+    import anyio
+
+    from modelyard.serving import ServeOptions
+
+    x, _ = data
+    bad = {**_record(x, 0), "worst fractal dimension": 1.79e308}
+    app = create_app(
+        ws.registry,
+        [ServeOptions(ref="cancer@production", max_batch_size=8, max_latency_ms=50)],
+        poll_interval_s=0,
+    )
+    answers: dict[str, httpx.Response] = {}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+
+            async def post(key: str, body: Any) -> None:
+                answers[key] = await c.post("/v1/models/cancer/predict", json=body)
+
+            async with anyio.create_task_group() as tg:  # batched together
+                tg.start_soon(post, "bad", bad)
+                for i in range(3):
+                    tg.start_soon(post, f"good{i}", _record(x, i))
+            counts = _request_counts((await c.get("/metrics")).text)
+    assert answers["bad"].status_code == 422, answers["bad"].text
+    assert answers["bad"].json()["code"] == "input_not_computable"
+    assert "floating-point overflow" in answers["bad"].json()["message"]
+    assert all(answers[f"good{i}"].status_code == 200 for i in range(3))
+    assert counts == {("cancer", "422"): 1, ("cancer", "200"): 3}
+
+
+@pytest.mark.anyio
+async def test_docs_work_offline_every_asset_from_the_server(client: httpx.AsyncClient) -> None:
+    import re
+
+    for page in ("/docs", "/redoc"):
+        r = await client.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", r.text)
+        urls += re.findall(r"""url: ?["']([^"']+)["']""", r.text)
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for url in urls:
+            asset = await client.get(url)
+            assert asset.status_code == 200, url
+            assert asset.content, url
+
+
+@pytest.mark.anyio
+async def test_docs_examples_come_from_the_models_input_example(
+    client: httpx.AsyncClient, data: Any
+) -> None:
+    x, _ = data
+    spec = (await client.get("/openapi.json")).json()
+    op = spec["paths"]["/v1/models/cancer/predict"]["post"]
+    example = op["requestBody"]["content"]["application/json"]["example"]
+    assert example == pytest.approx(_record(x, 0))
+    r = await client.post("/v1/models/cancer/predict", json=example)
+    assert r.status_code == 200
+    # Every answer the route gives is declared, with the error schema.
+    assert {"200", "400", "413", "422", "500", "503", "504"} <= set(op["responses"])
+    error = op["responses"]["422"]["content"]["application/json"]["schema"]
+    assert error["required"] == ["code", "message", "request_id"]
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert any(media.startswith("text/plain") for media in metrics)
+
+
+@pytest.mark.anyio
+async def test_a_text_models_docs_show_a_real_text(sqlite_workspace: modelyard.Workspace) -> None:
+    ws = sqlite_workspace
+    signature = Signature(
+        inputs=Schema.of(Field(name="text", dtype="string", min_length=1, max_length=200)),
+        outputs=Schema.of(Field(name="length", dtype="int64")),
+    )
+    texts = pd.DataFrame({"text": ["Great phone, the battery lasts two days.", "Broke at once."]})
+    with ws.start_run("fn") as run:
+        logged = ws.registry.log_model(run, _length, signature=signature, input_example=texts)
+    ws.registry.register("sentiment", logged)
+    with ws.start_run("fn") as run:  # no example: one is built from the field's declaration
+        bare = ws.registry.log_model(run, _length, signature=signature)
+    ws.registry.register("bare", bare)
+    app = create_app(ws.registry, ["sentiment/1", "bare/1"], poll_interval_s=0)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            spec = (await c.get("/openapi.json")).json()
+            examples = {
+                name: spec["paths"][f"/v1/models/{name}/predict"]["post"]["requestBody"]["content"][
+                    "application/json"
+                ]["example"]
+                for name in ("sentiment", "bare")
+            }
+            answers = [await c.post(f"/v1/models/{n}/predict", json=e) for n, e in examples.items()]
+    assert examples["sentiment"] == {"text": "Great phone, the battery lasts two days."}
+    assert isinstance(examples["bare"]["text"], str) and examples["bare"]["text"]
+    assert [a.status_code for a in answers] == [200, 200]
+
+
+def _length(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"length": frame["text"].str.len()})
