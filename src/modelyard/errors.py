@@ -7,6 +7,7 @@ Every class also subclasses the builtin that callers already catch, so
     ├── ConfigError (ValueError)                    config_invalid  400
     ├── InvalidInputError (ValueError)              invalid_input   400
     │   ├── SchemaValidationError                   validation_failed 422
+    │   ├── UncomputableInputError                  input_not_computable 422
     │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
     ├── ConflictError (RuntimeError)                conflict        409
@@ -40,6 +41,7 @@ __all__ = [
     "ReleaseBlockedError",
     "SchemaValidationError",
     "TaskError",
+    "UncomputableInputError",
 ]
 
 
@@ -89,6 +91,17 @@ class SchemaValidationError(InvalidInputError):
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "errors": self.errors}
+
+
+class UncomputableInputError(InvalidInputError):
+    """A valid input the model cannot compute with: its arithmetic overflowed (the model
+    raised after a floating-point overflow, or answered NaN or an infinity).
+
+    A 4xx: the same model answers other inputs, so it is not an outage signal.
+    """
+
+    code = "input_not_computable"
+    status = 422
 
 
 class PayloadTooLargeError(InvalidInputError):
