@@ -152,6 +152,7 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
         "properties": {
             "status": {"enum": ["ready", "degraded", "starting"]},
             "models": {"type": "object"},
+            "checks": {"type": "object"},  # by name: {"ok", "required", "error"?}
         },
     }
 
@@ -159,8 +160,11 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
         "/readyz",
         tags=["health"],
         responses={
-            200: json_ok("every model is loaded and the server accepts traffic", readiness),
-            503: json_ok("not ready: starting, or a model failed to load", readiness),
+            200: json_ok("this replica can answer predictions (degraded: see checks)", readiness),
+            503: json_ok(
+                "not ready: starting, a model failed to load, or a back end it needs is down",
+                readiness,
+            ),
         },
     )
     async def readyz() -> Response:
