@@ -325,7 +325,16 @@ async def test_metadata_outage_keeps_serving_and_readiness_green_but_degraded(
             proxy.set_mode("up")
             assert await eventually(ready_again)
             await app.state.pool.refresh()
+            # Now a connection sits idle in the pool, as on any server that has been up a
+            # while: whatever takes it first is stuck on the black hole's silence.
             proxy.set_mode("blackhole")
+            # /metrics reads the monitoring gauges from the database: it must not hang.
+            app.state.monitor_gauges.ttl_s = 0  # every scrape reads
+            for _ in range(2):
+                started = time.perf_counter()
+                assert await metric(client, "modelyard_monitor_up") == 0
+                assert time.perf_counter() - started < 2.0 + SLACK_S
+            assert await metric(client, "modelyard_requests_total", model="steady") >= 1
             for _ in range(2):  # the second call finds the first probe still hanging
                 ready, took = await timed(client, "GET", "/readyz")
                 assert took < READYZ_BUDGET_S, took
@@ -336,6 +345,11 @@ async def test_metadata_outage_keeps_serving_and_readiness_green_but_degraded(
 
             proxy.set_mode("up")
             assert await eventually(ready_again, timeout_s=15)
+
+            async def gauges_read() -> bool:
+                return await metric(client, "modelyard_monitor_up") == 1
+
+            assert await eventually(gauges_read)
             assert not await app.state.pool.refresh()  # alias following works again
             assert "warning" not in (await client.get("/readyz")).json()["models"]["steady"]
     finally:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modelyard._redact import redact
 from modelyard.errors import ModelyardError
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from modelyard.serving._pool import ModelPool
 
 CHECK_TIMEOUT_S = 1.5
+T = TypeVar("T")
 
 
 def _always() -> bool:
@@ -97,7 +98,7 @@ class Check:
     async def _probe_in_thread(self) -> None:
         pending = self._pending
         if pending is None or pending.done():
-            pending = self._pending = _in_thread(self.probe, f"modelyard-readyz-{self.name}")
+            pending = self._pending = in_daemon_thread(self.probe, f"modelyard-readyz-{self.name}")
             self._since = time.monotonic()
         # shield: a timeout must not cancel the probe that is still waiting on the back end
         waiting = asyncio.wrap_future(pending)
@@ -208,19 +209,19 @@ def _cache_state(pool: ModelPool) -> None:
         raise ConnectionError("; ".join(failing))
 
 
-def _in_thread(fn: Callable[[], None], name: str) -> Future[None]:
-    """``fn`` in a daemon thread: a probe stuck on a dead socket must not block exit."""
-    future: Future[None] = Future()
+def in_daemon_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """``fn`` in a daemon thread: a call stuck on a dead socket must not block exit."""
+    future: Future[T] = Future()
 
     def run() -> None:
         if not future.set_running_or_notify_cancel():
             return
         try:
-            fn()
+            result = fn()
         except BaseException as exc:
             future.set_exception(exc)
         else:
-            future.set_result(None)
+            future.set_result(result)
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future

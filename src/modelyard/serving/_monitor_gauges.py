@@ -21,9 +21,11 @@ A missing version or variant is an empty label, which Prometheus treats as absen
 
 The read is cached for ``ttl_s`` (a busy Prometheus, or several, must not hammer the
 database) and a failed read is logged and leaves the gauges out: ``/metrics`` never
-fails because of it. The collector is not a ``prometheus_client`` metric, so in
-multiprocess mode nothing of it goes to the shared files and the worker that answers
-the scrape emits it once.
+fails because of it. Nor does it hang on a database that stops answering: the read runs
+in its own thread and is given ``read_timeout_s``, and while it is still stuck the next
+scrapes skip the gauges instead of starting another read. The collector is not a
+``prometheus_client`` metric, so in multiprocess mode nothing of it goes to the shared
+files and the worker that answers the scrape emits it once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily
@@ -39,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from modelyard.backends.metadata import latest_monitor_metrics
+from modelyard.serving._health import in_daemon_thread
 
 if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("modelyard.serving")
 
 DEFAULT_TTL_S = 15.0
+READ_TIMEOUT_S = 2.0
 
 # Served model name -> the versions its slots hold now.
 Served = Callable[[], Mapping[str, Collection[int]]]
@@ -92,11 +97,14 @@ class MonitorGauges(Collector):
         *,
         ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
         self.store = store
         self.served = served
         self.ttl_s = ttl_s
         self.clock = clock
+        self.read_timeout_s = read_timeout_s
+        self._reading: Future[list[dict[str, Any]]] | None = None
         self._lock = threading.Lock()
         self._rows: list[dict[str, Any]] | None = None
         self._read_at: float | None = None
@@ -122,14 +130,26 @@ class MonitorGauges(Collector):
             now = self.clock()
             if self._read_at is not None and now - self._read_at < self.ttl_s:
                 return self._rows
+            reading, wait_s = self._reading, 0.0  # a read still stuck: not waited for again
+            if reading is None or reading.done():
+                reading = self._reading = in_daemon_thread(
+                    lambda: latest_monitor_metrics(self.store, models), "modelyard-gauges"
+                )
+                wait_s = self.read_timeout_s
             try:
-                rows: list[dict[str, Any]] | None = latest_monitor_metrics(self.store, models)
+                rows: list[dict[str, Any]] | None = reading.result(wait_s)
             except Exception as exc:  # any failure: /metrics answers without the gauges
+                hung = not reading.done()
                 logger.warning(
                     "monitoring gauges skipped: cannot read monitoring results from the "
                     "metadata store; check metadata.url and that the server can reach it",
-                    exc_info=True,
-                    extra={"models": models, "error": str(exc)},
+                    exc_info=not hung,
+                    extra={
+                        "models": models,
+                        "error": f"no answer within {self.read_timeout_s:g} s"
+                        if hung
+                        else str(exc),
+                    },
                 )
                 rows = None
             # A failure is cached too, so a broken database is asked once per ttl_s.
