@@ -383,3 +383,16 @@ def test_postgres_connections_have_timeouts_and_keep_the_url_options(
     finally:
         proxy.set_mode("up")
         store.close()
+
+
+def test_a_probe_that_ends_without_an_answer_does_not_keep_the_back_end_skipped() -> None:
+    from modelyard.serving._breaker import Breaker
+
+    breaker = Breaker("prediction cache", model="m", retry_after_s=0)
+    breaker.failed("Connection refused")
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # one probe at a time
+    breaker.abandoned()  # e.g. the request's own timeout cancelled it
+    assert breaker.allow()  # so the next call probes, instead of skipping forever
+    breaker.succeeded()
+    assert breaker.closed and breaker.allow()

@@ -17,6 +17,8 @@ import time
 
 logger = logging.getLogger("modelyard.serving")
 
+PROBE_LOST_S = 10.0  # longer than any back end's timeouts
+
 
 class Breaker:
     """Open after a failure, for ``retry_after_s``; then one probe at a time."""
@@ -28,6 +30,7 @@ class Breaker:
         self.error: str | None = None  # the last failure while open; None when closed
         self._retry_at = 0.0
         self._probing = False
+        self._probe_at = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -35,14 +38,24 @@ class Breaker:
         return self.error is None
 
     def allow(self) -> bool:
-        """True if the caller may use the back end now (closed, or this call is the probe)."""
+        """True if the caller may use the back end now (closed, or this call is the probe).
+
+        The probe must end in ``succeeded``, ``failed`` or ``abandoned``; one that never
+        reports (its task was cancelled) is given up after ``PROBE_LOST_S``.
+        """
         if self.error is None:  # the hot path: no lock while the back end is healthy
             return True
         with self._lock:
-            if self._probing or time.monotonic() < self._retry_at:
+            now = time.monotonic()
+            probing = self._probing and now - self._probe_at < PROBE_LOST_S
+            if probing or now < self._retry_at:
                 return False
-            self._probing = True
+            self._probing, self._probe_at = True, now
             return True
+
+    def abandoned(self) -> None:
+        """The probe ended without telling whether the back end works (another error)."""
+        self._probing = False
 
     def succeeded(self) -> None:
         if self.error is None:

@@ -127,6 +127,9 @@ class RedisCache:
                 found: list[bytes | None] = await self._redis().mget(list(keys))
             except (ConnectionError, TimeoutError) as exc:
                 self._skipped("get", exc)
+            except BaseException:  # e.g. the request's own timeout cancelled this call
+                self.breaker.abandoned()
+                raise
             else:
                 self.breaker.succeeded()
                 return found
@@ -147,6 +150,9 @@ class RedisCache:
                 await pipe.execute()
         except (ConnectionError, TimeoutError) as exc:
             self._skipped("put", exc)
+        except BaseException:
+            self.breaker.abandoned()
+            raise
         else:
             self.breaker.succeeded()
 

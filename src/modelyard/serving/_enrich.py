@@ -113,6 +113,9 @@ class Enricher:
                 found = self.reader.read(keys)
             except BackendUnavailableError as exc:
                 self.breaker.failed(exc.message)
+            except BaseException:
+                self.breaker.abandoned()
+                raise
             else:
                 self.breaker.succeeded()
                 return found
