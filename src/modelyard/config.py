@@ -107,6 +107,14 @@ SETTINGS: tuple[Setting, ...] = (
         "most seconds from an answered request to its row in the shared prediction log",
     ),
     Setting(
+        "predictions.on_failure",
+        str,
+        "reject",
+        "when the prediction log cannot write (full disk): reject (answer 503 "
+        "prediction_log_unavailable, /readyz fails) or serve_unlogged (answer, unlogged)",
+        choices=("reject", "serve_unlogged"),
+    ),
+    Setting(
         "tracking.experiment",
         str,
         "default",

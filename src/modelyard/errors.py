@@ -12,6 +12,7 @@ Every class also subclasses the builtin that callers already catch, so
     ├── ConflictError (RuntimeError)                conflict        409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
+    ├── PredictionLogUnavailableError (OSError)     prediction_log_unavailable 503
     ├── TaskError (RuntimeError)                    task_failed     500
     ├── DeadlineExceededError (TimeoutError)        timeout         504
     └── IntegrityError (RuntimeError)               integrity_error 500
@@ -36,6 +37,7 @@ __all__ = [
     "NotFoundError",
     "NotReadyError",
     "PayloadTooLargeError",
+    "PredictionLogUnavailableError",
     "SchemaValidationError",
     "TaskError",
 ]
@@ -113,6 +115,14 @@ class NotReadyError(ModelyardError, RuntimeError):
     """A model (or the server) is still loading; retrying shortly succeeds."""
 
     code = "not_ready"
+    status = 503
+
+
+class PredictionLogUnavailableError(ModelyardError, OSError):
+    """The prediction log cannot record an answer (full disk, a failed writer), so the
+    server does not give it; retrying on another replica, or later, succeeds."""
+
+    code = "prediction_log_unavailable"
     status = 503
 
 

@@ -161,6 +161,7 @@ class Workspace:
                     url,
                     spool=self.state_dir / "predictions",
                     max_delay_s=delay,
+                    on_failure=self.config["predictions.on_failure"],
                     storage_options=options,
                 )
 

@@ -135,8 +135,12 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
     async def readyz() -> Response:
         """Every model is loaded at its current version and the server accepts traffic."""
         ok, models = pool.readiness(bool(app.state.ready))
+        body: dict[str, Any] = {"models": models}
+        if pool.log_health is not None:  # the prediction log's check (serving/_log_health.py)
+            log_ok, body["prediction_log"] = pool.log_health.readiness()
+            ok = ok and log_ok
         status = "ready" if ok else ("degraded" if app.state.ready else "starting")
-        return json_response({"status": status, "models": models}, 200 if ok else 503)
+        return json_response({"status": status, **body}, 200 if ok else 503)
 
     @app.get("/metrics", tags=["health"], include_in_schema=True)
     async def metrics() -> Response:
