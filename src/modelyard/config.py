@@ -121,6 +121,13 @@ SETTINGS: tuple[Setting, ...] = (
         "experiment that new runs belong to unless one is given",
     ),
     Setting(
+        "tracking.lease_s",
+        float,
+        30.0,
+        "a running run's process renews its lease every third of this; a run whose lease "
+        "lapses (its process died) is marked failed",
+    ),
+    Setting(
         "executor.url",
         str,
         "local",

@@ -243,6 +243,7 @@ class Workspace:
             tags=tags,
             seed=seed,
             code_folder=Path.cwd(),
+            lease_s=self.config["tracking.lease_s"],
         )
         return run.start()
 
