@@ -2,7 +2,8 @@
 gauge says so, acknowledged predictions stay, and the writer recovers by itself.
 
 The faults are real: the writer's file closed or replaced by /dev/full (writes answer
-ENOSPC), its thread hit by an exception, and a full tmpfs where mounting is allowed.
+ENOSPC) or by a full pipe (a write that hangs), its thread hit by an exception, and a
+full tmpfs where mounting is allowed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ def diabetes(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace
     return ws, x
 
 
+@asynccontextmanager
 async def _serve(ws: modelyard.Workspace, log: PredictionLog) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(ws.registry, ["diabetes@production"], prediction_log=log)
     async with app.router.lifespan_context(app):
@@ -60,6 +63,12 @@ async def _predict(client: httpx.AsyncClient, row: dict[str, Any], rid: str) -> 
     r = await client.post("/v1/models/diabetes/predict", json=row, headers={"x-request-id": rid})
     r.extensions["seconds"] = time.monotonic() - started
     return r
+
+
+async def _predict_into(
+    answers: list[httpx.Response], client: httpx.AsyncClient, row: dict[str, Any]
+) -> None:
+    answers.append(await _predict(client, row, "hung"))
 
 
 async def _metric(client: httpx.AsyncClient, name: str) -> float:
@@ -110,7 +119,7 @@ async def test_a_failing_writer_answers_503_fast_turns_readyz_red_and_recovers(
     ws, x = diabetes
     rows = x.head(5).to_dict(orient="records")
     log = _log(tmp_path / "predictions")
-    async for client in _serve(ws, log):
+    async with _serve(ws, log) as client:
         before = [await _predict(client, rows[0], f"ok-{i}") for i in range(3)]
         assert [r.status_code for r in before] == [200, 200, 200]
         assert await _metric(client, "modelyard_prediction_log_up") == 1
@@ -147,13 +156,53 @@ async def test_a_failing_writer_answers_503_fast_turns_readyz_red_and_recovers(
     assert not refused & logged
 
 
+async def test_a_hung_write_is_refused_once_it_takes_too_long_and_heals_when_it_returns(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions", write_timeout_s=0.5)
+    async with _serve(ws, log) as client:
+        assert (await _predict(client, row, "before")).status_code == 200
+        fd = _writer_fd(log)
+        saved = os.dup(fd)
+        read_end, write_end = os.pipe()  # a full pipe: the next write() blocks, like a dead NFS
+        os.set_blocking(write_end, False)
+        try:
+            while True:
+                os.write(write_end, b"x" * 65536)
+        except BlockingIOError:
+            pass
+        os.set_blocking(write_end, True)
+        os.dup2(write_end, fd)
+        hung: list[httpx.Response] = []
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_predict_into, hung, client, row)
+            await anyio.sleep(1.0)  # past write_timeout_s
+            refused = await _predict(client, row, "refused")
+            ready = await client.get("/readyz")
+        assert refused.status_code == 503 and refused.extensions["seconds"] < 1.0
+        assert hung[0].status_code == 503  # answered by the next request, not left hanging
+        assert ready.status_code == 503
+
+        os.dup2(saved, fd)  # the disk answers again: the blocked write returns
+        os.close(saved)
+        os.read(read_end, 1 << 20)  # room in the pipe: the blocked write returns
+        os.close(read_end)
+        os.close(write_end)
+        assert (await _wait_ready(client, 5.0)).status_code == 200
+        assert (await _predict(client, row, "after")).status_code == 200
+    logged = set(log.read("diabetes").column("request_id").to_pylist())
+    assert {"before", "after"} <= logged and "refused" not in logged
+
+
 async def test_serve_unlogged_answers_and_stays_ready_but_counts_and_alerts(
     diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
 ) -> None:
     ws, x = diabetes
     row = x.head(1).to_dict(orient="records")[0]
     log = _log(tmp_path / "predictions", on_failure="serve_unlogged")
-    async for client in _serve(ws, log):
+    async with _serve(ws, log) as client:
         assert (await _predict(client, row, "logged")).status_code == 200
         _replace_with_dev_full(log)
         answers = [await _predict(client, row, f"unlogged-{i}") for i in range(3)]
@@ -209,7 +258,7 @@ async def test_a_full_disk_refuses_fast_keeps_every_acknowledged_row_and_recover
     row = x.head(1).to_dict(orient="records")[0]
     log = _log(small_disk)
     answered: list[str] = []
-    async for client in _serve(ws, log):
+    async with _serve(ws, log) as client:
         for i in range(3):
             assert (await _predict(client, row, f"before-{i}")).status_code == 200
             answered.append(f"before-{i}")

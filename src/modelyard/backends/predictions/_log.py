@@ -48,6 +48,7 @@ from modelyard.backends.predictions._read import RequestIndex, read_stream
 from modelyard.backends.predictions._segments import (
     RETRY_S,
     SEGMENT_BYTES,
+    WRITE_TIMEOUT_S,
     SegmentWriter,
     read_segment,
     segment_paths,
@@ -82,6 +83,7 @@ class PredictionLog:
         feedback_days: int = 30,
         on_failure: OnFailure = "reject",
         retry_s: float = RETRY_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         self.spool = Path(spool)
         self.store = store
@@ -94,6 +96,7 @@ class PredictionLog:
         self.feedback_days = feedback_days
         self.on_failure = on_failure
         self.retry_s = retry_s
+        self.write_timeout_s = write_timeout_s
         # Told "down", "up", "rejected" or "unlogged" (from the writer thread too): metrics.
         self.observer: Callable[[str], None] | None = None
         # Recent request ids -> (model, rows), so feedback is checked without I/O.
@@ -139,6 +142,7 @@ class PredictionLog:
                 on_rotate=self._shipper.wake,
                 on_health=self._health_changed,
                 retry_s=self.retry_s,
+                write_timeout_s=self.write_timeout_s,
             )
             writer.start()
             self._writers[name] = writer

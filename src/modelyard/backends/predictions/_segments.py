@@ -19,8 +19,10 @@ leaves a waiter hanging: every waiter is answered with ``PredictionLogUnavailabl
 at once, and so is every later ``append`` while ``problem`` is set. Every ``retry_s``
 the thread closes the damaged segment (a torn last line is skipped by readers, and was
 never acknowledged), opens a new one and writes a probe byte; once that works the
-writer is healthy again, without a restart. A write that hangs is bounded too: its
-waiter gives up after ``write_timeout_s``.
+writer is healthy again, without a restart. A write that hangs (a dead network disk)
+sets ``problem`` once it has taken ``write_timeout_s``: the next ``append`` answers its
+waiters and itself with the error, with no timer per request; the writer is healthy
+again when the write returns.
 """
 
 from __future__ import annotations
@@ -92,12 +94,16 @@ class SegmentWriter:
         self._first_at = 0.0  # monotonic time of the open segment's first line
         self._problem: str | None = None
         self._last_sync = 0.0  # monotonic time of the last fsync (fsync_ms)
+        self._busy_since = 0.0  # monotonic start of the write in progress; 0 when idle
 
     @property
     def problem(self) -> str | None:
         """Why this writer cannot write now, or None when it can."""
         if self._thread is not None and not self._thread.is_alive():
             return "writer thread stopped"
+        busy = self._busy_since
+        if busy and time.monotonic() - busy > self.write_timeout_s:
+            return f"a write has not finished in {self.write_timeout_s:g} s (a hung disk?)"
         return self._problem
 
     def start(self) -> None:
@@ -116,19 +122,17 @@ class SegmentWriter:
             return
         problem = self.problem
         if problem is not None:
-            raise _unavailable(problem)
+            error = _unavailable(problem)
+            if self._busy_since:  # a hung write: its waiters get the answer too
+                self._answer_waiters(error)
+            raise error
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         pending = _Pending(line, done, loop)
         self._waiting.add(pending)
         self._queue.put(pending)
         try:
-            async with asyncio.timeout(self.write_timeout_s):
-                await done
-        except TimeoutError:
-            raise _unavailable(
-                f"a write has not finished in {self.write_timeout_s:g} s (a hung disk?)"
-            ) from None
+            await done
         finally:
             self._waiting.discard(pending)
 
@@ -185,11 +189,15 @@ class SegmentWriter:
         if pending and self._problem is not None:  # queued before the fault was seen
             self._answer_waiters(_unavailable(self._problem))
         elif pending:
-            self._write(b"".join(p.line for p in pending))
-            if self.fsync_ms and (time.monotonic() - self._last_sync) * 1000 >= self.fsync_ms:
-                assert self._fd is not None
-                os.fsync(self._fd)
-                self._last_sync = time.monotonic()
+            self._busy_since = time.monotonic()
+            try:
+                self._write(b"".join(p.line for p in pending))
+                if self.fsync_ms and (self._busy_since - self._last_sync) * 1000 >= self.fsync_ms:
+                    assert self._fd is not None
+                    os.fsync(self._fd)
+                    self._last_sync = time.monotonic()
+            finally:
+                self._busy_since = 0.0
             for p in pending:
                 if p.loop is not None and p.done is not None:
                     p.loop.call_soon_threadsafe(_resolve, p.done)
