@@ -9,6 +9,7 @@ Every class also subclasses the builtin that callers already catch, so
     │   ├── SchemaValidationError                   validation_failed 422
     │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
+    ├── WorkspaceNotFoundError (FileNotFoundError)  workspace_not_found 404
     ├── ConflictError (RuntimeError)                conflict        409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
@@ -38,6 +39,7 @@ __all__ = [
     "PayloadTooLargeError",
     "SchemaValidationError",
     "TaskError",
+    "WorkspaceNotFoundError",
 ]
 
 
@@ -96,6 +98,17 @@ class PayloadTooLargeError(InvalidInputError):
 
 class NotFoundError(ModelyardError, LookupError):
     code = "not_found"
+    status = 404
+
+
+class WorkspaceNotFoundError(ModelyardError, FileNotFoundError):
+    """A folder opened as a workspace is none: no ``modelyard.toml``, no ``.modelyard/``.
+
+    Opening never creates a workspace (a typo would look like lost data); the message
+    names ``modelyard init`` and ``create=True``.
+    """
+
+    code = "workspace_not_found"
     status = 404
 
 
