@@ -113,6 +113,11 @@ def test_init_creates_a_configured_sqlite_database(
         ["runs", "list"],
         ["config", "show"],
         ["serve", "x@production"],
+        ["monitor", "drift", "x@production"],
+        ["monitor", "quality", "x"],
+        ["features", "get-online", "-f", "trips:n", "-k", '{"id": 1}'],
+        ["jobs", "list"],
+        ["release", "history", "x"],
     ],
 )
 def test_read_commands_refuse_a_folder_that_is_not_a_workspace(
