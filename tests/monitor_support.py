@@ -48,3 +48,17 @@ def train_diabetes(ws: modelyard.Workspace) -> pd.DataFrame:
     version = ws.registry.register("diabetes", logged)
     ws.registry.set_alias("diabetes", "production", version.version)
     return x
+
+
+def lower_minimums(
+    ws: modelyard.Workspace, *, rows: int | None = None, labels: int | None = None
+) -> None:
+    """Set ``monitoring.min_rows`` / ``min_labels`` in the workspace's modelyard.toml, for
+    tests whose few rows or labels are on purpose (the defaults are 200 and 100)."""
+    path = ws.root / "modelyard.toml"
+    text = path.read_text()
+    for name, value in (("min_rows", rows), ("min_labels", labels)):
+        if value is not None:
+            line = next(x for x in text.splitlines() if x.startswith(f"# {name} = "))
+            text = text.replace(line, f"{name} = {value}")
+    path.write_text(text)

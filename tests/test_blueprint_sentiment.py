@@ -407,6 +407,12 @@ def test_the_job_retrains_as_staging_and_the_gate_compares_it(
     code, _, err = run_cli(capsys, "jobs", "run", "train_baseline", *w)
 
     assert code == 0, err
+    # jobs run showed each stage as the job reached it, and the run's log keeps them.
+    stages = ["training on 4000 texts", "logging the model", "scoring the logged model"]
+    for stage in stages:
+        assert f"sentiment-baseline: {stage}" in err
+    code, log, _ = run_cli(capsys, "jobs", "logs", "train_baseline", *w)
+    assert code == 0 and all(f"sentiment-baseline: {stage}" in log for stage in stages)
     with modelyard.Workspace(folder) as ws:
         staging = ws.registry.get("sentiment@staging")
         production = ws.registry.get("sentiment@production")

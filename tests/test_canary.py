@@ -636,7 +636,9 @@ def healthy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every step judged healthy: for rollouts about what moves, not about judging."""
     from modelyard.release import _canary
 
-    def judge(*_: Any, step: int, percent: float, since: datetime, until: datetime) -> StepResult:
+    def judge(
+        *_: Any, step: int, percent: float, since: datetime, until: datetime, **__: Any
+    ) -> StepResult:
         return StepResult(step, percent, since, until, {"requests": 100.0})
 
     monkeypatch.setattr(_canary, "judge_step", judge)

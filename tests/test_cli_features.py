@@ -194,3 +194,96 @@ def test_backfill_reports_partitions_and_a_failure_exits_2(
     assert code == 2
     assert "written" in out and "failed" in out
     assert "range(rating)" in err and "42.0" in err and "resume" in err
+
+
+CHECKED = """
+from modelyard.features import Entity, FeatureView, FileSource, Range
+driver = Entity('driver', {'driver_id': 'int64'})
+ratings = FeatureView('ratings', entity=driver, source=FileSource(SOURCE),
+    features={'rating': 'float64'}, checks=[Range('rating', 0, 5)])
+"""
+
+
+def test_push_checks_rows_against_the_views_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    folder = tmp_path / "push"
+    run_cli(capsys, "init", str(folder))
+    source = folder / "ratings.parquet"
+    pd.DataFrame(
+        {
+            "driver_id": [1],
+            "event_timestamp": pd.to_datetime(["2024-03-01T10:00Z"]),
+            "rating": [4.0],
+        }
+    ).to_parquet(source)
+    (folder / "features.py").write_text(CHECKED.replace("SOURCE", repr(str(source))))
+    w = ["-w", str(folder)]
+    assert run_cli(capsys, "features", "apply", *w)[0] == 0
+    bad = [
+        {"driver_id": 5, "event_timestamp": "2024-03-02T00:00:00Z", "rating": 3.0},
+        {"driver_id": 6, "event_timestamp": "2024-03-02T00:00:00Z", "rating": 42.0},
+    ]
+    code, _, err = run_cli(capsys, "features", "push", "ratings", "-r", json.dumps(bad), *w)
+    assert code == 2 and "Traceback" not in err
+    assert "'ratings' refused by check range(rating): row 1 has rating = 42.0" in err
+    keys = '{"driver_id": [5, 6]}'
+    code, out, _ = run_cli(capsys, "features", "get-online", "-f", "ratings:rating", "-k", keys, *w)
+    assert code == 0 and [r["rating"]["status"] for r in json.loads(out)] == ["missing"] * 2
+    assert not (folder / ".modelyard" / "offline" / "push" / "ratings").exists()
+
+    bad[1]["rating"] = 5.0
+    code, out, err = run_cli(capsys, "features", "push", "ratings", "-r", json.dumps(bad), *w)
+    assert code == 0, err
+    assert "pushed 2 rows" in out
+    code, out, _ = run_cli(capsys, "features", "get-online", "-f", "ratings:rating", "-k", keys, *w)
+    assert [r["rating"]["value"] for r in json.loads(out)] == [3.0, 5.0]
+
+
+def test_get_online_reads_key_columns_and_refuses_keys_of_the_wrong_type(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    window = ["--start", "2023-12-01T00:00:00Z", "--end", "2024-01-05T00:00:00Z"]
+    assert run_cli(capsys, "features", "materialize", *window, *w)[0] == 0
+    statuses = []
+    for keys in (
+        '{"driver_id": [1, 2, 3]}',
+        '[{"driver_id": 1}, {"driver_id": 2}, {"driver_id": 3}]',
+    ):
+        code, out, err = run_cli(capsys, "features", "get-online", "-f", "model_v1", "-k", keys, *w)
+        assert code == 0, err
+        statuses.append([r["rating"]["status"] for r in json.loads(out)])
+    # Read now, long after the 7-day ttl: rows 1 and 2 exist (expired), 3 does not.
+    assert statuses == [["expired", "expired", "missing"]] * 2
+    code, out, err = run_cli(
+        capsys, "features", "get-online", "-f", "model_v1", "-k", '{"driver_id": "1"}', *w
+    )
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "entity key 'driver_id' (of feature view 'driver_stats') is int64, got '1'" in err
+
+
+def test_materialize_into_a_new_online_store_writes_every_row_and_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    end = ["--end", "2024-01-01T12:00:00Z"]
+    code, out, _ = run_cli(capsys, "features", "materialize", *end, *w)
+    assert code == 0 and "│ 1 " in out and "had no watermark for driver_stats" in out
+    config = project / "modelyard.toml"
+    default = '# url = "sqlite:///.modelyard/online.db"'
+    assert default in config.read_text()
+    other = f'url = "sqlite:///{tmp_path / "other.db"}"'
+    config.write_text(config.read_text().replace(default, other))
+    code, out, _ = run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)
+    flat = " ".join(out.split())
+    assert code == 0 and "│ 2 " in out and "had no watermark for driver_stats" in flat
+    assert str(tmp_path / "other.db") in "".join(out.split())
+    code, out, _ = run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)
+    assert code == 0 and "│ 0 " in out and "no watermark" not in out

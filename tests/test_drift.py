@@ -17,6 +17,7 @@ from modelyard.monitoring import (
     NumericProfile,
     Profile,
     drift,
+    drift_values,
     profile,
 )
 
@@ -201,7 +202,7 @@ def test_values_outside_the_reference_range_land_in_the_end_bins() -> None:
     reference = pd.DataFrame({"x": np.linspace(0, 1, 1_000)})
     current = pd.DataFrame({"x": [-50.0, -1.0, 0.5, 2.0, 1e9]})
 
-    col = drift(reference, current).columns["x"]
+    col = drift(reference, current, min_rows=1).columns["x"]
 
     assert col.current[0] == pytest.approx(2 / 5)
     assert col.current[-1] == pytest.approx(2 / 5)
@@ -273,3 +274,63 @@ def test_report_json_lists_drifted_columns_and_bin_proportions() -> None:
     n0 = data["columns"]["n0"]
     assert n0["drifted"] is True
     assert len(n0["bins"]) == len(n0["reference"]) == len(n0["current"]) == 10
+
+
+def test_a_jump_in_the_null_rate_drifts_even_when_the_values_look_alike() -> None:
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame(
+        {"x": rng.normal(size=4_000), "s": LABELS[rng.choice(8, 4_000, p=MIX)]}
+    )
+    current = pd.DataFrame({"x": rng.normal(size=4_000), "s": LABELS[rng.choice(8, 4_000, p=MIX)]})
+    current.loc[::2, "x"] = np.nan  # 0% -> 50% nulls; what is left has the same law
+    current.loc[::2, "s"] = None
+
+    report = drift(reference, current)
+
+    assert report.drifted_columns == ["x", "s"]
+    for name in ("x", "s"):
+        col = report.columns[name]
+        assert col.metrics["null_rate_change"] == pytest.approx(0.5)
+        assert "null rate 0.0% -> 50.0%" in col.reason
+    assert "psi" not in report.columns["x"].reason and "ks" not in report.columns["x"].reason
+    assert drift_values(report)["drift.share"] == 1.0
+
+    looser = drift(reference, current, thresholds={"x": {"null_rate_change": 0.6}})
+    assert looser.drifted_columns == ["s"]
+
+
+def test_a_share_of_unseen_categories_drifts_on_its_own_threshold() -> None:
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"s": LABELS[rng.choice(8, 5_000, p=MIX)]})
+    current = pd.DataFrame({"s": LABELS[rng.choice(8, 5_000, p=MIX)]})
+    current.loc[:1_499, "s"] = [f"new{k % 40}" for k in range(1_500)]  # 30% unseen
+    # Only the unseen-share check may flag: the distribution checks are switched off.
+    off = {"js": 2.0, "cramers_v": 2.0}
+
+    col = drift(reference, current, thresholds={"s": off}).columns["s"]
+
+    assert col.drifted and col.metrics["unseen_share"] == pytest.approx(0.3)
+    assert col.reason.startswith("unseen categories 30.0% >= 10.0%")
+    looser = drift(reference, current, thresholds={"s": {**off, "unseen_share": 0.35}})
+    assert not looser.columns["s"].drifted
+
+
+def test_unseen_share_is_not_measured_where_the_reference_folded_its_tail() -> None:
+    reference = pd.DataFrame({"s": [f"v{k}" for k in range(80) for _ in range(80 - k)]})
+    current = pd.DataFrame({"s": ["never-seen"] * 500})
+
+    col = drift(reference, current).columns["s"]
+
+    assert col.metrics["unseen_share"] is None  # it may be one of the folded ones
+
+
+def test_one_row_is_not_enough_data() -> None:
+    rng = np.random.default_rng(0)
+    reference = make(2_000, rng, drifted=False)
+
+    report = drift(reference, make(1, rng, drifted=True))
+
+    assert report.status == "not_enough_data" and report.drifted_columns == []
+    assert report.note.startswith("not enough data: 1 row, fewer than monitoring.min_rows")
+    assert drift_values(report) == {"drift.share": None, "drift.drifted": None, "drift.rows": 1.0}
+    assert drift(reference, make(30, rng, drifted=True), min_rows=30).status == "ok"

@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 import modelyard
 from cli_support import run_cli
-from monitor_support import exchange
+from monitor_support import exchange, lower_minimums
 
 
 def register(ws: modelyard.Workspace, name: str, model: Any, x: pd.DataFrame, y: Any) -> Any:
@@ -109,6 +109,7 @@ def test_a_regressors_quality_from_a_label_file(
     ws = sqlite_workspace
     x, y = load_diabetes(return_X_y=True, as_frame=True)
     model = register(ws, "sugar", Ridge(), x, y)
+    lower_minimums(ws, labels=30)
     rows = x.head(30)
     [answer] = exchange(ws, "sugar", [("/v1/models/sugar/predict", rows.to_dict(orient="records"))])
     rid = answer.json()["request_id"]

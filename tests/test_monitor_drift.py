@@ -118,3 +118,41 @@ def test_a_model_logged_without_reference_data_says_how_to_get_one(
 
     assert ws.registry.reference_profile("plain/1") is None
     assert code == 2 and "reference_data=" in err
+
+
+@pytest.mark.parametrize("content", [b"age,bmi\n0.1,0.2\n", b"", b"PAR1 but not really"])
+def test_a_file_that_is_not_parquet_gets_one_line_and_exit_2(
+    trained: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    ws, _ = trained
+    path = tmp_path / "current.csv"
+    path.write_bytes(content)
+
+    code, out, err = run_cli(
+        capsys, "monitor", "drift", "diabetes/1", "--current", str(path), "-w", str(ws.root)
+    )
+
+    assert code == 2 and "Traceback" not in err + out
+    assert f"--current {path} is not a readable Parquet file" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_column_whose_nulls_jump_is_flagged_in_the_table_and_the_json(
+    trained: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws, x = trained
+    frame = x.sample(300, random_state=1).reset_index(drop=True)
+    frame.loc[::2, "bmi"] = np.nan  # 0% -> 50% nulls
+    path = tmp_path / "current.parquet"
+    frame.to_parquet(path)
+    args = ("monitor", "drift", "diabetes/1", "--current", str(path), "-w", str(ws.root))
+
+    code, out, err = run_cli(capsys, *args, "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert report["status"] == "ok" and report["drifted_columns"] == ["bmi"]
+    assert report["columns"]["bmi"]["metrics"]["null_rate_change"] == pytest.approx(0.5)
+
+    code, out, _ = run_cli(capsys, *args)
+    assert code == 0 and "nulls Δ" in out and "null rate 0.0% -> 50.0%" in out
+    assert "1 of 10 columns drifted: bmi" in out

@@ -85,6 +85,7 @@ def test_json_has_drift_latency_volume_and_quality_per_day(
     served: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ws, x = served
+    monitor_support.lower_minimums(ws, labels=40)
     rows = x.sample(40, random_state=0)
     [answer] = exchange(ws, "diabetes", predict_calls("diabetes", rows))
     feedback = [
@@ -121,6 +122,7 @@ def test_user_strings_are_html_escaped(
         {"<b>x</b>": rng.normal(size=200), "color": rng.choice(["<i>red</i>", "blue"], 200)}
     )
     register(ws, "odd", lambda frame: frame["<b>x</b>"] * 2, x)
+    monitor_support.lower_minimums(ws, rows=60)
     shifted = x.head(60).assign(**{"<b>x</b>": lambda f: f["<b>x</b>"] + 5})
     exchange(ws, "odd", predict_calls("odd", shifted))
     path = tmp_path / "odd.html"
@@ -176,3 +178,29 @@ def test_a_model_without_a_reference_profile_says_how_to_get_one(
     )
 
     assert code == 2 and "reference_data=" in err
+
+
+def test_the_page_shows_null_rate_and_unseen_category_drift() -> None:
+    from modelyard.monitoring import drift
+    from modelyard.monitoring._report import render_html
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"x": rng.normal(size=500), "s": rng.choice(["a", "b"], 500)})
+    current = reference.copy()
+    current.loc[::2, "x"] = np.nan
+    current.loc[:149, "s"] = "zz"
+    data = {
+        "model": "m/1",
+        "window": "1d",
+        "since": "s",
+        "until": "u",
+        "drift": drift(reference, current).to_json_dict(),
+        "quality": {"labelled": False, "note": "none", "days": []},
+        "latency": [],
+        "volume": [],
+    }
+
+    page = render_html(data)
+
+    assert "2 of 2 columns drifted" in page and "<th>nulls Δ</th><th>unseen</th>" in page
+    assert "null rate 0.0% -&gt; 50.0%" in page and "unseen categories 30.0%" in page

@@ -191,3 +191,97 @@ def test_offline_only_views_are_not_materialized(tmp_path: Path) -> None:
     assert ws.features.materialize(BASE - timedelta(days=1), at(5)) == []
     with pytest.raises(InvalidInputError, match="offline only"):
         ws.features.materialize(BASE - timedelta(days=1), at(5), views=["offline_only"])
+
+
+def test_every_key_form_reads_the_same_rows(served: Any) -> None:
+    ws, _ = served
+    ws.features.materialize(BASE - timedelta(days=1), at(12))
+    forms: list[Any] = [
+        {"driver_id": [1, 2], "region": ["eu", "us"]},
+        [{"driver_id": 1, "region": "eu"}, {"driver_id": 2, "region": "us"}],
+        pd.DataFrame({"driver_id": [1, 2], "region": ["eu", "us"]}),
+        {"driver_id": (1, 2), "region": ("eu", "us")},
+    ]
+    for keys in forms:
+        assert ws.features.get_online("svc", keys, at=at(12)).values["rating"] == [2.0, 3.0]
+    one = ws.features.get_online("svc", {"driver_id": 1, "region": "eu"}, at=at(12))
+    assert one.values["rating"] == [2.0]
+    # An int key given as an integral float (pandas' int column with a gap) is the int.
+    gap = pd.DataFrame({"driver_id": [1.0, None], "region": ["eu", "us"]})
+    assert ws.features.get_online("svc", gap, at=at(12)).status["rating"] == [
+        "present",
+        "missing",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            {"driver_id": ["1"], "region": ["eu"]},
+            "entity key 'driver_id' (of feature view '{name}') is int64, got '1' (str) in row 0",
+        ),
+        (
+            [{"driver_id": 1, "region": "eu"}, {"driver_id": 1.5, "region": "eu"}],
+            "entity key 'driver_id' (of feature view '{name}') is int64, got 1.5 (float) in row 1",
+        ),
+        (
+            {"driver_id": [True], "region": ["eu"]},
+            "entity key 'driver_id' (of feature view '{name}') is int64, got True (bool)",
+        ),
+        (
+            {"driver_id": [1], "region": [7]},
+            "entity key 'region' (of feature view '{name}') is string, got 7 (int) in row 0",
+        ),
+        ({"driver_id": [1, 2], "region": ["eu"]}, "key columns differ in length"),
+        ({"driver_id": [1, 2], "region": "eu"}, "mix lists and single values"),
+    ],
+    ids=["str-for-int", "fraction-for-int", "bool-for-int", "int-for-str", "ragged", "mixed"],
+)
+def test_keys_of_the_wrong_type_are_refused_not_missing(
+    served: Any, keys: Any, message: str
+) -> None:
+    ws, name = served
+    ws.features.materialize(BASE - timedelta(days=1), at(12))
+    with pytest.raises(InvalidInputError) as info:
+        ws.features.get_online("svc", keys, at=at(12))
+    assert message.format(name=name) in str(info.value)
+
+
+def test_a_new_online_store_gets_every_row_not_only_those_after_the_old_watermark(
+    tmp_path: Path, online_url: str
+) -> None:
+    name = f"stats_{uuid.uuid4().hex[:10]}"
+    rows = [(1, "eu", 0, None, 1.0), (2, "us", 5, None, 3.0), (3, "eu", 20, None, 5.0)]
+    rows.append((1, "eu", 30, None, 4.0))
+    view = FeatureView(
+        name,
+        entity=DRIVER,
+        source=FrameSource(feature_frame(rows)),
+        features={"rating": "float64"},
+    )
+    keys = {"driver_id": [1, 2, 3], "region": ["eu", "us", "eu"]}
+    store_a = f"sqlite:///{tmp_path / 'a.db'}"
+    ws = make_workspace(tmp_path / "ws", store_a)
+    ws.features.apply([DRIVER, view])
+    [first] = ws.features.materialize_incremental(at(12))
+    assert (first.rows, first.first) == (2, True)
+    ws.close()
+
+    ws = modelyard.Workspace(tmp_path / "ws", online_url=online_url)  # online.url switched
+    try:
+        [into_b] = ws.features.materialize_incremental(at(35))
+        assert into_b.first and into_b.rows == 3  # all keys, not only rows after at(12)
+        got = ws.features.get_online([f"{name}:rating"], keys, at=at(35))
+        assert got.values["rating"] == [4.0, 3.0, 5.0]
+        assert ws.features.watermarks(name) == {name: at(35)}
+        [again] = ws.features.materialize_incremental(at(35))
+        assert (again.rows, again.first) == (0, False)
+    finally:
+        ws.online.drop(f"{name}__v1")
+        ws.close()
+    ws = modelyard.Workspace(tmp_path / "ws", online_url=store_a)  # A's watermark is its own
+    try:
+        assert ws.features.watermarks(name) == {name: at(12)}
+    finally:
+        ws.close()

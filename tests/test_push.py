@@ -12,8 +12,17 @@ import pandas as pd
 import pytest
 
 import modelyard
+from modelyard.contracts import Field
 from modelyard.errors import InvalidInputError, NotFoundError
-from modelyard.features import Entity, FeatureView, FrameSource
+from modelyard.features import (
+    Entity,
+    FeatureView,
+    FrameSource,
+    NullRate,
+    Range,
+    RowCount,
+    UniqueKeys,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DRIVER = Entity("driver", {"driver_id": "int64"})
@@ -142,3 +151,95 @@ def test_a_table_missing_a_column_names_it(pushed: Any) -> None:
     )
     with pytest.raises(InvalidInputError, match="'rating': expected float64, found VARCHAR"):
         ws.features.push(name, rows)
+
+
+@pytest.fixture
+def checked(tmp_path: Path, online_url: str) -> Iterator[tuple[modelyard.Workspace, str]]:
+    """A view whose declared rules a push must keep: a Range check, a never-null check,
+    unique keys, a declared category list, and partition-wide checks a push cannot judge."""
+    ws = modelyard.Workspace.init(tmp_path / "ws", online_url=online_url)
+    name = f"checked_{uuid.uuid4().hex[:10]}"
+    source = pd.DataFrame(
+        {
+            "driver_id": [1],
+            "event_timestamp": pd.to_datetime([at(0)], utc=True),
+            "rating": [1.0],
+            "tier": ["gold"],
+        }
+    )
+    view = FeatureView(
+        name,
+        entity=DRIVER,
+        source=FrameSource(source),
+        features=[
+            Field(name="rating", dtype="float64"),
+            Field(name="tier", dtype="string", nullable=True, categories=("gold", "silver")),
+        ],
+        checks=[
+            Range("rating", 0, 5),
+            NullRate("rating", 0.0),
+            UniqueKeys(),
+            RowCount(min=1000),  # partition-wide: a push of a few rows is not judged by it
+            NullRate("tier", 0.5),
+        ],
+    )
+    ws.features.apply([DRIVER, view])
+    yield ws, name
+    ws.online.drop(f"{name}__v1")
+    ws.close()
+
+
+def nothing_written(ws: modelyard.Workspace, name: str, driver_id: int) -> bool:
+    push_dir = ws.features.offline_root / "push" / name
+    offline_empty = not push_dir.exists() or not any(push_dir.iterdir())
+    online = ws.features.get_online([f"{name}:rating"], {"driver_id": [driver_id]}, at=at(2))
+    return offline_empty and online.status["rating"] == ["missing"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (
+            {"driver_id": 8, "event_timestamp": at(1), "rating": 42.0, "tier": "gold"},
+            "refused by check range(rating): row 1 has rating = 42.0 "
+            "(values must lie in [0, 5]; 1 bad row of 2)",
+        ),
+        (
+            {"driver_id": 8, "event_timestamp": at(1), "rating": None, "tier": "gold"},
+            "refused by check null_rate(rating): row 1 has rating = None",
+        ),
+        (
+            {"driver_id": 8, "event_timestamp": at(1), "rating": 1.0, "tier": "bronze"},
+            "refused by check schema(tier.categories): row 1 has tier = 'bronze'",
+        ),
+        (
+            {"driver_id": 7, "event_timestamp": at(1), "rating": 2.0, "tier": "gold"},
+            "refused by check unique_keys: row 0 has driver_id = 7",
+        ),
+    ],
+    ids=["range", "never-null", "category", "unique-keys"],
+)
+def test_a_push_breaking_a_declared_check_is_refused_whole(
+    checked: Any, bad: dict[str, Any], message: str
+) -> None:
+    ws, name = checked
+    good = {"driver_id": 7, "event_timestamp": at(1), "rating": 3.0, "tier": "gold"}
+    with pytest.raises(InvalidInputError) as info:
+        ws.features.push(name, [good, bad])
+    text = str(info.value)
+    assert f"push to feature view '{name}' {message}" in text
+    assert "nothing was written" in text and "\n" not in text
+    assert nothing_written(ws, name, 7)
+
+
+def test_rows_that_keep_the_checks_are_pushed(checked: Any) -> None:
+    ws, name = checked
+    rows = [
+        {"driver_id": 7, "event_timestamp": at(1), "rating": 5.0, "tier": None},
+        {"driver_id": 8, "event_timestamp": at(1), "rating": 0.0, "tier": "silver"},
+    ]
+    assert ws.features.push(name, rows) == 2
+    online = ws.features.get_online([f"{name}:rating", f"{name}:tier"], {"driver_id": [7, 8]})
+    assert online.values == {"rating": [5.0, 0.0], "tier": [None, "silver"]}
+    offline = ws.features.get_historical(entities((7, 2), (8, 2)), [f"{name}:rating"])
+    assert offline["rating"].tolist() == [5.0, 0.0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -651,3 +652,120 @@ def test_the_actor_comes_from_the_workspace_environment(
     ) as ws:
         promote(ws, NAME)
         assert release_history(ws.metadata, NAME)[0].actor == "pipeline-7"
+
+
+# -- the canary runs the same gates as promote ---------------------------------------------
+class _Instant:
+    """A canary's clock and sleep with no real waiting (a sleep moves the clock)."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def clock(self) -> Any:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+
+
+def test_a_candidate_that_promote_blocks_is_refused_by_canary_before_any_traffic(
+    weak_candidate: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelyard.registry import get_traffic
+
+    ws = weak_candidate
+    w = ["-w", str(ws.root)]
+    code, _, err = run_cli(
+        capsys, "release", "canary", NAME, "--steps", "100", "--interval", "1s", *w
+    )
+
+    assert code == 2, err
+    line = [x for x in err.splitlines() if x.strip()]
+    assert len(line) == 1 and "error:" in line[0], err
+    assert "release gate 'roc_auc >= champion.roc_auc - 0.005' failed" in line[0]
+    assert "--force --reason" in line[0]
+    assert production(ws) == 1 and get_traffic(ws.registry, NAME) is None
+    last = release_history(ws.metadata, NAME)[0]
+    assert (last.action, last.passed, last.from_version, last.to_version) == (
+        "canary-blocked",
+        False,
+        1,
+        2,
+    )
+    assert _outcomes(dict(last.details))["roc_auc >= champion.roc_auc - 0.005"] == "fail"
+    # The same candidate, the same gates: promote blocks it too.
+    assert run_cli(capsys, "release", "promote", NAME, *w)[0] == 1
+    assert production(ws) == 1
+
+
+def test_a_candidate_that_passes_the_gates_starts_its_canary(
+    strong_candidate: modelyard.Workspace,
+) -> None:
+    from modelyard.release import run_canary
+
+    ws = strong_candidate
+    t = _Instant()
+    # No server follows the split, so the one step sees no traffic and rolls back: what
+    # matters here is that the rollout started, after its gates were recorded as passed.
+    result = run_canary(
+        ws, NAME, steps=(100,), interval_s=1, min_requests=1, clock=t.clock, sleep=t.sleep
+    )
+
+    assert [s.percent for s in result.steps] == [100.0] and not result.promoted
+    actions = [r.action for r in reversed(release_history(ws.metadata, NAME))]
+    assert actions == ["canary-gates", "canary-step", "canary-rollback"]
+    gates = release_history(ws.metadata, NAME)[-1]
+    assert gates.passed is True and set(_outcomes(dict(gates.details)).values()) == {"pass"}
+    assert len({r.details["rollout"] for r in release_history(ws.metadata, NAME)}) == 1
+
+
+def test_canary_force_with_a_reason_starts_past_a_failed_gate_and_records_why(
+    weak_candidate: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = weak_candidate
+    w = ["-w", str(ws.root)]
+    code, _, err = run_cli(capsys, "release", "canary", NAME, "--force", *w)
+    assert code == 2 and "--force needs --reason" in err
+    assert release_history(ws.metadata, NAME) == []
+
+    code, out, err = run_cli(
+        capsys, "release", "canary", NAME, "--steps", "100", "--interval", "1s",
+        "--min-requests", "1", "--force", "--reason", "INC-7: hotfix", *w,
+    )  # fmt: skip
+
+    assert code == 1, err  # it started; with no server it saw no traffic and rolled back
+    assert "evaluating cancer/2 on" in out and "step 1/1: 100%" in out
+    actions = [r.action for r in reversed(release_history(ws.metadata, NAME))]
+    assert actions == ["canary-force", "canary-step", "canary-rollback"]
+    forced = release_history(ws.metadata, NAME)[-1]
+    assert (forced.passed, forced.reason) == (False, "INC-7: hotfix")
+    assert production(ws) == 1
+
+
+# -- progress ------------------------------------------------------------------------------
+def test_release_check_shows_each_step_on_stderr_and_keeps_json_on_stdout(
+    strong_candidate: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = strong_candidate
+    code, out, err = run_cli(capsys, "release", "check", NAME, "--json", "-w", str(ws.root))
+
+    assert code == 0, err
+    assert json.loads(out)["passed"] is True  # stdout is the JSON document alone
+    done = [line for line in err.splitlines() if " ... done in " in line]
+    steps = [line.split(" ... ")[0] for line in done]
+    rows = len(breast_cancer().holdout)
+    assert steps == [
+        "reading the holdout set and checking it against the data contract",
+        "loading cancer/2",
+        "loading cancer/1",
+        f"evaluating cancer/2 on {rows} holdout rows",
+        f"evaluating cancer/1 on {rows} holdout rows",
+        f"replaying {min(rows, 200)} rows one at a time for latency",
+    ]
+    assert all(line.endswith(" s") for line in done)
+    # Each step is announced when it starts, not only when it ends.
+    assert err.index("loading cancer/2 ...\n") < err.index("loading cancer/2 ... done in")

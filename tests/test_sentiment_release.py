@@ -1,6 +1,7 @@
 """The sentiment service released as its README tells a user to: the template's gates
-block a weaker candidate, a canary rolls a retrained baseline out 10% -> 50% -> 100% and
-rolls a slow one back by itself, ``release rollback`` undoes a promotion, and
+block a weaker candidate, a canary rolls a retrained baseline out 10% -> 50% -> 100%, the
+gates refuse a slow one's canary (which, forced, rolls it back by itself), ``release
+rollback`` undoes a promotion, and
 ``modelyard build`` ships production as a container image that answers like the registry.
 
 Everything is real: the review corpus, the CLI in process on a workspace made by
@@ -178,9 +179,23 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
     bodies = [{"text": text} for text in corpus.test["text"].head(300)]
 
     with running_server(folder, ["sentiment@production"], *POLL) as server:
-        # 1. A candidate 200 ms slower: over the template's p99 limit of 100 ms.
+        # 1. A candidate 200 ms slower: over the template's p99 limit of 100 ms. Its
+        # latency gate refuses the canary before any traffic moves, as it blocks promote.
+        replay = ("--replay", "20")  # 20 calls of 200 ms show it; 200 would take 40 s
+        code, out, err = run_cli(
+            capsys, "release", "canary", "sentiment", *SLOW_CANARY, *replay, *w
+        )
+        assert code == 2, (out, err)
+        assert "release gate 'p99_latency_ms <= 100' failed" in err
+        with modelyard.Workspace(folder) as ws:
+            assert get_traffic(ws.registry, "sentiment") is None
+        # Forced past the gate (an operator's call, with a reason), the live canary
+        # catches the same slowness and rolls it back by itself.
+        forced = ("--force", "--reason", "measure it under live traffic")
         with Traffic(server, "sentiment", bodies, threads=4):
-            code, out, err = run_cli(capsys, "release", "canary", "sentiment", *SLOW_CANARY, *w)
+            code, out, err = run_cli(
+                capsys, "release", "canary", "sentiment", *SLOW_CANARY, *replay, *forced, *w
+            )
             assert code == 1, (out, err)
             wait_until(lambda: _versions_answering(server) == {1})
 
@@ -232,8 +247,11 @@ def test_a_canary_rolls_a_slow_candidate_back_promotes_a_retrained_one_and_rollb
 
     records = _history(folder)
     assert [r.action for r in records] == [
+        "canary-blocked",
+        "canary-force",
         "canary-step",
         "canary-rollback",
+        "canary-gates",
         *["canary-step"] * 3,
         "canary-promote",
         "rollback",

@@ -8,6 +8,7 @@ and short token windows so the file stays fast on two CPU cores.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -141,9 +142,17 @@ def test_onnx_options_are_checked(
 
 def test_frozen_embeddings_head_is_the_logistic_regression(reviews: pd.DataFrame) -> None:
     rows = reviews.head(60)
+    said: list[str] = []
     model = _transformer.frozen_embeddings(
-        rows["text"].tolist(), rows["label"].tolist(), CLASSES, max_tokens=48, seed=1
+        rows["text"].tolist(),
+        rows["label"].tolist(),
+        CLASSES,
+        max_tokens=48,
+        seed=1,
+        progress=said.append,
     )
+    assert said[0].startswith("embedding (cpu) text ") and "ETA" in said[0]
+    assert said[-1].startswith("embedding (cpu) text 60/60 (100%)") and "done in" in said[-1]
     probe = reviews["text"].iloc[300:320].tolist()
     encoded = model.encode(probe)
     ids, mask = text._pad(encoded, 0)
@@ -173,6 +182,30 @@ def test_fine_tuning_is_seeded(reviews: pd.DataFrame, model: Any) -> None:
         assert torch.equal(a, b), name
     with pytest.raises(InvalidInputError, match="not among the classes"):
         _transformer.fine_tune(["fine"], ["meh"], CLASSES, epochs=1)
+
+
+def test_fine_tuning_tells_its_steps_and_eta_as_it_goes(reviews: pd.DataFrame) -> None:
+    rows = reviews.head(24)
+    said: list[str] = []
+    _transformer.fine_tune(
+        rows["text"].tolist(),
+        rows["label"].tolist(),
+        CLASSES,
+        epochs=2,
+        batch_size=8,
+        max_tokens=32,
+        progress=said.append,
+    )
+    assert said[0] == "fine-tuning on 24 texts (cpu): 2 epoch(s) of 3 steps of 8"
+    steps = [line for line in said if " step " in line]
+    rate = r"[\d.]+ (step/s|s/step)"
+    assert re.fullmatch(rf"epoch 1/2 step 1/6 \(17%\) {rate} ETA \w+ loss \d\.\d{{4}}", steps[0])
+    assert re.fullmatch(
+        rf"epoch 2/2 step 6/6 \(100%\) {rate} done in \w+ loss \d\.\d{{4}}", steps[-1]
+    )
+    counts = [int(line.split()[3].split("/")[0]) for line in steps]
+    assert counts == sorted(set(counts))  # forward only, never a line twice
+    assert [line.split(":")[0] for line in said if ": loss" in line] == ["epoch 1/2", "epoch 2/2"]
 
 
 def test_onnx_auto_serves_the_model_itself_when_the_export_cannot_be_exact(

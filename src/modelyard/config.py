@@ -108,6 +108,19 @@ SETTINGS: tuple[Setting, ...] = (
         "most seconds from an answered request to its row in the shared prediction log",
     ),
     Setting(
+        "monitoring.min_rows",
+        int,
+        200,
+        "fewest logged rows in a window for drift to be judged (monitor drift, reports, "
+        "alert rules, canary); fewer: not enough data",
+    ),
+    Setting(
+        "monitoring.min_labels",
+        int,
+        100,
+        "fewest labelled predictions for quality to be judged; fewer: not enough labels",
+    ),
+    Setting(
         "tracking.experiment",
         str,
         "default",

@@ -7,10 +7,12 @@ Every class also subclasses the builtin that callers already catch, so
     ├── ConfigError (ValueError)                    config_invalid  400
     ├── InvalidInputError (ValueError)              invalid_input   400
     │   ├── SchemaValidationError                   validation_failed 422
+    │   ├── UncomputableInputError                  input_not_computable 422
     │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
     ├── WorkspaceNotFoundError (FileNotFoundError)  workspace_not_found 404
     ├── ConflictError (RuntimeError)                conflict        409
+    ├── ReleaseBlockedError (RuntimeError)          release_blocked 409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
     ├── TaskError (RuntimeError)                    task_failed     500
@@ -37,8 +39,10 @@ __all__ = [
     "NotFoundError",
     "NotReadyError",
     "PayloadTooLargeError",
+    "ReleaseBlockedError",
     "SchemaValidationError",
     "TaskError",
+    "UncomputableInputError",
     "WorkspaceNotFoundError",
 ]
 
@@ -91,6 +95,17 @@ class SchemaValidationError(InvalidInputError):
         return {**super().to_dict(), "errors": self.errors}
 
 
+class UncomputableInputError(InvalidInputError):
+    """A valid input the model cannot compute with: its arithmetic overflowed (the model
+    raised after a floating-point overflow, or answered NaN or an infinity).
+
+    A 4xx: the same model answers other inputs, so it is not an outage signal.
+    """
+
+    code = "input_not_computable"
+    status = 422
+
+
 class PayloadTooLargeError(InvalidInputError):
     code = "body_too_large"
     status = 413
@@ -115,6 +130,17 @@ class WorkspaceNotFoundError(ModelyardError, FileNotFoundError):
 class ConflictError(ModelyardError, RuntimeError):
     code = "conflict"
     status = 409
+
+
+class ReleaseBlockedError(ModelyardError, RuntimeError):
+    """A release gate failed, so the release did not start; ``failed`` names the gates."""
+
+    code = "release_blocked"
+    status = 409
+
+    def __init__(self, message: str, failed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failed = tuple(failed)
 
 
 class BackendUnavailableError(ModelyardError, ConnectionError):

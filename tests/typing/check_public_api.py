@@ -81,6 +81,8 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
     def nightly(ctx: JobContext) -> None:
         assert_type(ctx.logical_date, datetime)
         assert_type(ctx.partition, str | None)
+        with ctx.progress(10, unit="batch", desc="epoch 1/2") as bar:
+            assert_type(bar.advance(2, note="loss 0.3"), None)
 
     keep: Callable[[JobContext], None] = nightly  # @job keeps the function's own type
     assert_type(keep(JobContext("n", "r", datetime.now(), datetime.now(), 1, ".")), None)

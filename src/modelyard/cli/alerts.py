@@ -12,7 +12,13 @@ from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, fmt_time, fmt_value, open_workspace
 
-_STATE_STYLE = {"firing": "[bold red]firing[/]", "pending": "[yellow]pending[/]", "ok": "ok"}
+_STATE_STYLE = {
+    "firing": "[bold red]firing[/]",
+    # Firing, but a sink did not take the notice: the next check sends it again.
+    "undelivered": "[bold red]firing, notice undelivered[/] (sent again on the next check)",
+    "pending": "[yellow]pending[/]",
+    "ok": "ok",
+}
 
 
 def check_command(
@@ -24,14 +30,16 @@ def check_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Evaluate the alert rules of modelyard.toml once; notify what started firing or resolved."""
-    from modelyard.monitoring import Checker
+    from modelyard.monitoring import Checker, SampleSize
 
     ws = open_workspace(workspace)
     alerting = ws.alerting
     if not alerting.rules:
         console.print("no alert rules in modelyard.toml; add [[alerts.rules]] (see the README)")
         return
-    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
+    checker = Checker(
+        ws.metadata, ws.registry, ws.predictions, ws.features, sample=SampleSize.of(ws.config)
+    )
     results = checker.run(alerting, rules or None)
     if as_json:
         rows = [
@@ -45,6 +53,7 @@ def check_command(
                 "notified": r.notified,
                 "deliveries": r.deliveries,
                 "error": r.error,
+                "note": r.note,
             }
             for r in results
         ]
@@ -55,6 +64,8 @@ def check_command(
             table.add_column(name, overflow="fold")
         for r in results:
             shown = "no data" if r.value is None else fmt_value(r.value)
+            if r.note:
+                shown = escape(r.note.split(";")[0])  # "not enough data: 1 row, fewer than …"
             state = f"[red]error: {escape(r.error)}[/]" if r.error else _STATE_STYLE[r.state]
             sent = ", ".join(f"{k} {v}" for k, v in r.deliveries.items())
             notified = f"{r.notified} ({escape(sent)})" if r.notified else ""
@@ -63,7 +74,7 @@ def check_command(
             )
         console.print(table)
     if any(r.error for r in results) or (
-        fail_on_firing and any(r.state == "firing" for r in results)
+        fail_on_firing and any(r.state in ("firing", "undelivered") for r in results)
     ):
         raise typer.Exit(1)
 

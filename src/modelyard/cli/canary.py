@@ -1,12 +1,14 @@
 """``modelyard release canary NAME``: a stepped rollout with automatic rollback.
 
 Exit codes: 0 promoted (or stopped with --stop), 1 rolled back on a breach, 2 bad
-input (nothing moved), 3 aborted from outside (--stop, or an alias moved: traffic had
-moved and is back on the champion), 130 interrupted (traffic is back on the champion).
+input or a failed release gate (nothing moved), 3 aborted from outside (--stop, or an
+alias moved: traffic had moved and is back on the champion), 130 interrupted (traffic
+is back on the champion).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -14,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from modelyard.cli._common import WorkspaceOpt, console, err_console, open_workspace
+from modelyard.cli.release import GateOpt, HoldoutOpt, ReplayOpt, StepPrinter, TargetOpt
 from modelyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -51,6 +54,14 @@ def canary(
     stop: bool = typer.Option(
         False, "--stop", help="stop NAME's running canary: all traffic back to the champion"
     ),
+    gates: list[str] = GateOpt,
+    holdout: Path = HoldoutOpt,
+    target: str = TargetOpt,
+    replay: int = ReplayOpt,
+    force: bool = typer.Option(
+        False, "--force", help="start even if a release gate fails (needs --reason)"
+    ),
+    reason: str = typer.Option(None, "--reason", help="why; kept in the release record"),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Roll NAME@CANDIDATE out in steps; promote it, or roll back and alert.
@@ -62,14 +73,20 @@ def canary(
     last healthy step, --to points at the candidate. Limits not given here
     come from the release.canary table of modelyard.toml.
 
+    Before any traffic moves, the release gates of modelyard.toml (and
+    --gate) judge the candidate on its holdout set, as 'release promote'
+    does: a failed gate refuses the canary (exit 2, nothing moved) unless
+    --force --reason TEXT is given. A model with no gates skips this check.
+
     A running canary renews its hold on the traffic split every few seconds;
     if it dies, servers go back to the champion after 60 s and the next
     canary takes over. Exit codes: 0 promoted (or --stop), 1 rolled back on a
-    breach, 2 bad input (nothing moved), 3 aborted from outside (--stop or an
-    alias moved; traffic is back on the champion), 130 interrupted.
+    breach, 2 bad input or a failed gate (nothing moved), 3 aborted from
+    outside (--stop or an alias moved; traffic is back on the champion),
+    130 interrupted.
     """
     from modelyard._time import parse_duration
-    from modelyard.release import canary_settings, run_canary, stop_canary
+    from modelyard.release import CanaryGates, canary_settings, run_canary, stop_canary
 
     ws = open_workspace(workspace)
     release = ws.config.tables.get("release", {})
@@ -95,6 +112,16 @@ def canary(
                 min_requests=min_requests,
                 sinks=sinks or None,
                 progress=printer,
+                gates=CanaryGates(
+                    gates=gates or (),
+                    holdout=holdout,
+                    target=target,
+                    replay_rows=replay,
+                    force=force,
+                    reason=reason,
+                ),
+                # Plain lines: the step bar is a live display already.
+                check_progress=StepPrinter(printer.console, spinner=False),
             )
         except KeyboardInterrupt:
             err_console.print(

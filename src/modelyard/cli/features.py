@@ -1,4 +1,5 @@
-"""``modelyard features plan|apply|list|show|get-historical``.
+"""``modelyard features plan|apply|list|show|get-historical|materialize|get-online|push|
+backfill``.
 
 Definitions live in Python files (``features.py`` in the workspace by default); every
 Entity, FeatureView and FeatureService bound at module level is picked up, in order.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import runpy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import typer
 from rich.table import Table
@@ -206,6 +207,15 @@ def materialize(
     for r in results:
         table.add_row(r.view, str(r.version), str(r.rows), r.start.isoformat(), r.end.isoformat())
     console.print(table)
+    fresh = [r.view for r in results if r.first]
+    if fresh:
+        from modelyard._redact import redact
+
+        console.print(
+            f"the online store {redact(store.online.url)} had no watermark for "
+            f"{', '.join(fresh)} (a new or emptied store, or a new version): wrote every row "
+            "in range"
+        )
 
 
 @app.command("get-online")
@@ -214,7 +224,11 @@ def get_online(
         ..., "--features", "-f", help="a service name, or view:feature (repeatable)"
     ),
     keys: str = typer.Option(
-        ..., "--keys", "-k", help="JSON: one key object or a list, e.g. '[{\"driver_id\": 1}]'"
+        ...,
+        "--keys",
+        "-k",
+        help="JSON: one key object, a list of them, or key columns, e.g. "
+        "'{\"driver_id\": 1}', '[{\"driver_id\": 1}]' or '{\"driver_id\": [1, 2]}'",
     ),
     workspace: str = WorkspaceOpt,
 ) -> None:
@@ -223,9 +237,13 @@ def get_online(
         rows = json.loads(keys)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"--keys is not valid JSON: {exc}") from None
-    rows = [rows] if isinstance(rows, dict) else rows
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise InvalidInputError("--keys must be a JSON object or a list of objects")
+    if not (isinstance(rows, dict) and rows) and not (
+        isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)
+    ):
+        raise InvalidInputError(
+            "--keys must be a JSON object of keys ('{\"driver_id\": 1}'), a list of objects "
+            "('[{\"driver_id\": 1}]') or an object of key columns ('{\"driver_id\": [1, 2]}')"
+        )
     refs: Any = features[0] if len(features) == 1 and ":" not in features[0] else features
     result = open_workspace(workspace).features.get_online(refs, rows)
     out = [
@@ -242,6 +260,58 @@ def get_online(
         for i in range(len(result))
     ]
     console.print_json(json.dumps(out))
+
+
+@app.command("push")
+def push(
+    view: str,
+    rows: str = typer.Option(
+        None,
+        "--rows",
+        "-r",
+        help='JSON: one row object or a list, times as ISO text, e.g. \'[{"driver_id": 1, '
+        '"event_timestamp": "2024-01-01T00:00:00Z", "rating": 4.5}]\'',
+    ),
+    file: Path = typer.Option(None, "--file", help="Parquet file of rows (instead of --rows)"),
+    to: str = typer.Option("both", "--to", help="both, online or offline"),
+    assume_utc: bool = AssumeUtcOpt,
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Check rows against VIEW (schema and row-level checks), then write them offline and
+    online; one bad row rejects the whole push and nothing is written."""
+    if (rows is None) == (file is None):
+        raise InvalidInputError("pass the rows to push with --rows JSON or --file PARQUET")
+    if to not in ("both", "online", "offline"):
+        raise InvalidInputError(f"--to {to!r}: use both, online or offline")
+    store = open_workspace(workspace).features
+    data: Any
+    if file is not None:
+        import pyarrow.parquet as pq
+
+        if not file.is_file():
+            raise InvalidInputError(f"rows file {str(file)!r} does not exist")
+        data = pq.read_table(file)
+    else:
+        data = _json_rows(rows, store.view(view), assume_utc)
+    count = store.push(view, data, to=cast(Literal["both", "online", "offline"], to))
+    console.print(f"pushed {count} row{'s' if count != 1 else ''} to {view} ({to})")
+
+
+def _json_rows(text: str, view: Any, assume_utc: bool) -> list[dict[str, Any]]:
+    """``--rows`` as row dicts, with the view's time columns parsed from ISO text."""
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--rows is not valid JSON: {exc}") from None
+    found = [found] if isinstance(found, dict) else found
+    if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+        raise InvalidInputError("--rows must be a JSON object or a list of objects")
+    times = [c for c in (view.source.timestamp_field, view.source.created_timestamp_field) if c]
+    for i, row in enumerate(found):
+        for column in times:
+            if isinstance(row.get(column), str):
+                row[column] = _when(row[column], f"--rows row {i} '{column}'", assume_utc)
+    return found
 
 
 @app.command("backfill")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 from rich.markup import escape
@@ -94,14 +95,21 @@ def run(
     date: str = typer.Option(
         None, "--date", help="logical date (default: the newest complete interval)"
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="do not show the run's log on stderr as it is written"
+    ),
     assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Run a job once, now, for one logical date; exit 1 when it fails."""
+    """Run a job once, now, for one logical date; exit 1 when it fails.
+
+    What the job writes (prints, log records, progress lines) shows on stderr as it runs.
+    """
     from modelyard.jobs import run_job
 
     ws = open_workspace(workspace)
-    result = run_job(ws, name, date=date, assume_utc=assume_utc)
+    echo = None if quiet else _write_to(sys.stderr)
+    result = run_job(ws, name, date=date, assume_utc=assume_utc, echo=echo)
     console.print(_runs_table([result], f"job {name}"))
     if result.status != "success":
         raise typer.Exit(1)
@@ -149,15 +157,51 @@ def runs_command(
 
 @app.command("logs")
 def logs(
-    run_id: str = typer.Argument(..., help="run id (a prefix will do)"),
+    run_id: str = typer.Argument(
+        ..., help="run id (a prefix will do), or a job name for its newest run"
+    ),
+    follow: bool = typer.Option(
+        False,
+        "--follow",
+        "-f",
+        help="keep printing as the run writes, until it ends; exit 0 if it succeeded, else 1",
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Print what a run wrote: its prints, log records and tracebacks."""
-    from modelyard.jobs import JobHistory
+    """Print what a run wrote: its prints, log records, progress lines and tracebacks.
+
+    A running run shows what it has written so far; ``-f`` follows it to its end.
+    """
+    from modelyard.jobs import JobHistory, find_run, follow_log, run_log
 
     ws = open_workspace(workspace)
-    run = JobHistory(ws.metadata).run(run_id)
-    sys.stdout.write(run.log if run.log else f"(run {run.run_id[:12]} wrote nothing)\n")
+    history = JobHistory(ws.metadata)
+    run = find_run(history, run_id)
+    if not follow:
+        text = run_log(ws, run)
+        if not text:
+            still = " yet" if run.status == "running" else ""
+            text = f"(run {run.run_id[:12]} wrote nothing{still})\n"
+        sys.stdout.write(text)
+        return
+    try:
+        ended = follow_log(ws, history, run, _write_to(sys.stdout))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # Ctrl-C: stop following; the run goes on
+    if ended.status != "success":
+        why = f": {ended.error}" if ended.error else ""
+        sys.stderr.write(f"run {ended.run_id[:12]} of {ended.job} {ended.status}{why}\n")
+        raise typer.Exit(1)
+
+
+def _write_to(stream: TextIO) -> Callable[[str], None]:
+    """A writer of text to ``stream`` that flushes, so a pipe or a file sees it at once."""
+
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
 
 
 def scheduler(

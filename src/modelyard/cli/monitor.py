@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -11,6 +12,9 @@ from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, open_workspace
 from modelyard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(help="Drift, quality, SLOs and alerts of served models.")
 
@@ -25,10 +29,9 @@ def drift_command(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Per-column drift (PSI, KS, chi², Jensen–Shannon) against the reference profile."""
-    import pandas as pd
-
+    """Per-column drift (PSI, KS, chi², Jensen–Shannon, null rate, unseen categories)."""
     from modelyard.monitoring import (
+        SampleSize,
         drift,
         drift_values,
         parse_window,
@@ -39,42 +42,47 @@ def drift_command(
 
     ws = open_workspace(workspace)
     span = parse_window(window)
+    min_rows = SampleSize.of(ws.config).min_rows
     if current is None:
-        version, report = window_drift(ws.registry, ref, ws.predictions, span)
+        version, report = window_drift(ws.registry, ref, ws.predictions, span, min_rows=min_rows)
         source = f"traffic of the last {window}"
         # Traffic windows are kept as a time series (`modelyard monitor history`).
         values = drift_values(report)
         record_metrics(ws.metadata, version.name, values, window=span, version=version.version)
     else:
         version, reference = reference_of(ws.registry, ref)
-        if not current.exists():
-            raise InvalidInputError(f"{current} does not exist; pass a Parquet file")
-        frame = pd.read_parquet(current)
+        frame = read_parquet(current, "--current")
         columns = [c for c in reference.columns if c in frame.columns]
         if not columns:
             raise InvalidInputError(
                 f"{current} has none of the model's input columns ({', '.join(reference.columns)})"
             )
-        report = drift(reference, frame[columns])
+        report = drift(reference, frame[columns], min_rows=min_rows)
         source = str(current)
     if as_json:
         print(json.dumps({"model": version.ref, "source": source, **report.to_json_dict()}))
         return
+    if report.status != "ok":
+        console.print(f"drift of {version.ref}: {escape(source)}: {escape(report.note)}")
+        return
     table = Table(title=f"drift of {version.ref}: {source} ({report.rows_current} rows)")
-    for name in ("column", "kind", "PSI", "KS / JS", "p-value", "drifted", "why"):
+    headers = ("column", "kind", "PSI", "KS / JS", "p-value", "nulls Δ", "unseen", "drifted", "why")
+    for name in headers:
         table.add_column(name)
     for name, col in report.columns.items():
         m = col.metrics
         second = m.get("ks") if col.kind == "numeric" else m.get("js")
         p_value = m.get("ks_p_value") if col.kind == "numeric" else m.get("chi2_p_value")
         table.add_row(
-            name,
+            escape(name),
             col.kind,
             _num(m.get("psi")),
             _num(second),
             _num(p_value),
+            _num(m.get("null_rate_change")),
+            _num(m.get("unseen_share")),
             "[bold red]yes[/]" if col.drifted else "no",
-            col.reason,
+            escape(col.reason),
         )
     console.print(table)
     drifted = report.drifted_columns
@@ -83,6 +91,25 @@ def drift_command(
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
+
+
+def read_parquet(path: Path, option: str) -> pd.DataFrame:
+    """``path`` as a DataFrame, or a one-line error when it is missing or not Parquet."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if not path.exists():
+        raise InvalidInputError(f"{option} {path} does not exist; pass a Parquet file")
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        # Arrow's messages run to several sentences; the first one says what was wrong.
+        text = str(exc).strip() or type(exc).__name__
+        reason = text.splitlines()[0].split(". ")[0].rstrip(".")[:160]
+        raise InvalidInputError(
+            f"{option} {path} is not a readable Parquet file ({reason}); "
+            "pass one written with DataFrame.to_parquet"
+        ) from None
 
 
 @app.command("quality")
@@ -98,31 +125,32 @@ def quality_command(
     """Quality once labels are in: accuracy, F1, ROC/PR AUC, calibration, or MAE/RMSE."""
     from datetime import UTC, datetime
 
-    import pandas as pd
-
-    from modelyard.monitoring import joined, parse_window, quality, resolve_model
+    from modelyard.monitoring import SampleSize, joined, parse_window, quality, resolve_model
 
     ws = open_workspace(workspace)
     name, version = resolve_model(ws.registry, ref)
     given = None
     if labels is not None:
-        if not labels.exists():
-            raise InvalidInputError(f"{labels} does not exist; pass a Parquet label file")
-        given = pd.read_parquet(labels)
+        given = read_parquet(labels, "--labels")
         if not {"request_id", "label"} <= set(given.columns):
             raise InvalidInputError(f"{labels} needs the columns request_id and label")
     since = datetime.now(UTC) - parse_window(window)
     frame = joined(ws.predictions, name, given, since=since, version=version)
-    rows = quality(frame)
+    rows = quality(frame, min_labels=SampleSize.of(ws.config).min_labels)
     if as_json:
         print(json.dumps({"model": name, "window": window, "groups": rows}))
         return
     table = Table(title=f"quality of {name}, last {window}")
-    names = sorted({k for r in rows for k in r} - {"version", "variant"})
-    for name in ("version", "variant", *names):
+    names = sorted({k for r in rows for k in r} - {"version", "variant", "status", "note"})
+    for name in ("version", "variant", *names, "note"):
         table.add_column(name)
     for r in rows:
-        table.add_row(str(r["version"]), r["variant"], *[_num(r.get(n)) for n in names])
+        table.add_row(
+            str(r["version"]),
+            escape(r["variant"]),
+            *[_num(r.get(n)) for n in names],
+            escape(r.get("note", "")),
+        )
     console.print(table)
 
 
@@ -135,17 +163,20 @@ def report_command(
     workspace: str = WorkspaceOpt,
 ) -> None:
     """One offline page: drift with histograms, quality per day, latency and volume per hour."""
-    from modelyard.monitoring import build_report, parse_window, write_report
+    from modelyard.monitoring import SampleSize, build_report, parse_window, write_report
 
     if fmt not in ("html", "json"):
         raise InvalidInputError(f"--format {fmt!r} is not known; use html or json")
     ws = open_workspace(workspace)
-    data = build_report(ws.registry, ref, ws.predictions, parse_window(window))
+    sample = SampleSize.of(ws.config)
+    data = build_report(ws.registry, ref, ws.predictions, parse_window(window), sample=sample)
     write_report({**data, "window": window}, output, "json" if fmt == "json" else "html")
-    drifted = data["drift"]["drifted_columns"]
-    console.print(
-        f"wrote {output}: {len(drifted)} of {len(data['drift']['columns'])} columns drifted"
-    )
+    found = data["drift"]
+    if found["status"] != "ok":
+        console.print(f"wrote {output}: drift {escape(found['note'])}")
+        return
+    drifted = found["drifted_columns"]
+    console.print(f"wrote {output}: {len(drifted)} of {len(found['columns'])} columns drifted")
 
 
 @app.command("export")

@@ -112,14 +112,22 @@ def quickstart(
     ),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="start the server at the end"),
     host: str = typer.Option(None, "--host", help="server address (default: serve.host)"),
-    port: int = typer.Option(None, "--port", help="server port (default: serve.port)"),
+    port: int = typer.Option(
+        None, "--port", min=1, max=65535, help="server port (default: serve.port)"
+    ),
 ) -> None:
-    """Train a real model, track the run, register it as production, and serve it."""
+    """Train a real model, track the run, register it as production, and serve it.
+
+    With --serve (the default) the port is checked first: a port in use stops the
+    command before anything is trained or registered.
+    """
     if blueprint is not None:
         _blueprint_quickstart(blueprint, folder or Path("."), serve=serve, host=host, port=port)
         return
     folder = folder or Path("modelyard-quickstart")
     ws = Workspace.init(folder, serve_host=host, serve_port=port)
+    if serve:
+        _port_is_free(ws)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         result = train_and_register(ws, progress)
@@ -150,6 +158,19 @@ def quickstart(
     )
 
 
+def _port_is_free(ws: Workspace) -> None:
+    """Fail before training when the server could not listen: a quickstart retried for a
+    busy port would otherwise register one more version and move production each time.
+    (It is checked again just before serving: the port may be taken meanwhile.)"""
+    from modelyard.serving import check_port
+
+    try:
+        check_port(ws.config["serve.host"], ws.config["serve.port"])
+    except BaseException:
+        ws.close()
+        raise
+
+
 def _blueprint_quickstart(
     name: str, folder: Path, *, serve: bool, host: str | None, port: int | None
 ) -> None:
@@ -163,6 +184,8 @@ def _blueprint_quickstart(
         console.print(f"wrote the {name} blueprint into {folder}: {names}")
     ws = Workspace(folder, serve_host=host, serve_port=port)
     try:
+        if serve:
+            _port_is_free(ws)
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=False) as progress:
             result = pipeline(ws, progress)

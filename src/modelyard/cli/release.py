@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager, nullcontext
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli._common import WorkspaceOpt, console, fmt_time, fmt_value, open_workspace
+from modelyard.cli._common import (
+    WorkspaceOpt,
+    console,
+    err_console,
+    fmt_time,
+    fmt_value,
+    open_workspace,
+)
 
 if TYPE_CHECKING:
     from modelyard.release import GateReport
@@ -74,9 +84,28 @@ JsonOpt = typer.Option(False, "--json", help="print the result as JSON")
 _OUTCOME = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
 
 
-def _busy(text: str, quiet: bool) -> AbstractContextManager[Any]:
-    """A spinner while models load and the replay runs, unless the output is JSON."""
-    return nullcontext() if quiet else console.status(text)
+class StepPrinter:
+    """Each step of a release check on stderr, so that stdout (``--json``) stays clean.
+
+    On a terminal a spinner shows the running step; elsewhere (CI logs, a pipe) a plain
+    line announces it. Either way a line says when it is done and how long it took.
+    """
+
+    def __init__(self, out: Console = err_console, *, spinner: bool | None = None) -> None:
+        self.out = out
+        self.spinner = spinner  # None: on a terminal; False inside another live display
+
+    @contextmanager
+    def step(self, text: str) -> Iterator[None]:
+        start = time.perf_counter()
+        if self.out.is_terminal if self.spinner is None else self.spinner:
+            with self.out.status(escape(f"{text} ...")):
+                yield
+        else:
+            self.out.print(escape(f"{text} ..."), soft_wrap=True, highlight=False)
+            yield
+        took = time.perf_counter() - start
+        self.out.print(escape(f"{text} ... done in {took:.1f} s"), soft_wrap=True, highlight=False)
 
 
 def _version(number: int | None) -> str:
@@ -148,17 +177,17 @@ def check(
     from modelyard.release import check_release
 
     ws = open_workspace(workspace)
-    with _busy(f"evaluating {name}@{candidate} against {name}@{champion}", as_json):
-        report = check_release(
-            ws,
-            name,
-            candidate=candidate,
-            champion=champion,
-            gates=gates or (),
-            holdout=holdout,
-            target=target,
-            replay_rows=replay,
-        )
+    report = check_release(
+        ws,
+        name,
+        candidate=candidate,
+        champion=champion,
+        gates=gates or (),
+        holdout=holdout,
+        target=target,
+        replay_rows=replay,
+        progress=StepPrinter(),
+    )
     if as_json:
         print(json.dumps(report.to_json_dict()))
     else:
@@ -186,19 +215,19 @@ def promote_command(
     from modelyard.release import promote
 
     ws = open_workspace(workspace)
-    with _busy(f"gating {name}@{candidate} for {to}", as_json):
-        result = promote(
-            ws,
-            name,
-            candidate=candidate,
-            to=to,
-            gates=gates or (),
-            holdout=holdout,
-            target=target,
-            force=force,
-            reason=reason,
-            replay_rows=replay,
-        )
+    result = promote(
+        ws,
+        name,
+        candidate=candidate,
+        to=to,
+        gates=gates or (),
+        holdout=holdout,
+        target=target,
+        force=force,
+        reason=reason,
+        replay_rows=replay,
+        progress=StepPrinter(),
+    )
     report = result.report
     if as_json:
         print(

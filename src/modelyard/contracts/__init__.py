@@ -9,7 +9,7 @@ from modelyard.contracts._profile import (
     profile,
 )
 from modelyard.contracts._schema import DTYPES, DType, Field, Schema, as_frame
-from modelyard.contracts._validate import RecordValidator, validate_frame
+from modelyard.contracts._validate import RecordValidator, non_finite_message, validate_frame
 
 __all__ = [
     "CategoricalProfile",
@@ -23,6 +23,7 @@ __all__ = [
     "Schema",
     "as_frame",
     "fingerprint",
+    "non_finite_message",
     "profile",
     "validate_frame",
 ]

@@ -30,6 +30,8 @@ class Field(BaseModel):
     max_length: int | None = None
     pii: bool = False
     description: str = ""
+    # NaN and ±Infinity are refused (422 at the server) unless a float64 field allows them.
+    allow_non_finite: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Field:
@@ -50,6 +52,8 @@ class Field(BaseModel):
                 f"field '{self.name}': min_length {self.min_length} is greater than "
                 f"max_length {self.max_length}"
             )
+        if self.allow_non_finite and self.dtype != "float64":
+            raise ValueError(f"field '{self.name}': allow_non_finite only applies to float64")
         if self.categories is not None and len(self.categories) == 0:
             raise ValueError(f"field '{self.name}': categories must not be empty")
         return self

@@ -8,6 +8,9 @@ pass, which keeps the serving path cheap. Frames are checked column by column.
 from __future__ import annotations
 
 import difflib
+import itertools
+import math
+from functools import cached_property
 from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
@@ -29,6 +32,9 @@ _PY_TYPES: dict[str, type] = {
 }
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _annotation(field: Field) -> Any:
     if field.categories is not None:
         base: Any = Literal[tuple(field.categories)]
@@ -39,6 +45,10 @@ def _annotation(field: Field) -> Any:
             constraints["ge"] = field.min
         if field.max is not None:
             constraints["le"] = field.max
+        if field.dtype == "int64":
+            # JSON integers have no size; one past int64 would reach the model as an object.
+            constraints["ge"] = max(constraints.get("ge", INT64_MIN), INT64_MIN)
+            constraints["le"] = min(constraints.get("le", INT64_MAX), INT64_MAX)
         if field.min_length is not None:
             constraints["min_length"] = field.min_length
         if field.max_length is not None:
@@ -106,7 +116,38 @@ class RecordValidator:
         return self._columns(parsed if many else [parsed])
 
     def _columns(self, records: list[dict[str, Any]]) -> dict[str, list[Any]]:
-        return {name: [r.get(name) for r in records] for name in self.schema.names}
+        columns = {name: [r.get(name) for r in records] for name in self.schema.names}
+        self._check_finite(columns)
+        return columns
+
+    @cached_property
+    def _finite_fields(self) -> tuple[str, ...]:
+        return tuple(
+            f.name for f in self.schema.fields if f.dtype == "float64" and not f.allow_non_finite
+        )
+
+    def _check_finite(self, columns: dict[str, list[Any]]) -> None:
+        """Refuse NaN and infinities (JSON's NaN, Infinity, and 1e999, which reads as inf).
+
+        One C-level sum over the float values is the fast pass: it is finite when every
+        value is (pydantic's allow_inf_nan=False would double the cost of validate_json).
+        """
+        names = self._finite_fields
+        if not names:
+            return
+        try:
+            if math.isfinite(sum(itertools.chain.from_iterable(columns[n] for n in names))):
+                return
+        except TypeError:  # nulls in a nullable field: take the slow pass
+            pass
+        errors = []
+        for name in names:
+            for row, value in enumerate(columns[name]):
+                if value is not None and not math.isfinite(value):
+                    errors.append(FieldError(name, non_finite_message(value), row))
+                    break
+        if errors:  # else a sum of large finite values overflowed: all fine
+            raise SchemaValidationError(errors)
 
     def _field_errors(self, exc: pydantic.ValidationError) -> list[FieldError]:
         out: list[FieldError] = []
@@ -131,6 +172,12 @@ class RecordValidator:
             return f"unknown field; {hint}"
         if kind == "missing":
             return f"required field is missing; send a {self.schema[field].dtype} value"
+        if kind == "finite_number":
+            return non_finite_message(err["input"])
+        if field in self.schema.names and self.schema[field].dtype == "int64":
+            value = err.get("input")
+            if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                return f"{value} does not fit int64; send one from {INT64_MIN} to {INT64_MAX}"
         if field in self.schema.names:
             spec = self.schema[field]
             expected = (
@@ -139,6 +186,17 @@ class RecordValidator:
             null = "" if spec.nullable else ", not null"
             return f"{err['msg']} (expected {expected}{null})"
         return str(err["msg"])
+
+
+def non_finite_message(value: Any) -> str:
+    """Why a NaN or an infinity is refused, and the two ways out."""
+    number = float(value)
+    what = "NaN" if number != number else ("Infinity" if number > 0 else "-Infinity")
+    overflow = "" if what == "NaN" else " (numbers beyond ±1.8e308 overflow float64 to it)"
+    return (
+        f"value is {what}{overflow}; send a finite number, "
+        "or declare the field with allow_non_finite=True"
+    )
 
 
 _KIND_OK = {
@@ -186,6 +244,13 @@ def validate_frame(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
             continue
         present = np.flatnonzero(~nulls.to_numpy())  # frame row of each entry of ``values``
         checks: list[tuple[pd.Series, str]] = []
+        if field.dtype == "float64" and not field.allow_non_finite and dtype.kind == "f":
+            infinite = np.isinf(values.to_numpy())
+            if infinite.any():  # NaN is a null here (pandas); infinities are checked
+                first = int(infinite.argmax())
+                message = non_finite_message(values.iloc[first])
+                errors.append(FieldError(field.name, message, int(present[first])))
+                continue
         if field.min is not None:
             checks.append((values < field.min, f"below the minimum {field.min}"))
         if field.max is not None:

@@ -9,7 +9,8 @@ version*, so a changed schema never mixes rows of two layouts.
 within the ttl at ``end`` (ties: latest created, then last written, as offline). The
 store keeps whichever row is newer, so a rerun or an overlapping range is harmless; the
 watermark moves only after a view is fully written, so an interrupted run is resumed
-by running it again.
+by running it again. The watermark is kept in the online store itself (see
+``WATERMARKS``), so it always describes the store that is read.
 """
 
 from __future__ import annotations
@@ -24,18 +25,15 @@ import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
 
 from modelyard import _time
-from modelyard.backends.metadata import tables as t
-from modelyard.contracts import as_frame
 from modelyard.errors import InvalidInputError
 from modelyard.features._definitions import FeatureView
+from modelyard.features._keys import checked_key_columns, key_columns
 from modelyard.features._push import view_rows_sql
 from modelyard.features._sources import literal, quote
 
 if TYPE_CHECKING:
-    from modelyard.backends.metadata import MetadataStore
     from modelyard.backends.online import OnlineStore
     from modelyard.features._historical import _Selection
     from modelyard.features._registry import Definitions
@@ -59,6 +57,9 @@ class MaterializeResult:
     rows: int
     start: datetime
     end: datetime
+    first: bool = False
+    """True when the online store had no watermark for the view (a new or emptied store,
+    or a new view version), so ``materialize_incremental`` wrote every row in range."""
 
 
 def materialize_view(
@@ -153,16 +154,6 @@ class OnlineFeatures:
         return [{n: self.values[n][i] for n in self.names} for i in range(len(self))]
 
 
-def _key_columns(entity_rows: Any) -> dict[str, list[Any]]:
-    if isinstance(entity_rows, dict) and all(isinstance(v, list) for v in entity_rows.values()):
-        return entity_rows
-    if isinstance(entity_rows, list) and all(isinstance(r, dict) for r in entity_rows):
-        names = {k for r in entity_rows for k in r}
-        return {n: [r.get(n) for r in entity_rows] for n in names}
-    frame = as_frame(entity_rows)
-    return {str(c): frame[c].tolist() for c in frame.columns}
-
-
 def read_online(
     store: OnlineStore,
     selections: list[_Selection],
@@ -172,18 +163,12 @@ def read_online(
     at: datetime,
     full_feature_names: bool,
 ) -> OnlineFeatures:
-    columns = _key_columns(entity_rows)
+    columns = key_columns(entity_rows)
     now_us = _time.to_us(at, "at")
     result = OnlineFeatures(names=[])
     for sel in selections:
         view = sel.view
-        missing = [k for k in view.entity.key_names if k not in columns]
-        if missing:
-            raise InvalidInputError(
-                f"the entity rows have no '{missing[0]}' value, a join key of feature view "
-                f"'{view.name}'"
-            )
-        key_cols = [columns[k] for k in view.entity.key_names]
+        key_cols = checked_key_columns(view.entity.join_keys, columns, view.name)
         keys = [orjson.dumps(list(vals), option=_OPT) for vals in zip(*key_cols, strict=True)]
         found = store.read(online_table(view.name, versions[view.name]), keys)
         positions = [view.feature_names.index(f) for f in sel.features]
@@ -222,31 +207,23 @@ def read_online(
     return result
 
 
-def watermark(metadata: MetadataStore, view: str, version: int) -> datetime | None:
-    table = t.feature_watermarks
-    with metadata.read() as conn:
-        value = conn.execute(
-            select(table.c.watermark).where(table.c.view == view, table.c.version == version)
-        ).scalar()
-    return None if value is None else _time.to_datetime(int(value))
+# Watermarks live in the online store they describe, as rows of a table of their own (no
+# view's table: those end in "__v<version>"), through the same write/read as features. So
+# a new online URL, or a store that was emptied, has no watermark and gets a full
+# materialization, where a watermark kept in the metadata would skip all older rows.
+WATERMARKS = "__watermarks"
 
 
-def set_watermark(metadata: MetadataStore, view: str, version: int, end: datetime) -> None:
-    row = {
-        "view": view,
-        "version": version,
-        "watermark": _time.to_us(end, "end"),
-        "updated_at": _time.now_us(),
-    }
-    with metadata.write() as conn:
-        metadata.upsert(
-            conn,
-            t.feature_watermarks,
-            [row],
-            keys=("view", "version"),
-            update=("watermark", "updated_at"),
-            where=lambda table, excluded: excluded.watermark >= table.c.watermark,
-        )
+def watermark(store: OnlineStore, view: str, version: int) -> datetime | None:
+    """How far ``store`` holds view ``view`` (version ``version``); None if never."""
+    [found] = store.read(WATERMARKS, [encode_key([view, version])])
+    return None if found is None else _time.to_datetime(found[0])
+
+
+def set_watermark(store: OnlineStore, view: str, version: int, end: datetime) -> None:
+    """Move the watermark to ``end``; the store keeps the later one (like any row)."""
+    updated = orjson.dumps({"updated_at": _time.now_us()})
+    store.write(WATERMARKS, [(encode_key([view, version]), _time.to_us(end, "end"), updated)])
 
 
 def online_views(defs: Definitions, views: Sequence[str] | None) -> list[tuple[FeatureView, int]]:

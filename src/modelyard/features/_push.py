@@ -1,5 +1,7 @@
-"""Push: the streaming ingestion path. Rows are checked against the view, appended to the
-offline store as a Parquet file of their own, and written to the online store.
+"""Push: the streaming ingestion path. Rows are checked against the view (see
+``_row_checks`` for which declared checks a push runs), appended to the offline store as
+a Parquet file of their own, and written to the online store. A rejected push writes
+nothing to either store.
 
 Offline reads of a view take the union of its source and its pushed files; a pushed
 row counts as written after every source row (``__tier``), and later pushes after
@@ -23,6 +25,7 @@ from modelyard import _time
 from modelyard._files import atomic_path
 from modelyard.errors import InvalidInputError
 from modelyard.features._backfill import backfill_folder, covered_sql
+from modelyard.features._row_checks import check_pushed_rows
 from modelyard.features._sources import literal, to_arrow
 from modelyard.features._typing import check_source_columns
 
@@ -58,7 +61,8 @@ def view_rows_sql(view: FeatureView, offline_root: Path | None, version: int | N
 
 
 def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
-    """Check ``rows`` against the view; return them as Arrow with only the view's columns."""
+    """Check ``rows`` against the view (columns, types, and the schema's and checks' rules
+    that one row can break); return them as Arrow with only the view's columns."""
     if isinstance(rows, dict):
         rows = [rows]
     src = view.source
@@ -100,7 +104,9 @@ def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
             )
     wanted = [*view.entity.key_names, src.timestamp_field, *([created] if created else [])]
     wanted += view.feature_names
-    return table.select(wanted)
+    table = table.select(wanted)
+    check_pushed_rows(view, table)
+    return table
 
 
 def _check_aware(view: FeatureView, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -147,7 +147,11 @@ class FeatureStore:
         views: Sequence[str] | None = None,
         progress: Callable[[str, int], None] | None = None,
     ) -> builtins.list[MaterializeResult]:
-        """Materialize each view from its watermark (or its ttl before ``end``) to ``end``."""
+        """Materialize each view from its watermark (or its ttl before ``end``) to ``end``.
+
+        Watermarks are kept in the online store itself: after ``online.url`` changes (or
+        the store is emptied) the first run writes every row in range, with ``first``
+        set on its result."""
         require_duckdb()
         from modelyard.features import _online
         from modelyard.features._online import MaterializeResult
@@ -155,18 +159,22 @@ class FeatureStore:
         end = _time.aware(end, "end")
         results = []
         for view, version in self._views(views):
-            start = _online.watermark(self._metadata, view.name, version)
-            if start is None:
+            start = _online.watermark(self.online, view.name, version)
+            first = start is None
+            if start is None:  # this store never held the view: everything in range
                 start = end - view.ttl if view.ttl is not None else datetime(1970, 1, 1, tzinfo=UTC)
             if start >= end:
-                results.append(MaterializeResult(view.name, version, 0, start, end))
+                results.append(MaterializeResult(view.name, version, 0, start, end, first))
                 continue
-            results.append(self._materialize_one(view, version, start, end, progress))
+            result = self._materialize_one(view, version, start, end, progress)
+            result.first = first
+            results.append(result)
         return results
 
     def watermarks(self, name: str) -> dict[str, datetime | None]:
-        """How far each online view is materialized: view ``name``'s watermark, or (for a
-        feature service) the watermark of every view it reads; None if never materialized."""
+        """How far each online view is materialized in the configured online store: view
+        ``name``'s watermark, or (for a feature service) the watermark of every view it
+        reads; None if never materialized into this store."""
         from modelyard.features import _online
 
         kinds = {n: k for k, n, _ in self.definitions.list()}
@@ -175,7 +183,7 @@ class FeatureStore:
         else:
             names = [name]
         return {
-            view.name: _online.watermark(self._metadata, view.name, version)
+            view.name: _online.watermark(self.online, view.name, version)
             for view, version in self._views(names)
         }
 
@@ -199,7 +207,7 @@ class FeatureStore:
         rows = _online.materialize_view(
             view, version, self.online, start, end, step, offline_root=self.offline_root
         )
-        _online.set_watermark(self._metadata, view.name, version, end)
+        _online.set_watermark(self.online, view.name, version, end)
         return MaterializeResult(view.name, version, rows, start, end)
 
     def push(
@@ -208,7 +216,11 @@ class FeatureStore:
         """Validate ``rows`` against the view, append them offline and write them online.
 
         Pushed rows are seen by later ``get_historical`` and ``get_online`` calls. Every row
-        is checked before anything is written; returns the number of rows pushed.
+        is checked before anything is written: its columns and types, the declared ranges,
+        categories and lengths of its fields, and the view's ``Range``, ``NullRate(max=0)``
+        and ``UniqueKeys`` checks (``RowCount``, ``Freshness`` and a ``NullRate`` above 0
+        judge whole partitions: backfill runs them). One bad row rejects the whole push.
+        Returns the number of rows pushed.
         """
         require_duckdb()
         from modelyard.features import _online, _push

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
         JobHistory,
         JobRun,
     )
+    from modelyard.jobs._logs import (
+        find_run,
+        follow_log,
+        run_log,
+    )
     from modelyard.jobs._runner import (
         Runner,
     )
@@ -55,12 +60,15 @@ __all__ = [
     "backfill",
     "check_job_tables",
     "compact_predictions",
+    "find_run",
+    "follow_log",
     "get_job",
     "job",
     "monitor_check",
     "open_runner",
     "parse_job",
     "run_job",
+    "run_log",
     "wait_all",
     "workspace_jobs",
 ]
@@ -88,6 +96,11 @@ _EXPORTS = {
     "modelyard.jobs._history": [
         "JobHistory",
         "JobRun",
+    ],
+    "modelyard.jobs._logs": [
+        "find_run",
+        "follow_log",
+        "run_log",
     ],
     "modelyard.jobs._runner": [
         "Runner",

@@ -14,6 +14,7 @@ from modelyard.jobs._context import JobContext
 from modelyard.jobs._cron import logical_date_for
 from modelyard.jobs._executors import Executors
 from modelyard.jobs._history import JobHistory, JobRun
+from modelyard.jobs._logs import log_dir
 from modelyard.jobs._runner import Runner
 from modelyard.jobs._scheduler import default_owner
 from modelyard.jobs._spec import JobSpec, load_jobs
@@ -54,22 +55,25 @@ def open_runner(
     owner: str | None = None,
     lease_s: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
+    echo: Callable[[str], None] | None = None,
 ) -> Iterator[Runner]:
     """A runner on the workspace's metadata store; its worker processes end with the block.
 
     Jobs run on the executor of the workspace's ``executor.url``, or on the one they name.
+    ``echo`` gets each run's log as it is written (whole lines).
     """
     executors = Executors(ws.executor.url)  # ws.executor checks the setting, naming its source
     try:
         yield Runner(
             root=ws.config.root,
-            log_dir=ws.state_dir / "jobs" / "logs",
+            log_dir=log_dir(ws),
             history=JobHistory(ws.metadata),
             executors=executors,
             alerting=ws.alerting,
             owner=owner or default_owner(),
             lease_s=lease_s,
             sleep=sleep,
+            echo=echo,
         )
     finally:
         executors.close()
@@ -83,18 +87,20 @@ def run_job(
     now: datetime | None = None,
     runner: Runner | None = None,
     assume_utc: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> JobRun:
     """Run ``name`` once for one logical date (default: the newest complete interval).
 
     A rerun of a date that already ran runs again (the function sees the same interval,
     so an idempotent job rewrites the same output); a date running right now is refused.
     ``date`` is a day or a time with a zone; ``assume_utc`` reads one without as UTC.
+    ``echo`` (without ``runner``; a runner has its own) gets the log as it is written.
     """
     spec = get_job(ws, name)
     when = now or datetime.now(UTC)
     logical = logical_date_for(spec.schedule, date, when, assume_utc=assume_utc)
     if runner is None:
-        with open_runner(ws) as own:
+        with open_runner(ws, echo=echo) as own:
             return _run_claimed(spec, logical, own, "manual")
     return _run_claimed(spec, logical, runner, "manual")
 
@@ -119,12 +125,14 @@ def backfill(
     runner: Runner | None = None,
     on_run: Callable[[JobRun], None] | None = None,
     assume_utc: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> list[JobRun]:
     """Run every slot of ``name`` with ``start <= logical date <= end``, oldest first.
 
     Slots that already succeeded are left alone unless ``rerun``; a failed slot does not
     stop the others. ``start`` and ``end`` are days or times with a zone; ``assume_utc``
-    reads times without one as UTC.
+    reads times without one as UTC. ``echo`` (without ``runner``) gets each run's log
+    as it is written.
     """
     spec = get_job(ws, name)
     if spec.schedule is None:
@@ -157,7 +165,7 @@ def backfill(
         return runs
 
     if runner is None:
-        with open_runner(ws) as own:
+        with open_runner(ws, echo=echo) as own:
             return go(own)
     return go(runner)
 
@@ -185,15 +193,17 @@ def monitor_check(ctx: JobContext) -> dict[str, Any]:
 
     With ``params = { fail_on_firing = true }`` the run fails while a rule fires.
     """
-    from modelyard.monitoring import Checker
+    from modelyard.monitoring import Checker, SampleSize
 
     ws = ctx.workspace
-    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features)
+    sample = SampleSize.of(ws.config)
+    checker = Checker(ws.metadata, ws.registry, ws.predictions, ws.features, sample=sample)
     results = checker.run(ws.alerting)
     states = {r.rule.name: r.state for r in results}
     for rule, state in states.items():
         ctx.log.info("rule %s: %s", rule, state)
-    firing = sorted(rule for rule, state in states.items() if state == "firing")
+    # A rule whose notice could not be delivered still fires: it must not pass the job.
+    firing = sorted(rule for rule, s in states.items() if s in ("firing", "undelivered"))
     if firing and ctx.params.get("fail_on_firing"):
         raise RuntimeError(f"alert rules firing: {', '.join(firing)}")
     return {"checked": len(states), "firing": firing}

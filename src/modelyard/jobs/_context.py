@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard._progress import Progress
+
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
@@ -54,6 +56,17 @@ class JobContext:
     def log(self) -> logging.Logger:
         """A logger whose lines land in the run's log (``modelyard jobs logs RUN_ID``)."""
         return logging.getLogger(f"modelyard.jobs.{self.job}")
+
+    def progress(
+        self, total: int | None = None, *, unit: str = "step", desc: str = "", every_s: float = 1.0
+    ) -> Progress:
+        """Progress lines in the run's log, at most one per ``every_s`` plus the last:
+        ``epoch 1/3 step 120/800 (15%) 3.2 step/s ETA 3m31s``.
+
+        ``with ctx.progress(len(batches), desc="epoch 1/3") as bar: ... bar.advance()``;
+        ``jobs run`` shows them as they come, ``jobs logs -f`` follows them.
+        """
+        return Progress(total, unit=unit, desc=desc, write=self.log.info, every_s=every_s)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_workspace": None}

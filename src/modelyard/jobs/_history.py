@@ -222,6 +222,14 @@ class JobHistory:
                 update(t.job_runs).where(t.job_runs.c.run_id == run_id).values(attempts=attempts)
             )
 
+    def save_log(self, run_id: str, log: str) -> None:
+        """The log so far of a run still running, for readers on other machines."""
+        r = t.job_runs.c
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.job_runs).where(r.run_id == run_id, r.status == "running").values(log=log)
+            )
+
     def end_run(self, run_id: str, status: RunStatus, error: str | None, log: str) -> None:
         with self.store.write() as conn:
             conn.execute(

@@ -7,6 +7,7 @@ flaky partition costs one call per retry, not fifty.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -19,10 +20,13 @@ from modelyard.errors import ConflictError
 from modelyard.jobs._context import JobContext, Outcome, Task
 from modelyard.jobs._executors import Executors, run_tasks
 from modelyard.jobs._history import JobHistory, JobRun
+from modelyard.jobs._logs import LogTail
 from modelyard.jobs._spec import JobSpec
 from modelyard.monitoring import Alert, Alerting, deliver
 
 MAX_LOG_CHARS = 1_000_000  # the history keeps the tail; the file keeps everything
+_logger = logging.getLogger(__name__)
+ECHO_EVERY_S = 0.2  # how soon a line the job writes reaches ``echo`` (``jobs run``'s stderr)
 
 
 @dataclass
@@ -37,6 +41,10 @@ class Runner:
     owner: str
     lease_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
+    echo: Callable[[str], None] | None = None
+    """Gets the run's log as it is written (whole lines), e.g. to show it on stderr."""
+    log_sync_s: float = 2.0
+    """How often a running run's log is copied to its history row (for other machines)."""
 
     def log_path(self, run_id: str) -> Path:
         return self.log_dir / f"{run_id}.log"
@@ -56,6 +64,8 @@ class Runner:
             target=self._keep_lease, args=(spec.name, logical, stop), daemon=True
         )
         keeper.start()
+        watcher = threading.Thread(target=self._watch_log, args=(run_id, stop), daemon=True)
+        watcher.start()
         status, error = "failed", None
         try:
             status, error = self._attempts(spec, logical, end, run_id)
@@ -65,6 +75,7 @@ class Runner:
         finally:
             stop.set()
             keeper.join()
+            watcher.join()
             log = self._read_log(run_id)
             self.history.end_run(run_id, status, error, log)  # type: ignore[arg-type]
             self.history.release(
@@ -115,6 +126,41 @@ class Runner:
     def _keep_lease(self, job: str, logical: datetime, stop: threading.Event) -> None:
         while not stop.wait(self.lease_s / 3):
             self.history.renew(job, logical, self.owner, self.lease_s)
+
+    def _watch_log(self, run_id: str, stop: threading.Event) -> None:
+        """Echo the log as it grows, and copy it to history every ``log_sync_s``."""
+        tail = LogTail(self.log_path(run_id))
+        echo = self.echo
+        synced_at, synced_size = time.monotonic(), 0
+        while True:
+            ended = stop.wait(ECHO_EVERY_S if echo is not None else self.log_sync_s)
+            if echo is not None:
+                text = tail.read(final=ended)
+                try:
+                    if text:
+                        echo(text)
+                except OSError:  # the reader went away (a closed pipe): the run goes on
+                    echo = None
+            if ended:
+                return  # the run's end writes the whole log to history
+            if time.monotonic() - synced_at >= self.log_sync_s:
+                synced_at = time.monotonic()
+                size = self._log_size(run_id)
+                if size == synced_size:
+                    continue
+                try:
+                    self.history.save_log(run_id, self._read_log(run_id))
+                    synced_size = size
+                except Exception as exc:  # a copy for readers elsewhere; the end writes it again
+                    _logger.warning(
+                        "job run %s: could not copy its log to history: %s", run_id, exc
+                    )
+
+    def _log_size(self, run_id: str) -> int:
+        try:
+            return self.log_path(run_id).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def _read_log(self, run_id: str) -> str:
         path = self.log_path(run_id)

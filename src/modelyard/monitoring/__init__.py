@@ -57,6 +57,9 @@ if TYPE_CHECKING:
         known_metrics,
         parse_alerts,
     )
+    from modelyard.monitoring._sample import (
+        SampleSize,
+    )
     from modelyard.monitoring._series import (
         drift_values,
         metric_history,
@@ -101,6 +104,7 @@ __all__ = [
     "RuleResult",
     "SINK_TYPES",
     "SLO_METRICS",
+    "SampleSize",
     "Sink",
     "WebhookSink",
     "alert_history",
@@ -177,6 +181,9 @@ _EXPORTS = {
         "AlertRule",
         "known_metrics",
         "parse_alerts",
+    ],
+    "modelyard.monitoring._sample": [
+        "SampleSize",
     ],
     "modelyard.monitoring._series": [
         "drift_values",

@@ -5,12 +5,23 @@ checks (minutes apart, from cron or the scheduler) agree on them:
 
     ok --condition holds--> pending --held for `for`--> firing --stops holding--> ok
                                                                (a "resolved" notice)
+                            firing <--next check--> undelivered
+
+A firing notice that a sink could not take (after the sink's own retries: a webhook
+that answers 5xx or cannot be reached) is not counted as delivered: the rule moves to
+``undelivered``, the failure is in the alert history and the log, and the next check
+that finds the condition still holding moves it back to ``firing`` and sends the
+notice again, to the sinks that failed only. Resolved notices are sent once.
 
 A rule notifies once when it starts firing and once when it resolves; in between it is
 silent however often it is checked. A state change is written with a compare-and-set
 UPDATE (``WHERE state = old``), so two checks running at once notify once. A sink
 that fails is recorded in the event and does not stop the other sinks or rules. Every
 value computed on the way (drift per column, quality, SLOs) is kept as a time series.
+
+A window with too few rows (``monitoring.min_rows``) or labels (``monitoring.min_labels``)
+is "not enough data": its value is None and the rule never fires for it, whatever
+``on_no_data`` says (that is for an empty window).
 
 The change is committed before the notification is sent, so notices are at most once:
 a check killed between the two loses that notice, while the rule's state (and
@@ -21,6 +32,7 @@ whenever two checks raced, which the compare-and-set exists to prevent.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,7 +46,8 @@ from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.monitoring._deliver import deliver
 from modelyard.monitoring._drift import drift
 from modelyard.monitoring._quality import joined, quality, scores
-from modelyard.monitoring._rules import Alerting, AlertRule
+from modelyard.monitoring._rules import QUALITY_METRICS, Alerting, AlertRule
+from modelyard.monitoring._sample import SampleSize
 from modelyard.monitoring._series import drift_values, record_metrics
 from modelyard.monitoring._sinks import Alert
 from modelyard.monitoring._slo import feature_freshness, slo_values
@@ -46,7 +59,10 @@ if TYPE_CHECKING:
     from modelyard.features import FeatureStore
     from modelyard.registry import Registry
 
-State = Literal["ok", "pending", "firing"]
+State = Literal["ok", "pending", "firing", "undelivered"]
+FIRING: tuple[State, ...] = ("firing", "undelivered")  # the condition held long enough
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +75,8 @@ class RuleResult:
     notified: Literal["firing", "resolved"] | None = None
     deliveries: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # Why there is no value although the window has some data ("not enough data: …").
+    note: str = ""
 
 
 @dataclass
@@ -70,7 +88,10 @@ class Checker:
     log: PredictionLog
     features: FeatureStore | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # The fewest rows and labels a window needs (the workspace's: SampleSize.of(ws.config)).
+    sample: SampleSize = field(default_factory=SampleSize)
     _values: dict[tuple[Any, ...], dict[str, float | None]] = field(default_factory=dict)
+    _notes: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
     def run(self, alerting: Alerting, names: list[str] | None = None) -> list[RuleResult]:
         rules = [alerting.rule(n) for n in names] if names else list(alerting.rules)
@@ -79,6 +100,7 @@ class Checker:
             result = RuleResult(rule)
             try:
                 result.value = self.value(rule)
+                result.note = self._notes.get(self._key(rule), "")
             except ModelyardError as exc:
                 # One broken rule (a deleted alias, say) must not silence the others.
                 result.error = exc.message
@@ -94,48 +116,65 @@ class Checker:
         if rule.metric == "slo.feature_freshness_s":
             return self._freshness(rule)
         family = rule.family
-        key = (family, rule.model, rule.window, json.dumps(rule.thresholds, sort_keys=True))
+        key = self._key(rule)
         if key not in self._values:
             compute = {"drift": self._drift, "quality": self._quality, "slo": self._slo}[family]
-            self._values[key] = compute(rule)
+            self._values[key], self._notes[key] = compute(rule)
         values = self._values[key]
-        if rule.metric not in values and family == "drift" and "drift.share" in values:
+        if (
+            rule.metric not in values
+            and family == "drift"
+            and "drift.share" in values
+            and not self._notes[key]
+        ):
             column = rule.metric.split(".", 2)[2]
             raise InvalidInputError(
                 f"alert rule {rule.name!r}: {rule.model} has no input column {column!r}"
             )
         return values.get(rule.metric)
 
-    def _drift(self, rule: AlertRule) -> dict[str, float | None]:
+    @staticmethod
+    def _key(rule: AlertRule) -> tuple[Any, ...]:
+        """Rules that share this compute their values once per check."""
+        return (rule.family, rule.model, rule.window, json.dumps(rule.thresholds, sort_keys=True))
+
+    def _drift(self, rule: AlertRule) -> tuple[dict[str, float | None], str]:
         assert rule.model is not None
         version, reference, current = window_inputs(
             self.registry, rule.model, self.log, rule.span, self.now
         )
         if current.empty:
-            return {}  # no traffic in the window: no data
-        report = drift(reference, current, thresholds=rule.thresholds or None)
+            return {}, ""  # no traffic in the window: no data
+        report = drift(
+            reference, current, thresholds=rule.thresholds or None, min_rows=self.sample.min_rows
+        )
         values = drift_values(report)
         self._record(version.name, values, rule, version=version.version)
-        return dict(values)
+        return dict(values), report.note
 
-    def _quality(self, rule: AlertRule) -> dict[str, float | None]:
+    def _quality(self, rule: AlertRule) -> tuple[dict[str, float | None], str]:
         assert rule.model is not None
         name, version = resolve_model(self.registry, rule.model)
         frame = joined(self.log, name, since=self.now - rule.span, version=version)
         if frame.empty:
-            return {}
-        for row in quality(frame):
-            found = _prefixed({k: v for k, v in row.items() if k not in ("version", "variant")})
+            return {}, ""
+        for row in quality(frame, min_labels=self.sample.min_labels):
+            if row["status"] != "ok":
+                continue
+            found = _prefixed({k: v for k, v in row.items() if k in QUALITY_METRICS})
             self._record(name, found, rule, version=row["version"], variant=row["variant"])
-        return _prefixed(scores(frame))
+        short = self.sample.short_of_labels(len(frame))
+        if short:
+            return {"quality.rows": float(len(frame))}, short
+        return _prefixed(scores(frame)), ""
 
-    def _slo(self, rule: AlertRule) -> dict[str, float | None]:
+    def _slo(self, rule: AlertRule) -> tuple[dict[str, float | None], str]:
         assert rule.model is not None
         name, version = resolve_model(self.registry, rule.model)
         values = slo_values(self.log, name, self.now - rule.span, self.now, version=version)
         scored = {f"slo.{k}": v for k, v in values.items()}
         self._record(name, scored, rule, version=version)
-        return scored
+        return scored, ""
 
     def _freshness(self, rule: AlertRule) -> float | None:
         if self.features is None:
@@ -177,7 +216,10 @@ class Checker:
     # -- states ----------------------------------------------------------------------------
     def _advance(self, result: RuleResult, alerting: Alerting) -> None:
         rule = result.rule
-        holds = rule.on_no_data == "firing" if result.value is None else rule.holds(result.value)
+        if result.value is not None:
+            holds = rule.holds(result.value)
+        else:  # too few rows or labels never fire; an empty window fires if asked to
+            holds = rule.on_no_data == "firing" and not result.note
         now_us = _time.to_us(self.now, "now")
         while True:  # a lost compare-and-set means another check moved it: look again
             state, since = self._state(rule.name, now_us)
@@ -186,9 +228,32 @@ class Checker:
                 break
         result.state = target
         if target == "firing" and state != "firing":
-            self._notify(result, alerting, "firing", since_new)
-        elif target == "ok" and state == "firing":
-            self._notify(result, alerting, "resolved", since)
+            self._fire(result, alerting, state, since_new, now_us)
+        elif target == "ok" and state in FIRING:
+            self._notify(result, alerting, "resolved", since, rule.sinks)
+
+    def _fire(
+        self, result: RuleResult, alerting: Alerting, was: State, since: int, now_us: int
+    ) -> None:
+        """Send the firing notice (again, to the sinks that missed it, after
+        ``undelivered``); if a sink did not take it, the rule is ``undelivered``."""
+        rule = result.rule
+        sinks = self._unsent(rule) if was == "undelivered" else rule.sinks
+        if sinks:
+            self._notify(result, alerting, "firing", since, sinks)
+        failed = {k: v for k, v in result.deliveries.items() if v != "sent"}
+        for sink, why in failed.items():
+            logger.warning(
+                "alert %s: sink %s did not take the firing notice (%s); the next check "
+                "sends it again",
+                rule.name,
+                sink,
+                why,
+            )
+        if failed and self._move(
+            rule.name, ("firing", since), ("undelivered", since), result.value, now_us
+        ):
+            result.state = "undelivered"
 
     @staticmethod
     def _next(
@@ -196,6 +261,8 @@ class Checker:
     ) -> tuple[State, int]:
         if not holds:
             return "ok", now_us
+        if state == "undelivered":
+            return "firing", since  # still holding: send what did not get through
         if state == "ok":
             return ("firing" if rule.hold == timedelta(0) else "pending"), now_us
         if state == "pending" and now_us - since >= rule.hold.total_seconds() * 1e6:
@@ -244,6 +311,7 @@ class Checker:
         alerting: Alerting,
         state: Literal["firing", "resolved"],
         since_us: int,
+        sinks: tuple[str, ...],
     ) -> None:
         rule = result.rule
         alert = Alert(
@@ -259,8 +327,25 @@ class Checker:
             at=self.now,
             description=rule.description,
         )
-        result.deliveries = deliver(self.store, alerting, alert, rule.sinks)
+        result.deliveries = deliver(self.store, alerting, alert, sinks)
         result.notified = state
+
+    def _unsent(self, rule: AlertRule) -> tuple[str, ...]:
+        """The rule's sinks that its last firing notice did not reach."""
+        table = t.alert_events
+        query = (
+            select(table.c.deliveries)
+            .where(table.c.rule == rule.name, table.c.state == "firing")
+            .order_by(table.c.id.desc())
+            .limit(1)
+        )
+        with self.store.read() as conn:
+            last = conn.execute(query).scalar()
+        if last is None:
+            return rule.sinks
+        # A resend names only the sinks it retried: those that took the notice before
+        # are absent from it, and stay served.
+        return tuple(s for s in rule.sinks if s in last and last[s] != "sent")
 
 
 def _prefixed(quality: dict[str, Any]) -> dict[str, float | None]:

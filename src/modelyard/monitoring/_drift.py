@@ -24,13 +24,25 @@ p-value near zero. So a test flags a column only when its p-value is below
 ``p_value`` *and* its effect size is meaningful (KS ``D >= ks``, Cramér's
 ``V >= cramers_v``); PSI and JS flag on their own thresholds. Small windows are
 protected by the p-value, large ones by the effect size.
+
+Two checks look past the distribution of the values that are there:
+
+- ``null_rate_change``: the null rate moved by at least this much (absolute, either way) from
+  the reference's; a column whose nulls jump from 0% to 50% is broken upstream even
+  when the values that remain look the same;
+- ``unseen_share`` (categorical): at least this share of the current non-null values are
+  categories the reference never saw. Not measured when the reference folded its rare
+  categories into ``__other__``, since an unknown value may be one of those.
+
+Below ``min_rows`` current rows (``monitoring.min_rows``) nothing is judged: the report's
+``status`` is ``"not_enough_data"`` and it lists no column (see ``_sample.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -45,12 +57,21 @@ from modelyard.contracts import (
     profile,
 )
 from modelyard.errors import InvalidInputError
+from modelyard.monitoring._sample import DEFAULT_MIN_ROWS, NOT_ENOUGH_DATA, SampleSize
 
 EPSILON = 1e-4
+# The bucket a reference profile folds its rare categories into (contracts' OTHER).
+FOLDED = "__other__"
 
 DEFAULT_THRESHOLDS: dict[ProfileKind, dict[str, float]] = {
-    "numeric": {"psi": 0.2, "ks": 0.05, "p_value": 0.01},
-    "categorical": {"js": 0.1, "cramers_v": 0.1, "p_value": 0.01},
+    "numeric": {"psi": 0.2, "ks": 0.05, "p_value": 0.01, "null_rate_change": 0.1},
+    "categorical": {
+        "js": 0.1,
+        "cramers_v": 0.1,
+        "p_value": 0.01,
+        "null_rate_change": 0.1,
+        "unseen_share": 0.1,
+    },
 }
 
 
@@ -81,6 +102,10 @@ class DriftReport(BaseModel):
     rows_reference: int
     rows_current: int
     columns: dict[str, ColumnDrift]
+    # "not_enough_data": fewer current rows than ``min_rows``, so no column was judged.
+    status: Literal["ok", "not_enough_data"] = "ok"
+    min_rows: int = DEFAULT_MIN_ROWS
+    note: str = ""
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -95,12 +120,14 @@ def drift(
     current: Profile | Any,
     *,
     thresholds: Mapping[str, Mapping[str, float]] | None = None,
+    min_rows: int = DEFAULT_MIN_ROWS,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` (profiles, DataFrames or pyarrow Tables).
 
     Args:
         thresholds: per-column overrides of the defaults in ``DEFAULT_THRESHOLDS``,
-            e.g. ``{"age": {"psi": 0.1}}``.
+            e.g. ``{"age": {"psi": 0.1, "null_rate_change": 0.05}}``.
+        min_rows: fewer current rows than this are "not enough data": nothing is judged.
     """
     ref = reference if isinstance(reference, Profile) else profile(reference)
     if isinstance(current, Profile):
@@ -111,6 +138,16 @@ def drift(
     if cur.rows == 0:
         raise InvalidInputError("no rows in the current window; wait for traffic or widen it")
     limits = _thresholds(ref, thresholds or {})
+    short = SampleSize(min_rows=min_rows).short_of_rows(cur.rows)
+    if short:
+        return DriftReport(
+            rows_reference=ref.rows,
+            rows_current=cur.rows,
+            columns={},
+            status=NOT_ENOUGH_DATA,
+            min_rows=min_rows,
+            note=short,
+        )
     columns: dict[str, ColumnDrift] = {}
     for name, rcol in ref.columns.items():
         ccol = cur.columns[name]
@@ -120,7 +157,9 @@ def drift(
         else:
             assert isinstance(ccol, CategoricalProfile)
             columns[name] = _categorical(name, rcol, ccol, limits[name])
-    return DriftReport(rows_reference=ref.rows, rows_current=cur.rows, columns=columns)
+    return DriftReport(
+        rows_reference=ref.rows, rows_current=cur.rows, columns=columns, min_rows=min_rows
+    )
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
@@ -178,6 +217,17 @@ def _proportions(counts: np.ndarray) -> np.ndarray:
     return counts / total if total else np.zeros(len(counts))
 
 
+def _null_rate(rcol: Any, ccol: Any, limits: dict[str, float]) -> tuple[float, str]:
+    """(absolute change of the null rate, the reason it flags or "")."""
+    change = abs(ccol.null_rate - rcol.null_rate)
+    if change < limits["null_rate_change"]:
+        return change, ""
+    return change, (
+        f"null rate {rcol.null_rate:.1%} -> {ccol.null_rate:.1%}"
+        f" (change {change:.3g} >= {limits['null_rate_change']:g})"
+    )
+
+
 def _empty_verdict(
     name: str,
     kind: ProfileKind,
@@ -190,13 +240,17 @@ def _empty_verdict(
     r_present, c_present = rcol.rows - rcol.nulls, ccol.rows - ccol.nulls
     if r_present and c_present:
         return None
-    reason = "every value is null in the current window" if r_present else ""
+    change, null_reason = _null_rate(rcol, ccol, limits)
+    if r_present:
+        reason = "every value is null in the current window"
+    else:
+        reason = null_reason or "no non-null values in the reference: nothing to compare"
     return ColumnDrift(
         column=name,
         kind=kind,
-        drifted=bool(r_present),
-        reason=reason or "no non-null values in the reference: nothing to compare",
-        metrics={},
+        drifted=bool(r_present or null_reason),
+        reason=reason,
+        metrics={"null_rate_change": change},
         thresholds=limits,
         bins=labels,
         reference=tuple(_proportions(np.asarray(rcol.counts, dtype=float)).tolist()),
@@ -226,12 +280,15 @@ def _numeric(
         reasons.append(f"psi {value:.3g} >= {limits['psi']:g}")
     if p < limits["p_value"] and d >= limits["ks"]:
         reasons.append(f"ks {d:.3g} >= {limits['ks']:g} with p {p:.3g} < {limits['p_value']:g}")
+    change, null_reason = _null_rate(rcol, ccol, limits)
+    if null_reason:
+        reasons.append(null_reason)
     return ColumnDrift(
         column=name,
         kind="numeric",
         drifted=bool(reasons),
         reason="; ".join(reasons),
-        metrics={"psi": value, "ks": d, "ks_p_value": p},
+        metrics={"psi": value, "ks": d, "ks_p_value": p, "null_rate_change": change},
         thresholds=limits,
         bins=labels,
         reference=tuple(pr.tolist()),
@@ -268,6 +325,13 @@ def _categorical(
         reasons.append(
             f"cramers_v {v:.3g} >= {limits['cramers_v']:g} with p {p:.3g} < {limits['p_value']:g}"
         )
+    change, null_reason = _null_rate(rcol, ccol, limits)
+    if null_reason:
+        reasons.append(null_reason)
+    # Values the reference folded into __other__ may be any rare category: not measurable.
+    unseen = None if FOLDED in rcol.categories else float(c[len(rcol.counts) :].sum() / c.sum())
+    if unseen is not None and unseen >= limits["unseen_share"]:
+        reasons.append(f"unseen categories {unseen:.1%} >= {limits['unseen_share']:.1%}")
     if reasons and ccol.new_categories:
         reasons.append(f"new categories: {', '.join(ccol.new_categories[:5])}")
     return ColumnDrift(
@@ -275,7 +339,15 @@ def _categorical(
         kind="categorical",
         drifted=bool(reasons),
         reason="; ".join(reasons),
-        metrics={"psi": psi(pr, pc), "js": js, "chi2": chi2, "chi2_p_value": p, "cramers_v": v},
+        metrics={
+            "psi": psi(pr, pc),
+            "js": js,
+            "chi2": chi2,
+            "chi2_p_value": p,
+            "cramers_v": v,
+            "null_rate_change": change,
+            "unseen_share": unseen,
+        },
         thresholds=limits,
         bins=labels,
         reference=tuple(pr.tolist()),

@@ -4,6 +4,9 @@ Labels come from ``POST /v1/feedback`` (kept in the prediction log's label strea
 the same crash-safe writer and shipping as predictions) or from a file. Classifiers get
 accuracy, F1, ROC AUC, PR AUC and expected calibration error; regressors MAE and RMSE;
 per version and variant. scikit-learn computes the metrics.
+
+A group with fewer labelled predictions than ``min_labels`` (``monitoring.min_labels``)
+gets no metrics: its ``status`` is ``"not_enough_data"`` and ``note`` says why.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelyard.errors import InvalidInputError
+from modelyard.monitoring._sample import DEFAULT_MIN_LABELS, NOT_ENOUGH_DATA, SampleSize
 
 if TYPE_CHECKING:
     from modelyard.backends.predictions import PredictionLog
@@ -60,8 +64,9 @@ def joined(
     return merged
 
 
-def quality(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Metrics per (version, variant) of labelled predictions."""
+def quality(frame: pd.DataFrame, *, min_labels: int = DEFAULT_MIN_LABELS) -> list[dict[str, Any]]:
+    """Metrics per (version, variant) of labelled predictions, each with a ``status``:
+    ``"ok"``, or ``"not_enough_data"`` (fewer than ``min_labels``: rows and a note only)."""
     if frame.empty:
         raise InvalidInputError(
             "no labelled predictions in this window; send labels to POST /v1/feedback "
@@ -70,7 +75,12 @@ def quality(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     for key, group in frame.groupby(["version", "variant"], sort=True):
         version, variant = key
-        out.append({"version": int(str(version)), "variant": str(variant), **scores(group)})
+        head = {"version": int(str(version)), "variant": str(variant)}
+        short = SampleSize(min_labels=min_labels).short_of_labels(len(group))
+        if short:
+            out.append({**head, "status": NOT_ENOUGH_DATA, "note": short, "rows": len(group)})
+        else:
+            out.append({**head, "status": "ok", **scores(group)})
     return out
 
 

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from modelyard._files import atomic_write_text
 from modelyard.backends.predictions import BATCH_VARIANT
 from modelyard.errors import InvalidInputError
+from modelyard.monitoring._sample import SampleSize
 from modelyard.monitoring._svg import bars, lines
 from modelyard.monitoring._window import window_drift
 
@@ -37,11 +38,14 @@ def build_report(
     window: timedelta,
     *,
     now: datetime | None = None,
+    sample: SampleSize | None = None,
 ) -> dict[str, Any]:
-    """Drift, quality per day, and latency and volume per hour of ``ref``'s traffic."""
+    """Drift, quality per day, and latency and volume per hour of ``ref``'s traffic;
+    drift and each day's quality say "not enough data" below ``sample``'s minimums."""
     until = now or datetime.now(UTC)
     since = until - window
-    version, report = window_drift(registry, ref, log, window, now=until)
+    sample = sample or SampleSize()
+    version, report = window_drift(registry, ref, log, window, now=until, min_rows=sample.min_rows)
     table = log.read(version.name, since=since)
     keep = pc.and_(
         pc.equal(table["version"], version.version),
@@ -55,7 +59,7 @@ def build_report(
         "since": since.isoformat(),
         "until": until.isoformat(),
         "drift": report.to_json_dict(),
-        "quality": _quality(log, version.name, version.version, since, until),
+        "quality": _quality(log, version.name, version.version, since, until, sample),
         **_hourly(traffic),
     }
 
@@ -85,7 +89,12 @@ def _hourly(traffic: pd.DataFrame) -> dict[str, Any]:
 
 
 def _quality(
-    log: PredictionLog, model: str, version: int, since: datetime, until: datetime
+    log: PredictionLog,
+    model: str,
+    version: int,
+    since: datetime,
+    until: datetime,
+    sample: SampleSize,
 ) -> dict[str, Any]:
     from modelyard.monitoring._quality import joined, quality
 
@@ -105,7 +114,7 @@ def _quality(
     days = []
     for day, group in frame.groupby(frame["ts"].dt.floor("D"), sort=True):
         try:
-            rows = quality(group)
+            rows = quality(group, min_labels=sample.min_labels)
         except InvalidInputError:  # pragma: no cover - groupby yields no empty group
             continue
         days += [{"day": pd.Timestamp(day).date().isoformat(), **r} for r in rows]
@@ -156,9 +165,22 @@ def _num(value: float | None) -> str:
 
 
 def _drift_html(drift: dict[str, Any]) -> str:
+    if drift.get("status", "ok") != "ok":
+        return f'<h2>Drift</h2><p class="note">{escape(drift["note"])}</p>'
     drifted = drift["drifted_columns"]
     head = "".join(
-        f"<th>{h}</th>" for h in ("column", "kind", "PSI", "KS / JS", "p-value", "drifted", "why")
+        f"<th>{h}</th>"
+        for h in (
+            "column",
+            "kind",
+            "PSI",
+            "KS / JS",
+            "p-value",
+            "nulls Δ",
+            "unseen",
+            "drifted",
+            "why",
+        )
     )
     rows, charts = [], []
     for name, col in drift["columns"].items():
@@ -170,7 +192,8 @@ def _drift_html(drift: dict[str, Any]) -> str:
         rows.append(
             f'<tr class="{"drifted" if col["drifted"] else "ok"}"><td>{escape(name)}</td>'
             f"<td>{escape(col['kind'])}</td><td>{_num(m.get('psi'))}</td><td>{_num(second)}</td>"
-            f"<td>{_num(p_value)}</td><td>{flag}</td><td>{escape(col['reason'])}</td></tr>"
+            f"<td>{_num(p_value)}</td><td>{_num(m.get('null_rate_change'))}</td>"
+            f"<td>{_num(m.get('unseen_share'))}</td><td>{flag}</td><td>{escape(col['reason'])}</td></tr>"
         )
         bins = list(col["bins"])[:MAX_BINS]
         chart = bars(
@@ -196,12 +219,12 @@ def _quality_html(quality: dict[str, Any]) -> str:
     if not quality["labelled"]:
         return f'<h2>Quality</h2><p class="note">{escape(quality["note"])}</p>'
     days = quality["days"]
-    names = sorted({k for d in days for k in d} - {"day", "version", "variant"})
-    head = "".join(f"<th>{escape(h)}</th>" for h in ("day", "version", "variant", *names))
+    names = sorted({k for d in days for k in d} - {"day", "version", "variant", "status", "note"})
+    head = "".join(f"<th>{escape(h)}</th>" for h in ("day", "version", "variant", *names, "note"))
     body = "".join(
         f"<tr><td>{escape(d['day'])}</td><td>{d['version']}</td><td>{escape(d['variant'])}</td>"
         + "".join(f"<td>{_num(d.get(n))}</td>" for n in names)
-        + "</tr>"
+        + f'<td class="note">{escape(d.get("note", ""))}</td></tr>'
         for d in days
     )
     charts = []

@@ -49,7 +49,18 @@ QUALITY_METRICS = (
     "rows",
 )
 DRIFT_SUMMARY = ("share", "drifted", "rows")
-DRIFT_STATS = ("psi", "ks", "ks_p_value", "js", "chi2", "chi2_p_value", "cramers_v", "detected")
+DRIFT_STATS = (
+    "psi",
+    "ks",
+    "ks_p_value",
+    "js",
+    "chi2",
+    "chi2_p_value",
+    "cramers_v",
+    "null_rate_change",
+    "unseen_share",
+    "detected",
+)
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,

@@ -27,10 +27,20 @@ if TYPE_CHECKING:
     from modelyard.monitoring._drift import DriftReport
 
 
-def drift_values(report: DriftReport) -> dict[str, float]:
-    """``drift.share``, ``drift.drifted`` and ``drift.<stat>.<column>`` of one report."""
+def drift_values(report: DriftReport) -> dict[str, float | None]:
+    """``drift.share``, ``drift.drifted`` and ``drift.<stat>.<column>`` of one report.
+
+    A report with too few rows to judge gives ``drift.rows`` and no data (None) for the
+    share and count, so that history and gauges show "no data", not "nothing drifted".
+    """
+    if report.status != "ok":
+        return {
+            "drift.share": None,
+            "drift.drifted": None,
+            "drift.rows": float(report.rows_current),
+        }
     drifted = report.drifted_columns
-    values: dict[str, float] = {
+    values: dict[str, float | None] = {
         "drift.share": len(drifted) / len(report.columns) if report.columns else 0.0,
         "drift.drifted": float(len(drifted)),
         "drift.rows": float(report.rows_current),

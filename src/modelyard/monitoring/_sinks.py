@@ -6,6 +6,12 @@ registered with ``register_sink``; the built-in ones register exactly that way. 
 picks the model that validates the rest. The webhook posts with the standard
 library's ``urllib``: one JSON POST with a timeout and a few retries needs no HTTP
 client dependency.
+
+A webhook tries ``retries + 1`` times (3 by default), waiting ``backoff_s``, then twice
+that, between tries, all within ``deadline_s`` (10 s): a 5xx, a 429, a timeout or a
+refused connection may pass on the next try; another 4xx (a wrong URL or payload) will
+not, so it fails at once. What still fails is raised, and the alert check keeps the
+notice as undelivered and sends it again on its next run.
 """
 
 from __future__ import annotations
@@ -162,6 +168,8 @@ class WebhookSink(Sink):
     headers: dict[str, str] = {}
     timeout_s: float = Field(default=5.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0, le=60)
+    deadline_s: float = Field(default=10.0, gt=0, le=300)
 
     @property
     def where(self) -> str:
@@ -205,18 +213,28 @@ class WebhookSink(Sink):
     def send(self, alert: Alert) -> None:
         body = json.dumps(self.payload(alert)).encode()
         headers = {"Content-Type": "application/json", **self.headers}
-        for attempt in range(self.retries + 1):
+        deadline = time.monotonic() + self.deadline_s
+        tries = self.retries + 1
+        for attempt in range(1, tries + 1):
+            left = deadline - time.monotonic()
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                timeout = max(min(self.timeout_s, left), 0.05)
+                with urllib.request.urlopen(request, timeout=timeout) as response:
                     response.read()
                 return
             except urllib.error.HTTPError as exc:
-                # A 4xx will not change on retry (a wrong URL or payload); a 5xx may.
-                if exc.code < 500 or attempt == self.retries:
-                    raise RuntimeError(f"{self.where} answered {exc.code}") from None
+                failure = f"{self.where} answered {exc.code}"
+                # A 4xx will not change on retry (a wrong URL or payload); a 5xx or 429 may.
+                if exc.code < 500 and exc.code != 429:
+                    raise RuntimeError(failure) from None
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                if attempt == self.retries:
-                    reason = getattr(exc, "reason", exc)
-                    raise RuntimeError(f"cannot reach {self.where}: {reason}") from None
-            time.sleep(0.2 * 2**attempt)
+                failure = f"cannot reach {self.where}: {getattr(exc, 'reason', exc)}"
+            pause = self.backoff_s * 2 ** (attempt - 1)
+            if attempt == tries or time.monotonic() + pause >= deadline:
+                raise RuntimeError(f"{failure} ({_tries(attempt)} in {self.deadline_s:g} s)")
+            time.sleep(pause)
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"

@@ -13,6 +13,7 @@ from modelyard import _time
 from modelyard.contracts import Profile
 from modelyard.errors import InvalidInputError, NotFoundError
 from modelyard.monitoring._drift import DriftReport, drift
+from modelyard.monitoring._sample import DEFAULT_MIN_ROWS
 
 if TYPE_CHECKING:
     from modelyard.backends.predictions import PredictionLog
@@ -81,8 +82,10 @@ def window_drift(
     *,
     now: datetime | None = None,
     thresholds: dict[str, dict[str, float]] | None = None,
+    min_rows: int = DEFAULT_MIN_ROWS,
 ) -> tuple[Any, DriftReport]:
-    """(the model version, drift of its logged inputs over the last ``window``)."""
+    """(the model version, drift of its logged inputs over the last ``window``); below
+    ``min_rows`` logged rows the report says "not enough data" and judges nothing."""
     version, reference, current = window_inputs(
         registry, ref, log, window, now or datetime.now(UTC)
     )
@@ -91,4 +94,4 @@ def window_drift(
             f"no predictions of {version.ref} in the last {window}; serve some traffic, "
             "widen --window, or compare a file with --current"
         )
-    return version, drift(reference, current, thresholds=thresholds)
+    return version, drift(reference, current, thresholds=thresholds, min_rows=min_rows)

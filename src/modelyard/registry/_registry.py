@@ -8,6 +8,7 @@ locks the model's row, so concurrent registrations get 1, 2, 3 … and never col
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import json
 import logging
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "modelyard-model.json"
 PROFILE_FILE = "reference-profile.json"
+# The first rows of input_example, as JSON records: the server's docs show them.
+EXAMPLE_FILE = "input-example.json"
+EXAMPLE_ROWS = 3
 
 
 class Registry:
@@ -155,6 +159,8 @@ class Registry:
                     )
                 reference = profile(frame[signature.inputs.names], signature.inputs)
                 (folder / PROFILE_FILE).write_text(json.dumps(reference.to_json_dict()))
+            if input_example is not None:
+                _write_example(folder / EXAMPLE_FILE, input_example, signature.inputs.names)
             (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             digest, size = put_tree(self._artifacts, folder)
         # Registering inside the run's block must see the metrics logged so far.
@@ -487,6 +493,18 @@ class Registry:
             return None
         return Profile.from_json(self._artifacts.get(entry["digest"]))
 
+    def input_example(
+        self, ref: str | ModelRef | ModelVersion
+    ) -> builtins.list[dict[str, Any]] | None:
+        """The first rows of the ``input_example`` a version was logged with (JSON records)."""
+        version = ref if isinstance(ref, ModelVersion) else self.get(ref)
+        manifest = json.loads(self._artifacts.get(version.artifact))
+        entry = manifest.get("files", {}).get(EXAMPLE_FILE)
+        if entry is None:
+            return None
+        records: builtins.list[dict[str, Any]] = json.loads(self._artifacts.get(entry["digest"]))
+        return records
+
     # -- errors --------------------------------------------------------------------------
     def _missing_model(self, name: str, conn: Any) -> NoReturn:
         names = [r[0] for r in conn.execute(select(t.registered_models.c.name))]
@@ -527,3 +545,14 @@ def _version(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
         aliases=aliases,
         features=FeatureBinding.from_json(row.features),
     )
+
+
+def _write_example(path: Path, input_example: Any, names: list[str]) -> None:
+    """Keep the example's first rows (the signature's columns) as JSON records."""
+    try:
+        frame = as_frame(input_example, names=names).head(EXAMPLE_ROWS)
+    except (InvalidInputError, ValueError):
+        return  # an example only the flavor reads (an image tensor, say): no record to show
+    if not set(names) <= set(frame.columns):
+        return
+    path.write_text(frame[names].to_json(orient="records", date_format="iso", date_unit="s"))

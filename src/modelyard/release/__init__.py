@@ -17,19 +17,23 @@ if TYPE_CHECKING:
         canary_settings,
         parse_canary_config,
     )
+    from modelyard.release._canary_gates import CanaryGates
     from modelyard.release._canary_judge import Breach, CanaryProgress, CanaryResult, StepResult
     from modelyard.release._check import GateReport, check_release
     from modelyard.release._engine import Engine, detect_engine
     from modelyard.release._gates import Gate, GateResult, parse_gate, parse_release_config
     from modelyard.release._promote import Promotion, promote, rollback
     from modelyard.release._records import ReleaseRecord, current_actor, record, release_history
+    from modelyard.release._steps import CheckProgress
 
 __all__ = [
     "Breach",
     "BuildContext",
+    "CanaryGates",
     "CanaryProgress",
     "CanaryResult",
     "CanarySettings",
+    "CheckProgress",
     "DEFAULT_BASE_IMAGE",
     "Engine",
     "Gate",
@@ -69,12 +73,14 @@ _EXPORTS = {
         "canary_settings",
         "parse_canary_config",
     ],
+    "modelyard.release._canary_gates": ["CanaryGates"],
     "modelyard.release._canary_judge": ["Breach", "CanaryProgress", "CanaryResult", "StepResult"],
     "modelyard.release._check": ["GateReport", "check_release"],
     "modelyard.release._engine": ["Engine", "detect_engine"],
     "modelyard.release._gates": ["Gate", "GateResult", "parse_gate", "parse_release_config"],
     "modelyard.release._promote": ["Promotion", "promote", "rollback"],
     "modelyard.release._records": ["ReleaseRecord", "current_actor", "record", "release_history"],
+    "modelyard.release._steps": ["CheckProgress"],
 }
 
 if not TYPE_CHECKING:  # loaded on first use; type checkers see the imports above

@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConflictError, NotFoundError
-from modelyard.monitoring import deliver
+from modelyard.monitoring import SampleSize, deliver
 from modelyard.registry import (
     STALE_AFTER_S,
     AliasMove,
@@ -49,6 +49,7 @@ from modelyard.registry import (
     set_traffic,
 )
 from modelyard.release._canary_config import CanarySettings, canary_settings, preflight
+from modelyard.release._canary_gates import CanaryGates, enforce, judge_gates
 from modelyard.release._canary_judge import (
     CanaryProgress,
     CanaryResult,
@@ -58,6 +59,7 @@ from modelyard.release._canary_judge import (
     judge_step,
 )
 from modelyard.release._records import actor_of, record, release_history, write_record
+from modelyard.release._steps import CheckProgress
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -98,13 +100,18 @@ def run_canary(
     sinks: Sequence[str] | None = None,
     actor: str | None = None,
     progress: CanaryProgress | None = None,
+    gates: CanaryGates | None = None,
+    check_progress: CheckProgress | None = None,
     clock: Callable[[], datetime] = _utcnow,
     sleep: Callable[[float], None] = time.sleep,
 ) -> CanaryResult:
     """Roll ``name@candidate`` out step by step, then point ``name@to`` at it.
 
     Options left as None come from ``[release.canary]`` in modelyard.toml, else the
-    defaults of ``CanarySettings``. Bad input raises before anything moves. A breach
+    defaults of ``CanarySettings``. Bad input raises before anything moves. Before the
+    first step the release gates run as ``promote`` runs them (``gates`` adds gates and
+    names the holdout; ``check_progress`` is told of each step of that check): a failed
+    gate raises ``ReleaseBlockedError`` with nothing moved, unless ``gates.force``. A breach
     returns a result with ``promoted=False`` (traffic is back on the champion and the
     alert is sent); a change from outside returns one with ``aborted=True``; Ctrl-C
     and errors re-raise after putting traffic back.
@@ -120,8 +127,10 @@ def run_canary(
         "sinks": None if sinks is None else tuple(sinks),
     }
     settings = canary_settings(ws.config.tables.get("release", {}), given)
+    judging = gates or CanaryGates()
+    judging.check()
     rollout = _Rollout(ws, name, candidate, to, settings, actor_of(ws, actor), clock, sleep)
-    return rollout.run(progress or QuietProgress())
+    return rollout.run(progress or QuietProgress(), judging, check_progress)
 
 
 def stop_canary(ws: Workspace, name: str, *, actor: str | None = None) -> str | None:
@@ -171,9 +180,27 @@ class _Rollout:
         self.done: list[StepResult] = []
 
     # -- the rollout ---------------------------------------------------------------------
-    def run(self, progress: CanaryProgress) -> CanaryResult:
+    def run(
+        self, progress: CanaryProgress, gates: CanaryGates, checking: CheckProgress | None
+    ) -> CanaryResult:
         cand, champ = preflight(self.ws, self.name, self.candidate, self.to, self.settings)
         self.versions = (cand.version, champ.version)
+        report = judge_gates(
+            self.ws,
+            self.name,
+            cand,
+            champ,
+            candidate_alias=self.candidate,
+            champion_alias=self.to,
+            options=gates,
+            progress=checking,
+        )
+        if report is not None:
+            enforce(report, gates, cand.ref, self._record)  # raises when blocked
+            try:  # the check took a while: the split must route to the version it judged
+                self._versions_stand()
+            except _Stopped as exc:
+                raise ConflictError(str(exc)) from None
         steps = self.settings.steps
         try:
             for index, percent in enumerate(steps, start=1):
@@ -198,6 +225,7 @@ class _Rollout:
                     percent=percent,
                     since=since,
                     until=until,
+                    sample=SampleSize.of(self.ws.config),
                 )
                 self.done.append(result)
                 progress.judged(result)

@@ -7,6 +7,10 @@ candidate's requests apart, failed ones included: the server charges a failure t
 the variant that was routed to). Latency p99 and error rate are
 ``monitoring.slo_values``; drift is ``monitoring.window_drift`` against the
 candidate's own reference profile, as the share of its input columns that drifted.
+Drift follows the monitor's sample-size rule (``monitoring.SampleSize``): a step with
+fewer rows than the minimum is "not enough data" and drift is not judged there. The
+minimum is ``[release.canary] min_drift_rows`` when set, else the workspace's
+``monitoring.min_rows`` (both 200 by default).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.errors import InvalidInputError, NotFoundError
-from modelyard.monitoring import Alert, slo_values, window_drift
+from modelyard.monitoring import Alert, SampleSize, slo_values, window_drift
 from modelyard.registry import ModelVersion, Registry
 from modelyard.release._canary_config import CanarySettings
 
@@ -137,8 +141,10 @@ def judge_step(
     percent: float,
     since: datetime,
     until: datetime,
+    sample: SampleSize | None = None,
 ) -> StepResult:
-    """The candidate's SLOs and drift in ``[since, until)``, against ``settings``."""
+    """The candidate's SLOs and drift in ``[since, until)``, against ``settings``;
+    ``sample`` is the workspace's sample-size rule (``SampleSize.of(ws.config)``)."""
     s = settings
     slo = slo_values(log, candidate.name, since, until, version=candidate.version)
     values: dict[str, float | None] = {
@@ -159,13 +165,23 @@ def judge_step(
         return StepResult(step, percent, since, until, values, tuple(breaches))
     notes: list[str] = []
     if s.max_drift_share is not None:
-        share, note = drift_share(registry, log, candidate, since, until, s.min_drift_rows)
+        min_rows, named = min_drift_rows(settings, sample or SampleSize())
+        share, note = drift_share(registry, log, candidate, since, until, min_rows, named)
         values["drift_share"] = share
         if note:
             notes.append(note)
         if share is not None and share > s.max_drift_share:
             breaches.append(Breach("drift_share", share, f"<= {s.max_drift_share:g}"))
     return StepResult(step, percent, since, until, values, tuple(breaches), tuple(notes))
+
+
+def min_drift_rows(settings: CanarySettings, sample: SampleSize) -> tuple[int, str]:
+    """(the fewest rows a step needs for drift, the setting that says so):
+    ``[release.canary] min_drift_rows`` where the rollout or the file set it, else the
+    workspace's ``monitoring.min_rows``, so that the canary and the monitor agree."""
+    if "min_drift_rows" in settings.model_fields_set:
+        return settings.min_drift_rows, "min_drift_rows"
+    return sample.min_rows, "monitoring.min_rows"
 
 
 def drift_share(
@@ -175,17 +191,20 @@ def drift_share(
     since: datetime,
     until: datetime,
     min_rows: int,
+    named: str = "min_drift_rows",
 ) -> tuple[float | None, str]:
     """(share of the candidate's input columns that drifted, why it was not judged)."""
     try:
-        _, report = window_drift(registry, candidate.ref, log, until - since, now=until)
+        _, report = window_drift(
+            registry, candidate.ref, log, until - since, now=until, min_rows=min_rows
+        )
     except NotFoundError:
         return None, f"drift not judged: {candidate.ref} has no reference profile"
     except InvalidInputError as exc:  # no logged inputs; or the log lacks an input the
         # candidate takes and callers do not send (nullable: see registry.signature_problems)
         return None, f"drift not judged: {exc.message.split('; ')[0]}"
-    if report.rows_current < min_rows or not report.columns:
+    if report.status != "ok" or not report.columns:
         return None, (
-            f"drift not judged: {report.rows_current} rows, fewer than min_drift_rows = {min_rows}"
+            f"drift not judged: {report.rows_current} rows, fewer than {named} = {min_rows}"
         )
     return len(report.drifted_columns) / len(report.columns), ""

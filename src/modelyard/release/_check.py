@@ -45,6 +45,7 @@ from modelyard.release._gates import (
     parse_release_config,
 )
 from modelyard.release._records import actor_of, record
+from modelyard.release._steps import CheckProgress, QuietCheck
 from modelyard.tracking import Holdout, read_holdout, read_holdout_file
 
 if TYPE_CHECKING:
@@ -182,8 +183,10 @@ def evaluate(
     holdout: HoldoutSource | None = None,
     target: str | None = None,
     replay_rows: int = REPLAY_ROWS,
+    progress: CheckProgress | None = None,
 ) -> GateReport:
     """Judge ``candidate`` (and ``champion``) on the holdout; record nothing, move nothing."""
+    steps = progress or QuietCheck()
     replayed = LATENCY_METRICS if replay_rows > 0 else ()
 
     def applies(version: ModelVersion) -> tuple[str, tuple[str, ...]]:
@@ -191,13 +194,14 @@ def evaluate(
         return kind, (*metrics, *replayed)
 
     missing_metrics(gates, applies(candidate), None if champion is None else applies(champion))
-    rows = _holdout(ws, holdout, candidate)
-    label = _target(rows, target, candidate)
-    truth = rows.frame[label]
-    features = rows.frame.drop(columns=[label])
-    kind = model_kind(candidate)
     versions = [candidate] if champion is None else [candidate, champion]
-    contract = contract_result(features, truth, versions)
+    with steps.step("reading the holdout set and checking it against the data contract"):
+        rows = _holdout(ws, holdout, candidate)
+        label = _target(rows, target, candidate)
+        truth = rows.frame[label]
+        features = rows.frame.drop(columns=[label])
+        kind = model_kind(candidate)
+        contract = contract_result(features, truth, versions)
 
     def report(
         results: Iterable[GateResult],
@@ -223,10 +227,18 @@ def evaluate(
     if contract.outcome == "fail":
         skipped = [GateResult(g.text, "skip", note="not evaluated: data contract") for g in gates]
         return report(skipped, {}, None)
-    loaded = [ws.registry.load(v) for v in versions]
-    metrics = [quality_metrics(model, features, truth) for model in loaded]
+    loaded = []
+    for version in versions:
+        with steps.step(f"loading {version.ref}"):
+            loaded.append(ws.registry.load(version))
+    metrics = []
+    for model in loaded:
+        with steps.step(f"evaluating {model.version.ref} on {len(features)} holdout rows"):
+            metrics.append(quality_metrics(model, features, truth))
     if replay_rows > 0:
-        latency = replay_latency(loaded, features, rows=replay_rows)
+        shown = min(replay_rows, len(features))
+        with steps.step(f"replaying {shown} rows one at a time for latency"):
+            latency = replay_latency(loaded, features, rows=replay_rows)
         metrics = [{**quality, **lat} for quality, lat in zip(metrics, latency, strict=True)]
     mine = metrics[0]
     theirs = metrics[1] if champion is not None else None
@@ -250,11 +262,13 @@ def check_release(
     target: str | None = None,
     replay_rows: int = REPLAY_ROWS,
     actor: str | None = None,
+    progress: CheckProgress | None = None,
 ) -> GateReport:
     """Evaluate ``name@candidate`` against ``name@champion`` and record the outcome.
 
     ``gates`` add to those ``modelyard.toml`` declares. ``holdout``: a data frame or a
     CSV/Parquet path; by default the set the candidate's training run kept.
+    ``progress`` is told of each slow step as it runs.
     """
     chosen = gate_list(ws, name, gates)
     version, current = resolve(ws, name, candidate, champion)
@@ -268,6 +282,7 @@ def check_release(
         holdout=holdout,
         target=target,
         replay_rows=replay_rows,
+        progress=progress,
     )
     record(
         ws.metadata,

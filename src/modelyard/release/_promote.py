@@ -25,6 +25,7 @@ from modelyard.release._check import (
 )
 from modelyard.release._gates import Gate
 from modelyard.release._records import actor_of, write_record
+from modelyard.release._steps import CheckProgress
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -68,6 +69,7 @@ def promote(
     reason: str | None = None,
     replay_rows: int = REPLAY_ROWS,
     actor: str | None = None,
+    progress: CheckProgress | None = None,
 ) -> Promotion:
     """Point ``name@to`` at ``name@candidate``'s version if the gates pass.
 
@@ -100,6 +102,7 @@ def promote(
         holdout=holdout,
         target=target,
         replay_rows=replay_rows,
+        progress=progress,
     )
     before = None if champion is None else champion.version
     moves = report.passed or force

@@ -153,13 +153,24 @@ class Batcher:
         try:
             outputs = await loop.run_in_executor(self._executor, predict, columns)
             parts = split(outputs, sizes)
-        except BaseException as exc:  # every waiting caller must hear about the failure
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch, exc)
+                return
+            # One request's rows may be what the model fails on: run each request alone,
+            # so only that caller hears about it and the others get their answers.
             for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+                await self._run([item])
             return
+        except BaseException as exc:  # every waiting caller must hear about the failure
+            self._fail(batch, exc)
+            raise
         for item, part in zip(batch, parts, strict=True):
             if not item.future.done():
                 item.future.set_result(part)
+
+    @staticmethod
+    def _fail(batch: list[_Item], exc: BaseException) -> None:
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(exc)

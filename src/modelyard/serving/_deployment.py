@@ -257,6 +257,7 @@ class Deployment:
                 f"model '{self.name}' version {servable.version} took longer than "
                 f"{self.options.timeout_ms:g} ms; retry, send fewer rows, or raise timeout_ms"
             ) from None
+        servable.check_outputs(outputs)
         if isinstance(route.policy, Shadow) and route.candidate is not None:
             self._mirror(route.candidate, columns, rows, request_id, (servable.version, outputs))
         if self.log is not None:

@@ -26,9 +26,11 @@ from modelyard.errors import (
     SchemaValidationError,
 )
 from modelyard.serving._http import json_response, read_body, request_id
+from modelyard.serving._openapi import errors, json_ok
 from modelyard.serving._pool import ModelPool
 
 MAX_ITEMS = 10_000
+_ACCEPTED = {"type": "object", "properties": {"accepted": {"type": "integer"}}}
 
 _CHECK = {
     "int64": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -59,7 +61,32 @@ def _items(body: bytes) -> list[dict[str, Any]]:
 def add_feedback_route(app: FastAPI, pool: ModelPool) -> None:
     limit: int = app.state.max_body_bytes
 
-    @app.post("/v1/feedback", tags=["monitoring"])
+    label = {
+        "type": "object",
+        "required": ["request_id", "label"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "label": {"type": ["string", "number", "boolean"]},
+            "row": {"type": "integer", "minimum": 0},
+        },
+    }
+    body = {"oneOf": [label, {"type": "array", "items": label}]}
+    example = {"request_id": "the request_id of a prediction", "label": "its true label"}
+
+    @app.post(
+        "/v1/feedback",
+        tags=["monitoring"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": body, "example": example}},
+            }
+        },
+        responses={
+            200: json_ok("the labels are kept", _ACCEPTED),
+            **errors(400, 404, 413, 422, 503),
+        },
+    )
     async def feedback(request: Request) -> Response:
         """Labels for earlier predictions: ``{"request_id", "label", "row"?}`` or a list."""
         log = pool.log
@@ -104,6 +131,12 @@ def _problem(
             f"are known here within {log.max_delay_s:g} s of their answer)"
         )
     model, rows = found
+    if "row" not in item and rows > 1:
+        # Row 0 by default would file the label under whichever record came first.
+        return "row", (
+            f"request {rid!r} had {rows} rows; send row (0..{rows - 1}) to say which "
+            "prediction this label is for"
+        )
     row = item.get("row", 0)
     if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < rows:
         return "row", f"request {rid!r} had {rows} rows; row must be 0..{rows - 1}"

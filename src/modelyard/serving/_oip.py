@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
 from modelyard.serving._deployment import Deployment, Inference
 from modelyard.serving._http import json_response, read_body, request_id
+from modelyard.serving._openapi import PREDICT_ERRORS, errors, json_ok
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._tensors import (
     DATATYPE_OF_FIELD,
@@ -31,6 +32,30 @@ from modelyard.serving._tensors import (
 
 _HEADER_LENGTH = "inference-header-content-length"
 logger = logging.getLogger("modelyard.serving")
+
+
+_READY = {"type": "object", "properties": {"ready": {"type": "boolean"}}}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string"},
+        "data": {"type": "array"},
+        "parameters": {"type": "object"},
+    },
+}
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "inputs": {"type": "array", "minItems": 1, "items": _TENSOR},
+        "outputs": {"type": "array", "items": {"type": "object"}},
+        "parameters": {"type": "object"},
+    },
+}
 
 
 def model_metadata(d: Deployment) -> dict[str, Any]:
@@ -183,29 +208,42 @@ def oip_error(request: Request, exc: ModelyardError) -> Response:
 def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
     limit: int = app.state.max_body_bytes
 
-    @app.get("/v2", tags=["oip"])
+    @app.get("/v2", tags=["oip"], responses={200: json_ok("server metadata")})
     async def v2_server() -> Response:
         """Server metadata (OIP v2)."""
         return json_response(server_metadata())
 
-    @app.get("/v2/health/live", tags=["oip"])
+    @app.get("/v2/health/live", tags=["oip"], responses={200: json_ok("the process is alive")})
     async def v2_live() -> Response:
         return json_response({"live": True})
 
-    @app.get("/v2/health/ready", tags=["oip"])
+    ready: dict[int | str, dict[str, Any]] = {
+        200: json_ok("every model is loaded", _READY),
+        503: json_ok("not ready yet, or a model failed to load", _READY),
+    }
+
+    @app.get("/v2/health/ready", tags=["oip"], responses=ready)
     async def v2_ready() -> Response:
         ok, _ = pool.readiness(bool(app.state.ready))
         return json_response({"ready": ok}, 200 if ok else 503)
 
-    @app.get("/v2/models/{name}", tags=["oip"])
-    @app.get("/v2/models/{name}/versions/{version}", tags=["oip"])
+    metadata = {200: json_ok("the model's inputs, outputs and versions"), **errors(404)}
+
+    @app.get("/v2/models/{name}", tags=["oip"], responses=metadata)
+    @app.get("/v2/models/{name}/versions/{version}", tags=["oip"], responses=metadata)
     async def v2_model(name: str, version: str | None = None) -> Response:
         d = pool.get(name)  # errors under /v2 get OIP's "error" field (see app.py)
         check_version(d, version)
         return json_response(model_metadata(d))
 
-    @app.get("/v2/models/{name}/ready", tags=["oip"])
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["oip"])
+    model_ready: dict[int | str, dict[str, Any]] = {
+        200: json_ok("the model is loaded"),
+        503: json_ok("the model is not loaded yet"),
+        **errors(404),
+    }
+
+    @app.get("/v2/models/{name}/ready", tags=["oip"], responses=model_ready)
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["oip"], responses=model_ready)
     async def v2_model_ready(name: str, version: str | None = None) -> Response:
         d = pool.get(name)
         check_version(d, version)
@@ -214,13 +252,37 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
 
     # The hot route takes only the Request: declared path parameters would cost FastAPI's
     # dependency solving on every call (about a fifth of the route's time at c=32).
-    path_params = {
+    infer_doc = {
         "parameters": [
             {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-        ]
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _INFER_REQUEST},
+                # The binary tensor extension: a JSON header, then the raw tensors.
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+    }
+    infer_responses: dict[int | str, Any] = {
+        200: {
+            "description": "the outputs: JSON tensors, or a JSON header followed by binary "
+            "tensors when binary_data output was asked for",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        },
+        **errors(404, *PREDICT_ERRORS),
     }
 
-    @app.post("/v2/models/{name}/infer", tags=["oip"], openapi_extra=path_params)
+    @app.post(
+        "/v2/models/{name}/infer",
+        tags=["oip"],
+        openapi_extra=infer_doc,
+        responses=infer_responses,
+    )
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["oip"], include_in_schema=False)
     async def v2_infer(request: Request) -> Response:
         """Inference over OIP v2 tensors (JSON, or the binary tensor extension)."""

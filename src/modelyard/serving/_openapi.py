@@ -1,19 +1,28 @@
-"""OpenAPI fragments built from a model's signature, so the docs are the contract."""
+"""OpenAPI fragments built from a model's signature, so the docs are the contract.
+
+Every route declares each status code and content type it can answer (tests/test_fuzz.py
+checks the document against the server with schemathesis); errors share one schema.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from modelyard.contracts import RecordValidator, Schema
+from modelyard.contracts import Field, RecordValidator, Schema
+from modelyard.errors import ModelyardError
 from modelyard.registry import LoadedModel
 
-_ERROR = {
+_ERROR: dict[str, Any] = {
     "type": "object",
+    "title": "Error",
     "required": ["code", "message", "request_id"],
     "properties": {
         "code": {"type": "string"},
         "message": {"type": "string"},
         "request_id": {"type": "string"},
+        # Open Inference Protocol clients (tritonclient) read the message from "error".
+        "error": {"type": "string"},
         "errors": {
             "type": "array",
             "items": {
@@ -28,9 +37,34 @@ _ERROR = {
     },
 }
 
+# Why each error status is answered, for the routes that can answer it.
+_WHY = {
+    400: "the body is not JSON, or not the shape this route takes",
+    404: "no such model or version on this server (the message lists what is served)",
+    409: "the request conflicts with the current state",
+    413: "the body is larger than the server's limit (--max-body-bytes)",
+    422: "the input does not match the model's signature (one entry per bad field)",
+    500: "the model failed on this input; the error is logged with the request_id",
+    503: "the model or a back end it needs is not ready; retry shortly",
+    504: "the model took longer than its timeout",
+}
+
+# The answers of a prediction route besides 200 (friendly REST and OIP v2 alike).
+PREDICT_ERRORS = (400, 413, 422, 500, 503, 504)
+
 
 def error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for the error statuses a route can answer."""
+    return {status: error_response(_WHY[status]) for status in statuses}
+
+
+def json_ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    content = {"application/json": {"schema": schema or {"type": "object"}}}
+    return {"description": description, "content": content}
 
 
 def _record_schema(schema: Schema, title: str) -> dict[str, Any]:
@@ -39,21 +73,25 @@ def _record_schema(schema: Schema, title: str) -> dict[str, Any]:
     return body
 
 
-def predict_operation(model: LoadedModel, request: Schema) -> dict[str, Any]:
+def predict_operation(
+    model: LoadedModel, request: Schema, stored_example: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """``openapi_extra`` for ``POST /v1/models/{name}/predict`` of one model.
 
     ``request`` is what callers send: the signature's inputs, or, for a model bound to
-    a feature service, its entity keys and request-time fields.
+    a feature service, its entity keys and request-time fields. ``stored_example`` is
+    the version's input example (``Registry.input_example``): the docs show its first row.
     """
     sig = model.version.signature
     record = _record_schema(request, f"{model.name} input")
     output = {
         "type": "object",
         "title": f"{model.name} output",
-        "properties": {f.name: _json_type(f.dtype) for f in sig.outputs.fields},
+        "properties": {f.name: _json_type(f) for f in sig.outputs.fields},
     }
     envelope = {
         "type": "object",
+        "required": ["model", "version", "variant", "request_id"],
         "properties": {
             "model": {"type": "string"},
             "version": {"type": "integer"},
@@ -69,26 +107,58 @@ def predict_operation(model: LoadedModel, request: Schema) -> dict[str, Any]:
             "content": {
                 "application/json": {
                     "schema": {"oneOf": [record, {"type": "array", "items": record}]},
-                    "example": {name: None for name in request.names},
+                    "example": example_record(request, stored_example),
                 }
             },
         },
         "responses": {
-            "200": {
-                "description": "one prediction per input record",
-                "content": {"application/json": {"schema": envelope}},
-            },
-            "413": error_response("the body is larger than the server's limit"),
-            "422": error_response("the input does not match the model's signature"),
-            "504": error_response("the model took longer than its timeout"),
+            "200": json_ok("one prediction per input record", envelope),
+            **{str(k): v for k, v in errors(*PREDICT_ERRORS).items()},
         },
     }
 
 
-def _json_type(dtype: str) -> dict[str, Any]:
-    return {
+def example_record(schema: Schema, stored: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A record the model takes: the stored example's first row where it fits the request
+    schema, else a value built from each field's declaration."""
+    first = stored[0] if stored else {}
+    record = {f.name: first[f.name] if f.name in first else _value(f) for f in schema.fields}
+    try:
+        RecordValidator(schema).validate_python(record)
+    except ModelyardError:  # an example logged before a constraint changed, say
+        record = {f.name: _value(f) for f in schema.fields}
+    return record
+
+
+def _value(field: Field) -> Any:
+    if field.categories is not None:
+        return field.categories[0]
+    if field.dtype in ("int64", "float64"):
+        low, high = field.min, field.max
+        number = (low + high) / 2 if low is not None and high is not None else low or high or 0
+        if field.dtype == "float64":
+            return float(number)
+        whole = math.ceil(number)
+        return whole if high is None or whole <= high else math.floor(number)
+    if field.dtype == "bool":
+        return True
+    if field.dtype == "datetime":
+        return "2024-01-01T00:00:00Z"
+    text = "an example text" if field.dtype == "string" else ""
+    if field.min_length is not None and len(text) < field.min_length:
+        text = text.ljust(field.min_length, "x")
+    return text[: field.max_length] if field.max_length is not None else text
+
+
+def _json_type(field: Field) -> dict[str, Any]:
+    types: dict[str, dict[str, Any]] = {
         "int64": {"type": "integer"},
-        "float64": {"type": "number"},
+        # JSON has no NaN: a non-finite output is written as null.
+        "float64": {"type": ["number", "null"]},
         "bool": {"type": "boolean"},
         "datetime": {"type": "string", "format": "date-time"},
-    }.get(dtype, {"type": "string"})
+    }
+    kind = types.get(field.dtype, {"type": "string"})
+    if field.nullable:
+        kind = {"anyOf": [kind, {"type": "null"}]}
+    return kind

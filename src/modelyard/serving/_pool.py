@@ -19,6 +19,9 @@ from modelyard.serving._slot import ReaderFactory, Servable
 
 logger = logging.getLogger("modelyard.serving")
 
+# The ``model`` label of requests for a model this server does not serve.
+UNKNOWN_MODEL = "_unknown"
+
 
 class ModelPool:
     """Deployments by name; ``start()`` begins following aliases every ``poll_interval_s``."""
@@ -122,14 +125,17 @@ class ModelPool:
     ) -> Callable[[str, int, Inference | None, float], None]:
         """The per-request log line and metrics, shared by every protocol."""
         ROUTED.set(None)  # the request's own routing only (a test client reuses one context)
+        # Metric labels come from served models only: a name the caller made up would add
+        # a series per request (the log line still carries the name as sent).
+        label = name if name in self.deployments else UNKNOWN_MODEL
 
         def done(rid: str, status: int, result: Inference | None, started: float) -> None:
             elapsed = time.perf_counter() - started
             version = str(result.version) if result else ""
             variant = result.variant if result else ""
-            self.metrics.requests.labels(name, version, variant, str(status)).inc()
+            self.metrics.requests.labels(label, version, variant, str(status)).inc()
             if result is not None:
-                self.metrics.latency.labels(name, version, variant).observe(elapsed)
+                self.metrics.latency.labels(label, version, variant).observe(elapsed)
             extra: dict[str, Any] = {
                 "model": name,
                 "version": result.version if result else None,

@@ -13,9 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from modelyard.contracts import RecordValidator, Schema
+from modelyard.errors import UncomputableInputError
 from modelyard.serving._enrich import Enricher
 
 if TYPE_CHECKING:
@@ -47,7 +51,43 @@ class Servable:
         return frozenset(f.name for f in self.request_schema.fields if f.pii)
 
     def predict(self, columns: dict[str, Any]) -> dict[str, Any]:
-        return self.model.predict_columns(columns)
+        # Inputs near ±1.8e308 are valid but can overflow inside the model (a scaler's
+        # division, say). numpy's floating-point errors are recorded rather than warned
+        # (its error state is per thread, so this costs ~3 us a batch): a model that then
+        # raises failed on the input, not on its own bug, and answers 422, not 500.
+        faults: list[str] = []
+        with np.errstate(all="call", under="ignore", call=lambda kind, _: faults.append(kind)):
+            try:
+                return self.model.predict_columns(columns)
+            except Exception as exc:
+                if not faults:
+                    raise
+                raise UncomputableInputError(
+                    f"model '{self.model.name}' failed on this input after a floating-point "
+                    f"{faults[0]} ({type(exc).__name__}: {str(exc)[:200]}); the values are "
+                    "far outside its training data: send values in the range it was trained on"
+                ) from exc
+
+    def check_outputs(self, outputs: dict[str, Any]) -> None:
+        """Refuse NaN or infinite float outputs the signature does not allow (422)."""
+        for name in self._finite_outputs:
+            values = outputs.get(name)
+            if values is None:
+                continue
+            array = np.asarray(values)
+            if array.dtype.kind != "f" or np.isfinite(array).all():
+                continue
+            row = int(np.flatnonzero(~np.isfinite(array))[0])
+            raise UncomputableInputError(
+                f"model '{self.model.name}' gave {array[row]} for output '{name}' in row {row}: "
+                "the input is beyond what the model computes with (values far outside its "
+                "training data); send values in the range it was trained on"
+            )
+
+    @cached_property
+    def _finite_outputs(self) -> tuple[str, ...]:
+        outputs = self.model.version.signature.outputs.fields
+        return tuple(f.name for f in outputs if f.dtype == "float64" and not f.allow_non_finite)
 
 
 def load_servable(

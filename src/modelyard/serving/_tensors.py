@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.contracts import RecordValidator, Schema
+from modelyard.contracts import RecordValidator, Schema, non_finite_message
 from modelyard.errors import FieldError, SchemaValidationError
 
 # OIP datatype -> numpy dtype (little-endian, as the binary extensions send them).
@@ -89,9 +89,25 @@ def from_list(name: str, datatype: str, shape: list[int], data: Any) -> Tensor:
             loose = np.asarray(data).reshape(-1)
             if loose.dtype.kind not in "iub" and loose.size:
                 raise ValueError(f"{loose.dtype.name} values are not {datatype}")
-        values = np.asarray(data, dtype=dtype).reshape(-1)
+        with np.errstate(over="ignore"):  # an overflow to inf is refused just below
+            values = np.asarray(data, dtype=dtype).reshape(-1)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _bad(name, f"data does not fit datatype {datatype}: {exc}") from None
+    if values.dtype.kind == "f" and values.dtype.itemsize < 8 and not np.isfinite(values).all():
+        wide = np.asarray(data, dtype=np.float64).reshape(-1)
+        overflow = np.flatnonzero(np.isinf(values) & np.isfinite(wide))
+        if overflow.size:
+            first = int(overflow[0])
+            raise SchemaValidationError(
+                [
+                    FieldError(
+                        name,
+                        f"value {wide[first]:g} overflows {datatype}; send it as FP64 "
+                        "or scale it into range",
+                        first,
+                    )
+                ]
+            )
     count = int(np.prod(shape)) if shape else values.size
     if values.size != count:
         raise _bad(name, f"shape {shape} needs {count} values, the tensor has {values.size}")
@@ -122,6 +138,7 @@ def to_columns(
             # Every field a float with no bounds: the record validator could only accept
             # these values, so skip building records (about 30 us a request).
             matrix = tensor.values.astype(np.float64, copy=False)
+            _check_finite(schema, matrix)
             return {f.name: matrix[:, i].tolist() for i, f in enumerate(schema.fields)}, len(matrix)
         for i, f in enumerate(schema.fields):
             raw[f.name] = tensor.values[:, i]
@@ -150,6 +167,20 @@ def to_columns(
     lists = [_python(v, schema[n].dtype) for n, v in raw.items()]
     records = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
     return validator.validate_python(records), rows
+
+
+def _check_finite(schema: Schema, matrix: np.ndarray[Any, Any]) -> None:
+    """Refuse NaN and infinities where the field does not allow them (one vector pass)."""
+    if np.isfinite(matrix).all():
+        return
+    errors = []
+    for i, f in enumerate(schema.fields):
+        bad = np.flatnonzero(~np.isfinite(matrix[:, i]))
+        if bad.size and not f.allow_non_finite:
+            row = int(bad[0])
+            errors.append(FieldError(f.name, non_finite_message(matrix[row, i]), row))
+    if errors:
+        raise SchemaValidationError(errors)
 
 
 def _plain_floats(schema: Schema) -> bool:

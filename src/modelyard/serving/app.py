@@ -15,12 +15,14 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.backends.predictions import PredictionLog
-from modelyard.errors import ModelyardError
+from modelyard.errors import FieldError, ModelyardError, SchemaValidationError
 from modelyard.registry import Registry
 from modelyard.serving._deployment import Inference
 from modelyard.serving._feedback import add_feedback_route
@@ -28,7 +30,7 @@ from modelyard.serving._http import error_json, json_response, read_body, reques
 from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._monitor_gauges import MonitorGauges, served_versions
 from modelyard.serving._oip import add_oip_routes, oip_error
-from modelyard.serving._openapi import error_response, predict_operation
+from modelyard.serving._openapi import errors, json_ok, predict_operation
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._slot import Servable
@@ -91,10 +93,13 @@ def create_app(
             await grpc_server.stop(grace=5)
         await pool.stop()
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from this server (fastapi-offline ships
+    # them), so the docs work on a machine without internet.
+    app = FastAPIOffline(
         title="modelyard model server",
         description="Predictions from registered models; request bodies follow each signature.",
         lifespan=lifespan,
+        static_url="/docs/static",
     )
     app.state.ready = False
     app.state.pool = pool
@@ -117,6 +122,14 @@ def create_app(
         body = {"code": code, "message": message, "request_id": rid}
         return json_response(body, exc.status_code, rid)
 
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(request: Request, exc: RequestValidationError) -> Response:
+        # Our one error shape for the few routes with declared parameters, too.
+        fields = [
+            FieldError(".".join(str(p) for p in e["loc"]), str(e["msg"])) for e in exc.errors()
+        ]
+        return await _modelyard_error(request, SchemaValidationError(fields, what="request"))
+
     _health_routes(app, pool)
     _model_routes(app, pool)
     add_oip_routes(app, pool)
@@ -126,19 +139,44 @@ def create_app(
 
 
 def _health_routes(app: FastAPI, pool: ModelPool) -> None:
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], responses={200: json_ok("the process is alive")})
     async def healthz() -> Response:
         """The process is alive."""
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    readiness = {
+        "type": "object",
+        "required": ["status", "models"],
+        "properties": {
+            "status": {"enum": ["ready", "degraded", "starting"]},
+            "models": {"type": "object"},
+        },
+    }
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={
+            200: json_ok("every model is loaded and the server accepts traffic", readiness),
+            503: json_ok("not ready: starting, or a model failed to load", readiness),
+        },
+    )
     async def readyz() -> Response:
         """Every model is loaded at its current version and the server accepts traffic."""
         ok, models = pool.readiness(bool(app.state.ready))
         status = "ready" if ok else ("degraded" if app.state.ready else "starting")
         return json_response({"status": status, "models": models}, 200 if ok else 503)
 
-    @app.get("/metrics", tags=["health"], include_in_schema=True)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        responses={
+            200: {
+                "description": "Prometheus text exposition format",
+                "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics() -> Response:
         """Prometheus metrics: requests, latency, batching, cache, loads; drift and quality."""
         # Off the event loop: rendering reads the metadata store (and, with --workers,
@@ -147,7 +185,7 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
 
 
 def _model_routes(app: FastAPI, pool: ModelPool) -> None:
-    @app.get("/v1/models", tags=["models"])
+    @app.get("/v1/models", tags=["models"], responses={200: json_ok("the served models")})
     async def list_models() -> Response:
         """The models this server answers for, with version, variants and request schema."""
         out = []
@@ -169,7 +207,7 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> None:
     @app.post(
         "/v1/models/{name}/rollback",
         tags=["admin"],
-        responses={409: error_response("no earlier version to roll back to")},
+        responses={200: json_ok("the version now served"), **errors(400, 404, 409, 503)},
     )
     async def rollback(name: str, request: Request) -> Response:
         """Move the model's alias back one step and serve the kept previous version now."""
@@ -187,10 +225,14 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> None:
         "/v1/models/{name}/predict",
         tags=["models"],
         include_in_schema=False,
-        responses={404: error_response("no such model on this server")},
     )
     async def predict_unknown(name: str, request: Request) -> Response:
-        pool.get(name)  # raises the 404 that lists what is served
+        done = pool.observe(name, "v1")  # counted under the model label "_unknown"
+        try:
+            pool.get(name)  # raises the 404 that lists what is served
+        except ModelyardError as exc:
+            done(request_id(request), exc.status, None, time.perf_counter())
+            raise
         raise AssertionError("unreachable: served models have their own route")
 
 
@@ -249,7 +291,9 @@ def _add_predict_route(app: FastAPI, pool: ModelPool, name: str, served: Servabl
         tags=["models"],
         summary=f"Predict with {name} ({deployment.ref})",
         description=served.model.version.description or f"Predictions from {deployment.ref}.",
-        openapi_extra=predict_operation(served.model, served.request_schema),
+        openapi_extra=predict_operation(
+            served.model, served.request_schema, pool.registry.input_example(served.model.version)
+        ),
     )
 
 

@@ -9,6 +9,7 @@ where always answering the majority label ``great`` reaches 0.658.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,8 +79,12 @@ def train_baseline(
     corpus: Corpus | None = None,
     *,
     alias: str | None = "production",
+    progress: Callable[[str], None] | None = None,
 ) -> ModelVersion:
-    """Train, score and register the baseline; point ``alias`` at it (None: no alias)."""
+    """Train, score and register the baseline; point ``alias`` at it (None: no alias).
+
+    ``progress`` gets a line per stage: one ``fit`` of scikit-learn has no steps to count.
+    """
     settings = settings_of(ws) if settings is None else settings
     corpus = load_corpus(settings) if corpus is None else corpus
     return train_and_register(
@@ -95,4 +100,5 @@ def train_baseline(
             f"TF-IDF (word 1-2-grams) + logistic regression on {len(corpus.train)} "
             f"labelled texts ({corpus.source}); the sentiment blueprint's baseline."
         ),
+        progress=progress,
     )

@@ -8,6 +8,7 @@ so the versions of one model are measured the same way and compare in a release 
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,8 @@ from modelyard.registry import ModelVersion, Signature
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 INPUTS = ("text", "id", "language")
 EXAMPLE_ROWS = 20
@@ -146,6 +149,7 @@ def train_and_register(
     onnx: bool | str = False,
     alias: str | None = None,
     description: str = "",
+    progress: Callable[[str], None] | None = None,
 ) -> ModelVersion:
     """Fit, log, score the logged artifact on the test rows, register, set ``alias``.
 
@@ -155,6 +159,7 @@ def train_and_register(
     afterwards (``train_peak_rss_mb``, see ``peak_rss_mb``), logs the model with the
     service signature and the training rows as its reference profile, then scores what
     was *logged* (as a server loads it, the ONNX copy say) on the test rows.
+    ``progress`` gets a line as each stage starts (``fit()`` may write its own).
     """
     import modelyard
     from modelyard.tracking import log_holdout
@@ -173,19 +178,27 @@ def train_and_register(
         "test_rows": len(corpus.test),
         "data_source": corpus.source,
     }
-    with ws.start_run(
-        f"{settings.model_name}-{kind}", params=run_params, tags=tags, seed=seed
-    ) as run:
+    name = f"{settings.model_name}-{kind}"
+
+    def say(stage: str) -> None:
+        (progress or logger.info)(f"{name}: {stage}")
+
+    with ws.start_run(name, params=run_params, tags=tags, seed=seed) as run:
         run.log_dataset("train", corpus.train, context="train")
         # The test rows with the request's optional fields (null), so that they meet the
         # signature and a release check's data-contract gate passes on them.
         log_holdout(
             run, test_inputs.assign(label=corpus.test["label"]), target="label", name="test"
         )
+        say(f"training on {len(corpus.train)} texts")
         start = time.perf_counter()
         model = fit()
         train_seconds = time.perf_counter() - start
         peak = peak_rss_mb()
+        exported = {"True": " and its ONNX export", "int8": " and its int8 ONNX export"}.get(
+            str(onnx), " and its ONNX export (kept if exact)" if onnx == "auto" else ""
+        )
+        say(f"logging the model{exported} (trained in {train_seconds:.1f} s)")
         logged = ws.registry.log_model(
             run,
             model,
@@ -196,6 +209,7 @@ def train_and_register(
             # log_model takes True, False or "int8" and refuses any other value in words.
             onnx=cast(Any, onnx),
         )
+        say(f"scoring the logged model on {len(corpus.test)} held-out texts")
         predictor = ws.registry.predictor(logged)
         start = time.perf_counter()
         outputs = predictor.predict(test_inputs)
@@ -206,6 +220,7 @@ def train_and_register(
         if peak is not None:
             metrics["train_peak_rss_mb"] = peak
         run.log_metrics(metrics)
+    say(f"registering (accuracy {metrics.get('accuracy', float('nan')):.4f})")
     version = ws.registry.register(
         settings.model_name,
         logged,

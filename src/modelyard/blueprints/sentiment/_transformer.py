@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from modelyard._progress import Progress
 from modelyard.blueprints.sentiment._config import SentimentSettings, settings_of
 from modelyard.errors import InvalidInputError
 
@@ -94,7 +95,11 @@ def fine_tune(
     text_column: str = "text",
     progress: Callable[[str], None] | None = None,
 ) -> Any:
-    """A ``TextClassifier`` on MiniLM, every weight trained; returned in eval mode on the CPU."""
+    """A ``TextClassifier`` on MiniLM, every weight trained; returned in eval mode on the CPU.
+
+    ``progress`` gets a line per second or so, ``epoch 1/2 step 120/250 (48%) 3.2 step/s
+    ETA 1m09s loss 0.4312`` (the ETA of the whole fine-tune), and one per epoch.
+    """
     import torch
 
     from modelyard.registry.flavors.text import _pad, from_pretrained
@@ -119,28 +124,35 @@ def fine_tune(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / (steps - warmup)))
     )
     loss_fn = torch.nn.CrossEntropyLoss()
+    say = progress or logger.info
+    per_epoch = math.ceil(len(encoded) / batch_size)
+    say(
+        f"fine-tuning on {len(encoded)} texts ({device}): {epochs} epoch(s) of "
+        f"{per_epoch} steps of {batch_size}"
+    )
     model.train()
     started = time.perf_counter()
-    for epoch in range(epochs):
-        total = 0.0
-        batches = training_batches([len(ids) for ids, _ in encoded], batch_size, rng)
-        for rows in batches:
-            ids, mask = _pad([encoded[i] for i in rows], pad)
-            logits = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-            loss = loss_fn(logits, torch.from_numpy(target[rows]).to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach()) * len(rows)
-        line = (
-            f"epoch {epoch + 1}/{epochs}: loss {total / len(encoded):.4f} "
-            f"({time.perf_counter() - started:.0f} s, {device})"
-        )
-        logger.info(line)
-        if progress is not None:
-            progress(line)
+    with Progress(steps, unit="step", write=say) as bar:
+        for epoch in range(epochs):
+            bar.describe(f"epoch {epoch + 1}/{epochs}")
+            total, seen = 0.0, 0
+            batches = training_batches([len(ids) for ids, _ in encoded], batch_size, rng)
+            for rows in batches:
+                ids, mask = _pad([encoded[i] for i in rows], pad)
+                logits = model(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
+                loss = loss_fn(logits, torch.from_numpy(target[rows]).to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(rows)
+                seen += len(rows)
+                bar.advance(note=f"loss {total / seen:.4f}")
+            say(
+                f"epoch {epoch + 1}/{epochs}: loss {total / len(encoded):.4f} "
+                f"({time.perf_counter() - started:.0f} s, {device})"
+            )
     return model.to("cpu").eval()
 
 
@@ -153,8 +165,12 @@ def frozen_embeddings(
     seed: int = 42,
     device: str | None = None,
     text_column: str = "text",
+    progress: Callable[[str], None] | None = None,
 ) -> Any:
-    """MiniLM as it ships, with a logistic-regression head fitted on its embeddings."""
+    """MiniLM as it ships, with a logistic-regression head fitted on its embeddings.
+
+    ``progress`` gets a line per second or so while the texts are embedded.
+    """
     import torch
     from sklearn.linear_model import LogisticRegression
 
@@ -166,11 +182,15 @@ def frozen_embeddings(
     encoded = model.encode(texts)
     pad = model.tokenizer.token_to_id("[PAD]") or 0
     vectors = np.zeros((len(encoded), model.head.in_features), dtype=np.float32)
-    with torch.inference_mode():
+    bar = Progress(
+        len(encoded), unit="text", desc=f"embedding ({device})", write=progress or logger.info
+    )
+    with torch.inference_mode(), bar:
         for rows in length_buckets([len(ids) for ids, _ in encoded], 64):
             ids, mask = _pad([encoded[i] for i in rows], pad)
             out = model.embed(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
             vectors[rows] = out.float().cpu().numpy()
+            bar.advance(len(rows))
     fitted = LogisticRegression(max_iter=2000, random_state=seed).fit(
         vectors, np.asarray([str(v) for v in labels])
     )
@@ -269,6 +289,7 @@ def train_transformer(
         device=chosen,
         onnx=onnx,
         alias=alias,
+        progress=progress,
         description=f"all-MiniLM-L6-v2 fine-tuned end to end ({_runtime_name(onnx)})",
     )
 
@@ -282,6 +303,7 @@ def train_frozen(
     device: str | None = None,
     onnx: bool | str = "auto",
     alias: str | None = "staging",
+    progress: Callable[[str], None] | None = None,
 ) -> ModelVersion:
     """MiniLM as shipped + a logistic-regression head: the candidate a gate should block."""
     from modelyard.blueprints.sentiment._data import load_corpus
@@ -299,6 +321,7 @@ def train_frozen(
             max_tokens=max_tokens,
             seed=settings.seed,
             device=chosen,
+            progress=progress,
         )
 
     return train_and_register(
@@ -316,6 +339,7 @@ def train_frozen(
         onnx=onnx,
         alias=alias,
         description="frozen all-MiniLM-L6-v2 embeddings + logistic regression",
+        progress=progress,
     )
 
 

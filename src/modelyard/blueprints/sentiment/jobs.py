@@ -26,7 +26,7 @@ def _alias(ctx: JobContext) -> str | None:
 
 def train_baseline(ctx: JobContext) -> None:
     """Train the TF-IDF + logistic-regression baseline and register it (alias: staging)."""
-    _report(ctx, _train_baseline(ctx.workspace, alias=_alias(ctx)))
+    _report(ctx, _train_baseline(ctx.workspace, alias=_alias(ctx), progress=ctx.log.info))
 
 
 def train_transformer(ctx: JobContext) -> None:
@@ -47,7 +47,10 @@ def train_transformer(ctx: JobContext) -> None:
 def train_frozen(ctx: JobContext) -> None:
     """MiniLM frozen + a logistic-regression head (alias: staging): the gate should block it."""
     options = _options(ctx, "max_tokens", "device", "onnx")
-    _report(ctx, _transformer.train_frozen(ctx.workspace, alias=_alias(ctx), **options))
+    frozen = _transformer.train_frozen(
+        ctx.workspace, alias=_alias(ctx), progress=ctx.log.info, **options
+    )
+    _report(ctx, frozen)
 
 
 def _options(ctx: JobContext, *names: str) -> dict[str, Any]:
