@@ -10,6 +10,7 @@ Every class also subclasses the builtin that callers already catch, so
     │   ├── UncomputableInputError                  input_not_computable 422
     │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
+    ├── WorkspaceNotFoundError (FileNotFoundError)  workspace_not_found 404
     ├── ConflictError (RuntimeError)                conflict        409
     ├── ReleaseBlockedError (RuntimeError)          release_blocked 409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
@@ -44,6 +45,7 @@ __all__ = [
     "SchemaValidationError",
     "TaskError",
     "UncomputableInputError",
+    "WorkspaceNotFoundError",
 ]
 
 
@@ -113,6 +115,17 @@ class PayloadTooLargeError(InvalidInputError):
 
 class NotFoundError(ModelyardError, LookupError):
     code = "not_found"
+    status = 404
+
+
+class WorkspaceNotFoundError(ModelyardError, FileNotFoundError):
+    """A folder opened as a workspace is none: no ``modelyard.toml``, no ``.modelyard/``.
+
+    Opening never creates a workspace (a typo would look like lost data); the message
+    names ``modelyard init`` and ``create=True``.
+    """
+
+    code = "workspace_not_found"
     status = 404
 
 
