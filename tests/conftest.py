@@ -73,6 +73,9 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def workspace(tmp_path: Path, metadata_url: str) -> Iterator[modelyard.Workspace]:
     ws = modelyard.Workspace.init(tmp_path / "ws", metadata_url=metadata_url)
+    # As `modelyard init` does: the database exists from the start, so a second Workspace
+    # on this folder (given the URL in its modelyard.toml) opens it rather than refusing.
+    ws.metadata  # noqa: B018
     try:
         yield ws
     finally:

@@ -317,7 +317,8 @@ _WRITER = _PRELUDE + textwrap.dedent(
 
     runs, versions = [], []
     wait_for_go()
-    with modelyard.Workspace(root, metadata_url=url) as ws:
+    # create=True: the first open, which creates and migrates the database, is the race.
+    with modelyard.Workspace(root, create=True, metadata_url=url) as ws:
         for i in range(n_runs):
             params = {"worker": tag, "i": i}
             with ws.start_run(f"{tag}-{i}", params=params, experiment="race") as run:

@@ -50,7 +50,9 @@ async def monitoring_sample_names(ws: modelyard.Workspace) -> set[str]:
     quality = {"quality.roc_auc": 0.9, "quality.rows": 50.0}
     hour = timedelta(hours=1)
     record_metrics(ws.metadata, "churn", quality, window=hour, version=1, variant="production")
-    app = create_app(ws.registry, ["churn@production"], poll_interval_s=0)
+    app = create_app(
+        ws.registry, ["churn@production"], poll_interval_s=0, prediction_log=ws.predictions
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

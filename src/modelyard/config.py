@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelyard._redact import redact_value
 from modelyard.errors import ConfigError
@@ -50,6 +50,7 @@ class Setting:
     default: Any
     doc: str
     choices: tuple[str, ...] = ()
+    bounds: tuple[float, float] | None = None  # inclusive range of a number
 
     @property
     def env(self) -> str:
@@ -107,6 +108,14 @@ SETTINGS: tuple[Setting, ...] = (
         "most seconds from an answered request to its row in the shared prediction log",
     ),
     Setting(
+        "predictions.on_failure",
+        str,
+        "reject",
+        "when the prediction log cannot write (full disk): reject (answer 503 "
+        "prediction_log_unavailable, /readyz fails) or serve_unlogged (answer, unlogged)",
+        choices=("reject", "serve_unlogged"),
+    ),
+    Setting(
         "monitoring.min_rows",
         int,
         200,
@@ -126,6 +135,13 @@ SETTINGS: tuple[Setting, ...] = (
         "experiment that new runs belong to unless one is given",
     ),
     Setting(
+        "tracking.lease_s",
+        float,
+        30.0,
+        "a running run's process renews its lease every third of this; a run whose lease "
+        "lapses (its process died) is marked failed",
+    ),
+    Setting(
         "executor.url",
         str,
         "local",
@@ -133,7 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
         "ray (a local Ray instance) or ray://HOST:PORT (a Ray cluster)",
     ),
     Setting("serve.host", str, "127.0.0.1", "address the model server binds to"),
-    Setting("serve.port", int, 8000, "port the model server listens on"),
+    Setting("serve.port", int, 8000, "port the model server listens on", bounds=(1, 65535)),
     Setting(
         "serve.log_level",
         str,
@@ -211,6 +227,12 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
         raise ConfigError(
             f"{_said(source, setting, value)}: expected one of {', '.join(setting.choices)}"
         )
+    if setting.bounds is not None:
+        low, high = setting.bounds
+        if not low <= cast("float", value) <= high:  # a number: its type was checked above
+            raise ConfigError(
+                f"{_said(source, setting, value)}: expected {low} to {high}; fix the value"
+            )
     return value
 
 
@@ -268,10 +290,18 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings by key, tables by section) of ``path``."""
     if not path.exists():
         return {}, {}
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a file; move it away and run 'modelyard init'")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: cannot parse TOML ({exc}); fix the syntax") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 (TOML requires it)"
+        ) from None
+    except OSError as exc:  # unreadable: permissions, a dangling link, an I/O error
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}; fix the file") from None
     flat: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     for section, body in data.items():

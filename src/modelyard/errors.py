@@ -10,11 +10,13 @@ Every class also subclasses the builtin that callers already catch, so
     │   ├── UncomputableInputError                  input_not_computable 422
     │   └── PayloadTooLargeError                    body_too_large  413
     ├── NotFoundError (LookupError)                 not_found       404
+    ├── WorkspaceNotFoundError (FileNotFoundError)  workspace_not_found 404
     ├── ConflictError (RuntimeError)                conflict        409
     ├── ReleaseBlockedError (RuntimeError)          release_blocked 409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     │   └── OnlineStoreUnavailableError             online_store_unavailable 503
     ├── NotReadyError (RuntimeError)                not_ready       503
+    ├── PredictionLogUnavailableError (OSError)     prediction_log_unavailable 503
     ├── TaskError (RuntimeError)                    task_failed     500
     ├── DeadlineExceededError (TimeoutError)        timeout         504
     └── IntegrityError (RuntimeError)               integrity_error 500
@@ -40,10 +42,12 @@ __all__ = [
     "NotReadyError",
     "OnlineStoreUnavailableError",
     "PayloadTooLargeError",
+    "PredictionLogUnavailableError",
     "ReleaseBlockedError",
     "SchemaValidationError",
     "TaskError",
     "UncomputableInputError",
+    "WorkspaceNotFoundError",
 ]
 
 
@@ -116,6 +120,17 @@ class NotFoundError(ModelyardError, LookupError):
     status = 404
 
 
+class WorkspaceNotFoundError(ModelyardError, FileNotFoundError):
+    """A folder opened as a workspace is none: no ``modelyard.toml``, no ``.modelyard/``.
+
+    Opening never creates a workspace (a typo would look like lost data); the message
+    names ``modelyard init`` and ``create=True``.
+    """
+
+    code = "workspace_not_found"
+    status = 404
+
+
 class ConflictError(ModelyardError, RuntimeError):
     code = "conflict"
     status = 409
@@ -148,6 +163,14 @@ class NotReadyError(ModelyardError, RuntimeError):
     """A model (or the server) is still loading; retrying shortly succeeds."""
 
     code = "not_ready"
+    status = 503
+
+
+class PredictionLogUnavailableError(ModelyardError, OSError):
+    """The prediction log cannot record an answer (full disk, a failed writer), so the
+    server does not give it; retrying on another replica, or later, succeeds."""
+
+    code = "prediction_log_unavailable"
     status = 503
 
 

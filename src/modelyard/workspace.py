@@ -2,6 +2,10 @@
 
 Building a Workspace reads nothing; the config loads and the stores connect on first
 use, so a Workspace is cheap to create and print.
+
+Opening never creates a workspace: a mistyped folder that silently became a new, empty
+workspace answered "0 models", which reads as lost data. ``Workspace.init(path)`` and
+``Workspace(path, create=True)`` create one; see ``Workspace`` for what counts as one.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from modelyard._files import atomic_write_text
-from modelyard.config import CONFIG_FILE, Config, load_config, render_template
-from modelyard.errors import ConfigError, ModelyardError
+from modelyard.config import CONFIG_FILE, SETTINGS, Config, load_config, render_template
+from modelyard.errors import ConfigError, ModelyardError, WorkspaceNotFoundError
 
 # Each back end and capability is imported where it is first used: a workspace that
 # only serves a model never loads the feature store (DuckDB) or the tracking code.
@@ -32,20 +36,59 @@ __all__ = ["Workspace"]
 
 STATE_DIR = ".modelyard"
 MAX_DELAY_LIMIT_S = 3600  # a log that ships less often than hourly is not monitoring
+_DEFAULT_METADATA_URL = next(s.default for s in SETTINGS if s.key == "metadata.url")
+
+
+def _sqlite_path(url: str, root: Path) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (relative to ``root``); None if not a file."""
+    prefix = "sqlite:///"
+    database = url[len(prefix) :] if url.startswith(prefix) else ""
+    if database in ("", ":memory:"):
+        return None
+    path = Path(database)
+    return path if path.is_absolute() else root / path
+
+
+def _is_workspace(config: Config) -> bool:
+    """The rule in ``Workspace``'s docstring."""
+    root = config.root
+    if not root.is_dir():
+        return False
+    if (root / CONFIG_FILE).exists() or (root / STATE_DIR).is_dir():
+        return True
+    if config.source("metadata.url") == "default":
+        return False
+    url = config["metadata.url"]
+    if not url.startswith("sqlite:"):
+        return True  # a server database, configured by env or argument (a container)
+    path = _sqlite_path(url, root)
+    return path is None or path.is_file()  # in memory, or an existing database file
 
 
 class Workspace:
     """Open a project folder: ``ws = Workspace("path")``; settings may be overridden by keyword
-    (``metadata_url="postgresql://…"``), which beats the environment and the file."""
+    (``metadata_url="postgresql://…"``), which beats the environment and the file.
+
+    Opening never creates one. On first use (the config is read), a folder is a workspace
+    if it holds ``modelyard.toml`` or ``.modelyard/``, or if ``metadata.url`` is set by the
+    environment or an argument to a server database (``postgresql://…``, as in a container
+    configured by environment alone) or to an existing SQLite file; anything else raises
+    ``WorkspaceNotFoundError``. Likewise a SQLite ``metadata.url`` naming a file that does
+    not exist is refused (``ConfigError``), except the default one inside the workspace.
+    ``create=True`` (or ``Workspace.init``) writes ``modelyard.toml`` and creates the
+    database on first use instead.
+    """
 
     def __init__(
         self,
         root: str | os.PathLike[str] = ".",
         *,
+        create: bool = False,
         environ: Mapping[str, str] | None = None,
         **settings: Any,
     ) -> None:
         self.root = Path(root)
+        self.create = create
         self._environ = environ
         self._settings = settings
         self._config: Config | None = None
@@ -65,20 +108,33 @@ class Workspace:
         return self._environ
 
     @classmethod
-    def init(cls, root: str | os.PathLike[str] = ".", **kwargs: Any) -> Workspace:
+    def init(
+        cls,
+        root: str | os.PathLike[str] = ".",
+        *,
+        environ: Mapping[str, str] | None = None,
+        **settings: Any,
+    ) -> Workspace:
         """Create ``root`` with a commented ``modelyard.toml`` (kept if it already exists)."""
-        folder = Path(root)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / CONFIG_FILE
-        if not path.exists():
-            atomic_write_text(path, render_template())
-        return cls(folder, **kwargs)
+        _write_config_file(Path(root))
+        return cls(root, create=True, environ=environ, **settings)
 
     # -- wiring --------------------------------------------------------------------------
     @property
     def config(self) -> Config:
+        """The settings; reading them first checks that the folder is a workspace."""
         if self._config is None:
-            self._config = load_config(self.root, environ=self._environ, **self._settings)
+            if self.create:
+                _write_config_file(self.root)
+            config = load_config(self.root, environ=self._environ, **self._settings)
+            if not self.create and not _is_workspace(config):
+                where = str(self.root)
+                full = "" if where == str(config.root) else f" ({config.root})"
+                raise WorkspaceNotFoundError(
+                    f"no modelyard workspace at {where!r}{full}; "
+                    f"run 'modelyard init {where}' (or pass create=True)"
+                )
+            self._config = config
         return self._config
 
     @property
@@ -93,19 +149,20 @@ class Workspace:
         return self.config.root / STATE_DIR
 
     def _resolve_sqlite(self, url: str) -> str:
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and url[len(prefix) :] not in ("", ":memory:"):
-            path = Path(url[len(prefix) :])
-            if not path.is_absolute():
-                return prefix + str(self.config.root / path)
-        return url
+        path = _sqlite_path(url, self.config.root)
+        return url if path is None else f"sqlite:///{path}"
 
     @property
     def metadata(self) -> MetadataStore:
         if self._metadata is None:
             from modelyard.backends.metadata import open_metadata
 
-            store = self._build("metadata.url", lambda v: open_metadata(self._resolve_sqlite(v)))
+            # Only the default database inside the workspace appears by itself (a fresh
+            # clone of a project); a configured one that is missing is a wrong path.
+            create = self.create or self.config["metadata.url"] == _DEFAULT_METADATA_URL
+            store = self._build(
+                "metadata.url", lambda v: open_metadata(self._resolve_sqlite(v), create=create)
+            )
             self._with_source("metadata.url", store.open)
             self._metadata = store
         return self._metadata
@@ -161,6 +218,7 @@ class Workspace:
                     url,
                     spool=self.state_dir / "predictions",
                     max_delay_s=delay,
+                    on_failure=self.config["predictions.on_failure"],
                     storage_options=options,
                 )
 
@@ -242,6 +300,7 @@ class Workspace:
             tags=tags,
             seed=seed,
             code_folder=Path.cwd(),
+            lease_s=self.config["tracking.lease_s"],
         )
         return run.start()
 
@@ -261,3 +320,11 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_config_file(folder: Path) -> None:
+    """Create ``folder`` and its commented ``modelyard.toml`` unless they exist."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG_FILE
+    if not path.exists():
+        atomic_write_text(path, render_template())

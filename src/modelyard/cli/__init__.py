@@ -15,6 +15,7 @@ from rich.table import Table
 from modelyard.cli import alerts, build, canary, features, jobs, models, monitor, release, runs
 from modelyard.cli._common import (
     WorkspaceOpt,
+    check_port_option,
     close_workspaces,
     console,
     err_console,
@@ -65,7 +66,7 @@ def init(
         from modelyard.blueprints import write_template
 
         written, kept = write_template(blueprint, folder)
-        with Workspace(folder) as ws:
+        with Workspace(folder, create=True) as ws:
             ws.metadata  # noqa: B018 - creates the database and applies migrations now
         names = ", ".join(p.name for p in written) or "nothing new"
         also = f" (kept existing {', '.join(p.name for p in kept)})" if kept else ""
@@ -97,10 +98,12 @@ def config_show(workspace: str = WorkspaceOpt) -> None:
 def serve(
     refs: list[str] = typer.Argument(None, help="models to serve: NAME@ALIAS or NAME/VERSION"),
     host: str = typer.Option(None, "--host", help="default: serve.host"),
-    port: int = typer.Option(None, "--port", help="default: serve.port"),
+    port: int = typer.Option(None, "--port", help="default: serve.port (1 to 65535)"),
     spec: Path = typer.Option(None, "--spec", help="TOML with a [models.NAME] table per model"),
     workers: int = typer.Option(1, "--workers", min=1, help="processes sharing the port"),
-    grpc_port: int = typer.Option(None, "--grpc-port", help="also serve OIP v2 over gRPC"),
+    grpc_port: int = typer.Option(
+        None, "--grpc-port", help="also serve OIP v2 over gRPC on this port (1 to 65535)"
+    ),
     max_batch_size: int = typer.Option(1, "--max-batch-size", min=1, help="rows per batch"),
     max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0, help="batch wait"),
     timeout_ms: float = typer.Option(30_000, "--timeout-ms", help="per-request model timeout"),
@@ -123,6 +126,8 @@ def serve(
     from modelyard.serving import serve as run_server
     from modelyard.workspace import Workspace
 
+    check_port_option("--port", port)
+    check_port_option("--grpc-port", grpc_port)
     defaults = {
         "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms,

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from modelyard.errors import ConfigError
 from modelyard.workspace import Workspace
 
 console = Console()
@@ -36,9 +37,17 @@ _opened: list[Workspace] = []
 
 
 def open_workspace(path: str) -> Workspace:
+    """The workspace at ``path``; a folder that is none fails here, before any output."""
     ws = Workspace(path)
+    ws.config  # noqa: B018 - reading the config checks the folder is a workspace
     _opened.append(ws)
     return ws
+
+
+def check_port_option(option: str, port: int | None) -> None:
+    """A port option outside 1-65535 is a one-line error, not a traceback from bind()."""
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{option} {port}: expected a port from 1 to 65535; pick another")
 
 
 def close_workspaces() -> None:

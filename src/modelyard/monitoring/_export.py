@@ -113,7 +113,8 @@ def rules(
     quality_drop: float = 0.05,
     stale_hours: float = 48.0,
 ) -> list[dict[str, Any]]:
-    """Alerting rules: error rate, p99 latency, failed loads, drift, quality, staleness.
+    """Alerting rules: error rate, p99 latency, failed loads, drift, quality, staleness,
+    a prediction log that cannot write.
 
     Args:
         drift_share: alert when more than this share of a model's input columns drifted.
@@ -180,6 +181,17 @@ def rules(
             "annotations": {
                 "summary": "model {{ $labels.model }}: no monitoring result for "
                 f"{stale_hours:g} h; check the scheduled drift and quality jobs"
+            },
+        },
+        {
+            "alert": "ModelyardPredictionLogDown",
+            "expr": "modelyard_prediction_log_up == 0",
+            "for": "1m",
+            "labels": {"severity": "critical"},
+            "annotations": {
+                "summary": "{{ $labels.instance }}: the prediction log cannot write (a full "
+                "disk?); predictions are refused with 503 prediction_log_unavailable, or "
+                "answered unlogged with predictions.on_failure = serve_unlogged"
             },
         },
     ]

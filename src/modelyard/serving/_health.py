@@ -16,14 +16,18 @@ predictions (``required``):
 - ``cache``: the Redis prediction cache answered its last call. Not required: the
   cache fails open.
 
+The prediction log is a section of its own (``prediction_log``, see ``_log_health.py``):
+not ready while it cannot write and its policy refuses unlogged answers.
+
 200 ``ready``: all pass. 200 ``degraded``: only checks that are not required fail (the
 body says which). 503: a model is not loaded (``starting``), failed to load its
-current version, or a required check fails (``degraded``).
+current version, the prediction log blocks answers, or a required check fails
+(``degraded``).
 
 A check that does I/O runs in its own thread and is given ``timeout_s``: a back end
 that hangs is reported as failing within that time, and the probe still waiting is
-not started again until it returns, so a hang never piles up threads. More checks
-(e.g. the prediction log's writer) are added with ``Readiness.add``.
+not started again until it returns, so a hang never piles up threads. More checks are
+added with ``Readiness.add``, more sections with ``Readiness.add_section``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ if TYPE_CHECKING:
 
 CHECK_TIMEOUT_S = 1.5
 T = TypeVar("T")
+
+Section = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 def _always() -> bool:
@@ -126,6 +132,11 @@ class Readiness:
     def __init__(self, pool: ModelPool) -> None:
         self.pool = pool
         self.checks: list[Check] = []
+        self.sections: dict[str, Section] = {}
+
+    def add_section(self, name: str, section: Section) -> None:
+        """A top-level part of the body: ``section()`` gives (ready, what to show), at once."""
+        self.sections[name] = section
 
     def add(self, check: Check) -> None:
         if any(c.name == check.name for c in self.checks):
@@ -137,12 +148,16 @@ class Readiness:
         results = await asyncio.gather(*(c.run() for c in self.checks))
         checks = {c.name: r for c, r in zip(self.checks, results, strict=True) if r is not None}
         blocking = [n for n, r in checks.items() if not r["ok"] and r["required"]]
+        shown: dict[str, Any] = {}
+        for name, section in self.sections.items():
+            section_ok, shown[name] = section()
+            models_ok = models_ok and section_ok
         ok = models_ok and not blocking
         if ok:
             status = "ready" if all(r["ok"] for r in checks.values()) else "degraded"
         else:
             status = "degraded" if started else "starting"
-        body: dict[str, Any] = {"status": status, "models": models, "checks": checks}
+        body: dict[str, Any] = {"status": status, "models": models, **shown, "checks": checks}
         return (200 if ok else 503), body
 
 
@@ -151,6 +166,8 @@ def server_readiness(
 ) -> Readiness:
     """The checks of a model server: metadata, online store and cache, as described above."""
     readiness = Readiness(pool)
+    if pool.log_health is not None:  # its own rules, by policy (serving/_log_health.py)
+        readiness.add_section("prediction_log", pool.log_health.readiness)
     readiness.add(Check("metadata", lambda: _ping_metadata(metadata), required=_never))
     if features is not None:
         readiness.add(

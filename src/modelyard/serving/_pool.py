@@ -13,6 +13,7 @@ from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import ConfigError, NotFoundError
 from modelyard.registry import Registry
 from modelyard.serving._deployment import ROUTED, Deployment, Inference
+from modelyard.serving._log_health import PredictionLogHealth
 from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._slot import ReaderFactory, Servable
@@ -43,6 +44,7 @@ class ModelPool:
         self.threads = threads
         self.poll_interval_s = poll_interval_s
         self.metrics = ServerMetrics()
+        self.log_health = None if log is None else PredictionLogHealth(log, self.metrics.registry)
         self.executor: ThreadPoolExecutor | None = None
         self.deployments: dict[str, Deployment] = {}
         self._poller: asyncio.Task[None] | None = None

@@ -153,6 +153,7 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
             "status": {"enum": ["ready", "degraded", "starting"]},
             "models": {"type": "object"},
             "checks": {"type": "object"},  # by name: {"ok", "required", "error"?}
+            "prediction_log": {"type": "object"},
         },
     }
 
@@ -162,7 +163,8 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
         responses={
             200: json_ok("this replica can answer predictions (degraded: see checks)", readiness),
             503: json_ok(
-                "not ready: starting, a model failed to load, or a back end it needs is down",
+                "not ready: starting, a model failed to load, the prediction log cannot "
+                "write, or a back end a served model needs is down",
                 readiness,
             ),
         },

@@ -1,4 +1,8 @@
-"""Reading runs back: one run, metric histories, and search with filters and ordering."""
+"""Reading runs back: one run, metric histories, and search with filters and ordering.
+
+A ``running`` run whose lease lapsed (its process died: ``_run.py``) is marked failed,
+with the reason, before runs are read, so nobody sees a dead run as running forever.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +63,10 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "<": lambda c, v: c < v,
     "<=": lambda c, v: c <= v,
 }
+LAPSED = (
+    "the run's process died (killed, crashed or its host lost): it stopped renewing the "
+    "run's lease, so the run was marked failed when the lease lapsed"
+)
 _KV_TABLES = {"params": t.params, "tags": t.tags, "metrics": t.latest_metrics}
 
 
@@ -88,6 +96,7 @@ class Tracking:
         self._metadata = metadata
 
     def get(self, run_id: str) -> RunInfo:
+        self.fail_lapsed()
         runs = self._load([run_id])
         if not runs:
             raise NotFoundError(
@@ -106,6 +115,7 @@ class Tracking:
         """Runs matching ``filter``, ordered by ``order_by`` (default: newest first)."""
         clauses = parse_filter(filter)
         order = parse_order(order_by)
+        self.fail_lapsed()
         conditions = [_clause_sql(c) for c in clauses]
         if experiment is not None:
             conditions.append(t.runs.c.experiment == experiment)
@@ -123,6 +133,25 @@ class Tracking:
             else:
                 ids = self._ids_by_value(conn, order, conditions, max_results)
         return self._load(ids)
+
+    def fail_lapsed(self) -> list[str]:
+        """Mark failed every running run whose lease lapsed; return their ids."""
+        now = _time.now_us()
+        lapsed = (
+            t.runs.c.status == "running",
+            t.runs.c.lease_until.is_not(None),
+            t.runs.c.lease_until < now,
+        )
+        with self._metadata.read() as conn:  # the common case: nothing to write
+            ids = [row[0] for row in conn.execute(select(t.runs.c.run_id).where(*lapsed))]
+        if ids:
+            with self._metadata.write() as conn:  # the same condition: a renewal wins
+                conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.run_id.in_(ids), *lapsed)
+                    .values(status="failed", end_time=t.runs.c.lease_until, error=LAPSED)
+                )
+        return ids
 
     def _ids_by_value(
         self, conn: Any, order: tuple[str, str, bool], conditions: list[Any], limit: int

@@ -1,16 +1,26 @@
 """A training run: params, metrics (batched), tags, artifacts, datasets, status.
 
 A run is two transactions when used plainly: one on start (run row, params, tags,
-environment) and one on end (buffered metrics, status). Metrics buffer in memory
-and flush when the buffer fills, when ``FLUSH_SECONDS`` have passed, or on exit,
-so a training loop pays for a commit per batch of steps, not per step.
+environment) and one on end (buffered metrics, status). Metrics buffer in memory, so a
+training loop pays for a commit per batch of steps, not per step; a background thread
+(``_keeper.py``) flushes the buffer every ``FLUSH_SECONDS`` (0.5 s), so a
+``log_metric`` that returned is stored within a second even if the process is then
+killed, and the buffer is also flushed when it fills, at ``end`` and at exit.
+
+While it runs, the run holds a lease (``runs.lease_until``) renewed every third of
+``lease_s``; a run whose process died stops renewing, and readers mark it failed
+once the lease lapses. A process that exits without ending its run ends it at exit:
+failed if an uncaught exception ended the process, finished otherwise.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
-import time
+import os
+import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +34,7 @@ from modelyard.contracts import Schema, as_frame, fingerprint
 from modelyard.errors import ConflictError, InvalidInputError
 from modelyard.tracking import _environment
 from modelyard.tracking._git import GitProbe
+from modelyard.tracking._keeper import Keeper
 from modelyard.tracking._seed import current_seed
 
 if TYPE_CHECKING:
@@ -31,7 +42,8 @@ if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
 
 FLUSH_ROWS = 1000
-FLUSH_SECONDS = 2.0
+FLUSH_SECONDS = 0.5
+LEASE_S = 30.0
 
 
 def _latest_wins(table: Any, excluded: Any) -> Any:
@@ -55,6 +67,8 @@ class Run:
         tags: Mapping[str, Any] | None = None,
         seed: int | None = None,
         code_folder: str | Path = ".",
+        lease_s: float = LEASE_S,
+        flush_s: float = FLUSH_SECONDS,
     ) -> None:
         self.run_id = uuid.uuid4().hex
         self.name = name
@@ -67,8 +81,12 @@ class Run:
         self._initial_tags = dict(tags or {})
         self._code_folder = code_folder
         self._params: dict[str, str] = {}
+        self.lease_s = lease_s
+        self.flush_s = flush_s
         self._buffer: list[dict[str, Any]] = []
-        self._last_flush = 0.0
+        self._buffer_lock = threading.Lock()  # the keeper thread flushes too
+        self._keeper: Keeper | None = None
+        self._pid = 0  # the process that started the run (and may end it at exit)
         self._git: GitProbe | None = None
 
     def __repr__(self) -> str:
@@ -78,6 +96,10 @@ class Run:
     def start(self) -> Run:
         if self.status != "pending":
             raise ConflictError(f"run {self.run_id} was already started")
+        if not 0 < self.lease_s < math.inf:  # also refuses nan
+            raise InvalidInputError(
+                f"lease_s = {self.lease_s!r}: expected seconds above 0 (tracking.lease_s)"
+            )
         environment, self._git = _environment.capture(self._code_folder)
         seed = self.seed if self.seed is not None else current_seed()
         self.seed = seed
@@ -92,6 +114,7 @@ class Run:
                     "name": self.name,
                     "status": "running",
                     "start_time": _time.now_us(),
+                    "lease_until": self._lease_until(),
                     "seed": seed,
                     "git_commit": self._git.commit,
                     "environment": environment,
@@ -108,23 +131,68 @@ class Run:
                     [{"run_id": self.run_id, "key": k, "value": v} for k, v in tags.items()],
                 )
         self._params.update(params)
-        self._last_flush = time.monotonic()
         self.status = "running"
+        self._keeper = Keeper(
+            f"modelyard-run-{self.run_id[:8]}",
+            self.flush,
+            self._renew,
+            flush_s=self.flush_s,
+            renew_s=self.lease_s / 3,
+        )
+        self._keeper.start()
+        self._pid = os.getpid()
+        atexit.register(self._end_at_exit)
         return self
 
     def end(self, status: str = "finished", error: str | None = None) -> None:
         """Flush buffered metrics and record the final status in one transaction."""
         if self.status != "running":
             return
+        if self._keeper is not None:
+            self._keeper.stop()
+            self._keeper = None
+        atexit.unregister(self._end_at_exit)
         commit = self._git.finish() if self._git is not None else None
+        with self._buffer_lock:
+            rows, self._buffer = self._buffer, []
+        try:
+            with self._metadata.write() as conn:
+                if rows:
+                    self._write_metrics(conn, rows)
+                conn.execute(
+                    t.runs.update()
+                    .where(t.runs.c.run_id == self.run_id)
+                    .values(status=status, end_time=_time.now_us(), error=error, git_commit=commit)
+                )
+        except BaseException:
+            self._put_back(rows)
+            raise
+        self.status = status
+
+    def _lease_until(self) -> int:
+        return _time.now_us() + int(self.lease_s * 1_000_000)
+
+    def _renew(self) -> None:
         with self._metadata.write() as conn:
-            self._flush_into(conn)
             conn.execute(
                 t.runs.update()
-                .where(t.runs.c.run_id == self.run_id)
-                .values(status=status, end_time=_time.now_us(), error=error, git_commit=commit)
+                .where(t.runs.c.run_id == self.run_id, t.runs.c.status == "running")
+                .values(lease_until=self._lease_until())
             )
-        self.status = status
+
+    def _end_at_exit(self) -> None:
+        """The process is exiting with this run still running: store what is buffered
+        and end it, failed if an uncaught exception is why the process ends."""
+        if os.getpid() != self._pid:  # a forked child exiting: the run is its parent's
+            return
+        error = getattr(sys, "last_value", None)
+        try:
+            if error is None:
+                self.end("finished")
+            else:
+                self.end("failed", f"{type(error).__name__}: {error}".strip()[:4000])
+        except Exception:  # the store may be closed or gone; its lease then lapses
+            pass
 
     def __enter__(self) -> Run:
         if self.status == "pending":
@@ -185,9 +253,12 @@ class Run:
         self.log_metrics({key: value}, step=step)
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int = 0) -> None:
-        """Buffer metric values for ``step``; they are written in batches."""
+        """Buffer metric values for ``step``; they are written in batches, and within a
+        second of this call returning (by a background thread), so a process killed
+        after that loses none of them."""
         self._require_running()
         ts = _time.now_us()
+        rows = []
         for key, value in metrics.items():
             _check_key(key, "metric")
             try:
@@ -196,7 +267,7 @@ class Run:
                 raise InvalidInputError(
                     f"metric '{key}' must be a number, got {type(value).__name__}"
                 ) from None
-            self._buffer.append(
+            rows.append(
                 {
                     "run_id": self.run_id,
                     "key": key,
@@ -205,20 +276,30 @@ class Run:
                     "timestamp": ts,
                 }
             )
-        if len(self._buffer) >= FLUSH_ROWS or time.monotonic() - self._last_flush > FLUSH_SECONDS:
+        with self._buffer_lock:
+            self._buffer.extend(rows)
+            full = len(self._buffer) >= FLUSH_ROWS
+        if full:
             self.flush()
 
     def flush(self) -> None:
         """Write buffered metrics now."""
-        if self._buffer:
-            with self._metadata.write() as conn:
-                self._flush_into(conn)
-
-    def _flush_into(self, conn: Any) -> None:
-        self._last_flush = time.monotonic()
-        if not self._buffer:
+        with self._buffer_lock:
+            rows, self._buffer = self._buffer, []
+        if not rows:
             return
-        rows, self._buffer = self._buffer, []
+        try:
+            with self._metadata.write() as conn:
+                self._write_metrics(conn, rows)
+        except BaseException:  # not stored: keep them for the next flush
+            self._put_back(rows)
+            raise
+
+    def _put_back(self, rows: list[dict[str, Any]]) -> None:
+        with self._buffer_lock:
+            self._buffer[:0] = rows
+
+    def _write_metrics(self, conn: Any, rows: list[dict[str, Any]]) -> None:
         conn.execute(t.metrics.insert(), rows)
         latest: dict[str, dict[str, Any]] = {}
         for row in rows:

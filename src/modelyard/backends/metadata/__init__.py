@@ -48,19 +48,20 @@ class MetadataStore(Protocol):
     ) -> None: ...
 
 
-def _sqlite(url: str) -> SqlStore:
+def _sqlite(url: str, *, create: bool) -> SqlStore:
     from modelyard.backends.metadata.sqlite import SqliteStore
 
-    return SqliteStore(url)
+    return SqliteStore(url, create=create)
 
 
-def _postgresql(url: str) -> SqlStore:
+def _postgresql(url: str, *, create: bool) -> SqlStore:
+    # A server's database is made by its administrator: opening one never creates it.
     from modelyard.backends.metadata.postgresql import PostgresStore
 
     return PostgresStore(url)
 
 
-SCHEMES: dict[str, Callable[[str], SqlStore]] = {
+SCHEMES: dict[str, Callable[..., SqlStore]] = {
     "sqlite": _sqlite,
     "postgresql": _postgresql,
     "postgresql+psycopg": _postgresql,
@@ -68,8 +69,12 @@ SCHEMES: dict[str, Callable[[str], SqlStore]] = {
 }
 
 
-def open_metadata(url: str) -> MetadataStore:
-    """Build (not yet connect) the metadata store for ``url``."""
+def open_metadata(url: str, *, create: bool = True) -> MetadataStore:
+    """Build (not yet connect) the metadata store for ``url``.
+
+    ``create=False`` refuses, when the store opens, a SQLite file that does not exist
+    (a wrong path would otherwise become a new, empty database).
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     factory = SCHEMES.get(scheme)
     if factory is None:
@@ -77,4 +82,4 @@ def open_metadata(url: str) -> MetadataStore:
             f"metadata URL {redact(url)!r} has unknown scheme {scheme!r}; "
             f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
         )
-    return factory(url)
+    return factory(url, create=create)

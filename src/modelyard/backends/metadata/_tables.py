@@ -38,6 +38,8 @@ runs = Table(
     Column("seed", BigInteger),
     Column("git_commit", String(64)),
     Column("environment", JSON),
+    # Renewed by the run's process while it runs; a lapsed lease means it died.
+    Column("lease_until", BigInteger),
 )
 
 params = Table(

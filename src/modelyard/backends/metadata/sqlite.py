@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.dialects.sqlite import insert
 
 from modelyard.backends.metadata._store import SqlStore
+from modelyard.errors import ConfigError
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -49,6 +50,10 @@ class SqliteStore(SqlStore):
     _remedy = "check the file's path and permissions, and that no other program locks it"
     _insert = staticmethod(insert)
 
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        super().__init__(url)
+        self.create = create
+
     def _path(self) -> Path | None:
         database = self.url.split(":///", 1)[1] if ":///" in self.url else ""
         if database in ("", ":memory:"):
@@ -57,6 +62,12 @@ class SqliteStore(SqlStore):
 
     def _create_engine(self) -> Engine:
         path = self._path()
+        if path is not None and not self.create and not path.exists():
+            missing = "" if path.parent.is_dir() else f", nor does its folder {path.parent}"
+            raise ConfigError(
+                f"metadata database {path} does not exist{missing}; fix metadata.url, "
+                "or run 'modelyard init' to create a new database there"
+            )
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(

@@ -13,12 +13,17 @@ Failed requests are logged too, as one line with their ``status`` and no inputs,
 error-rate SLO can be computed from the log; ``read`` leaves them out unless asked.
 PII: input fields tagged ``pii=True`` are hashed (salted blake2b) or dropped before
 they are written.
+
+When the spool cannot be written (a full disk, a failed writer thread) ``append`` raises
+``PredictionLogUnavailableError`` at once (a 503), or with ``on_failure="serve_unlogged"``
+returns and the answer leaves unlogged; ``problems()`` says what is wrong, ``observer``
+hears of it ("down", "up", "rejected", "unlogged"), and the writer retries by itself.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -41,15 +46,20 @@ from modelyard.backends.predictions._layout import (
 from modelyard.backends.predictions._parts import LocalParts, PartStore
 from modelyard.backends.predictions._read import RequestIndex, read_stream
 from modelyard.backends.predictions._segments import (
+    RETRY_S,
     SEGMENT_BYTES,
+    WRITE_TIMEOUT_S,
     SegmentWriter,
     read_segment,
     segment_paths,
 )
 from modelyard.backends.predictions._ship import Shipper, ship_folder
+from modelyard.errors import PredictionLogUnavailableError
 
 _OPT = orjson.OPT_SERIALIZE_NUMPY
 DEFAULT_MAX_DELAY_S = 10.0
+OnFailure = Literal["reject", "serve_unlogged"]
+ON_FAILURE: tuple[OnFailure, ...] = ("reject", "serve_unlogged")
 
 
 def _plain(values: Any) -> list[Any]:
@@ -71,6 +81,9 @@ class PredictionLog:
         segment_bytes: int = SEGMENT_BYTES,
         recent_limit: int = 1_000_000,
         feedback_days: int = 30,
+        on_failure: OnFailure = "reject",
+        retry_s: float = RETRY_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         self.spool = Path(spool)
         self.store = store
@@ -81,6 +94,11 @@ class PredictionLog:
         self.segment_bytes = segment_bytes
         self.recent_limit = recent_limit
         self.feedback_days = feedback_days
+        self.on_failure = on_failure
+        self.retry_s = retry_s
+        self.write_timeout_s = write_timeout_s
+        # Told "down", "up", "rejected" or "unlogged" (from the writer thread too): metrics.
+        self.observer: Callable[[str], None] | None = None
         # Recent request ids -> (model, rows), so feedback is checked without I/O.
         self._recent: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._writers: dict[str, SegmentWriter] = {}
@@ -122,10 +140,29 @@ class PredictionLog:
                 segment_bytes=self.segment_bytes,
                 max_age_s=self.max_delay_s / 2,
                 on_rotate=self._shipper.wake,
+                on_health=self._health_changed,
+                retry_s=self.retry_s,
+                write_timeout_s=self.write_timeout_s,
             )
             writer.start()
             self._writers[name] = writer
         self._shipper.start()
+
+    def problems(self) -> dict[str, str]:
+        """What keeps each writer ("predictions", "labels") from writing now; empty when
+        all can."""
+        return {
+            name: problem
+            for name, writer in self._writers.items()
+            if (problem := writer.problem) is not None
+        }
+
+    def _health_changed(self, problem: str | None) -> None:
+        self._notify("down" if problem is not None else "up")
+
+    def _notify(self, event: str) -> None:
+        if self.observer is not None:
+            self.observer(event)
 
     def close(self) -> None:
         """Flush and close this process's segments, then ship them (once; a store that is
@@ -213,8 +250,19 @@ class PredictionLog:
         return orjson.dumps(entry) + b"\n"
 
     async def append(self, line: bytes) -> None:
-        """Queue ``line`` and return once it is in the spool (the caller may then answer)."""
-        await self._writer("predictions").append(line)
+        """Queue ``line`` and return once it is in the spool (the caller may then answer).
+
+        Raises ``PredictionLogUnavailableError`` when it cannot be written, unless
+        ``on_failure`` is "serve_unlogged": then the line is dropped and counted.
+        """
+        try:
+            await self._writer("predictions").append(line)
+        except PredictionLogUnavailableError:
+            if self.on_failure == "serve_unlogged":
+                self._notify("unlogged")
+                return
+            self._notify("rejected")
+            raise
 
     def append_nowait(self, line: bytes) -> None:
         self._writer("predictions").append_nowait(line)
@@ -232,6 +280,7 @@ class PredictionLog:
         return orjson.dumps(record) + b"\n"
 
     async def append_labels(self, lines: bytes) -> None:
+        """Labels are never dropped: a label the log cannot keep is refused (503)."""
         await self._writer("labels").append(lines)
 
     def _writer(self, name: str) -> SegmentWriter:

@@ -13,12 +13,24 @@ closed: at ``segment_bytes``, ``max_age_s`` after its first line (so shipping ha
 bounded delay), or at exit. A segment nobody holds (done, or left by a killed process)
 is *finished*, and the shipper may take it. Hand-written because no library offers a
 multi-process, crash-safe group-commit log; Parquet does the rest.
+
+A write that fails (a full disk, a closed file) or a crash of the thread itself never
+leaves a waiter hanging: every waiter is answered with ``PredictionLogUnavailableError``
+at once, and so is every later ``append`` while ``problem`` is set. Every ``retry_s``
+the thread closes the damaged segment (a torn last line is skipped by readers, and was
+never acknowledged), opens a new one and writes a probe byte; once that works the
+writer is healthy again, without a restart. A write that hangs (a dead network disk)
+sets ``problem`` once it has taken ``write_timeout_s``: the next ``append`` answers its
+waiters and itself with the error, with no timer per request; the writer is healthy
+again when the write returns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
+import logging
 import os
 import queue
 import secrets
@@ -32,11 +44,16 @@ from typing import Any
 import orjson
 
 from modelyard._files import fsync_folder
+from modelyard.errors import PredictionLogUnavailableError
+
+logger = logging.getLogger("modelyard.predictions")
 
 SEGMENT_BYTES = 64 * 1024 * 1024
+RETRY_S = 1.0
+WRITE_TIMEOUT_S = 10.0
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: waiters live in a set
 class _Pending:
     line: bytes
     done: asyncio.Future[None] | None
@@ -44,7 +61,8 @@ class _Pending:
 
 
 class SegmentWriter:
-    """Appends lines to segments under ``folder``; ``on_rotate`` hears of each closed one."""
+    """Appends lines to segments under ``folder``; ``on_rotate`` hears of each closed one,
+    ``on_health`` of each change of ``problem`` (None when it writes again)."""
 
     def __init__(
         self,
@@ -54,39 +72,73 @@ class SegmentWriter:
         segment_bytes: int = SEGMENT_BYTES,
         max_age_s: float | None = None,
         on_rotate: Callable[[], None] | None = None,
+        on_health: Callable[[str | None], None] | None = None,
+        retry_s: float = RETRY_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         self.folder = folder
         self.fsync_ms = fsync_ms
         self.segment_bytes = segment_bytes
         self.max_age_s = max_age_s
         self.on_rotate = on_rotate
+        self.on_health = on_health
+        self.retry_s = retry_s
+        self.write_timeout_s = write_timeout_s
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._waiting: set[_Pending] = set()  # answered by the thread, even if it fails
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the open segment
         self._path: Path | None = None
         self._written = 0
         self._first_at = 0.0  # monotonic time of the open segment's first line
+        self._problem: str | None = None
+        self._last_sync = 0.0  # monotonic time of the last fsync (fsync_ms)
+        self._busy_since = 0.0  # monotonic start of the write in progress; 0 when idle
+
+    @property
+    def problem(self) -> str | None:
+        """Why this writer cannot write now, or None when it can."""
+        if self._thread is not None and not self._thread.is_alive():
+            return "writer thread stopped"
+        busy = self._busy_since
+        if busy and time.monotonic() - busy > self.write_timeout_s:
+            return f"a write has not finished in {self.write_timeout_s:g} s (a hung disk?)"
+        return self._problem
 
     def start(self) -> None:
         if self._thread is not None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         self._open_segment()
+        self._last_sync = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="modelyard-predlog", daemon=True)
         self._thread.start()
 
     async def append(self, line: bytes) -> None:
-        """Queue ``line`` and return once it is written (the caller may then answer)."""
+        """Queue ``line`` and return once it is written (the caller may then answer);
+        raise ``PredictionLogUnavailableError`` at once when it cannot be."""
         if not line:
             return
+        problem = self.problem
+        if problem is not None:
+            error = _unavailable(problem)
+            if self._busy_since:  # a hung write: its waiters get the answer too
+                self._answer_waiters(error)
+            raise error
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Pending(line, done, loop))
-        await done
+        pending = _Pending(line, done, loop)
+        self._waiting.add(pending)
+        self._queue.put(pending)
+        try:
+            await done
+        finally:
+            self._waiting.discard(pending)
 
     def append_nowait(self, line: bytes) -> None:
-        """Queue ``line`` without waiting (``close`` flushes it)."""
-        if line:
+        """Queue ``line`` without waiting (``close`` flushes it; dropped while failing)."""
+        if line and self.problem is None:
             self._queue.put(_Pending(line, None, None))
 
     def close(self) -> None:
@@ -98,40 +150,101 @@ class SegmentWriter:
         self._close_segment()
 
     def _timeout(self) -> float | None:
+        if self._problem is not None:
+            return self.retry_s
         if self.max_age_s is None or self._written == 0:
             return None
         return max(0.0, self._first_at + self.max_age_s - time.monotonic())
 
     def _run(self) -> None:
-        last_sync = time.monotonic()
         while True:
+            batch: list[_Pending | None] = []
             try:
-                first = self._queue.get(timeout=self._timeout())
-            except queue.Empty:  # the open segment is old enough to ship
+                if self._serve(batch):
+                    return
+            except OSError as exc:  # a full disk, a closed file: answer the waiters now
+                self._fail(_os_problem(exc))
+            except BaseException as exc:  # a bug, or a fault injected into this thread
+                self._fail(f"writer thread failed ({type(exc).__name__}: {exc})")
+            if None in batch:  # closing: nothing more will be queued
+                return
+
+    def _serve(self, batch: list[_Pending | None]) -> bool:
+        """One round: write what is queued, or rotate, or retry a failed writer; True
+        once ``close`` asked to stop. ``batch`` is filled in place for the caller."""
+        try:
+            batch.append(self._queue.get(timeout=self._timeout()))
+        except queue.Empty:
+            if self._problem is not None:
+                self._recover()
+            else:  # the open segment is old enough to ship
                 self._rotate()
-                continue
-            batch = [first]
-            while True:  # take everything already queued: one write for all of it
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(p is None for p in batch)
-            pending = [p for p in batch if p is not None]
-            if pending:
+            return False
+        while True:  # take everything already queued: one write for all of it
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        pending = [p for p in batch if p is not None]
+        if pending and self._problem is not None:  # queued before the fault was seen
+            self._answer_waiters(_unavailable(self._problem))
+        elif pending:
+            self._busy_since = time.monotonic()
+            try:
                 self._write(b"".join(p.line for p in pending))
-                if self.fsync_ms and (time.monotonic() - last_sync) * 1000 >= self.fsync_ms:
+                if self.fsync_ms and (self._busy_since - self._last_sync) * 1000 >= self.fsync_ms:
                     assert self._fd is not None
                     os.fsync(self._fd)
-                    last_sync = time.monotonic()
-                for p in pending:
-                    if p.loop is not None and p.done is not None:
-                        p.loop.call_soon_threadsafe(_resolve, p.done)
-            if stop:
-                return
-            timeout = self._timeout()
-            if self._written >= self.segment_bytes or (timeout is not None and timeout <= 0):
-                self._rotate()
+                    self._last_sync = time.monotonic()
+            finally:
+                self._busy_since = 0.0
+            for p in pending:
+                if p.loop is not None and p.done is not None:
+                    p.loop.call_soon_threadsafe(_resolve, p.done)
+        if None in batch:
+            return True
+        timeout = self._timeout()
+        if self._written >= self.segment_bytes or (timeout is not None and timeout <= 0):
+            self._rotate()
+        return False
+
+    def _fail(self, problem: str) -> None:
+        """Answer every waiter with the error; the first failure of an outage is logged."""
+        first = self._problem is None
+        self._problem = problem
+        self._answer_waiters(_unavailable(problem))
+        if first:
+            logger.error(
+                "the prediction log in %s fails: %s; predictions it cannot record are refused with "
+                "503 prediction_log_unavailable (or answered unlogged if "
+                'predictions.on_failure = "serve_unlogged"); retrying every %g s',
+                self.folder,
+                problem,
+                self.retry_s,
+            )
+            if self.on_health is not None:
+                self.on_health(problem)
+
+    def _answer_waiters(self, error: PredictionLogUnavailableError) -> None:
+        for p in list(self._waiting):
+            self._waiting.discard(p)
+            if p.loop is not None and p.done is not None:
+                p.loop.call_soon_threadsafe(_reject, p.done, error)
+
+    def _recover(self) -> None:
+        """Start a fresh segment and prove it takes a byte; stay failed if it does not."""
+        try:
+            self._close_segment()
+            self._open_segment()
+            assert self._fd is not None
+            os.write(self._fd, b"\n")  # readers skip blank lines; not counted in _written
+        except OSError as exc:
+            self._problem = _os_problem(exc)
+            return
+        logger.info("the prediction log writes to %s again", self.folder)
+        self._problem = None
+        if self.on_health is not None:
+            self.on_health(None)
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
@@ -155,24 +268,65 @@ class SegmentWriter:
         # the file): a shipper never sees an unlocked new segment and takes it for a dead
         # writer's, which would remove it under this writer.
         hidden = self.folder / f".{name}"
-        self._fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        self._path = self.folder / name
-        hidden.rename(self._path)
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stat = os.fstat(fd)
+            self._path = self.folder / name
+            hidden.rename(self._path)
+        except BaseException:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
+        self._fd, self._file_id = fd, (stat.st_dev, stat.st_ino)
         self._written = 0
 
     def _close_segment(self) -> None:
         if self._fd is None or self._path is None:
             return
-        os.fsync(self._fd)
+        fd, self._fd = self._fd, None
+        # After a fault the descriptor may be closed, or its number reused by another file
+        # of this process: only a descriptor still on this segment is synced and closed.
+        ours = _points_to(fd, self._file_id)
+        if ours:
+            try:
+                os.fsync(fd)
+            except OSError:  # the failure that got us here; the rename below still counts
+                pass
         if self._written:
             self._path.rename(self._path.with_suffix(".done"))
             fsync_folder(self.folder)  # the rename is what tells shippers it is finished
         else:
             self._path.unlink(missing_ok=True)  # nothing to ship
-        os.close(self._fd)  # closing drops the lock, after the rename
-        self._fd = None
+        if ours:
+            os.close(fd)  # closing drops the lock, after the rename
         self._path = None
+        self._written = 0
+
+
+def _os_problem(exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "OSError")
+    return f"cannot write: {name} ({exc.strerror or exc})"
+
+
+def _points_to(fd: int, file_id: tuple[int, int] | None) -> bool:
+    try:
+        stat = os.fstat(fd)
+    except OSError:
+        return False
+    return (stat.st_dev, stat.st_ino) == file_id
+
+
+def _unavailable(problem: str) -> PredictionLogUnavailableError:
+    return PredictionLogUnavailableError(
+        f"the prediction log cannot record this prediction ({problem}), so it is not "
+        "answered; retry on another replica or later"
+    )
+
+
+def _reject(future: asyncio.Future[None], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
