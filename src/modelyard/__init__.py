@@ -1,7 +1,7 @@
 """modelyard: from raw data to a monitored model service, in one package.
 
 >>> import modelyard
->>> ws = modelyard.Workspace(".")
+>>> ws = modelyard.Workspace.init("my-project")  # creates it; later: Workspace("my-project")
 >>> with ws.start_run("train", params={"C": 1.0}) as run: ...
 
 The names below load on first use: ``import modelyard`` (and every job worker, command
