@@ -27,7 +27,7 @@ def test_an_empty_folder_is_not_a_workspace_and_stays_empty(tmp_path: Path) -> N
         ws.registry.list()
     assert str(info.value) == (
         f"no modelyard workspace at '{tmp_path}'; run 'modelyard init {tmp_path}' "
-        "(or pass create=True)"
+        f"(in Python: Workspace.init('{tmp_path}'))"
     )
     assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, ModelyardError)
     assert info.value.code == "workspace_not_found"

@@ -132,7 +132,7 @@ class Workspace:
                 full = "" if where == str(config.root) else f" ({config.root})"
                 raise WorkspaceNotFoundError(
                     f"no modelyard workspace at {where!r}{full}; "
-                    f"run 'modelyard init {where}' (or pass create=True)"
+                    f"run 'modelyard init {where}' (in Python: Workspace.init({where!r}))"
                 )
             self._config = config
         return self._config
