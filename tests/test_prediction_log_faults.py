@@ -21,12 +21,14 @@ import anyio
 import httpx
 import pandas as pd
 import pytest
+import tritonclient.grpc.aio as grpcclient
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 
 import modelyard
 from modelyard.backends.predictions import PredictionLog, open_prediction_log
 from modelyard.serving import create_app
+from server_support import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -46,8 +48,10 @@ def diabetes(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace
 
 
 @asynccontextmanager
-async def _serve(ws: modelyard.Workspace, log: PredictionLog) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ws.registry, ["diabetes@production"], prediction_log=log)
+async def _serve(
+    ws: modelyard.Workspace, log: PredictionLog, grpc_port: int | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ws.registry, ["diabetes@production"], prediction_log=log, grpc_port=grpc_port)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -282,3 +286,30 @@ async def test_a_full_disk_refuses_fast_keeps_every_acknowledged_row_and_recover
         assert (await _predict(client, row, "freed")).status_code == 200
         answered.append("freed")
     assert set(answered) <= set(log.read("diabetes").column("request_id").to_pylist())
+
+
+async def test_grpc_server_ready_gives_the_answer_of_readyz_when_the_log_fails(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A gRPC load balancer drains the replica exactly when an HTTP one would."""
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions")
+    port = free_port()
+    async with _serve(ws, log, grpc_port=port) as client:
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            assert await grpc.is_server_ready() is True
+            _replace_with_dev_full(log)
+            assert (await _predict(client, row, "refused")).status_code == 503
+            assert (await client.get("/readyz")).status_code == 503
+            assert (await client.get("/v2/health/ready")).status_code == 503
+            assert await grpc.is_server_ready() is False
+            # Model readiness is the model's own (loaded), over HTTP and gRPC alike.
+            http_model = await client.get("/v2/models/diabetes/ready")
+            assert await grpc.is_model_ready("diabetes") is (http_model.status_code == 200)
+
+            assert (await _wait_ready(client, RETRY_S * 3)).status_code == 200
+            assert await grpc.is_server_ready() is True
+        finally:
+            await grpc.close()
