@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,43 @@ def _crash_thread(log: PredictionLog) -> None:
     assert hit == 1
 
 
+def _stop_thread(log: PredictionLog) -> None:
+    """The writer thread ends (as if its loop returned) without a word to anyone."""
+    writer = log._writers["predictions"]
+    assert writer._thread is not None
+    writer._queue.put(None)
+    writer._thread.join(5)
+    assert not writer._thread.is_alive()
+
+
+@contextmanager
+def _hung_write(log: PredictionLog) -> Iterator[None]:
+    """The writer's file becomes a full pipe: the next write() blocks, like a dead NFS."""
+    fd = _writer_fd(log)
+    saved = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    os.dup2(write_end, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)  # the disk answers again
+        os.close(saved)
+        os.read(read_end, 1 << 20)  # room in the pipe: the blocked write returns
+        writer = log._writers["predictions"]
+        deadline = time.monotonic() + 5.0
+        while writer._busy_since and time.monotonic() < deadline:
+            time.sleep(0.01)  # closed before the write returned, the pipe would answer EPIPE
+        os.close(read_end)
+        os.close(write_end)
+
+
 @pytest.mark.parametrize("fault", [_close_file, _replace_with_dev_full, _crash_thread])
 async def test_a_failing_writer_answers_503_fast_turns_readyz_red_and_recovers(
     diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path, fault: Any
@@ -168,32 +205,17 @@ async def test_a_hung_write_is_refused_once_it_takes_too_long_and_heals_when_it_
     log = _log(tmp_path / "predictions", write_timeout_s=0.5)
     async with _serve(ws, log) as client:
         assert (await _predict(client, row, "before")).status_code == 200
-        fd = _writer_fd(log)
-        saved = os.dup(fd)
-        read_end, write_end = os.pipe()  # a full pipe: the next write() blocks, like a dead NFS
-        os.set_blocking(write_end, False)
-        try:
-            while True:
-                os.write(write_end, b"x" * 65536)
-        except BlockingIOError:
-            pass
-        os.set_blocking(write_end, True)
-        os.dup2(write_end, fd)
         hung: list[httpx.Response] = []
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_predict_into, hung, client, row)
-            await anyio.sleep(1.0)  # past write_timeout_s
-            refused = await _predict(client, row, "refused")
-            ready = await client.get("/readyz")
-        assert refused.status_code == 503 and refused.extensions["seconds"] < 1.0
-        assert hung[0].status_code == 503  # answered by the next request, not left hanging
-        assert ready.status_code == 503
-
-        os.dup2(saved, fd)  # the disk answers again: the blocked write returns
-        os.close(saved)
-        os.read(read_end, 1 << 20)  # room in the pipe: the blocked write returns
-        os.close(read_end)
-        os.close(write_end)
+        with _hung_write(log):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_predict_into, hung, client, row)
+                await anyio.sleep(1.0)  # past write_timeout_s
+                refused = await _predict(client, row, "refused")
+                ready = await client.get("/readyz")
+            assert refused.status_code == 503 and refused.extensions["seconds"] < 1.0
+            assert hung[0].status_code == 503  # answered by the next request, not left hanging
+            assert ready.status_code == 503
+        # the disk answers again: the blocked write returns
         assert (await _wait_ready(client, 5.0)).status_code == 200
         assert (await _predict(client, row, "after")).status_code == 200
     logged = set(log.read("diabetes").column("request_id").to_pylist())
@@ -313,3 +335,35 @@ async def test_grpc_server_ready_gives_the_answer_of_readyz_when_the_log_fails(
             assert await grpc.is_server_ready() is True
         finally:
             await grpc.close()
+
+
+async def test_metrics_show_a_stopped_writer_without_a_readyz_call(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Nothing tells the gauge that the thread ended: the scrape itself must look."""
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions")
+    async with _serve(ws, log) as client:
+        assert (await _predict(client, row, "before")).status_code == 200
+        assert await _metric(client, "modelyard_prediction_log_up") == 1
+        _stop_thread(log)
+        assert await _metric(client, "modelyard_prediction_log_up") == 0
+
+
+async def test_metrics_show_a_hung_write_without_a_readyz_call(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions", write_timeout_s=0.5)
+    async with _serve(ws, log) as client:
+        assert (await _predict(client, row, "before")).status_code == 200
+        hung: list[httpx.Response] = []
+        async with anyio.create_task_group() as tasks:
+            with _hung_write(log):
+                tasks.start_soon(_predict_into, hung, client, row)
+                await anyio.sleep(1.0)  # past write_timeout_s, with no other request
+                up = await _metric(client, "modelyard_prediction_log_up")
+        assert up == 0
+        assert (await _metric(client, "modelyard_prediction_log_up")) == 1  # the write returned
