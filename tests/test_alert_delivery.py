@@ -1,5 +1,6 @@
-"""A webhook that fails is retried with backoff, and a notice no retry got through is
-kept as undelivered and sent again by the next check, never counted as delivered."""
+"""A webhook that fails is retried with backoff, and a notice no retry got through (firing
+or resolved) is kept as undelivered and sent again by the next check, never counted as
+delivered."""
 
 from __future__ import annotations
 
@@ -159,3 +160,38 @@ def test_an_undelivered_notice_is_sent_again_by_the_next_check(
 
     third = check(capsys, ws)  # delivered now: quiet while it keeps firing
     assert third["notified"] is None and third["state"] == "firing" and hook.received == 4
+
+
+def test_an_undelivered_resolved_notice_is_sent_again_by_the_next_check(
+    sqlite_workspace: modelyard.Workspace, hook: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = sqlite_workspace
+    train_diabetes(ws)
+    path = ws.root / "modelyard.toml"
+    path.write_text(path.read_text() + RULE.replace("{url}", hook.url))
+    fired = check(capsys, ws)
+    assert fired["notified"] == "firing" and fired["state"] == "firing"
+    assert hook.received == 1
+
+    # The condition stops holding while on-call's webhook is down.
+    path.write_text(path.read_text().replace('on_no_data = "firing"', 'on_no_data = "ok"'))
+    hook.fail_next = 100
+    resolved = check(capsys, ws)
+
+    assert resolved["notified"] == "resolved" and resolved["state"] == "ok_undelivered"
+    assert resolved["deliveries"]["audit"] == "sent"
+    assert "answered 503 (3 tries" in resolved["deliveries"]["oncall"]
+    code, out, _ = run_cli(capsys, "monitor", "alerts", "-w", str(ws.root))
+    assert code == 0 and "resolved notice undelivered" in out
+
+    hook.fail_next = 0  # back up: the next check sends it, to on-call only
+    again = check(capsys, ws)
+
+    assert again["notified"] == "resolved" and again["state"] == "ok"
+    assert again["deliveries"] == {"oncall": "sent"}
+    assert hook.received == 1 + 3 + 1
+    audit = [json.loads(line) for line in (ws.root / "alerts.jsonl").read_text().splitlines()]
+    assert [a["state"] for a in audit] == ["firing", "resolved"]  # not sent twice
+
+    quiet = check(capsys, ws)  # delivered now: nothing more to say
+    assert quiet["notified"] is None and quiet["state"] == "ok" and hook.received == 5

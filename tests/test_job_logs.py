@@ -48,6 +48,10 @@ def stepper(ctx):
 JOBS = """
 [jobs.stepper]
 function = "pipelines:stepper"
+
+[jobs.nightly_stepper]
+function = "pipelines:stepper"
+schedule = "0 2 * * *"
 """
 
 WAIT_S = 120  # a worker process's start under a loaded machine
@@ -195,6 +199,36 @@ def test_progress_shows_on_stderr_and_in_jobs_logs_while_the_job_runs(
         stop(job)
     code, out, _ = run_cli(capsys, "jobs", "logs", "stepper", "-w", root)
     assert "step 4/4 (100%)" in out and "done in" in out
+
+
+@pytest.mark.slow
+def test_backfill_shows_each_runs_log_on_stderr_while_it_runs_unless_quiet(
+    sqlite_jobs_ws: modelyard.Workspace,
+) -> None:
+    root = str(sqlite_jobs_ws.root)
+    one_slot = ("--start", "2026-01-01", "--end", "2026-01-01")
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    job = modelyard_cli("jobs", "backfill", "nightly_stepper", *one_slot, "-w", root, **pipes)
+    try:
+        got = Lines(job.stderr).wait_for("step 1/4")
+        assert any("loading the data" in line for line in got)
+        assert "epoch 1/1 step 1/4 (25%)" in got[-1]
+        assert job.poll() is None  # shown as it is written, not at the end
+        open_gate(sqlite_jobs_ws)
+        assert job.wait(WAIT_S) == 0
+    finally:
+        stop(job)
+
+    quiet = modelyard_cli(
+        "jobs", "backfill", "nightly_stepper", *one_slot, "--rerun", "-q", "-w", root, **pipes
+    )
+    try:
+        out, err = quiet.communicate(timeout=WAIT_S)
+    finally:
+        stop(quiet)
+    assert quiet.returncode == 0, err
+    assert "1 slot(s) run, 0 failed" in out
+    assert "loading the data" not in err and "step 1/4" not in err
 
 
 @pytest.mark.slow

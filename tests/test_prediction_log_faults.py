@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ import anyio
 import httpx
 import pandas as pd
 import pytest
+import tritonclient.grpc.aio as grpcclient
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 
 import modelyard
 from modelyard.backends.predictions import PredictionLog, open_prediction_log
 from modelyard.serving import create_app
+from server_support import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -46,8 +48,10 @@ def diabetes(sqlite_workspace: modelyard.Workspace) -> tuple[modelyard.Workspace
 
 
 @asynccontextmanager
-async def _serve(ws: modelyard.Workspace, log: PredictionLog) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(ws.registry, ["diabetes@production"], prediction_log=log)
+async def _serve(
+    ws: modelyard.Workspace, log: PredictionLog, grpc_port: int | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ws.registry, ["diabetes@production"], prediction_log=log, grpc_port=grpc_port)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -112,6 +116,43 @@ def _crash_thread(log: PredictionLog) -> None:
     assert hit == 1
 
 
+def _stop_thread(log: PredictionLog) -> None:
+    """The writer thread ends (as if its loop returned) without a word to anyone."""
+    writer = log._writers["predictions"]
+    assert writer._thread is not None
+    writer._queue.put(None)
+    writer._thread.join(5)
+    assert not writer._thread.is_alive()
+
+
+@contextmanager
+def _hung_write(log: PredictionLog) -> Iterator[None]:
+    """The writer's file becomes a full pipe: the next write() blocks, like a dead NFS."""
+    fd = _writer_fd(log)
+    saved = os.dup(fd)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    os.dup2(write_end, fd)
+    try:
+        yield
+    finally:
+        os.dup2(saved, fd)  # the disk answers again
+        os.close(saved)
+        os.read(read_end, 1 << 20)  # room in the pipe: the blocked write returns
+        writer = log._writers["predictions"]
+        deadline = time.monotonic() + 5.0
+        while writer._busy_since and time.monotonic() < deadline:
+            time.sleep(0.01)  # closed before the write returned, the pipe would answer EPIPE
+        os.close(read_end)
+        os.close(write_end)
+
+
 @pytest.mark.parametrize("fault", [_close_file, _replace_with_dev_full, _crash_thread])
 async def test_a_failing_writer_answers_503_fast_turns_readyz_red_and_recovers(
     diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path, fault: Any
@@ -164,32 +205,17 @@ async def test_a_hung_write_is_refused_once_it_takes_too_long_and_heals_when_it_
     log = _log(tmp_path / "predictions", write_timeout_s=0.5)
     async with _serve(ws, log) as client:
         assert (await _predict(client, row, "before")).status_code == 200
-        fd = _writer_fd(log)
-        saved = os.dup(fd)
-        read_end, write_end = os.pipe()  # a full pipe: the next write() blocks, like a dead NFS
-        os.set_blocking(write_end, False)
-        try:
-            while True:
-                os.write(write_end, b"x" * 65536)
-        except BlockingIOError:
-            pass
-        os.set_blocking(write_end, True)
-        os.dup2(write_end, fd)
         hung: list[httpx.Response] = []
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_predict_into, hung, client, row)
-            await anyio.sleep(1.0)  # past write_timeout_s
-            refused = await _predict(client, row, "refused")
-            ready = await client.get("/readyz")
-        assert refused.status_code == 503 and refused.extensions["seconds"] < 1.0
-        assert hung[0].status_code == 503  # answered by the next request, not left hanging
-        assert ready.status_code == 503
-
-        os.dup2(saved, fd)  # the disk answers again: the blocked write returns
-        os.close(saved)
-        os.read(read_end, 1 << 20)  # room in the pipe: the blocked write returns
-        os.close(read_end)
-        os.close(write_end)
+        with _hung_write(log):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_predict_into, hung, client, row)
+                await anyio.sleep(1.0)  # past write_timeout_s
+                refused = await _predict(client, row, "refused")
+                ready = await client.get("/readyz")
+            assert refused.status_code == 503 and refused.extensions["seconds"] < 1.0
+            assert hung[0].status_code == 503  # answered by the next request, not left hanging
+            assert ready.status_code == 503
+        # the disk answers again: the blocked write returns
         assert (await _wait_ready(client, 5.0)).status_code == 200
         assert (await _predict(client, row, "after")).status_code == 200
     logged = set(log.read("diabetes").column("request_id").to_pylist())
@@ -282,3 +308,62 @@ async def test_a_full_disk_refuses_fast_keeps_every_acknowledged_row_and_recover
         assert (await _predict(client, row, "freed")).status_code == 200
         answered.append("freed")
     assert set(answered) <= set(log.read("diabetes").column("request_id").to_pylist())
+
+
+async def test_grpc_server_ready_gives_the_answer_of_readyz_when_the_log_fails(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A gRPC load balancer drains the replica exactly when an HTTP one would."""
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions")
+    port = free_port()
+    async with _serve(ws, log, grpc_port=port) as client:
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            assert await grpc.is_server_ready() is True
+            _replace_with_dev_full(log)
+            assert (await _predict(client, row, "refused")).status_code == 503
+            assert (await client.get("/readyz")).status_code == 503
+            assert (await client.get("/v2/health/ready")).status_code == 503
+            assert await grpc.is_server_ready() is False
+            # Model readiness is the model's own (loaded), over HTTP and gRPC alike.
+            http_model = await client.get("/v2/models/diabetes/ready")
+            assert await grpc.is_model_ready("diabetes") is (http_model.status_code == 200)
+
+            assert (await _wait_ready(client, RETRY_S * 3)).status_code == 200
+            assert await grpc.is_server_ready() is True
+        finally:
+            await grpc.close()
+
+
+async def test_metrics_show_a_stopped_writer_without_a_readyz_call(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Nothing tells the gauge that the thread ended: the scrape itself must look."""
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions")
+    async with _serve(ws, log) as client:
+        assert (await _predict(client, row, "before")).status_code == 200
+        assert await _metric(client, "modelyard_prediction_log_up") == 1
+        _stop_thread(log)
+        assert await _metric(client, "modelyard_prediction_log_up") == 0
+
+
+async def test_metrics_show_a_hung_write_without_a_readyz_call(
+    diabetes: tuple[modelyard.Workspace, pd.DataFrame], tmp_path: Path
+) -> None:
+    ws, x = diabetes
+    row = x.head(1).to_dict(orient="records")[0]
+    log = _log(tmp_path / "predictions", write_timeout_s=0.5)
+    async with _serve(ws, log) as client:
+        assert (await _predict(client, row, "before")).status_code == 200
+        hung: list[httpx.Response] = []
+        async with anyio.create_task_group() as tasks:
+            with _hung_write(log):
+                tasks.start_soon(_predict_into, hung, client, row)
+                await anyio.sleep(1.0)  # past write_timeout_s, with no other request
+                up = await _metric(client, "modelyard_prediction_log_up")
+        assert up == 0
+        assert (await _metric(client, "modelyard_prediction_log_up")) == 1  # the write returned

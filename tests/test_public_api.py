@@ -102,3 +102,15 @@ def test_lazy_names_are_the_ones_type_checkers_see(name: str) -> None:
 
     assert {entry for entry in lazy if entry[2] not in annotated} == imports
     assert {public for *_, public in lazy} == set(module.__all__)
+
+
+def test_jobs_exports_the_type_that_ctx_progress_returns() -> None:
+    """Job code can annotate what ``ctx.progress`` gives with a public name."""
+    from datetime import datetime
+
+    from modelyard.jobs import JobContext, Progress
+
+    ctx = JobContext("n", "r", datetime.now(), datetime.now(), 1, ".")
+
+    with ctx.progress(3) as progress:
+        assert isinstance(progress, Progress)

@@ -13,7 +13,16 @@ import modelyard
 from modelyard.backends.executors import Settled
 from modelyard.config import Config, load_config
 from modelyard.contracts import Schema
-from modelyard.jobs import JobContext, JobHistory, JobRun, JobSpec, backfill, job, run_job
+from modelyard.jobs import (
+    JobContext,
+    JobHistory,
+    JobRun,
+    JobSpec,
+    Progress,
+    backfill,
+    job,
+    run_job,
+)
 from modelyard.monitoring import Alerting, Checker, RuleResult, metric_history, slo_values
 from modelyard.registry import (
     LoadedModel,
@@ -82,7 +91,10 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
         assert_type(ctx.logical_date, datetime)
         assert_type(ctx.partition, str | None)
         with ctx.progress(10, unit="batch", desc="epoch 1/2") as bar:
+            assert_type(bar, Progress)
             assert_type(bar.advance(2, note="loss 0.3"), None)
+        steps: Progress = ctx.progress(unit="batch")  # users annotate with the public name
+        steps.close()
 
     keep: Callable[[JobContext], None] = nightly  # @job keeps the function's own type
     assert_type(keep(JobContext("n", "r", datetime.now(), datetime.now(), 1, ".")), None)

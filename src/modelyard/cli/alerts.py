@@ -18,6 +18,8 @@ _STATE_STYLE = {
     "undelivered": "[bold red]firing, notice undelivered[/] (sent again on the next check)",
     "pending": "[yellow]pending[/]",
     "ok": "ok",
+    # Resolved, but a sink did not take the resolved notice: the next check sends it again.
+    "ok_undelivered": "ok, [red]resolved notice undelivered[/] (sent again on the next check)",
 }
 
 

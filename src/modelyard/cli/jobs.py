@@ -121,18 +121,34 @@ def backfill_command(
     start: str = typer.Option(..., "--start", help="first logical date, e.g. 2026-11-01"),
     end: str = typer.Option(..., "--end", help="last logical date (inclusive)"),
     rerun: bool = typer.Option(False, "--rerun", help="run slots that already succeeded too"),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="do not show each run's log on stderr as it is written"
+    ),
     assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Run every slot between two logical dates, oldest first; exit 1 if any failed."""
+    """Run every slot between two logical dates, oldest first; exit 1 if any failed.
+
+    What each run writes (prints, log records, progress lines) shows on stderr as it runs.
+    """
     from modelyard.jobs import backfill
 
     ws = open_workspace(workspace)
+    echo = None if quiet else _write_to(sys.stderr)
 
     def show(run: Any) -> None:
         console.print(f"{fmt_time(run.logical_date)}  {_STATUS.get(run.status, run.status)}")
 
-    runs = backfill(ws, name, start=start, end=end, rerun=rerun, on_run=show, assume_utc=assume_utc)
+    runs = backfill(
+        ws,
+        name,
+        start=start,
+        end=end,
+        rerun=rerun,
+        on_run=show,
+        assume_utc=assume_utc,
+        echo=echo,
+    )
     failed = [r for r in runs if r.status != "success"]
     console.print(
         f"backfill of {name}: {len(runs)} slot(s) run, {len(failed)} failed"

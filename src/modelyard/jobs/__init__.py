@@ -5,6 +5,9 @@ from typing import TYPE_CHECKING
 from modelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from modelyard._progress import (
+        Progress,
+    )
     from modelyard.jobs._api import (
         backfill,
         compact_predictions,
@@ -54,6 +57,7 @@ __all__ = [
     "JobRun",
     "JobSpec",
     "Outcome",
+    "Progress",
     "Runner",
     "Schedule",
     "Scheduler",
@@ -74,6 +78,9 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "modelyard._progress": [
+        "Progress",
+    ],
     "modelyard.jobs._api": [
         "backfill",
         "compact_predictions",

@@ -6,12 +6,16 @@ checks (minutes apart, from cron or the scheduler) agree on them:
     ok --condition holds--> pending --held for `for`--> firing --stops holding--> ok
                                                                (a "resolved" notice)
                             firing <--next check--> undelivered
+                                ok <--next check--> ok_undelivered
 
 A firing notice that a sink could not take (after the sink's own retries: a webhook
 that answers 5xx or cannot be reached) is not counted as delivered: the rule moves to
 ``undelivered``, the failure is in the alert history and the log, and the next check
 that finds the condition still holding moves it back to ``firing`` and sends the
-notice again, to the sinks that failed only. Resolved notices are sent once.
+notice again, to the sinks that failed only. A resolved notice that a sink could not
+take does the same through ``ok_undelivered``: the next check sends it again to those
+sinks (until one gets it through, or the rule fires again: the new firing notice
+supersedes it), so on-call is not left believing a resolved alert still fires.
 
 A rule notifies once when it starts firing and once when it resolves; in between it is
 silent however often it is checked. A state change is written with a compare-and-set
@@ -59,7 +63,7 @@ if TYPE_CHECKING:
     from modelyard.features import FeatureStore
     from modelyard.registry import Registry
 
-State = Literal["ok", "pending", "firing", "undelivered"]
+State = Literal["ok", "pending", "firing", "undelivered", "ok_undelivered"]
 FIRING: tuple[State, ...] = ("firing", "undelivered")  # the condition held long enough
 
 logger = logging.getLogger(__name__)
@@ -230,7 +234,9 @@ class Checker:
         if target == "firing" and state != "firing":
             self._fire(result, alerting, state, since_new, now_us)
         elif target == "ok" and state in FIRING:
-            self._notify(result, alerting, "resolved", since, rule.sinks)
+            self._resolve(result, alerting, since, rule.sinks, now_us)
+        elif state == "ok_undelivered":  # ok or pending: the firing it reports did end
+            self._resolve(result, alerting, since, self._unsent(rule, "resolved"), now_us)
 
     def _fire(
         self, result: RuleResult, alerting: Alerting, was: State, since: int, now_us: int
@@ -255,6 +261,38 @@ class Checker:
         ):
             result.state = "undelivered"
 
+    def _resolve(
+        self,
+        result: RuleResult,
+        alerting: Alerting,
+        fired_since: int,
+        sinks: tuple[str, ...],
+        now_us: int,
+    ) -> None:
+        """Send the resolved notice; if a sink did not take it and the rule is ``ok``, it
+        becomes ``ok_undelivered`` (keeping when it began firing, for the resend).
+
+        A rule already ``pending`` again gets this one last try: its next firing notice
+        will tell on-call what matters.
+        """
+        rule = result.rule
+        if sinks:
+            self._notify(result, alerting, "resolved", fired_since, sinks)
+        failed = {k: v for k, v in result.deliveries.items() if v != "sent"}
+        retry = result.state == "ok"
+        for sink, why in failed.items():
+            logger.warning(
+                "alert %s: sink %s did not take the resolved notice (%s)%s",
+                rule.name,
+                sink,
+                why,
+                "; the next check sends it again" if retry else "",
+            )
+        if failed and retry:
+            moved: tuple[State, int] = ("ok_undelivered", fired_since)
+            if self._move(rule.name, ("ok", now_us), moved, result.value, now_us):
+                result.state = "ok_undelivered"
+
     @staticmethod
     def _next(
         rule: AlertRule, holds: bool, state: State, since: int, now_us: int
@@ -263,7 +301,7 @@ class Checker:
             return "ok", now_us
         if state == "undelivered":
             return "firing", since  # still holding: send what did not get through
-        if state == "ok":
+        if state in ("ok", "ok_undelivered"):  # firing again supersedes the resolved notice
             return ("firing" if rule.hold == timedelta(0) else "pending"), now_us
         if state == "pending" and now_us - since >= rule.hold.total_seconds() * 1e6:
             return "firing", since
@@ -330,12 +368,14 @@ class Checker:
         result.deliveries = deliver(self.store, alerting, alert, sinks)
         result.notified = state
 
-    def _unsent(self, rule: AlertRule) -> tuple[str, ...]:
-        """The rule's sinks that its last firing notice did not reach."""
+    def _unsent(
+        self, rule: AlertRule, state: Literal["firing", "resolved"] = "firing"
+    ) -> tuple[str, ...]:
+        """The rule's sinks that its last ``state`` notice did not reach."""
         table = t.alert_events
         query = (
             select(table.c.deliveries)
-            .where(table.c.rule == rule.name, table.c.state == "firing")
+            .where(table.c.rule == rule.name, table.c.state == state)
             .order_by(table.c.id.desc())
             .limit(1)
         )

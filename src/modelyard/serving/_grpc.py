@@ -13,7 +13,7 @@ import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -25,6 +25,9 @@ from modelyard.serving._oip import check_version, model_metadata, server_metadat
 from modelyard.serving._oip_v2_descriptor import DESCRIPTOR_SET
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._tensors import NUMPY_OF, Tensor, from_columns, from_raw, to_columns, to_raw
+
+if TYPE_CHECKING:
+    from modelyard.serving._health import Readiness
 
 SERVICE = "inference.GRPCInferenceService"
 _CONTENTS_FIELD = {
@@ -92,19 +95,25 @@ def _tensors(request: Any) -> list[Tensor]:
 
 
 class InferenceService:
-    """The six OIP v2 RPCs, over the server's ``ModelPool``."""
+    """The six OIP v2 RPCs, over the server's ``ModelPool``.
 
-    def __init__(self, pool: ModelPool, ready: Callable[[], bool]) -> None:
+    ``ServerReady`` answers what ``/readyz`` and ``/v2/health/ready`` answer (the same
+    ``Readiness``: models, prediction log, back-end checks), so a gRPC load balancer
+    drains a replica exactly when an HTTP one would.
+    """
+
+    def __init__(self, pool: ModelPool, ready: Callable[[], bool], readiness: Readiness) -> None:
         self.pool = pool
         self.ready = ready
+        self.readiness = readiness
         self.m = messages()
 
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
         return self.m["ServerLiveResponse"](live=True)
 
     async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-        ok, _ = self.pool.readiness(self.ready())
-        return self.m["ServerReadyResponse"](ready=ok)
+        code, _ = await self.readiness.evaluate(self.ready())
+        return self.m["ServerReadyResponse"](ready=code == 200)
 
     async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
         d = await self._guard(context, self.pool.get, request.name)
@@ -189,7 +198,12 @@ def _handler(service: InferenceService) -> grpc.GenericRpcHandler:
 
 
 async def start_grpc(
-    pool: ModelPool, host: str, port: int, max_message_bytes: int, ready: Callable[[], bool]
+    pool: ModelPool,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    ready: Callable[[], bool],
+    readiness: Readiness,
 ) -> grpc.aio.Server:
     """Start the gRPC service on ``host:port`` (several workers may share the port)."""
     server = grpc.aio.server(
@@ -199,7 +213,7 @@ async def start_grpc(
             ("grpc.so_reuseport", 1),
         ]
     )
-    server.add_generic_rpc_handlers((_handler(InferenceService(pool, ready)),))
+    server.add_generic_rpc_handlers((_handler(InferenceService(pool, ready, readiness)),))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:

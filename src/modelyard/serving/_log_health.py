@@ -7,7 +7,9 @@
 A replica whose log cannot write and whose policy is ``predictions.on_failure =
 "reject"`` answers nothing, so it is not ready; with "serve_unlogged" it still answers
 and stays ready, and the gauge (and the alert on it) tells. With ``--workers N`` the
-gauge keeps the lowest live value, so one failing worker shows.
+gauge keeps the lowest live value, so one failing worker shows. The gauge is refreshed
+on each event of the log and on every scrape of ``/metrics``: a writer thread that
+stopped or a write that hangs sends no event.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ monitoring gauges, are not in those files: the worker that answers emits them on
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -99,6 +100,9 @@ class ServerMetrics:
             registry=r,
         )
         self.collectors: list[Collector] = []
+        # Gauges that only change by a read (a writer thread that stopped, a write that
+        # hangs) are brought up to date here, so a scrape alone shows them.
+        self.before_render: list[Callable[[], object]] = []
 
     def register(self, collector: Collector) -> None:
         """Add a collector whose values are computed when ``/metrics`` is scraped."""
@@ -107,6 +111,8 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         """The exposition text; blocking (files, the database): call it off the event loop."""
+        for refresh in self.before_render:
+            refresh()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             combined = CollectorRegistry()
             multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]

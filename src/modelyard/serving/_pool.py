@@ -45,6 +45,8 @@ class ModelPool:
         self.poll_interval_s = poll_interval_s
         self.metrics = ServerMetrics()
         self.log_health = None if log is None else PredictionLogHealth(log, self.metrics.registry)
+        if self.log_health is not None:
+            self.metrics.before_render.append(self.log_health.refresh)
         self.executor: ThreadPoolExecutor | None = None
         self.deployments: dict[str, Deployment] = {}
         self._poller: asyncio.Task[None] | None = None

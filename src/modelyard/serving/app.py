@@ -85,7 +85,12 @@ def create_app(
             from modelyard.serving._grpc import start_grpc
 
             grpc_server = await start_grpc(
-                pool, grpc_host, grpc_port, max_body_bytes, lambda: bool(app.state.ready)
+                pool,
+                grpc_host,
+                grpc_port,
+                max_body_bytes,
+                lambda: bool(app.state.ready),
+                app.state.readiness,
             )
         app.state.ready = True
         yield
