@@ -11,7 +11,6 @@ import errno
 import gc
 import json
 import os
-import signal
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.errors import ConfigError
 from modelyard.serving import _logging
 from modelyard.serving._options import ServeOptions
-from modelyard.serving._workers import supervise
+from modelyard.serving._workers import run_until_sigterm, supervise
 from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
 
 if TYPE_CHECKING:
@@ -103,11 +102,11 @@ def serve(
         app = create_app(
             ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
         )
-        # uvicorn re-raises SIGTERM after draining; a no-op handler makes that drained
-        # stop exit 0, as the multi-worker supervisor does.
-        signal.signal(signal.SIGTERM, lambda *_: None)
         settle_heap()
-        uvicorn.run(app, **common)
+        server = uvicorn.Server(uvicorn.Config(app, **common))
+        run_until_sigterm(server)
+        if not server.started:  # as uvicorn.run: a server that failed to start exits 3
+            raise SystemExit(3)
         return
     # Load once in this process, so a bad reference fails here with one line.
     create_app(ws.registry, options, features=ws.features, **app_kwargs)

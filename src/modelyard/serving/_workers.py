@@ -18,9 +18,12 @@ import socket
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 logger = logging.getLogger("modelyard.serving")
 
@@ -55,9 +58,25 @@ def _worker(config: dict[str, Any]) -> None:
             timeout_graceful_shutdown=config["grace_s"],
         )
     )
-    signal.signal(signal.SIGTERM, lambda *_: None)  # see _run.serve: exit 0 after draining
     settle_heap()
-    server.run(sockets=[sock])
+    run_until_sigterm(server, sockets=[sock])
+
+
+def run_until_sigterm(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+    """``server.run()``, stopped by a SIGTERM whenever it lands, and exiting 0 after draining.
+
+    uvicorn installs its own handlers only once it starts serving; a SIGTERM that lands
+    before (the supervisor stops a worker that is still starting) would be lost, leaving a
+    worker that never exits. This handler stops the server instead: uvicorn checks
+    ``should_exit`` right after start-up. uvicorn also re-raises the SIGTERM it drained for;
+    handled here, that stop exits 0.
+    """
+
+    def stop(*_: Any) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, stop)
+    server.run(sockets=sockets)
 
 
 def supervise(workers: int, config: dict[str, Any]) -> None:
