@@ -7,6 +7,8 @@ without Ray the Ray cases skip locally and fail under CI=true.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -203,3 +205,60 @@ def test_without_ray_the_ray_executor_names_the_extra(monkeypatch: pytest.Monkey
 
     with pytest.raises(ConfigError, match=r"pip install 'modelyard\[ray\]'"):
         executor.open()
+
+
+def test_a_worker_whose_parent_was_killed_stops_its_task(tmp_path: Path) -> None:
+    # `kill -9` of `modelyard jobs run` (or of a scheduler) left its worker running the
+    # job to the end: nobody could record the outcome, and a retry or the next
+    # scheduler ran the same slot beside it.
+    ticks = tmp_path / "ticks"
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from modelyard.backends.executors.local import LocalExecutor\n"
+        "def tick(path):\n"
+        "    for _ in range(600):\n"
+        "        with open(path, 'a') as f:\n"
+        "            f.write(f'{os.getpid()}\\n')\n"
+        "        time.sleep(0.1)\n"
+        "for result in LocalExecutor(max_workers=1).map(tick, [sys.argv[1]]):\n"
+        "    result.get()\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(driver), str(ticks)], env=_src_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not (ticks.exists() and ticks.read_text().strip()):
+            assert time.monotonic() < deadline, "the worker never started its task"
+            assert parent.poll() is None, "the driver ended early"
+            time.sleep(0.2)
+    finally:
+        parent.kill()
+        parent.wait()
+    worker_pid = int(ticks.read_text().split()[0])
+
+    deadline = time.monotonic() + 10
+    while _alive(worker_pid):
+        assert time.monotonic() < deadline, "the orphaned worker is still running its task"
+        time.sleep(0.2)
+    written = ticks.read_text()
+    time.sleep(0.5)
+    assert ticks.read_text() == written
+
+
+def _src_env() -> dict[str, str]:
+    # The driver imports the modelyard these tests run against.
+    src = str(Path(modelyard.__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (ended, not yet reaped by init) counts as ended.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

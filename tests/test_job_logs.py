@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import IO
 
 import pytest
@@ -23,6 +24,7 @@ import pytest
 import modelyard
 from cli_support import run_cli
 from modelyard.jobs import JobHistory, JobRun
+from modelyard.jobs._history import ABANDONED_AFTER_S
 
 PIPELINES = """
 import time
@@ -316,3 +318,29 @@ def test_logs_of_an_unknown_run_or_job_is_one_line(
 ) -> None:
     code, _, err = run_cli(capsys, "jobs", "logs", "nosuchjob", "-w", str(sqlite_jobs_ws.root))
     assert code == 2 and "no job run 'nosuchjob'" in err
+
+
+def test_a_run_whose_owner_died_shows_failed_without_a_scheduler(
+    jobs_ws: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `kill -9` of `modelyard jobs run`: its run row stays "running" and its lease stops
+    # being renewed. With no scheduler to take the slot over, `jobs runs` used to say
+    # "running" for ever.
+    history = JobHistory(jobs_ws.metadata)
+    dead_slot = datetime(2026, 11, 24, 2, tzinfo=UTC)
+    live_slot = datetime(2026, 11, 25, 2, tzinfo=UTC)
+    assert history.claim("stepper", dead_slot, "killed-owner", lease_s=0.1, force=True)
+    history.start_run("dead0000run", "stepper", dead_slot, "manual", "killed-owner")
+    assert history.claim("stepper", live_slot, "live-owner", lease_s=600, force=True)
+    history.start_run("live0000run", "stepper", live_slot, "manual", "live-owner")
+    time.sleep(ABANDONED_AFTER_S + 0.5)
+
+    code, out, _ = run_cli(capsys, "jobs", "runs", "stepper", "-w", str(jobs_ws.root))
+
+    assert code == 0
+    dead = history.run("dead0000run")
+    assert dead.status == "failed" and "process died" in (dead.error or "")
+    assert dead.ended_at is not None
+    assert history.run("live0000run").status == "running"  # its owner renews its lease
+    code, _, _ = run_cli(capsys, "jobs", "logs", "dead0000run", "-f", "-w", str(jobs_ws.root))
+    assert code == 1  # the run ended failed: following it ends at once

@@ -137,6 +137,23 @@ def test_a_file_that_is_not_parquet_gets_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1
 
 
+def test_an_empty_parquet_file_is_named_as_empty(
+    trained: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It was "no rows in the current window; profile a non-empty data set": no window
+    # was involved, and "profile" is advice for the Python API.
+    ws, x = trained
+    path = tmp_path / "current.parquet"
+    x.head(0).to_parquet(path)
+
+    code, out, err = run_cli(
+        capsys, "monitor", "drift", "diabetes/1", "--current", str(path), "-w", str(ws.root)
+    )
+
+    assert code == 2 and "Traceback" not in err + out
+    assert err.strip() == f"error: --current {path} has no rows; pass a file with the rows to judge"
+
+
 def test_a_column_whose_nulls_jump_is_flagged_in_the_table_and_the_json(
     trained: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

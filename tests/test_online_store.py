@@ -69,3 +69,16 @@ def test_unreachable_redis_is_a_one_line_error() -> None:
     store = open_online("redis://127.0.0.1:1/0")
     with pytest.raises(BackendUnavailableError, match="cannot reach the online store"):
         store.open()
+
+
+@pytest.mark.parametrize(
+    "suffix", ["?prefix=app", "?socket_timeout=abc", "PORT:abc/0"], ids=["param", "value", "port"]
+)
+def test_a_redis_url_redis_py_refuses_is_a_one_line_config_error(
+    redis_url: str, suffix: str
+) -> None:
+    # These were a TypeError / ValueError traceback from inside redis-py.
+    url = "redis://127.0.0.1:abc/0" if suffix.startswith("PORT") else redis_url + suffix
+    store = open_online(url)
+    with pytest.raises(ConfigError, match=r"online store URL .* is not one Redis accepts"):
+        store.open()

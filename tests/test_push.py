@@ -243,3 +243,18 @@ def test_rows_that_keep_the_checks_are_pushed(checked: Any) -> None:
     assert online.values == {"rating": [5.0, 0.0], "tier": [None, "silver"]}
     offline = ws.features.get_historical(entities((7, 2), (8, 2)), [f"{name}:rating"])
     assert offline["rating"].tolist() == [5.0, 0.0]
+
+
+def test_a_push_whose_feature_values_are_all_null_is_accepted(pushed: Any) -> None:
+    # A value that is not known now (null) is a legal feature value: the same row was
+    # accepted beside a row with a value, but refused alone ("expected float64, found
+    # NULL"), because the column's type came from the values alone.
+    ws, name = pushed
+    assert ws.features.push(name, [{"driver_id": 1, "event_timestamp": at(10), "rating": None}])
+    frame = pd.DataFrame({"driver_id": [2], "event_timestamp": [at(10)], "rating": [None]})
+    assert ws.features.push(name, frame)
+    online = ws.features.get_online([f"{name}:rating"], {"driver_id": [1, 2]}, at=at(11))
+    assert online.values["rating"] == [None, None]
+    assert online.status["rating"] == ["present", "present"]
+    offline = ws.features.get_historical(entities((1, 10), (2, 10), (1, 5)), [f"{name}:*"])
+    assert offline["rating"].isna().tolist() == [True, True, False]

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -35,6 +38,7 @@ from sklearn.preprocessing import StandardScaler
 
 import modelyard
 from cli_support import run_cli
+from modelyard.errors import ConfigError
 from modelyard.features import Entity, FeatureService, FeatureView, FrameSource
 from modelyard.registry import FeatureBinding
 from modelyard.serving import ServeOptions, create_app
@@ -451,6 +455,57 @@ async def test_redis_cache_is_shared_by_replicas(
         for key in store.scan_iter(f"modelyard:pred:{name}:*"):
             store.delete(key)
         store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:6379/0?bogus=1", "redis://127.0.0.1:abc/0"],
+    ids=["unknown-parameter", "bad-port"],
+)
+async def test_a_cache_url_redis_refuses_is_refused_before_serving(
+    ws: modelyard.Workspace, calls: Callable[[str], Calls], url: str
+) -> None:
+    # Every prediction answered 500 prediction_failed: redis-py's TypeError / ValueError
+    # is not an outage, so the cache did not fail open, and /readyz stayed ready.
+    register(ws, "badurl", calls("badurl").model(2))
+    opts = ServeOptions(ref="badurl@production", cache="redis", cache_url=url)
+    with pytest.raises(ConfigError, match=r"cache_url .* is not one Redis accepts"):
+        async with serving(ws, [opts]):
+            pass
+
+
+async def test_a_redis_cache_on_a_unix_socket_works(
+    ws: modelyard.Workspace, calls: Callable[[str], Calls]
+) -> None:
+    # make_cache accepts unix:// URLs, but the TCP keepalive option made redis-py refuse
+    # every connection: each prediction answered 500.
+    import redis
+
+    sock = Path(tempfile.mkdtemp(prefix="rc")) / "redis.sock"  # short: AF_UNIX paths are
+    server = subprocess.Popen(  # limited to about 100 characters
+        ["redis-server", "--port", "0", "--unixsocket", str(sock), "--save", ""],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "no redis-server"
+            await asyncio.sleep(0.05)
+        redis.Redis(unix_socket_path=str(sock)).ping()
+        log = calls("unixcache")
+        register(ws, "unixcache", log.model(2))
+        log.clear()
+        opts = ServeOptions(ref="unixcache@production", cache="redis", cache_url=f"unix://{sock}")
+        async with serving(ws, [opts]) as (_, client):
+            for _ in range(2):
+                r = await predict(client, "unixcache", {"a": 1.0})
+                assert r.status_code == 200, r.text
+            assert log.sizes() == [1]  # the second answer came from the cache
+            assert await metric(client, "modelyard_cache_total", result="hit") == 1
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(sock.parent, ignore_errors=True)
 
 
 # -- online-feature enrichment -----------------------------------------------------------------

@@ -94,14 +94,15 @@ def _num(value: float | None) -> str:
 
 
 def read_parquet(path: Path, option: str) -> pd.DataFrame:
-    """``path`` as a DataFrame, or a one-line error when it is missing or not Parquet."""
+    """``path`` as a DataFrame, or a one-line error when it is missing, not Parquet or
+    empty."""
     import pandas as pd
     import pyarrow as pa
 
     if not path.exists():
         raise InvalidInputError(f"{option} {path} does not exist; pass a Parquet file")
     try:
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         # Arrow's messages run to several sentences; the first one says what was wrong.
         text = str(exc).strip() or type(exc).__name__
@@ -110,6 +111,9 @@ def read_parquet(path: Path, option: str) -> pd.DataFrame:
             f"{option} {path} is not a readable Parquet file ({reason}); "
             "pass one written with DataFrame.to_parquet"
         ) from None
+    if frame.empty:
+        raise InvalidInputError(f"{option} {path} has no rows; pass a file with the rows to judge")
+    return frame
 
 
 @app.command("quality")

@@ -84,6 +84,7 @@ def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
             table = to_arrow(rows)
     if table.num_rows == 0:
         raise InvalidInputError(f"nothing to push to feature view '{view.name}'")
+    table = _type_null_features(view, table)
     if created is not None and created not in table.column_names:
         now = pa.scalar(_time.now_us(), pa.timestamp("us", tz="UTC"))
         table = table.append_column(created, pa.array([now] * table.num_rows))
@@ -106,6 +107,26 @@ def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
     wanted += view.feature_names
     table = table.select(wanted)
     check_pushed_rows(view, table)
+    return table
+
+
+# The Arrow type a feature's declared dtype is stored as, for columns with only nulls.
+_NULL_AS: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _type_null_features(view: FeatureView, table: pa.Table) -> pa.Table:
+    """A feature column of nulls only (a value not known now) takes its declared type:
+    Arrow types a column by its values, so it would be refused as "found NULL"."""
+    for field in view.features:
+        if field.name in table.column_names and pa.types.is_null(table[field.name].type):
+            column = pa.nulls(table.num_rows, _NULL_AS.get(field.dtype, pa.string()))
+            table = table.set_column(table.column_names.index(field.name), field.name, column)
     return table
 
 

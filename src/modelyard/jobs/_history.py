@@ -25,6 +25,8 @@ from modelyard.errors import ConflictError, NotFoundError
 SlotState = Literal["running", "success", "failed", "skipped"]
 RunStatus = Literal["running", "success", "failed", "timeout"]
 ENDED = ("success", "failed", "skipped")
+ABANDONED_AFTER_S = 5.0
+"""A running run whose slot lease lapsed this long ago has lost its owner (a crash)."""
 
 
 @dataclass(frozen=True)
@@ -238,8 +240,42 @@ class JobHistory:
                 .values(status=status, error=error, log=log, ended_at=_time.now_us())
             )
 
+    def close_abandoned(self) -> None:
+        """Mark failed the runs still ``running`` whose owner died (``kill -9`` of
+        ``jobs run``, a lost host): their slot's lease lapsed. Without a scheduler to take
+        the slot over, nothing else would, and ``jobs runs`` said ``running`` forever."""
+        r, s = t.job_runs.c, t.job_slots.c
+        now = _time.now_us()
+        lapsed = (
+            select(r.run_id)
+            .join(t.job_slots, (s.job == r.job) & (s.logical_date == r.logical_date))
+            .where(
+                r.status == "running",
+                s.run_id == r.run_id,
+                s.state == "running",
+                s.lease_until < now - int(ABANDONED_AFTER_S * 1e6),
+            )
+        )
+        with self.store.read() as conn:
+            dead = list(conn.execute(lapsed).scalars())
+        if not dead:
+            return
+        with self.store.write() as conn:
+            conn.execute(
+                update(t.job_runs)
+                .where(r.run_id.in_(dead), r.status == "running")
+                .values(
+                    status="failed",
+                    error="abandoned: its process died (it stopped renewing the slot's "
+                    "lease) before the run ended",
+                    ended_at=now,
+                )
+            )
+
     def runs(self, job: str | None = None, *, limit: int = 50) -> list[JobRun]:
-        """The newest runs (of ``job``, or of every job), newest first."""
+        """The newest runs (of ``job``, or of every job), newest first; a run whose owner
+        died shows failed (``close_abandoned``)."""
+        self.close_abandoned()
         r = t.job_runs.c
         query = select(t.job_runs).order_by(r.started_at.desc(), r.run_id).limit(limit)
         if job is not None:
@@ -248,6 +284,7 @@ class JobHistory:
             return [_run(row) for row in conn.execute(query).mappings()]
 
     def run(self, run_id: str) -> JobRun:
+        self.close_abandoned()
         r = t.job_runs.c
         with self.store.read() as conn:
             rows = conn.execute(

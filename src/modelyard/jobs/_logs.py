@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING
 
 from modelyard import _time
 from modelyard.errors import ConflictError
-from modelyard.jobs._history import JobHistory, JobRun
+from modelyard.jobs._history import ABANDONED_AFTER_S, JobHistory, JobRun
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
-LEASE_GRACE_S = 5.0
-"""A running run whose slot lease lapsed this long ago has lost its owner (a crash)."""
+LEASE_GRACE_S = ABANDONED_AFTER_S
 
 
 def log_dir(ws: Workspace) -> Path:

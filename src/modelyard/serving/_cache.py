@@ -109,8 +109,7 @@ class RedisCache:
                     "the Redis prediction cache needs the redis package; "
                     "pip install 'modelyard[redis]'"
                 ) from None
-            options = client_options(asyncio=True, read_timeout_s=CACHE_READ_TIMEOUT_S)
-            self._client = aioredis.Redis.from_url(self.url, **options)
+            self._client = aioredis.Redis.from_url(self.url, **_options(self.url))
         return self._client
 
     def _skipped(self, operation: str, error: BaseException | None = None) -> None:
@@ -162,6 +161,33 @@ class RedisCache:
             self._client = None
 
 
+def _options(url: str) -> dict[str, Any]:
+    options = client_options(asyncio=True, read_timeout_s=CACHE_READ_TIMEOUT_S)
+    if url.startswith("unix://"):
+        # No TCP keepalive on a Unix socket: redis-py's socket connection refuses the option.
+        del options["socket_keepalive"]
+    return options
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse, before serving, a URL that redis-py would refuse at every request (an
+    unknown query parameter, a bad port or value): the cache fails open only on a Redis
+    that is down or slow, so a bad URL answered 500 to every prediction. Building a
+    connection object does no I/O."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        return  # RedisCache names the missing extra on first use
+    try:
+        pool: Any = aioredis.ConnectionPool.from_url(url, **_options(url))
+        pool.make_connection()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"cache_url {redact(url)} is not one Redis accepts: {redact(str(exc))}; fix "
+            "--cache-url / cache_url (query parameters are redis-py's connection options)"
+        ) from None
+
+
 def make_cache(
     kind: str,
     *,
@@ -177,5 +203,6 @@ def make_cache(
         if not url or not url.startswith(("redis://", "rediss://", "unix://")):
             shown = redact(url) if url else url
             raise ConfigError(f"cache 'redis' needs cache_url=redis://host:port/db (got {shown!r})")
+        _check_redis_url(url)
         return RedisCache(url, ttl_s, model=model, on_error=on_error)
     raise ConfigError(f"cache {kind!r} is not known; use 'off', 'local' or 'redis'")

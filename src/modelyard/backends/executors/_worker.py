@@ -12,11 +12,28 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
 
 from modelyard.backends.executors._task import run
 
 PING = b"ping"  # answered as soon as the imports are done: the parent waits for it
+_PARENT_CHECK_S = 0.5
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this process soon after the parent that started it is gone (``kill -9`` of
+    ``modelyard jobs run`` or of a scheduler): nobody is left to take the task's answer,
+    and its slot may run again elsewhere, so an orphan must not go on running it. The
+    pipe's end is not seen while a task runs, hence a watch on the parent itself."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="modelyard-parent-watch", daemon=True).start()
 
 
 def serve(tasks: Connection, answers: Connection) -> None:
@@ -36,6 +53,7 @@ def serve(tasks: Connection, answers: Connection) -> None:
 
 
 def main() -> None:
+    exit_with_parent(os.getppid())
     serve(
         Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False)
     )

@@ -56,14 +56,27 @@ class RedisOnlineStore:
                 "online.url is a Redis URL but redis is not installed; "
                 "run: pip install 'modelyard[redis]'"
             ) from None
-        client = redis.Redis.from_url(self.url, **client_options())
+        try:
+            client = redis.Redis.from_url(self.url, **client_options())
+        except ValueError as exc:  # a port or query value redis-py cannot read
+            raise self._bad_url(exc) from None
         try:
             client.ping()
         except redis.RedisError as exc:
             client.close()
             raise self._unavailable(exc) from None
+        except (TypeError, ValueError) as exc:  # a query parameter redis-py does not know
+            client.close()
+            raise self._bad_url(exc) from None
         self._client = client
         self._script = client.register_script(_WRITE)
+
+    def _bad_url(self, exc: Exception) -> ConfigError:
+        return ConfigError(
+            f"online store URL {redact(self.url)} is not one Redis accepts: "
+            f"{redact(str(exc))}; fix online.url (query parameters are redis-py's "
+            "connection options, e.g. ?socket_timeout=5)"
+        )
 
     def _unavailable(self, exc: Exception) -> OnlineStoreUnavailableError:
         return OnlineStoreUnavailableError(
