@@ -24,9 +24,10 @@ body says which). 503: a model is not loaded (``starting``), failed to load its
 current version, the prediction log blocks answers, or a required check fails
 (``degraded``).
 
-A check that does I/O runs in its own thread and is given ``timeout_s``: a back end
-that hangs is reported as failing within that time, and the probe still waiting is
-not started again until it returns, so a hang never piles up threads. More checks are
+A check that does I/O runs in its own thread and is given ``timeout_s`` (under the 1 s
+a Kubernetes probe waits by default): a back end that hangs is reported as failing
+within that time, and the probe still waiting is not started again until it returns,
+so a hang never piles up threads; calls meanwhile report it at once. More checks are
 added with ``Readiness.add``, more sections with ``Readiness.add_section``.
 """
 
@@ -48,7 +49,9 @@ if TYPE_CHECKING:
     from modelyard.features import FeatureStore
     from modelyard.serving._pool import ModelPool
 
-CHECK_TIMEOUT_S = 1.5
+# Under a second: a Kubernetes readinessProbe gives up after 1 s by default, and a
+# replica whose probes time out is drained although it answers predictions.
+CHECK_TIMEOUT_S = 0.75
 T = TypeVar("T")
 
 Section = Callable[[], tuple[bool, dict[str, Any]]]
@@ -106,13 +109,16 @@ class Check:
         if pending is None or pending.done():
             pending = self._pending = in_daemon_thread(self.probe, f"modelyard-readyz-{self.name}")
             self._since = time.monotonic()
+        left = self.timeout_s - (time.monotonic() - self._since)
+        if left <= 0:  # still stuck since an earlier call: say so now, do not wait again
+            raise _Hung
         # shield: a timeout must not cancel the probe that is still waiting on the back end
         waiting = asyncio.wrap_future(pending)
         # A probe that fails after we stopped waiting is superseded by the next call's
         # probe; its error must not surface as asyncio's "exception was never retrieved".
         waiting.add_done_callback(_retrieve)
         try:
-            await asyncio.wait_for(asyncio.shield(waiting), self.timeout_s)
+            await asyncio.wait_for(asyncio.shield(waiting), left)
         except TimeoutError:
             raise _Hung from None
 

@@ -6,6 +6,7 @@ that ``tritonclient.http`` uses by default, for inputs and for outputs.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from importlib.metadata import version as package_version
@@ -95,6 +96,20 @@ def check_version(d: Deployment, wanted: str | None) -> None:
         )
 
 
+def _loads(text: bytes) -> Any:
+    """The JSON header; NaN, Infinity and 1e999 are read as floats (as /v1 reads them), so
+    the tensor checks refuse them with the field and row, or pass them to a field that
+    allows them, instead of a 400 "not valid JSON" (Python's json.dumps writes NaN)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    try:  # only bodies orjson refused: the standard library reads those non-finite numbers
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidInputError(f"body is not valid JSON: {error}") from None
+
+
 def _parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any], list[Tensor]]:
     cut = len(body)
     if header_length is not None:
@@ -103,10 +118,7 @@ def _parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, An
                 f"{_HEADER_LENGTH} is {header_length!r}; it must be the JSON header's byte length"
             )
         cut = int(header_length)
-    try:
-        doc = orjson.loads(body[:cut])
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"body is not valid JSON: {exc}") from None
+    doc = _loads(body[:cut])
     inputs = doc.get("inputs") if isinstance(doc, dict) else None
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInputError(

@@ -79,6 +79,11 @@ def serve(
 
     _logging.configure(log_level)
     check_port(host, port)
+    if grpc_port == port:  # both would bind it, and the second fails after start-up
+        raise ConfigError(
+            f"--grpc-port {grpc_port} is also the HTTP port (--port or serve.port); "
+            "pick another port for gRPC"
+        )
     if grpc_port is not None:
         check_port(host, grpc_port)
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]

@@ -119,6 +119,10 @@ def to_columns(
 ) -> tuple[dict[str, list[Any]], int]:
     """Validated columns (in schema order) and the row count, from request tensors."""
     by_name = {t.name: t for t in tensors}
+    if len(by_name) < len(tensors):  # one would silently win over the other
+        names = [t.name for t in tensors]
+        twice = next(n for n in names if names.count(n) > 1)
+        raise _bad(twice, "input tensor sent twice; send each input once")
     raw: dict[str, Any] = {}
     if len(tensors) == 1 and tensors[0].name not in schema.names and len(tensors[0].shape) == 2:
         tensor = tensors[0]
