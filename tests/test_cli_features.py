@@ -287,3 +287,63 @@ def test_materialize_into_a_new_online_store_writes_every_row_and_says_so(
     assert str(tmp_path / "other.db") in "".join(out.split())
     code, out, _ = run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)
     assert code == 0 and "│ 0 " in out and "no watermark" not in out
+
+
+def test_get_online_from_a_wrong_sqlite_online_url_is_an_error_and_creates_nothing(
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A wrong path silently became a new, empty store that answered "missing", exit 0.
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    assert run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)[0] == 0
+    read = ["features", "get-online", "-f", "model_v1", "-k", '{"driver_id": [1]}', *w]
+    typo = tmp_path / "typo.db"
+    monkeypatch.setenv("MODELYARD_ONLINE_URL", f"sqlite:///{typo}")
+    code, out, err = run_cli(capsys, *read)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"online store {typo} does not exist: nothing was materialized or pushed there" in err
+    assert "run 'modelyard features materialize'" in err and not typo.exists()
+    nowhere = tmp_path / "nowhere" / "online.db"
+    monkeypatch.setenv("MODELYARD_ONLINE_URL", f"sqlite:///{nowhere}")
+    code, out, err = run_cli(capsys, *read)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "does not exist; fix online.url" in err and "env MODELYARD_ONLINE_URL" in err
+    assert not nowhere.parent.exists()
+
+
+def test_materialize_creates_a_new_configured_online_store_that_get_online_then_reads(
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    monkeypatch.setenv("MODELYARD_ONLINE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    code, _, err = run_cli(capsys, "features", "materialize", "--end", "2024-01-05T00:00Z", *w)
+    assert code == 0, err
+    code, out, err = run_cli(
+        capsys, "features", "get-online", "-f", "model_v1", "-k", '{"driver_id": [2]}', *w
+    )
+    assert code == 0, err
+    [row] = json.loads(out)
+    assert row["rating"]["event_time"] == "2024-01-02T00:00:00+00:00"  # read from new.db
+
+
+def test_get_online_before_any_materialize_reads_the_default_store_as_empty(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    w = ["-w", str(project)]
+    run_cli(capsys, "features", "apply", *w)
+    code, out, err = run_cli(
+        capsys, "features", "get-online", "-f", "model_v1", "-k", '{"driver_id": [1]}', *w
+    )
+    assert code == 0, err
+    assert json.loads(out)[0]["rating"]["status"] == "missing"

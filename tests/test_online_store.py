@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelyard.backends.online import open_online
-from modelyard.errors import BackendUnavailableError, ConfigError
+from modelyard.errors import BackendUnavailableError, ConfigError, OnlineStoreUnavailableError
 
 
 def test_read_returns_rows_in_key_order_and_none_for_missing(online_store: Any) -> None:
@@ -82,3 +83,28 @@ def test_a_redis_url_redis_py_refuses_is_a_one_line_config_error(
     store = open_online(url)
     with pytest.raises(ConfigError, match=r"online store URL .* is not one Redis accepts"):
         store.open()
+
+
+def test_a_sqlite_store_that_may_not_create_its_file_creates_it_on_first_write_only(
+    tmp_path: Path,
+) -> None:
+    from modelyard.features import _online
+
+    path = tmp_path / "typo.db"
+    store = open_online(f"sqlite:///{path}", create=False)
+    store.open()
+    with pytest.raises(OnlineStoreUnavailableError, match=f"online store {path} does not exist"):
+        store.read("v", [b"a"])
+    assert _online.watermark(store, "v", 1) is None  # holds nothing yet: not an error
+    store.drop("v")
+    assert not path.exists()  # opening, reading and dropping created nothing
+    store.write("v", [(b"a", 1, b"A")])
+    assert path.exists() and store.read("v", [b"a"]) == [(1, b"A")]
+    store.close()
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_a_config_error_on_open(tmp_path: Path) -> None:
+    store = open_online(f"sqlite:///{tmp_path / 'nowhere' / 'online.db'}", create=False)
+    with pytest.raises(ConfigError, match=r"its folder .*nowhere does not exist; fix online.url"):
+        store.open()
+    assert not (tmp_path / "nowhere").exists()

@@ -15,6 +15,7 @@ Every class also subclasses the builtin that callers already catch, so
     ├── ReleaseBlockedError (RuntimeError)          release_blocked 409
     ├── BackendUnavailableError (ConnectionError)   backend_unavailable 503
     │   └── OnlineStoreUnavailableError             online_store_unavailable 503
+    │       └── OnlineStoreMissingError                 (the same code)
     ├── NotReadyError (RuntimeError)                not_ready       503
     ├── PredictionLogUnavailableError (OSError)     prediction_log_unavailable 503
     ├── TaskError (RuntimeError)                    task_failed     500
@@ -40,6 +41,7 @@ __all__ = [
     "ModelyardError",
     "NotFoundError",
     "NotReadyError",
+    "OnlineStoreMissingError",
     "OnlineStoreUnavailableError",
     "PayloadTooLargeError",
     "PredictionLogUnavailableError",
@@ -157,6 +159,15 @@ class OnlineStoreUnavailableError(BackendUnavailableError):
 
     code = "online_store_unavailable"
     status = 503
+
+
+class OnlineStoreMissingError(OnlineStoreUnavailableError):
+    """A configured online store file does not exist: nothing was ever written there.
+
+    To a reader of feature values it is unavailable like a store that is down (a wrong
+    ``online.url`` must not answer "missing" for every key); a watermark read treats it
+    as a store that holds nothing yet.
+    """
 
 
 class NotReadyError(ModelyardError, RuntimeError):

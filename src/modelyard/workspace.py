@@ -37,6 +37,7 @@ __all__ = ["Workspace"]
 STATE_DIR = ".modelyard"
 MAX_DELAY_LIMIT_S = 3600  # a log that ships less often than hourly is not monitoring
 _DEFAULT_METADATA_URL = next(s.default for s in SETTINGS if s.key == "metadata.url")
+_DEFAULT_ONLINE_URL = next(s.default for s in SETTINGS if s.key == "online.url")
 
 
 def _sqlite_path(url: str, root: Path) -> Path | None:
@@ -242,7 +243,12 @@ class Workspace:
         if self._online is None:
             from modelyard.backends.online import open_online
 
-            store = self._build("online.url", lambda url: open_online(self._resolve_sqlite(url)))
+            # As for metadata: only the default file appears by itself; a configured one
+            # that is missing is created by the first write, never by a read.
+            create = self.create or self.config["online.url"] == _DEFAULT_ONLINE_URL
+            store = self._build(
+                "online.url", lambda url: open_online(self._resolve_sqlite(url), create=create)
+            )
             self._with_source("online.url", store.open)
             self._online = store
         return self._online

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelyard import _time
-from modelyard.errors import InvalidInputError
+from modelyard.errors import InvalidInputError, OnlineStoreMissingError
 from modelyard.features._definitions import FeatureView
 from modelyard.features._keys import checked_key_columns, key_columns
 from modelyard.features._push import view_rows_sql
@@ -216,7 +216,10 @@ WATERMARKS = "__watermarks"
 
 def watermark(store: OnlineStore, view: str, version: int) -> datetime | None:
     """How far ``store`` holds view ``view`` (version ``version``); None if never."""
-    [found] = store.read(WATERMARKS, [encode_key([view, version])])
+    try:
+        [found] = store.read(WATERMARKS, [encode_key([view, version])])
+    except OnlineStoreMissingError:
+        return None  # a store not yet written holds nothing; the first write creates it
     return None if found is None else _time.to_datetime(found[0])
 
 

@@ -206,7 +206,7 @@ def _ping_metadata(metadata: MetadataStore) -> None:
 def _ping_online(features: FeatureStore) -> None:
     store = features.online  # opening it is a ping too
     ping = getattr(store, "ping", None)
-    if ping is not None:  # embedded stores (a local file) have nothing to ping
+    if ping is not None:  # SQLite: fails while a configured file does not exist
         ping()
 
 

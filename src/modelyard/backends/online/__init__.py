@@ -38,23 +38,30 @@ class OnlineStore(Protocol):
         ...
 
 
-def _sqlite(url: str) -> OnlineStore:
+def _sqlite(url: str, *, create: bool) -> OnlineStore:
     from modelyard.backends.online.sqlite import SqliteOnlineStore
 
-    return SqliteOnlineStore(url)
+    return SqliteOnlineStore(url, create=create)
 
 
-def _redis(url: str) -> OnlineStore:
+def _redis(url: str, *, create: bool) -> OnlineStore:
+    # A Redis database holds a store without being created; nothing to refuse.
     from modelyard.backends.online.redis import RedisOnlineStore
 
     return RedisOnlineStore(url)
 
 
-SCHEMES: dict[str, Callable[[str], OnlineStore]] = {"sqlite": _sqlite, "redis": _redis}
+SCHEMES: dict[str, Callable[..., OnlineStore]] = {"sqlite": _sqlite, "redis": _redis}
 
 
-def open_online(url: str) -> OnlineStore:
-    """Build (not yet connect) the online store for ``url``."""
+def open_online(url: str, *, create: bool = True) -> OnlineStore:
+    """Build (not yet connect) the online store for ``url``.
+
+    ``create=False``: a SQLite file that does not exist is created by the first write
+    only; opening refuses one whose folder is missing (``ConfigError``), and reading
+    feature values from it raises ``OnlineStoreMissingError`` (a wrong path would
+    otherwise answer "missing" for every key).
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     factory = SCHEMES.get(scheme)
     if factory is None:
@@ -62,4 +69,4 @@ def open_online(url: str) -> OnlineStore:
             f"online URL {redact(url)!r} has unknown scheme {scheme!r}; "
             f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
         )
-    return factory(url)
+    return factory(url, create=create)

@@ -3,6 +3,11 @@
 The read path talks to ``sqlite3`` directly: SQLAlchemy's per-statement overhead is
 larger than the primary-key lookup itself, and this call sits in every prediction.
 A connection per thread, because a sqlite3 connection must not cross threads.
+
+Only a store opened with ``create=True`` (the default file inside the workspace) may
+appear by itself. Any other file is created by the first write (materialize, push), never
+by opening or reading it: a mistyped ``online.url`` must not become a new, empty store
+that answers "missing" for every key.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelyard.backends.online import OnlineRow
-from modelyard.errors import BackendUnavailableError
+from modelyard.errors import BackendUnavailableError, ConfigError, OnlineStoreMissingError
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
@@ -25,9 +30,10 @@ def table_name(view: str) -> str:
 
 
 class SqliteOnlineStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.path = url.split(":///", 1)[1] if ":///" in url else ":memory:"
+        self.create = create or self.path in ("", ":memory:")
         self._local = threading.local()
         self._known: set[str] = set()
 
@@ -35,13 +41,33 @@ class SqliteOnlineStore:
         return f"SqliteOnlineStore({self.url!r})"
 
     def open(self) -> None:
-        self._conn()
+        if self.create:
+            self._conn()
+            return
+        folder = Path(self.path).parent
+        if not folder.is_dir():
+            raise ConfigError(
+                f"online store {self.path}: its folder {folder} does not exist; fix "
+                "online.url, or create the folder"
+            )
+        if Path(self.path).exists():
+            self._conn()
 
-    def _conn(self) -> sqlite3.Connection:
+    def ping(self) -> None:
+        """Raise ``OnlineStoreMissingError`` while the store's file does not exist."""
+        self._conn(write=False)
+
+    def _conn(self, *, write: bool = True) -> sqlite3.Connection:
+        """This thread's connection; only ``write`` (or ``create``) may create the file."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self.path != ":memory:":
+            if self.create and self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            elif not write and not self.create and not Path(self.path).exists():
+                raise OnlineStoreMissingError(
+                    f"online store {self.path} does not exist: nothing was materialized or "
+                    "pushed there; fix online.url or run 'modelyard features materialize'"
+                )
             try:
                 conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -88,7 +114,7 @@ class SqliteOnlineStore:
             raise
 
     def read(self, view: str, keys: Sequence[bytes]) -> list[tuple[int, bytes] | None]:
-        conn = self._conn()
+        conn = self._conn(write=False)
         name = self._ensure(conn, view)
         if len(keys) == 1:
             row = conn.execute(f"SELECT ts, v FROM {name} WHERE k = ?", (keys[0],)).fetchone()
@@ -105,6 +131,9 @@ class SqliteOnlineStore:
         return [found.get(k) for k in keys]
 
     def drop(self, view: str) -> None:
-        conn = self._conn()
+        try:
+            conn = self._conn(write=False)
+        except OnlineStoreMissingError:
+            return  # a store that does not exist holds no view to drop
         conn.execute(f"DROP TABLE IF EXISTS {table_name(view)}")
         self._known.discard(view)
