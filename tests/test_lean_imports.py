@@ -91,7 +91,7 @@ def test_help_loads_no_heavy_library() -> None:
 
 
 # Runs `modelyard serve` as the command line does (Typer, the prediction log, the feature
-# store, gRPC on), with uvicorn.run replaced by one request through httpx's ASGI transport.
+# store, gRPC on), with uvicorn.Server.run replaced by one request through httpx's ASGI transport.
 # DuckDB and grpcio-tools are made unimportable, as in an install without them.
 SERVE = """
 import asyncio, json, sys, traceback
