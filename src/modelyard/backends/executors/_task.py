@@ -12,12 +12,48 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import cloudpickle
 
 from modelyard.errors import TaskError
+
+if TYPE_CHECKING:
+    from modelyard.backends.executors import Results, Settled
+
+R = TypeVar("R")
+
+
+class PayloadExecutor(ABC):
+    """``Executor.map`` for executors that run tasks as pickled payloads: each
+    implementation only opens its workers and runs the payloads (``_run``)."""
+
+    @abstractmethod
+    def open(self) -> None: ...
+
+    def map(
+        self,
+        fn: Callable[[Any], R],
+        items: Sequence[Any],
+        *,
+        names: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Results[R]:
+        payloads = pack(fn, items)  # a function that does not pickle fails here, at once
+        labels = task_names(names, len(payloads))
+        self.open()
+        return self._run(labels, search_path(), payloads, timeout_s)
+
+    @abstractmethod
+    def _run(
+        self,
+        names: list[str],
+        paths: tuple[str, ...],
+        payloads: list[bytes],
+        timeout_s: float | None,
+    ) -> Generator[Settled[Any], None, None]: ...
 
 
 def pack(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[bytes]:

@@ -15,18 +15,17 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any
 
-from modelyard.backends.executors import Results, Settled
-from modelyard.backends.executors._task import pack, search_path, settle, task_names
+from modelyard.backends.executors import Settled
+from modelyard.backends.executors._task import PayloadExecutor, settle
 from modelyard.backends.executors._worker import PING
 from modelyard.errors import TaskError
 
 __all__ = ["LocalExecutor"]
 
-R = TypeVar("R")
 _WORKER = "modelyard.backends.executors._worker"
 _START_S = 120  # a Python start and modelyard's imports, on a busy machine
 
@@ -131,7 +130,7 @@ class _Worker:
         self.kill()
 
 
-class LocalExecutor:
+class LocalExecutor(PayloadExecutor):
     """Up to ``max_workers`` (default: one per CPU) warm worker processes."""
 
     def __init__(self, url: str = "local", *, max_workers: int | None = None) -> None:
@@ -179,19 +178,6 @@ class LocalExecutor:
         """Start one worker, so that the first task does not pay for a Python start and
         modelyard's imports."""
         self._give(self._take())
-
-    def map(
-        self,
-        fn: Callable[[Any], R],
-        items: Sequence[Any],
-        *,
-        names: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-    ) -> Results[R]:
-        payloads = pack(fn, items)  # a function that does not pickle fails here, at once
-        labels = task_names(names, len(payloads))
-        self.open()
-        return self._run(labels, search_path(), payloads, timeout_s)
 
     def _run(
         self,

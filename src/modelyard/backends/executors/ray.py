@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Generator
+from typing import Any
 
-from modelyard.backends.executors import Results, Settled
-from modelyard.backends.executors._task import pack, run, search_path, settle, task_names
+from modelyard.backends.executors import Settled
+from modelyard.backends.executors._task import PayloadExecutor, run, settle
 from modelyard.errors import BackendUnavailableError, ConfigError, TaskError
 
 __all__ = ["RayExecutor", "import_ray"]
-
-R = TypeVar("R")
 
 
 def import_ray() -> Any:
@@ -34,7 +32,7 @@ def import_ray() -> Any:
     return ray
 
 
-class RayExecutor:
+class RayExecutor(PayloadExecutor):
     """Ray tasks of one CPU each; ``num_cpus`` caps a local instance (default: all CPUs)."""
 
     def __init__(
@@ -78,19 +76,6 @@ class RayExecutor:
     def slots(self) -> int:
         self.open()
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
-
-    def map(
-        self,
-        fn: Callable[[Any], R],
-        items: Sequence[Any],
-        *,
-        names: Sequence[str] | None = None,
-        timeout_s: float | None = None,
-    ) -> Results[R]:
-        payloads = pack(fn, items)  # a function that does not pickle fails here, at once
-        labels = task_names(names, len(payloads))
-        self.open()
-        return self._run(labels, search_path(), payloads, timeout_s)
 
     def _run(
         self,
