@@ -115,10 +115,6 @@ class Progress:
         if self._started is not None and self._last_line_count != self.done:
             self._emit(now)
 
-    @property
-    def elapsed_s(self) -> float:
-        return 0.0 if self._started is None else self.clock() - self._started
-
     def line(self, now: float | None = None) -> str:
         """The line as it reads now."""
         now = self.clock() if now is None else now
