@@ -210,6 +210,23 @@ class DeadlineExceededError(ModelyardError, TimeoutError):
     status = 504
 
 
+class RequestTimeoutError(InvalidInputError):
+    """The client did not send its request (headers or body) in time."""
+
+    code = "request_timeout"
+    status = 408
+    # The rest of the body may still arrive: the connection cannot carry another request.
+    headers: ClassVar[dict[str, str]] = {"Connection": "close"}
+
+
+class OverloadedError(ModelyardError, RuntimeError):
+    """More requests wait for a model than its queue holds: retry after ``Retry-After``."""
+
+    code = "overloaded"
+    status = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
 class IntegrityError(ModelyardError, RuntimeError):
     """Stored data does not match its recorded digest: the store was tampered with or torn."""
 

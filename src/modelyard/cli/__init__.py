@@ -104,9 +104,17 @@ def serve(
     grpc_port: int = typer.Option(
         None, "--grpc-port", help="also serve OIP v2 over gRPC on this port (1 to 65535)"
     ),
-    max_batch_size: int = typer.Option(1, "--max-batch-size", min=1, help="rows per batch"),
+    max_batch_size: int = typer.Option(
+        None, "--max-batch-size", min=1, help="rows per batch (default: timed per model)"
+    ),
     max_latency_ms: float = typer.Option(0.0, "--max-latency-ms", min=0, help="batch wait"),
     timeout_ms: float = typer.Option(30_000, "--timeout-ms", help="per-request model timeout"),
+    max_queue: int = typer.Option(
+        2048, "--max-queue", min=1, help="requests held per model before 503 + Retry-After"
+    ),
+    inline: str = typer.Option(
+        "auto", "--inline", help="call models on the event loop: auto (timed), always, never"
+    ),
     cache: str = typer.Option("off", "--cache", help="prediction cache: off, local or redis"),
     cache_url: str = typer.Option(None, "--cache-url", help="redis://… for --cache redis"),
     poll_interval: float = typer.Option(1.0, "--poll-interval", help="alias check, seconds"),
@@ -132,6 +140,8 @@ def serve(
         "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms,
         "timeout_ms": timeout_ms,
+        "max_queue": max_queue,
+        "inline": inline,
         "cache": cache,
         "cache_url": cache_url,
     }

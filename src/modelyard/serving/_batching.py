@@ -2,8 +2,9 @@
 
 A batch closes when it holds ``max_batch_size`` rows, when its oldest request has
 waited ``max_latency_ms``, or as soon as no more requests are arriving. While a batch
-runs (in a worker thread, off the event loop), the next one fills, so batches grow
-with load and a lone request never waits for company.
+runs, the next one fills, so batches grow with load and a lone request never waits for
+company. A batch that fails is run again request by request, so only the request the
+model fails on gets the error.
 Each caller gets its own rows back. Written by hand because neither FastAPI nor
 uvicorn batch requests, and Ray Serve's batching would pull a cluster into every server.
 """
@@ -30,6 +31,8 @@ class _Item:
     columns: Columns
     rows: int
     future: asyncio.Future[Columns]
+    max_rows: int  # the batch size of the version this request is for
+    inline: bool  # that version is called on the event loop (serving/_calls.py)
     arrived: float = field(default_factory=time.perf_counter)
 
 
@@ -60,30 +63,40 @@ def split(outputs: Columns, sizes: list[int]) -> list[Columns]:
 
 
 class Batcher:
-    """Queues predict calls for one model and runs them in batches on ``executor``."""
+    """Queues predict calls for one variant and runs them in batches.
+
+    A version called inline runs its batches on the event loop, one at a time; one
+    called in a thread runs up to ``concurrency`` batches at once on ``executor``
+    (the variant's own pool), and the next batch fills while they run.
+    """
 
     def __init__(
         self,
         *,
-        max_batch_size: int,
         max_latency_ms: float,
         executor: Executor | None = None,
+        concurrency: int = 1,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000
         self._executor = executor
         self._on_batch = on_batch
         self._queue: deque[_Item] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._free: asyncio.Semaphore | None = None
+        self._concurrency = max(1, concurrency)
+        self._running: set[asyncio.Task[None]] = set()
 
-    async def submit(self, predict: Predict, columns: Columns, rows: int) -> Columns:
+    async def submit(
+        self, predict: Predict, columns: Columns, rows: int, *, max_rows: int, inline: bool
+    ) -> Columns:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
+            self._free = asyncio.Semaphore(self._concurrency)
             self._task = loop.create_task(self._run_forever(), name="modelyard-batcher")
-        item = _Item(predict, columns, rows, loop.create_future())
+        item = _Item(predict, columns, rows, loop.create_future(), max_rows, inline)
         self._queue.append(item)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -97,25 +110,47 @@ class Batcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _run_forever(self) -> None:
-        assert self._wakeup is not None
+        assert self._wakeup is not None and self._free is not None
         while True:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            if self._queue[0].inline:
+                batch = await self._collect()
+                if batch:
+                    await self._run(batch)
+                continue
+            await self._free.acquire()  # a thread of the pool is free: the batch closes now
             batch = await self._collect()
-            if batch:
-                await self._run(batch)
+            if not batch:
+                self._free.release()
+                continue
+            task = asyncio.get_running_loop().create_task(self._run_released(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run_released(self, batch: list[_Item]) -> None:
+        assert self._free is not None
+        try:
+            await self._run(batch)
+        finally:
+            self._free.release()
 
     async def _collect(self) -> list[_Item]:
+        if not self._queue:
+            return []
         first = self._queue[0]
         deadline = first.arrived + self.max_latency_s
         # Wait for more rows only while they keep coming: after each turn of the event
         # loop (which lets requests already being parsed join), a batch closes if nothing
         # new arrived, if it is full, or if its oldest request has waited max_latency_ms.
         # One caller alone therefore never waits, and under load batches fill up.
-        while self._rows_queued(first.predict) < self.max_batch_size:
+        while self._rows_queued(first.predict) < first.max_rows:
             if time.perf_counter() >= deadline:
                 break
             before = len(self._queue)
@@ -132,7 +167,7 @@ class Batcher:
             item = self._queue.popleft()
             if item.future.done():  # the caller timed out or went away
                 continue
-            if item.predict != first.predict or (batch and rows + item.rows > self.max_batch_size):
+            if item.predict != first.predict or (batch and rows + item.rows > first.max_rows):
                 kept.append(item)
                 continue
             batch.append(item)
@@ -144,14 +179,17 @@ class Batcher:
         return sum(i.rows for i in self._queue if i.predict == predict)
 
     async def _run(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         sizes = [i.rows for i in batch]
         columns = concat([i.columns for i in batch])
         predict = batch[0].predict
         if self._on_batch is not None:
             self._on_batch(sum(sizes))
         try:
-            outputs = await loop.run_in_executor(self._executor, predict, columns)
+            if batch[0].inline:
+                outputs = predict(columns)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, predict, columns)
             parts = split(outputs, sizes)
         except Exception as exc:
             if len(batch) == 1:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +25,11 @@ import orjson
 
 from modelyard.backends.predictions import PredictionLog
 from modelyard.contracts import Schema
-from modelyard.errors import ConfigError, DeadlineExceededError, NotReadyError
+from modelyard.errors import ConfigError, DeadlineExceededError, NotReadyError, OverloadedError
 from modelyard.registry import ModelRef, Registry
 from modelyard.serving._batching import Batcher
 from modelyard.serving._cache import PredictionCache, make_cache, row_keys
+from modelyard.serving._calls import CallPlan, plan_calls
 from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._options import ABTest, ServeOptions, Shadow
 from modelyard.serving._router import Policy, choose
@@ -43,6 +44,21 @@ Columns = dict[str, Any]
 # no Inference, and its error line must still be charged to the variant that failed,
 # not to the champion: a canary's error-rate check reads exactly that.
 ROUTED: ContextVar[tuple[int, str] | None] = ContextVar("modelyard_routed", default=None)
+
+
+@dataclass(eq=False)
+class Variant:
+    """One variant's own resources: threads, batcher, and the requests it holds now."""
+
+    label: str
+    threads: int
+    executor: ThreadPoolExecutor
+    batcher: Batcher
+    inflight: int = 0  # admitted and not yet answered (the event loop's count: no lock)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        self.executor.shutdown(wait=False)
 
 
 @dataclass
@@ -60,7 +76,7 @@ class Deployment:
         registry: Registry,
         options: ServeOptions,
         metrics: ServerMetrics,
-        executor: Executor,
+        threads: int = 2,
         readers: ReaderFactory | None = None,
         log: PredictionLog | None = None,
     ) -> None:
@@ -71,11 +87,11 @@ class Deployment:
         self.metrics = metrics
         self._registry = registry
         self._readers = readers
-        self._executor = executor
+        self._threads = threads
         self._rng = random.Random()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-        self._batchers: dict[str, Batcher] = {}
-        self._closing: dict[asyncio.Task[None], Batcher] = {}  # retired, closed after a grace
+        self._variants: dict[str, Variant] = {}
+        self._closing: dict[asyncio.Task[None], Variant] = {}  # retired, closed after a grace
         self._loop: asyncio.AbstractEventLoop | None = None  # set by the first request
         policy = options.policy
         self.champion = self._slot(self.ref)
@@ -105,52 +121,60 @@ class Deployment:
 
     def _slot(self, ref: ModelRef) -> ModelSlot:
         label = ref.alias if ref.alias is not None else f"v{ref.version or 'latest'}"
-        if label in self._batchers:
+        if label in self._variants:
             raise ConfigError(
                 f"model '{self.name}': the candidate is the same reference as the champion "
                 f"({ref}); name another alias"
             )
-        self._add_batcher(label)
+        self._add_variant(label)
         return self._new_slot(ref, label)
 
     def _split_slot(self, alias: str) -> ModelSlot:
         """A slot for a traffic split's candidate (built in the poller's thread)."""
-        if alias not in self._batchers:  # else kept from an earlier split of this alias
-            self._add_batcher(alias)
+        if alias not in self._variants:  # else kept from an earlier split of this alias
+            self._add_variant(alias)
         return self._new_slot(ModelRef(self.name, alias=alias), alias)
 
     def _retire(self, label: str) -> None:
-        """Remove a split candidate's batcher once no route uses it (poller's thread).
+        """Remove a split candidate's variant once no route uses it (poller's thread).
 
-        A request routed just before keeps the batcher it took (``infer`` looks it up with
-        the route); its task is cancelled after ``timeout_ms``, when every such request
+        A request routed just before keeps the variant it took (``infer`` looks it up with
+        the route); its batcher is closed after ``timeout_ms``, when every such request
         has been answered or has timed out.
         """
-        batcher = self._batchers.pop(label, None)
+        variant = self._variants.pop(label, None)
         loop = self._loop
-        if batcher is None or loop is None:
-            return  # no request ever ran: the batcher started no task
+        if variant is None:
+            return
+        if loop is None:  # no request ever ran: the batcher started no task
+            variant.executor.shutdown(wait=False)
+            return
         try:
-            loop.call_soon_threadsafe(self._close_later, batcher)
+            loop.call_soon_threadsafe(self._close_later, variant)
         except RuntimeError:  # the loop is closed: the server has stopped
-            pass
+            variant.executor.shutdown(wait=False)
 
-    def _close_later(self, batcher: Batcher) -> None:
+    def _close_later(self, variant: Variant) -> None:
         async def close() -> None:
             await asyncio.sleep(self.options.timeout_ms / 1000)
-            await batcher.close()
+            await variant.close()
 
         task = asyncio.get_running_loop().create_task(close())
-        self._closing[task] = batcher
+        self._closing[task] = variant
         task.add_done_callback(lambda done: self._closing.pop(done, None))
 
-    def _add_batcher(self, label: str) -> None:
-        self._batchers[label] = Batcher(
-            max_batch_size=self.options.max_batch_size,
+    def _add_variant(self, label: str) -> None:
+        # Each variant has its own threads: a slow candidate can only fill its own pool.
+        executor = ThreadPoolExecutor(
+            self._threads, thread_name_prefix=f"modelyard-{self.name}-{label}"
+        )
+        batcher = Batcher(
             max_latency_ms=self.options.max_latency_ms,
-            executor=self._executor,
+            executor=executor,
+            concurrency=self._threads,
             on_batch=self.metrics.batch_size.labels(self.name).observe,
         )
+        self._variants[label] = Variant(label, self._threads, executor, batcher)
 
     def _new_slot(self, ref: ModelRef, label: str) -> ModelSlot:
         return ModelSlot(
@@ -158,8 +182,25 @@ class Deployment:
             ref,
             label,
             self._readers,
+            plan=self._plan,
             on_swap=self._on_swap,
             on_load_failure=lambda v, _: self.metrics.load_failures.labels(self.name, str(v)).inc(),
+        )
+
+    def _plan(self, servable: Servable) -> CallPlan:
+        """How this version is called: timed at load (``_calls.py``), before it serves."""
+        version = servable.model.version
+        try:
+            stored = self._registry.input_example(version)
+        except Exception:  # the example is a hint: an unreadable one is no reason to fail
+            stored = None
+        return plan_calls(
+            servable.predict,
+            version.signature.inputs,
+            stored,
+            inline=self.options.inline,
+            max_batch_size=self.options.max_batch_size,
+            user_code=version.flavor == "python",
         )
 
     def _on_swap(self, servable: Servable) -> None:
@@ -196,15 +237,15 @@ class Deployment:
     async def close(self) -> None:
         for task in list(self._shadow_tasks):
             await task
-        # A copy: the poller's thread may still be adding a candidate's batcher.
-        for batcher in list(self._batchers.values()):
-            await batcher.close()
-        closing = list(self._closing.items())  # retired batchers still in their grace
+        # A copy: the poller's thread may still be adding a candidate's variant.
+        for variant in list(self._variants.values()):
+            await variant.close()
+        closing = list(self._closing.items())  # retired variants still in their grace
         for task, _ in closing:
             task.cancel()
         await asyncio.gather(*(task for task, _ in closing), return_exceptions=True)
-        for _, batcher in closing:
-            await batcher.close()
+        for _, variant in closing:
+            await variant.close()
         if self.cache is not None:
             await self.cache.close()
 
@@ -244,21 +285,37 @@ class Deployment:
         servable = slot.current
         if servable is None:
             slot, servable = self.champion, self.served
-        # Taken with the route: the poller may retire a split candidate's batcher meanwhile.
-        batcher = self._batchers.get(slot.label)
+        # Taken with the route: the poller may retire a split candidate's variant meanwhile.
+        variant = self._variants.get(slot.label)
+        if variant is not None and variant.inflight >= self.options.max_queue:
+            self.metrics.shed(self.name, slot.label, "refused")
+            raise OverloadedError(
+                f"model '{self.name}' has {variant.inflight} requests waiting, its limit "
+                f"(max_queue {self.options.max_queue}); retry after a second, or add replicas"
+            )
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         ROUTED.set((servable.version, slot.label))
         timeout = self.options.timeout_ms / 1000
+        if variant is not None:
+            variant.inflight += 1
+        deadline: asyncio.Timeout | None = None
         try:
-            outputs = await asyncio.wait_for(
-                self._predict(slot, servable, columns, rows, batcher), timeout
-            )
+            if self._waits(servable):
+                async with asyncio.timeout(timeout) as deadline:
+                    outputs = await self._predict(slot, servable, columns, rows, variant)
+            else:  # nothing to wait for: the model runs on the loop, now (no timer needed)
+                outputs = await self._predict(slot, servable, columns, rows, variant)
         except TimeoutError:
+            if deadline is None or not deadline.expired():
+                raise  # a back end's own timeout, raised inside
             raise DeadlineExceededError(
                 f"model '{self.name}' version {servable.version} took longer than "
                 f"{self.options.timeout_ms:g} ms; retry, send fewer rows, or raise timeout_ms"
             ) from None
+        finally:
+            if variant is not None:
+                variant.inflight -= 1
         servable.check_outputs(outputs)
         if isinstance(route.policy, Shadow) and route.candidate is not None:
             self._mirror(route.candidate, columns, rows, request_id, (servable.version, outputs))
@@ -276,42 +333,69 @@ class Deployment:
             await self.log.append(line)  # answered only once in the spool (backends/predictions)
         return Inference(servable.version, slot.label, outputs, rows, ab_key)
 
+    def _waits(self, servable: Servable) -> bool:
+        """Whether ``_predict`` can wait (a thread, a batch, the cache, the feature store)."""
+        plan = servable.plan
+        return (
+            not plan.inline
+            or plan.max_batch_size > 1
+            or self.cache is not None
+            or servable.enricher is not None
+        )
+
     async def _predict(
         self,
         slot: ModelSlot,
         servable: Servable,
         columns: Columns,
         rows: int,
-        batcher: Batcher | None,
+        variant: Variant | None,
     ) -> Columns:
         if slot is not self.champion:
             missing = [n for n in servable.request_schema.names if n not in columns]
             if missing:  # nullable by the compatibility rule: what an omitted field gets
                 columns = {**columns, **{n: [None] * rows for n in missing}}
-        if servable.enricher is not None:
+        if servable.enricher is not None:  # reads the online store: never on the loop
             loop = asyncio.get_running_loop()
             columns = await loop.run_in_executor(
-                self._executor, servable.enricher.fill, columns, self._count_missing(servable)
+                self._executor_of(variant),
+                servable.enricher.fill,
+                columns,
+                self._count_missing(servable),
             )
         if self.cache is None:
-            return await self._batched(batcher, servable, columns, rows)
-        return await self._cached(batcher, servable, columns, rows)
+            return await self._batched(variant, servable, columns, rows)
+        return await self._cached(variant, servable, columns, rows)
+
+    def _executor_of(self, variant: Variant | None) -> Executor:
+        if variant is not None:
+            return variant.executor
+        return self._variants[self.champion.label].executor
 
     async def _batched(
-        self, batcher: Batcher | None, servable: Servable, columns: Columns, rows: int
+        self, variant: Variant | None, servable: Servable, columns: Columns, rows: int
     ) -> Columns:
-        if batcher is None:  # routed as its split went away: this one call runs alone
+        plan = servable.plan
+        if variant is None or plan.max_batch_size == 1:
+            if plan.inline:
+                return servable.predict(columns)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, servable.predict, columns)
+            return await loop.run_in_executor(self._executor_of(variant), servable.predict, columns)
         gauge = self.metrics.queue_depth.labels(self.name)
         gauge.inc()
         try:
-            return await batcher.submit(servable.predict, columns, rows)
+            return await variant.batcher.submit(
+                servable.predict,
+                columns,
+                rows,
+                max_rows=plan.max_batch_size,
+                inline=plan.inline,
+            )
         finally:
             gauge.dec()
 
     async def _cached(
-        self, batcher: Batcher | None, servable: Servable, columns: Columns, rows: int
+        self, variant: Variant | None, servable: Servable, columns: Columns, rows: int
     ) -> Columns:
         assert self.cache is not None
         keys = row_keys(self.name, servable.version, columns, rows)
@@ -324,7 +408,7 @@ class Deployment:
         ]
         if misses:
             subset = {n: [v[i] for i in misses] for n, v in columns.items()}
-            fresh = await self._batched(batcher, servable, subset, len(misses))
+            fresh = await self._batched(variant, servable, subset, len(misses))
             names = list(fresh)
             values = [_plain(fresh[n]) for n in names]
             new_rows = [dict(zip(names, r, strict=True)) for r in zip(*values, strict=True)]
@@ -358,14 +442,18 @@ class Deployment:
         answered: tuple[int, Columns],
     ) -> None:
         servable = slot.current
+        variant = self._variants.get(slot.label)
         if servable is None:
+            return
+        if variant is not None and variant.inflight >= self.options.max_queue:
+            self.metrics.shed(self.name, slot.label, "not_mirrored")
             return
 
         async def run() -> None:
+            if variant is not None:
+                variant.inflight += 1
             try:
-                outputs = await self._predict(
-                    slot, servable, columns, rows, self._batchers.get(slot.label)
-                )
+                outputs = await self._predict(slot, servable, columns, rows, variant)
                 logger.info(
                     "shadow",
                     extra={
@@ -387,6 +475,9 @@ class Deployment:
                         "request_id": request_id,
                     },
                 )
+            finally:
+                if variant is not None:
+                    variant.inflight -= 1
 
         task = asyncio.get_running_loop().create_task(run())
         self._shadow_tasks.add(task)

@@ -3,11 +3,19 @@
 Every line carries the fields passed in ``extra`` (model, version, request id,
 latency); uvicorn's own loggers are routed through the same formatter so that no
 line of the server is free text.
+
+Lines are written in batches (``BufferedStderrHandler``): a write to stderr per request
+cost more than the rest of the log line. A warning or worse is written at once; info
+lines within ``FLUSH_S``, so a killed server loses at most that much of its request log
+(the prediction log, not this one, is the durable record of every answer).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,9 +49,69 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+FLUSH_S = 0.2
+_FLUSH_BYTES = 64 * 1024
+
+
+class BufferedStderrHandler(logging.Handler):
+    """Formatted lines kept in memory and written to stderr together: every ``FLUSH_S``
+    (by a thread that sleeps while nothing waits), at once for WARNING and above, and
+    whenever ``_FLUSH_BYTES`` are waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lines: list[str] = []
+        self._size = 0
+        self._pending = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)  # emit runs under the handler's lock (Handler.handle)
+        self._size += len(line) + 1
+        if record.levelno >= logging.WARNING or self._size >= _FLUSH_BYTES:
+            self.flush()
+            return
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(
+                target=self._flush_often, name="modelyard-log", daemon=True
+            )
+            self._flusher.start()
+        self._pending.set()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            if not self._lines:
+                return
+            text = "\n".join(self._lines) + "\n"
+            self._lines.clear()
+            self._size = 0
+            stream = sys.stderr  # looked up now: a test may have replaced it
+            try:
+                stream.write(text)
+                stream.flush()
+            except (OSError, ValueError):  # stderr closed (the process is ending)
+                pass
+
+    def _flush_often(self) -> None:
+        while True:
+            self._pending.wait()
+            self._pending.clear()
+            time.sleep(FLUSH_S)  # let lines gather
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+
 def log_config(level: str = "info") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for uvicorn and modelyard: JSON to stderr."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {"()": BufferedStderrHandler, "formatter": "json"}
     named = {"level": level.upper(), "handlers": ["json"], "propagate": False}
     return {
         "version": 1,

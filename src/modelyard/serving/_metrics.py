@@ -99,10 +99,20 @@ class ServerMetrics:
             ["model"],
             registry=r,
         )
+        self.requests_shed = Counter(
+            "modelyard_requests_shed",
+            "Requests a variant did not take: refused (503, its queue was full) or not "
+            "mirrored (a shadow candidate's queue was full).",
+            ["model", "variant", "action"],
+            registry=r,
+        )
         self.collectors: list[Collector] = []
         # Gauges that only change by a read (a writer thread that stopped, a write that
         # hangs) are brought up to date here, so a scrape alone shows them.
         self.before_render: list[Callable[[], object]] = []
+
+    def shed(self, model: str, variant: str, action: str) -> None:
+        self.requests_shed.labels(model, variant, action).inc()
 
     def register(self, collector: Collector) -> None:
         """Add a collector whose values are computed when ``/metrics`` is scraped."""

@@ -18,9 +18,11 @@ from fastapi.responses import Response
 
 from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
 from modelyard.serving._deployment import Deployment, Inference
-from modelyard.serving._http import json_response, read_body, request_id
+from modelyard.serving._fast import AsgiEndpoint, Call, ClientGone, Handler, Reply, json_reply
+from modelyard.serving._http import json_response, request_id
 from modelyard.serving._openapi import PREDICT_ERRORS, errors, json_ok
 from modelyard.serving._pool import ModelPool
+from modelyard.serving._predict import error_reply, failure_reply
 from modelyard.serving._tensors import (
     DATATYPE_OF_FIELD,
     Tensor,
@@ -32,6 +34,7 @@ from modelyard.serving._tensors import (
 )
 
 _HEADER_LENGTH = "inference-header-content-length"
+_HEADER_LENGTH_KEY = _HEADER_LENGTH.encode()
 logger = logging.getLogger("modelyard.serving")
 
 
@@ -166,7 +169,7 @@ def _parse_request(body: bytes, header_length: str | None) -> tuple[dict[str, An
     return doc, tensors
 
 
-def _respond(doc: dict[str, Any], d: Deployment, result: Inference, rid: str) -> Response:
+def _respond(doc: dict[str, Any], d: Deployment, result: Inference, rid: str) -> Reply:
     requested = doc.get("outputs") or []
     wanted = [o["name"] for o in requested if isinstance(o, dict) and "name" in o]
     binary = {
@@ -203,10 +206,10 @@ def _respond(doc: dict[str, Any], d: Deployment, result: Inference, rid: str) ->
         payload["id"] = doc["id"]
     headers = {"x-model-variant": result.variant}
     if not blobs:
-        return json_response(payload, 200, rid, headers)
+        return json_reply(payload, 200, rid, headers)
     head = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    headers = {**headers, "x-request-id": rid, _HEADER_LENGTH: str(len(head))}
-    return Response(head + b"".join(blobs), media_type="application/octet-stream", headers=headers)
+    headers[_HEADER_LENGTH] = str(len(head))
+    return Reply(200, head + b"".join(blobs), rid, b"application/octet-stream", headers)
 
 
 def oip_error(request: Request, exc: ModelyardError) -> Response:
@@ -217,8 +220,10 @@ def oip_error(request: Request, exc: ModelyardError) -> Response:
     )
 
 
-def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
+def add_oip_routes(app: FastAPI, pool: ModelPool) -> Handler:
+    """The OIP v2 routes; returns the infer handler for the fast path."""
     limit: int = app.state.max_body_bytes
+    infer = infer_handler(pool, limit)
 
     @app.get("/v2", tags=["oip"], responses={200: json_ok("server metadata")})
     async def v2_server() -> Response:
@@ -298,36 +303,43 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> None:
     @app.post("/v2/models/{name}/versions/{version}/infer", tags=["oip"], include_in_schema=False)
     async def v2_infer(request: Request) -> Response:
         """Inference over OIP v2 tensors (JSON, or the binary tensor extension)."""
+        # Answered by the fast path (serving/_fast.py) before FastAPI routes; the same
+        # handler runs here for a caller that reaches the FastAPI route itself.
+        return AsgiEndpoint(infer, dict(request.path_params), app.state.body_timeout_s)
+
+    return infer
+
+
+def infer_handler(pool: ModelPool, limit: int) -> Handler:
+    async def infer(call: Call, params: dict[str, str]) -> Reply:
         started = time.perf_counter()
-        name: str = request.path_params["name"]
-        version: str | None = request.path_params.get("version")
+        name = params["name"]
         done = pool.observe(name, "v2")
         status = 200
         result: Inference | None = None
         try:
             d = pool.get(name)
-            check_version(d, version)
-            body = await read_body(request, limit)
-            doc, tensors = _parse_request(body, request.headers.get(_HEADER_LENGTH))
+            check_version(d, params.get("version"))
+            body = await call.body(limit)
+            doc, tensors = _parse_request(body, call.header(_HEADER_LENGTH_KEY))
             # OIP clients name the request with the body's "id"; X-Request-ID still wins.
             given = doc.get("id")
-            if "x-request-id" not in request.headers and isinstance(given, str) and given:
-                request.state.request_id = given
+            if isinstance(given, str) and given:
+                call.name_request(given)
             served = d.served
             columns, rows = to_columns(served.request_schema, served.validator, tensors)
-            result = await d.infer(columns, rows, request_id(request))
-            return _respond(doc, d, result, request_id(request))
+            result = await d.infer(columns, rows, call.request_id)
+            return _respond(doc, d, result, call.request_id)
+        except ClientGone:
+            status = ClientGone.status
+            return Reply(status, b"", call.request_id)
         except ModelyardError as exc:
             status = exc.status
-            return oip_error(request, exc)
+            return error_reply(exc, call.request_id, {"error": exc.message})
         except Exception:
             status = 500
-            rid = request_id(request)
-            logger.exception("prediction failed", extra={"model": name, "request_id": rid})
-            message = (
-                f"model '{name}' failed on this input; the error is logged with this request_id"
-            )
-            failure = {"code": "prediction_failed", "message": message, "error": message}
-            return json_response({**failure, "request_id": rid}, 500, rid)
+            return failure_reply(name, call.request_id, oip=True)
         finally:
-            done(request_id(request), status, result, started)
+            done(call.request_id, status, result, started)
+
+    return infer

@@ -5,8 +5,10 @@ Given per model in Python (``ServeOptions(ref=…)``) or in a spec file for
 
     [models.churn]
     ref = "churn@production"
-    max_batch_size = 32
+    max_batch_size = 32          # unset: on or off by a timed call at load
     max_latency_ms = 2
+    max_queue = 2048             # requests held per variant before 503 + Retry-After
+    inline = "auto"              # call on the event loop: auto (timed), always, never
     cache = "local"
     canary = { candidate = "staging", percent = 10 }
 """
@@ -49,9 +51,14 @@ class Shadow(_Strict):
 
 class ServeOptions(_Strict):
     ref: str
-    max_batch_size: int = Field(1, ge=1, le=100_000)
+    # None: decided per version at load, from timed calls (serving/_calls.py).
+    max_batch_size: int | None = Field(None, ge=1, le=100_000)
     max_latency_ms: float = Field(0.0, ge=0, le=10_000)
     timeout_ms: float = Field(30_000, gt=0)
+    # Requests one variant holds (waiting or running); past it a request is answered 503.
+    max_queue: int = Field(2048, ge=1, le=1_000_000)
+    # On the event loop or in the variant's threads; "auto" times the model at load.
+    inline: Literal["auto", "always", "never"] = "auto"
     cache: Literal["off", "local", "redis"] = "off"
     cache_url: str | None = None
     cache_ttl_s: float = Field(300, gt=0)

@@ -1,4 +1,7 @@
-"""The models one server answers for, the thread pool they run on, and alias following."""
+"""The models one server answers for, their per-request metrics and log line, and alias following.
+
+Every variant of every model has its own ``threads`` worker threads (``_deployment.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modelyard.backends.predictions import PredictionLog
@@ -47,8 +49,9 @@ class ModelPool:
         self.log_health = None if log is None else PredictionLogHealth(log, self.metrics.registry)
         if self.log_health is not None:
             self.metrics.before_render.append(self.log_health.refresh)
-        self.executor: ThreadPoolExecutor | None = None
         self.deployments: dict[str, Deployment] = {}
+        # Bounded: served model names only, their versions, variants and status codes.
+        self._series_cache: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self._poller: asyncio.Task[None] | None = None
 
     def load(self) -> None:
@@ -57,10 +60,9 @@ class ModelPool:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigError(f"model {twice[0]!r} is named twice; serve each name once")
-        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="modelyard-predict")
         for opts in self.options:
             deployment = Deployment(
-                self.registry, opts, self.metrics, self.executor, self.readers, self.log
+                self.registry, opts, self.metrics, self.threads, self.readers, self.log
             )
             deployment.load()
             self.deployments[deployment.name] = deployment
@@ -80,8 +82,6 @@ class ModelPool:
                 pass
         for deployment in self.deployments.values():
             await deployment.close()
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
         if self.log is not None:
             self.log.close()
 
@@ -137,9 +137,14 @@ class ModelPool:
             elapsed = time.perf_counter() - started
             version = str(result.version) if result else ""
             variant = result.variant if result else ""
-            self.metrics.requests.labels(label, version, variant, str(status)).inc()
-            if result is not None:
-                self.metrics.latency.labels(label, version, variant).observe(elapsed)
+            requests, latency = self._series(label, version, variant, status)
+            requests.inc()
+            if latency is not None:
+                latency.observe(elapsed)
+            if not logger.isEnabledFor(logging.INFO):
+                if status != 200:
+                    self._log_failure(name, rid, status, result, round(elapsed * 1000, 3))
+                return
             extra: dict[str, Any] = {
                 "model": name,
                 "version": result.version if result else None,
@@ -156,6 +161,20 @@ class ModelPool:
                 self._log_failure(name, rid, status, result, extra["latency_ms"])
 
         return done
+
+    def _series(self, model: str, version: str, variant: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of one label set, looked up once
+        (prometheus-client's ``labels()`` takes a lock and builds a key on every call).
+        A failed request has no latency series: it is never observed there."""
+        key = (model, version, variant, status)
+        found = self._series_cache.get(key)
+        if found is None:
+            latency = None
+            if status == 200:
+                latency = self.metrics.latency.labels(model, version, variant)
+            found = (self.metrics.requests.labels(model, version, variant, str(status)), latency)
+            self._series_cache[key] = found
+        return found
 
     def _log_failure(
         self, name: str, rid: str, status: int, result: Inference | None, latency_ms: float

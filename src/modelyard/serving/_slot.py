@@ -22,6 +22,7 @@ import numpy as np
 from modelyard._redact import redact
 from modelyard.contracts import RecordValidator, Schema
 from modelyard.errors import UncomputableInputError
+from modelyard.serving._calls import CallPlan
 from modelyard.serving._enrich import Enricher
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Servable:
     validator: RecordValidator
     enricher: Enricher | None
     load_seconds: float
+    plan: CallPlan = CallPlan(inline=False, max_batch_size=1)  # how it is called (_calls.py)
 
     @property
     def version(self) -> int:
@@ -104,8 +106,14 @@ class Servable:
         return tuple(f.name for f in outputs if f.dtype == "float64" and not f.allow_non_finite)
 
 
+Planner = Callable[["Servable"], CallPlan]
+
+
 def load_servable(
-    registry: Registry, version: ModelVersion, readers: ReaderFactory | None
+    registry: Registry,
+    version: ModelVersion,
+    readers: ReaderFactory | None,
+    plan: Planner | None = None,
 ) -> Servable:
     started = time.perf_counter()
     model = registry.load(version)
@@ -119,7 +127,11 @@ def load_servable(
         enricher = Enricher(version.features, reader, schema, model=version.name)
         schema = enricher.request_schema
         validator = RecordValidator(schema)
-    return Servable(model, schema, validator, enricher, time.perf_counter() - started)
+    servable = Servable(model, schema, validator, enricher, 0.0)
+    if plan is not None:
+        servable.plan = plan(servable)
+    servable.load_seconds = time.perf_counter() - started
+    return servable
 
 
 class ModelSlot:
@@ -131,6 +143,7 @@ class ModelSlot:
         ref: ModelRef,
         label: str,
         readers: ReaderFactory | None = None,
+        plan: Planner | None = None,
         on_swap: Callable[[Servable], None] | None = None,
         on_load_failure: Callable[[int, str], None] | None = None,
     ) -> None:
@@ -138,6 +151,7 @@ class ModelSlot:
         self.ref = ref
         self.label = label
         self._readers = readers
+        self._plan = plan
         self._on_swap = on_swap
         self._on_load_failure = on_load_failure
         self.current: Servable | None = None
@@ -152,7 +166,8 @@ class ModelSlot:
 
     def load(self) -> Servable:
         """First load: errors propagate, so a bad reference fails the server at start."""
-        servable = load_servable(self.registry, self.registry.get(self.ref), self._readers)
+        target = self.registry.get(self.ref)
+        servable = load_servable(self.registry, target, self._readers, self._plan)
         self._install(servable)
         return servable
 
@@ -187,7 +202,7 @@ class ModelSlot:
         if self.failed_version == target.version:
             return False  # already reported; retry only when the alias moves again
         try:
-            servable = load_servable(self.registry, target, self._readers)
+            servable = load_servable(self.registry, target, self._readers, self._plan)
         except Exception as exc:
             self.failed_version = target.version
             self.load_error = f"version {target.version} failed to load: {exc}"
@@ -223,6 +238,7 @@ class ModelSlot:
                 "variant": self.label,
                 "ref": str(self.ref),
                 "load_ms": round(servable.load_seconds * 1000, 2),
+                **servable.plan.describe(),
             },
         )
         if self._on_swap is not None:

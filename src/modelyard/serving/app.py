@@ -1,18 +1,16 @@
 """The model server: FastAPI on uvicorn, one predict route per model, built from signatures.
 
-The predict route reads the raw body and validates it with the signature's compiled
-validator (parse and check in one pass) instead of FastAPI's body models: that keeps
-a single-row request well under a millisecond and lets errors use our stable JSON
-shape (``code``, ``message``, ``request_id``, one entry per bad field).
+The prediction routes (``/v1/models/NAME/predict``, OIP's ``/v2/.../infer``) are
+answered as plain ASGI before FastAPI's router (``_fast.py``, ``_predict.py``); every
+other route is FastAPI's, and all of them are in /docs.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,16 +22,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import FieldError, ModelyardError, SchemaValidationError
 from modelyard.registry import Registry
-from modelyard.serving._deployment import Inference
+from modelyard.serving._fast import BODY_TIMEOUT_S, AsgiEndpoint, Handler, Router, install
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._health import server_readiness
-from modelyard.serving._http import error_json, json_response, read_body, request_id
+from modelyard.serving._http import error_json, json_response, request_id
 from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._monitor_gauges import MonitorGauges, served_versions
 from modelyard.serving._oip import add_oip_routes, oip_error
 from modelyard.serving._openapi import errors, json_ok, predict_operation
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
+from modelyard.serving._predict import predict_handler
 from modelyard.serving._slot import Servable
 
 if TYPE_CHECKING:
@@ -111,6 +110,7 @@ def create_app(
     app.state.pool = pool
     app.state.monitor_gauges = gauges
     app.state.max_body_bytes = max_body_bytes
+    app.state.body_timeout_s = BODY_TIMEOUT_S
     app.state.readiness = server_readiness(pool, registry.metadata, features)
 
     @app.exception_handler(ModelyardError)
@@ -138,10 +138,11 @@ def create_app(
         return await _modelyard_error(request, SchemaValidationError(fields, what="request"))
 
     _health_routes(app, pool)
-    _model_routes(app, pool)
-    add_oip_routes(app, pool)
+    predict = _model_routes(app, pool)
+    infer = add_oip_routes(app, pool)
     if prediction_log is not None:
         add_feedback_route(app, pool)
+    install(app, fast_router(predict, infer), app.state.body_timeout_s)
     return app
 
 
@@ -200,7 +201,7 @@ def _health_routes(app: FastAPI, pool: ModelPool) -> None:
         return Response(await run_in_threadpool(pool.metrics.render), media_type=CONTENT_TYPE)
 
 
-def _model_routes(app: FastAPI, pool: ModelPool) -> None:
+def _model_routes(app: FastAPI, pool: ModelPool) -> Handler:
     @app.get("/v1/models", tags=["models"], responses={200: json_ok("the served models")})
     async def list_models() -> Response:
         """The models this server answers for, with version, variants and request schema."""
@@ -234,70 +235,25 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> None:
         )
         return json_response({"model": name, "version": served.version}, 200, request_id(request))
 
+    predict = predict_handler(pool, app.state.max_body_bytes)
     for name, deployment in pool.deployments.items():
-        _add_predict_route(app, pool, name, deployment.served)
-
-    @app.post(
-        "/v1/models/{name}/predict",
-        tags=["models"],
-        include_in_schema=False,
-    )
-    async def predict_unknown(name: str, request: Request) -> Response:
-        done = pool.observe(name, "v1")  # counted under the model label "_unknown"
-        try:
-            pool.get(name)  # raises the 404 that lists what is served
-        except ModelyardError as exc:
-            done(request_id(request), exc.status, None, time.perf_counter())
-            raise
-        raise AssertionError("unreachable: served models have their own route")
+        _add_predict_route(app, pool, name, deployment.served, predict)
+    return predict
 
 
 def _version_of(servable: Servable | None) -> int | None:
     return None if servable is None else servable.version
 
 
-def _add_predict_route(app: FastAPI, pool: ModelPool, name: str, served: Servable) -> None:
+def _add_predict_route(
+    app: FastAPI, pool: ModelPool, name: str, served: Servable, handler: Handler
+) -> None:
     deployment = pool.deployments[name]
-    limit: int = app.state.max_body_bytes
 
     async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        rid = request_id(request)
-        done = pool.observe(name, "v1")
-        result: Inference | None = None
-        status = 200
-        try:
-            body = await read_body(request, limit)
-            columns, many = deployment.served.validator.validate_json(body)
-            rows = len(next(iter(columns.values()))) if columns else 0
-            result = await deployment.infer(columns, rows, rid)
-            records = _records(result.outputs)
-            payload: dict[str, Any] = {
-                "model": name,
-                "version": result.version,
-                "variant": result.variant,
-                "request_id": rid,
-            }
-            if many:
-                payload["predictions"] = records
-            else:
-                payload["prediction"] = records[0]
-            return json_response(payload, 200, rid)
-        except ModelyardError as exc:
-            status = exc.status
-            return error_json(request, exc)
-        except Exception:
-            status = 500
-            logger.exception("prediction failed", extra={"model": name, "request_id": rid})
-            failure = {
-                "code": "prediction_failed",
-                "message": f"model '{name}' failed on this input; "
-                "the error is logged with this request_id",
-                "request_id": rid,
-            }
-            return json_response(failure, 500, rid)
-        finally:
-            done(rid, status, result, started)
+        # Answered by the fast path (serving/_fast.py) before FastAPI routes; the same
+        # handler runs here for a caller that reaches the FastAPI route itself.
+        return AsgiEndpoint(handler, {"name": name}, app.state.body_timeout_s)
 
     predict.__name__ = f"predict_{name}"
     app.add_api_route(
@@ -313,7 +269,20 @@ def _add_predict_route(app: FastAPI, pool: ModelPool, name: str, served: Servabl
     )
 
 
-def _records(columns: dict[str, Any]) -> list[dict[str, Any]]:
-    names = list(columns)
-    values = [v.tolist() if hasattr(v, "tolist") else list(v) for v in columns.values()]
-    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+def fast_router(predict: Handler, infer: Handler) -> Router:
+    """The POST paths the fast path answers: /v1/models/NAME/predict and OIP's infer."""
+
+    def route(path: str) -> tuple[Handler, dict[str, str]] | None:
+        if path.startswith("/v1/models/") and path.endswith("/predict"):
+            name = path[11:-8]
+            if name and "/" not in name:
+                return predict, {"name": name}
+        elif path.startswith("/v2/models/") and path.endswith("/infer"):
+            parts = path[11:-6].split("/")
+            if len(parts) == 1 and parts[0]:
+                return infer, {"name": parts[0]}
+            if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+                return infer, {"name": parts[0], "version": parts[2]}
+        return None
+
+    return route

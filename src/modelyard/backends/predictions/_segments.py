@@ -132,7 +132,13 @@ class SegmentWriter:
         self._waiting.add(pending)
         self._queue.put(pending)
         try:
-            await done
+            # Bounded: a write that hangs must not hold the request (and its client) for ever.
+            async with asyncio.timeout(self.write_timeout_s):
+                await done
+        except TimeoutError:
+            raise _unavailable(
+                f"a write has not finished in {self.write_timeout_s:g} s (a hung disk?)"
+            ) from None
         finally:
             self._waiting.discard(pending)
 
