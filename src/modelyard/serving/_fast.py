@@ -149,7 +149,7 @@ async def send_reply(send: Send, reply: Reply) -> None:
         (b"x-request-id", reply.request_id.encode("latin-1")),
     ]
     for key, value in reply.headers.items():
-        headers.append((key.encode("latin-1"), value.encode("latin-1")))
+        headers.append((key.lower().encode("latin-1"), value.encode("latin-1")))
     if len(reply.body) < _UNBLOCKED_BYTES:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
@@ -188,6 +188,15 @@ def install(app: FastAPI, router: Router, body_timeout_s: float) -> None:
     it wraps the stack Starlette would have built, exception handlers and all.
     """
     app.middleware_stack = FastPath(app.build_middleware_stack(), router, body_timeout_s)
+    app.state.fast_path = app.middleware_stack
+
+
+def asgi_entry(app: FastAPI) -> FastPath:
+    """What the HTTP server runs: the fast routes even before FastAPI's own ``__call__``,
+    which looks for an OpenTelemetry set-up on every request. The app's stack keeps its
+    ``FastPath`` for callers that call the app itself (tests, mounting)."""
+    inside: FastPath = app.state.fast_path
+    return FastPath(app, inside.router, inside.body_timeout_s)
 
 
 async def run_handler(

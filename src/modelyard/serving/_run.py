@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
 from modelyard.serving import _logging
+from modelyard.serving._fast import asgi_entry
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._workers import run_until_sigterm, supervise
 from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
@@ -108,7 +109,7 @@ def serve(
             ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
         )
         settle_heap()
-        server = uvicorn.Server(uvicorn.Config(app, **common))
+        server = uvicorn.Server(uvicorn.Config(asgi_entry(app), **common))
         run_until_sigterm(server)
         if not server.started:  # as uvicorn.run: a server that failed to start exits 3
             raise SystemExit(3)

@@ -45,13 +45,14 @@ def _worker(config: dict[str, Any]) -> None:
     import uvicorn
 
     from modelyard.serving import _logging
+    from modelyard.serving._fast import asgi_entry
     from modelyard.serving._run import app_from_env, settle_heap
 
     _logging.configure(config["log_level"])
     sock = listen(config["host"], config["port"])
     server = uvicorn.Server(
         uvicorn.Config(
-            app_from_env(),
+            asgi_entry(app_from_env()),
             log_config=_logging.log_config(config["log_level"]),
             access_log=False,
             server_header=False,

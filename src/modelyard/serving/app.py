@@ -50,6 +50,7 @@ def create_app(
     features: FeatureStore | None = None,
     poll_interval_s: float = 1.0,
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    body_timeout_s: float = BODY_TIMEOUT_S,
     threads: int = 2,
     grpc_port: int | None = None,
     grpc_host: str = "127.0.0.1",
@@ -61,6 +62,8 @@ def create_app(
     The server follows each alias every ``poll_interval_s`` (0 turns it off).
     ``grpc_port`` also starts the Open Inference Protocol gRPC service on that port.
     ``prediction_log`` records every answered prediction before its answer leaves.
+    ``threads`` is each variant's own thread budget (a slow candidate cannot take the
+    champion's); a body that has not arrived ``body_timeout_s`` after its headers is 408.
     """
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
     readers = None if features is None else features.online_reader
@@ -110,7 +113,7 @@ def create_app(
     app.state.pool = pool
     app.state.monitor_gauges = gauges
     app.state.max_body_bytes = max_body_bytes
-    app.state.body_timeout_s = BODY_TIMEOUT_S
+    app.state.body_timeout_s = body_timeout_s
     app.state.readiness = server_readiness(pool, registry.metadata, features)
 
     @app.exception_handler(ModelyardError)
@@ -215,6 +218,12 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> Handler:
                     "ref": str(d.ref),
                     "flavor": s.model.version.flavor,
                     "variants": {slot.label: _version_of(slot.current) for slot in d.slots},
+                    # How each version is called (timed at load: serving/_calls.py).
+                    "calls": {
+                        slot.label: slot.current.plan.describe()
+                        for slot in d.slots
+                        if slot.current is not None
+                    },
                     "signature": s.model.version.signature.to_json_dict(),
                     "request": s.request_schema.to_json_dict(),
                 }

@@ -1,0 +1,245 @@
+"""Isolation and overload, as a user relies on them: a slow candidate cannot hold up the
+champion, a full queue answers 503 with Retry-After at once, one bad request fails alone,
+a stalled body is 408, and each model version is called the way its load-time timing chose
+(on the event loop, or in its variant's own threads).
+
+Driven in process through httpx's ASGI transport, with the tiny python models of
+``test_serving_policies`` (a sleep, a record of every call); timing margins are wide
+(a 1 s model against answers expected in well under that), so a loaded machine passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+
+import modelyard
+from modelyard.serving import ServeOptions, create_app
+from modelyard.serving._options import ABTest
+from modelyard.serving._router import bucket
+from test_serving_policies import Calls, metric, register, serving
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace]:
+    ws = modelyard.Workspace.init(tmp_path_factory.mktemp("isolation") / "ws", environ={})
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+@pytest.fixture
+def calls(tmp_path: Path) -> Callable[[str], Calls]:
+    return lambda name: Calls(tmp_path / f"{name}.calls")
+
+
+async def predict(client: httpx.AsyncClient, name: str, record: Any) -> httpx.Response:
+    return await client.post(f"/v1/models/{name}/predict", json=record)
+
+
+def keys_for(percent: float, candidate: bool, n: int) -> list[str]:
+    """A/B keys that the split sends to the candidate (or to the champion)."""
+    out = []
+    i = 0
+    while len(out) < n:
+        key = f"user-{i}"
+        if (bucket(key) < percent) == candidate:
+            out.append(key)
+        i += 1
+    return out
+
+
+async def test_a_slow_candidate_does_not_hold_up_the_champion(
+    ws: modelyard.Workspace, calls: Callable[[str], Calls]
+) -> None:
+    example = pd.DataFrame({"user": ["u"], "a": [1.0]})
+    fast, slow = calls("fast"), calls("slow")
+    register(ws, "iso", fast.model(2), example=example)
+    register(ws, "iso", slow.model(3, sleep_s=1.0), example=example, alias="staging")
+    opts = ServeOptions(ref="iso@production", ab=ABTest(candidate="staging", key="user"))
+    async with serving(ws, [opts], threads=2) as (_, client):
+        started = time.perf_counter()
+        # Four requests for the candidate: its two threads sleep, two more wait for them.
+        slow_calls = [
+            asyncio.ensure_future(predict(client, "iso", {"user": k, "a": 1.0}))
+            for k in keys_for(50, True, 4)
+        ]
+        await asyncio.sleep(0.05)
+        champion = await asyncio.gather(
+            *(predict(client, "iso", {"user": k, "a": 2.0}) for k in keys_for(50, False, 20))
+        )
+        champion_done = time.perf_counter() - started
+        candidate = await asyncio.gather(*slow_calls)
+    assert all(r.status_code == 200 and r.json()["variant"] == "production" for r in champion)
+    assert all(r.json()["prediction"] == {"y": 4.0} for r in champion)
+    assert all(r.json()["variant"] == "staging" for r in candidate)
+    # With one pool for both, the champion's calls would wait for the candidate's sleeps.
+    assert champion_done < 0.8, champion_done
+
+
+async def test_a_full_queue_answers_503_with_retry_after_at_once(
+    ws: modelyard.Workspace, calls: Callable[[str], Calls]
+) -> None:
+    sleepy = calls("queue")
+    register(ws, "queued", sleepy.model(2, sleep_s=1.0))
+    opts = ServeOptions(ref="queued@production", max_queue=3, max_batch_size=1)
+    async with serving(ws, [opts], threads=2) as (_, client):
+
+        async def timed(a: float) -> tuple[httpx.Response, float]:
+            sent = time.perf_counter()
+            r = await predict(client, "queued", {"a": a})
+            return r, time.perf_counter() - sent
+
+        answers = await asyncio.gather(*(timed(float(i)) for i in range(8)))
+        refused = [(r, s) for r, s in answers if r.status_code == 503]
+        served = [r for r, _ in answers if r.status_code == 200]
+        assert len(served) == 3 and len(refused) == 5
+        for r, seconds in refused:
+            body = r.json()
+            assert body["code"] == "overloaded" and "max_queue 3" in body["message"]
+            assert body["request_id"] == r.headers["x-request-id"]
+            assert r.headers["retry-after"] == "1"
+            assert seconds < 0.5  # refused at once, not after waiting for the model
+        assert (
+            await metric(client, "modelyard_requests_shed_total", model="queued", action="refused")
+            == 5
+        )
+        assert await metric(client, "modelyard_requests_total", model="queued", code="503") == 5
+        # Once the queue drains, requests are served again.
+        assert (await predict(client, "queued", {"a": 5.0})).json()["prediction"] == {"y": 10.0}
+
+
+async def test_one_bad_request_in_a_batch_fails_alone(
+    ws: modelyard.Workspace, tmp_path: Path
+) -> None:
+    sizes = tmp_path / "sizes"
+
+    def picky(frame: pd.DataFrame) -> pd.DataFrame:
+        with open(sizes, "a") as f:
+            f.write(f"{len(frame)}\n")
+        if (frame["a"] < 0).any():
+            raise ValueError("negative input")
+        return pd.DataFrame({"y": frame["a"] * 2})
+
+    register(ws, "picky", picky)
+    sizes.unlink()  # logging the model called it on the example
+    opts = ServeOptions(ref="picky@production", max_batch_size=32, max_latency_ms=200)
+    async with serving(ws, [opts]) as (_, client):
+        values = [float(i) for i in range(9)] + [-1.0]
+        answers = await asyncio.gather(*(predict(client, "picky", {"a": v}) for v in values))
+    for value, r in zip(values, answers, strict=True):
+        if value < 0:
+            assert r.status_code == 500 and r.json()["code"] == "prediction_failed"
+        else:
+            assert r.status_code == 200 and r.json()["prediction"] == {"y": value * 2}
+    called = [int(n) for n in sizes.read_text().split()]
+    assert max(called) > 1  # they were batched: the batch that failed ran again one by one
+    assert called.count(1) >= max(called)
+
+
+async def test_a_body_that_stops_arriving_is_408_and_closes_the_connection(
+    ws: modelyard.Workspace, calls: Callable[[str], Calls]
+) -> None:
+    register(ws, "stall", calls("stall").model(2))
+    app = create_app(ws.registry, ["stall@production"], poll_interval_s=0, body_timeout_s=0.2)
+    sent: list[dict[str, Any]] = []
+    parts = iter([{"type": "http.request", "body": b'{"a": ', "more_body": True}])
+
+    async def receive() -> dict[str, Any]:
+        part = next(parts, None)
+        if part is None:
+            await asyncio.sleep(3600)  # the client stopped sending mid-body
+        assert part is not None
+        return part
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/models/stall/predict",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"12")],
+        "query_string": b"",
+    }
+    async with app.router.lifespan_context(app):
+        started = time.perf_counter()
+        await app(scope, receive, send)
+        waited = time.perf_counter() - started
+    assert 0.15 < waited < 2
+    start, body = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 408 and headers[b"connection"] == b"close"
+    assert b'"code":"request_timeout"' in body["body"]
+
+
+async def test_each_version_is_called_the_way_its_timing_chose(
+    ws: modelyard.Workspace, calls: Callable[[str], Calls], tmp_path: Path
+) -> None:
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    x = x.iloc[:, :5]
+    register(ws, "lr", LogisticRegression(max_iter=500).fit(x, y), example=x.head(5))
+    threads = tmp_path / "threads"
+
+    def where(frame: pd.DataFrame) -> pd.DataFrame:
+        with open(threads, "a") as f:
+            f.write(threading.current_thread().name + "\n")
+        return pd.DataFrame({"y": frame["a"]})
+
+    register(ws, "user-code", where)
+    threads.unlink()  # logging the model called it on the example
+    models = [
+        "lr@production",
+        ServeOptions(ref="user-code@production", inline="always"),
+    ]
+    async with serving(ws, models) as (_, client):
+        listed = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
+        record = {c: float(x[c].iloc[0]) for c in x.columns}
+        assert (await predict(client, "lr", record)).status_code == 200
+        assert (await predict(client, "user-code", {"a": 1.0})).status_code == 200
+    lr = listed["lr"]["calls"]["production"]
+    # A scikit-learn call on one row takes well under the 0.5 ms inline budget, and a
+    # batch of 32 rows costs far less than 32 single calls.
+    assert lr["call"] == "inline" and lr["max_batch_size"] == 64
+    assert 0 < lr["single_row_ms"] < 0.5 and lr["probe_batch_ms"] is not None
+    user = listed["user-code"]["calls"]["production"]
+    assert user == {
+        "call": "inline",
+        "max_batch_size": 1,
+        "single_row_ms": None,  # user code is never called before a request asks
+        "probe_batch_ms": None,
+    }
+    assert threads.read_text().split() == [threading.current_thread().name]
+
+
+async def test_user_code_runs_in_its_variants_threads_by_default(
+    ws: modelyard.Workspace, tmp_path: Path
+) -> None:
+    threads = tmp_path / "threads"
+
+    def where(frame: pd.DataFrame) -> pd.DataFrame:
+        with open(threads, "a") as f:
+            f.write(threading.current_thread().name + "\n")
+        return pd.DataFrame({"y": frame["a"]})
+
+    register(ws, "threaded", where)
+    threads.unlink()  # logging the model called it on the example
+    async with serving(ws, ["threaded@production"]) as (_, client):
+        listed = (await client.get("/v1/models")).json()["models"][0]
+        assert (await predict(client, "threaded", {"a": 1.0})).status_code == 200
+    assert listed["calls"]["production"]["call"] == "thread pool"
+    [name] = threads.read_text().split()
+    assert name.startswith("modelyard-threaded-production")
