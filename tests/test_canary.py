@@ -569,7 +569,8 @@ def _batcher_tasks() -> int:
 @pytest.mark.anyio
 async def test_a_split_candidate_batcher_goes_with_its_split(ws: modelyard.Workspace) -> None:
     _pair(ws, "retired")
-    opts = ServeOptions(ref="retired@production", timeout_ms=50)
+    # Batched, so each variant has a batcher task (user code is unbatched by default).
+    opts = ServeOptions(ref="retired@production", timeout_ms=50, max_batch_size=4)
     async with _serving(ws, opts) as (pool, client):
         set_traffic(ws.registry, "retired", "staging", 100)
         assert await pool.refresh()

@@ -55,9 +55,20 @@ WRITE_TIMEOUT_S = 10.0
 
 @dataclass(eq=False)  # compared by identity: waiters live in a set
 class _Pending:
+    """Lines for one write, and the futures of the requests waiting for it (one event
+    loop's requests of one loop turn: they are handed over together)."""
+
     line: bytes
-    done: asyncio.Future[None] | None
+    waiters: list[asyncio.Future[None]] | None
     loop: asyncio.AbstractEventLoop | None
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class _Group:
+    loop: asyncio.AbstractEventLoop
+    lines: list[bytes]
+    waiters: list[asyncio.Future[None]]
 
 
 class SegmentWriter:
@@ -86,6 +97,7 @@ class SegmentWriter:
         self.write_timeout_s = write_timeout_s
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._waiting: set[_Pending] = set()  # answered by the thread, even if it fails
+        self._group: _Group | None = None  # lines of this loop turn, not yet handed over
         self._thread: threading.Thread | None = None
         self._fd: int | None = None
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the open segment
@@ -128,19 +140,31 @@ class SegmentWriter:
             raise error
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        pending = _Pending(line, done, loop)
+        group = self._group
+        if group is None or group.loop is not loop:
+            # The lines of every request of this loop turn go to the thread as one hand-off
+            # (one queue put, one wake-up each way), handed over at the next turn.
+            group = self._group = _Group(loop, [], [])
+            loop.call_soon(self._hand_off, group)
+        group.lines.append(line)
+        group.waiters.append(done)
+        await done
+
+    def _hand_off(self, group: _Group) -> None:
+        if self._group is group:
+            self._group = None
+        pending = _Pending(b"".join(group.lines), group.waiters, group.loop)
+        # Bounded: a write that hangs must not hold its requests (and clients) for ever.
+        pending.timer = group.loop.call_later(self.write_timeout_s, self._expire, pending)
         self._waiting.add(pending)
         self._queue.put(pending)
-        try:
-            # Bounded: a write that hangs must not hold the request (and its client) for ever.
-            async with asyncio.timeout(self.write_timeout_s):
-                await done
-        except TimeoutError:
-            raise _unavailable(
-                f"a write has not finished in {self.write_timeout_s:g} s (a hung disk?)"
-            ) from None
-        finally:
-            self._waiting.discard(pending)
+
+    def _expire(self, pending: _Pending) -> None:
+        self._waiting.discard(pending)
+        error = _unavailable(
+            f"a write has not finished in {self.write_timeout_s:g} s (a hung disk?)"
+        )
+        _reject(pending.waiters or [], error)
 
     def append_nowait(self, line: bytes) -> None:
         """Queue ``line`` without waiting (``close`` flushes it; dropped while failing)."""
@@ -204,9 +228,14 @@ class SegmentWriter:
                     self._last_sync = time.monotonic()
             finally:
                 self._busy_since = 0.0
+            # One wake-up per event loop for everything written, not one per request.
+            answered: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
             for p in pending:
-                if p.loop is not None and p.done is not None:
-                    p.loop.call_soon_threadsafe(_resolve, p.done)
+                if p.loop is not None and p.waiters:
+                    self._waiting.discard(p)
+                    answered.setdefault(p.loop, []).append(p)
+            for loop, done in answered.items():
+                loop.call_soon_threadsafe(_resolve_all, done)
         if None in batch:
             return True
         timeout = self._timeout()
@@ -234,8 +263,8 @@ class SegmentWriter:
     def _answer_waiters(self, error: PredictionLogUnavailableError) -> None:
         for p in list(self._waiting):
             self._waiting.discard(p)
-            if p.loop is not None and p.done is not None:
-                p.loop.call_soon_threadsafe(_reject, p.done, error)
+            if p.loop is not None and p.waiters:
+                p.loop.call_soon_threadsafe(_reject, p.waiters, error)
 
     def _recover(self) -> None:
         """Start a fresh segment and prove it takes a byte; stay failed if it does not."""
@@ -330,14 +359,19 @@ def _unavailable(problem: str) -> PredictionLogUnavailableError:
     )
 
 
-def _reject(future: asyncio.Future[None], error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+def _reject(futures: list[asyncio.Future[None]], error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve_all(written: list[_Pending]) -> None:
+    for pending in written:
+        if pending.timer is not None:
+            pending.timer.cancel()
+        for future in pending.waiters or ():
+            if not future.done():
+                future.set_result(None)
 
 
 def segment_id(path: Path) -> str:
