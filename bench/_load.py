@@ -264,8 +264,11 @@ def wrk(
     seconds: float,
     threads: int = 1,
     stagger: float = 0.0,
+    cpus: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run wrk for ``seconds``; its summary plus the CPU seconds wrk itself used.
+
+    ``cpus``: run wrk under ``taskset -c`` on those cores only.
 
     With ``stagger`` seconds, each of the ``threads`` opens its connections that long after
     the one before: a server whose workers share one listening socket then gets a chance to
@@ -282,12 +285,14 @@ def wrk(
         lua = Path(tmp) / "post.lua"
         lua.write_text(script)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pin = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
         proc = subprocess.run(
             [
+                *pin,
                 exe,
                 f"-t{threads}",
                 f"-c{connections}",
-                f"-d{seconds:g}s",
+                f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds only
                 "--timeout",
                 "10s",
                 "-s",
@@ -301,7 +306,8 @@ def wrk(
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        said = (proc.stderr.strip() or proc.stdout.strip())[-500:]
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {said}")
     summary: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     secs = summary["duration_us"] / 1e6 + (threads - 1) * stagger / 2
     summary["rps"] = summary["requests"] / secs
