@@ -207,6 +207,8 @@ def peer_versions(group: str) -> dict[str, str]:
     venv = BENTOML_VENV if group == "bentoml" else MLFLOW_VENV
     code = f"import {group}, sklearn; print({group}.__version__, sklearn.__version__)"
     python = venv / "bin" / "python"
+    if not python.exists():
+        raise Unavailable(f"{venv.name} is missing: run 'bash bench/setup_{group}.sh'")
     res = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     if res.returncode != 0:
         raise Unavailable(f"{venv.name} is missing or broken: run 'bash bench/setup_{group}.sh'")

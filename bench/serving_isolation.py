@@ -18,7 +18,7 @@ candidate. Three measures, each a section of bench/RESULTS.md:
    counted from the answers, never assumed.
 2. Load shedding. Capacity: ``wrk -c32`` for ``--seconds`` against ``modelyard serve
    lr@production``. Then ``modelyard serve lr@production --max-queue Q`` gets an open loop
-   (``_load.open_loop``) at twice that rate for ``--shed-seconds``, each request waiting
+   (``_open_loop.py``) at twice that rate for ``--shed-seconds``, each request waiting
    at most ``--client-timeout`` s. Q = capacity x SLO / 2: a request admitted behind Q
    others waits about Q / capacity, half the SLO, which leaves the other half for its own
    call, a batch window and a 2-core machine's jitter. Reported: accepted p99 against the
@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import signal
 import statistics
 import sys
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import _load
+import _open_loop
 import _serving_sides as sides
 from _common import machine, percentiles, write_section
 from _procs import Unavailable, free_port, post, running, tree
@@ -229,25 +231,30 @@ def shedding(
     print(f"shedding: Q={queue}, {rate:.0f} req/s ...", file=sys.stderr)
     with running(cmd, port, "/readyz", tmp / "shed.log", env=clean_env()):
         load = os.getloadavg()[0]
-        res = _load.open_loop(
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        res = _open_loop.open_loop(
             port, sides.FRIENDLY, bodies, rate, args.shed_seconds, timeout=args.client_timeout
         )
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         shed = shed_count(port)
     refused = [t for ts in res.refused.values() for t in ts]
+    client_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     return {
         "capacity": cap,
         "max_queue": queue,
         "rate": round(rate, 1),
         "seconds": args.shed_seconds,
-        "scheduled": int(rate * args.shed_seconds),
+        "scheduled": res.scheduled,
         "sent": res.sent,
+        "connections": res.connections,
         "statuses": {str(k): v for k, v in res.statuses.items()},
         "errors": dict(res.errors),
-        "timeouts": res.errors.get("TimeoutError", 0),
-        "accepted": {**ms(res.served), "from_schedule": ms(res.latencies)},
+        "timeouts": res.timeouts,
+        "accepted": {**ms(res.served), "from_schedule": ms(res.served_due)},
         "refused": {str(k): ms(v) | {"count": len(v)} for k, v in res.refused.items()},
         "refused_all": ms(refused),
         "client_lag": ms(res.lag),
+        "client_cores": round(client_cpu / res.seconds, 2),
         "shed_metric": shed,
         "load_1min": round(load, 2),
         "load_1min_end": round(os.getloadavg()[0], 2),
@@ -274,19 +281,21 @@ def soak(
     sampler.start()
     statuses: dict[str, int] = {}
     errors: dict[str, int] = {}
+    timeouts = 0
     chunks = []
     load = os.getloadavg()[0]
     try:
         while time.perf_counter() - t0 < total:
             left = total - (time.perf_counter() - t0)
-            res = _load.open_loop(
+            res = _open_loop.open_loop(
                 port, sides.FRIENDLY, bodies, rate, min(chunk, left), args.client_timeout
             )
             for k, v in res.statuses.items():
                 statuses[str(k)] = statuses.get(str(k), 0) + v
             for k, v in res.errors.items():
                 errors[k] = errors.get(k, 0) + v
-            chunks.append({"at_s": round(time.perf_counter() - t0), **ms(res.latencies)})
+            timeouts += res.timeouts
+            chunks.append({"at_s": round(time.perf_counter() - t0), **ms(res.served_due)})
             print(f"soak: {chunks[-1]}", file=sys.stderr)
     finally:
         stop.set()
@@ -299,9 +308,11 @@ def soak(
     return {
         "minutes": args.soak_minutes,
         "rate": round(rate, 1),
+        "share": args.soak_share,
         "capacity": cap,
         "statuses": statuses,
         "errors": errors,
+        "timeouts": timeouts,
         "five_xx": sum(v for k, v in statuses.items() if k.startswith("5")),
         "requests": sum(statuses.values()),
         "chunks": chunks,
@@ -392,8 +403,9 @@ def shedding_section(out: dict[str, Any]) -> str:
     ok_ref = ref["p99_ms"] is None or ref["p99_ms"] <= 5
     lines += [
         f"Open loop at twice capacity, {r['rate']:,.0f} req/s for {r['seconds']} s "
-        f"(`_load.open_loop`, asyncio, each request on an idle keep-alive connection or a new "
-        f"one, waiting at most {s['client_timeout']:g} s) against `modelyard serve "
+        f"(`bench/_open_loop.py`: uvloop, each request due in a 1 ms tick sent on an idle "
+        f"keep-alive connection or a new one, waiting at most {s['client_timeout']:g} s; the "
+        f"client used {r['client_cores']:.2f} cores) against `modelyard serve "
         f"lr@production --max-queue {r['max_queue']}`. Q = capacity x SLO / 2 = "
         f"{cap['rps']:,.0f} x {s['slo_ms']:g} ms / 2: a request admitted behind Q others waits "
         "about Q / capacity, half the SLO, leaving the other half for its own call and the "
@@ -402,7 +414,8 @@ def shedding_section(out: dict[str, Any]) -> str:
         "",
         "| measure | value | target | met? |",
         "| --- | --- | --- | --- |",
-        f"| scheduled / sent | {r['scheduled']:,} / {r['sent']:,} | | |",
+        f"| scheduled / sent (connections opened) | {r['scheduled']:,} / {r['sent']:,} "
+        f"({r['connections']:,}) | | |",
         f"| answers by status | {', '.join(f'{k}: {v:,}' for k, v in r['statuses'].items())} | | |",
         f"| accepted p50 / p99 ms (from the write) | {_f(acc['p50_ms'])} / {_f(acc['p99_ms'])} "
         f"| p99 < {s['slo_ms']:g} | {'yes' if ok_acc else '**no**'} |",
@@ -430,9 +443,10 @@ def soak_section(out: dict[str, Any]) -> str:
     p99s = [c["p99_ms"] for c in r["chunks"] if c["p99_ms"] is not None]
     lines += [
         f"`modelyard serve lr@production` (defaults: prediction log and request log on), "
-        f"an open loop at {r['rate']:,.0f} req/s (half of the {r['capacity']['rps']:,.0f} req/s "
-        f"measured at c=32) for {r['minutes']:g} minutes; RSS of the server's processes every "
-        f"2 s. 1-minute load {r['load_1min']} at the start, {r['load_1min_end']} at the end.",
+        f"an open loop at {r['rate']:,.0f} req/s ({r['share']:g} of the "
+        f"{r['capacity']['rps']:,.0f} req/s measured at c=32) for {r['minutes']:g} "
+        f"minute{'' if r['minutes'] == 1 else 's'}; RSS of the server's processes every 2 s. "
+        f"1-minute load {r['load_1min']} at the start, {r['load_1min_end']} at the end.",
         "",
         "| measure | value | target | met? |",
         "| --- | --- | --- | --- |",
@@ -440,8 +454,7 @@ def soak_section(out: dict[str, Any]) -> str:
         f"| 5xx | {r['five_xx']} | 0 | {'yes' if r['five_xx'] == 0 else '**no**'} |",
         f"| answers by status | {', '.join(f'{k}: {v:,}' for k, v in r['statuses'].items())} | | |",
         f"| timed out (no answer in {out['settings']['client_timeout']:g} s) "
-        f"| {r['errors'].get('TimeoutError', 0):,} | 0 "
-        f"| {'yes' if not r['errors'].get('TimeoutError') else '**no**'} |",
+        f"| {r['timeouts']:,} | 0 | {'yes' if r['timeouts'] == 0 else '**no**'} |",
         f"| client errors | {r['errors'] or 'none'} | | |",
         f"| RSS, first / last {r['window_s']:g} s (mean) | {r['rss_first_kb'] / 1024:,.1f} / "
         f"{r['rss_last_kb'] / 1024:,.1f} MiB | | |",
