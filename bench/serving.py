@@ -47,7 +47,7 @@ import _serving_measure as measure
 import _serving_report as report
 import _serving_sides as sides
 from _common import machine, write_section
-from _procs import Unavailable, free_port, running
+from _procs import Unavailable, free_port, running, settle
 
 BENCH = Path(__file__).resolve().parent
 QUICK = {
@@ -212,6 +212,9 @@ def rounds(
                     except (Unavailable, RuntimeError) as exc:
                         res = {"error": str(exc)}
                     got.setdefault(kind, []).append(res)
+            # A side's prediction log still flushes after its load ends: let it finish before
+            # the next side is measured, so that no side pays for another's work.
+            settle(info["proc"].pid, timeout=15)
     return runs
 
 

@@ -54,7 +54,7 @@ import _load
 import _open_loop
 import _serving_sides as sides
 from _common import machine, percentiles, write_section
-from _procs import Unavailable, free_port, post, running, tree
+from _procs import Unavailable, free_port, post, running, settle, tree
 
 BENCH = Path(__file__).resolve().parent
 HEADERS = {
@@ -146,14 +146,14 @@ def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dic
     }
     out: dict[str, Any] = {"runs": {k: [] for k in specs}}
     with ExitStack() as stack:
-        ports = {}
+        ports, procs = {}, {}
         for name, extra in specs.items():
             spec = tmp / f"{name}.toml"
             spec.write_text(f'[models.lr]\nref = "lr@production"\n{extra}')
             ports[name] = free_port()
             cmd = serve_cmd(built, ports[name], "--spec", str(spec))
             print(f"starting the server {name} ...", file=sys.stderr)
-            stack.enter_context(
+            procs[name] = stack.enter_context(
                 running(cmd, ports[name], "/readyz", tmp / f"{name}.log", env=clean_env())
             )
         probe = json.loads(post(ports["alone"], sides.FRIENDLY, bodies[0])[1])
@@ -179,6 +179,7 @@ def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dic
                         "load_1min": round(os.getloadavg()[0], 2),
                     }
                 )
+                settle(procs[name].pid, timeout=15)  # its prediction log flushes, then the next
         out["load_1min_end"] = round(os.getloadavg()[0], 2)
     med = {k: statistics.median(r["champion_rps"] for r in v) for k, v in out["runs"].items()}
     out["champion_rps_median"] = med
