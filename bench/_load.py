@@ -5,7 +5,8 @@
   parsed for its JSON ``version`` (the hot-swap run).
 - ``open_loop``: requests sent at a fixed rate whatever the answers do, each on an idle
   keep-alive connection or a new one; latency counts from the request's scheduled time,
-  so a server that falls behind shows it (no coordinated omission).
+  so a server that falls behind shows it (no coordinated omission); also from the moment
+  each was written, by status, with an optional per-request timeout.
 - ``wrk``: the ``wrk`` binary with a generated Lua script (c=32): C, one thread, no Python
   in the request path; its ``done()`` hook prints the summary as one JSON line.
 
@@ -119,7 +120,7 @@ class Swap(Result):
 
 
 async def _connection(
-    port: int, requests: list[bytes], stop_at: float, offset: int, out: Swap
+    port: int, requests: list[bytes], stop_at: float, offset: int, out: Swap, key: str
 ) -> None:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
@@ -144,7 +145,7 @@ async def _connection(
         out.statuses[status] += 1
         if 200 <= status < 300:
             out.latencies.append(t1 - t0)
-            version = json.loads(body).get("version")
+            version = json.loads(body).get(key)
             out.versions[version] += 1
             out.timeline.append((t1, version))
         if close:
@@ -155,15 +156,26 @@ async def _connection(
         writer.close()
 
 
-def concurrent(port: int, path: str, bodies: list[bytes], concurrency: int, seconds: float) -> Swap:
-    """``concurrency`` closed-loop keep-alive connections for ``seconds``."""
+def concurrent(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    key: str = "version",
+) -> Swap:
+    """``concurrency`` closed-loop keep-alive connections for ``seconds``.
+
+    ``key``: the JSON field of each 2xx answer counted in ``versions`` (``variant`` counts
+    which variant of a split answered).
+    """
     out = Swap()
     requests = [request_bytes(port, path, b) for b in bodies]
 
     async def main() -> None:
         stop_at = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_connection(port, requests, stop_at, k * 7, out) for k in range(concurrency))
+            *(_connection(port, requests, stop_at, k * 7, out, key) for k in range(concurrency))
         )
 
     t0 = time.perf_counter()
@@ -172,25 +184,57 @@ def concurrent(port: int, path: str, bodies: list[bytes], concurrency: int, seco
     return out
 
 
-def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float) -> Result:
-    """Send ``rate`` requests per second for ``seconds``, open loop; see the module docstring."""
-    out = Result()
+@dataclass
+class OpenLoop(Result):
+    """An open-loop run: ``latencies`` count from each request's scheduled time; the rest
+    from the moment it was written (so a client that falls behind shows in ``lag``)."""
+
+    served: list[float] = field(default_factory=list)  # 2xx, from the write
+    refused: dict[int, list[float]] = field(default_factory=dict)  # non-2xx, from the write
+    lag: list[float] = field(default_factory=list)  # write time minus scheduled time
+    sent: int = 0
+
+
+def open_loop(
+    port: int,
+    path: str,
+    bodies: list[bytes],
+    rate: float,
+    seconds: float,
+    timeout: float | None = None,
+) -> OpenLoop:
+    """Send ``rate`` requests per second for ``seconds``, open loop; see the module docstring.
+
+    ``timeout``: seconds a request may wait for its answer; one that waits longer is
+    counted in ``errors["TimeoutError"]`` and its connection closed.
+    """
+    out = OpenLoop()
     requests = [request_bytes(port, path, b) for b in bodies]
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def one(i: int, due: float) -> None:
+        writer = None
         try:
             reader, writer = (
                 idle.pop() if idle else await asyncio.open_connection("127.0.0.1", port)
             )
+            sent = time.perf_counter()
             writer.write(requests[i % len(requests)])
-            status, _, close = await _read_response(reader)
-        except (OSError, asyncio.IncompleteReadError, ValueError) as e:
+            out.sent += 1
+            out.lag.append(sent - due)
+            status, _, close = await asyncio.wait_for(_read_response(reader), timeout)
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as e:
             out.errors[type(e).__name__] += 1
+            if writer is not None:
+                writer.close()
             return
+        now = time.perf_counter()
         out.statuses[status] += 1
         if 200 <= status < 300:
-            out.latencies.append(time.perf_counter() - due)
+            out.latencies.append(now - due)
+            out.served.append(now - sent)
+        else:
+            out.refused.setdefault(status, []).append(now - sent)
         if close:
             writer.close()
         else:
@@ -198,13 +242,15 @@ def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: f
 
     async def main() -> None:
         start = time.perf_counter()
-        tasks = []
+        tasks = set()
         for i in range(int(rate * seconds)):
             due = start + i / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))
+            task = asyncio.create_task(one(i, due))
+            tasks.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
         for _, writer in idle:
             writer.close()
@@ -264,8 +310,11 @@ def wrk(
     seconds: float,
     threads: int = 1,
     stagger: float = 0.0,
+    cpus: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run wrk for ``seconds``; its summary plus the CPU seconds wrk itself used.
+
+    ``cpus``: run wrk under ``taskset -c`` on those cores only.
 
     With ``stagger`` seconds, each of the ``threads`` opens its connections that long after
     the one before: a server whose workers share one listening socket then gets a chance to
@@ -282,12 +331,14 @@ def wrk(
         lua = Path(tmp) / "post.lua"
         lua.write_text(script)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pin = ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
         proc = subprocess.run(
             [
+                *pin,
                 exe,
                 f"-t{threads}",
                 f"-c{connections}",
-                f"-d{seconds:g}s",
+                f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds only
                 "--timeout",
                 "10s",
                 "-s",
@@ -301,7 +352,8 @@ def wrk(
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if proc.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        said = (proc.stderr.strip() or proc.stdout.strip())[-500:]
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {said}")
     summary: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     secs = summary["duration_us"] / 1e6 + (threads - 1) * stagger / 2
     summary["rps"] = summary["requests"] / secs
