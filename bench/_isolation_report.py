@@ -35,31 +35,39 @@ def isolation_section(out: dict[str, Any]) -> str:
     if "not_run" in r:
         return "\n".join([*lines, f"**Not run**: {r['not_run']}."]) + "\n"
     met = "met" if r["ratio"] is not None and r["ratio"] >= 0.9 else "**missed**"
+    med = r["champion_rps_median"]
     lines += [
         f"Model `lr`: champion v1 (`production`, the LogisticRegression of bench/serving.py), "
         f"candidate v2 (`staging`, the same answers after "
         f"`time.sleep({s['candidate_ms'] / 1000:g})`). Two servers at once, `modelyard serve "
-        "--spec` with and without `canary = "
-        f'{{ candidate = "staging", percent = {s["percent"]:g} }}`; {s["rounds"]} rounds, each '
-        f"{s['seconds']:g} s of closed-loop c={s['concurrency']} (`_load.concurrent`, asyncio, "
-        "keep-alive) against each, alternating which goes first. Variants counted from each "
+        "--spec` (`max_queue = 32`) with and without `ab = "
+        f'{{ candidate = "staging", key = "f0", percent = {s["percent"]:g} }}`; '
+        f"{s['rounds']} rounds, each {s['seconds']:g} s of closed-loop c={s['concurrency']} "
+        "(`_load.concurrent`, asyncio, keep-alive) with bodies keyed for the champion against "
+        "each, alternating which goes first; against the split server an open-loop stream "
+        f"(`_open_loop.py`) of bodies keyed for the candidate runs at the same time, at "
+        f"{s['percent']:g}% of the traffic (its rate from the alone run). A split by key, "
+        "because with a random canary and a closed loop every 200 ms candidate answer holds "
+        "one of the client's connections: the client would starve the champion, not the "
+        "server. Variants counted from each "
         f"answer's `variant` (the champion's is `{r['champion_label']}`). 1-minute load "
         f"average {r['load_1min_start']} at the start, {r['load_1min_end']} at the end.",
         "",
         f"**Champion answers/s with the candidate / without: {_f(r['ratio'])}** (medians "
-        f"{r['champion_rps_median']['canary']:,.0f} / {r['champion_rps_median']['alone']:,.0f}"
+        f"{med['with_candidate']:,.0f} / {med['alone']:,.0f}"
         f"; target at least 0.9: {met}).",
         "",
         "| server | round | champion answers/s | all answers/s | answers by variant "
-        "| failures | p50 / p99 ms (all answers) |",
-        "| --- | ---: | ---: | ---: | --- | ---: | --- |",
+        "| failures | p50 / p99 ms (all answers) | candidate stream: req/s, answers by status |",
+        "| --- | ---: | ---: | ---: | --- | ---: | --- | --- |",
     ]
     for name, runs in r["runs"].items():
         for k, run in enumerate(runs, 1):
             by = ", ".join(f"{v}: {n:,}" for v, n in run["variants"].items())
             lines.append(
                 f"| {name} | {k} | {run['champion_rps']:,.0f} | {run['all_rps']:,.0f} | {by} "
-                f"| {run['failures']} | {_f(run['p50_ms'])} / {_f(run['p99_ms'])} |"
+                f"| {run['failures']} | {_f(run['p50_ms'])} / {_f(run['p99_ms'])} "
+                f"| {_stream(run.get('candidate_stream') or {})} |"
             )
     lines += [
         "",
@@ -67,6 +75,13 @@ def isolation_section(out: dict[str, Any]) -> str:
         "servers, so the ratio holds though the absolute rates are lower than wrk's.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _stream(stream: dict[str, Any]) -> str:
+    if not stream:
+        return "none"
+    statuses = ", ".join(f"{k}: {n:,}" for k, n in sorted(stream.get("statuses", {}).items()))
+    return f"{stream['rate']:,.0f} req/s; {statuses}; {stream.get('timeouts', 0)} timed out"
 
 
 def shedding_section(out: dict[str, Any]) -> str:

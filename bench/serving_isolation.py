@@ -6,16 +6,19 @@ sleeps ``--candidate-ms`` (200) first: a ``python``-flavor function closing over
 champion's estimator, logged with the champion's signature so the server takes it as a
 candidate. Three measures, each a section of bench/RESULTS.md:
 
-1. Isolation. Two servers run at once, both ``modelyard serve --spec``: one with
-   ``canary = { candidate = "staging", percent = 10 }``, one with the champion alone. In
-   ``--rounds`` rounds, alternating which goes first, a closed loop of ``--concurrency``
-   (16) keep-alive connections (``_load.concurrent``) runs ``--seconds`` against each;
-   every answer's JSON ``variant`` is counted. Champion answers/s with the canary over
-   champion answers/s without it, medians over the rounds; target at least 0.9. A closed
-   loop makes every candidate answer hold its connection for 200 ms, so the candidate's
-   share of answers falls below 10% by itself, and a server that answers a candidate's
-   overflow with the champion (issue 22's design) lowers it further: the variants are
-   counted from the answers, never assumed.
+1. Isolation. Two servers run at once, both ``modelyard serve --spec``: one with an A/B
+   split ``ab = { candidate = "staging", key = "f0", percent = 10 }``, one with the
+   champion alone. In ``--rounds`` rounds, alternating which goes first, a closed loop of
+   ``--concurrency`` (16) keep-alive connections (``_load.concurrent``) sends bodies whose
+   key the split gives the champion, for ``--seconds``; against the split server an
+   open-loop stream (``_open_loop.py``) sends, at the same time, bodies keyed for the
+   candidate at ``--percent`` of the traffic (10% of the total, from the alone run's
+   rate). Every answer's JSON ``variant`` is counted. Champion answers/s with the
+   candidate's stream over champion answers/s alone, medians over the rounds; target at
+   least 0.9. A split by key, not a random canary, because with a closed loop every
+   candidate answer would hold one of the 16 connections for 200 ms: the client, not the
+   server, would starve the champion. The candidate can take 10 req/s (2 threads, 200 ms):
+   its stream mostly waits in, or is refused by, its own queue (``max_queue = 32``).
 2. Load shedding. Capacity: ``wrk -c32`` for ``--seconds`` against ``modelyard serve
    lr@production``. Then ``modelyard serve lr@production --max-queue Q`` gets an open loop
    (``_open_loop.py``) at twice that rate for ``--shed-seconds``, each request waiting
@@ -134,34 +137,87 @@ def ms(samples: list[float]) -> dict[str, float | None]:
 
 
 # -- 1. isolation ----------------------------------------------------------------------------
+def keyed_bodies(rows: Any, percent: float, candidate: bool) -> list[bytes]:
+    """Request bodies whose A/B key (``f0``) the split sends to the candidate (or not):
+    the server hashes ``str(f0)`` (serving/_router.py ``bucket``), and so does this."""
+    from modelyard.serving._router import bucket
+
+    out = []
+    for i, row in enumerate(rows):
+        record = dict(zip(sides.NAMES, (float(v) for v in row), strict=True))
+        key = round(record["f0"], 3)
+        while (bucket(str(key)) < percent) != candidate:
+            key = round(key + 0.001, 3)
+        record["f0"] = key
+        out.append(json.dumps(record, separators=(",", ":")).encode())
+        if i >= 99:
+            break
+    return out
+
+
 def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
-    bodies = sides.bodies("friendly", built["rows"])
-    specs = {
-        "canary": f'canary = {{ candidate = "staging", percent = {args.percent:g} }}\n',
-        "alone": "",
-    }
+    """Champion answers/s of ``--concurrency`` closed-loop connections, alone and while an
+    open-loop stream of ``--percent`` of that traffic goes to the 200 ms candidate."""
+    champion_bodies = keyed_bodies(built["rows"], args.percent, candidate=False)
+    candidate_bodies = keyed_bodies(built["rows"], args.percent, candidate=True)
+    split = f'ab = {{ candidate = "staging", key = "f0", percent = {args.percent:g} }}\n'
+    specs = {"with_candidate": split, "alone": ""}
     out: dict[str, Any] = {"runs": {k: [] for k in specs}}
     with ExitStack() as stack:
         ports, procs = {}, {}
         for name, extra in specs.items():
             spec = tmp / f"{name}.toml"
-            spec.write_text(f'[models.lr]\nref = "lr@production"\n{extra}')
+            # max_queue 32: the champion's 16 connections fit; the candidate holds at most
+            # 32 requests (3.2 s of its 10 req/s) and refuses the rest of its stream at once.
+            spec.write_text(f'[models.lr]\nref = "lr@production"\nmax_queue = 32\n{extra}')
             ports[name] = free_port()
             cmd = serve_cmd(built, ports[name], "--spec", str(spec))
             print(f"starting the server {name} ...", file=sys.stderr)
             procs[name] = stack.enter_context(
                 running(cmd, ports[name], "/readyz", tmp / f"{name}.log", env=clean_env())
             )
-        probe = json.loads(post(ports["alone"], sides.FRIENDLY, bodies[0])[1])
+        probe = json.loads(post(ports["alone"], sides.FRIENDLY, champion_bodies[0])[1])
         out["champion_label"] = champion = probe.get("variant")
         out["load_1min_start"] = round(os.getloadavg()[0], 2)
         for r in range(args.rounds):
             order = list(specs) if r % 2 == 0 else list(reversed(specs))
             for name in order:
                 print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr)
+                stream: dict[str, Any] = {}
+                thread = None
+                if name == "with_candidate":
+                    alone = out["runs"]["alone"]
+                    base = alone[-1]["champion_rps"] if alone else 2000.0
+                    rate = base * args.percent / (100 - args.percent)
+                    stream["rate"] = round(rate, 1)
+
+                    def send(
+                        rate: float = rate, port: int = ports[name], stream: dict[str, Any] = stream
+                    ) -> None:
+                        res = _open_loop.open_loop(
+                            port,
+                            sides.FRIENDLY,
+                            candidate_bodies,
+                            rate,
+                            args.seconds,
+                            timeout=args.client_timeout,
+                        )
+                        stream["statuses"] = {str(k): v for k, v in res.statuses.items()}
+                        stream["timeouts"] = res.timeouts
+                        stream.update({f"served_{k}": v for k, v in ms(res.served).items()})
+
+                    thread = threading.Thread(target=send)
+                    thread.start()
                 res = _load.concurrent(
-                    ports[name], sides.FRIENDLY, bodies, args.concurrency, args.seconds, "variant"
+                    ports[name],
+                    sides.FRIENDLY,
+                    champion_bodies,
+                    args.concurrency,
+                    args.seconds,
+                    "variant",
                 )
+                if thread is not None:
+                    thread.join()
                 answered = sum(res.versions.values())
                 out["runs"][name].append(
                     {
@@ -171,6 +227,7 @@ def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dic
                         "all_rps": round(answered / res.seconds, 1),
                         "failures": res.failures,
                         "statuses": {str(k): v for k, v in res.statuses.items()},
+                        "candidate_stream": stream,
                         **ms(res.latencies),
                         "load_1min": round(os.getloadavg()[0], 2),
                     }
@@ -179,7 +236,7 @@ def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dic
         out["load_1min_end"] = round(os.getloadavg()[0], 2)
     med = {k: statistics.median(r["champion_rps"] for r in v) for k, v in out["runs"].items()}
     out["champion_rps_median"] = med
-    out["ratio"] = round(med["canary"] / med["alone"], 3) if med["alone"] else None
+    out["ratio"] = round(med["with_candidate"] / med["alone"], 3) if med["alone"] else None
     return out
 
 
