@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from modelyard.errors import PayloadTooLargeError, RequestTimeoutError
+from modelyard.serving._admission import ADMITTED, Admission
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -68,13 +69,28 @@ def json_reply(payload: Any, status: int, rid: str, headers: dict[str, str] | No
 class Call:
     """One request as its handler sees it: headers, path, the body, the request id."""
 
-    __slots__ = ("scope", "receive", "_request_id", "body_timeout_s")
+    __slots__ = ("scope", "receive", "_request_id", "body_timeout_s", "_held")
 
-    def __init__(self, scope: Scope, receive: Receive, body_timeout_s: float) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        body_timeout_s: float,
+        held: tuple[Admission, str] | None = None,
+    ) -> None:
         self.scope = scope
         self.receive = receive
         self.body_timeout_s = body_timeout_s
         self._request_id: str | None = None
+        self._held = held
+
+    def routed(self) -> None:
+        """The request has reached its model's variant, whose own queue counts it from
+        here (``Deployment.infer``): it no longer counts against the model's admission."""
+        if self._held is not None:
+            admission, name = self._held
+            self._held = None
+            admission.leave(name)
 
     def header(self, name: bytes) -> str | None:
         """A request header by its lower-case name (ASGI servers lower-case them)."""
@@ -167,27 +183,54 @@ Router = Callable[[str], tuple[Handler, dict[str, str]] | None]
 class FastPath:
     """The top of the app's middleware stack: fast routes here, the rest to ``inner``."""
 
-    def __init__(self, inner: Any, router: Router, body_timeout_s: float) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        router: Router,
+        body_timeout_s: float,
+        admission: Admission,
+        refuse: Handler,
+    ) -> None:
         self.inner = inner
         self.router = router
         self.body_timeout_s = body_timeout_s
+        self.admission = admission
+        self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             found = self.router(scope["path"])
             if found is not None:
-                await run_handler(found[0], found[1], scope, receive, send, self.body_timeout_s)
+                handler, params = found
+                name = params["name"]
+                admitted = scope.get(ADMITTED)  # set by the protocol, which counted it
+                if admitted is None:
+                    admitted = self.admission.enter(name)
+                if not admitted:
+                    await run_handler(self.refuse, params, scope, receive, send, 0.0)
+                    return
+                call = Call(scope, receive, self.body_timeout_s, (self.admission, name))
+                try:
+                    reply = await handler(call, params)
+                finally:
+                    call.routed()
+                if reply.status != ClientGone.status:
+                    await send_reply(send, reply)
                 return
         await self.inner(scope, receive, send)
 
 
-def install(app: FastAPI, router: Router, body_timeout_s: float) -> None:
+def install(
+    app: FastAPI, router: Router, body_timeout_s: float, admission: Admission, refuse: Handler
+) -> None:
     """Put the fast routes in front of FastAPI's stack (its routes are all added by now).
 
     Starlette builds its middleware stack on the first call unless one is set; set here,
     it wraps the stack Starlette would have built, exception handlers and all.
     """
-    app.middleware_stack = FastPath(app.build_middleware_stack(), router, body_timeout_s)
+    app.middleware_stack = FastPath(
+        app.build_middleware_stack(), router, body_timeout_s, admission, refuse
+    )
     app.state.fast_path = app.middleware_stack
 
 
@@ -196,7 +239,7 @@ def asgi_entry(app: FastAPI) -> FastPath:
     which looks for an OpenTelemetry set-up on every request. The app's stack keeps its
     ``FastPath`` for callers that call the app itself (tests, mounting)."""
     inside: FastPath = app.state.fast_path
-    return FastPath(app, inside.router, inside.body_timeout_s)
+    return FastPath(app, inside.router, inside.body_timeout_s, inside.admission, inside.refuse)
 
 
 async def run_handler(

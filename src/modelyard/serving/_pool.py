@@ -14,6 +14,7 @@ from typing import Any
 from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import ConfigError, NotFoundError
 from modelyard.registry import Registry
+from modelyard.serving._admission import Admission
 from modelyard.serving._deployment import ROUTED, Deployment, Inference
 from modelyard.serving._log_health import PredictionLogHealth
 from modelyard.serving._metrics import ServerMetrics
@@ -50,6 +51,7 @@ class ModelPool:
         if self.log_health is not None:
             self.metrics.before_render.append(self.log_health.refresh)
         self.deployments: dict[str, Deployment] = {}
+        self.admission = Admission({})  # requests held per model, before routing
         # Bounded: served model names only, their versions, variants and status codes.
         self._series_cache: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -66,6 +68,7 @@ class ModelPool:
             )
             deployment.load()
             self.deployments[deployment.name] = deployment
+        self.admission = Admission({n: d.options.max_queue for n, d in self.deployments.items()})
 
     async def start(self) -> None:
         if self.log is not None:

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, OverloadedError
 from modelyard.serving._deployment import Inference
 from modelyard.serving._fast import Call, ClientGone, Handler, Reply, json_reply
 from modelyard.serving._pool import ModelPool
@@ -49,6 +49,7 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
             body = await call.body(limit)
             columns, many = deployment.served.validator.validate_json(body)
             rows = len(next(iter(columns.values()))) if columns else 0
+            call.routed()
             result = await deployment.infer(columns, rows, rid)
             records = records_of(result.outputs)
             payload: dict[str, Any] = {
@@ -75,6 +76,27 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
             done(rid, status, result, started)
 
     return predict
+
+
+def refusal_handler(pool: ModelPool) -> Handler:
+    """The answer to a request its model's admission refused (``_admission.py``): 503 at
+    once, without reading the body or touching the model; counted and logged as usual."""
+
+    async def refuse(call: Call, params: dict[str, str]) -> Reply:
+        started = time.perf_counter()
+        name = params["name"]
+        oip = call.scope["path"].startswith("/v2/")
+        done = pool.observe(name, "v2" if oip else "v1")
+        limit = pool.admission.limits.get(name, 0)
+        exc = OverloadedError(
+            f"model '{name}' already holds {limit} requests, its limit (max_queue); "
+            "retry after a second, or add replicas"
+        )
+        pool.metrics.shed(name, "", "refused")
+        done(call.request_id, exc.status, None, started)
+        return error_reply(exc, call.request_id, {"error": exc.message} if oip else None)
+
+    return refuse
 
 
 def records_of(columns: dict[str, Any]) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from modelyard.serving._oip import add_oip_routes, oip_error
 from modelyard.serving._openapi import errors, json_ok, predict_operation
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
-from modelyard.serving._predict import predict_handler
+from modelyard.serving._predict import predict_handler, refusal_handler
 from modelyard.serving._slot import Servable
 
 if TYPE_CHECKING:
@@ -145,7 +145,13 @@ def create_app(
     infer = add_oip_routes(app, pool)
     if prediction_log is not None:
         add_feedback_route(app, pool)
-    install(app, fast_router(predict, infer), app.state.body_timeout_s)
+    install(
+        app,
+        fast_router(predict, infer),
+        app.state.body_timeout_s,
+        pool.admission,
+        refusal_handler(pool),
+    )
     return app
 
 

@@ -1,0 +1,56 @@
+"""How many requests each model holds, and refusing the one past its ``max_queue``.
+
+A request is counted from the moment the server admits it to the moment its answer is
+sent, so the count covers the wait no queue of ours shows: a model called on the event
+loop keeps no queue, and under overload its requests wait as tasks the loop has not run
+yet. The HTTP protocol (``_protocol.py``) admits a request as soon as its headers are in,
+before a task exists for it, and marks the scope; an app driven another way (a test
+client, another server) admits at the top of ``FastPath``. A refused request is answered
+503 ``overloaded`` with ``Retry-After`` by a path that never reads its body or touches
+its model, so shedding stays cheap when it matters.
+
+Written by hand: uvicorn's ``limit_concurrency`` counts every request of the process
+together and answers in text; this is per model, and answers in our error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Set in the ASGI scope by the protocol once it has counted the request.
+ADMITTED = "modelyard.admitted"
+
+
+class Admission:
+    """Requests held per model name; ``limits`` by name (names not in it are not counted)."""
+
+    def __init__(self, limits: Mapping[str, int]) -> None:
+        self.limits = dict(limits)
+        self.held = dict.fromkeys(self.limits, 0)
+
+    def enter(self, name: str) -> bool:
+        """Count one more request for ``name``; False (and not counted) past its limit."""
+        held = self.held.get(name)
+        if held is None:
+            return True
+        if held >= self.limits[name]:
+            return False
+        self.held[name] = held + 1
+        return True
+
+    def leave(self, name: str) -> None:
+        held = self.held.get(name)
+        if held:
+            self.held[name] = held - 1
+
+
+def model_of(path: str) -> str | None:
+    """The model a prediction path names (``/v1/models/NAME/predict``, OIP's infer)."""
+    if path.startswith("/v1/models/") and path.endswith("/predict"):
+        name = path[11:-8]
+        return name if name and "/" not in name else None
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        parts = path[11:-6].split("/")
+        if len(parts) == 1 or (len(parts) == 3 and parts[1] == "versions"):
+            return parts[0] or None
+    return None
