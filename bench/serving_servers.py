@@ -29,6 +29,9 @@ headers, trickles headers, stops mid-body or idles, and what a concurrency cap d
     .venv/bin/python bench/serving_servers.py --rounds 5 --requests 1000 --seconds 8
 
 Writes bench/out/serving_servers.json and bench/out/serving_servers.md (the RESULTS.md text).
+On a shared machine whose load drifts, run it more than once (``--skip-checks`` after the
+first) and report the runs together: ``--pool A.json B.json ...``; the ratios are taken
+round by round, between samples minutes apart.
 Hand-written because neither server ships a comparison of this kind, and the apps must be
 the same objects under both.
 """
@@ -580,22 +583,49 @@ def _events(path: Path) -> dict[str, int]:
 HEADER = "## HTTP server: uvicorn vs granian (issue 22)"
 
 
+MEASURES = {  # name: (value of one round, whether lower is better)
+    "c=1 p50": (lambda r: r["c1"]["p50_ms"], True),
+    "c=1 p99": (lambda r: r["c1"]["p99_ms"], True),
+    "c=32 req/s": (lambda r: r["c32"]["rps"], False),
+    "c=32 p99": (lambda r: r["c32"]["p99_ms"], True),
+}
+
+
+def paired(runs: dict[str, list[dict]], key: str, base_key: str) -> dict[str, str]:
+    """Per measure: the median of each round's ratio to the base server (both from the same
+    round, minutes apart, so the machine's load drifts less between them), the range, and
+    in how many rounds this server did better."""
+    out = {}
+    pairs = list(zip(runs[key], runs[base_key], strict=True))
+    for name, (value, lower_better) in MEASURES.items():
+        ratios = [value(a) / value(b) for a, b in pairs]
+        better = sum((x < 1) if lower_better else (x > 1) for x in ratios)
+        out[name] = (
+            f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}), "
+            f"better in {better}/{len(ratios)}"
+        )
+    return out
+
+
 def report(out: dict[str, Any]) -> str:
-    s, m, args = out["summary"], out["machine"], out["settings"]
+    s, m, args, runs = out["summary"], out["machine"], out["settings"], out["runs"]
     base = args["servers"][0]
+    loads = [x for rs in runs.values() for r in rs for x in r["load_1min"]]
+    n = len(next(iter(runs.values())))
+    pooled = f" ({out['pooled']} runs of it, pooled)" if out.get("pooled") else ""
     lines = [
         HEADER,
         "",
         "    bash bench/setup_granian.sh",
         f"    .venv/bin/python bench/serving_servers.py --rounds {args['rounds']} "
-        f"--requests {args['requests']} --seconds {args['seconds']:g}",
+        f"--requests {args['requests']} --seconds {args['seconds']:g}{pooled}",
         "",
         f"{m['nproc']} cores shared with the load generator; Python {m['python']}, uvicorn "
         f"{m['uvicorn']}, granian {m['granian']}, uvloop {m['uvloop']}; commit "
-        f"{m['modelyard_commit']}. {args['rounds']} rounds, each (app, server) once per round in "
-        f"rotated order; c=1: {args['requests']} requests on one keep-alive connection; c=32: wrk, "
-        f"1 thread, {args['seconds']:g} s. 1-min load average {out['load_1min'][0]} at start, "
-        f"{out['load_1min'][1]} at end. Median of rounds (best round in brackets).",
+        f"{m['modelyard_commit']}. {n} rounds, each (app, server) once per round in rotated "
+        f"order; c=1: {args['requests']} requests on one keep-alive connection; c=32: wrk, "
+        f"1 thread, {args['seconds']:g} s. 1-min load average {min(loads):g} to {max(loads):g} "
+        "during the rounds. Median of rounds (best round in brackets).",
         "",
         "| app | server | c=1 p50 ms | c=1 p99 ms | c=32 req/s | c=32 p99 ms | server cores "
         "| wrk cores | failures |",
@@ -611,21 +641,17 @@ def report(out: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"Ratio to {base} (medians; under 1 is better for latency, over 1 for req/s):",
+        f"Ratio to {base}, round by round: median (range), and the rounds where the server did "
+        "better (under 1 is better for latency, over 1 for req/s):",
         "",
-        "| app | server | c=1 p50 | c=1 p99 | c=32 req/s | c=32 p99 |",
-        "|---|---|---|---|---|---|",
+        "| app | server | " + " | ".join(MEASURES) + " |",
+        "|---|---|" + "---|" * len(MEASURES),
     ]
-    for key, v in s.items():
+    for key in s:
         app, server = key.split("/")
-        if server == base:
-            continue
-        ref = s[f"{app}/{base}"]
-        r = {k: v[k] / ref[k] for k in ("c1_p50_ms", "c1_p99_ms", "c32_rps", "c32_p99_ms")}
-        lines.append(
-            f"| {app} | {server} | {r['c1_p50_ms']:.3f} | {r['c1_p99_ms']:.3f} "
-            f"| {r['c32_rps']:.3f} | {r['c32_p99_ms']:.3f} |"
-        )
+        if server != base:
+            cells = paired(runs, key, f"{app}/{base}").values()
+            lines.append(f"| {app} | {server} | " + " | ".join(cells) + " |")
     if "holds" in out:
         cap = args["hold_seconds"]
         lines += [
@@ -712,7 +738,12 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
     parser.add_argument("--hold-seconds", type=float, default=40, help="cap of each hold check")
     parser.add_argument("--skip-checks", action="store_true", help="the timed rounds only")
+    parser.add_argument(
+        "--pool", nargs="+", type=Path, metavar="JSON", help="report these runs' rounds together"
+    )
     args = parser.parse_args()
+    if args.pool:
+        return pool(args.pool)
     if _load.wrk_available() is None:
         raise SystemExit("wrk is not installed: run 'bash bench/setup_granian.sh'")
     site = granian_site()
@@ -737,6 +768,17 @@ def main() -> None:
     out["summary"] = summary(out["runs"])
     (BENCH / "out").mkdir(exist_ok=True)
     (BENCH / "out" / "serving_servers.json").write_text(json.dumps(out, indent=2, default=str))
+    text = report(out)
+    (BENCH / "out" / "serving_servers.md").write_text(text)
+    print(text)
+
+
+def pool(paths: list[Path]) -> None:
+    """One report over the rounds of several runs (the first run's checks and settings)."""
+    outs = [json.loads(p.read_text()) for p in paths]
+    out = {**next((o for o in outs if "holds" in o), outs[0]), "pooled": len(outs)}
+    out["runs"] = {k: [r for o in outs for r in o["runs"][k]] for k in outs[0]["runs"]}
+    out["summary"] = summary(out["runs"])
     text = report(out)
     (BENCH / "out" / "serving_servers.md").write_text(text)
     print(text)
