@@ -19,11 +19,12 @@ order rotated by one, so drift in the machine's load spreads over all of them:
 1. c=1: ``--requests`` single-row POSTs (after 200 untimed) on one keep-alive connection.
 2. c=32: ``wrk`` (one thread) for ``--seconds``; requests/s, p99, CPU of server and wrk.
 
-Reported: medians over rounds and the best round, the ratio granian/uvicorn, 1-minute load
-averages. Then checks, each on fresh servers: the same answers (status, error code, headers)
-from both servers; lifespan start-up and shutdown, a SIGTERM while a request is in flight,
-two workers; and HTTP hardening: how long each server holds a connection that sends partial
-headers, trickles headers, stops mid-body or idles, and what a concurrency cap does.
+Reported: medians over rounds and the best round, the ratio granian/uvicorn round by round,
+1-minute load averages. Then checks: the same answers (status, error code, headers) from
+both servers; lifespan start-up and shutdown, a SIGTERM while a request is in flight, two
+workers (fresh servers); and HTTP hardening: how long each server holds a connection that
+sends partial headers, trickles headers, stops mid-body or idles, and what a concurrency
+cap does.
 
     bash bench/setup_granian.sh              # bench/.venv-granian (see the script for why)
     .venv/bin/python bench/serving_servers.py --rounds 5 --requests 1000 --seconds 8
