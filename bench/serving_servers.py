@@ -613,14 +613,22 @@ def report(out: dict[str, Any]) -> str:
     base = args["servers"][0]
     loads = [x for rs in runs.values() for r in rs for x in r["load_1min"]]
     n = len(next(iter(runs.values())))
-    pooled = f" ({out['pooled']} runs of it, pooled)" if out.get("pooled") else ""
-    lines = [
-        HEADER,
-        "",
-        "    bash bench/setup_granian.sh",
+    cmd = (
         f"    .venv/bin/python bench/serving_servers.py --rounds {args['rounds']} "
-        f"--requests {args['requests']} --seconds {args['seconds']:g}{pooled}",
-        "",
+        f"--requests {args['requests']} --seconds {args['seconds']:g}"
+    )
+    lines = [HEADER, "", "    bash bench/setup_granian.sh", cmd, ""]
+    if out.get("pooled"):
+        lines[-1:] = [
+            "    # after each run: cp bench/out/serving_servers.json bench/out/runK.json",
+            "    .venv/bin/python bench/serving_servers.py --pool "
+            + " ".join(f"bench/out/run{k + 1}.json" for k in range(out["pooled"])),
+            "",
+            f"{out['pooled']} runs of the first command (`--skip-checks` after the first), "
+            "reported together.",
+            "",
+        ]
+    lines += [
         f"{m['nproc']} cores shared with the load generator; Python {m['python']}, uvicorn "
         f"{m['uvicorn']}, granian {m['granian']}, uvloop {m['uvloop']}; commit "
         f"{m['modelyard_commit']}. {n} rounds, each (app, server) once per round in rotated "
