@@ -115,7 +115,7 @@ answers = []
 
 def one_request(server, sockets=None):
     # Stands in for uvicorn.Server.run: one request through the app, in process.
-    app = server.config.app
+    app = server.config.app.inner  # the FastAPI app behind the prediction routes' fast path
     server.started = True
 
     async def go():
