@@ -88,8 +88,10 @@ class _Sweeper:
         self.timeout_s = timeout_s
         self.interval_s = min(1.0, timeout_s / 4)
         self.waiting: dict[Any, tuple[Any, float]] = {}  # connection: (its request, first seen)
+        self.running = False
 
     def start(self) -> None:
+        self.running = True
         self.loop.call_later(self.interval_s, self.sweep)
 
     def sweep(self) -> None:
@@ -115,7 +117,10 @@ class _Sweeper:
             else:
                 after[conn] = seen
         self.waiting = after
-        self.loop.call_later(self.interval_s, self.sweep)
+        if self.connections:
+            self.loop.call_later(self.interval_s, self.sweep)
+        else:  # no ticks for a server with no connections, or one that stopped
+            self.running = False
 
 
 _SWEEPERS: weakref.WeakKeyDictionary[Any, _Sweeper] = weakref.WeakKeyDictionary()
@@ -138,10 +143,12 @@ class _Guard(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        if self.server_state not in _SWEEPERS:
+        sweeper = _SWEEPERS.get(self.server_state)
+        if sweeper is None:
             sweeper = _SWEEPERS[self.server_state] = _Sweeper(
                 self.loop, self.connections, self.header_timeout_s
             )
+        if not sweeper.running:
             sweeper.start()
         if len(self.connections) > self.max_connections:
             self.app = self.refusal  # uvicorn runs self.app for each request on this connection

@@ -25,9 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import ConfigError
 from modelyard.serving import _logging
-from modelyard.serving._http import DEFAULT_BODY_TIMEOUT_S
+from modelyard.serving._http import DEFAULT_BODY_TIMEOUT_S, set_body_timeout
 from modelyard.serving._options import ServeOptions
-from modelyard.serving._protocol import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
+from modelyard.serving._protocol import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    protocol_class,
+)
 from modelyard.serving._workers import run_until_sigterm, supervise
 from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
 
@@ -127,9 +131,6 @@ def serve(
     ``max_connections`` are answered 503.
     """
     import uvicorn
-
-    from modelyard.serving._http import set_body_timeout
-    from modelyard.serving._protocol import protocol_class
 
     check_limits(header_timeout_s, body_timeout_s, max_connections)
     _logging.configure(log_level)
