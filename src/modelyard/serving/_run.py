@@ -165,11 +165,11 @@ def serve(
         "max_connections": max_connections,
     }
     if workers <= 1:
+        set_body_timeout(body_timeout_s)  # before the app: its routes may read it when built
         log = ws.predictions if log_predictions else None
         app = create_app(
             ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
         )
-        set_body_timeout(body_timeout_s)
         http = protocol_class(header_timeout_s=header_timeout_s, max_connections=max_connections)
         settle_heap()
         server = uvicorn.Server(uvicorn.Config(app, http=http, **common))

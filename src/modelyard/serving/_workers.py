@@ -51,7 +51,7 @@ def _worker(config: dict[str, Any]) -> None:
 
     _logging.configure(config["log_level"])
     sock = listen(config["host"], config["port"])
-    set_body_timeout(config["body_timeout_s"])
+    set_body_timeout(config["body_timeout_s"])  # before app_from_env(): routes may read it
     http = protocol_class(
         header_timeout_s=config["header_timeout_s"], max_connections=config["max_connections"]
     )
