@@ -39,16 +39,11 @@ WITHIN_S = 15.0  # the upper bound on anything the tests wait for: far above eve
 
 
 async def _echo(scope: Any, receive: Any, send: Any) -> None:
-    """Answers every request with the length of its body."""
-    size, more = 0, True
-    while more:
-        message = await receive()
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    body = json.dumps({"size": size}).encode()
+    """Answers every request with the length of its body (read as the routes read it)."""
+    body = json.dumps({"size": len(await read_asgi_body(receive, None, 1 << 20, 10.0))})
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body.encode()})
 
 
 @contextmanager
@@ -163,6 +158,19 @@ def test_headers_that_arrive_in_pieces_within_the_deadline_are_served(http: str)
         sock.sendall(request[10:])
         status, _, body = _read_response(sock)
         assert status == 200 and json.loads(body) == {"size": 5}
+
+
+@pytest.mark.parametrize("http", PARSERS)
+def test_a_body_that_arrives_in_pieces_within_the_deadline_is_read_whole(http: str) -> None:
+    with guarded(http) as port, connection(port) as sock:
+        request = _request(body=b"x" * 1000)
+        head = len(request) - 1000
+        # The route waits for its first chunk, then for the second.
+        for piece in (request[:head], request[head:-600], request[-600:]):
+            sock.sendall(piece)
+            time.sleep(0.2)
+        status, _, body = _read_response(sock)
+        assert status == 200 and json.loads(body) == {"size": 1000}
 
 
 @pytest.mark.parametrize("http", PARSERS)

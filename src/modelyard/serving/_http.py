@@ -117,6 +117,9 @@ def _resume(pending: Any, waiting_on: Any) -> Generator[Any, Any, Any]:
     """Finish ``pending``, a coroutine already run up to ``waiting_on`` (what it awaits)."""
     try:
         yield waiting_on  # the task resumes us once that future is done
+    except GeneratorExit:  # the task itself is being discarded
+        pending.close()
+        raise
     except BaseException as exc:  # the timeout's cancellation: deliver it inside receive()
         try:
             waiting_on = pending.throw(exc)
