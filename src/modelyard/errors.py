@@ -20,6 +20,7 @@ Every class also subclasses the builtin that callers already catch, so
     ├── PredictionLogUnavailableError (OSError)     prediction_log_unavailable 503
     ├── TaskError (RuntimeError)                    task_failed     500
     ├── DeadlineExceededError (TimeoutError)        timeout         504
+    ├── RequestTimeoutError (TimeoutError)          request_timeout 408
     └── IntegrityError (RuntimeError)               integrity_error 500
 
 A message says what went wrong, where, and how to fix it, in one line.
@@ -46,6 +47,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PredictionLogUnavailableError",
     "ReleaseBlockedError",
+    "RequestTimeoutError",
     "SchemaValidationError",
     "TaskError",
     "UncomputableInputError",
@@ -210,12 +212,12 @@ class DeadlineExceededError(ModelyardError, TimeoutError):
     status = 504
 
 
-class RequestTimeoutError(InvalidInputError):
-    """The client did not send its request (headers or body) in time."""
+class RequestTimeoutError(ModelyardError, TimeoutError):
+    """The client did not send its whole request in time (a stalled body): the server
+    answers 408 and closes the connection, since the rest of the body may still come."""
 
     code = "request_timeout"
     status = 408
-    # The rest of the body may still arrive: the connection cannot carry another request.
     headers: ClassVar[dict[str, str]] = {"Connection": "close"}
 
 

@@ -122,6 +122,19 @@ def serve(
     log_predictions: bool = typer.Option(
         True, "--log-predictions/--no-log-predictions", help="keep every answered prediction"
     ),
+    header_timeout: float = typer.Option(
+        10.0,
+        "--header-timeout",
+        help="seconds a connection may take to send its request headers before it is closed",
+    ),
+    body_timeout: float = typer.Option(
+        30.0, "--body-timeout", help="seconds a request body may take to arrive, else 408"
+    ),
+    max_connections: int = typer.Option(
+        1024,
+        "--max-connections",
+        help="open connections per worker process; beyond it a connection is answered 503",
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Serve models: /v1/models/NAME/predict, OIP v2 (/v2/…, gRPC), /metrics, /readyz, /docs.
@@ -163,6 +176,9 @@ def serve(
         poll_interval_s=poll_interval,
         max_body_bytes=max_body_bytes,
         log_predictions=log_predictions,
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        max_connections=max_connections,
     )
 
 

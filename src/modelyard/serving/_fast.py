@@ -16,17 +16,18 @@ of theirs pays for matching every route before it and for building a ``Request``
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from fastapi import FastAPI
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from modelyard.errors import PayloadTooLargeError, RequestTimeoutError
 from modelyard.serving._admission import ADMITTED, Admission
+from modelyard.serving._http import header, read_asgi_body
+from modelyard.serving._request_ids import RequestIds, ids_of
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,14 +35,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _JSON = b"application/json"
-# A client that stops reading its answer must not hold the request's task for ever. A
-# small answer is written at once unless the connection's buffer is already full of
-# earlier answers the client did not read (pipelined requests): that stall is the
-# connection's, and the protocol closes it (TODO(lead): after the hardening merge).
+# A client that stops reading its answers must not hold a request's task for ever: the
+# protocol closes its connection (``_protocol.py``), which ends the wait in ``send``.
+# A large answer is also bounded here, for servers other than ours.
 SEND_TIMEOUT_S = 30.0
 _UNBLOCKED_BYTES = 16 * 1024
-# A client that stops sending its body mid-way is answered 408 after this.
-BODY_TIMEOUT_S = 30.0
 
 
 class ClientGone(Exception):
@@ -69,18 +67,20 @@ def json_reply(payload: Any, status: int, rid: str, headers: dict[str, str] | No
 class Call:
     """One request as its handler sees it: headers, path, the body, the request id."""
 
-    __slots__ = ("scope", "receive", "_request_id", "body_timeout_s", "_held")
+    __slots__ = ("scope", "receive", "_request_id", "body_timeout_s", "_held", "_ids")
 
     def __init__(
         self,
         scope: Scope,
         receive: Receive,
         body_timeout_s: float,
+        ids: RequestIds,
         held: tuple[Admission, str] | None = None,
     ) -> None:
         self.scope = scope
         self.receive = receive
         self.body_timeout_s = body_timeout_s
+        self._ids = ids
         self._request_id: str | None = None
         self._held = held
 
@@ -94,68 +94,27 @@ class Call:
 
     def header(self, name: bytes) -> str | None:
         """A request header by its lower-case name (ASGI servers lower-case them)."""
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return str(value.decode("latin-1"))
-        return None
+        return header(self.scope, name)
 
     @property
     def request_id(self) -> str:
         if self._request_id is None:
-            self._request_id = new_request_id(self.header(b"x-request-id"))
+            self._request_id = self._ids.assign(self.header(b"x-request-id"))
         return self._request_id
 
     def name_request(self, given: str) -> None:
         """Name the request from its body (OIP's ``id``) unless X-Request-ID named it."""
-        if self.header(b"x-request-id") is None:
-            self._request_id = new_request_id(given)
+        if self._request_id is None and self.header(b"x-request-id") is None:
+            self._request_id = self._ids.assign(given)
 
     async def body(self, limit: int) -> bytes:
-        """The body, refused with 413 past ``limit`` bytes (declared or as it streams in)."""
+        """The body: 413 past ``limit`` bytes, 408 when it stops arriving (``_http.py``)."""
         declared = self.header(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large(limit)
+        length = int(declared) if declared is not None and declared.isdigit() else None
         try:
-            async with asyncio.timeout(self.body_timeout_s):
-                return await self._read(limit)
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"the request body did not arrive within {self.body_timeout_s:g} s; "
-                "send the whole body at once"
-            ) from None
-
-    async def _read(self, limit: int) -> bytes:
-        message = await self.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        first: bytes = message.get("body", b"")
-        if not message.get("more_body", False):  # the usual case: one message
-            if len(first) > limit:
-                raise too_large(limit)
-            return first
-        chunks, size = [first], len(first)
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-
-def new_request_id(given: str | None) -> str:
-    return given or uuid.uuid4().hex
-
-
-def too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"request body is larger than {limit} bytes; send fewer rows per request "
-        "or raise --max-body-bytes"
-    )
+            return await read_asgi_body(self.receive, length, limit, self.body_timeout_s)
+        except ClientDisconnect:
+            raise ClientGone() from None
 
 
 async def send_reply(send: Send, reply: Reply) -> None:
@@ -190,12 +149,14 @@ class FastPath:
         body_timeout_s: float,
         admission: Admission,
         refuse: Handler,
+        ids: RequestIds,
     ) -> None:
         self.inner = inner
         self.router = router
         self.body_timeout_s = body_timeout_s
         self.admission = admission
         self.refuse = refuse
+        self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -207,9 +168,10 @@ class FastPath:
                 if admitted is None:
                     admitted = self.admission.enter(name)
                 if not admitted:
-                    await run_handler(self.refuse, params, scope, receive, send, 0.0)
+                    refused = Call(scope, receive, 0.0, self.ids)
+                    await send_reply(send, await self.refuse(refused, params))
                     return
-                call = Call(scope, receive, self.body_timeout_s, (self.admission, name))
+                call = Call(scope, receive, self.body_timeout_s, self.ids, (self.admission, name))
                 try:
                     reply = await handler(call, params)
                 finally:
@@ -229,7 +191,7 @@ def install(
     it wraps the stack Starlette would have built, exception handlers and all.
     """
     app.middleware_stack = FastPath(
-        app.build_middleware_stack(), router, body_timeout_s, admission, refuse
+        app.build_middleware_stack(), router, body_timeout_s, admission, refuse, ids_of(app)
     )
     app.state.fast_path = app.middleware_stack
 
@@ -239,20 +201,9 @@ def asgi_entry(app: FastAPI) -> FastPath:
     which looks for an OpenTelemetry set-up on every request. The app's stack keeps its
     ``FastPath`` for callers that call the app itself (tests, mounting)."""
     inside: FastPath = app.state.fast_path
-    return FastPath(app, inside.router, inside.body_timeout_s, inside.admission, inside.refuse)
-
-
-async def run_handler(
-    handler: Handler,
-    params: dict[str, str],
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    body_timeout_s: float,
-) -> None:
-    reply = await handler(Call(scope, receive, body_timeout_s), params)
-    if reply.status != ClientGone.status:
-        await send_reply(send, reply)
+    return FastPath(
+        app, inside.router, inside.body_timeout_s, inside.admission, inside.refuse, inside.ids
+    )
 
 
 class AsgiEndpoint(Response):
@@ -264,4 +215,7 @@ class AsgiEndpoint(Response):
         self._body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await run_handler(self._handler, self._params, scope, receive, send, self._body_timeout_s)
+        call = Call(scope, receive, self._body_timeout_s, ids_of(scope.get("app")))
+        reply = await self._handler(call, self._params)
+        if reply.status != ClientGone.status:
+            await send_reply(send, reply)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from modelyard.serving._deployment import Inference
 from modelyard.serving._oip import check_version, model_metadata, server_metadata
 from modelyard.serving._oip_v2_descriptor import DESCRIPTOR_SET
 from modelyard.serving._pool import ModelPool
+from modelyard.serving._request_ids import RequestIds
 from modelyard.serving._tensors import NUMPY_OF, Tensor, from_columns, from_raw, to_columns, to_raw
 
 if TYPE_CHECKING:
@@ -102,10 +102,17 @@ class InferenceService:
     drains a replica exactly when an HTTP one would.
     """
 
-    def __init__(self, pool: ModelPool, ready: Callable[[], bool], readiness: Readiness) -> None:
+    def __init__(
+        self,
+        pool: ModelPool,
+        ready: Callable[[], bool],
+        readiness: Readiness,
+        ids: RequestIds,
+    ) -> None:
         self.pool = pool
         self.ready = ready
         self.readiness = readiness
+        self.ids = ids  # the HTTP routes' own: one server, one set of request ids
         self.m = messages()
 
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
@@ -131,7 +138,7 @@ class InferenceService:
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
         started = time.perf_counter()
         meta = dict(context.invocation_metadata() or ())
-        rid = meta.get("x-request-id") or request.id or uuid.uuid4().hex
+        rid = self.ids.assign(meta.get("x-request-id") or request.id or None)
         done = self.pool.observe(request.model_name, "grpc")
         status = 200
         result: Inference | None = None
@@ -204,16 +211,20 @@ async def start_grpc(
     max_message_bytes: int,
     ready: Callable[[], bool],
     readiness: Readiness,
+    ids: RequestIds,
+    max_rpcs: int,
 ) -> grpc.aio.Server:
     """Start the gRPC service on ``host:port`` (several workers may share the port)."""
     server = grpc.aio.server(
+        maximum_concurrent_rpcs=max_rpcs,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 1),
-        ]
+        ],
     )
-    server.add_generic_rpc_handlers((_handler(InferenceService(pool, ready, readiness)),))
+    service = InferenceService(pool, ready, readiness, ids)
+    server.add_generic_rpc_handlers((_handler(service),))
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:

@@ -3,6 +3,9 @@
 ``workers > 1`` runs that many processes on one port (see ``_workers.py``). Each
 worker rebuilds the app from a spec in the environment, because a built app cannot
 be handed to another process.
+
+Every process serves HTTP with ``_protocol.py``'s protocol (a deadline on the client's
+request headers, a cap on connections) and reads bodies with ``_http.py``'s deadline.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import errno
 import gc
 import json
+import logging
+import math
 import os
+import resource
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +26,13 @@ from typing import TYPE_CHECKING, Any
 from modelyard.errors import ConfigError
 from modelyard.serving import _logging
 from modelyard.serving._fast import asgi_entry
+from modelyard.serving._http import DEFAULT_BODY_TIMEOUT_S, set_body_timeout
 from modelyard.serving._options import ServeOptions
+from modelyard.serving._protocol import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    protocol_class,
+)
 from modelyard.serving._workers import run_until_sigterm, supervise
 from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
 
@@ -31,6 +43,43 @@ if TYPE_CHECKING:
 
 # Deliberately outside the MODELYARD_* namespace, which the config loader owns.
 _SPEC_ENV = "_MODELYARD_SERVE_SPEC"
+# Open files a process needs besides its connections: listening sockets, the prediction
+# log, models, libraries.
+_OTHER_FILES = 256
+
+logger = logging.getLogger("modelyard.serving")
+
+
+def check_limits(header_timeout_s: float, body_timeout_s: float, max_connections: int) -> None:
+    """One-line errors for limits that cannot work (a CLI typo must not start a server)."""
+    for flag, seconds in (
+        ("--header-timeout", header_timeout_s),
+        ("--body-timeout", body_timeout_s),
+    ):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"{flag} {seconds}: expected a positive number of seconds")
+    if max_connections < 1:
+        raise ConfigError(f"--max-connections {max_connections}: expected 1 or more")
+
+
+def allow_open_files(max_connections: int) -> None:
+    """Raise this process's open-file limit to fit ``max_connections`` (workers inherit it).
+
+    Past the limit, accept() fails and the kernel queues new connections unanswered,
+    where the cap would have answered them 503.
+    """
+    wanted = max_connections + _OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < wanted:
+            logger.warning(
+                "the open-file limit is %d, too low for --max-connections %d; raise the hard "
+                "limit (ulimit -Hn) or lower --max-connections",
+                raised,
+                max_connections,
+            )
 
 
 def check_port(host: str, port: int) -> None:
@@ -70,15 +119,23 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY,
     threads: int = 2,
     log_predictions: bool = True,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
 
     Every answered prediction goes to the workspace's prediction log
-    (``ws.predictions``) unless ``log_predictions`` is False.
+    (``ws.predictions``) unless ``log_predictions`` is False. Per process: a connection
+    that has not sent its request headers within ``header_timeout_s`` is closed, a body
+    not in within ``body_timeout_s`` is answered 408, and connections beyond
+    ``max_connections`` are answered 503.
     """
     import uvicorn
 
+    check_limits(header_timeout_s, body_timeout_s, max_connections)
     _logging.configure(log_level)
+    allow_open_files(max_connections)
     check_port(host, port)
     if grpc_port == port:  # both would bind it, and the second fails after start-up
         raise ConfigError(
@@ -94,6 +151,7 @@ def serve(
         "threads": threads,
         "grpc_port": grpc_port,
         "grpc_host": host,
+        "max_rpcs": max_connections,  # gRPC's cap on calls at once, beside HTTP's on sockets
     }
     common: dict[str, Any] = {
         "host": host,
@@ -103,13 +161,20 @@ def serve(
         "server_header": False,
         "timeout_graceful_shutdown": 30,
     }
+    limits = {
+        "header_timeout_s": header_timeout_s,
+        "body_timeout_s": body_timeout_s,
+        "max_connections": max_connections,
+    }
     if workers <= 1:
+        set_body_timeout(body_timeout_s)  # before the app: its routes may read it when built
         log = ws.predictions if log_predictions else None
         app = create_app(
             ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
         )
+        http = protocol_class(header_timeout_s=header_timeout_s, max_connections=max_connections)
         settle_heap()
-        server = uvicorn.Server(uvicorn.Config(asgi_entry(app), **common))
+        server = uvicorn.Server(uvicorn.Config(asgi_entry(app), http=http, **common))
         run_until_sigterm(server)
         if not server.started:  # as uvicorn.run: a server that failed to start exits 3
             raise SystemExit(3)
@@ -126,7 +191,7 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
         os.environ[_SPEC_ENV] = json.dumps(spec)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        config = {"host": host, "port": port, "log_level": log_level, "grace_s": 30}
+        config = {"host": host, "port": port, "log_level": log_level, "grace_s": 30, **limits}
         supervise(workers, config)
 
 

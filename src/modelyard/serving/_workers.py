@@ -46,13 +46,20 @@ def _worker(config: dict[str, Any]) -> None:
 
     from modelyard.serving import _logging
     from modelyard.serving._fast import asgi_entry
+    from modelyard.serving._http import set_body_timeout
+    from modelyard.serving._protocol import protocol_class
     from modelyard.serving._run import app_from_env, settle_heap
 
     _logging.configure(config["log_level"])
     sock = listen(config["host"], config["port"])
+    set_body_timeout(config["body_timeout_s"])  # before app_from_env(): routes may read it
+    http = protocol_class(
+        header_timeout_s=config["header_timeout_s"], max_connections=config["max_connections"]
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             asgi_entry(app_from_env()),
+            http=http,
             log_config=_logging.log_config(config["log_level"]),
             access_log=False,
             server_header=False,

@@ -22,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import FieldError, ModelyardError, SchemaValidationError
 from modelyard.registry import Registry
-from modelyard.serving._fast import BODY_TIMEOUT_S, AsgiEndpoint, Handler, Router, install
+from modelyard.serving import _http
+from modelyard.serving._fast import AsgiEndpoint, Handler, Router, install
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._health import server_readiness
 from modelyard.serving._http import error_json, json_response, request_id
@@ -33,6 +34,8 @@ from modelyard.serving._openapi import errors, json_ok, predict_operation
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._predict import predict_handler, refusal_handler
+from modelyard.serving._protocol import DEFAULT_MAX_CONNECTIONS
+from modelyard.serving._request_ids import ids_of
 from modelyard.serving._slot import Servable
 
 if TYPE_CHECKING:
@@ -50,17 +53,19 @@ def create_app(
     features: FeatureStore | None = None,
     poll_interval_s: float = 1.0,
     max_body_bytes: int = DEFAULT_MAX_BODY,
-    body_timeout_s: float = BODY_TIMEOUT_S,
+    body_timeout_s: float | None = None,
     threads: int = 2,
     grpc_port: int | None = None,
     grpc_host: str = "127.0.0.1",
     prediction_log: PredictionLog | None = None,
+    max_rpcs: int = DEFAULT_MAX_CONNECTIONS,
 ) -> FastAPI:
     """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
     Every model is loaded before this returns, so a bad reference fails at once.
     The server follows each alias every ``poll_interval_s`` (0 turns it off).
-    ``grpc_port`` also starts the Open Inference Protocol gRPC service on that port.
+    ``grpc_port`` also starts the Open Inference Protocol gRPC service on that port, which
+    answers ``max_rpcs`` calls at once (more are refused with RESOURCE_EXHAUSTED).
     ``prediction_log`` records every answered prediction before its answer leaves.
     ``threads`` is each variant's own thread budget (a slow candidate cannot take the
     champion's); a body that has not arrived ``body_timeout_s`` after its headers is 408.
@@ -93,6 +98,8 @@ def create_app(
                 max_body_bytes,
                 lambda: bool(app.state.ready),
                 app.state.readiness,
+                ids_of(app),
+                max_rpcs,
             )
         app.state.ready = True
         yield
@@ -113,7 +120,8 @@ def create_app(
     app.state.pool = pool
     app.state.monitor_gauges = gauges
     app.state.max_body_bytes = max_body_bytes
-    app.state.body_timeout_s = body_timeout_s
+    # None: this process's --body-timeout (serve() sets it before building the app).
+    app.state.body_timeout_s = _http.body_timeout_s() if body_timeout_s is None else body_timeout_s
     app.state.readiness = server_readiness(pool, registry.metadata, features)
 
     @app.exception_handler(ModelyardError)
