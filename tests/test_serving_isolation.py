@@ -11,6 +11,7 @@ Driven in process through httpx's ASGI transport, with the tiny python models of
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -243,3 +244,64 @@ async def test_user_code_runs_in_its_variants_threads_by_default(
     assert listed["calls"]["production"]["call"] == "thread pool"
     [name] = threads.read_text().split()
     assert name.startswith("modelyard-threaded-production")
+
+
+def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
+    ws: modelyard.Workspace, tmp_path: Path
+) -> None:
+    """A model called on the event loop keeps no queue: a burst waits as tasks the loop has
+    not run yet. The server counts each request as its headers arrive, so a burst past
+    ``--max-queue`` is refused 503 at once, and the requests it admitted are answered."""
+    import socket
+
+    from server_support import running_server
+
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    x = x.iloc[:, :4]
+    register(ws, "burst", LogisticRegression(max_iter=500).fit(x, y), example=x.head(5))
+    record = {c: float(x[c].iloc[0]) for c in x.columns}
+    body = json.dumps(record).encode()
+    request = (
+        b"POST /v1/models/burst/predict HTTP/1.1\r\nhost: t\r\n"
+        b"content-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    with running_server(ws.root, ["burst@production", "--max-queue", "4"]) as served:
+        sockets = [socket.create_connection(("127.0.0.1", served.port)) for _ in range(40)]
+        for s in sockets:
+            s.settimeout(10)
+        for s in sockets:  # all 40 sent before the server reads one: they arrive together
+            s.sendall(request)
+        answers = [_read_answer(s) for s in sockets]
+        for s in sockets:
+            s.close()
+        metrics = httpx.get(f"{served.url}/metrics").text
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 4, statuses
+    refused = [(headers, payload) for status, headers, payload in answers if status == 503]
+    assert refused, statuses  # 40 at once against room for 4
+    for headers, payload in refused:
+        assert payload["code"] == "overloaded" and "max_queue" in payload["message"]
+        assert headers["retry-after"] == "1" and headers["x-request-id"] == payload["request_id"]
+    shed = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("modelyard_requests_shed_total") and 'model="burst"' in line
+    ]
+    # Refused on arrival (variant "": not routed yet) or by the variant's own queue.
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) == len(refused)
+
+
+def _read_answer(sock: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, json.loads(rest[:length])

@@ -16,9 +16,14 @@ together and answers in text; this is per model, and answers in our error shape.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 # Set in the ASGI scope by the protocol once it has counted the request.
 ADMITTED = "modelyard.admitted"
+
+# The admission of the app this process serves (``serving/_fast.py`` ``asgi_entry``), for
+# the protocol, which sees requests before the app does.
+serving: Admission | None = None
 
 
 class Admission:
@@ -42,6 +47,16 @@ class Admission:
         held = self.held.get(name)
         if held:
             self.held[name] = held - 1
+
+
+def admit(scope: dict[str, Any]) -> None:
+    """Count a prediction request as its headers come in (the protocol calls this)."""
+    admission = serving
+    if admission is None or ADMITTED in scope or scope.get("method") != "POST":
+        return
+    name = model_of(scope["path"])
+    if name is not None and name in admission.limits:
+        scope[ADMITTED] = admission.enter(name)
 
 
 def model_of(path: str) -> str | None:

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from modelyard.serving import _admission
 from modelyard.serving._admission import ADMITTED, Admission
 from modelyard.serving._http import header, read_asgi_body
 from modelyard.serving._request_ids import RequestIds, ids_of
@@ -201,6 +202,7 @@ def asgi_entry(app: FastAPI) -> FastPath:
     which looks for an OpenTelemetry set-up on every request. The app's stack keeps its
     ``FastPath`` for callers that call the app itself (tests, mounting)."""
     inside: FastPath = app.state.fast_path
+    _admission.serving = inside.admission  # the protocol counts requests from their headers
     return FastPath(
         app, inside.router, inside.body_timeout_s, inside.admission, inside.refuse, inside.ids
     )

@@ -101,8 +101,9 @@ class ServerMetrics:
         )
         self.requests_shed = Counter(
             "modelyard_requests_shed",
-            "Requests a variant did not take: refused (503, its queue was full) or not "
-            "mirrored (a shadow candidate's queue was full).",
+            'Requests a model did not take: refused (503: its queue was full; variant "" '
+            "when refused on arrival, before routing) or not mirrored (a shadow candidate's "
+            "queue was full).",
             ["model", "variant", "action"],
             registry=r,
         )

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from modelyard.serving._admission import admit
 from modelyard.serving._request_ids import is_client_id, new_id
 
 __all__ = ["DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS", "protocol_class"]
@@ -174,6 +175,13 @@ def _httptools_class() -> type[_Guard] | None:
 
     class GuardedHttpTools(_Guard, HttpToolsProtocol):
         """uvicorn's httptools protocol (the default)."""
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            # Counted now, before its task runs: a model on the event loop has no queue of
+            # its own, and under overload its requests wait as tasks (see _admission.py).
+            if self.cycle is not None and self.app is not self.refusal:
+                admit(self.cycle.scope)
 
     return GuardedHttpTools
 
