@@ -72,7 +72,7 @@ class ModelPool:
 
     async def start(self) -> None:
         if self.log is not None:
-            self.log.start()
+            self.log.start(ship_in_child=True)  # Parquet work off the serving process
         if self.poll_interval_s > 0:
             self._poller = asyncio.get_running_loop().create_task(self._follow_aliases())
 

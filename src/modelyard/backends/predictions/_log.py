@@ -53,7 +53,7 @@ from modelyard.backends.predictions._segments import (
     read_segment,
     segment_paths,
 )
-from modelyard.backends.predictions._ship import Shipper, ship_folder
+from modelyard.backends.predictions._ship import ChildProcess, Shipper, ship_folder
 from modelyard.errors import PredictionLogUnavailableError
 
 _OPT = orjson.OPT_SERIALIZE_NUMPY
@@ -103,6 +103,7 @@ class PredictionLog:
         self._recent: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._writers: dict[str, SegmentWriter] = {}
         self._shipper: Shipper | None = None
+        self._child: ChildProcess | None = None  # ships off this process (start())
         self._index: RequestIndex | None = None
 
     def __repr__(self) -> str:
@@ -126,10 +127,15 @@ class PredictionLog:
         return self.spool / "labels" / "segments"
 
     # -- writing -------------------------------------------------------------------------
-    def start(self) -> None:
-        """Open this process's segments and start shipping (leftovers of a dead process too)."""
+    def start(self, *, ship_in_child: bool = False) -> None:
+        """Open this process's segments and start shipping (leftovers of a dead process too).
+
+        ``ship_in_child``: segments become Parquet in a process of their own (``_ship.py``
+        ``ChildProcess``), not in this one's threads; what a model server asks for."""
         if self._writers:
             return
+        if ship_in_child:
+            self._child = ChildProcess()
         # Half the delay for a segment to close, a quarter for the shipper to notice a
         # segment it was not told of (one left by a killed process): within max_delay_s.
         self._shipper = Shipper(self.ship, self.max_delay_s / 4, self.store.url)
@@ -174,11 +180,15 @@ class PredictionLog:
             self._shipper.stop()
             self._shipper.run_once()
             self._shipper = None
+        if self._child is not None:
+            self._child.close()
+            self._child = None
 
     def ship(self) -> int:
         """Ship this host's finished segments now; return the records shipped."""
-        moved = ship_folder(self.segments, self.store, prediction_parts)
-        return moved + ship_folder(self.label_segments, self.store, label_parts)
+        if self._child is not None:
+            return self._child.run(_ship_both, self.segments, self.label_segments, self.store)
+        return _ship_both(self.segments, self.label_segments, self.store)
 
     def record(
         self,
@@ -357,3 +367,9 @@ class PredictionLog:
     def read_labels(self, model: str | None = None) -> pa.Table:
         """Labels given so far (every one: callers keep the newest per request and row)."""
         return read_stream(self.store, self.label_segments, LABEL_STREAM, label_parts, model=model)
+
+
+def _ship_both(segments: Path, label_segments: Path, store: PartStore) -> int:
+    """Ship a host's finished prediction and label segments (module level: a child runs it)."""
+    moved = ship_folder(segments, store, prediction_parts)
+    return moved + ship_folder(label_segments, store, label_parts)

@@ -10,9 +10,13 @@ job) ships what is left.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any, TypeVar
 
 from modelyard._redact import redact
 from modelyard.backends.predictions._parts import PartStore
@@ -32,6 +36,45 @@ def ship_folder(spool: Path, store: PartStore, to_parts: Parts) -> int:
         claim.path.unlink(missing_ok=True)
         shipped += len(records)
     return shipped
+
+
+T = TypeVar("T")
+
+
+class ChildProcess:
+    """Runs a function in one spawned process of its own (started on first use).
+
+    A model server ships from a child: turning a few seconds of segments into Parquet is
+    Python work that holds the GIL for a hundred milliseconds or more, and in the
+    server's process every request waits for it (c=32 p99 went from 5 ms to 50-100 ms).
+    When the child cannot be started or dies, the work runs here instead (logged once).
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._broken = False
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._broken:
+            return fn(*args)
+        try:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")  # fork copies held locks
+                self._pool = ProcessPoolExecutor(1, mp_context=context)
+            return self._pool.submit(fn, *args).result()
+        except (BrokenProcessPool, OSError) as exc:
+            self._broken = True
+            logger.warning(
+                "the prediction log's shipping process failed (%s); shipping in this "
+                "process from now on",
+                type(exc).__name__,
+            )
+            return fn(*args)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 class Shipper:
