@@ -65,9 +65,11 @@ def split(outputs: Columns, sizes: list[int]) -> list[Columns]:
 class Batcher:
     """Queues predict calls for one variant and runs them in batches.
 
-    A version called inline runs its batches on the event loop, one at a time; one
-    called in a thread runs up to ``concurrency`` batches at once on ``executor``
-    (the variant's own pool), and the next batch fills while they run.
+    A version called inline runs its batches on the event loop, led by the first request
+    of each loop turn (no task hop: at concurrency 1 a batched call costs what an
+    unbatched one does); one called in a thread runs up to ``concurrency`` batches at once
+    on ``executor`` (the variant's own pool) from the batcher's task, and the next batch
+    fills while they run.
     """
 
     def __init__(
@@ -87,19 +89,39 @@ class Batcher:
         self._free: asyncio.Semaphore | None = None
         self._concurrency = max(1, concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._inline: deque[_Item] = deque()  # led by a request, not by the task
+        self._leading = False
 
     async def submit(
         self, predict: Predict, columns: Columns, rows: int, *, max_rows: int, inline: bool
     ) -> Columns:
         loop = asyncio.get_running_loop()
+        item = _Item(predict, columns, rows, loop.create_future(), max_rows, inline)
+        if inline:
+            return await self._lead(item)
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
             self._free = asyncio.Semaphore(self._concurrency)
             self._task = loop.create_task(self._run_forever(), name="modelyard-batcher")
-        item = _Item(predict, columns, rows, loop.create_future(), max_rows, inline)
         self._queue.append(item)
         assert self._wakeup is not None
         self._wakeup.set()
+        return await item.future
+
+    async def _lead(self, item: _Item) -> Columns:
+        """A version called on the event loop needs no task of its own: the first request
+        of a loop turn leads, lets the others read this turn join (one turn of the loop),
+        then runs their batches in place and hands each caller its rows."""
+        self._inline.append(item)
+        if self._leading:
+            return await item.future
+        self._leading = True
+        try:
+            await self._gather(self._inline, first_turn=True)
+        finally:  # even when the leader is cancelled: the others are answered
+            self._leading = False
+            while self._inline:
+                self._run_here(self._take(self._inline))
         return await item.future
 
     async def close(self) -> None:
@@ -120,11 +142,6 @@ class Batcher:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            if self._queue[0].inline:
-                batch = await self._collect()
-                if batch:
-                    await self._run(batch)
-                continue
             await self._free.acquire()  # a thread of the pool is free: the batch closes now
             batch = await self._collect()
             if not batch:
@@ -144,39 +161,72 @@ class Batcher:
     async def _collect(self) -> list[_Item]:
         if not self._queue:
             return []
-        first = self._queue[0]
+        await self._gather(self._queue, first_turn=False)
+        return self._take(self._queue)
+
+    async def _gather(self, queue: deque[_Item], *, first_turn: bool) -> None:
+        """Wait for more rows only while they keep coming: after each turn of the event
+        loop (which lets requests already being read join), a batch closes if nothing new
+        arrived, if it is full, or if its oldest request has waited max_latency_ms. One
+        caller alone therefore never waits, and under load batches fill up."""
+        first = queue[0]
         deadline = first.arrived + self.max_latency_s
-        # Wait for more rows only while they keep coming: after each turn of the event
-        # loop (which lets requests already being parsed join), a batch closes if nothing
-        # new arrived, if it is full, or if its oldest request has waited max_latency_ms.
-        # One caller alone therefore never waits, and under load batches fill up.
-        while self._rows_queued(first.predict) < first.max_rows:
+        if first_turn:
+            await asyncio.sleep(0)
+        while _rows_queued(queue, first.predict) < first.max_rows:
             if time.perf_counter() >= deadline:
                 break
-            before = len(self._queue)
+            before = len(queue)
             await asyncio.sleep(0)
-            if len(self._queue) == before:
+            if len(queue) == before:
                 break
+
+    @staticmethod
+    def _take(queue: deque[_Item]) -> list[_Item]:
+        """The next batch: requests for the same model version in arrival order; one that
+        arrived after a hot swap waits for a batch of its own version. Compared with ==,
+        not `is`: each `servable.predict` is a new bound method."""
         batch: list[_Item] = []
         rows = 0
-        # Take requests for the same model version in arrival order; a request that
-        # arrived after a hot swap waits for the next batch of its own version.
-        # Compare with ==, not `is`: each `servable.predict` is a new bound method.
         kept: deque[_Item] = deque()
-        while self._queue:
-            item = self._queue.popleft()
+        first: _Item | None = None
+        while queue:
+            item = queue.popleft()
             if item.future.done():  # the caller timed out or went away
                 continue
+            if first is None:
+                first = item
             if item.predict != first.predict or (batch and rows + item.rows > first.max_rows):
                 kept.append(item)
                 continue
             batch.append(item)
             rows += item.rows
-        self._queue.extendleft(reversed(kept))
+        queue.extendleft(reversed(kept))
         return batch
 
-    def _rows_queued(self, predict: Predict) -> int:
-        return sum(i.rows for i in self._queue if i.predict == predict)
+    def _run_here(self, batch: list[_Item]) -> None:
+        """``_run`` for a version called on the event loop: no await, so a cancelled
+        leader can still answer everyone."""
+        if not batch:
+            return
+        sizes = [i.rows for i in batch]
+        if self._on_batch is not None:
+            self._on_batch(sum(sizes))
+        try:
+            parts = split(batch[0].predict(concat([i.columns for i in batch])), sizes)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch, exc)
+                return
+            for item in batch:  # only the request the model fails on hears of it
+                self._run_here([item])
+            return
+        except BaseException as exc:
+            self._fail(batch, exc)
+            raise
+        for item, part in zip(batch, parts, strict=True):
+            if not item.future.done():
+                item.future.set_result(part)
 
     async def _run(self, batch: list[_Item]) -> None:
         sizes = [i.rows for i in batch]
@@ -185,11 +235,8 @@ class Batcher:
         if self._on_batch is not None:
             self._on_batch(sum(sizes))
         try:
-            if batch[0].inline:
-                outputs = predict(columns)
-            else:
-                loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(self._executor, predict, columns)
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, predict, columns)
             parts = split(outputs, sizes)
         except Exception as exc:
             if len(batch) == 1:
@@ -212,3 +259,7 @@ class Batcher:
         for item in batch:
             if not item.future.done():
                 item.future.set_exception(exc)
+
+
+def _rows_queued(queue: deque[_Item], predict: Predict) -> int:
+    return sum(i.rows for i in queue if i.predict == predict)
