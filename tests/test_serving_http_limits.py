@@ -366,6 +366,35 @@ def test_the_served_process_closes_partial_headers(server: ServerProcess) -> Non
     assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
+def test_a_client_that_stops_reading_its_answers_is_disconnected(models: Path) -> None:
+    """Pipelined requests whose large answers are never read fill the socket; the server
+    drops that connection at the header deadline instead of holding it (and a slot of
+    --max-connections) for ever."""
+    body = json.dumps([{"a": float(i)} for i in range(20000)]).encode()
+    request = _request("/v1/models/double/predict", body, "Content-Type: application/json\r\n")
+    limits = ["--header-timeout", "1", "--max-connections", "1"]
+    with running_server(models, ["double@production"], *limits) as served:
+        greedy = socket.socket()
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        greedy.connect(("127.0.0.1", served.port))
+        greedy.settimeout(0.5)
+        try:
+            for _ in range(60):  # until the server's answers back up
+                greedy.sendall(request)
+        except (TimeoutError, OSError):
+            pass
+        dropped = False
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not dropped:
+            try:
+                httpx.get(f"{served.url}/healthz", timeout=2).raise_for_status()
+                dropped = True  # the one connection slot is free again
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        greedy.close()
+        assert dropped, served.tail()
+
+
 @pytest.mark.slow
 def test_workers_get_the_limits_too(models: Path) -> None:
     limits = ["--workers", "2", "--header-timeout", "0.5", "--body-timeout", "0.5"]

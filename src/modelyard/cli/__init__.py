@@ -115,6 +115,9 @@ def serve(
     inline: str = typer.Option(
         "auto", "--inline", help="call models on the event loop: auto (timed), always, never"
     ),
+    threads: int = typer.Option(
+        2, "--threads", min=1, max=256, help="threads of each variant of each model"
+    ),
     cache: str = typer.Option("off", "--cache", help="prediction cache: off, local or redis"),
     cache_url: str = typer.Option(None, "--cache-url", help="redis://… for --cache redis"),
     poll_interval: float = typer.Option(1.0, "--poll-interval", help="alias check, seconds"),
@@ -175,6 +178,7 @@ def serve(
         grpc_port=grpc_port,
         poll_interval_s=poll_interval,
         max_body_bytes=max_body_bytes,
+        threads=threads,
         log_predictions=log_predictions,
         header_timeout_s=header_timeout,
         body_timeout_s=body_timeout,

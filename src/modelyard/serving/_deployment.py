@@ -87,7 +87,7 @@ class Deployment:
         self.metrics = metrics
         self._registry = registry
         self._readers = readers
-        self._threads = threads
+        self._threads = options.threads or threads
         self._rng = random.Random()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._variants: dict[str, Variant] = {}

@@ -9,6 +9,7 @@ Given per model in Python (``ServeOptions(ref=…)``) or in a spec file for
     max_latency_ms = 2
     max_queue = 2048             # requests held per variant before 503 + Retry-After
     inline = "auto"              # call on the event loop: auto (timed), always, never
+    threads = 4                  # each variant's own threads (default: --threads)
     cache = "local"
     canary = { candidate = "staging", percent = 10 }
 """
@@ -59,6 +60,8 @@ class ServeOptions(_Strict):
     max_queue: int = Field(2048, ge=1, le=1_000_000)
     # On the event loop or in the variant's threads; "auto" times the model at load.
     inline: Literal["auto", "always", "never"] = "auto"
+    # Threads of each variant of this model (None: the server's --threads).
+    threads: int | None = Field(None, ge=1, le=256)
     cache: Literal["off", "local", "redis"] = "off"
     cache_url: str | None = None
     cache_ttl_s: float = Field(300, gt=0)

@@ -120,8 +120,10 @@ class _Sweeper:
             if seen is None or seen[0] is not cycle:
                 after[conn] = (cycle, now)
             elif now - seen[1] >= self.timeout_s:
-                logger.debug("closing a connection that sent no request in time")
-                transport.close()
+                logger.debug("closing a connection that kept the server waiting too long")
+                # abort, not close: close() would first wait to send what a client that
+                # stopped reading will never take.
+                transport.abort()
             else:
                 after[conn] = seen
         self.waiting = after

@@ -20,6 +20,7 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
+from modelyard._parent import die_with_parent
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def _worker(config: dict[str, Any]) -> None:
     from modelyard.serving._protocol import protocol_class
     from modelyard.serving._run import app_from_env, settle_heap
 
+    # A supervisor killed with -9 must not leave its workers holding the port.
+    die_with_parent(config["supervisor_pid"])
     _logging.configure(config["log_level"])
     sock = listen(config["host"], config["port"])
     set_body_timeout(config["body_timeout_s"])  # before app_from_env(): routes may read it
@@ -100,7 +103,8 @@ def supervise(workers: int, config: dict[str, Any]) -> None:
                 os.kill(proc.pid, signal.SIGTERM)
 
     def start() -> BaseProcess:
-        proc = ctx.Process(target=_worker, args=(config,), name="modelyard-worker")
+        worker_config = {**config, "supervisor_pid": os.getpid()}
+        proc = ctx.Process(target=_worker, args=(worker_config,), name="modelyard-worker")
         proc.start()
         return proc
 

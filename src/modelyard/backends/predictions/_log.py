@@ -136,6 +136,7 @@ class PredictionLog:
             return
         if ship_in_child:
             self._child = ChildProcess()
+            self._child.start()
         # Half the delay for a segment to close, a quarter for the shipper to notice a
         # segment it was not told of (one left by a killed process): within max_delay_s.
         self._shipper = Shipper(self.ship, self.max_delay_s / 4, self.store.url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
+from modelyard._parent import die_with_parent
 from modelyard._redact import redact
 from modelyard.backends.predictions._parts import PartStore
 from modelyard.backends.predictions._read import Parts
@@ -54,22 +56,34 @@ class ChildProcess:
         self._pool: ProcessPoolExecutor | None = None
         self._broken = False
 
+    def start(self) -> None:
+        """Start the process now, from this thread: Linux ends the child when the thread
+        that made it ends (PR_SET_PDEATHSIG), so it must not be a short-lived one."""
+        try:
+            context = multiprocessing.get_context("spawn")  # fork copies held locks
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+            )
+            self._pool.submit(os.getpid)  # spawns it; not waited for
+        except OSError as exc:
+            self._give_up(exc)
+
     def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._broken:
+        if self._broken or self._pool is None:
             return fn(*args)
         try:
-            if self._pool is None:
-                context = multiprocessing.get_context("spawn")  # fork copies held locks
-                self._pool = ProcessPoolExecutor(1, mp_context=context)
             return self._pool.submit(fn, *args).result()
         except (BrokenProcessPool, OSError) as exc:
-            self._broken = True
-            logger.warning(
-                "the prediction log's shipping process failed (%s); shipping in this "
-                "process from now on",
-                type(exc).__name__,
-            )
+            self._give_up(exc)
             return fn(*args)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self._broken = True
+        logger.warning(
+            "the prediction log's shipping process failed (%s); shipping in this "
+            "process from now on",
+            type(exc).__name__,
+        )
 
     def close(self) -> None:
         if self._pool is not None:
