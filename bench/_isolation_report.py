@@ -44,9 +44,11 @@ def isolation_section(out: dict[str, Any]) -> str:
         f'{{ candidate = "staging", key = "f0", percent = {s["percent"]:g} }}`; '
         f"{s['rounds']} rounds, each {s['seconds']:g} s of closed-loop c={s['concurrency']} "
         "(`_load.concurrent`, asyncio, keep-alive) with bodies keyed for the champion against "
-        "each, alternating which goes first; against the split server an open-loop stream "
+        "each, alternating which goes first; against both servers an open-loop stream "
         f"(`_open_loop.py`) of bodies keyed for the candidate runs at the same time, at "
-        f"{s['percent']:g}% of the traffic (its rate from the alone run). A split by key, "
+        f"{s['percent']:g}% of the traffic ({r['candidate_rate']:,.0f} req/s, from a first "
+        "look at the alone server's rate): the split server sends it to the candidate, the "
+        "alone server answers it with the champion. A split by key, "
         "because with a random canary and a closed loop every 200 ms candidate answer holds "
         "one of the client's connections: the client would starve the champion, not the "
         "server. Variants counted from each "

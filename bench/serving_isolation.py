@@ -10,10 +10,11 @@ candidate. Three measures, each a section of bench/RESULTS.md:
    split ``ab = { candidate = "staging", key = "f0", percent = 10 }``, one with the
    champion alone. In ``--rounds`` rounds, alternating which goes first, a closed loop of
    ``--concurrency`` (16) keep-alive connections (``_load.concurrent``) sends bodies whose
-   key the split gives the champion, for ``--seconds``; against the split server an
-   open-loop stream (``_open_loop.py``) sends, at the same time, bodies keyed for the
-   candidate at ``--percent`` of the traffic (10% of the total, from the alone run's
-   rate). Every answer's JSON ``variant`` is counted. Champion answers/s with the
+   key the split gives the champion, for ``--seconds``; against both servers an open-loop
+   stream (``_open_loop.py``) sends, at the same time, bodies keyed for the candidate at
+   ``--percent`` of the traffic (10% of the total, from a first look at the alone
+   server's rate): the split server sends them to the candidate, the alone server answers
+   them with the champion. Every answer's JSON ``variant`` is counted. Champion answers/s with the
    candidate's stream over champion answers/s alone, medians over the rounds; target at
    least 0.9. A split by key, not a random canary, because with a closed loop every
    candidate answer would hold one of the 16 connections for 200 ms: the client, not the
@@ -178,36 +179,37 @@ def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dic
             )
         probe = json.loads(post(ports["alone"], sides.FRIENDLY, champion_bodies[0])[1])
         out["champion_label"] = champion = probe.get("variant")
+        # The candidate's stream: --percent of the traffic, from a first look at the rate
+        # the champion's connections reach alone.
+        first = _load.concurrent(
+            ports["alone"], sides.FRIENDLY, champion_bodies, args.concurrency, 3, "variant"
+        )
+        rate = sum(first.versions.values()) / first.seconds * args.percent / (100 - args.percent)
+        out["candidate_rate"] = round(rate, 1)
         out["load_1min_start"] = round(os.getloadavg()[0], 2)
         for r in range(args.rounds):
             order = list(specs) if r % 2 == 0 else list(reversed(specs))
             for name in order:
                 print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr)
-                stream: dict[str, Any] = {}
-                thread = None
-                if name == "with_candidate":
-                    alone = out["runs"]["alone"]
-                    base = alone[-1]["champion_rps"] if alone else 2000.0
-                    rate = base * args.percent / (100 - args.percent)
-                    stream["rate"] = round(rate, 1)
+                # The same stream against both: the candidate's share of the traffic is
+                # sent either way, and "alone" answers it with the champion.
+                stream: dict[str, Any] = {"rate": round(rate, 1)}
 
-                    def send(
-                        rate: float = rate, port: int = ports[name], stream: dict[str, Any] = stream
-                    ) -> None:
-                        res = _open_loop.open_loop(
-                            port,
-                            sides.FRIENDLY,
-                            candidate_bodies,
-                            rate,
-                            args.seconds,
-                            timeout=args.client_timeout,
-                        )
-                        stream["statuses"] = {str(k): v for k, v in res.statuses.items()}
-                        stream["timeouts"] = res.timeouts
-                        stream.update({f"served_{k}": v for k, v in ms(res.served).items()})
+                def send(port: int = ports[name], stream: dict[str, Any] = stream) -> None:
+                    res = _open_loop.open_loop(
+                        port,
+                        sides.FRIENDLY,
+                        candidate_bodies,
+                        rate,
+                        args.seconds,
+                        timeout=args.client_timeout,
+                    )
+                    stream["statuses"] = {str(k): v for k, v in res.statuses.items()}
+                    stream["timeouts"] = res.timeouts
+                    stream.update({f"served_{k}": v for k, v in ms(res.served).items()})
 
-                    thread = threading.Thread(target=send)
-                    thread.start()
+                thread = threading.Thread(target=send)
+                thread.start()
                 res = _load.concurrent(
                     ports[name],
                     sides.FRIENDLY,
@@ -216,8 +218,7 @@ def isolation(built: dict[str, Any], tmp: Path, args: argparse.Namespace) -> dic
                     args.seconds,
                     "variant",
                 )
-                if thread is not None:
-                    thread.join()
+                thread.join()
                 answered = sum(res.versions.values())
                 out["runs"][name].append(
                     {

@@ -63,6 +63,19 @@ def keys_for(percent: float, candidate: bool, n: int) -> list[str]:
     return out
 
 
+def register_thread_recorder(ws: modelyard.Workspace, name: str, path: Path) -> Path:
+    """Register ``name``: a model that writes the name of the thread calling it to ``path``."""
+
+    def where(frame: pd.DataFrame) -> pd.DataFrame:
+        with open(path, "a") as f:
+            f.write(threading.current_thread().name + "\n")
+        return pd.DataFrame({"y": frame["a"]})
+
+    register(ws, name, where)
+    path.unlink()  # logging the model called it on the example
+    return path
+
+
 async def test_a_slow_candidate_does_not_hold_up_the_champion(
     ws: modelyard.Workspace, calls: Callable[[str], Calls]
 ) -> None:
@@ -193,15 +206,7 @@ async def test_each_version_is_called_the_way_its_timing_chose(
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)
     x = x.iloc[:, :5]
     register(ws, "lr", LogisticRegression(max_iter=500).fit(x, y), example=x.head(5))
-    threads = tmp_path / "threads"
-
-    def where(frame: pd.DataFrame) -> pd.DataFrame:
-        with open(threads, "a") as f:
-            f.write(threading.current_thread().name + "\n")
-        return pd.DataFrame({"y": frame["a"]})
-
-    register(ws, "user-code", where)
-    threads.unlink()  # logging the model called it on the example
+    threads = register_thread_recorder(ws, "user-code", tmp_path / "threads")
     models = [
         "lr@production",
         ServeOptions(ref="user-code@production", inline="always"),
@@ -212,10 +217,15 @@ async def test_each_version_is_called_the_way_its_timing_chose(
         assert (await predict(client, "lr", record)).status_code == 200
         assert (await predict(client, "user-code", {"a": 1.0})).status_code == 200
     lr = listed["lr"]["calls"]["production"]
-    # A scikit-learn call on one row takes well under the 0.5 ms inline budget, and a
-    # batch of 32 rows costs far less than 32 single calls.
-    assert lr["call"] == "inline" and lr["max_batch_size"] == 64
-    assert 0 < lr["single_row_ms"] < 0.5 and lr["probe_batch_ms"] is not None
+    single, batch = lr["single_row_ms"], lr["probe_batch_ms"]
+    assert single > 0 and batch > 0  # timed at load
+    # The documented rule (README, serving/_calls.py), whatever this machine's timings:
+    # batching when 32 rows cost less than half of 32 single calls; on the event loop
+    # when a single row takes at most 0.5 ms and a batch (64 rows: twice the probe) 2 ms.
+    batched = batch < 0.5 * 32 * single
+    assert lr["max_batch_size"] == (64 if batched else 1)
+    on_loop = single <= 0.5 and (not batched or 2 * batch <= 2.0)
+    assert lr["call"] == ("inline" if on_loop else "thread pool")
     user = listed["user-code"]["calls"]["production"]
     assert user == {
         "call": "inline",
@@ -229,15 +239,7 @@ async def test_each_version_is_called_the_way_its_timing_chose(
 async def test_user_code_runs_in_its_variants_threads_by_default(
     ws: modelyard.Workspace, tmp_path: Path
 ) -> None:
-    threads = tmp_path / "threads"
-
-    def where(frame: pd.DataFrame) -> pd.DataFrame:
-        with open(threads, "a") as f:
-            f.write(threading.current_thread().name + "\n")
-        return pd.DataFrame({"y": frame["a"]})
-
-    register(ws, "threaded", where)
-    threads.unlink()  # logging the model called it on the example
+    threads = register_thread_recorder(ws, "threaded", tmp_path / "threads")
     async with serving(ws, ["threaded@production"]) as (_, client):
         listed = (await client.get("/v1/models")).json()["models"][0]
         assert (await predict(client, "threaded", {"a": 1.0})).status_code == 200

@@ -16,7 +16,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
+from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError, OverloadedError
 from modelyard.serving._deployment import Deployment, Inference
 from modelyard.serving._fast import AsgiEndpoint, Call, ClientGone, Handler, Reply, json_reply
 from modelyard.serving._http import json_response, request_id
@@ -316,6 +316,7 @@ def infer_handler(pool: ModelPool, limit: int) -> Handler:
         name = params["name"]
         done = pool.observe(name, "v2")
         status = 200
+        shed = False
         result: Inference | None = None
         try:
             d = pool.get(name)
@@ -335,12 +336,12 @@ def infer_handler(pool: ModelPool, limit: int) -> Handler:
             status = ClientGone.status
             return Reply(status, b"", call.request_id)
         except ModelyardError as exc:
-            status = exc.status
+            status, shed = exc.status, isinstance(exc, OverloadedError)
             return error_reply(exc, call.request_id, {"error": exc.message})
         except Exception:
             status = 500
             return failure_reply(name, call.request_id, oip=True)
         finally:
-            done(call.request_id, status, result, started)
+            done(call.request_id, status, result, started, shed)
 
     return infer

@@ -54,6 +54,7 @@ class ModelPool:
         self.admission = Admission({})  # requests held per model, before routing
         # Bounded: served model names only, their versions, variants and status codes.
         self._series_cache: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._shedding: dict[str, tuple[float, int]] = {}  # model: (since, refused since)
         self._poller: asyncio.Task[None] | None = None
 
     def load(self) -> None:
@@ -127,16 +128,16 @@ class ModelPool:
         await loop.run_in_executor(None, slot.refresh)
         return deployment.served
 
-    def observe(
-        self, name: str, protocol: str
-    ) -> Callable[[str, int, Inference | None, float], None]:
+    def observe(self, name: str, protocol: str) -> Callable[..., None]:
         """The per-request log line and metrics, shared by every protocol."""
         ROUTED.set(None)  # the request's own routing only (a test client reuses one context)
         # Metric labels come from served models only: a name the caller made up would add
         # a series per request (the log line still carries the name as sent).
         label = name if name in self.deployments else UNKNOWN_MODEL
 
-        def done(rid: str, status: int, result: Inference | None, started: float) -> None:
+        def done(
+            rid: str, status: int, result: Inference | None, started: float, shed: bool = False
+        ) -> None:
             elapsed = time.perf_counter() - started
             version = str(result.version) if result else ""
             variant = result.variant if result else ""
@@ -144,6 +145,8 @@ class ModelPool:
             requests.inc()
             if latency is not None:
                 latency.observe(elapsed)
+            if shed and self._shed_quietly(label):
+                return
             if not logger.isEnabledFor(logging.INFO):
                 if status != 200:
                     self._log_failure(name, rid, status, result, round(elapsed * 1000, 3))
@@ -169,6 +172,23 @@ class ModelPool:
                 self._log_failure(name, rid, status, result, extra["latency_ms"])
 
         return done
+
+    def _shed_quietly(self, model: str) -> bool:
+        """A refused request is counted, not logged: shedding must cost less than serving,
+        and one log line (and one prediction-log line) per refusal would cost about as
+        much. One warning per model and second says how many were refused."""
+        if self.admission.limits.get(model) is None:
+            return False
+        now = time.monotonic()
+        since, count = self._shedding.get(model, (now, 0))
+        if now - since >= 1.0:
+            logger.warning(
+                "shedding load",
+                extra={"model": model, "refused": count + 1, "seconds": round(now - since, 1)},
+            )
+            since, count = now, -1
+        self._shedding[model] = (since, count + 1)
+        return True
 
     def _series(self, model: str, version: str, variant: str, status: int) -> tuple[Any, Any]:
         """The request counter and latency histogram of one label set, looked up once

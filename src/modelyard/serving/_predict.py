@@ -44,6 +44,7 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
         rid = call.request_id
         result: Inference | None = None
         status = 200
+        shed = False
         try:
             deployment = pool.get(name)  # the 404 that lists what is served
             body = await call.body(limit)
@@ -67,13 +68,13 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
             status = ClientGone.status
             return Reply(status, b"", rid)
         except ModelyardError as exc:
-            status = exc.status
+            status, shed = exc.status, isinstance(exc, OverloadedError)
             return error_reply(exc, rid)
         except Exception:
             status = 500
             return failure_reply(name, rid)
         finally:
-            done(rid, status, result, started)
+            done(rid, status, result, started, shed)
 
     return predict
 
@@ -93,7 +94,7 @@ def refusal_handler(pool: ModelPool) -> Handler:
             "retry after a second, or add replicas"
         )
         pool.metrics.shed(name, "", "refused")
-        done(call.request_id, exc.status, None, started)
+        done(call.request_id, exc.status, None, started, shed=True)
         return error_reply(exc, call.request_id, {"error": exc.message} if oip else None)
 
     return refuse
