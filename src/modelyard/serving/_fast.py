@@ -4,10 +4,10 @@ A single-row prediction costs about 90 µs in the model; FastAPI's routing (a re
 route), its ``Request`` and dependency solving and Starlette's ``Response`` cost about as
 much again. ``FastPath``, the top of the app's middleware stack, therefore answers
 ``POST /v1/models/NAME/predict`` and ``POST /v2/models/NAME[/versions/V]/infer`` itself,
-from the raw ASGI scope, and hands every other request to FastAPI unchanged. The routes
-stay declared in FastAPI too, so
-/docs and /openapi.json describe them; their FastAPI endpoints run the same handler
-(``AsgiEndpoint``), so the two ways in cannot drift apart.
+from the raw ASGI scope, and hands every other request to FastAPI unchanged (``asgi_entry``
+puts one in front of FastAPI itself, for the HTTP server). The routes stay declared in
+FastAPI too, so /docs and /openapi.json describe them; their FastAPI endpoints run the
+same handler (``AsgiEndpoint``), so the two ways in cannot drift apart.
 
 Written by hand because FastAPI and Starlette have no lighter route type: any route
 of theirs pays for matching every route before it and for building a ``Request``.
