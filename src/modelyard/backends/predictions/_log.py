@@ -79,7 +79,10 @@ class PredictionLog:
         salt: str = "modelyard",
         fsync_ms: float = 0.0,
         segment_bytes: int = SEGMENT_BYTES,
-        recent_limit: int = 1_000_000,
+        # Requests remembered in memory for feedback lookups (older ones are found in the
+        # spool and the store): about 250 bytes each, so 100,000 is 25 MB; a million grew a
+        # busy server by 250 MB over its first minutes.
+        recent_limit: int = 100_000,
         feedback_days: int = 30,
         on_failure: OnFailure = "reject",
         retry_s: float = RETRY_S,
