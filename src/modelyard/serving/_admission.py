@@ -59,13 +59,23 @@ def admit(scope: dict[str, Any]) -> None:
         scope[ADMITTED] = admission.enter(name)
 
 
-def model_of(path: str) -> str | None:
-    """The model a prediction path names (``/v1/models/NAME/predict``, OIP's infer)."""
+def prediction_path(path: str) -> tuple[bool, dict[str, str]] | None:
+    """(is OIP, path parameters) of a prediction path: ``/v1/models/NAME/predict``, or OIP's
+    ``/v2/models/NAME[/versions/V]/infer``; None for any other path. The one parser of
+    these paths: the protocol counts by it and the fast path routes by it."""
     if path.startswith("/v1/models/") and path.endswith("/predict"):
         name = path[11:-8]
-        return name if name and "/" not in name else None
+        return (False, {"name": name}) if name and "/" not in name else None
     if path.startswith("/v2/models/") and path.endswith("/infer"):
         parts = path[11:-6].split("/")
-        if len(parts) == 1 or (len(parts) == 3 and parts[1] == "versions"):
-            return parts[0] or None
+        if len(parts) == 1 and parts[0]:
+            return True, {"name": parts[0]}
+        if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
+            return True, {"name": parts[0], "version": parts[2]}
     return None
+
+
+def model_of(path: str) -> str | None:
+    """The model a prediction path names."""
+    found = prediction_path(path)
+    return None if found is None else found[1]["name"]

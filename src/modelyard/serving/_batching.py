@@ -32,7 +32,6 @@ class _Item:
     rows: int
     future: asyncio.Future[Columns]
     max_rows: int  # the batch size of the version this request is for
-    inline: bool  # that version is called on the event loop (serving/_calls.py)
     arrived: float = field(default_factory=time.perf_counter)
 
 
@@ -96,7 +95,7 @@ class Batcher:
         self, predict: Predict, columns: Columns, rows: int, *, max_rows: int, inline: bool
     ) -> Columns:
         loop = asyncio.get_running_loop()
-        item = _Item(predict, columns, rows, loop.create_future(), max_rows, inline)
+        item = _Item(predict, columns, rows, loop.create_future(), max_rows)
         if inline:
             return await self._lead(item)
         if self._task is None or self._task.done():

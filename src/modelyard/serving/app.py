@@ -23,6 +23,7 @@ from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import FieldError, ModelyardError, SchemaValidationError
 from modelyard.registry import Registry
 from modelyard.serving import _http
+from modelyard.serving._admission import prediction_path
 from modelyard.serving._fast import AsgiEndpoint, Handler, Router, install
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._health import server_readiness
@@ -296,16 +297,10 @@ def fast_router(predict: Handler, infer: Handler) -> Router:
     """The POST paths the fast path answers: /v1/models/NAME/predict and OIP's infer."""
 
     def route(path: str) -> tuple[Handler, dict[str, str]] | None:
-        if path.startswith("/v1/models/") and path.endswith("/predict"):
-            name = path[11:-8]
-            if name and "/" not in name:
-                return predict, {"name": name}
-        elif path.startswith("/v2/models/") and path.endswith("/infer"):
-            parts = path[11:-6].split("/")
-            if len(parts) == 1 and parts[0]:
-                return infer, {"name": parts[0]}
-            if len(parts) == 3 and parts[0] and parts[1] == "versions" and parts[2]:
-                return infer, {"name": parts[0], "version": parts[2]}
-        return None
+        found = prediction_path(path)
+        if found is None:
+            return None
+        oip, params = found
+        return (infer if oip else predict), params
 
     return route
