@@ -104,13 +104,15 @@ def shedding_section(out: dict[str, Any]) -> str:
     ok_ref = ref["p99_ms"] is None or ref["p99_ms"] <= 5
     lines += [
         f"Open loop at twice capacity, {r['rate']:,.0f} req/s for {r['seconds']} s "
-        f"(`bench/_open_loop.py`: uvloop, each request due in a 1 ms tick sent on an idle "
-        f"keep-alive connection or a new one, waiting at most {s['client_timeout']:g} s; the "
-        f"client used {r['client_cores']:.2f} cores) against `modelyard serve "
-        f"lr@production --max-queue {r['max_queue']}`. Q = capacity x SLO / 2 = "
-        f"{cap['rps']:,.0f} x {s['slo_ms']:g} ms / 2: a request admitted behind Q others waits "
-        "about Q / capacity, half the SLO, leaving the other half for its own call and the "
-        f"jitter of 2 shared cores. 1-minute load {r['load_1min']} at the start, "
+        f"(`bench/_open_loop.py`: uvloop, 256 keep-alive connections opened first, each "
+        f"request due in a 1 ms tick sent on an idle one or a new one, waiting at most "
+        f"{s['client_timeout']:g} s; the client used {r['client_cores']:.2f} cores) against "
+        f"`modelyard serve lr@production --max-queue {r['max_queue']}`. Q = capacity x SLO / 4 "
+        f"= {cap['rps']:,.0f} x {s['slo_ms']:g} ms / 4 (the README's sizing rule): a request "
+        "admitted behind Q others waits about Q / capacity on average, a quarter of the SLO; "
+        "under overload the server answers less than its capacity, since refusing costs too, "
+        "and the p99 wait is about twice the mean. 1-minute load "
+        f"{r['load_1min']} at the start, "
         f"{r['load_1min_end']} at the end.",
         "",
         "| measure | value | target | met? |",

@@ -7,7 +7,11 @@ a client that falls behind measures itself. This one is hand-written for that jo
 wakes every millisecond (never sooner: uvloop rounds shorter timers to 0, and the loop
 would spin) and sends every request that has come due on an idle keep-alive connection
 (opening one when none is idle, up to ``max_connections``; beyond that a request waits in
-the client, from its scheduled time). Each request's answer is timed from the
+the client, from its scheduled time). ``warm`` connections are opened before the clock
+starts, as a client's pool would be: without them the first 100 ms would open a
+connection per request, and a burst of thousands of connects overflows the server's
+listen backlog (SYN retries of 1 s and 3 s), which measures the client's start, not the
+server. Each request's answer is timed from the
 moment it was written and from its scheduled time; one with no answer after ``timeout``
 seconds is counted, and its connection aborted.
 """
@@ -179,7 +183,14 @@ class _Client:
             self.waiting.popleft()
             self.out.timeouts += 1
 
-    async def run(self, rate: float, seconds: float) -> None:
+    async def warm_up(self, count: int) -> None:
+        """Open ``count`` connections, idle, before the first request is due."""
+        self.opening += count
+        await asyncio.gather(*(self.connect() for _ in range(count)))
+
+    async def run(self, rate: float, seconds: float, warm: int = 0) -> None:
+        if warm:
+            await self.warm_up(warm)
         total = int(rate * seconds)
         self.out.scheduled = total
         start = time.perf_counter() + 0.01
@@ -211,6 +222,7 @@ def open_loop(
     seconds: float,
     timeout: float = 5.0,
     max_connections: int = 2048,
+    warm: int = 256,
 ) -> Outcome:
     """Send ``rate`` requests/s for ``seconds`` whatever the answers do; see the module doc."""
     client = _Client(port, [request_bytes(port, path, b) for b in bodies], timeout, max_connections)
@@ -222,6 +234,6 @@ def open_loop(
     except ImportError:  # the standard loop works too, at a higher cost per request
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(client.run(rate, seconds))
+        runner.run(client.run(rate, seconds, warm))
     client.out.seconds = time.perf_counter() - t0
     return client.out

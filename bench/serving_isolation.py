@@ -23,10 +23,12 @@ candidate. Three measures, each a section of bench/RESULTS.md:
 2. Load shedding. Capacity: ``wrk -c32`` for ``--seconds`` against ``modelyard serve
    lr@production``. Then ``modelyard serve lr@production --max-queue Q`` gets an open loop
    (``_open_loop.py``) at twice that rate for ``--shed-seconds``, each request waiting
-   at most ``--client-timeout`` s. Q = capacity x SLO / 2: a request admitted behind Q
-   others waits about Q / capacity, half the SLO, which leaves the other half for its own
-   call, a batch window and a 2-core machine's jitter. Reported: accepted p99 against the
-   SLO (``--slo-ms``, 25), the 503s' p99 (target 5 ms), requests that timed out (target 0).
+   at most ``--client-timeout`` s; the client's pool opens 256 connections first. Q =
+   capacity x SLO / 4, the README's sizing rule: a request admitted behind Q others waits
+   about Q / capacity on average, a quarter of the SLO; under overload the server answers
+   less than its capacity (refusing costs too), and the p99 wait is about twice the mean.
+   Reported: accepted p99 against the SLO (``--slo-ms``, 25), the 503s' p99 (target 5 ms),
+   requests that timed out (target 0).
 3. Soak: the capacity run's server, an open loop at ``--soak-share`` (0.5) of capacity for
    ``--soak-minutes`` (10); every 5xx counted (target 0) and the server's RSS (VmRSS of
    every process, from /proc/PID/status, every 2 s): mean of the last minute over the
@@ -278,7 +280,7 @@ def shedding(
 ) -> dict[str, Any]:
     if "--max-queue" not in help_text:
         return {"not_run": "modelyard has no --max-queue", "capacity": cap}
-    queue = max(1, math.floor(cap["rps"] * args.slo_ms / 1000 / 2))
+    queue = max(1, math.floor(cap["rps"] * args.slo_ms / 1000 / 4))
     rate = 2 * cap["rps"]
     port = free_port()
     cmd = serve_cmd(built, port, "lr@production", "--max-queue", str(queue))

@@ -252,8 +252,9 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
     ws: modelyard.Workspace, tmp_path: Path
 ) -> None:
     """A model called on the event loop keeps no queue: a burst waits as tasks the loop has
-    not run yet. The server counts each request as its headers arrive, so a burst past
-    ``--max-queue`` is refused 503 at once, and the requests it admitted are answered."""
+    not run yet. The server counts each request from its headers until its answer leaves,
+    so a burst past ``--max-queue`` is refused 503 at once, the requests it admitted are
+    answered, and a refused client's connection serves its next request."""
     import socket
 
     from server_support import running_server
@@ -287,13 +288,18 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
         for s in sockets[1:]:  # 39 arrive while the loop is busy: they are read together
             s.sendall(request(1.0))
         answers = [_read_answer(s) for s in sockets]
+        # The refusal skipped its body: the same connection takes the next request.
+        sockets[-1].sendall(request(3.0))
+        again = _read_answer(sockets[-1])
         for s in sockets:
             s.close()
         metrics = httpx.get(f"{served.url}/metrics").text
     statuses = [status for status, _, _ in answers]
-    assert statuses[0] == 200 and statuses.count(200) == 1 + 4, statuses
+    # The blocking request holds one of the 4 places until its answer leaves.
+    assert statuses[0] == 200 and statuses.count(200) == 1 + 3, statuses
     refused = [(headers, payload) for status, headers, payload in answers if status == 503]
-    assert len(refused) == 35, statuses
+    assert len(refused) == 36, statuses
+    assert statuses[-1] == 503 and again[0] == 200 and again[2]["prediction"] == {"y": 6.0}
     for headers, payload in refused:
         assert payload["code"] == "overloaded" and "max_queue" in payload["message"]
         assert headers["retry-after"] == "1" and headers["x-request-id"] == payload["request_id"]
@@ -302,7 +308,7 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
         for line in metrics.splitlines()
         if line.startswith("modelyard_requests_shed_total") and 'model="burst"' in line
     ]
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) == 35
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) == 36
 
 
 def _read_answer(sock: Any) -> tuple[int, dict[str, str], dict[str, Any]]:

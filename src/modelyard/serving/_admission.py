@@ -3,11 +3,16 @@
 A request is counted from the moment the server admits it to the moment its answer is
 sent, so the count covers the wait no queue of ours shows: a model called on the event
 loop keeps no queue, and under overload its requests wait as tasks the loop has not run
-yet. The HTTP protocol (``_protocol.py``) admits a request as soon as its headers are in,
-before a task exists for it, and marks the scope; an app driven another way (a test
-client, another server) admits at the top of ``FastPath``. A refused request is answered
-503 ``overloaded`` with ``Retry-After`` by a path that never reads its body or touches
-its model, so shedding stays cheap when it matters.
+yet. Only a request routed to a variant other than the champion (a canary or shadow
+candidate) leaves the count when it is routed: its variant's own queue counts it from
+there, so a slow candidate fills its own queue, not its champion's.
+
+The HTTP protocol (``_protocol.py``) admits a request as soon as its headers are in and
+answers a refusal itself, from bytes made here, without a task, an ASGI call or reading
+the body: at twice a server's capacity, half of what arrives is refused, and a refusal
+that cost as much as an answer would halve the answers. An app driven another way (a test
+client, another server) admits at the top of ``FastPath``, which answers the same 503
+``overloaded`` with ``Retry-After``. Refusals are counted (``on_refused``), not logged.
 
 Written by hand: uvicorn's ``limit_concurrency`` counts every request of the process
 together and answers in text; this is per model, and answers in our error shape.
@@ -15,8 +20,10 @@ together and answers in text; this is per model, and answers in our error shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import orjson
 
 # Set in the ASGI scope by the protocol once it has counted the request.
 ADMITTED = "modelyard.admitted"
@@ -27,11 +34,19 @@ serving: Admission | None = None
 
 
 class Admission:
-    """Requests held per model name; ``limits`` by name (names not in it are not counted)."""
+    """Requests held per model name; ``limits`` by name (names not in it are not counted).
 
-    def __init__(self, limits: Mapping[str, int]) -> None:
+    ``on_refused(name, protocol)`` counts each refusal ("v1" or "v2").
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, int],
+        on_refused: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.limits = dict(limits)
         self.held = dict.fromkeys(self.limits, 0)
+        self.on_refused = on_refused
 
     def enter(self, name: str) -> bool:
         """Count one more request for ``name``; False (and not counted) past its limit."""
@@ -48,15 +63,33 @@ class Admission:
         if held:
             self.held[name] = held - 1
 
+    def refusal(self, name: str, oip: bool, request_id: str) -> bytes:
+        """The JSON body of a refused request, counted as refused."""
+        if self.on_refused is not None:
+            self.on_refused(name, "v2" if oip else "v1")
+        limit = self.limits.get(name, 0)
+        message = (
+            f"model '{name}' already holds {limit} requests, its limit (max_queue {limit}); "
+            "retry after a second, or add replicas"
+        )
+        payload = {"code": "overloaded", "message": message}
+        if oip:
+            payload["error"] = message
+        payload["request_id"] = request_id
+        return orjson.dumps(payload)
 
-def admit(scope: dict[str, Any]) -> None:
-    """Count a prediction request as its headers come in (the protocol calls this)."""
+
+def admit(scope: dict[str, Any]) -> str | None:
+    """Count a prediction request as its headers come in (the protocol calls this): the
+    name of its model when that model refused it (not counted then), else None."""
     admission = serving
     if admission is None or ADMITTED in scope or scope.get("method") != "POST":
-        return
+        return None
     name = model_of(scope["path"])
-    if name is not None and name in admission.limits:
-        scope[ADMITTED] = admission.enter(name)
+    if name is None or name not in admission.limits:
+        return None
+    admitted = scope[ADMITTED] = admission.enter(name)
+    return None if admitted else name
 
 
 def prediction_path(path: str) -> tuple[bool, dict[str, str]] | None:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -276,8 +277,18 @@ class Deployment:
         return self.served.request_schema
 
     # -- the request path ----------------------------------------------------------------
-    async def infer(self, columns: Columns, rows: int, request_id: str) -> Inference:
-        """Columns already validated against ``request_schema``; returns the outputs."""
+    async def infer(
+        self,
+        columns: Columns,
+        rows: int,
+        request_id: str,
+        off_champion: Callable[[], None] | None = None,
+    ) -> Inference:
+        """Columns already validated against ``request_schema``; returns the outputs.
+
+        ``off_champion`` is called when the request is routed to a candidate: it leaves
+        its model's admission count there (``_admission.py``).
+        """
         started = time.perf_counter()
         route = self._split.route  # once: the poller may replace it meanwhile
         use_candidate, ab_key = choose(route.policy, columns, self._rng)
@@ -285,6 +296,8 @@ class Deployment:
         servable = slot.current
         if servable is None:
             slot, servable = self.champion, self.served
+        if off_champion is not None and slot is not self.champion:
+            off_champion()
         # Taken with the route: the poller may retire a split candidate's variant meanwhile.
         variant = self._variants.get(slot.label)
         if variant is not None and variant.inflight >= self.options.max_queue:

@@ -86,8 +86,9 @@ class Call:
         self._held = held
 
     def routed(self) -> None:
-        """The request has reached its model's variant, whose own queue counts it from
-        here (``Deployment.infer``): it no longer counts against the model's admission."""
+        """The request no longer counts against its model's admission: its answer has
+        left, or it was routed to a candidate, whose own queue counts it from there
+        (``Deployment.infer``). Called once or more; only the first counts."""
         if self._held is not None:
             admission, name = self._held
             self._held = None
@@ -175,10 +176,10 @@ class FastPath:
                 call = Call(scope, receive, self.body_timeout_s, self.ids, (self.admission, name))
                 try:
                     reply = await handler(call, params)
+                    if reply.status != ClientGone.status:
+                        await send_reply(send, reply)
                 finally:
                     call.routed()
-                if reply.status != ClientGone.status:
-                    await send_reply(send, reply)
                 return
         await self.inner(scope, receive, send)
 

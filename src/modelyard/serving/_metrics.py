@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -107,13 +108,19 @@ class ServerMetrics:
             ["model", "variant", "action"],
             registry=r,
         )
+        self._shed_children: dict[tuple[str, str, str], Any] = {}
         self.collectors: list[Collector] = []
         # Gauges that only change by a read (a writer thread that stopped, a write that
         # hangs) are brought up to date here, so a scrape alone shows them.
         self.before_render: list[Callable[[], object]] = []
 
     def shed(self, model: str, variant: str, action: str) -> None:
-        self.requests_shed.labels(model, variant, action).inc()
+        # Looked up once per label set: a refusal must stay cheap (``labels()`` takes a lock).
+        key = (model, variant, action)
+        child = self._shed_children.get(key)
+        if child is None:
+            child = self._shed_children[key] = self.requests_shed.labels(model, variant, action)
+        child.inc()
 
     def register(self, collector: Collector) -> None:
         """Add a collector whose values are computed when ``/metrics`` is scraped."""

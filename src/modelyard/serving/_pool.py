@@ -69,7 +69,8 @@ class ModelPool:
             )
             deployment.load()
             self.deployments[deployment.name] = deployment
-        self.admission = Admission({n: d.options.max_queue for n, d in self.deployments.items()})
+        limits = {n: d.options.max_queue for n, d in self.deployments.items()}
+        self.admission = Admission(limits, self.count_refusal)
 
     async def start(self) -> None:
         if self.log is not None:
@@ -172,6 +173,14 @@ class ModelPool:
                 self._log_failure(name, rid, status, result, extra["latency_ms"])
 
         return done
+
+    def count_refusal(self, name: str, protocol: str) -> None:
+        """A request its model's admission refused (503, before routing): counted in the
+        request and shed metrics, not logged (see ``_shed_quietly``)."""
+        self.metrics.shed(name, "", "refused")
+        requests, _ = self._series(name, "", "", 503)
+        requests.inc()
+        self._shed_quietly(name)
 
     def _shed_quietly(self, model: str) -> bool:
         """A refused request is counted, not logged: shedding must cost less than serving,

@@ -50,8 +50,7 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
             body = await call.body(limit)
             columns, many = deployment.served.validator.validate_json(body)
             rows = len(next(iter(columns.values()))) if columns else 0
-            call.routed()
-            result = await deployment.infer(columns, rows, rid)
+            result = await deployment.infer(columns, rows, rid, call.routed)
             records = records_of(result.outputs)
             payload: dict[str, Any] = {
                 "model": name,
@@ -80,22 +79,14 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
 
 
 def refusal_handler(pool: ModelPool) -> Handler:
-    """The answer to a request its model's admission refused (``_admission.py``): 503 at
-    once, without reading the body or touching the model; counted and logged as usual."""
+    """The answer to a request its model's admission refused (``_admission.py``) when the
+    protocol did not answer it first (a test client, another server): 503 at once, without
+    reading the body or touching the model; counted, not logged."""
 
     async def refuse(call: Call, params: dict[str, str]) -> Reply:
-        started = time.perf_counter()
-        name = params["name"]
-        oip = call.scope["path"].startswith("/v2/")
-        done = pool.observe(name, "v2" if oip else "v1")
-        limit = pool.admission.limits.get(name, 0)
-        exc = OverloadedError(
-            f"model '{name}' already holds {limit} requests, its limit (max_queue); "
-            "retry after a second, or add replicas"
-        )
-        pool.metrics.shed(name, "", "refused")
-        done(call.request_id, exc.status, None, started, shed=True)
-        return error_reply(exc, call.request_id, {"error": exc.message} if oip else None)
+        rid = call.request_id
+        body = pool.admission.refusal(params["name"], call.scope["path"].startswith("/v2/"), rid)
+        return Reply(503, body, rid, headers=dict(OverloadedError.headers))
 
     return refuse
 

@@ -18,6 +18,10 @@ connection's state: a connection seen waiting on the same request in two sweeps 
 ``header_timeout_s + 2 * interval`` after it began to wait (interval: a quarter of the
 timeout, at most 1 s).
 
+A prediction request its model's admission refuses (``_admission.py``) is answered here,
+from the protocol, as soon as its headers are in: no task, no ASGI call, its body skipped
+as it arrives. That is what keeps shedding cheaper than serving.
+
 uvicorn's ``limit_concurrency`` is not the cap wanted: it counts requests in flight as
 well as connections, and answers in text/plain. Here a connection beyond
 ``max_connections`` open in this process gets a 503 JSON answer to its first request
@@ -36,6 +40,7 @@ from typing import Any, ClassVar, Literal
 import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from modelyard.serving import _admission
 from modelyard.serving._admission import admit
 from modelyard.serving._request_ids import is_client_id, new_id
 
@@ -49,16 +54,19 @@ logger = logging.getLogger("modelyard.serving")
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
+def _refused_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The id of a request refused before the app saw it. The app's ids are out of reach,
+    and a refused request is not logged anywhere, so the client's id is echoed as it came
+    (when valid) for the client's own logs."""
+    given = next((v for k, v in headers if k == b"x-request-id"), b"").decode("latin-1")
+    return given if is_client_id(given) else new_id()
+
+
 def _refusal(limit: int) -> ASGIApp:
     """The app that answers a connection over the cap: 503 JSON, then the connection closes."""
 
     async def refuse(scope: Any, receive: Any, send: Any) -> None:
-        # The app's ids are out of reach here; a refused request is not logged anywhere,
-        # so the client's id is echoed as it came (when valid) for the client's own logs.
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        rid = given.decode("latin-1")
-        if not is_client_id(rid):
-            rid = new_id()
+        rid = _refused_id(scope["headers"])
         body = orjson.dumps(
             {
                 "code": "overloaded",
@@ -178,12 +186,46 @@ def _httptools_class() -> type[_Guard] | None:
     class GuardedHttpTools(_Guard, HttpToolsProtocol):
         """uvicorn's httptools protocol (the default)."""
 
-        def on_headers_complete(self) -> None:
-            super().on_headers_complete()
-            # Counted now, before its task runs: a model on the event loop has no queue of
-            # its own, and under overload its requests wait as tasks (see _admission.py).
-            if self.cycle is not None and self.app is not self.refusal:
-                admit(self.cycle.scope)
+        server_state: Any
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            # uvicorn (0.45 and later) starts each request's task here: at its headers, or
+            # when the request before it on the connection is answered. Counted now, before
+            # a task exists: a model on the event loop has no queue of its own, and under
+            # overload its requests wait as tasks (see _admission.py).
+            if app is not self.refusal:
+                refused = admit(cycle.scope)
+                if refused is not None:
+                    self._overloaded(cycle, refused)
+                    return
+            super()._start_asgi_task(cycle, app)
+
+        def _overloaded(self, cycle: Any, name: str) -> None:
+            """Answer 503 ``overloaded`` at once, as uvicorn would answer the app's reply."""
+            admission = _admission.serving
+            assert admission is not None  # admit() refused by it
+            scope = cycle.scope
+            rid = _refused_id(scope["headers"])
+            body = admission.refusal(name, scope["path"].startswith("/v2/"), rid)
+            # A client waiting for "100 Continue" may never send the body the parser
+            # expects: close, as for HTTP/1.0 and "Connection: close".
+            keep_alive = cycle.keep_alive and not cycle.waiting_for_100_continue
+            head = [b"HTTP/1.1 503 Service Unavailable\r\n"]
+            for key, value in self.server_state.default_headers:
+                head += [key, b": ", value, b"\r\n"]
+            head.append(
+                b"content-type: application/json\r\ncontent-length: %d\r\n"
+                b"retry-after: 1\r\nx-request-id: %s\r\n%s\r\n"
+                % (len(body), rid.encode(), b"" if keep_alive else b"connection: close\r\n")
+            )
+            head.append(body)
+            self.transport.write(b"".join(head))
+            # The body still to come is skipped by uvicorn's parser callbacks from here on.
+            cycle.response_started = cycle.response_complete = True
+            if not keep_alive:
+                cycle.keep_alive = False
+                self.transport.close()
+            cycle.on_response()
 
     return GuardedHttpTools
 
