@@ -108,12 +108,16 @@ def _replace_with_dev_full(log: PredictionLog) -> None:
 
 
 def _crash_thread(log: PredictionLog) -> None:
-    thread = log._writers["predictions"]._thread
+    writer = log._writers["predictions"]
+    thread = writer._thread
     assert thread is not None and thread.ident is not None
     hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(thread.ident), ctypes.py_object(RuntimeError)
     )
     assert hit == 1
+    # The exception lands when the thread next runs Python code; on a local disk requests
+    # write their own lines and do not wake it, so wake it (a blank line, skipped by readers).
+    writer.append_nowait(b"\n")
 
 
 def _stop_thread(log: PredictionLog) -> None:

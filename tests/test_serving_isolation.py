@@ -295,10 +295,11 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
             s.close()
         metrics = httpx.get(f"{served.url}/metrics").text
     statuses = [status for status, _, _ in answers]
-    # The blocking request holds one of the 4 places until its answer leaves.
-    assert statuses[0] == 200 and statuses.count(200) == 1 + 3, statuses
+    # The blocking request holds one of the 4 places until its answer leaves: the burst
+    # gets 3 (read while it is held) or 4 (read once its answer has left), never more.
+    assert statuses[0] == 200 and statuses[1:].count(200) in (3, 4), statuses
     refused = [(headers, payload) for status, headers, payload in answers if status == 503]
-    assert len(refused) == 36, statuses
+    assert len(refused) == 39 - statuses[1:].count(200) >= 35, statuses
     assert statuses[-1] == 503 and again[0] == 200 and again[2]["prediction"] == {"y": 6.0}
     for headers, payload in refused:
         assert payload["code"] == "overloaded" and "max_queue" in payload["message"]
@@ -308,7 +309,7 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
         for line in metrics.splitlines()
         if line.startswith("modelyard_requests_shed_total") and 'model="burst"' in line
     ]
-    assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) == 36
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) == len(refused)
 
 
 def _read_answer(sock: Any) -> tuple[int, dict[str, str], dict[str, Any]]:

@@ -283,11 +283,15 @@ class Deployment:
         rows: int,
         request_id: str,
         off_champion: Callable[[], None] | None = None,
+        alone: bool = False,
     ) -> Inference:
         """Columns already validated against ``request_schema``; returns the outputs.
 
         ``off_champion`` is called when the request is routed to a candidate: it leaves
-        its model's admission count there (``_admission.py``).
+        its model's admission count there (``_admission.py``). ``alone``: no other request
+        for this model is in the server (its admission count is 1), so a version called
+        on the event loop has no batch to wait for: it is called at once, as unbatched (a
+        batch led on the loop would cost a turn of the loop, a concat and a split).
         """
         started = time.perf_counter()
         route = self._split.route  # once: the poller may replace it meanwhile
@@ -314,11 +318,11 @@ class Deployment:
             variant.inflight += 1
         deadline: asyncio.Timeout | None = None
         try:
-            if self._waits(servable):
+            if self._waits(servable, alone):
                 async with asyncio.timeout(timeout) as deadline:
-                    outputs = await self._predict(slot, servable, columns, rows, variant)
+                    outputs = await self._predict(slot, servable, columns, rows, variant, alone)
             else:  # nothing to wait for: the model runs on the loop, now (no timer needed)
-                outputs = await self._predict(slot, servable, columns, rows, variant)
+                outputs = await self._predict(slot, servable, columns, rows, variant, alone)
         except TimeoutError:
             if deadline is None or not deadline.expired():
                 raise  # a back end's own timeout, raised inside
@@ -346,12 +350,12 @@ class Deployment:
             await self.log.append(line)  # answered only once in the spool (backends/predictions)
         return Inference(servable.version, slot.label, outputs, rows, ab_key)
 
-    def _waits(self, servable: Servable) -> bool:
+    def _waits(self, servable: Servable, alone: bool = False) -> bool:
         """Whether ``_predict`` can wait (a thread, a batch, the cache, the feature store)."""
         plan = servable.plan
         return (
             not plan.inline
-            or plan.max_batch_size > 1
+            or (plan.max_batch_size > 1 and not alone)
             or self.cache is not None
             or servable.enricher is not None
         )
@@ -363,6 +367,7 @@ class Deployment:
         columns: Columns,
         rows: int,
         variant: Variant | None,
+        alone: bool = False,
     ) -> Columns:
         if slot is not self.champion:
             missing = [n for n in servable.request_schema.names if n not in columns]
@@ -377,7 +382,7 @@ class Deployment:
                 self._count_missing(servable),
             )
         if self.cache is None:
-            return await self._batched(variant, servable, columns, rows)
+            return await self._batched(variant, servable, columns, rows, alone)
         return await self._cached(variant, servable, columns, rows)
 
     def _executor_of(self, variant: Variant | None) -> Executor:
@@ -386,10 +391,15 @@ class Deployment:
         return self._variants[self.champion.label].executor
 
     async def _batched(
-        self, variant: Variant | None, servable: Servable, columns: Columns, rows: int
+        self,
+        variant: Variant | None,
+        servable: Servable,
+        columns: Columns,
+        rows: int,
+        alone: bool = False,
     ) -> Columns:
         plan = servable.plan
-        if variant is None or plan.max_batch_size == 1:
+        if variant is None or plan.max_batch_size == 1 or (alone and plan.inline):
             if plan.inline:
                 return servable.predict(columns)
             loop = asyncio.get_running_loop()

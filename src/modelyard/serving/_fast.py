@@ -94,6 +94,14 @@ class Call:
             self._held = None
             admission.leave(name)
 
+    def alone(self) -> bool:
+        """No other request for this model is in the server (admitted and not answered):
+        a batch would wait for nobody."""
+        if self._held is None:
+            return False
+        admission, name = self._held
+        return admission.held.get(name) == 1
+
     def header(self, name: bytes) -> str | None:
         """A request header by its lower-case name (ASGI servers lower-case them)."""
         return header(self.scope, name)

@@ -329,7 +329,7 @@ def infer_handler(pool: ModelPool, limit: int) -> Handler:
                 call.name_request(given)
             served = d.served
             columns, rows = to_columns(served.request_schema, served.validator, tensors)
-            result = await d.infer(columns, rows, call.request_id, call.routed)
+            result = await d.infer(columns, rows, call.request_id, call.routed, call.alone())
             return _respond(doc, d, result, call.request_id)
         except ClientGone:
             status = ClientGone.status

@@ -50,7 +50,7 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
             body = await call.body(limit)
             columns, many = deployment.served.validator.validate_json(body)
             rows = len(next(iter(columns.values()))) if columns else 0
-            result = await deployment.infer(columns, rows, rid, call.routed)
+            result = await deployment.infer(columns, rows, rid, call.routed, call.alone())
             records = records_of(result.outputs)
             payload: dict[str, Any] = {
                 "model": name,

@@ -1,12 +1,16 @@
 """A replica's local spool: append-only segment files, durable before an answer leaves.
 
 Each process appends to its own segment (``seg-NS-PID-RAND.open``, one JSON object per
-line, opened ``O_APPEND``) from one writer thread. Requests hand their line to that
-thread and wait: the thread takes everything queued, writes it with a single
-``write()`` (group commit) and then releases all the waiters, so a request is answered
-only after its record is in the kernel. A SIGKILL therefore loses nothing that was
-answered (the page cache outlives the process); ``fsync_ms`` adds fsyncs for power
-loss. The request path pays one thread hand-off, not a write.
+line, opened ``O_APPEND``), and a request is answered only after its record is in the
+kernel. A SIGKILL therefore loses nothing that was answered (the page cache outlives the
+process); ``fsync_ms`` adds fsyncs for power loss. On a regular file of a local disk
+(``_local_disk.py``) the caller writes its line itself: into the page cache that takes
+under a microsecond, where a hand-off to a thread costs two thread wake-ups. Anywhere
+else (a network file system, ``fsync_ms`` set, the writer thread busy) requests hand
+their line to the writer thread and wait: the thread takes everything queued, writes it
+with a single ``write()`` (group commit) and then releases all the waiters. A lock keeps
+the two from writing, rotating or recovering the segment at once; the caller never waits
+for it (a busy lock means the thread's way).
 
 A writer holds an ``flock`` on its open segment and renames it ``.done`` when it is
 closed: at ``segment_bytes``, ``max_age_s`` after its first line (so shipping has a
@@ -44,6 +48,7 @@ from typing import Any
 import orjson
 
 from modelyard._files import fsync_folder
+from modelyard.backends.predictions._local_disk import is_local_file
 from modelyard.errors import PredictionLogUnavailableError
 
 logger = logging.getLogger("modelyard.predictions")
@@ -62,6 +67,11 @@ class _Pending:
     waiters: list[asyncio.Future[None]] | None
     loop: asyncio.AbstractEventLoop | None
     timer: asyncio.TimerHandle | None = None
+
+
+# Queued to wake the thread after a caller wrote a line itself: the segment's age is timed
+# from its first line, and a full one is rotated, by the thread.
+_NUDGE = _Pending(b"", None, None)
 
 
 @dataclass(eq=False)
@@ -107,6 +117,9 @@ class SegmentWriter:
         self._problem: str | None = None
         self._last_sync = 0.0  # monotonic time of the last fsync (fsync_ms)
         self._busy_since = 0.0  # monotonic start of the write in progress; 0 when idle
+        # Held to write, rotate or recover the open segment, by the thread or by a caller
+        # writing its own line (``_write_here``, which never waits for it).
+        self._lock = threading.Lock()
 
     @property
     def problem(self) -> str | None:
@@ -138,6 +151,8 @@ class SegmentWriter:
             if self._busy_since:  # a hung write: its waiters get the answer too
                 self._answer_waiters(error)
             raise error
+        if self._write_here(line):
+            return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         group = self._group
@@ -149,6 +164,28 @@ class SegmentWriter:
         group.lines.append(line)
         group.waiters.append(done)
         await done
+
+    def _write_here(self, data: bytes) -> bool:
+        """Write ``data`` on the caller's thread when that cannot hang (see the module
+        docstring); False when it is the thread's to write."""
+        if self.fsync_ms or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            fd = self._fd
+            if fd is None or self._problem is not None or not is_local_file(fd):
+                return False
+            first = self._written == 0
+            try:
+                self._write(data)
+            except OSError as exc:  # a full disk: fail as the thread would, and let it retry
+                self._fail(_os_problem(exc))
+                self._queue.put(_NUDGE)
+                raise _unavailable(_os_problem(exc)) from None
+            if first or self._written >= self.segment_bytes:
+                self._queue.put(_NUDGE)  # the thread times the segment's age, or rotates it
+            return True
+        finally:
+            self._lock.release()
 
     def _hand_off(self, group: _Group) -> None:
         if self._group is group:
@@ -177,7 +214,8 @@ class SegmentWriter:
         self._queue.put(None)
         self._thread.join()
         self._thread = None
-        self._close_segment()
+        with self._lock:
+            self._close_segment()
 
     def _timeout(self) -> float | None:
         if self._problem is not None:
@@ -219,15 +257,17 @@ class SegmentWriter:
         if pending and self._problem is not None:  # queued before the fault was seen
             self._answer_waiters(_unavailable(self._problem))
         elif pending:
-            self._busy_since = time.monotonic()
-            try:
-                self._write(b"".join(p.line for p in pending))
-                if self.fsync_ms and (self._busy_since - self._last_sync) * 1000 >= self.fsync_ms:
-                    assert self._fd is not None
-                    os.fsync(self._fd)
-                    self._last_sync = time.monotonic()
-            finally:
-                self._busy_since = 0.0
+            with self._lock:
+                self._busy_since = time.monotonic()
+                try:
+                    self._write(b"".join(p.line for p in pending))
+                    busy = self._busy_since
+                    if self.fsync_ms and (busy - self._last_sync) * 1000 >= self.fsync_ms:
+                        assert self._fd is not None
+                        os.fsync(self._fd)
+                        self._last_sync = time.monotonic()
+                finally:
+                    self._busy_since = 0.0
             # One wake-up per event loop for everything written, not one per request.
             answered: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
             for p in pending:
@@ -269,10 +309,11 @@ class SegmentWriter:
     def _recover(self) -> None:
         """Start a fresh segment and prove it takes a byte; stay failed if it does not."""
         try:
-            self._close_segment()
-            self._open_segment()
-            assert self._fd is not None
-            os.write(self._fd, b"\n")  # readers skip blank lines; not counted in _written
+            with self._lock:
+                self._close_segment()
+                self._open_segment()
+                assert self._fd is not None
+                os.write(self._fd, b"\n")  # readers skip blank lines; not counted in _written
         except OSError as exc:
             self._problem = _os_problem(exc)
             return
@@ -292,8 +333,9 @@ class SegmentWriter:
         self._written += len(data)
 
     def _rotate(self) -> None:
-        self._close_segment()
-        self._open_segment()
+        with self._lock:
+            self._close_segment()
+            self._open_segment()
         if self.on_rotate is not None:
             self.on_rotate()
 

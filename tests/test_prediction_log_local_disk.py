@@ -1,0 +1,110 @@
+"""On a local disk a request writes its own prediction-log line (no thread hand-off);
+anywhere a write could hang, the writer thread does; rotation still follows age and size."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from modelyard.backends.predictions._local_disk import is_local_file
+from modelyard.backends.predictions._segments import SegmentWriter
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/mountinfo").exists(),
+    reason="no /proc/self/mountinfo: every prediction-log write takes the writer thread",
+)
+on_a_loop = pytest.mark.anyio
+
+
+def test_a_regular_file_here_is_local_and_a_pipe_or_device_is_not(tmp_path: Path) -> None:
+    with open(tmp_path / "segment", "wb") as f:
+        assert is_local_file(f.fileno())
+    read_end, write_end = os.pipe()
+    null = os.open("/dev/null", os.O_WRONLY)
+    try:
+        assert not is_local_file(write_end)  # a full pipe is how a hung disk is simulated
+        assert not is_local_file(null)
+    finally:
+        for fd in (read_end, write_end, null):
+            os.close(fd)
+    assert not is_local_file(null)  # closed
+
+
+def _record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """(fd, thread name) of every os.write from here on."""
+    seen: list[tuple[int, str]] = []
+    real = os.write
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        seen.append((fd, threading.current_thread().name))
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    return seen
+
+
+def _lines(folder: Path) -> list[bytes]:
+    return [
+        line
+        for path in sorted(folder.glob("seg-*"))
+        for line in path.read_bytes().splitlines()
+        if line
+    ]
+
+
+@on_a_loop
+async def test_the_caller_writes_its_own_line_on_a_local_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path / "spool")
+    writer.start()
+    fd = writer._fd
+    seen = _record_writes(monkeypatch)
+    try:
+        await writer.append(b'{"n": 1}\n')
+        # Already in the file when append returns: the answer may leave now.
+        assert _lines(tmp_path / "spool") == [b'{"n": 1}']
+        assert [name for f, name in seen if f == fd] == [threading.current_thread().name]
+    finally:
+        writer.close()
+
+
+@on_a_loop
+async def test_with_fsync_the_writer_thread_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path / "spool", fsync_ms=1.0)
+    writer.start()
+    fd = writer._fd
+    seen = _record_writes(monkeypatch)
+    try:
+        await asyncio.gather(*(writer.append(b'{"n": %d}\n' % i) for i in range(3)))
+        assert sorted(_lines(tmp_path / "spool")) == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        assert {name for f, name in seen if f == fd} == {"modelyard-predlog"}
+    finally:
+        writer.close()
+
+
+@on_a_loop
+async def test_lines_the_caller_wrote_still_rotate_by_age_and_by_size(tmp_path: Path) -> None:
+    aged = SegmentWriter(tmp_path / "aged", max_age_s=0.2)
+    sized = SegmentWriter(tmp_path / "sized", segment_bytes=20)
+    for writer in (aged, sized):
+        writer.start()
+    try:
+        await aged.append(b'{"n": 1}\n')
+        for i in range(3):
+            await sized.append(b'{"n": %d}\n' % i)  # 9 bytes each: full after the third
+        await asyncio.sleep(0.6)
+        # The thread closed (renamed .done) the segments, and opened empty new ones.
+        [done] = (tmp_path / "aged").glob("seg-*.done")
+        assert done.read_bytes() == b'{"n": 1}\n'
+        assert len(list((tmp_path / "sized").glob("seg-*.done"))) == 1
+        assert len(_lines(tmp_path / "sized")) == 3
+    finally:
+        aged.close()
+        sized.close()
