@@ -28,6 +28,7 @@ from starlette.responses import Response
 from modelyard.serving import _admission
 from modelyard.serving._admission import ADMITTED, Admission
 from modelyard.serving._http import header, read_asgi_body
+from modelyard.serving._protocol import write_whole
 from modelyard.serving._request_ids import RequestIds, ids_of
 
 Scope = MutableMapping[str, Any]
@@ -127,14 +128,16 @@ class Call:
             raise ClientGone() from None
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
+async def send_reply(send: Send, reply: Reply, scope: Scope | None = None) -> None:
     headers = [
         (b"content-type", reply.content_type),
-        (b"content-length", str(len(reply.body)).encode()),
         (b"x-request-id", reply.request_id.encode("latin-1")),
     ]
     for key, value in reply.headers.items():
         headers.append((key.lower().encode("latin-1"), value.encode("latin-1")))
+    if scope is not None and write_whole(scope, reply.status, headers, reply.body):
+        return
+    headers.append((b"content-length", str(len(reply.body)).encode()))
     if len(reply.body) < _UNBLOCKED_BYTES:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
@@ -185,7 +188,7 @@ class FastPath:
                 try:
                     reply = await handler(call, params)
                     if reply.status != ClientGone.status:
-                        await send_reply(send, reply)
+                        await send_reply(send, reply, scope)
                 finally:
                     call.routed()
                 return

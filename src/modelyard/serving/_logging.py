@@ -8,11 +8,17 @@ Lines are written in batches (``BufferedStderrHandler``): a write to stderr per 
 cost more than the rest of the log line. A warning or worse is written at once; info
 lines within ``FLUSH_S``, so a killed server loses at most that much of its request log
 (the prediction log, not this one, is the durable record of every answer).
+
+The per-request line (``info_line``) skips the ``LogRecord`` and the handler chain when
+they would do nothing but this: the logger reaches exactly one handler, ours, with no
+filter on the way. It is then formatted as ``JsonFormatter`` would and buffered, at a
+quarter of the cost. Any other set-up (a handler of your own, a filter) gets a record.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -32,10 +38,23 @@ _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
+def _timestamp(created: float) -> str:
+    """``created`` as ISO 8601 in UTC with microseconds (``datetime.isoformat``'s form),
+    the date and time formatted once per second."""
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second[1]}.{int((created - whole) * 1e6):06d}+00:00"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="microseconds"),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -83,6 +102,22 @@ class BufferedStderrHandler(logging.Handler):
             self._flusher.start()
         self._pending.set()
 
+    def add(self, line: str) -> None:
+        """Buffer an info line already formatted (``info_line``)."""
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            self._lines.append(line)
+            self._size += len(line) + 1
+            full = self._size >= _FLUSH_BYTES
+        if full:
+            self.flush()
+            return
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(
+                target=self._flush_often, name="modelyard-log", daemon=True
+            )
+            self._flusher.start()
+        self._pending.set()
+
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
             if not self._lines:
@@ -107,6 +142,54 @@ class BufferedStderrHandler(logging.Handler):
     def close(self) -> None:
         self.flush()
         super().close()
+
+
+_PID = os.getpid()
+os.register_at_fork(after_in_child=lambda: globals().update(_PID=os.getpid()))
+
+
+def info_line(log: logging.Logger, message: str, fields: dict[str, Any]) -> None:
+    """Log ``message`` at INFO with ``fields``, as ``log.info(message, extra=fields)`` would
+    (see the module docstring); the caller has checked ``log.isEnabledFor(INFO)``."""
+    handler = _only_handler(log)
+    if handler is None:
+        # As logger.info, without its search of the stack for the caller (half its cost).
+        log.handle(
+            log.makeRecord(log.name, logging.INFO, __file__, 0, message, (), None, None, fields)
+        )
+        return
+    line = {
+        "ts": _timestamp(time.time()),
+        "level": "info",
+        "logger": log.name,
+        "message": redact(message),
+        "pid": _PID,
+        **fields,
+    }
+    handler.add(orjson.dumps(line, default=str).decode())
+
+
+def _only_handler(log: logging.Logger) -> BufferedStderrHandler | None:
+    """Our handler when it is the only one an INFO record of ``log`` reaches, unfiltered."""
+    found: BufferedStderrHandler | None = None
+    current: logging.Logger | None = log
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if (
+                found is not None
+                or type(handler) is not BufferedStderrHandler
+                or handler.filters
+                or handler.level > logging.INFO
+                or type(handler.formatter) is not JsonFormatter
+            ):
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
 
 
 def log_config(level: str = "info") -> dict[str, Any]:

@@ -17,6 +17,7 @@ from modelyard.registry import Registry
 from modelyard.serving._admission import Admission
 from modelyard.serving._deployment import ROUTED, Deployment, Inference
 from modelyard.serving._log_health import PredictionLogHealth
+from modelyard.serving._logging import info_line
 from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._slot import ReaderFactory, Servable
@@ -163,12 +164,7 @@ class ModelPool:
             }
             if result is not None and result.ab_key is not None:
                 extra["ab_key"] = result.ab_key
-            # As logger.info, without its search of the stack for the caller (half its cost).
-            logger.handle(
-                logger.makeRecord(
-                    logger.name, logging.INFO, __file__, 0, "predict", (), None, None, extra
-                )
-            )
+            info_line(logger, "predict", extra)
             if status != 200:
                 self._log_failure(name, rid, status, result, extra["latency_ms"])
 

@@ -44,7 +44,7 @@ from modelyard.serving import _admission
 from modelyard.serving._admission import admit
 from modelyard.serving._request_ids import is_client_id, new_id
 
-__all__ = ["DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS", "protocol_class"]
+__all__ = ["DEFAULT_HEADER_TIMEOUT_S", "DEFAULT_MAX_CONNECTIONS", "protocol_class", "write_whole"]
 
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 1024
@@ -89,6 +89,30 @@ def _refusal(limit: int) -> ASGIApp:
 
 
 _PAUSED = object()  # what a connection waits on when its client does not read
+
+# Set in a prediction request's ASGI scope by the protocol: it, to answer in one write.
+WHOLE = "modelyard.whole"
+
+
+def write_whole(scope: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
+    """Write a whole answer (status, ``headers`` but its length, ``body``) in one
+    ``write()`` when the protocol that read the request offers it; False when the caller
+    must send it the ASGI way. uvicorn writes an answer's head and body apart: two system
+    calls, and two TCP segments the client wakes up for."""
+    protocol = scope.get(WHOLE)
+    if protocol is None:
+        return False
+    cycle = protocol.cycle
+    if (
+        cycle is None
+        or cycle.scope is not scope  # a pipelined request: uvicorn's way
+        or cycle.response_started
+        or cycle.disconnected
+        or protocol.flow.write_paused  # uvicorn waits for the client to read: its way
+    ):
+        return False
+    protocol.respond(cycle, status, headers, body)
+    return True
 
 
 class _Sweeper:
@@ -179,7 +203,7 @@ class GuardedH11(_Guard, H11Protocol):
 
 def _httptools_class() -> type[_Guard] | None:
     try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
     except ImportError:  # no httptools for this platform: uvicorn would use h11 as well
         return None
 
@@ -198,6 +222,7 @@ def _httptools_class() -> type[_Guard] | None:
                 if refused is not None:
                     self._overloaded(cycle, refused)
                     return
+                cycle.scope[WHOLE] = self
             super()._start_asgi_task(cycle, app)
 
         def _overloaded(self, cycle: Any, name: str) -> None:
@@ -207,21 +232,36 @@ def _httptools_class() -> type[_Guard] | None:
             scope = cycle.scope
             rid = _refused_id(scope["headers"])
             body = admission.refusal(name, scope["path"].startswith("/v2/"), rid)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"retry-after", b"1"),
+                (b"x-request-id", rid.encode()),
+            ]
+            self.respond(cycle, 503, headers, body)
+
+        def respond(
+            self, cycle: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        ) -> None:
+            """Write a whole answer to ``cycle``'s request in one write, and finish it as
+            uvicorn's ``send`` would. Header values are the server's own (never a client's
+            unchecked): no check for line breaks is needed."""
             # A client waiting for "100 Continue" may never send the body the parser
             # expects: close, as for HTTP/1.0 and "Connection: close".
             keep_alive = cycle.keep_alive and not cycle.waiting_for_100_continue
-            head = [b"HTTP/1.1 503 Service Unavailable\r\n"]
+            out = [STATUS_LINE[status]]
             for key, value in self.server_state.default_headers:
-                head += [key, b": ", value, b"\r\n"]
-            head.append(
-                b"content-type: application/json\r\ncontent-length: %d\r\n"
-                b"retry-after: 1\r\nx-request-id: %s\r\n%s\r\n"
-                % (len(body), rid.encode(), b"" if keep_alive else b"connection: close\r\n")
-            )
-            head.append(body)
-            self.transport.write(b"".join(head))
-            # The body still to come is skipped by uvicorn's parser callbacks from here on.
+                out += [key, b": ", value, b"\r\n"]
+            for key, value in headers:
+                out += [key, b": ", value, b"\r\n"]
+            out.append(b"content-length: %d\r\n" % len(body))
+            if not keep_alive:
+                out.append(b"connection: close\r\n")
+            out += [b"\r\n", body]
+            self.transport.write(b"".join(out))
+            # A body still to come is skipped by uvicorn's parser callbacks from here on.
             cycle.response_started = cycle.response_complete = True
+            cycle.waiting_for_100_continue = False
+            cycle.message_event.set()  # a receive() waiting hears the end
             if not keep_alive:
                 cycle.keep_alive = False
                 self.transport.close()
