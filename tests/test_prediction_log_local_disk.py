@@ -108,3 +108,20 @@ async def test_lines_the_caller_wrote_still_rotate_by_age_and_by_size(tmp_path: 
     finally:
         aged.close()
         sized.close()
+
+
+@on_a_loop
+async def test_a_busy_servers_lines_are_written_together_by_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SegmentWriter(tmp_path / "spool")
+    writer.start()
+    fd = writer._fd
+    seen = _record_writes(monkeypatch)
+    try:
+        # here=False: the server is busy (other requests in it), so group commit wins.
+        await asyncio.gather(*(writer.append(b'{"n": %d}\n' % i, here=False) for i in range(5)))
+        assert sorted(_lines(tmp_path / "spool")) == [b'{"n": %d}' % i for i in range(5)]
+        assert [name for f, name in seen if f == fd] == ["modelyard-predlog"]  # one write
+    finally:
+        writer.close()

@@ -347,7 +347,8 @@ class Deployment:
                 latency_ms=round((time.perf_counter() - started) * 1000, 3),
                 pii_fields=servable.pii_fields,
             )
-            await self.log.append(line)  # answered only once in the spool (backends/predictions)
+            # Answered only once in the spool (backends/predictions).
+            await self.log.append(line, alone)
         return Inference(servable.version, slot.label, outputs, rows, ab_key)
 
     def _waits(self, servable: Servable, alone: bool = False) -> bool:

@@ -263,14 +263,16 @@ class PredictionLog:
         }
         return orjson.dumps(entry) + b"\n"
 
-    async def append(self, line: bytes) -> None:
+    async def append(self, line: bytes, alone: bool = True) -> None:
         """Queue ``line`` and return once it is in the spool (the caller may then answer).
 
         Raises ``PredictionLogUnavailableError`` when it cannot be written, unless
         ``on_failure`` is "serve_unlogged": then the line is dropped and counted.
+        ``alone=False`` (a busy server) leaves the write to the writer thread's group
+        commit even where the caller could make it (``SegmentWriter.append``).
         """
         try:
-            await self._writer("predictions").append(line)
+            await self._writer("predictions").append(line, here=alone)
         except PredictionLogUnavailableError:
             if self.on_failure == "serve_unlogged":
                 self._notify("unlogged")

@@ -4,8 +4,10 @@ Each process appends to its own segment (``seg-NS-PID-RAND.open``, one JSON obje
 line, opened ``O_APPEND``), and a request is answered only after its record is in the
 kernel. A SIGKILL therefore loses nothing that was answered (the page cache outlives the
 process); ``fsync_ms`` adds fsyncs for power loss. On a regular file of a local disk
-(``_local_disk.py``) the caller writes its line itself: into the page cache that takes
-under a microsecond, where a hand-off to a thread costs two thread wake-ups. Anywhere
+(``_local_disk.py``) a caller may write its line itself: into the page cache that takes
+under a microsecond, where a hand-off to a thread costs two thread wake-ups. That is for
+a request alone in its server (``here``): under load the writer thread's group commit is
+cheaper, since one write serves a whole loop turn and it runs on another core. Anywhere
 else (a network file system, ``fsync_ms`` set, the writer thread busy) requests hand
 their line to the writer thread and wait: the thread takes everything queued, writes it
 with a single ``write()`` (group commit) and then releases all the waiters. A lock keeps
@@ -140,9 +142,11 @@ class SegmentWriter:
         self._thread = threading.Thread(target=self._run, name="modelyard-predlog", daemon=True)
         self._thread.start()
 
-    async def append(self, line: bytes) -> None:
+    async def append(self, line: bytes, here: bool = True) -> None:
         """Queue ``line`` and return once it is written (the caller may then answer);
-        raise ``PredictionLogUnavailableError`` at once when it cannot be."""
+        raise ``PredictionLogUnavailableError`` at once when it cannot be. ``here``: the
+        caller may write it itself where that cannot hang (False: a busy server, whose
+        writes are better grouped on the writer thread's own core)."""
         if not line:
             return
         problem = self.problem
@@ -151,16 +155,16 @@ class SegmentWriter:
             if self._busy_since:  # a hung write: its waiters get the answer too
                 self._answer_waiters(error)
             raise error
-        if self._write_here(line):
+        if here and self._write_here(line):
             return
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
         group = self._group
         if group is None or group.loop is not loop:
             # The lines of every request of this loop turn go to the thread as one hand-off
             # (one queue put, one wake-up each way), handed over at the next turn.
             group = self._group = _Group(loop, [], [])
             loop.call_soon(self._hand_off, group)
+        done: asyncio.Future[None] = loop.create_future()
         group.lines.append(line)
         group.waiters.append(done)
         await done
