@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,17 +35,26 @@ def test_a_regular_file_here_is_local_and_a_pipe_or_device_is_not(tmp_path: Path
     assert not is_local_file(null)  # closed
 
 
-def _record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
-    """(fd, thread name) of every os.write from here on."""
-    seen: list[tuple[int, str]] = []
-    real = os.write
+def _record_writes(writer: SegmentWriter, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the threads of every os.write to ``writer``'s segment from here on."""
+    seen: list[str] = []
+    real, fd = os.write, writer._fd
 
-    def write(fd: int, data: bytes | memoryview) -> int:
-        seen.append((fd, threading.current_thread().name))
-        return real(fd, data)
+    def write(to: int, data: bytes | memoryview) -> int:
+        if to == fd:
+            seen.append(threading.current_thread().name)
+        return real(to, data)
 
     monkeypatch.setattr(os, "write", write)
     return seen
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[SegmentWriter]:
+    writer = SegmentWriter(tmp_path / "spool")
+    writer.start()
+    yield writer
+    writer.close()
 
 
 def _lines(folder: Path) -> list[bytes]:
@@ -58,19 +68,13 @@ def _lines(folder: Path) -> list[bytes]:
 
 @on_a_loop
 async def test_the_caller_writes_its_own_line_on_a_local_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool: SegmentWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer = SegmentWriter(tmp_path / "spool")
-    writer.start()
-    fd = writer._fd
-    seen = _record_writes(monkeypatch)
-    try:
-        await writer.append(b'{"n": 1}\n')
-        # Already in the file when append returns: the answer may leave now.
-        assert _lines(tmp_path / "spool") == [b'{"n": 1}']
-        assert [name for f, name in seen if f == fd] == [threading.current_thread().name]
-    finally:
-        writer.close()
+    seen = _record_writes(spool, monkeypatch)
+    await spool.append(b'{"n": 1}\n')
+    # Already in the file when append returns: the answer may leave now.
+    assert _lines(spool.folder) == [b'{"n": 1}']
+    assert seen == [threading.current_thread().name]
 
 
 @on_a_loop
@@ -79,12 +83,11 @@ async def test_with_fsync_the_writer_thread_writes(
 ) -> None:
     writer = SegmentWriter(tmp_path / "spool", fsync_ms=1.0)
     writer.start()
-    fd = writer._fd
-    seen = _record_writes(monkeypatch)
+    seen = _record_writes(writer, monkeypatch)
     try:
         await asyncio.gather(*(writer.append(b'{"n": %d}\n' % i) for i in range(3)))
         assert sorted(_lines(tmp_path / "spool")) == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
-        assert {name for f, name in seen if f == fd} == {"modelyard-predlog"}
+        assert set(seen) == {"modelyard-predlog"}
     finally:
         writer.close()
 
@@ -112,16 +115,10 @@ async def test_lines_the_caller_wrote_still_rotate_by_age_and_by_size(tmp_path: 
 
 @on_a_loop
 async def test_a_busy_servers_lines_are_written_together_by_the_writer_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spool: SegmentWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer = SegmentWriter(tmp_path / "spool")
-    writer.start()
-    fd = writer._fd
-    seen = _record_writes(monkeypatch)
-    try:
-        # here=False: the server is busy (other requests in it), so group commit wins.
-        await asyncio.gather(*(writer.append(b'{"n": %d}\n' % i, here=False) for i in range(5)))
-        assert sorted(_lines(tmp_path / "spool")) == [b'{"n": %d}' % i for i in range(5)]
-        assert [name for f, name in seen if f == fd] == ["modelyard-predlog"]  # one write
-    finally:
-        writer.close()
+    seen = _record_writes(spool, monkeypatch)
+    # here=False: the server is busy (other requests in it), so group commit wins.
+    await asyncio.gather(*(spool.append(b'{"n": %d}\n' % i, here=False) for i in range(5)))
+    assert sorted(_lines(spool.folder)) == [b'{"n": %d}' % i for i in range(5)]
+    assert seen == ["modelyard-predlog"]  # one write for the five

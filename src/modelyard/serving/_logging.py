@@ -90,26 +90,18 @@ class BufferedStderrHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        self._lines.append(line)  # emit runs under the handler's lock (Handler.handle)
-        self._size += len(line) + 1
-        if record.levelno >= logging.WARNING or self._size >= _FLUSH_BYTES:
-            self.flush()
-            return
-        if self._flusher is None or not self._flusher.is_alive():
-            self._flusher = threading.Thread(
-                target=self._flush_often, name="modelyard-log", daemon=True
-            )
-            self._flusher.start()
-        self._pending.set()
+        self._buffer(line, record.levelno >= logging.WARNING)  # under the handler's lock
 
     def add(self, line: str) -> None:
         """Buffer an info line already formatted (``info_line``)."""
         with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            self._lines.append(line)
-            self._size += len(line) + 1
-            full = self._size >= _FLUSH_BYTES
-        if full:
-            self.flush()
+            self._buffer(line, urgent=False)
+
+    def _buffer(self, line: str, urgent: bool) -> None:
+        self._lines.append(line)
+        self._size += len(line) + 1
+        if urgent or self._size >= _FLUSH_BYTES:
+            self.flush()  # the lock is re-entrant
             return
         if self._flusher is None or not self._flusher.is_alive():
             self._flusher = threading.Thread(
