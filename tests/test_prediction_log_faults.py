@@ -116,8 +116,12 @@ def _crash_thread(log: PredictionLog) -> None:
     )
     assert hit == 1
     # The exception lands when the thread next runs Python code; on a local disk requests
-    # write their own lines and do not wake it, so wake it (a blank line, skipped by readers).
+    # write their own lines and do not wake it, so wake it (a blank line, skipped by readers)
+    # and let it fail before the next request.
     writer.append_nowait(b"\n")
+    deadline = time.monotonic() + 5.0
+    while writer.problem is None and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def _stop_thread(log: PredictionLog) -> None:

@@ -312,6 +312,76 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
     assert sum(float(line.rsplit(" ", 1)[1]) for line in shed) == len(refused)
 
 
+def test_pipelined_requests_past_max_queue_are_each_answered_in_order(
+    ws: modelyard.Workspace,
+) -> None:
+    """Requests pipelined on one connection: one answered lets the next in (its count is
+    released as its answer leaves), and a long run of refusals is answered one by one,
+    in order, not by a chain of calls that would overflow the stack."""
+    import socket
+
+    from server_support import running_server
+
+    def slow_on_negative(frame: pd.DataFrame) -> pd.DataFrame:
+        if (frame["a"] < 0).any():
+            time.sleep(1.0)  # in the variant's threads: holds its place in the queue
+        return pd.DataFrame({"y": frame["a"] * 2})
+
+    register(ws, "piped", slow_on_negative)
+
+    def request(a: float) -> bytes:
+        body = json.dumps({"a": a}).encode()
+        head = b"POST /v1/models/piped/predict HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n"
+        return head % len(body) + b"content-type: application/json\r\n\r\n" + body
+
+    with running_server(ws.root, ["piped@production", "--max-queue", "1"]) as served:
+        with socket.create_connection(("127.0.0.1", served.port)) as idle:
+            idle.settimeout(10)
+            idle.sendall(request(1.0) + request(2.0))  # the first answered, then the second
+            assert [status for status, _ in _read_answers(idle, 2)] == [200, 200]
+        with (
+            socket.create_connection(("127.0.0.1", served.port)) as holder,
+            socket.create_connection(("127.0.0.1", served.port)) as piped,
+        ):
+            holder.settimeout(10)
+            piped.settimeout(10)
+            holder.sendall(request(-1.0))  # the one place, for a second
+            time.sleep(0.2)
+            # Behind a request the app answers as a task, the 1000 wait in uvicorn's
+            # pipeline; each refusal then starts the next from inside its answer.
+            health = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n"
+            piped.sendall(health + b"".join(request(float(i)) for i in range(1000)))
+            first, *answers = _read_answers(piped, 1001)
+            assert first == (200, {"status": "ok"})
+            assert _read_answer(holder)[0] == 200
+        # Refusals are not logged one by one: a warning says how many, a second on.
+        warned = served.wait_for_log({"message": "shedding load", "model": "piped"})
+        log = served.log_path.read_text()
+    assert {status for status, _ in answers} == {503}
+    assert all(p["code"] == "overloaded" for _, p in answers)
+    assert "RecursionError" not in log and "Traceback" not in log
+    assert warned[0]["refused"] == 1000, warned
+
+
+def _read_answers(sock: Any, count: int) -> list[tuple[int, dict[str, Any]]]:
+    """(status, JSON body) of ``count`` answers that may arrive together."""
+    data, answers = b"", []
+    while len(answers) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = data[:head_end].decode("latin-1").lower()
+            length = int(head.split("content-length:")[1].split("\r\n")[0])
+            end = head_end + 4 + length
+            if len(data) >= end:
+                answers.append((int(head.split()[1]), json.loads(data[head_end + 4 : end])))
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(answers)} of {count} answers"
+        data += chunk
+    return answers
+
+
 def _read_answer(sock: Any) -> tuple[int, dict[str, str], dict[str, Any]]:
     data = b""
     while b"\r\n\r\n" not in data:

@@ -8,6 +8,7 @@ import json
 import logging
 import logging.config
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -21,16 +22,23 @@ def server_logging(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.Captur
     """The server's logging set-up, its stderr captured."""
     saved = {n: logging.getLogger(n) for n in ("modelyard", "modelyard.serving")}
     state = {n: (lg.handlers[:], lg.level, lg.propagate) for n, lg in saved.items()}
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)  # Ray, once imported, sets its own
     logging.config.dictConfig(log_config("info"))
-    ours = saved["modelyard"]
-    # As in `modelyard serve`: pytest's own capture handlers are not on this logger there.
-    ours.handlers = [h for h in ours.handlers if isinstance(h, BufferedStderrHandler)]
     yield capsys
     for name, (handlers, level, propagate) in state.items():
         lg = saved[name]
         for handler in lg.handlers:
             handler.flush()
         lg.handlers, lg.level, lg.propagate = handlers, level, propagate
+    logging.setLogRecordFactory(factory)
+
+
+def _as_in_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the server's handler: pytest adds its capture handlers as each test starts."""
+    ours = logging.getLogger("modelyard")
+    kept = [h for h in ours.handlers if isinstance(h, BufferedStderrHandler)]
+    monkeypatch.setattr(ours, "handlers", kept)
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
@@ -39,10 +47,23 @@ def _lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
     return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
 
 
-def test_the_direct_line_is_the_formatters_line(server_logging: pytest.CaptureFixture[str]) -> None:
+def test_the_direct_line_is_the_formatters_line(
+    server_logging: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _as_in_a_server(monkeypatch)
     log = logging.getLogger("modelyard.serving")
+    made: list[str] = []
+    real = log.makeRecord
+
+    def counted(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append("record")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(log, "makeRecord", counted)
     info_line(log, "predict", FIELDS)
+    assert made == []  # the direct way: no LogRecord
     log.info("predict", extra=FIELDS)  # the formatter's way
+    assert made == ["record"]
     direct, formatted = _lines(server_logging)
     assert list(direct) == list(formatted)  # the same keys, in the same order
     assert {k: v for k, v in direct.items() if k != "ts"} == {
@@ -53,8 +74,9 @@ def test_the_direct_line_is_the_formatters_line(server_logging: pytest.CaptureFi
 
 
 def test_a_handler_of_your_own_still_gets_a_record(
-    server_logging: pytest.CaptureFixture[str],
+    server_logging: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _as_in_a_server(monkeypatch)
     seen: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
@@ -70,3 +92,20 @@ def test_a_handler_of_your_own_still_gets_a_record(
         log.removeHandler(mine)
     assert [(r.getMessage(), getattr(r, "request_id", None)) for r in seen] == [("predict", "r-1")]
     assert [line["request_id"] for line in _lines(server_logging)] == ["r-1"]  # ours too
+
+
+def test_a_record_factory_of_your_own_still_gets_a_record(
+    server_logging: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _as_in_a_server(monkeypatch)
+    made: list[str] = []
+    plain = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append("record")
+        return plain(*args, **kwargs)
+
+    logging.setLogRecordFactory(factory)  # restored by the fixture
+    info_line(logging.getLogger("modelyard.serving"), "predict", FIELDS)
+    assert made == ["record"]
+    assert [line["request_id"] for line in _lines(server_logging)] == ["r-1"]

@@ -187,10 +187,12 @@ class FastPath:
                 call = Call(scope, receive, self.body_timeout_s, self.ids, (self.admission, name))
                 try:
                     reply = await handler(call, params)
-                    if reply.status != ClientGone.status:
-                        await send_reply(send, reply, scope)
                 finally:
+                    # Released as the answer leaves, just before it is written: writing it
+                    # starts the next request pipelined behind it on the connection.
                     call.routed()
+                if reply.status != ClientGone.status:
+                    await send_reply(send, reply, scope)
                 return
         await self.inner(scope, receive, send)
 

@@ -11,8 +11,9 @@ lines within ``FLUSH_S``, so a killed server loses at most that much of its requ
 
 The per-request line (``info_line``) skips the ``LogRecord`` and the handler chain when
 they would do nothing but this: the logger reaches exactly one handler, ours, with no
-filter on the way. It is then formatted as ``JsonFormatter`` would and buffered, at a
-quarter of the cost. Any other set-up (a handler of your own, a filter) gets a record.
+filter on the way, and no record factory of your own. It is then formatted as
+``JsonFormatter`` would and buffered, at a quarter of the cost. Any other set-up (a
+handler of your own, a filter, a record factory) gets a record.
 """
 
 from __future__ import annotations
@@ -162,7 +163,11 @@ def info_line(log: logging.Logger, message: str, fields: dict[str, Any]) -> None
 
 
 def _only_handler(log: logging.Logger) -> BufferedStderrHandler | None:
-    """Our handler when it is the only one an INFO record of ``log`` reaches, unfiltered."""
+    """Our handler when it is the only one an INFO record of ``log`` reaches, unfiltered,
+    and records are plain ``LogRecord`` objects (a record factory may add fields: Ray's
+    does)."""
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
     found: BufferedStderrHandler | None = None
     current: logging.Logger | None = log
     while current is not None:

@@ -55,7 +55,7 @@ class ModelPool:
         self.admission = Admission({})  # requests held per model, before routing
         # Bounded: served model names only, their versions, variants and status codes.
         self._series_cache: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
-        self._shedding: dict[str, tuple[float, int]] = {}  # model: (since, refused since)
+        self._shedding: dict[str, list[float]] = {}  # model: [first refusal, refused since]
         self._poller: asyncio.Task[None] | None = None
 
     def load(self) -> None:
@@ -181,19 +181,31 @@ class ModelPool:
     def _shed_quietly(self, model: str) -> bool:
         """A refused request is counted, not logged: shedding must cost less than serving,
         and one log line (and one prediction-log line) per refusal would cost about as
-        much. One warning per model and second says how many were refused."""
+        much. One warning per model says how many were refused in the second after the
+        first refusal of a burst, when that second ends."""
         if self.admission.limits.get(model) is None:
             return False
-        now = time.monotonic()
-        since, count = self._shedding.get(model, (now, 0))
-        if now - since >= 1.0:
-            logger.warning(
-                "shedding load",
-                extra={"model": model, "refused": count + 1, "seconds": round(now - since, 1)},
-            )
-            since, count = now, -1
-        self._shedding[model] = (since, count + 1)
+        window = self._shedding.get(model)
+        if window is not None:
+            window[1] += 1
+            return True
+        self._shedding[model] = [time.monotonic(), 1]
+        try:
+            asyncio.get_running_loop().call_later(1.0, self._report_shedding, model)
+        except RuntimeError:  # no event loop in this thread: say it now
+            self._report_shedding(model)
         return True
+
+    def _report_shedding(self, model: str) -> None:
+        since, count = self._shedding.pop(model)
+        logger.warning(
+            "shedding load",
+            extra={
+                "model": model,
+                "refused": int(count),
+                "seconds": round(time.monotonic() - since, 1),
+            },
+        )
 
     def _series(self, model: str, version: str, variant: str, status: int) -> tuple[Any, Any]:
         """The request counter and latency histogram of one label set, looked up once

@@ -211,6 +211,9 @@ def _httptools_class() -> type[_Guard] | None:
         """uvicorn's httptools protocol (the default)."""
 
         server_state: Any
+        # Answering a refusal starts the next pipelined request from inside the answer
+        # (uvicorn's on_response_complete); this breaks that chain, one call per request.
+        _refusing = False
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # uvicorn (0.45 and later) starts each request's task here: at its headers, or
@@ -219,11 +222,24 @@ def _httptools_class() -> type[_Guard] | None:
             # overload its requests wait as tasks (see _admission.py).
             if app is not self.refusal:
                 refused = admit(cycle.scope)
-                if refused is not None:
-                    self._overloaded(cycle, refused)
+                if refused is None:
+                    cycle.scope[WHOLE] = self
+                elif self._refusing:  # the next of many pipelined requests refused: from
+                    self.loop.call_soon(self._refuse, cycle, refused)  # the loop, not the stack
                     return
-                cycle.scope[WHOLE] = self
+                else:
+                    self._refuse(cycle, refused)
+                    return
             super()._start_asgi_task(cycle, app)
+
+        def _refuse(self, cycle: Any, name: str) -> None:
+            if self.transport.is_closing():  # gone while it waited for its turn
+                return
+            self._refusing = True
+            try:
+                self._overloaded(cycle, name)
+            finally:
+                self._refusing = False
 
         def _overloaded(self, cycle: Any, name: str) -> None:
             """Answer 503 ``overloaded`` at once, as uvicorn would answer the app's reply."""

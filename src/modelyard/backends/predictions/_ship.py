@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -62,18 +63,26 @@ class ChildProcess:
         try:
             context = multiprocessing.get_context("spawn")  # fork copies held locks
             self._pool = ProcessPoolExecutor(
-                1, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+                1, mp_context=context, initializer=_shipping_child, initargs=(os.getpid(),)
             )
             self._pool.submit(os.getpid)  # spawns it; not waited for
         except OSError as exc:
             self._give_up(exc)
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the child; an error ``fn`` raises there (a store that is down)
+        is the caller's, as if run here. Only a child that cannot start or has died moves
+        the work into this process."""
         if self._broken or self._pool is None:
             return fn(*args)
         try:
-            return self._pool.submit(fn, *args).result()
+            future = self._pool.submit(fn, *args)
         except (BrokenProcessPool, OSError) as exc:
+            self._give_up(exc)
+            return fn(*args)
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
             self._give_up(exc)
             return fn(*args)
 
@@ -89,6 +98,15 @@ class ChildProcess:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _shipping_child(parent_pid: int) -> None:
+    """Set up the shipping process. Ctrl-C and a stop signal sent to the server's process
+    group are the server's to act on: it stops shipping and ends this process itself, so
+    a stop never breaks the pool mid-way. A server that dies outright takes it along."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    die_with_parent(parent_pid, signal.SIGKILL)
 
 
 class Shipper:
