@@ -41,6 +41,15 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def _server_log_stays_with_its_test() -> Iterator[None]:
+    """The server's log handler (set up by an in-process `modelyard serve`) buffers lines
+    for 0.2 s; flushed here, a test's lines go to its own stderr, not the next test's."""
+    yield
+    for handler in logging.getLogger("modelyard").handlers:
+        handler.flush()
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a new, empty schema (dropped afterwards)."""
