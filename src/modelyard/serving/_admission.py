@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from modelyard.errors import OverloadedError
+
 # Set in the ASGI scope by the protocol once it has counted the request.
 ADMITTED = "modelyard.admitted"
 
@@ -36,13 +38,13 @@ serving: Admission | None = None
 class Admission:
     """Requests held per model name; ``limits`` by name (names not in it are not counted).
 
-    ``on_refused(name, protocol)`` counts each refusal ("v1" or "v2").
+    ``on_refused(name)`` counts each refusal.
     """
 
     def __init__(
         self,
         limits: Mapping[str, int],
-        on_refused: Callable[[str, str], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.limits = dict(limits)
         self.held = dict.fromkeys(self.limits, 0)
@@ -64,19 +66,17 @@ class Admission:
             self.held[name] = held - 1
 
     def refusal(self, name: str, oip: bool, request_id: str) -> bytes:
-        """The JSON body of a refused request, counted as refused."""
+        """The JSON body of a refused request (our one error shape; OIP adds ``error``),
+        counted as refused."""
         if self.on_refused is not None:
-            self.on_refused(name, "v2" if oip else "v1")
+            self.on_refused(name)
         limit = self.limits.get(name, 0)
-        message = (
+        error = OverloadedError(
             f"model '{name}' already holds {limit} requests, its limit (max_queue {limit}); "
             "retry after a second, or add replicas"
         )
-        payload = {"code": "overloaded", "message": message}
-        if oip:
-            payload["error"] = message
-        payload["request_id"] = request_id
-        return orjson.dumps(payload)
+        extra = {"error": error.message} if oip else {}
+        return orjson.dumps({**error.to_dict(), **extra, "request_id": request_id})
 
 
 def admit(scope: dict[str, Any]) -> str | None:

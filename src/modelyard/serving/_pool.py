@@ -170,7 +170,7 @@ class ModelPool:
 
         return done
 
-    def count_refusal(self, name: str, protocol: str) -> None:
+    def count_refusal(self, name: str) -> None:
         """A request its model's admission refused (503, before routing): counted in the
         request and shed metrics, not logged (see ``_shed_quietly``)."""
         self.metrics.shed(name, "", "refused")
