@@ -219,7 +219,18 @@ def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(
         container, url = run_container(podman, tag)
 
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-        answer = httpx.post(f"{url}{path}", json=row, timeout=10)
+        # The image binds 0.0.0.0: without a key, nothing but the health checks answers.
+        refused = httpx.post(f"{url}{path}", json=row, timeout=10)
+        assert refused.status_code == 401, refused.text
+        made = run(
+            podman, "exec", container, "/opt/modelyard/bin/modelyard", "keys", "create",
+            "--role", "predictor", "-w", "/srv/modelyard",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        key = made.stdout.strip()
+        answer = httpx.post(
+            f"{url}{path}", json=row, timeout=10, headers={"Authorization": f"Bearer {key}"}
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["prediction"] == expected.json()["prediction"]
         assert answer.json()["version"] == 1

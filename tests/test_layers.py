@@ -25,7 +25,8 @@ UPPER = {"serving", "monitoring", "jobs", "release", "cli", "blueprints"}
 NEVER = {
     "config": UPPER | {"workspace", "features", "tracking", "registry"},
     "contracts": UPPER | {"workspace", "features", "tracking", "registry", "backends"},
-    "backends": UPPER | {"workspace", "features", "tracking", "registry"},
+    "backends": UPPER | {"workspace", "features", "tracking", "registry", "security"},
+    "security": UPPER | {"workspace", "features", "tracking", "registry"},
     "features": UPPER | {"workspace", "tracking", "registry"},
     "tracking": UPPER | {"workspace", "registry"},
     "registry": UPPER | {"workspace"},
@@ -74,8 +75,8 @@ def leaky_copy(tmp_path_factory: pytest.TempPathFactory) -> subprocess.Completed
             path = copy / f"{package}.py"
             path.write_text(path.read_text() + "\n" + leak)
     (copy / "cli" / "_private_leak.py").write_text("import modelyard.registry._registry\n")
-    (copy / "security").mkdir()  # a new capability that no layer places
-    (copy / "security" / "__init__.py").write_text("")
+    (copy / "vault").mkdir()  # a new capability that no layer places
+    (copy / "vault" / "__init__.py").write_text("")
     return lint_imports(parent)
 
 
@@ -103,7 +104,7 @@ def test_a_new_top_level_package_must_be_given_a_layer(
     leaky_copy: subprocess.CompletedProcess[str],
 ) -> None:
     unplaced = leaky_copy.stdout.split("The following modules are not listed as layers:")[-1]
-    assert "- modelyard.security\n" in unplaced, leaky_copy.stdout
+    assert "- modelyard.vault\n" in unplaced, leaky_copy.stdout
 
 
 def test_workspace_names_monitoring_only_for_types() -> None:

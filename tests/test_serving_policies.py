@@ -615,7 +615,7 @@ async def test_hot_swap_then_rollback_serves_the_previous_version_at_once(
         ready = (await client.get("/readyz")).json()["models"]["swap"]
         assert (ready["version"], ready["previous"], ready["ready"]) == (2, 1, True)
 
-        r = await client.post("/v1/models/swap/rollback")
+        r = await client.post("/v1/models/swap/rollback", json={})
         assert r.status_code == 200 and r.json() == {"model": "swap", "version": 1}
         r = await predict(client, "swap", {"a": 1.0})
         assert (r.json()["version"], r.json()["prediction"]) == (1, {"y": 2.0})
@@ -624,7 +624,7 @@ async def test_hot_swap_then_rollback_serves_the_previous_version_at_once(
         assert kinds == [("set", 1), ("set", 2), ("rollback", 1)]
         assert not await app.state.pool.refresh()  # the alias and the server agree
 
-        r = await client.post("/v1/models/swap/rollback")
+        r = await client.post("/v1/models/swap/rollback", json={})
         assert r.status_code == 409
         assert r.json()["code"] == "conflict" and "no earlier version" in r.json()["message"]
         r = await predict(client, "swap", {"a": 1.0})

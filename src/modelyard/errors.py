@@ -9,6 +9,10 @@ Every class also subclasses the builtin that callers already catch, so
     │   ├── SchemaValidationError                   validation_failed 422
     │   ├── UncomputableInputError                  input_not_computable 422
     │   └── PayloadTooLargeError                    body_too_large  413
+    │   └── UnsupportedMediaTypeError               unsupported_media_type 415
+    ├── UnauthenticatedError (PermissionError)      unauthenticated 401
+    ├── ForbiddenError (PermissionError)            forbidden       403
+    ├── RateLimitedError (RuntimeError)             rate_limited    429
     ├── NotFoundError (LookupError)                 not_found       404
     ├── WorkspaceNotFoundError (FileNotFoundError)  workspace_not_found 404
     ├── ConflictError (RuntimeError)                conflict        409
@@ -36,6 +40,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DeadlineExceededError",
+    "ForbiddenError",
     "FieldError",
     "IntegrityError",
     "InvalidInputError",
@@ -46,11 +51,14 @@ __all__ = [
     "OnlineStoreUnavailableError",
     "PayloadTooLargeError",
     "PredictionLogUnavailableError",
+    "RateLimitedError",
     "ReleaseBlockedError",
     "RequestTimeoutError",
     "SchemaValidationError",
     "TaskError",
+    "UnauthenticatedError",
     "UncomputableInputError",
+    "UnsupportedMediaTypeError",
     "WorkspaceNotFoundError",
 ]
 
@@ -117,6 +125,48 @@ class UncomputableInputError(InvalidInputError):
 class PayloadTooLargeError(InvalidInputError):
     code = "body_too_large"
     status = 413
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A route that changes state was sent something other than JSON (a browser form
+    or ``text/plain`` post from another site can be nothing else)."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class UnauthenticatedError(ModelyardError, PermissionError):
+    """No API key, or one that is unknown, revoked or expired."""
+
+    code = "unauthenticated"
+    status = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+    def __init__(self, message: str, reason: str = "missing") -> None:
+        super().__init__(message)
+        self.reason = reason  # missing, malformed, unknown, revoked, expired (for metrics)
+
+
+class ForbiddenError(ModelyardError, PermissionError):
+    """A valid key whose role (or model list) does not cover the route."""
+
+    code = "forbidden"
+    status = 403
+
+    def __init__(self, message: str, reason: str = "wrong_role") -> None:
+        super().__init__(message)
+        self.reason = reason  # wrong_role, wrong_model (for metrics)
+
+
+class RateLimitedError(ModelyardError, RuntimeError):
+    """A key sent more requests than its rate allows: retry after ``Retry-After``."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class NotFoundError(ModelyardError, LookupError):

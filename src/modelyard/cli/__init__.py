@@ -12,7 +12,18 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelyard.cli import alerts, build, canary, features, jobs, models, monitor, release, runs
+from modelyard.cli import (
+    alerts,
+    build,
+    canary,
+    features,
+    jobs,
+    keys,
+    models,
+    monitor,
+    release,
+    runs,
+)
 from modelyard.cli._common import (
     WorkspaceOpt,
     check_port_option,
@@ -50,6 +61,8 @@ monitor.app.command("history")(alerts.history_command)
 app.command("quickstart")(quickstart)
 app.command("score")(score)
 app.command("build")(build.build)
+app.add_typer(keys.app, name="keys")
+app.command("audit")(keys.audit)
 
 
 @app.command()
@@ -138,13 +151,22 @@ def serve(
         "--max-connections",
         help="open connections per worker process; beyond it a connection is answered 503",
     ),
+    require_auth: bool = typer.Option(
+        False, "--require-auth", help="require API keys on a loopback address too"
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth",
+        help="serve a non-loopback address without API keys (warned at every start)",
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
     """Serve models: /v1/models/NAME/predict, OIP v2 (/v2/…, gRPC), /metrics, /readyz, /docs.
 
     The server follows each alias and hot-swaps when it moves; batching, cache and
     timeout flags apply to every model, --spec sets them (and canary, A/B, shadow)
-    per model.
+    per model. On any address but loopback every route except the health checks needs
+    an API key (modelyard keys create).
     """
     from modelyard.serving import ServeOptions, load_spec, parse_options
     from modelyard.serving import serve as run_server
@@ -152,6 +174,8 @@ def serve(
 
     check_port_option("--port", port)
     check_port_option("--grpc-port", grpc_port)
+    if require_auth and insecure_no_auth:
+        raise ConfigError("--require-auth and --insecure-no-auth contradict; pass one of them")
     defaults = {
         "max_batch_size": max_batch_size,
         "max_latency_ms": max_latency_ms,
@@ -183,6 +207,7 @@ def serve(
         header_timeout_s=header_timeout,
         body_timeout_s=body_timeout,
         max_connections=max_connections,
+        auth=True if require_auth else (False if insecure_no_auth else None),
     )
 
 

@@ -36,6 +36,7 @@ from modelyard.registry._versions import (
     ModelVersion,
     RegisteredModel,
 )
+from modelyard.security import record
 
 if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
@@ -365,6 +366,7 @@ class Registry:
             t.model_alias_events.insert(),
             {"name": name, "alias": alias, "kind": kind, "version": version, "at": _time.now_us()},
         )
+        record(conn, f"alias.{kind}", name, {"alias": alias, "version": version})
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self._metadata.write() as conn:

@@ -31,6 +31,7 @@ from modelyard import _time
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import ConflictError, InvalidInputError
 from modelyard.registry._refs import ModelRef, check_alias, check_name
+from modelyard.security import record
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -128,6 +129,7 @@ def set_traffic(
                 keys=("name",),
                 update=("candidate", "percent", "updated_at", "expires_at"),
             )
+            _audit_set(conn, name, candidate, percent, ttl_s)
         else:
             changed = conn.execute(
                 update(table)
@@ -136,7 +138,13 @@ def set_traffic(
             ).rowcount
             if changed != 1:
                 raise _gone(conn, expect)
+            if (expect.candidate, expect.percent) != (candidate, percent):  # not a renewal
+                _audit_set(conn, name, candidate, percent, ttl_s)
     return _split(row)
+
+
+def _audit_set(conn: Connection, name: str, candidate: str, percent: float, ttl_s: Any) -> None:
+    record(conn, "traffic.set", name, {"candidate": candidate, "percent": percent, "ttl_s": ttl_s})
 
 
 def claim_traffic(
@@ -161,6 +169,7 @@ def claim_traffic(
                 if conn.execute(delete(table).where(*_same(replaced))).rowcount != 1:
                     raise _running(name, _read(conn, name))
             conn.execute(insert(table), [row])
+            _audit_set(conn, name, candidate, percent, ttl_s)
     except IntegrityError:  # another rollout inserted first
         raise _running(name, get_traffic(registry, name)) from None
     return _split(row), replaced
@@ -186,12 +195,20 @@ def clear_traffic(
         found = _read(conn, name)
         if found is not None:
             conn.execute(delete(t.model_traffic).where(t.model_traffic.c.name == name))
+            _audit_clear(conn, found)
     return found
 
 
 def take_split(conn: Connection, split: TrafficSplit) -> bool:
     """Delete ``split`` in the caller's transaction if it is unchanged; True if it was."""
-    return bool(conn.execute(delete(t.model_traffic).where(*_same(split))).rowcount == 1)
+    taken = conn.execute(delete(t.model_traffic).where(*_same(split))).rowcount == 1
+    if taken:
+        _audit_clear(conn, split)
+    return bool(taken)
+
+
+def _audit_clear(conn: Connection, split: TrafficSplit) -> None:
+    record(conn, "traffic.clear", split.name, {"candidate": split.candidate, "was": split.percent})
 
 
 def _same(split: TrafficSplit) -> tuple[Any, ...]:

@@ -25,8 +25,11 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from modelyard.errors import ModelyardError
+from modelyard.security import acting_as
 from modelyard.serving import _admission
 from modelyard.serving._admission import ADMITTED, Admission
+from modelyard.serving._auth import PREDICT, Guard, actor, check_routes, rule_for
 from modelyard.serving._http import header, read_asgi_body
 from modelyard.serving._protocol import write_whole
 from modelyard.serving._request_ids import RequestIds, ids_of
@@ -163,8 +166,10 @@ class FastPath:
         admission: Admission,
         refuse: Handler,
         ids: RequestIds,
+        guard: Guard,
     ) -> None:
         self.inner = inner
+        self.guard = guard
         self.router = router
         self.body_timeout_s = body_timeout_s
         self.admission = admission
@@ -172,12 +177,22 @@ class FastPath:
         self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        if scope["method"] == "POST":
             found = self.router(scope["path"])
             if found is not None:
                 handler, params = found
                 name = params["name"]
                 admitted = scope.get(ADMITTED)  # set by the protocol, which counted it
+                try:
+                    await self.guard.check(scope, PREDICT, name)
+                except ModelyardError as exc:
+                    if admitted:
+                        self.admission.leave(name)
+                    await self._refuse(scope, receive, send, exc)
+                    return
                 if admitted is None:
                     admitted = self.admission.enter(name)
                 if not admitted:
@@ -194,19 +209,46 @@ class FastPath:
                 if reply.status != ClientGone.status:
                     await send_reply(send, reply, scope)
                 return
+        path = scope["path"]
+        rule = rule_for(scope["method"], path)
+        try:
+            key = await self.guard.check(scope, rule, None if rule is None else rule.model(path))
+        except ModelyardError as exc:
+            await self._refuse(scope, receive, send, exc)
+            return
+        if rule is not None and rule.permission == "admin":
+            with acting_as(actor(key, scope)):  # the audit log names who acted
+                await self.inner(scope, receive, send)
+            return
         await self.inner(scope, receive, send)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, exc: ModelyardError
+    ) -> None:
+        """Our error shape (OIP's ``error`` too under /v2), before any route ran."""
+        rid = Call(scope, receive, 0.0, self.ids).request_id
+        payload: dict[str, Any] = {**exc.to_dict(), "request_id": rid}
+        if scope["path"].startswith("/v2"):
+            payload["error"] = exc.message
+        await send_reply(send, json_reply(payload, exc.status, rid, getattr(exc, "headers", None)))
 
 
 def install(
-    app: FastAPI, router: Router, body_timeout_s: float, admission: Admission, refuse: Handler
+    app: FastAPI,
+    router: Router,
+    body_timeout_s: float,
+    admission: Admission,
+    refuse: Handler,
+    guard: Guard,
 ) -> None:
     """Put the fast routes in front of FastAPI's stack (its routes are all added by now).
 
     Starlette builds its middleware stack on the first call unless one is set; set here,
     it wraps the stack Starlette would have built, exception handlers and all.
     """
+    check_routes(app.routes)
     app.middleware_stack = FastPath(
-        app.build_middleware_stack(), router, body_timeout_s, admission, refuse, ids_of(app)
+        app.build_middleware_stack(), router, body_timeout_s, admission, refuse, ids_of(app), guard
     )
     app.state.fast_path = app.middleware_stack
 
@@ -218,7 +260,13 @@ def asgi_entry(app: FastAPI) -> FastPath:
     inside: FastPath = app.state.fast_path
     _admission.serving = inside.admission  # the protocol counts requests from their headers
     return FastPath(
-        app, inside.router, inside.body_timeout_s, inside.admission, inside.refuse, inside.ids
+        app,
+        inside.router,
+        inside.body_timeout_s,
+        inside.admission,
+        inside.refuse,
+        inside.ids,
+        inside.guard,
     )
 
 

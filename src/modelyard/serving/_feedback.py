@@ -25,6 +25,7 @@ from modelyard.errors import (
     PayloadTooLargeError,
     SchemaValidationError,
 )
+from modelyard.serving._auth import may_label
 from modelyard.serving._http import json_response, read_body, request_id
 from modelyard.serving._openapi import errors, json_ok
 from modelyard.serving._pool import ModelPool
@@ -101,6 +102,8 @@ def add_feedback_route(app: FastAPI, pool: ModelPool) -> None:
         unknown = sorted({rid for rid in ids if rid not in known})
         if unknown:  # older requests, or another replica's: I/O, off the event loop
             known.update(await run_in_threadpool(log.lookup, unknown))
+        # A key limited to some models cannot label, or learn of, another model's requests.
+        known = {rid: found for rid, found in known.items() if may_label(request.scope, found[0])}
         lines = []
         errors: list[FieldError] = []
         for i, (item, rid) in enumerate(zip(items, ids, strict=True)):

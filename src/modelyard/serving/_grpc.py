@@ -19,7 +19,9 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from modelyard.errors import ConfigError, ModelyardError
+from modelyard.serving._auth import Guard
 from modelyard.serving._deployment import Inference
+from modelyard.serving._grpc_auth import AuthInterceptor
 from modelyard.serving._oip import check_version, model_metadata, server_metadata
 from modelyard.serving._oip_v2_descriptor import DESCRIPTOR_SET
 from modelyard.serving._pool import ModelPool
@@ -213,9 +215,11 @@ async def start_grpc(
     readiness: Readiness,
     ids: RequestIds,
     max_rpcs: int,
+    guard: Guard,
 ) -> grpc.aio.Server:
     """Start the gRPC service on ``host:port`` (several workers may share the port)."""
     server = grpc.aio.server(
+        interceptors=[AuthInterceptor(guard)],
         maximum_concurrent_rpcs=max_rpcs,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),

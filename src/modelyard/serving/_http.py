@@ -95,7 +95,8 @@ def json_response(
 
 def error_json(request: Request, exc: ModelyardError) -> Response:
     rid = request_id(request)
-    return json_response({**exc.to_dict(), "request_id": rid}, exc.status, rid)
+    headers = getattr(exc, "headers", None)
+    return json_response({**exc.to_dict(), "request_id": rid}, exc.status, rid, headers)
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

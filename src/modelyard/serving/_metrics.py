@@ -108,6 +108,14 @@ class ServerMetrics:
             ["model", "variant", "action"],
             registry=r,
         )
+        self.auth_refusals = Counter(
+            "modelyard_auth_refusals",
+            "Requests refused before any route ran, by reason: 401 (missing, malformed, "
+            "unknown, revoked, expired key), 403 (wrong_role, wrong_model, cross_origin), "
+            "415 (unsupported_media_type) and 429 (rate_limited). Never labelled by key.",
+            ["reason", "protocol"],
+            registry=r,
+        )
         self._shed_children: dict[tuple[str, str, str], Any] = {}
         self.collectors: list[Collector] = []
         # Gauges that only change by a read (a writer thread that stopped, a write that

@@ -123,7 +123,9 @@ class ModelPool:
                 f"model '{name}' is served by version ({slot.ref}); only an alias can roll back"
             )
         loop = asyncio.get_running_loop()
-        target = await loop.run_in_executor(None, self.registry.rollback, name, slot.ref.alias)
+        # to_thread, not run_in_executor: it carries the context, and so the audit log's
+        # actor (the request's key), into the thread that moves the alias.
+        target = await asyncio.to_thread(self.registry.rollback, name, slot.ref.alias)
         previous = slot.previous
         if previous is not None and previous.version == target.version:
             return slot.swap_to_previous()

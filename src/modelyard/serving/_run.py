@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import ipaddress
 import json
 import logging
 import math
@@ -122,8 +123,12 @@ def serve(
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    auth: bool | None = None,
 ) -> None:
     """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
+
+    ``auth`` None requires API keys unless ``host`` is a loopback address; False turns
+    them off (with a warning at every start), True requires them on any address.
 
     Every answered prediction goes to the workspace's prediction log
     (``ws.predictions``) unless ``log_predictions`` is False. Per process: a connection
@@ -145,7 +150,11 @@ def serve(
     if grpc_port is not None:
         check_port(host, grpc_port)
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
+    require_keys = auth_required(host, auth)
+    if require_keys:
+        warn_without_keys(ws)
     app_kwargs: dict[str, Any] = {
+        "auth": require_keys,
         "poll_interval_s": poll_interval_s,
         "max_body_bytes": max_body_bytes,
         "threads": threads,
@@ -193,6 +202,38 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         config = {"host": host, "port": port, "log_level": log_level, "grace_s": 30, **limits}
         supervise(workers, config)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
+
+
+def auth_required(host: str, auth: bool | None) -> bool:
+    """Whether the server checks API keys: on unless it listens on loopback only."""
+    if auth is False:
+        logger.warning(
+            "serving on %s without API keys (--insecure-no-auth): anyone who can reach the "
+            "port can predict, send labels and roll models back",
+            host,
+        )
+        return False
+    return auth is True or not is_loopback(host)
+
+
+def warn_without_keys(ws: Workspace) -> None:
+    from modelyard.security import list_keys
+
+    if not any(k.state() == "active" for k in list_keys(ws.metadata)):
+        logger.warning(
+            "this server requires API keys and the workspace has none: every request but "
+            "the health checks will be refused; create one with 'modelyard keys create "
+            "--role predictor'"
+        )
 
 
 _WIRING = (

@@ -7,6 +7,7 @@ other route is FastAPI's, and all of them are in /docs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,8 +23,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelyard.backends.predictions import PredictionLog
 from modelyard.errors import FieldError, ModelyardError, SchemaValidationError
 from modelyard.registry import Registry
+from modelyard.security import KeyRing
 from modelyard.serving import _http
 from modelyard.serving._admission import prediction_path
+from modelyard.serving._auth import Guard
 from modelyard.serving._fast import AsgiEndpoint, Handler, Router, install
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._health import server_readiness
@@ -60,6 +63,7 @@ def create_app(
     grpc_host: str = "127.0.0.1",
     prediction_log: PredictionLog | None = None,
     max_rpcs: int = DEFAULT_MAX_CONNECTIONS,
+    auth: bool = False,
 ) -> FastAPI:
     """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
@@ -70,6 +74,8 @@ def create_app(
     ``prediction_log`` records every answered prediction before its answer leaves.
     ``threads`` is each variant's own thread budget (a slow candidate cannot take the
     champion's); a body that has not arrived ``body_timeout_s`` after its headers is 408.
+    ``auth`` requires an API key with the right role on every route but the health checks
+    (``serving/_auth.py``); the keys are read now and again every ``poll_interval_s``.
     """
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
     readers = None if features is None else features.online_reader
@@ -84,10 +90,16 @@ def create_app(
     pool.load()
     gauges = MonitorGauges(registry.metadata, lambda: served_versions(pool))
     pool.metrics.register(gauges)
+    ring = None
+    if auth:
+        ring = KeyRing(registry.metadata)
+        ring.refresh()
+    guard = Guard(ring, pool.metrics, poll_interval_s if poll_interval_s > 0 else 1.0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.start()
+        follow_keys = asyncio.get_running_loop().create_task(guard.follow_keys())
         grpc_server = None
         if grpc_port is not None:
             from modelyard.serving._grpc import start_grpc
@@ -101,12 +113,14 @@ def create_app(
                 app.state.readiness,
                 ids_of(app),
                 max_rpcs,
+                guard,
             )
         app.state.ready = True
         yield
         app.state.ready = False
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
+        follow_keys.cancel()
         await pool.stop()
 
     # /docs and /redoc load Swagger UI and ReDoc from this server (fastapi-offline ships
@@ -160,6 +174,7 @@ def create_app(
         app.state.body_timeout_s,
         pool.admission,
         refusal_handler(pool),
+        guard,
     )
     return app
 

@@ -128,6 +128,9 @@ model_versions = Table(
     Column("created_at", BigInteger, nullable=False),
     # {"service", "on_missing", "defaults"} when the model reads online features.
     Column("features", JSON),
+    # HMAC of (name, version, artifact manifest digest) under the workspace signing key,
+    # which lives outside this database (security/_seal.py); NULL: registered before seals.
+    Column("seal", String(100)),
 )
 
 model_aliases = Table(
@@ -279,4 +282,38 @@ model_traffic = Table(
     Column("percent", Float, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger),  # a rollout's lease (µs); NULL: set by hand, no expiry
+)
+
+# API keys: only a salted hash of each secret is kept (security/_keys.py). ``models`` is
+# the list of models a key may use, NULL for all; a revoked or expired key never passes.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("models", JSON),
+    Column("salt", String(64), nullable=False),
+    Column("hash", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", BigInteger),
+    Column("revoked_at", BigInteger),
+    Column("rate", Float),  # requests per second this key may send; NULL: no limit
+)
+
+# Every admin action (alias moved, rollback, traffic changed, key created or revoked):
+# who (the key's id, or the command line's user), from where, and when.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", _AutoId, primary_key=True, autoincrement=True),
+    Column("at", BigInteger, nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("target", String(250), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("key_id", String(32)),
+    Column("actor", String(200), nullable=False),
+    Column("source", String(200), nullable=False),
+    Index("ix_audit_events_at", "at"),
 )
