@@ -9,6 +9,9 @@ message that quotes one):
   key/value DSN: ``password=``, ``token=``, ``secret=``, ``key=``, ``sig=``,
   ``X-Amz-Signature=``, ``X-Amz-Credential=``, ``AWSAccessKeyId=`` … -> ``name=***``.
 
+``remember_secret(value)`` adds a value to hide wherever it appears, whatever its shape
+(``_secrets.py`` remembers every secret reference it resolves).
+
 ``redact_value(key, value)`` is for settings: a setting whose name says it is a secret
 (``…password``, ``…token``, ``…_key``) shows ``***`` whole; any other text is ``redact``-ed.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["MASK", "is_secret_name", "redact", "redact_value"]
+__all__ = ["MASK", "is_secret_name", "redact", "redact_value", "remember_secret"]
 
 MASK = "***"
 
@@ -41,10 +44,24 @@ _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 # scheme://user:password@ — the password runs to the last @ before the host, so that
 # one with an @ in it is hidden whole.
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:'\"]*:)[^\s/?#'\"]*@")
+_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s/?#@:'\"]*:(?P<password>[^\s/?#'\"]*)@")
 # name=value in a query string, a key/value DSN (``host=db password=x``) or a repr.
 _PAIR = re.compile(
     r"(?P<name>[A-Za-z][\w.\-]*)(?P<eq>\s*=\s*)(?P<value>'[^']*'|\"[^\"]*\"|[^\s&;,'\")]+)"
 )
+
+
+# Resolved secrets of this process, hidden by ``redact`` wherever they appear. Shorter
+# ones would hide ordinary words; a real secret is longer.
+_KNOWN: set[str] = set()
+_MIN_KNOWN = 6
+
+
+def remember_secret(value: str) -> None:
+    """Hide ``value`` (and the password of a URL it holds) from every ``redact`` from now."""
+    for part in (value, *(m["password"] for m in _PASSWORD.finditer(value))):
+        if len(part) >= _MIN_KNOWN:
+            _KNOWN.add(part)
 
 
 def is_secret_name(name: str) -> bool:
@@ -66,6 +83,9 @@ def redact(text: str) -> str:
     """``text`` with every URL password and secret-looking ``name=value`` hidden."""
     if not isinstance(text, str):
         return text
+    for known in _KNOWN:
+        if known in text:
+            text = text.replace(known, MASK)
     # Most text (a server's log line) holds neither: skip the regular expressions.
     if "@" in text:
         text = _USERINFO.sub(lambda m: f"{m['head']}{MASK}@", text)

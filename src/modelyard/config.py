@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from modelyard._redact import redact_value
+from modelyard._secrets import is_reference, resolve
 from modelyard.errors import ConfigError
 
 __all__ = [
@@ -148,6 +149,21 @@ SETTINGS: tuple[Setting, ...] = (
         "where jobs, batch scoring and backfills run: local (worker processes), "
         "ray (a local Ray instance) or ray://HOST:PORT (a Ray cluster)",
     ),
+    Setting(
+        "security.signing_key",
+        str,
+        "",
+        "key that seals each registered model version (32+ characters; use env:NAME or "
+        "file:/path, the same on every host of one registry); empty: a key file made in "
+        ".modelyard/secrets",
+    ),
+    Setting(
+        "security.pii_key",
+        str,
+        "",
+        "key of the keyed hash of fields tagged pii (32+ characters; env:NAME or file:/path, "
+        "the same on every replica); empty: a key file made in .modelyard/secrets",
+    ),
     Setting("serve.host", str, "127.0.0.1", "address the model server binds to"),
     Setting("serve.port", int, 8000, "port the model server listens on", bounds=(1, 65535)),
     Setting(
@@ -196,9 +212,15 @@ def _said(source: str, setting: Setting, value: Any) -> str:
     return f"{source} {setting.key} = {redact_value(setting.key, value)!r}"
 
 
-def _coerce(setting: Setting, value: Any, source: str) -> Any:
+def _coerce(
+    setting: Setting, value: Any, source: str, environ: Mapping[str, str] | None = None
+) -> Any:
     """Convert ``value`` to the setting's type; strings from the environment are parsed."""
     expected = setting.type.__name__
+    if setting.type is not str and is_reference(value):
+        # A number or a flag is no secret: its reference is read now, and parsed as text.
+        value = resolve(value, f"{setting.key} ({source.rstrip(':')})", environ)
+        source = f"{source} (env)"
     try:
         # Only the environment holds text for everything; a file or an argument
         # already has types, and "8080" there is a mistake worth naming.
@@ -245,6 +267,7 @@ class Config(Mapping[str, Any]):
     sources: Mapping[str, str]
     tables: Mapping[str, Any] = field(default_factory=dict)
     checked: Mapping[str, object] = field(default_factory=dict)
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.effective:
@@ -267,6 +290,14 @@ class Config(Mapping[str, Any]):
     def source(self, key: str) -> str:
         return self.sources[key]
 
+    def value(self, key: str) -> Any:
+        """The value to use: an ``env:NAME`` or ``file:/path`` reference read now.
+
+        ``config[key]`` (and ``config show``) keep the reference itself; call this only
+        where the value is used, so a secret never travels further than its use.
+        """
+        return resolve(self[key], f"{key} ({self.sources[key]})", self.environ)
+
     def table(self, section: str) -> object:
         """``[section]`` as its owner parsed it; an absent section reads as an empty table."""
         if section in self.checked:
@@ -286,7 +317,9 @@ class Config(Mapping[str, Any]):
         return f"Config(root={str(self.root)!r}, effective={shown!r})"
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_file(
+    path: Path, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(settings by key, tables by section) of ``path``."""
     if not path.exists():
         return {}, {}
@@ -321,7 +354,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             key = f"{section}.{name}"
             if key not in _BY_KEY:
                 raise ConfigError(f"{path}: unknown key '{key}'{_nearest(key, list(_BY_KEY))}")
-            flat[key] = _coerce(_BY_KEY[key], value, f"{path.name}:")
+            flat[key] = _coerce(_BY_KEY[key], value, f"{path.name}:", environ)
     return flat, tables
 
 
@@ -333,7 +366,7 @@ def _read_env(environ: Mapping[str, str]) -> dict[str, Any]:
         setting = _BY_ENV.get(name)
         if setting is None:
             raise ConfigError(f"unknown environment variable {name}{_nearest(name, list(_BY_ENV))}")
-        found[setting.key] = _coerce(setting, raw, f"{name} (env)")
+        found[setting.key] = _coerce(setting, raw, f"{name} (env)", environ)
     return found
 
 
@@ -351,7 +384,7 @@ def load_config(
     env = os.environ if environ is None else environ
     path = root_path / CONFIG_FILE
     defaults = {s.key: s.default for s in SETTINGS}
-    from_file, tables = _read_file(path)
+    from_file, tables = _read_file(path, env)
     from_env = _read_env(env)
     from_args: dict[str, Any] = {}
     for name, value in given.items():
@@ -360,7 +393,7 @@ def load_config(
         key = name.replace("_", ".", 1)
         if key not in _BY_KEY:
             raise ConfigError(f"unknown setting '{name}'{_nearest(key, list(_BY_KEY))}")
-        from_args[key] = _coerce(_BY_KEY[key], value, "argument")
+        from_args[key] = _coerce(_BY_KEY[key], value, "argument", env)
     values = {**defaults, **from_file, **from_env, **from_args}
     sources: dict[str, str] = {}
     for key in values:
@@ -375,7 +408,7 @@ def load_config(
     # Tables are checked with the rest of the file: a bad alert rule or job fails the next
     # command, not the check that would have fired it.
     checked = {section: _check_table(section, body, root_path) for section, body in tables.items()}
-    return Config(root_path, values, sources, tables=tables, checked=checked)
+    return Config(root_path, values, sources, tables=tables, checked=checked, environ=environ)
 
 
 def render_template() -> str:
@@ -385,6 +418,9 @@ def render_template() -> str:
         "# Precedence: command-line argument > MODELYARD_* environment > this file > default.",
         "# Every key below shows its default; uncomment a line to change it.",
         "# `modelyard config show` prints the effective value and source of each key.",
+        '# Any value may be a reference, read only where it is used: "env:NAME" (an',
+        '# environment variable) or "file:/path" (a mounted secret), e.g.',
+        '# url = "env:META_DB_URL" keeps a database password out of this file.',
     ]
     section = ""
     for s in SETTINGS:

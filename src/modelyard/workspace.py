@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from modelyard._files import atomic_write_text
 from modelyard.config import CONFIG_FILE, SETTINGS, Config, load_config, render_template
@@ -59,7 +59,7 @@ def _is_workspace(config: Config) -> bool:
         return True
     if config.source("metadata.url") == "default":
         return False
-    url = config["metadata.url"]
+    url = config.value("metadata.url")
     if not url.startswith("sqlite:"):
         return True  # a server database, configured by env or argument (a container)
     path = _sqlite_path(url, root)
@@ -99,6 +99,7 @@ class Workspace:
         self._predictions: PredictionLog | None = None
         self._executor: Executor | None = None
         self._alerting: Alerting | None = None
+        self._keys: dict[str, bytes] = {}
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -176,7 +177,7 @@ class Workspace:
             def make(url: str) -> ArtifactStore:
                 if "://" not in url and not Path(url).is_absolute():
                     url = str(self.config.root / url)
-                endpoint = self.config["artifacts.endpoint_url"]
+                endpoint = self.config.value("artifacts.endpoint_url")
                 if endpoint and url.startswith("s3://"):
                     return open_artifacts(url, client_kwargs={"endpoint_url": endpoint})
                 return open_artifacts(url)
@@ -201,8 +202,8 @@ class Workspace:
                 if "://" not in url and not Path(url).is_absolute():
                     url = str(self.config.root / url)
                 options: dict[str, Any] = {}
-                endpoint = (
-                    self.config["predictions.endpoint_url"] or self.config["artifacts.endpoint_url"]
+                endpoint = self.config.value("predictions.endpoint_url") or self.config.value(
+                    "artifacts.endpoint_url"
                 )
                 if url.startswith("s3://"):
                     # A store that hangs must not hang a command: bounded waits, few retries.
@@ -227,7 +228,8 @@ class Workspace:
         return self._predictions
 
     def _build(self, key: str, factory: Any) -> Any:
-        return self._with_source(key, lambda: factory(self.config[key]))
+        # The value, a secret reference read here: only the back end holds it.
+        return self._with_source(key, lambda: factory(self.config.value(key)))
 
     def _with_source(self, key: str, action: Any) -> Any:
         """Run ``action``; a modelyard error gets the setting's source appended."""
@@ -283,7 +285,26 @@ class Workspace:
     def registry(self) -> Registry:
         from modelyard.registry import Registry
 
-        return Registry(self.metadata, self.artifacts, self.state_dir / "cache" / "models")
+        return Registry(
+            self.metadata,
+            self.artifacts,
+            self.state_dir / "cache" / "models",
+            signing_key=lambda: self.secret_key("signing"),
+        )
+
+    def secret_key(self, name: Literal["signing", "pii"]) -> bytes:
+        """The workspace's ``signing`` (model seals) or ``pii`` (keyed hash) key: the
+        ``security.NAME_key`` setting, else a key file in ``.modelyard/secrets``."""
+        found = self._keys.get(name)
+        if found is None:
+            from modelyard.security import workspace_secret
+
+            key = f"security.{name}_key"
+            found = workspace_secret(
+                self.state_dir, name, self.config.value(key), self.config.describe(key)
+            )
+            self._keys[name] = found
+        return found
 
     def start_run(
         self,

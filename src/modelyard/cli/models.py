@@ -112,3 +112,14 @@ def rollback(
     before = registry.get(f"{name}@{alias}").version
     v = registry.rollback(name, alias)
     console.print(f"{name}@{alias} → version {v.version} (was {before})")
+
+
+@app.command("seal")
+def seal(
+    ref: str = typer.Argument(..., help="NAME/VERSION registered before seals existed"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Seal a version registered before seals, after checking its files against its
+    manifest. Seal only what you trust: a sealed version loads on every server."""
+    v = open_workspace(workspace).registry.seal_version(ref)
+    console.print(f"sealed {v.name}/{v.version} ({v.artifact})")

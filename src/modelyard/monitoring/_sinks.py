@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard._redact import redact, redact_value
+from modelyard._secrets import resolve
 from modelyard.errors import ConfigError
 
 __all__ = ["Alert", "FileSink", "LogSink", "SINK_TYPES", "Sink", "WebhookSink", "register_sink"]
@@ -163,7 +164,8 @@ class WebhookSink(Sink):
     """POSTs the alert as JSON; ``format = "slack"`` sends Slack's incoming-webhook payload."""
 
     type: Literal["webhook"] = "webhook"
-    url: str = Field(pattern=r"^https?://")
+    # A URL, or a secret reference to one (env:NAME, file:/path): Slack's URL is a secret.
+    url: str = Field(pattern=r"^(https?://|env:|file:)")
     format: Literal["json", "slack"] = "json"
     headers: dict[str, str] = {}
     timeout_s: float = Field(default=5.0, gt=0)
@@ -212,12 +214,15 @@ class WebhookSink(Sink):
 
     def send(self, alert: Alert) -> None:
         body = json.dumps(self.payload(alert)).encode()
-        headers = {"Content-Type": "application/json", **self.headers}
+        # Secret references are read here, at use, and never kept on the sink.
+        url = resolve(self.url, "alert sink url")
+        given = {k: resolve(v, f"alert sink header {k}") for k, v in self.headers.items()}
+        headers = {"Content-Type": "application/json", **given}
         deadline = time.monotonic() + self.deadline_s
         tries = self.retries + 1
         for attempt in range(1, tries + 1):
             left = deadline - time.monotonic()
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
             try:
                 timeout = max(min(self.timeout_s, left), 0.05)
                 with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -36,6 +36,7 @@ def export_version(source: Registry, ref: str | ModelRef, target: Registry) -> M
     """
     parsed = ModelRef.parse(ref) if isinstance(ref, str) else ref
     version = source.get(parsed)
+    source.check_seal(version)  # what is copied is what was registered
     copy_tree(source.artifacts, version.artifact, target.artifacts)
     with source.metadata.read() as conn:
         model = conn.execute(
@@ -71,7 +72,9 @@ def export_version(source: Registry, ref: str | ModelRef, target: Registry) -> M
                 "latest_version": version.version,
             },
         )
-        conn.execute(t.model_versions.insert(), dict(version_row._mapping))
+        # Sealed again with the copy's own key: the source's key stays with the source.
+        seal = target.seal_of(version.name, version.version, version.artifact)
+        conn.execute(t.model_versions.insert(), {**version_row._mapping, "seal": seal})
         if parsed.alias is not None:
             conn.execute(
                 t.model_aliases.insert(),

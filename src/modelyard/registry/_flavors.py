@@ -48,6 +48,13 @@ class Flavor(Protocol):
 FLAVORS: dict[str, Flavor] = {}
 
 
+def loads_pickle(flavor: Flavor, settings: dict[str, Any]) -> bool:
+    """Whether loading with ``flavor`` unpickles a file (runs code). A flavor says so with
+    ``loads_pickle(settings)``; one that does not say is taken to (closed by default)."""
+    check = getattr(flavor, "loads_pickle", None)
+    return True if check is None else bool(check(settings))
+
+
 def register_flavor(flavor: Flavor) -> Flavor:
     """Make ``flavor`` available by name and for auto-detection (later ones win)."""
     FLAVORS[flavor.name] = flavor

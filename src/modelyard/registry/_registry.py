@@ -13,7 +13,7 @@ import difflib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -24,9 +24,10 @@ from modelyard import _time
 from modelyard.backends.artifacts import get_tree, put_tree
 from modelyard.backends.metadata import tables as t
 from modelyard.contracts import Profile, RecordValidator, Schema, as_frame, profile
-from modelyard.errors import InvalidInputError, NotFoundError
-from modelyard.registry import _moves
-from modelyard.registry._flavors import Predictor, detect_flavor, get_flavor
+from modelyard.errors import ConfigError, InvalidInputError, NotFoundError
+from modelyard.registry import _moves, _seals
+from modelyard.registry._flavors import Predictor, detect_flavor, get_flavor, loads_pickle
+from modelyard.registry._lineage import run_facts
 from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._refs import ModelRef, check_alias, check_name
 from modelyard.registry._signature import Signature
@@ -36,7 +37,7 @@ from modelyard.registry._versions import (
     ModelVersion,
     RegisteredModel,
 )
-from modelyard.security import record
+from modelyard.security import check_seal, record, seal
 
 if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
@@ -57,10 +58,46 @@ EXAMPLE_ROWS = 3
 class Registry:
     """Models, versions and aliases (``ws.registry``)."""
 
-    def __init__(self, metadata: MetadataStore, artifacts: ArtifactStore, cache: Path) -> None:
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        artifacts: ArtifactStore,
+        cache: Path,
+        signing_key: Callable[[], bytes] | None = None,
+    ) -> None:
         self._metadata = metadata
         self._artifacts = artifacts
         self._cache = cache
+        # None only in a batch-scoring worker, which loads a version its parent checked.
+        self._signing_key = signing_key
+        self._safe_only = False
+
+    def refusing_pickles(self) -> Registry:
+        """This registry, but ``load`` refuses every version whose flavor unpickles a file
+        (``modelyard serve --require-safe-formats``)."""
+        strict = Registry(self._metadata, self._artifacts, self._cache, self._signing_key)
+        strict._safe_only = True
+        return strict
+
+    def seal_of(self, name: str, version: int, artifact: str) -> str | None:
+        """The seal a version gets when it is registered here (security/_seal.py)."""
+        return (
+            None
+            if self._signing_key is None
+            else seal(self._signing_key(), name, version, artifact)
+        )
+
+    def seal_version(self, ref: str | ModelRef) -> ModelVersion:
+        """Seal a version that has none (registered before seals) once its files match its
+        manifest; a version that has a seal keeps it (``ConflictError``)."""
+        return _seals.seal_version(self, ref, self._signing_key)
+
+    def check_seal(self, version: ModelVersion) -> None:
+        """Raise ``IntegrityError`` unless ``version`` is sealed with this registry's key."""
+        if self._signing_key is not None:
+            check_seal(
+                self._signing_key(), version.name, version.version, version.artifact, version.seal
+            )
 
     @property
     def artifacts(self) -> ArtifactStore:
@@ -193,38 +230,7 @@ class Registry:
         meta = self._read_meta(artifact)
         now = _time.now_us()
         with self._metadata.write() as conn:
-            lineage: dict[str, Any] = {"run_id": run_id, "datasets": []}
-            run_metrics: dict[str, Any] = {}
-            run_tags: dict[str, str] = {}
-            if run_id is not None:
-                run = conn.execute(select(t.runs).where(t.runs.c.run_id == run_id)).first()
-                if run is None:
-                    raise NotFoundError(
-                        f"run {run_id!r} does not exist; log the model under a run of this "
-                        "workspace with ws.registry.log_model(run, model, input_example=...)"
-                    )
-                lineage.update(git_commit=run.git_commit, seed=run.seed)
-                lineage["datasets"] = [
-                    {
-                        "name": r.name,
-                        "fingerprint": r.fingerprint,
-                        "context": r.context,
-                        "rows": r.num_rows,
-                    }
-                    for r in conn.execute(
-                        select(t.run_datasets).where(t.run_datasets.c.run_id == run_id)
-                    )
-                ]
-                run_metrics = {
-                    r.key: r.value
-                    for r in conn.execute(
-                        select(t.latest_metrics).where(t.latest_metrics.c.run_id == run_id)
-                    )
-                }
-                run_tags = {
-                    r.key: r.value
-                    for r in conn.execute(select(t.tags).where(t.tags.c.run_id == run_id))
-                }
+            lineage, run_metrics, run_tags = run_facts(conn, run_id)
             self._metadata.upsert(
                 conn,
                 t.registered_models,
@@ -265,6 +271,7 @@ class Registry:
                     "description": description,
                     "created_at": now,
                     "features": None if features is None else features.to_json_dict(),
+                    "seal": self.seal_of(name, number, artifact),
                 },
             )
         return self.get(ModelRef(name, version=number))
@@ -466,10 +473,20 @@ class Registry:
             for r in rows
         ]
 
-    def load(self, ref: str | ModelRef | ModelVersion) -> LoadedModel:
-        """Fetch a version's files (cached by digest) and load it with its flavor."""
+    def load(
+        self, ref: str | ModelRef | ModelVersion, *, safe_only: bool | None = None
+    ) -> LoadedModel:
+        """Fetch a version's files (cached by digest) and load it with its flavor.
+
+        The version's seal and every file's digest are checked before any file is read
+        (``IntegrityError`` otherwise). ``safe_only`` refuses (``ConfigError``) a version
+        whose flavor would unpickle a file: a pickle runs code as it loads (default: what
+        ``refusing_pickles`` set).
+        """
         version = ref if isinstance(ref, ModelVersion) else self.get(ref)
-        predictor = self._predictor(version.artifact)
+        self.check_seal(version)
+        strict = self._safe_only if safe_only is None else safe_only
+        predictor = self._predictor(version.artifact, strict, version.ref)
         return LoadedModel(version, predictor, RecordValidator(version.signature.inputs))
 
     def predictor(self, logged: LoggedModel) -> Predictor:
@@ -480,10 +497,18 @@ class Registry:
         """
         return self._predictor(logged.artifact)
 
-    def _predictor(self, artifact: str) -> Predictor:
-        folder = get_tree(self._artifacts, artifact, self._cache)
+    def _predictor(self, artifact: str, safe_only: bool = False, what: str = "") -> Predictor:
+        folder = get_tree(self._artifacts, artifact, self._cache, verify=True)
         meta = json.loads((folder / META_FILE).read_text())
-        return get_flavor(meta["flavor"]).load(folder, meta.get("settings", {}))
+        flavor = get_flavor(meta["flavor"])
+        settings = meta.get("settings", {})
+        if safe_only and loads_pickle(flavor, settings):
+            raise ConfigError(
+                f"model {what or artifact} ({flavor.name} flavor) loads a pickle, which runs "
+                "code; serve a safe format (log it with onnx=True, or as LightGBM, XGBoost, "
+                "text), or drop --require-safe-formats"
+            )
+        return flavor.load(folder, settings)
 
     def reference_profile(self, ref: str | ModelRef | ModelVersion) -> Profile | None:
         """The training-data profile stored with a version (None if it was logged without)."""
@@ -546,6 +571,7 @@ def _version(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
         created_at=_time.to_datetime(row.created_at),
         aliases=aliases,
         features=FeatureBinding.from_json(row.features),
+        seal=row.seal,
     )
 
 

@@ -48,6 +48,7 @@ class ModelVersion:
     created_at: datetime
     aliases: tuple[str, ...] = ()
     features: FeatureBinding | None = None
+    seal: str | None = None  # security/_seal.py; None: registered before seals
 
     @property
     def ref(self) -> str:

@@ -1,4 +1,4 @@
-"""Security: API keys and roles, the audit log of admin actions.
+"""Security: API keys and roles, the audit log, seals on model versions, workspace keys.
 
 Keys are created and revoked from the command line (``modelyard keys``) and checked by
 the server (``KeyRing``: HTTP middleware and gRPC interceptor share its rules). Every
@@ -15,6 +15,7 @@ from modelyard.security._audit import (
     current_actor,
     record,
 )
+from modelyard.security._key_files import workspace_secret
 from modelyard.security._keyring import KeyRing, bearer, missing_key
 from modelyard.security._keys import (
     PREFIX,
@@ -27,6 +28,7 @@ from modelyard.security._keys import (
     revoke_key,
 )
 from modelyard.security._roles import GRANTS, Permission
+from modelyard.security._seal import check_seal, seal
 
 __all__ = [
     "GRANTS",
@@ -42,6 +44,7 @@ __all__ = [
     "audit_events",
     "bearer",
     "check_role",
+    "check_seal",
     "command_line_actor",
     "create_key",
     "current_actor",
@@ -49,4 +52,6 @@ __all__ = [
     "missing_key",
     "record",
     "revoke_key",
+    "seal",
+    "workspace_secret",
 ]

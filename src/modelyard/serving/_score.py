@@ -126,6 +126,8 @@ def score(
     runner, owned = _executor(executor, ray_address)
     source, target = Path(input_path), Path(output_path)
     version = registry.get(ref)  # a bad reference fails before any file is read
+    # Checked here, once: the workers load by the manifest digest this seal vouches for.
+    registry.check_seal(version)
     columns, total = _inspect_input(source)
     _check_output(source, target)
     _check_columns(version, source, columns, keep_input)

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from modelyard.backends.artifacts._store import digest_file
 from modelyard.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -31,14 +32,22 @@ def put_tree(store: ArtifactStore, folder: str | Path) -> tuple[str, int]:
     return store.put(manifest), total
 
 
-def get_tree(store: ArtifactStore, digest: str, cache: str | Path) -> Path:
-    """Materialise the folder ``digest`` under ``cache`` (once) and return its path."""
+def get_tree(store: ArtifactStore, digest: str, cache: str | Path, *, verify: bool = False) -> Path:
+    """Materialise the folder ``digest`` under ``cache`` (once) and return its path.
+
+    ``verify`` checks a cached copy too: the manifest is read from the store (checked
+    against ``digest``), and every cached file must have the digest it names and no
+    file may be added, else ``IntegrityError`` (files fetched now are always checked).
+    """
     target = Path(cache) / digest.replace(":", "-")
-    if target.exists():
+    if target.exists() and not verify:
         return target
     manifest = json.loads(store.get(digest))
     if manifest.get("kind") != "tree":
         raise IntegrityError(f"artifact {digest} is not a folder manifest")
+    if target.exists():
+        _check_copy(target, manifest["files"], digest)
+        return target
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
     try:
         for rel, entry in manifest["files"].items():
@@ -58,3 +67,20 @@ def get_tree(store: ArtifactStore, digest: str, cache: str | Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _check_copy(folder: Path, files: dict[str, dict[str, object]], digest: str) -> None:
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    extra = sorted(found - files.keys())
+    for rel, entry in files.items():
+        path = folder / rel
+        if rel not in found or digest_file(path) != entry["digest"]:
+            raise IntegrityError(
+                f"the cached copy of artifact {digest} differs from the store at {rel}: "
+                f"someone changed {path}; delete {folder} and load again"
+            )
+    if extra:
+        raise IntegrityError(
+            f"the cached copy of artifact {digest} holds files the store does not "
+            f"({', '.join(extra)}): delete {folder} and load again"
+        )

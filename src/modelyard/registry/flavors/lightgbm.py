@@ -23,6 +23,9 @@ FILE = "model.txt"
 class LightGBMFlavor:
     name = "lightgbm"
 
+    def loads_pickle(self, settings: dict[str, Any]) -> bool:
+        return False  # LightGBM's own text format
+
     def accepts(self, model: object) -> bool:
         if not loaded("lightgbm"):
             return False

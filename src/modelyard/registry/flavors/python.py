@@ -28,6 +28,9 @@ class _CallablePredictor:
 class PythonFlavor:
     name = "python"
 
+    def loads_pickle(self, settings: dict[str, Any]) -> bool:
+        return True  # cloudpickle: the function is code
+
     def accepts(self, model: object) -> bool:
         return callable(model)
 

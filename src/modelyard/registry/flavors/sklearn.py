@@ -107,6 +107,9 @@ def _plain(value: Any) -> Any:
 class SklearnFlavor:
     name = "sklearn"
 
+    def loads_pickle(self, settings: dict[str, Any]) -> bool:
+        return settings.get("runtime") != "onnxruntime"  # joblib unless its ONNX copy serves
+
     def accepts(self, model: object) -> bool:
         try:
             from sklearn.base import BaseEstimator

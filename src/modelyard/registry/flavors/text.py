@@ -314,6 +314,9 @@ def predictor_of(model: Any, *, device: str = "cpu") -> TextPredictor:
 class TextFlavor:
     name = "text"
 
+    def loads_pickle(self, settings: dict[str, Any]) -> bool:
+        return False  # safetensors, tokenizer.json and ONNX: no pickle
+
     def __init__(self, device: str | None = None) -> None:
         self.device = device
 

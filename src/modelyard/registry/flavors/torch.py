@@ -84,6 +84,9 @@ def _numpy(value: Any) -> np.ndarray:
 class TorchFlavor:
     name = "torch"
 
+    def loads_pickle(self, settings: dict[str, Any]) -> bool:
+        return True  # torch.save with cloudpickle: the module's class is code
+
     def __init__(self, device: str | None = None) -> None:
         self.device = device
 

@@ -24,6 +24,9 @@ FILE = "model.json"
 class XGBoostFlavor:
     name = "xgboost"
 
+    def loads_pickle(self, settings: dict[str, Any]) -> bool:
+        return False  # XGBoost's own JSON/UBJSON format
+
     def accepts(self, model: object) -> bool:
         if not loaded("xgboost"):
             return False
