@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,19 +36,30 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """One ``modelyard serve`` process; its stderr (JSON log lines) goes to ``log_path``."""
+    """One ``modelyard serve`` process; its stderr (JSON log lines) goes to ``log_path``.
+
+    ``verify`` (an SSL context trusting the server's certificate) marks an HTTPS server:
+    ``url`` is then https, and readiness is checked over TLS with it.
+    """
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], port: int, grpc_port: int | None, log_path: Path
+        self,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        grpc_port: int | None,
+        log_path: Path,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
         self.proc = proc
         self.port = port
         self.grpc_port = grpc_port
         self.log_path = log_path
+        self.verify = verify
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "http" if self.verify is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def log_lines(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
@@ -75,7 +87,8 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"server exited {self.proc.returncode}:\n{self.tail()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                verify = True if self.verify is None else self.verify
+                if httpx.get(f"{self.url}/readyz", timeout=2, verify=verify).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -104,8 +117,12 @@ def running_server(
     *args: str,
     grpc: bool = False,
     env: dict[str, str] | None = None,
+    verify: ssl.SSLContext | None = None,
 ) -> Iterator[ServerProcess]:
-    """``modelyard serve REFS -w ROOT ARGS`` on free ports, ready; stopped on exit."""
+    """``modelyard serve REFS -w ROOT ARGS`` on free ports, ready; stopped on exit.
+
+    Pass ``verify`` (a context trusting the certificate) with ``--ssl-certfile`` in ARGS.
+    """
     port = free_port()
     grpc_port = free_port() if grpc else None
     command = [*CLI, "serve", *refs, "-w", str(root), "--port", str(port), *args]
@@ -122,7 +139,7 @@ def running_server(
             env={**clean, **(env or {})},
             start_new_session=True,
         )
-    server = ServerProcess(proc, port, grpc_port, log_path)
+    server = ServerProcess(proc, port, grpc_port, log_path, verify)
     try:
         server.wait_ready()
         yield server

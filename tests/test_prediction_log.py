@@ -87,7 +87,7 @@ def test_pii_fields_are_hashed_or_dropped_before_they_are_written(
         inputs={"email": ["ann@example.com"], "age": [41]},
         outputs={"y": [1]},
         latency_ms=1.0,
-        pii_fields=frozenset({"email"}),
+        pii_fields={"email": True},
     )
     log.append_nowait(line)
     log.close()

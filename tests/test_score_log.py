@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 from collections.abc import Iterator
@@ -345,8 +347,12 @@ def test_batch_parts_have_the_columns_and_types_of_compacted_served_parts(
         batch.sort_values("row")[same].reset_index(drop=True),
     )
     # Hashed alike, so a PII value can be matched across served and batch rows; never kept.
-    assert batch["input.email"].str.fullmatch(r"h:[0-9a-f]{16}").all()
+    # The keyed hash is whole (HMAC-SHA256 under the workspace's PII key, not a known salt).
+    assert batch["input.email"].str.fullmatch(r"h:[0-9a-f]{64}").all()
     assert batch["input.email"].nunique() == 3
+    key = ws.secret_key("pii")
+    expected = "h:" + hmac.new(key, b"user1@example.com", hashlib.sha256).hexdigest()
+    assert expected in set(batch["input.email"])
     assert not any(b"example.com" in p.read_bytes() for p in folder.rglob("*.parquet"))
 
 
@@ -362,7 +368,7 @@ def test_pii_fields_can_be_dropped(tmp_path: Path) -> None:
         inputs=chunk,
         outputs={"prediction": [2.0, 4.0]},
         latency_ms=1.5,
-        pii_fields={"email"},
+        pii_fields={"email": True},
         pii="drop",
         ts=datetime(2024, 5, 1, 23, 59, tzinfo=UTC),
     )

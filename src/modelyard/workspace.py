@@ -222,6 +222,7 @@ class Workspace:
                     max_delay_s=delay,
                     on_failure=self.config["predictions.on_failure"],
                     storage_options=options,
+                    pii_key=self.secret_key("pii"),
                 )
 
             self._predictions = self._build("predictions.url", make)

@@ -135,6 +135,18 @@ def serve(
     cache_url: str = typer.Option(None, "--cache-url", help="redis://… for --cache redis"),
     poll_interval: float = typer.Option(1.0, "--poll-interval", help="alias check, seconds"),
     max_body_bytes: int = typer.Option(10 * 1024 * 1024, "--max-body-bytes", min=1),
+    max_batch_rows: int = typer.Option(
+        10_000, "--max-batch-rows", help="rows one prediction request may hold, else 413"
+    ),
+    max_string_length: int = typer.Option(
+        65_536, "--max-string-length", help="characters one string value may hold, else 422"
+    ),
+    ssl_certfile: Path = typer.Option(
+        None, "--ssl-certfile", help="serve HTTPS (and gRPC over TLS) with this PEM certificate"
+    ),
+    ssl_keyfile: Path = typer.Option(
+        None, "--ssl-keyfile", help="the certificate's private key (PEM, unencrypted)"
+    ),
     log_predictions: bool = typer.Option(
         True, "--log-predictions/--no-log-predictions", help="keep every answered prediction"
     ),
@@ -208,6 +220,10 @@ def serve(
         body_timeout_s=body_timeout,
         max_connections=max_connections,
         auth=True if require_auth else (False if insecure_no_auth else None),
+        max_batch_rows=max_batch_rows,
+        max_string_length=max_string_length,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
     )
 
 

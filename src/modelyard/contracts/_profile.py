@@ -150,6 +150,8 @@ def column_kinds(frame: pd.DataFrame, schema: Schema | None) -> dict[str, Profil
         _require_columns(frame, schema.names, "the schema")
         kinds: dict[str, ProfileKind] = {}
         for f in schema.fields:
+            if f.pii:  # a profile travels with the registry entry: no personal values in it
+                continue
             if f.categories is not None or f.dtype in ("string", "bool"):
                 kinds[f.name] = "categorical"
             elif f.dtype in ("int64", "float64"):

@@ -28,7 +28,8 @@ class Field(BaseModel):
     categories: tuple[str | int | bool, ...] | None = None
     min_length: int | None = None
     max_length: int | None = None
-    pii: bool = False
+    # Personal data: True or "hash" keeps a keyed hash in every log, "drop" keeps nothing.
+    pii: bool | Literal["hash", "drop"] = False
     description: str = ""
     # NaN and ±Infinity are refused (422 at the server) unless a float64 field allows them.
     allow_non_finite: bool = False

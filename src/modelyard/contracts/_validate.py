@@ -35,7 +35,7 @@ _PY_TYPES: dict[str, type] = {
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _annotation(field: Field) -> Any:
+def _annotation(field: Field, max_string_length: int | None = None) -> Any:
     if field.categories is not None:
         base: Any = Literal[tuple(field.categories)]
     else:
@@ -53,6 +53,10 @@ def _annotation(field: Field) -> Any:
             constraints["min_length"] = field.min_length
         if field.max_length is not None:
             constraints["max_length"] = field.max_length
+        if field.dtype == "string" and max_string_length is not None:
+            # Checked in the same pass as the type (pydantic-core), on string fields only.
+            own = constraints.get("max_length", max_string_length)
+            constraints["max_length"] = min(own, max_string_length)
         if field.dtype == "datetime":
             # ISO strings must be accepted from JSON; strict would refuse them.
             constraints = {}
@@ -63,39 +67,51 @@ def _annotation(field: Field) -> Any:
 
 
 class RecordValidator:
-    """Checks JSON records against a schema and returns them as columns."""
+    """Checks JSON records against a schema and returns them as columns.
+
+    ``max_string_length`` (in ``validate_json`` and ``validate_python``) refuses a string
+    field's value with more characters, beside the field's own ``max_length``; each limit
+    gets its own compiled validator, built on first use.
+    """
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
-        self._adapter: TypeAdapter[Any] | None = None
-        self._list_adapter: TypeAdapter[Any] | None = None
-        self._record_type: Any = None
+        self._by_limit: dict[int | None, tuple[TypeAdapter[Any], TypeAdapter[Any]]] = {}
+        self._record_types: dict[int | None, Any] = {}
 
     @property
     def record_type(self) -> Any:
-        if self._record_type is None:
-            fields = {f.name: _annotation(f) for f in self.schema.fields}
+        return self._record_type(None)
+
+    def _record_type(self, max_string_length: int | None) -> Any:
+        found = self._record_types.get(max_string_length)
+        if found is None:
+            fields = {f.name: _annotation(f, max_string_length) for f in self.schema.fields}
             record: Any = TypedDict("Record", fields)  # type: ignore[misc]
             record.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-            self._record_type = record
-        return self._record_type
+            found = self._record_types[max_string_length] = record
+        return found
 
-    def _adapters(self) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
-        if self._adapter is None:
-            rec = self.record_type
-            self._adapter = TypeAdapter(rec)
-            self._list_adapter = TypeAdapter(list[rec])  # type: ignore[valid-type]
-        assert self._list_adapter is not None
-        return self._adapter, self._list_adapter
+    def _adapters(
+        self, max_string_length: int | None = None
+    ) -> tuple[TypeAdapter[Any], TypeAdapter[Any]]:
+        found = self._by_limit.get(max_string_length)
+        if found is None:
+            rec = self._record_type(max_string_length)
+            found = (TypeAdapter(rec), TypeAdapter(list[rec]))  # type: ignore[valid-type]
+            self._by_limit[max_string_length] = found
+        return found
 
     def json_schema(self) -> dict[str, Any]:
         return self._adapters()[0].json_schema()
 
-    def validate_json(self, body: bytes | str) -> tuple[dict[str, list[Any]], bool]:
+    def validate_json(
+        self, body: bytes | str, *, max_string_length: int | None = None
+    ) -> tuple[dict[str, list[Any]], bool]:
         """Parse and check ``body`` (one record or a list); return (columns, was_a_list)."""
         raw = body.encode() if isinstance(body, str) else body
         many = raw.lstrip()[:1] == b"["
-        one, lst = self._adapters()
+        one, lst = self._adapters(max_string_length)
         try:
             parsed = (lst if many else one).validate_json(raw)
         except pydantic.ValidationError as exc:
@@ -105,10 +121,12 @@ class RecordValidator:
             raise SchemaValidationError([FieldError("body", "the list of records is empty")])
         return self._columns(records), many
 
-    def validate_python(self, records: Any) -> dict[str, list[Any]]:
+    def validate_python(
+        self, records: Any, *, max_string_length: int | None = None
+    ) -> dict[str, list[Any]]:
         """Check a record (dict) or a list of records; return columns."""
         many = isinstance(records, list)
-        one, lst = self._adapters()
+        one, lst = self._adapters(max_string_length)
         try:
             parsed = (lst if many else one).validate_python(records)
         except pydantic.ValidationError as exc:
@@ -174,6 +192,14 @@ class RecordValidator:
             return f"required field is missing; send a {self.schema[field].dtype} value"
         if kind == "finite_number":
             return non_finite_message(err["input"])
+        if kind == "string_too_long" and field in self.schema.names:
+            limit = err["ctx"]["max_length"]
+            own = self.schema[field].max_length
+            if own is None or limit < own:  # the caller's max_string_length, not the field's
+                return (
+                    f"string has {len(err['input'])} characters, more than the {limit} "
+                    "this server takes in one value; send a shorter value"
+                )
         if field in self.schema.names and self.schema[field].dtype == "int64":
             value = err.get("input")
             if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
@@ -271,9 +297,9 @@ def validate_frame(schema: Schema, frame: pd.DataFrame) -> pd.DataFrame:
             if len(values) and bool(bad.any()):
                 first = int(bad.to_numpy().argmax())
                 value = _plain(values.iloc[first])
-                errors.append(
-                    FieldError(field.name, f"value {value!r} is {what}", int(present[first]))
-                )
+                # A personal value is not repeated in an error: errors reach logs and screens.
+                shown = "a value" if field.pii else f"value {value!r}"
+                errors.append(FieldError(field.name, f"{shown} is {what}", int(present[first])))
     if errors:
         raise SchemaValidationError(errors)
     return frame[schema.names]

@@ -22,6 +22,7 @@ from modelyard.errors import ConfigError, ModelyardError
 from modelyard.serving._auth import Guard
 from modelyard.serving._deployment import Inference
 from modelyard.serving._grpc_auth import AuthInterceptor
+from modelyard.serving._limits import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_STRING_LENGTH
 from modelyard.serving._oip import check_version, model_metadata, server_metadata
 from modelyard.serving._oip_v2_descriptor import DESCRIPTOR_SET
 from modelyard.serving._pool import ModelPool
@@ -110,11 +111,15 @@ class InferenceService:
         ready: Callable[[], bool],
         readiness: Readiness,
         ids: RequestIds,
+        max_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     ) -> None:
         self.pool = pool
         self.ready = ready
         self.readiness = readiness
         self.ids = ids  # the HTTP routes' own: one server, one set of request ids
+        self.max_rows = max_rows
+        self.max_string_length = max_string_length
         self.m = messages()
 
     async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
@@ -148,7 +153,13 @@ class InferenceService:
             d = self.pool.get(request.model_name)
             check_version(d, request.model_version)
             served = d.served
-            columns, rows = to_columns(served.request_schema, served.validator, _tensors(request))
+            columns, rows = to_columns(
+                served.request_schema,
+                served.validator,
+                _tensors(request),
+                max_rows=self.max_rows,
+                max_string_length=self.max_string_length,
+            )
             result = await d.infer(columns, rows, rid)
             wanted = [o.name for o in request.outputs] or None
             response = self.m["ModelInferResponse"](
@@ -216,8 +227,15 @@ async def start_grpc(
     ids: RequestIds,
     max_rpcs: int,
     guard: Guard,
+    *,
+    tls: tuple[str, str] | None = None,
+    max_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
 ) -> grpc.aio.Server:
-    """Start the gRPC service on ``host:port`` (several workers may share the port)."""
+    """Start the gRPC service on ``host:port`` (several workers may share the port).
+
+    ``tls`` (certificate and key paths, checked by ``_tls.check_tls``) serves it over TLS.
+    """
     server = grpc.aio.server(
         interceptors=[AuthInterceptor(guard)],
         maximum_concurrent_rpcs=max_rpcs,
@@ -227,13 +245,22 @@ async def start_grpc(
             ("grpc.so_reuseport", 1),
         ],
     )
-    service = InferenceService(pool, ready, readiness, ids)
+    service = InferenceService(pool, ready, readiness, ids, max_rows, max_string_length)
     server.add_generic_rpc_handlers((_handler(service),))
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        if tls is None:
+            bound = server.add_insecure_port(f"{host}:{port}")
+        else:
+            bound = server.add_secure_port(f"{host}:{port}", _credentials(tls))
     except RuntimeError:
         bound = 0
     if bound == 0:
         raise ConfigError(f"cannot listen for gRPC on {host}:{port}; pass another --grpc-port")
     await server.start()
     return server
+
+
+def _credentials(tls: tuple[str, str]) -> grpc.ServerCredentials:
+    certfile, keyfile = tls
+    with open(certfile, "rb") as cert, open(keyfile, "rb") as key:
+        return grpc.ssl_server_credentials([(key.read(), cert.read())])

@@ -20,6 +20,7 @@ from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError, O
 from modelyard.serving._deployment import Deployment, Inference
 from modelyard.serving._fast import AsgiEndpoint, Call, ClientGone, Handler, Reply, json_reply
 from modelyard.serving._http import json_response, request_id
+from modelyard.serving._limits import DEFAULT_MAX_BATCH_ROWS, DEFAULT_MAX_STRING_LENGTH
 from modelyard.serving._openapi import PREDICT_ERRORS, errors, json_ok
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._predict import error_reply, failure_reply
@@ -223,7 +224,7 @@ def oip_error(request: Request, exc: ModelyardError) -> Response:
 def add_oip_routes(app: FastAPI, pool: ModelPool) -> Handler:
     """The OIP v2 routes; returns the infer handler for the fast path."""
     limit: int = app.state.max_body_bytes
-    infer = infer_handler(pool, limit)
+    infer = infer_handler(pool, limit, app.state.max_batch_rows, app.state.max_string_length)
 
     @app.get("/v2", tags=["oip"], responses={200: json_ok("server metadata")})
     async def v2_server() -> Response:
@@ -310,7 +311,14 @@ def add_oip_routes(app: FastAPI, pool: ModelPool) -> Handler:
     return infer
 
 
-def infer_handler(pool: ModelPool, limit: int) -> Handler:
+def infer_handler(
+    pool: ModelPool,
+    limit: int,
+    max_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+) -> Handler:
+    """``limit``: the body's bytes; ``max_rows`` and ``max_string_length``: ``_limits.py``."""
+
     async def infer(call: Call, params: dict[str, str]) -> Reply:
         started = time.perf_counter()
         name = params["name"]
@@ -328,7 +336,13 @@ def infer_handler(pool: ModelPool, limit: int) -> Handler:
             if isinstance(given, str) and given:
                 call.name_request(given)
             served = d.served
-            columns, rows = to_columns(served.request_schema, served.validator, tensors)
+            columns, rows = to_columns(
+                served.request_schema,
+                served.validator,
+                tensors,
+                max_rows=max_rows,
+                max_string_length=max_string_length,
+            )
             result = await d.infer(columns, rows, call.request_id, call.routed, call.alone())
             return _respond(doc, d, result, call.request_id)
         except ClientGone:

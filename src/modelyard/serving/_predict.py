@@ -14,6 +14,11 @@ from typing import Any
 from modelyard.errors import ModelyardError, OverloadedError
 from modelyard.serving._deployment import Inference
 from modelyard.serving._fast import Call, ClientGone, Handler, Reply, json_reply
+from modelyard.serving._limits import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MAX_STRING_LENGTH,
+    too_many_rows,
+)
 from modelyard.serving._pool import ModelPool
 
 logger = logging.getLogger("modelyard.serving")
@@ -36,7 +41,14 @@ def failure_reply(name: str, rid: str, oip: bool = False) -> Reply:
     return json_reply(payload, 500, rid)
 
 
-def predict_handler(pool: ModelPool, limit: int) -> Handler:
+def predict_handler(
+    pool: ModelPool,
+    limit: int,
+    max_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+) -> Handler:
+    """``limit``: the body's bytes; ``max_rows`` and ``max_string_length``: ``_limits.py``."""
+
     async def predict(call: Call, params: dict[str, str]) -> Reply:
         started = time.perf_counter()
         name = params["name"]
@@ -48,8 +60,12 @@ def predict_handler(pool: ModelPool, limit: int) -> Handler:
         try:
             deployment = pool.get(name)  # the 404 that lists what is served
             body = await call.body(limit)
-            columns, many = deployment.served.validator.validate_json(body)
+            columns, many = deployment.served.validator.validate_json(
+                body, max_string_length=max_string_length
+            )
             rows = len(next(iter(columns.values()))) if columns else 0
+            if rows > max_rows:
+                raise too_many_rows(rows, max_rows)
             result = await deployment.infer(columns, rows, rid, call.routed, call.alone())
             records = records_of(result.outputs)
             payload: dict[str, Any] = {

@@ -28,12 +28,18 @@ from modelyard.errors import ConfigError
 from modelyard.serving import _logging
 from modelyard.serving._fast import asgi_entry
 from modelyard.serving._http import DEFAULT_BODY_TIMEOUT_S, set_body_timeout
+from modelyard.serving._limits import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MAX_STRING_LENGTH,
+    check_request_limits,
+)
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._protocol import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     protocol_class,
 )
+from modelyard.serving._tls import check_tls
 from modelyard.serving._workers import run_until_sigterm, supervise
 from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
 
@@ -124,6 +130,10 @@ def serve(
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     auth: bool | None = None,
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> None:
     """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
 
@@ -134,11 +144,17 @@ def serve(
     (``ws.predictions``) unless ``log_predictions`` is False. Per process: a connection
     that has not sent its request headers within ``header_timeout_s`` is closed, a body
     not in within ``body_timeout_s`` is answered 408, and connections beyond
-    ``max_connections`` are answered 503.
+    ``max_connections`` are answered 503. A prediction with more than ``max_batch_rows``
+    rows is answered 413, a string value longer than ``max_string_length`` characters 422.
+
+    ``ssl_certfile`` and ``ssl_keyfile`` (PEM; both or neither) serve HTTPS, and gRPC
+    over TLS; they are loaded before the server starts, so a bad pair is one line.
     """
     import uvicorn
 
     check_limits(header_timeout_s, body_timeout_s, max_connections)
+    check_request_limits(max_batch_rows, max_string_length)
+    tls = check_tls(ssl_certfile, ssl_keyfile)
     _logging.configure(log_level)
     allow_open_files(max_connections)
     check_port(host, port)
@@ -161,7 +177,13 @@ def serve(
         "grpc_port": grpc_port,
         "grpc_host": host,
         "max_rpcs": max_connections,  # gRPC's cap on calls at once, beside HTTP's on sockets
+        "max_batch_rows": max_batch_rows,
+        "max_string_length": max_string_length,
+        "grpc_tls": tls,
     }
+    # uvicorn's own TLS (None: plain HTTP); each worker passes the same to its uvicorn.
+    certfile, keyfile = tls if tls is not None else (None, None)
+    https = {"ssl_certfile": certfile, "ssl_keyfile": keyfile}
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -169,6 +191,7 @@ def serve(
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": 30,
+        **https,
     }
     limits = {
         "header_timeout_s": header_timeout_s,
@@ -200,7 +223,14 @@ def serve(
     with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
         os.environ[_SPEC_ENV] = json.dumps(spec)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        config = {"host": host, "port": port, "log_level": log_level, "grace_s": 30, **limits}
+        config = {
+            "host": host,
+            "port": port,
+            "log_level": log_level,
+            "grace_s": 30,
+            **limits,
+            **https,
+        }
         supervise(workers, config)
 
 
@@ -256,4 +286,7 @@ def app_from_env() -> FastAPI:
     ws = Workspace(Path(spec["root"]), **spec["settings"])
     options = [ServeOptions.model_validate(m) for m in spec["models"]]
     log = ws.predictions if spec["log_predictions"] else None
-    return create_app(ws.registry, options, features=ws.features, prediction_log=log, **spec["app"])
+    kwargs = spec["app"]
+    if kwargs.get("grpc_tls") is not None:  # a JSON list in the spec
+        kwargs["grpc_tls"] = tuple(kwargs["grpc_tls"])
+    return create_app(ws.registry, options, features=ws.features, prediction_log=log, **kwargs)

@@ -329,7 +329,7 @@ def _log_chunk(
         inputs=chunk.select(schema.names),
         outputs=scored.select(outputs),
         latency_ms=round(seconds * 1000, 3),
-        pii_fields=frozenset(f.name for f in schema.fields if f.pii),
+        pii_fields={f.name: f.pii for f in schema.fields if f.pii},
     )
 
 

@@ -50,9 +50,9 @@ class Servable:
         return self.model.number
 
     @property
-    def pii_fields(self) -> frozenset[str]:
-        """Request fields the prediction log must hash or drop."""
-        return frozenset(f.name for f in self.request_schema.fields if f.pii)
+    def pii_fields(self) -> dict[str, bool | str]:
+        """Request fields the prediction log must hash or drop, by their ``pii`` tag."""
+        return {f.name: f.pii for f in self.request_schema.fields if f.pii}
 
     def predict(self, columns: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -15,6 +15,7 @@ import numpy as np
 
 from modelyard.contracts import RecordValidator, Schema, non_finite_message
 from modelyard.errors import FieldError, SchemaValidationError
+from modelyard.serving._limits import too_many_rows
 
 # OIP datatype -> numpy dtype (little-endian, as the binary extensions send them).
 NUMPY_OF = {
@@ -115,9 +116,18 @@ def from_list(name: str, datatype: str, shape: list[int], data: Any) -> Tensor:
 
 
 def to_columns(
-    schema: Schema, validator: RecordValidator, tensors: list[Tensor]
+    schema: Schema,
+    validator: RecordValidator,
+    tensors: list[Tensor],
+    *,
+    max_rows: int | None = None,
+    max_string_length: int | None = None,
 ) -> tuple[dict[str, list[Any]], int]:
-    """Validated columns (in schema order) and the row count, from request tensors."""
+    """Validated columns (in schema order) and the row count, from request tensors.
+
+    More rows than ``max_rows`` is a 413 before any record is built; a string longer than
+    ``max_string_length`` characters is a 422 naming its field (``_limits.py``).
+    """
     by_name = {t.name: t for t in tensors}
     if len(by_name) < len(tensors):  # one would silently win over the other
         names = [t.name for t in tensors]
@@ -138,6 +148,8 @@ def to_columns(
                 f"shape {tensor.shape}: expected [rows, {len(schema.fields)}] with columns "
                 f"{', '.join(schema.names)}",
             )
+        if max_rows is not None and tensor.shape[0] > max_rows:
+            raise too_many_rows(tensor.shape[0], max_rows)
         if tensor.shape[0] > 0 and tensor.values.dtype.kind == "f" and _plain_floats(schema):
             # Every field a float with no bounds: the record validator could only accept
             # these values, so skip building records (about 30 us a request).
@@ -167,10 +179,12 @@ def to_columns(
     rows = lengths.pop() if lengths else 0
     if rows == 0:
         raise _bad("inputs", "no rows; send at least one value per input tensor")
+    if max_rows is not None and rows > max_rows:
+        raise too_many_rows(rows, max_rows)
     names = list(raw)
     lists = [_python(v, schema[n].dtype) for n, v in raw.items()]
     records = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
-    return validator.validate_python(records), rows
+    return validator.validate_python(records, max_string_length=max_string_length), rows
 
 
 def _check_finite(schema: Schema, matrix: np.ndarray[Any, Any]) -> None:

@@ -67,6 +67,8 @@ def _worker(config: dict[str, Any]) -> None:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=config["grace_s"],
+            ssl_certfile=config["ssl_certfile"],  # None: plain HTTP
+            ssl_keyfile=config["ssl_keyfile"],
         )
     )
     settle_heap()

@@ -31,6 +31,11 @@ from modelyard.serving._fast import AsgiEndpoint, Handler, Router, install
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._health import server_readiness
 from modelyard.serving._http import error_json, json_response, request_id
+from modelyard.serving._limits import (
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_MAX_STRING_LENGTH,
+    check_request_limits,
+)
 from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._monitor_gauges import MonitorGauges, served_versions
 from modelyard.serving._oip import add_oip_routes, oip_error
@@ -64,6 +69,9 @@ def create_app(
     prediction_log: PredictionLog | None = None,
     max_rpcs: int = DEFAULT_MAX_CONNECTIONS,
     auth: bool = False,
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+    max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
+    grpc_tls: tuple[str, str] | None = None,
 ) -> FastAPI:
     """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
@@ -76,7 +84,11 @@ def create_app(
     champion's); a body that has not arrived ``body_timeout_s`` after its headers is 408.
     ``auth`` requires an API key with the right role on every route but the health checks
     (``serving/_auth.py``); the keys are read now and again every ``poll_interval_s``.
+    A prediction with more than ``max_batch_rows`` rows is 413, a string value longer than
+    ``max_string_length`` characters 422 (``_limits.py``). ``grpc_tls`` (certificate and
+    key paths, checked by ``_tls.check_tls``) serves gRPC over TLS.
     """
+    check_request_limits(max_batch_rows, max_string_length)
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
     readers = None if features is None else features.online_reader
     pool = ModelPool(
@@ -114,6 +126,9 @@ def create_app(
                 ids_of(app),
                 max_rpcs,
                 guard,
+                tls=grpc_tls,
+                max_rows=max_batch_rows,
+                max_string_length=max_string_length,
             )
         app.state.ready = True
         yield
@@ -135,6 +150,8 @@ def create_app(
     app.state.pool = pool
     app.state.monitor_gauges = gauges
     app.state.max_body_bytes = max_body_bytes
+    app.state.max_batch_rows = max_batch_rows
+    app.state.max_string_length = max_string_length
     # None: this process's --body-timeout (serve() sets it before building the app).
     app.state.body_timeout_s = _http.body_timeout_s() if body_timeout_s is None else body_timeout_s
     app.state.readiness = server_readiness(pool, registry.metadata, features)
@@ -274,7 +291,9 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> Handler:
         )
         return json_response({"model": name, "version": served.version}, 200, request_id(request))
 
-    predict = predict_handler(pool, app.state.max_body_bytes)
+    predict = predict_handler(
+        pool, app.state.max_body_bytes, app.state.max_batch_rows, app.state.max_string_length
+    )
     for name, deployment in pool.deployments.items():
         _add_predict_route(app, pool, name, deployment.served, predict)
     return predict

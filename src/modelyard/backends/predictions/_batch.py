@@ -16,17 +16,17 @@ no reader looks) and ``BatchLog.publish`` moves the parts into the store, with t
 entry in the request index, only after the output file is in place; a failed job's
 parts are discarded. The log thus never holds rows that the output lacks.
 
-PII: fields tagged ``pii=True`` are dropped, or hashed with the served log's salted
-blake2b, so hashes of served and batch rows match. Hashing is the one step done value by
-value, once per distinct value of the chunk (a keyed blake2b has no Arrow kernel).
+PII: fields tagged ``pii`` are dropped, or hashed with the served log's key (HMAC-SHA256),
+so hashes of served and batch rows match. Hashing is the one step done value by value,
+once per distinct value of the chunk (an HMAC has no Arrow kernel).
 """
 
 from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -38,7 +38,12 @@ import pyarrow.parquet as pq
 
 from modelyard._files import atomic_path
 from modelyard._time import aware
-from modelyard.backends.predictions._layout import INDEX_STREAM, hash_value, index_table
+from modelyard.backends.predictions._layout import (
+    INDEX_STREAM,
+    hash_value,
+    index_table,
+    pii_policy,
+)
 from modelyard.backends.predictions._parts import PartStore
 from modelyard.errors import InvalidInputError
 
@@ -58,9 +63,9 @@ def log_batch(
     inputs: Columns,
     outputs: Columns,
     latency_ms: float,
-    pii_fields: Collection[str] = frozenset(),
+    pii_fields: Mapping[str, bool | str] | None = None,
     pii: Literal["hash", "drop"] = "hash",
-    salt: str = "modelyard",
+    pii_key: bytes = b"",
     ts: datetime | None = None,
 ) -> Path | None:
     """Write one chunk of predictions as a Parquet part under ``folder``; return its path.
@@ -89,11 +94,14 @@ def log_batch(
         "latency_ms": pa.repeat(pa.scalar(float(latency_ms), pa.float64()), rows),
         "status": pa.repeat(pa.scalar(200, pa.int64()), rows),  # answered, as served rows
     }
+    tags = pii_fields or {}
     for name, column in zip(ins.column_names, ins.columns, strict=True):
-        if name in pii_fields:
-            if pii == "drop":
+        if name in tags:
+            if pii_policy(tags[name], pii) == "drop":
                 continue
-            columns[f"input.{name}"] = _hashed(column, salt)
+            if len(pii_key) < 16:
+                raise ValueError("a PII field is hashed with no key; pass the log's pii_key")
+            columns[f"input.{name}"] = _hashed(column, pii_key)
         else:
             columns[f"input.{name}"] = _plain(column)
     for name, column in zip(outs.column_names, outs.columns, strict=True):
@@ -117,14 +125,14 @@ class BatchLog:
     folder: Path  # the spool (PredictionLog.spool)
     request_id: str
     pii: Literal["hash", "drop"] = "hash"
-    salt: str = "modelyard"
+    pii_key: bytes = field(default=b"", repr=False)  # travels to workers, never printed
 
     @classmethod
     def new(
-        cls, folder: Path, *, pii: Literal["hash", "drop"] = "hash", salt: str = "modelyard"
+        cls, folder: Path, *, pii: Literal["hash", "drop"] = "hash", pii_key: bytes = b""
     ) -> BatchLog:
         """A log for a new job, with a fresh request id ``score-<32 hex digits>``."""
-        return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, salt)
+        return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, pii_key)
 
     @property
     def staging(self) -> Path:
@@ -139,7 +147,7 @@ class BatchLog:
         inputs: Columns,
         outputs: Columns,
         latency_ms: float,
-        pii_fields: Collection[str] = frozenset(),
+        pii_fields: Mapping[str, bool | str] | None = None,
     ) -> Path | None:
         """Stage one chunk (see ``log_batch``)."""
         return log_batch(
@@ -153,7 +161,7 @@ class BatchLog:
             latency_ms=latency_ms,
             pii_fields=pii_fields,
             pii=self.pii,
-            salt=self.salt,
+            pii_key=self.pii_key,
         )
 
     def publish(self, store: PartStore) -> int:
@@ -216,11 +224,11 @@ def _iso(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(text, pattern=r"([+-]\d\d)(\d\d)$", replacement=r"\1:\2")
 
 
-def _hashed(column: pa.ChunkedArray, salt: str) -> pa.ChunkedArray:
+def _hashed(column: pa.ChunkedArray, key: bytes) -> pa.ChunkedArray:
     """``hash_value`` of every value (as served rows get), once per distinct value."""
     combined = column.combine_chunks()
     encoded = combined if pa.types.is_dictionary(combined.type) else combined.dictionary_encode()
     digests = pa.array(
-        [hash_value(v, salt) for v in encoded.dictionary.to_pylist()], type=pa.string()
+        [hash_value(v, key) for v in encoded.dictionary.to_pylist()], type=pa.string()
     )
     return pa.chunked_array([digests.take(encoded.indices)])

@@ -17,6 +17,7 @@ Three streams share one store, each under its own prefix:
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,12 +51,18 @@ LABEL_STREAM = Stream("labels", LABELS)
 INDEX_STREAM = Stream("index", INDEX, by_model=False)
 
 
-def hash_value(value: Any, salt: str) -> str | None:
-    """What a PII field's value becomes in the log: a salted blake2b digest."""
+def hash_value(value: Any, key: bytes) -> str | None:
+    """What a PII field's value becomes in the log: ``h:`` and its HMAC-SHA256 under the
+    workspace's PII key (``security.pii_key``), whole. Equal values stay equal (drift and
+    joins still work); without the key no dictionary reverses them."""
     if value is None:
         return None
-    digest = hashlib.blake2b(str(value).encode(), key=salt.encode()[:64], digest_size=8)
-    return "h:" + digest.hexdigest()
+    return "h:" + hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+
+
+def pii_policy(tag: bool | str, default: str) -> str:
+    """``hash`` or ``drop`` for a field tagged ``tag`` (True: the log's ``default``)."""
+    return default if tag is True else str(tag)
 
 
 def day_of(key: str) -> str:

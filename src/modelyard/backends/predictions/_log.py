@@ -11,8 +11,8 @@ and ``lookup()`` see every replica's shipped rows plus this host's unshipped one
 
 Failed requests are logged too, as one line with their ``status`` and no inputs, so the
 error-rate SLO can be computed from the log; ``read`` leaves them out unless asked.
-PII: input fields tagged ``pii=True`` are hashed (salted blake2b) or dropped before
-they are written.
+PII: input fields tagged ``pii`` are hashed (HMAC-SHA256 under the workspace's PII key)
+or dropped before they are written.
 
 When the spool cannot be written (a full disk, a failed writer thread) ``append`` raises
 ``PredictionLogUnavailableError`` at once (a 503), or with ``on_failure="serve_unlogged"``
@@ -22,8 +22,9 @@ hears of it ("down", "up", "rejected", "unlogged"), and the writer retries by it
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,7 @@ from modelyard.backends.predictions._layout import (
     PREDICTION_STREAM,
     hash_value,
     label_parts,
+    pii_policy,
     prediction_parts,
 )
 from modelyard.backends.predictions._parts import LocalParts, PartStore
@@ -76,7 +78,7 @@ class PredictionLog:
         *,
         max_delay_s: float = DEFAULT_MAX_DELAY_S,
         pii: Literal["hash", "drop"] = "hash",
-        salt: str = "modelyard",
+        pii_key: bytes | None = None,
         fsync_ms: float = 0.0,
         segment_bytes: int = SEGMENT_BYTES,
         # Requests remembered in memory for feedback lookups (older ones are found in the
@@ -92,7 +94,9 @@ class PredictionLog:
         self.store = store
         self.max_delay_s = max_delay_s
         self.pii = pii
-        self.salt = salt
+        # The workspace passes its own key (hashes then agree across restarts and
+        # replicas); without one, a random key: never a constant anyone could know.
+        self.pii_key = pii_key or secrets.token_bytes(32)
         self.fsync_ms = fsync_ms
         self.segment_bytes = segment_bytes
         self.recent_limit = recent_limit
@@ -204,7 +208,7 @@ class PredictionLog:
         inputs: dict[str, Any],
         outputs: dict[str, Any],
         latency_ms: float,
-        pii_fields: frozenset[str] = frozenset(),
+        pii_fields: Mapping[str, bool | str] | None = None,
     ) -> bytes:
         """One JSON line per input row, for ``append``."""
         names_in, names_out = list(inputs), list(outputs)
@@ -216,13 +220,16 @@ class PredictionLog:
         if len(self._recent) > self.recent_limit:
             self._recent.popitem(last=False)
         lines = []
+        policies = {n: pii_policy(tag, self.pii) for n, tag in (pii_fields or {}).items()}
         for i in range(rows):
             row_in = {n: v[i] for n, v in zip(names_in, ins, strict=True)}
-            for name in pii_fields & row_in.keys():
-                if self.pii == "drop":
+            for name, policy in policies.items():
+                if name not in row_in:
+                    continue
+                if policy == "drop":
                     del row_in[name]
                 else:
-                    row_in[name] = hash_value(row_in[name], self.salt)
+                    row_in[name] = hash_value(row_in[name], self.pii_key)
             entry = {
                 "request_id": request_id,
                 "row": i,
@@ -323,7 +330,7 @@ class PredictionLog:
 
     def new_batch(self) -> BatchLog:
         """A batch-scoring job's log: stage its parts, then ``batch.publish(self.store)``."""
-        return BatchLog.new(self.spool, pii=self.pii, salt=self.salt)
+        return BatchLog.new(self.spool, pii=self.pii, pii_key=self.pii_key)
 
     # -- reading -------------------------------------------------------------------------
     def recent(self, request_id: str) -> tuple[str, int] | None:
