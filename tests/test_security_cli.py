@@ -211,3 +211,42 @@ def test_insecure_no_auth_serves_a_public_address_without_keys_and_says_so(root:
 def test_require_auth_protects_a_loopback_server_too(root: Path) -> None:
     with running_server(root, ["iris@production"], "--require-auth") as server:
         assert httpx.get(f"{server.url}/v1/models").status_code == 401
+
+
+def test_require_safe_formats_refuses_to_serve_a_pickled_model(root: Path) -> None:
+    import subprocess
+
+    from server_support import CLI, free_port
+
+    command = [*CLI, "serve", "iris@production", "--require-safe-formats", "-w", str(root)]
+    done = subprocess.run(
+        [*command, "--port", str(free_port())], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "loads a pickle" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_server_keeps_its_version_when_the_alias_moves_to_a_tampered_one(
+    root: Path, tmp_path: Path
+) -> None:
+    from modelyard.backends.metadata import tables as t
+
+    with running_server(root, ["other@production"], "--poll-interval", "0.2") as server:
+        with modelyard.Workspace(root) as ws:
+            with ws.start_run("evil") as run:
+                logged = ws.registry.log_model(
+                    run, _double(), input_example=pd.DataFrame({"a": [1.0]})
+                )
+            v = ws.registry.register("other", logged)
+            mv = t.model_versions
+            with ws.metadata.write() as conn:  # someone with write access to the database
+                conn.execute(
+                    mv.update()
+                    .where(mv.c.name == "other", mv.c.version == v.version)
+                    .values(seal="hmac-sha256:" + "0" * 64)
+                )
+            ws.registry.set_alias("other", "production", v.version)
+        (line,) = server.wait_for_log({"level": "error"}, count=1)
+        assert "seal does not match" in json.dumps(line)
+        r = httpx.post(f"{server.url}/v1/models/other/predict", json={"a": 1.0})
+        assert r.status_code == 200 and r.json()["version"] != v.version

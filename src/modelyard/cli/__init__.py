@@ -163,6 +163,11 @@ def serve(
         "--max-connections",
         help="open connections per worker process; beyond it a connection is answered 503",
     ),
+    require_safe_formats: bool = typer.Option(
+        False,
+        "--require-safe-formats",
+        help="refuse models stored as pickles (sklearn joblib, python, torch): loading runs code",
+    ),
     require_auth: bool = typer.Option(
         False, "--require-auth", help="require API keys on a loopback address too"
     ),
@@ -224,6 +229,7 @@ def serve(
         max_string_length=max_string_length,
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+        require_safe_formats=require_safe_formats,
     )
 
 

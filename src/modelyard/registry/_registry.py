@@ -198,7 +198,7 @@ class Registry:
                 reference = profile(frame[signature.inputs.names], signature.inputs)
                 (folder / PROFILE_FILE).write_text(json.dumps(reference.to_json_dict()))
             if input_example is not None:
-                _write_example(folder / EXAMPLE_FILE, input_example, signature.inputs.names)
+                _write_example(folder / EXAMPLE_FILE, input_example, signature.inputs)
             (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             digest, size = put_tree(self._artifacts, folder)
         # Registering inside the run's block must see the metrics logged so far.
@@ -575,12 +575,17 @@ def _version(row: Row[Any], aliases: tuple[str, ...]) -> ModelVersion:
     )
 
 
-def _write_example(path: Path, input_example: Any, names: list[str]) -> None:
-    """Keep the example's first rows (the signature's columns) as JSON records."""
+def _write_example(path: Path, input_example: Any, inputs: Schema) -> None:
+    """Keep the example's first rows (the signature's columns) as JSON records.
+
+    The example is shown in the server's /docs: a field tagged ``pii`` is left out of it.
+    """
+    names = inputs.names
     try:
         frame = as_frame(input_example, names=names).head(EXAMPLE_ROWS)
     except (InvalidInputError, ValueError):
         return  # an example only the flavor reads (an image tensor, say): no record to show
     if not set(names) <= set(frame.columns):
         return
-    path.write_text(frame[names].to_json(orient="records", date_format="iso", date_unit="s"))
+    shown = [f.name for f in inputs.fields if not f.pii]
+    path.write_text(frame[shown].to_json(orient="records", date_format="iso", date_unit="s"))

@@ -134,6 +134,7 @@ def serve(
     max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    require_safe_formats: bool = False,
 ) -> None:
     """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
 
@@ -149,6 +150,7 @@ def serve(
 
     ``ssl_certfile`` and ``ssl_keyfile`` (PEM; both or neither) serve HTTPS, and gRPC
     over TLS; they are loaded before the server starts, so a bad pair is one line.
+    ``require_safe_formats`` refuses models whose flavor unpickles a file (runs code).
     """
     import uvicorn
 
@@ -180,6 +182,7 @@ def serve(
         "max_batch_rows": max_batch_rows,
         "max_string_length": max_string_length,
         "grpc_tls": tls,
+        "require_safe_formats": require_safe_formats,
     }
     # uvicorn's own TLS (None: plain HTTP); each worker passes the same to its uvicorn.
     certfile, keyfile = tls if tls is not None else (None, None)

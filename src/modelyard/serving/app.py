@@ -72,6 +72,7 @@ def create_app(
     max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
     max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     grpc_tls: tuple[str, str] | None = None,
+    require_safe_formats: bool = False,
 ) -> FastAPI:
     """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
@@ -86,9 +87,12 @@ def create_app(
     (``serving/_auth.py``); the keys are read now and again every ``poll_interval_s``.
     A prediction with more than ``max_batch_rows`` rows is 413, a string value longer than
     ``max_string_length`` characters 422 (``_limits.py``). ``grpc_tls`` (certificate and
-    key paths, checked by ``_tls.check_tls``) serves gRPC over TLS.
+    key paths, checked by ``_tls.check_tls``) serves gRPC over TLS. ``require_safe_formats``
+    refuses to load a version whose flavor unpickles a file (now, and when an alias moves).
     """
     check_request_limits(max_batch_rows, max_string_length)
+    if require_safe_formats:
+        registry = registry.refusing_pickles()
     options = [m if isinstance(m, ServeOptions) else ServeOptions(ref=m) for m in models]
     readers = None if features is None else features.online_reader
     pool = ModelPool(
