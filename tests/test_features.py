@@ -144,7 +144,10 @@ def test_sql_and_parquet_folder_sources(
     from_sql = FeatureView(
         "driver_sql",
         entity=DRIVER,
-        source=SqlSource(f"SELECT * FROM read_parquet('{folder}/*.parquet') WHERE trips > 5"),
+        source=SqlSource(
+            f"SELECT * FROM read_parquet('{folder}/*.parquet') WHERE trips > 5",
+            paths=(str(folder),),
+        ),
         features={"trips": "int64"},
     )
     sqlite_workspace.features.apply([DRIVER, from_folder, from_sql])

@@ -9,7 +9,6 @@ stored definition never points at memory that is gone.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +18,9 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from modelyard._redact import redact
+from modelyard._secrets import resolve
 from modelyard.errors import InvalidInputError
+from modelyard.features._sandbox import snapshot_query
 
 
 def quote(name: str) -> str:
@@ -91,23 +92,32 @@ class FileSource:
 
 @dataclass(frozen=True)
 class SqlSource:
-    """A DuckDB query (it may read Parquet, CSV, or anything DuckDB can)."""
+    """A DuckDB query over the files in ``paths`` (files, folders or globs): it may read
+    those and nothing else (``_sandbox.py``), whatever the stored query says."""
 
     query: str
     timestamp_field: str = "event_timestamp"
     created_timestamp_field: str | None = None
+    paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.paths, str):  # paths="x.parquet" would allow each character
+            object.__setattr__(self, "paths", (self.paths,))
+
+    def snapshot(self) -> Path:
+        """Run the query now, sandboxed, into a Parquet file; return its path."""
+        target = _snapshot_dir() / f"sql-{uuid.uuid4().hex}.parquet"
+        return snapshot_query(self.query.rstrip().rstrip(";"), self.paths, target)
 
     def sql(self) -> str:
-        # A query has no file; its own row order is the write order.
-        return (
-            "SELECT *, '' AS __file, row_number() OVER () AS __pos "
-            f"FROM ({self.query.rstrip().rstrip(';')})"
-        )
+        # The snapshot keeps the query's own row order, which is then the write order.
+        return FileSource(str(self.snapshot())).sql()
 
     def spec(self) -> dict[str, Any]:
         return {
             "kind": "sql",
             "query": self.query,
+            "paths": list(self.paths),
             "timestamp_field": self.timestamp_field,
             "created_timestamp_field": self.created_timestamp_field,
         }
@@ -138,14 +148,7 @@ class PostgresSource:
         return f"PostgresSource({redact(self.url)!r}, {what})"
 
     def _dsn(self) -> str:
-        url = self.url
-        if url.startswith("env:"):
-            name = url[4:]
-            url = os.environ.get(name, "")
-            if not url:
-                raise InvalidInputError(
-                    f"PostgresSource reads its URL from ${name}, which is not set; export it"
-                )
+        url = str(resolve(self.url, "PostgresSource url"))  # env:NAME or file:/path too
         return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     def _select(self) -> str:
@@ -262,7 +265,7 @@ def source_from_spec(spec: Mapping[str, Any]) -> Source:
     if kind == "parquet":
         return FileSource(spec["path"], **common)
     if kind == "sql":
-        return SqlSource(spec["query"], **common)
+        return SqlSource(spec["query"], paths=tuple(spec.get("paths", ())), **common)
     if kind == "postgres":
         return PostgresSource(spec["url"], spec.get("table"), spec.get("query"), **common)
     raise InvalidInputError(f"unknown source kind {kind!r} in a stored feature view")
