@@ -72,10 +72,16 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     raise SystemExit("server did not become ready")
 
 
-def measure(port: int, bodies: list[bytes], requests: int, warmup: int) -> dict[str, float]:
+def measure(
+    port: int,
+    bodies: list[bytes],
+    requests: int,
+    warmup: int,
+    extra_headers: dict[str, str] | None = None,
+) -> dict[str, float]:
     """``warmup`` untimed then ``requests`` timed round trips on one keep-alive connection."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **(extra_headers or {})}
     latencies: list[float] = []
     try:
         for i in range(warmup + requests):
