@@ -419,8 +419,8 @@ def render_template() -> str:
         "# Every key below shows its default; uncomment a line to change it.",
         "# `modelyard config show` prints the effective value and source of each key.",
         '# Any value may be a reference, read only where it is used: "env:NAME" (an',
-        '# environment variable) or "file:/path" (a mounted secret), e.g.',
-        '# url = "env:META_DB_URL" keeps a database password out of this file.',
+        '# environment variable) or "file:/path" (a mounted secret); a metadata url of',
+        '# "env:META_DB_URL" keeps a database password out of this file.',
     ]
     section = ""
     for s in SETTINGS:
