@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from _common import machine
-from serving_latency import build_workspace, free_port, measure, summarize, wait_ready
+from serving_latency import (
+    build_workspace,
+    free_port,
+    measure,
+    stop_servers,
+    summarize,
+    wait_ready,
+)
 
 
 def main() -> None:
@@ -65,10 +72,7 @@ def main() -> None:
                     )
             load_end = os.getloadavg()[0]
         finally:
-            for _, proc in procs.values():
-                proc.terminate()
-            for _, proc in procs.values():
-                proc.wait(timeout=30)
+            stop_servers(procs)
     results: dict[str, Any] = {side: summarize(side, runs[side], args.requests) for side in sides}
     for stat in ("p50_ms", "p50_ms_best"):
         results[f"auth_adds_{stat}"] = round(results["auth"][stat] - results["open"][stat], 4)

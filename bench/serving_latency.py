@@ -72,6 +72,14 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) ->
     raise SystemExit("server did not become ready")
 
 
+def stop_servers(procs: dict[str, tuple[int, subprocess.Popen[bytes]]]) -> None:
+    """SIGTERM every server at once, then wait for each (they drain in parallel)."""
+    for _, proc in procs.values():
+        proc.terminate()
+    for _, proc in procs.values():
+        proc.wait(timeout=30)
+
+
 def measure(
     port: int,
     bodies: list[bytes],
@@ -159,10 +167,7 @@ def main() -> None:
                     runs[level].append(measure(port, bodies, args.requests, args.warmup))
             load_end = os.getloadavg()[0]
         finally:
-            for _, proc in procs.values():
-                proc.terminate()
-            for _, proc in procs.values():
-                proc.wait(timeout=30)
+            stop_servers(procs)
     out = Path(__file__).with_name("out")
     out.mkdir(exist_ok=True)
     results = {}

@@ -20,6 +20,7 @@ import modelyard
 from cli_support import run_cli
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import ConfigError, IntegrityError
+from registry_support import doubler
 
 
 class Marker:
@@ -30,13 +31,6 @@ class Marker:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (os.system, (f"touch {self.path}",))
-
-
-def _double() -> Any:
-    def double(frame: pd.DataFrame) -> Any:
-        return frame["a"] * 2
-
-    return double
 
 
 def _triple() -> Any:
@@ -53,7 +47,7 @@ EXAMPLE = pd.DataFrame({"a": [1.0, 2.0]})
 def ws(tmp_path: Path) -> Any:
     ws = modelyard.Workspace.init(tmp_path / "ws", environ={})
     with ws.start_run("train") as run:
-        good = ws.registry.log_model(run, _double(), input_example=EXAMPLE)
+        good = ws.registry.log_model(run, doubler(), input_example=EXAMPLE)
         other = ws.registry.log_model(run, _triple(), input_example=EXAMPLE)
     ws.registry.register("iris", good)
     ws.other = other  # another logged model, for swaps
@@ -124,7 +118,7 @@ def test_another_workspace_key_does_not_verify_and_a_shared_key_does(
     env = {"MODELYARD_SECURITY_SIGNING_KEY": "env:SIGNING", "SIGNING": shared}
     with modelyard.Workspace.init(tmp_path / "a", environ=env) as a:
         with a.start_run("train") as run:
-            logged = a.registry.log_model(run, _double(), input_example=EXAMPLE)
+            logged = a.registry.log_model(run, doubler(), input_example=EXAMPLE)
         a.registry.register("iris", logged)
         meta_url = f"sqlite:///{Path(a.config.root) / '.modelyard' / 'meta.db'}"
         artifacts = str(Path(a.config.root) / ".modelyard" / "artifacts")

@@ -11,7 +11,6 @@ every output, the server log and every file under the workspace for the secret.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pandas as pd
@@ -21,16 +20,10 @@ import modelyard
 from cli_support import run_cli
 from modelyard._redact import redact
 from modelyard.errors import ConfigError
+from registry_support import doubler
 from server_support import running_server
 
 PLANTED = "Pl4nted-s3cret-9d1f"
-
-
-def _double() -> Any:
-    def double(frame: pd.DataFrame) -> Any:
-        return frame["a"] * 2
-
-    return double
 
 
 @pytest.fixture
@@ -52,7 +45,7 @@ def test_a_planted_secret_appears_in_no_output_log_or_file(
     with modelyard.Workspace(root) as ws:
         assert ws.metadata.dialect == "postgresql"  # the reference was read and used
         with ws.start_run("train", params={"lr": 0.1}) as run:
-            logged = ws.registry.log_model(run, _double(), input_example=pd.DataFrame({"a": [1.0]}))
+            logged = ws.registry.log_model(run, doubler(), input_example=pd.DataFrame({"a": [1.0]}))
         for _ in range(2):
             v = ws.registry.register("iris", logged)
             ws.registry.set_alias("iris", "production", v.version)

@@ -19,26 +19,13 @@ from tritonclient.utils import InferenceServerException
 
 import modelyard
 from cli_support import run_cli
+from registry_support import doubler, serving_workspace
 from server_support import running_server
-
-
-def _double() -> Any:
-    def double(frame: pd.DataFrame) -> Any:
-        return frame["a"] * 2
-
-    return double
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("keys") / "ws"
-    with modelyard.Workspace.init(root, environ={}) as ws:
-        with ws.start_run("train") as run:
-            logged = ws.registry.log_model(run, _double(), input_example=pd.DataFrame({"a": [1.0]}))
-        for name in ("iris", "other"):
-            v = ws.registry.register(name, logged)
-            ws.registry.set_alias(name, "production", v.version)
-    return root
+    return serving_workspace(tmp_path_factory.mktemp("keys") / "ws", ["iris", "other"])
 
 
 def _create(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> str:
@@ -235,7 +222,7 @@ def test_a_server_keeps_its_version_when_the_alias_moves_to_a_tampered_one(
         with modelyard.Workspace(root) as ws:
             with ws.start_run("evil") as run:
                 logged = ws.registry.log_model(
-                    run, _double(), input_example=pd.DataFrame({"a": [1.0]})
+                    run, doubler(), input_example=pd.DataFrame({"a": [1.0]})
                 )
             v = ws.registry.register("other", logged)
             mv = t.model_versions

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,17 +24,11 @@ import modelyard
 from modelyard.security import audit_events, create_key, list_keys, revoke_key
 from modelyard.serving import create_app
 from modelyard.serving._auth import GRPC_RULES, RULES, rule_for
+from registry_support import serving_workspace
 
 pytestmark = pytest.mark.anyio
 
 ROLES = ("admin", "predictor", "predictor_other", "reader")
-
-
-def _double() -> Any:
-    def double(frame: pd.DataFrame) -> Any:
-        return frame["a"] * 2
-
-    return double
 
 
 @dataclass
@@ -50,14 +43,8 @@ class Keys:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace]:
-    ws = modelyard.Workspace.init(tmp_path_factory.mktemp("auth") / "ws", environ={})
-    example = pd.DataFrame({"a": [1.0, 2.0]})
-    with ws.start_run("train") as run:
-        logged = ws.registry.log_model(run, _double(), input_example=example)
-    for name in ("iris", "other"):
-        for _ in range(2):
-            v = ws.registry.register(name, logged)
-            ws.registry.set_alias(name, "production", v.version)
+    root = serving_workspace(tmp_path_factory.mktemp("auth") / "ws", ["iris", "other"], 2)
+    ws = modelyard.Workspace(root, environ={})
     try:
         yield ws
     finally:
@@ -293,6 +280,7 @@ async def test_a_rollback_is_audited_with_the_key_and_the_client_address(
     ws: modelyard.Workspace, keys: Keys
 ) -> None:
     admin = next(k for k in list_keys(ws.metadata) if k.name == "ops")
+    ws.registry.set_alias("other", "production", 1)
     ws.registry.set_alias("other", "production", 2)
     async with serving(ws, auth=True) as client:
         r = await client.post("/v1/models/other/rollback", json={}, headers=keys.headers("admin"))

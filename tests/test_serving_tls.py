@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import tritonclient.grpc as grpcclient
 from cryptography import x509
@@ -23,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tritonclient.utils import InferenceServerException
 
-import modelyard
 from cli_support import run_cli
+from registry_support import serving_workspace
 from server_support import running_server
 
 
@@ -73,22 +72,9 @@ def _self_signed(folder: Path, name: str) -> Pair:
     return pair
 
 
-def _double() -> Any:
-    def double(frame: pd.DataFrame) -> Any:
-        return frame["a"] * 2
-
-    return double
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("tls") / "ws"
-    with modelyard.Workspace.init(root, environ={}) as ws:
-        with ws.start_run("train") as run:
-            logged = ws.registry.log_model(run, _double(), input_example=pd.DataFrame({"a": [1.0]}))
-        v = ws.registry.register("iris", logged)
-        ws.registry.set_alias("iris", "production", v.version)
-    return root
+    return serving_workspace(tmp_path_factory.mktemp("tls") / "ws", ["iris"])
 
 
 @pytest.fixture(scope="module")
