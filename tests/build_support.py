@@ -147,3 +147,14 @@ def run_container(podman: str, tag: str) -> tuple[str, str]:
         run(podman, "rm", "--force", container)
         raise
     return container, url
+
+
+def container_key(podman: str, container: str, role: str = "predictor") -> dict[str, str]:
+    """Headers with a new API key made inside ``container``: the image binds 0.0.0.0, so
+    its server requires one, and the workspace baked into it has none."""
+    made = run(
+        podman, "exec", container, "/opt/modelyard/bin/modelyard", "keys", "create",
+        "--role", role, "-w", "/srv/modelyard",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return {"Authorization": f"Bearer {made.stdout.strip()}"}

@@ -25,7 +25,14 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 import modelyard
-from build_support import BASE_IMAGE, dangling, remove_image, run, run_container
+from build_support import (
+    BASE_IMAGE,
+    container_key,
+    dangling,
+    remove_image,
+    run,
+    run_container,
+)
 from cli_support import run_cli
 from monitor_support import exchange, train_diabetes
 
@@ -222,14 +229,8 @@ def test_the_image_builds_runs_answers_as_non_root_and_stops_on_sigterm(
         # The image binds 0.0.0.0: without a key, nothing but the health checks answers.
         refused = httpx.post(f"{url}{path}", json=row, timeout=10)
         assert refused.status_code == 401, refused.text
-        made = run(
-            podman, "exec", container, "/opt/modelyard/bin/modelyard", "keys", "create",
-            "--role", "predictor", "-w", "/srv/modelyard",
-        )  # fmt: skip
-        assert made.returncode == 0, made.stderr
-        key = made.stdout.strip()
         answer = httpx.post(
-            f"{url}{path}", json=row, timeout=10, headers={"Authorization": f"Bearer {key}"}
+            f"{url}{path}", json=row, timeout=10, headers=container_key(podman, container)
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["prediction"] == expected.json()["prediction"]

@@ -6,6 +6,7 @@ pickle never runs; ``--require-safe-formats`` refuses pickles altogether.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -99,8 +100,6 @@ def test_a_swapped_blob_in_the_artifact_store_is_refused(ws: Any, tmp_path: Path
     version = ws.registry.get("iris/1")
     store_root = Path(ws.config.root) / ".modelyard" / "artifacts" / "sha256"
     manifest = ws.registry.artifacts.get(version.artifact)
-    import json
-
     digest = json.loads(manifest)["files"]["model.cloudpickle"]["digest"].split(":")[1]
     blob = store_root / digest[:2] / digest
     marker = tmp_path / "ran"
@@ -173,3 +172,19 @@ def test_a_version_from_before_seals_is_sealed_on_request(
     assert code == 2 and "sealed already" in err
     code, out, err = run_cli(capsys, "audit", "--action", "model.seal", "--json", "-w", root)
     assert '"model.seal"' in out
+
+
+def test_sealing_checks_the_stored_files_not_a_good_cache_copy(
+    ws: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws.registry.load("iris/1")  # a good copy in the local cache
+    _edit_version(ws, seal=None)
+    version = ws.registry.get("iris/1")
+    manifest = json.loads(ws.registry.artifacts.get(version.artifact))
+    digest = manifest["files"]["model.cloudpickle"]["digest"].split(":")[1]
+    blob = Path(ws.config.root) / ".modelyard" / "artifacts" / "sha256" / digest[:2] / digest
+    blob.chmod(0o644)
+    blob.write_bytes(blob.read_bytes() + b"x")  # the stored file is damaged
+    code, out, err = run_cli(capsys, "models", "seal", "iris/1", "-w", str(ws.config.root))
+    assert code == 2 and "does not match" in err, out + err
+    assert ws.registry.get("iris/1").seal is None

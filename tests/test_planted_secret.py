@@ -143,3 +143,20 @@ def test_a_file_reference_is_read_at_use_and_hidden_everywhere_after(
     with pytest.raises(ConfigError) as caught:
         ws.online  # noqa: B018 - not a URL any store takes
     assert PLANTED not in str(caught.value)
+
+
+def test_a_value_read_from_a_reference_is_hidden_in_any_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "ws"
+    modelyard.Workspace.init(root).close()
+    monkeypatch.setenv("MYEXEC", "S3cretPW-exec")  # not a URL, not a secret-looking name
+    monkeypatch.setenv("MODELYARD_EXECUTOR_URL", "env:MYEXEC")
+    source = tmp_path / "in.parquet"
+    pd.DataFrame({"a": [1.0]}).to_parquet(source)
+    code, out, err = run_cli(
+        capsys, "score", "m@production", "-i", str(source), "-o", str(tmp_path / "o.parquet"),
+        "-w", str(root),
+    )  # fmt: skip
+    assert code == 2 and "executor" in err
+    assert "S3cretPW-exec" not in out + err

@@ -48,6 +48,8 @@ def test_keys_create_list_revoke_and_audit_from_the_command_line(
     assert plain not in out and plain.split("_", 2)[2] not in out
     code, out, err = run_cli(capsys, "keys", "revoke", "web", "-w", str(root))
     assert code == 0 and key_id in out
+    code, out, err = run_cli(capsys, "keys", "revoke", "web", "-w", str(root))  # again: a no-op
+    assert code == 0 and key_id in out
     code, out, _ = run_cli(capsys, "keys", "list", "-w", str(root), "--json")
     assert {k["key_id"]: k for k in json.loads(out)}[key_id]["state"] == "revoked"
     code, out, _ = run_cli(capsys, "models", "alias", "iris", "staging", "1", "-w", str(root))
@@ -55,7 +57,7 @@ def test_keys_create_list_revoke_and_audit_from_the_command_line(
     code, out, _ = run_cli(capsys, "audit", "-w", str(root), "--json")
     events = json.loads(out)
     actions = [(e["action"], e["target"], e["actor"]) for e in events[:3]]
-    assert actions == [
+    assert actions == [  # the second revoke changed nothing, so it recorded nothing
         ("alias.set", "iris", "ci-job-7"),
         ("key.revoke", key_id, "ci-job-7"),
         ("key.create", key_id, "ci-job-7"),
@@ -78,6 +80,9 @@ def test_keys_create_list_revoke_and_audit_from_the_command_line(
         (["keys", "create", "--role", "reader", "--rate", "0"], "--rate 0.0: expected a positive"),
         (["keys", "create", "--role", "reader", "--name", "a b"], "key name 'a b'"),
         (["keys", "revoke", "nobody"], "no key has id or name 'nobody'"),
+        (["keys", "create", "--role", "reader", "--expires", "99999d"], "from 1 second to 3650"),
+        (["keys", "create", "--role", "reader", "--expires", "9" * 14 + "d"], "is too long"),
+        (["audit", "--action", "bogus"], "--action 'bogus': admin actions are"),
     ],
 )
 def test_bad_key_commands_are_one_line_errors_that_write_nothing(

@@ -23,7 +23,14 @@ import pandas as pd
 import pytest
 
 import modelyard
-from build_support import BASE_IMAGE, dangling, remove_image, run, run_container
+from build_support import (
+    BASE_IMAGE,
+    container_key,
+    dangling,
+    remove_image,
+    run,
+    run_container,
+)
 from cli_support import run_cli
 from modelyard.blueprints.sentiment import (
     BaselineModel,
@@ -287,8 +294,9 @@ def test_the_production_image_answers_like_the_registry(
         container, url = run_container(podman, tag)
         predict = f"{url}/v1/models/sentiment/predict"
 
-        answer = httpx.post(predict, json={"text": REVIEW}, timeout=10)
-        too_long = httpx.post(predict, json={"text": "x" * 2001}, timeout=10)
+        key = container_key(podman, container)
+        answer = httpx.post(predict, json={"text": REVIEW}, timeout=10, headers=key)
+        too_long = httpx.post(predict, json={"text": "x" * 2001}, timeout=10, headers=key)
     finally:
         if container is not None:
             run(podman, "rm", "--force", container)

@@ -24,7 +24,7 @@ import modelyard
 from modelyard.security import audit_events, create_key, list_keys, revoke_key
 from modelyard.serving import create_app
 from modelyard.serving._auth import GRPC_RULES, RULES, rule_for
-from registry_support import serving_workspace
+from registry_support import EXAMPLE, doubler, serving_workspace
 
 pytestmark = pytest.mark.anyio
 
@@ -339,3 +339,81 @@ def test_keys_are_stored_only_as_salted_hashes(ws: modelyard.Workspace, keys: Ke
         assert secret.encode() not in everything
     stored = list_keys(ws.metadata)
     assert len({k.salt for k in stored}) == len(stored)
+
+
+async def test_the_openapi_document_says_which_routes_need_a_key(
+    ws: modelyard.Workspace, keys: Keys
+) -> None:
+    async with serving(ws, auth=True) as client:
+        document = (await client.get("/openapi.json", headers=keys.headers("reader"))).json()
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    paths = document["paths"]
+    predict = paths["/v1/models/iris/predict"]["post"]
+    assert predict["security"] == [{"apiKey": []}]
+    assert {"401", "403", "429"} <= set(predict["responses"])
+    assert "security" not in paths["/healthz"]["get"]
+    assert "415" in paths["/v1/models/{name}/rollback"]["post"]["responses"]
+
+
+async def test_without_keys_a_loopback_server_answers_only_loopback_names(
+    ws: modelyard.Workspace, keys: Keys
+) -> None:
+    app = create_app(ws.registry, ["iris@production"], poll_interval_s=0)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as c:
+            # A page at evil.example whose name now resolves to 127.0.0.1 (DNS rebinding).
+            rebound = {"Host": "evil.example:8000"}
+            r = await c.get("/v1/models", headers=rebound)
+            assert r.status_code == 403 and "localhost" in r.json()["message"]
+            r = await c.post("/v1/models/iris/predict", json={"a": 1.0}, headers=rebound)
+            assert r.status_code == 403
+            assert (await c.get("/readyz", headers=rebound)).status_code == 200
+            for host in ("localhost:8000", "127.0.0.1:8000", "[::1]:8000", "app.localhost"):
+                r = await c.get("/v1/models", headers={"Host": host})
+                assert r.status_code == 200, host
+
+
+async def test_two_authorization_headers_are_refused(ws: modelyard.Workspace, keys: Keys) -> None:
+    async with serving(ws, auth=True) as client:
+        both = [
+            ("Authorization", keys.headers("reader")["Authorization"]),
+            ("Authorization", keys.headers("admin")["Authorization"]),
+        ]
+        r = await client.get("/v1/models", headers=both)
+    assert r.status_code == 401 and "two Authorization headers" in r.json()["message"]
+
+
+@pytest.mark.postgres
+async def test_a_key_store_that_is_down_keeps_known_keys_and_answers_503_for_new_ones(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from fault_proxy import FaultProxy
+
+    with FaultProxy("127.0.0.1", 5432) as proxy:
+        url = pg_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
+        ws = modelyard.Workspace.init(tmp_path / "pg", environ={}, metadata_url=url)
+        try:
+            with ws.start_run("train") as run:
+                logged = ws.registry.log_model(run, doubler(), input_example=EXAMPLE)
+            version = ws.registry.register("iris", logged).version
+            ws.registry.set_alias("iris", "production", version)
+            _, known = create_key(ws.metadata, "predictor")
+            app = create_app(ws.registry, ["iris@production"], poll_interval_s=0.2, auth=True)
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    ok = {"Authorization": f"Bearer {known}"}
+                    predict = "/v1/models/iris/predict"
+                    assert (await c.post(predict, json={"a": 1.0}, headers=ok)).status_code == 200
+                    proxy.set_mode("down")
+                    unseen = {"Authorization": "Bearer myd_0123456789ab_" + "y" * 43}
+                    r = await c.post(predict, json={"a": 1.0}, headers=unseen)
+                    assert r.status_code == 503, r.text
+                    assert r.json()["code"] == "backend_unavailable"
+                    await asyncio.sleep(0.5)  # reloads fail meanwhile: the keys read stay
+                    r = await c.post(predict, json={"a": 1.0}, headers=ok)
+                    assert r.status_code == 200
+                    proxy.set_mode("up")
+        finally:
+            ws.close()

@@ -9,6 +9,7 @@ operator's machine.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,10 +35,16 @@ def hosts(
     tmp_path: Path, pg_url: str, s3_bucket: str, s3_endpoint: str
 ) -> Iterator[SimpleNamespace]:
     bucket = s3_bucket.rsplit("/", 1)[0]
+    # Hosts that share a registry share its keys (README, Security): one mounted secret.
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "signing").write_text(secrets.token_hex(32) + "\n")
+    (keys / "pii").write_text(secrets.token_hex(32) + "\n")
     config = (
         f'[metadata]\nurl = "{pg_url}"\n'
         f'[artifacts]\nurl = "{bucket}/artifacts"\nendpoint_url = "{s3_endpoint}"\n'
         f'[predictions]\nurl = "{bucket}/predictions"\nmax_delay_s = 1.0\n'
+        f'[security]\nsigning_key = "file:{keys / "signing"}"\npii_key = "file:{keys / "pii"}"\n'
     )
     roots = {}
     for name in ("a", "b", "operator"):

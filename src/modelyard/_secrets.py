@@ -40,10 +40,12 @@ def resolve(value: Any, what: str, environ: Mapping[str, str] | None = None) -> 
     if kind == "env":
         env = os.environ if environ is None else environ
         found = env.get(target)
-        if not target or found is None:
+        if not target:
+            raise ConfigError(f"{what} = {value!r}: name the variable after env:, e.g. env:DB_URL")
+        if found is None:
             raise ConfigError(
-                f"{what} = {value!r}: the environment variable {target or '(none)'} is not "
-                f"set; export it, or change {what.split(' ')[0]}"
+                f"{what} = {value!r}: the environment variable {target} is not set; "
+                f"export it, or change {what.split(' ')[0]}"
             )
     else:
         path = Path(target).expanduser()

@@ -107,13 +107,18 @@ def parse_duration(text: str, what: str = "duration", *, allow_zero: bool = Fals
     empty where the caller names the field itself), the bad value and the accepted forms.
     """
     found = _DURATION.fullmatch(text) if isinstance(text, str) else None
-    if found is None or (int(found.group(1)) == 0 and not allow_zero):
-        shown = f"{what} {text!r}" if what else repr(text)
+    shown = f"{what} {text!r}" if what else repr(text)
+    if found is not None and int(found.group(1)) == 0 and not allow_zero:
+        raise InvalidInputError(f"{shown} is zero; give a duration above 0 such as 30s or 1h")
+    if found is None:
         least = "0s, " if allow_zero else ""
         raise InvalidInputError(
             f"{shown} is not a duration; write a number and a unit: {least}30s, 15m, 1h, 2d or 1w"
         )
-    return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    try:
+        return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+    except OverflowError:
+        raise InvalidInputError(f"{shown} is too long; give at most 100 years") from None
 
 
 def _naive(shown: str, remedy: str, option: str) -> InvalidInputError:

@@ -237,6 +237,8 @@ class Workspace:
         try:
             return action()
         except ModelyardError as exc:
+            if f"{key} (" in exc.message:  # the message names the setting already
+                raise
             exc.message = f"{exc.message} (from {key}, {self.config.source(key)})"
             exc.args = (exc.message,)
             raise

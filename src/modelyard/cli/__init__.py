@@ -235,10 +235,15 @@ def serve(
 
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    from modelyard._redact import redact
+    from modelyard.security import acting_as, command_line_actor
+
     try:
-        app(args=argv, prog_name="modelyard")
+        with acting_as(command_line_actor()):  # the audit log's "who" for admin commands
+            app(args=argv, prog_name="modelyard")
     except ModelyardError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+        # Redacted: a value read from a secret reference may be quoted in a message.
+        err_console.print(f"[bold red]error:[/] {escape(redact(exc.message))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

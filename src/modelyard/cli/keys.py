@@ -12,6 +12,7 @@ from rich.table import Table
 from modelyard.cli._common import WorkspaceOpt, console, err_console, fmt_time, open_workspace
 
 app = typer.Typer(help="API keys for the model server: create, list, revoke.", no_args_is_help=True)
+_ACTIONS = ("alias", "traffic", "key", "model")
 
 
 @app.command("create")
@@ -30,6 +31,10 @@ def create(
     ws = open_workspace(workspace)
     lifetime = None if expires is None else parse_duration(expires, "--expires")
     chosen = None if models is None else models.split(",")
+    if chosen is not None:
+        known = {m.name for m in ws.registry.list()}
+        for name in sorted({c.strip() for c in chosen} - known - {""}):
+            err_console.print(f"warning: no model '{escape(name)}' is registered (yet)")
     key, plain = create_key(
         ws.metadata, role, name=name, models=chosen, expires=lifetime, rate=rate
     )
@@ -114,8 +119,14 @@ def audit(
 ) -> None:
     """Admin actions: alias moves, rollbacks, traffic changes, keys; who, from where, when."""
     from modelyard._time import parse_duration
+    from modelyard.errors import ConfigError
     from modelyard.security import audit_events
 
+    if action is not None and action.split(".")[0] not in _ACTIONS:
+        raise ConfigError(
+            f"--action {action!r}: admin actions are {', '.join(_ACTIONS)} (or one in full, "
+            "e.g. alias.rollback)"
+        )
     start = datetime.now(UTC) - parse_duration(since, "--since")
     events = audit_events(
         open_workspace(workspace).metadata,

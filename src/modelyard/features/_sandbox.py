@@ -64,9 +64,17 @@ def snapshot_query(query: str, paths: Sequence[str], target: Path) -> Path:
     except duckdb.PermissionException as exc:
         first = str(exc).splitlines()[0].removeprefix("Permission Error: ")
         declared = ", ".join(paths) or "none"
+        relative = any(not Path(p).expanduser().is_absolute() for p in paths)
+        where = (
+            f"; relative paths are read from the current folder ({Path.cwd()}): run from "
+            "the folder they are relative to, or declare absolute paths"
+            if relative
+            else ""
+        )
         raise InvalidInputError(
             f"the SQL source may read only the paths its view declares ({declared}): "
             f"{first}; add the path to SqlSource(paths=[...]) if the view should read it"
+            f"{where}"
         ) from None
     except duckdb.Error as exc:
         raise InvalidInputError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from modelyard.backends.artifacts import get_tree
+from modelyard.backends.artifacts import check_stored_tree
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import ConfigError, ConflictError
 from modelyard.registry._refs import ModelRef
@@ -32,7 +32,7 @@ def seal_version(
             f"model {version.ref} is sealed already; a seal that does not verify means "
             "its record was changed: register the model again instead"
         )
-    get_tree(registry.artifacts, version.artifact, registry.cache_dir, verify=True)
+    check_stored_tree(registry.artifacts, version.artifact)  # the store, not a local copy
     mv = t.model_versions
     with registry.metadata.write() as conn:
         conn.execute(

@@ -9,12 +9,7 @@ server names the request's key and client address; the command line names its us
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,19 +18,7 @@ from sqlalchemy import Connection, select
 
 from modelyard._time import now_us, to_datetime, to_us
 from modelyard.backends.metadata import MetadataStore, tables
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: a key (``key_id``) or the command line's user (no key)."""
-
-    name: str
-    source: str
-    key_id: str | None = None
-
-    def describe(self) -> str:
-        key = f" with key {self.key_id}" if self.key_id else ""
-        return f"{self.name}{key} from {self.source}"
+from modelyard.security._actor import current_actor
 
 
 @dataclass(frozen=True)
@@ -47,36 +30,6 @@ class AuditEvent:
     actor: str
     key_id: str | None
     source: str
-
-
-_acting: ContextVar[Actor | None] = ContextVar("modelyard_actor", default=None)
-
-
-def command_line_actor(environ: Mapping[str, str] | None = None) -> Actor:
-    """The user at this terminal (or a CI job that names itself in ``MODELYARD_ACTOR``)."""
-    env = os.environ if environ is None else environ
-    name = env.get("MODELYARD_ACTOR")
-    if not name:
-        try:
-            name = getpass.getuser()
-        except (KeyError, OSError):  # no login name in some containers
-            name = f"uid:{os.getuid()}"
-    return Actor(name=name, source=f"cli@{socket.gethostname()}")
-
-
-def current_actor() -> Actor:
-    """Who is acting in this context: ``acting_as``'s actor, else the command line's user."""
-    return _acting.get() or command_line_actor()
-
-
-@contextmanager
-def acting_as(actor: Actor) -> Iterator[Actor]:
-    """Attribute the admin actions taken inside the block to ``actor``."""
-    token = _acting.set(actor)
-    try:
-        yield actor
-    finally:
-        _acting.reset(token)
 
 
 def record(conn: Connection, action: str, target: str, details: Mapping[str, Any]) -> str:

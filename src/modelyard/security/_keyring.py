@@ -78,9 +78,12 @@ class KeyRing:
             return hit[0]
         parts = split_key(presented)
         if parts is None:
-            raise UnauthenticatedError(
-                f"that is not a modelyard API key (they start {PREFIX}); {_HOW}", "malformed"
+            shape = (
+                f"a modelyard API key reads {PREFIX}<12 hex digits>_<secret>, as printed"
+                if presented.startswith(PREFIX)
+                else f"that is not a modelyard API key (they start {PREFIX})"
             )
+            raise UnauthenticatedError(f"{shape}; {_HOW}", "malformed")
         key = self._by_id.get(parts[0])
         if key is None or not key.matches(parts[1]):
             raise UnauthenticatedError(

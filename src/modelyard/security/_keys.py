@@ -29,6 +29,7 @@ Role = Literal["admin", "predictor", "reader"]
 ROLES: tuple[Role, ...] = get_args(Role)
 PREFIX = "myd_"
 _KEY = re.compile(r"myd_([0-9a-f]{12})_([A-Za-z0-9_\-]{20,100})")
+MAX_LIFETIME = timedelta(days=3650)  # longer is "never" in a form that overflows dates
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@\-]{0,99}")
 
 
@@ -102,8 +103,11 @@ def create_key(
         models = sorted({m.strip() for m in models if m.strip()})
         if not models:
             raise ConfigError("--models is empty; name at least one model, or leave it out")
-    if expires is not None and expires <= timedelta(0):
-        raise ConfigError(f"--expires {expires}: expected a positive duration such as 90d")
+    if expires is not None and not timedelta(0) < expires <= MAX_LIFETIME:
+        raise ConfigError(
+            f"--expires {expires.days}d: a key lives from 1 second to "
+            f"{MAX_LIFETIME.days} days; pick a lifetime in that range and rotate"
+        )
     if rate is not None and not rate > 0:
         raise ConfigError(f"--rate {rate}: expected a positive number of requests per second")
     secret = secrets.token_urlsafe(32)
@@ -152,9 +156,13 @@ def revoke_key(metadata: MetadataStore, key: str) -> ApiKey:
     now = now_us()
     with metadata.write() as conn:
         row = conn.execute(select(k).where(k.c.key_id == key)).mappings().first()
-        if row is None:
+        if row is None:  # by name: the active key, else the newest one so named
             row = (
-                conn.execute(select(k).where(k.c.name == key, k.c.revoked_at.is_(None)))
+                conn.execute(
+                    select(k)
+                    .where(k.c.name == key)
+                    .order_by(k.c.revoked_at.is_not(None), k.c.created_at.desc())
+                )
                 .mappings()
                 .first()
             )

@@ -39,5 +39,6 @@ def check_seal(key: bytes, name: str, version: int, artifact: str, found: str | 
             f"model {name}/{version}: its seal does not match its files ({artifact}); its "
             "record was changed after it was registered, or it was sealed with another "
             "signing key (set security.signing_key to the key of the host that registered "
-            "it); do not load it"
+            "it, or restore .modelyard/secrets/signing.key if it was deleted and remade); "
+            "otherwise do not load it"
         )

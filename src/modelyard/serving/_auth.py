@@ -5,16 +5,19 @@ which roles hold it); ``check_routes`` refuses to build an app with a route that
 rule, so a new route cannot ship open by accident. ``Guard`` runs before any route:
 from ``FastPath`` for HTTP and from ``grpc_interceptor`` for gRPC.
 
-Two checks hold with auth off too (a server on loopback, or ``--insecure-no-auth``),
+Three checks hold with auth off too (a server on loopback, or ``--insecure-no-auth``),
 because a web page in the user's own browser can reach a loopback server: a POST that
 carries an ``Origin`` other than the server's own is refused (a browser adds ``Origin``
-to every cross-site POST; curl and client libraries send none), and a route that changes
-state (``mutating``) takes only ``application/json``, which no cross-site form can send.
+to every cross-site POST; curl and client libraries send none), a route that changes
+state (``mutating``) takes only ``application/json``, which no cross-site form can send,
+and a request that came in on a loopback address must be addressed to a loopback name
+(DNS rebinding: a page whose own name resolves to 127.0.0.1 is same-origin there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable, MutableMapping
@@ -22,7 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from modelyard.errors import ForbiddenError, ModelyardError, UnsupportedMediaTypeError
+from modelyard._redact import redact
+from modelyard.errors import (
+    BackendUnavailableError,
+    ForbiddenError,
+    ModelyardError,
+    UnauthenticatedError,
+    UnsupportedMediaTypeError,
+)
 from modelyard.security import Actor, ApiKey, KeyRing, Permission, bearer
 from modelyard.serving._metrics import ServerMetrics
 
@@ -103,6 +113,12 @@ def rule_for(method: str, path: str) -> Rule | None:
     return None
 
 
+def needs_key(method: str, template: str) -> bool:
+    """Whether a route (its OpenAPI path template) needs a key when auth is on."""
+    rule = rule_for(method, re.sub(r"\{[^}]+\}", "x", template))
+    return rule is None or rule.permission != "public"
+
+
 def check_routes(routes: Iterable[Any]) -> None:
     """Refuse an app with a route that no rule covers (a route added without deciding who
     may call it). A path parameter is tried with a sample value."""
@@ -119,9 +135,19 @@ def check_routes(routes: Iterable[Any]) -> None:
                 )
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    wanted = (b"authorization", b"origin", b"host", b"content-type")
-    return {k: v for k, v in scope["headers"] if k in wanted}
+_WANTED = (b"authorization", b"origin", b"host", b"content-type")
+
+
+def _headers(scope: Scope, keyed: bool) -> dict[bytes, bytes]:
+    found: dict[bytes, bytes] = {}
+    for key, value in scope["headers"]:
+        if key in _WANTED:
+            if keyed and key == b"authorization" and key in found:  # which is the key?
+                raise UnauthenticatedError(
+                    "the request has two Authorization headers; send exactly one", "malformed"
+                )
+            found[key] = value
+    return found
 
 
 class Guard:
@@ -158,14 +184,17 @@ class Guard:
         self.metrics.auth_refusals.labels(getattr(exc, "reason", exc.code), protocol).inc()
 
     async def _check(self, scope: Scope, rule: Rule | None, model: str | None) -> ApiKey | None:
-        headers = _headers(scope)
+        headers = _headers(scope, self.ring is not None)
         if scope["method"] == "POST":
             _same_origin(headers)
         if rule is not None and rule.mutating:
             kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if kind != b"application/json":
                 raise _not_json(kind)
-        if self.ring is None or (rule is not None and rule.permission == "public"):
+        if rule is not None and rule.permission == "public":
+            return None
+        if self.ring is None:
+            _addressed_to_loopback(scope, headers)
             return None
         raw = headers.get(b"authorization")
         key = await self.key(None if raw is None else raw.decode("latin-1"))
@@ -181,7 +210,13 @@ class Guard:
         presented = bearer(authorization)
         wait = self.ring.reload_wait(presented)
         if wait is not None:
-            await self._reload(wait)
+            try:
+                await self._reload(wait)
+            except Exception as exc:  # the store is down: this key cannot be checked now
+                raise BackendUnavailableError(
+                    f"cannot check this API key now: the metadata store does not answer "
+                    f"({_reason(exc)}); retry shortly"
+                ) from None
         return self.ring.check(presented)
 
     async def _reload(self, wait: float = 0.0) -> None:
@@ -202,12 +237,28 @@ class Guard:
         """Reload every key each ``refresh_s`` (revocations reach this server so)."""
         if self.ring is None:
             return
+        down = False
         while True:
             await asyncio.sleep(self.refresh_s)
             try:
                 await self._reload()
-            except Exception:  # a store that is down keeps the keys last read
-                logger.warning("cannot reload API keys; keeping the ones read before")
+            except Exception as exc:  # a store that is down keeps the keys last read
+                if not down:  # once per outage, not once a second
+                    logger.warning(
+                        "cannot reload API keys (%s); keeping the ones read before until "
+                        "the metadata store answers",
+                        _reason(exc),
+                    )
+                down = True
+                continue
+            if down:
+                logger.info("API keys reloaded: the metadata store answers again")
+            down = False
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return redact(text.strip().splitlines()[0])
 
 
 def actor(key: ApiKey | None, scope: Scope) -> Actor:
@@ -239,6 +290,32 @@ def _same_origin(headers: dict[bytes, bytes]) -> None:
         )
 
 
+def _addressed_to_loopback(scope: Scope, headers: dict[bytes, bytes]) -> None:
+    """With keys off, a request that came in on a loopback address must name a loopback
+    host: a web page whose name the attacker points at 127.0.0.1 (DNS rebinding) sends
+    its own name, and would otherwise read and drive the server from the browser."""
+    server = scope.get("server")
+    if not server or not _is_loopback(str(server[0])):
+        return
+    host = headers.get(b"host", b"").decode("latin-1")
+    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost") or _is_loopback(name):
+        return
+    raise ForbiddenError(
+        f"this server runs without API keys, so it answers only requests addressed to "
+        f"localhost or 127.0.0.1, not {name!r} (a web page could reach it by that name); "
+        "call it as localhost, or turn keys on (serve --require-auth)",
+        "host_not_allowed",
+    )
+
+
+def _is_loopback(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _not_json(kind: bytes) -> UnsupportedMediaTypeError:
     return UnsupportedMediaTypeError(
         f"this route takes application/json, not {kind.decode('latin-1') or 'no content type'}; "
@@ -256,5 +333,6 @@ __all__ = [
     "actor",
     "check_routes",
     "may_label",
+    "needs_key",
     "rule_for",
 ]

@@ -85,7 +85,7 @@ def add_feedback_route(app: FastAPI, pool: ModelPool) -> None:
         },
         responses={
             200: json_ok("the labels are kept", _ACCEPTED),
-            **errors(400, 404, 413, 422, 503),
+            **errors(400, 404, 413, 415, 422, 503),
         },
     )
     async def feedback(request: Request) -> Response:

@@ -111,7 +111,8 @@ class ServerMetrics:
         self.auth_refusals = Counter(
             "modelyard_auth_refusals",
             "Requests refused before any route ran, by reason: 401 (missing, malformed, "
-            "unknown, revoked, expired key), 403 (wrong_role, wrong_model, cross_origin), "
+            "unknown, revoked, expired key), 403 (wrong_role, wrong_model, cross_origin, "
+            "host_not_allowed), "
             "415 (unsupported_media_type) and 429 (rate_limited). Never labelled by key.",
             ["reason", "protocol"],
             registry=r,

@@ -7,6 +7,7 @@ checks the document against the server with schemathesis); errors share one sche
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from modelyard.contracts import Field, RecordValidator, Schema
@@ -42,11 +43,15 @@ _WHY = {
     400: "the body is not JSON, or not the shape this route takes",
     404: "no such model or version on this server (the message lists what is served)",
     409: "the request conflicts with the current state",
+    401: "no API key, or one that is unknown, revoked or expired",
+    403: "the key's role or model list does not cover this route, or a cross-site request",
     413: "the body is larger than the server's limit (--max-body-bytes)",
+    415: "this route takes only Content-Type: application/json",
     422: "the input does not match the model's signature (one entry per bad field)",
     500: "the model failed on this input; the error is logged with the request_id",
     503: "the model or a back end it needs is not ready; retry shortly",
     504: "the model took longer than its timeout",
+    429: "the key sent more requests than its rate allows; retry after Retry-After",
 }
 
 # The answers of a prediction route besides 200 (friendly REST and OIP v2 alike).
@@ -162,3 +167,22 @@ def _json_type(field: Field) -> dict[str, Any]:
     if field.nullable:
         kind = {"anyOf": [kind, {"type": "null"}]}
     return kind
+
+
+def document_auth(document: dict[str, Any], needs_key: Callable[[str, str], bool]) -> None:
+    """Add the bearer-key scheme to ``document``, and to each operation that needs a key
+    (``needs_key(method, path)``) its ``security`` and 401/403/429 answers."""
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["apiKey"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "a key from 'modelyard keys create', as 'Authorization: Bearer KEY'",
+    }
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not needs_key(method.upper(), path):
+                continue
+            operation["security"] = [{"apiKey": []}]
+            answers = operation.setdefault("responses", {})
+            for status in (401, 403, 429):
+                answers.setdefault(str(status), error_response(_WHY[status]))

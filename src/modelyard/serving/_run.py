@@ -265,7 +265,8 @@ def warn_without_keys(ws: Workspace) -> None:
         logger.warning(
             "this server requires API keys and the workspace has none: every request but "
             "the health checks will be refused; create one with 'modelyard keys create "
-            "--role predictor'"
+            "--role predictor -w %s'",
+            ws.config.root,
         )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +26,7 @@ from modelyard.registry import Registry
 from modelyard.security import KeyRing
 from modelyard.serving import _http
 from modelyard.serving._admission import prediction_path
-from modelyard.serving._auth import Guard
+from modelyard.serving._auth import Guard, needs_key
 from modelyard.serving._fast import AsgiEndpoint, Handler, Router, install
 from modelyard.serving._feedback import add_feedback_route
 from modelyard.serving._health import server_readiness
@@ -39,7 +39,7 @@ from modelyard.serving._limits import (
 from modelyard.serving._metrics import CONTENT_TYPE
 from modelyard.serving._monitor_gauges import MonitorGauges, served_versions
 from modelyard.serving._oip import add_oip_routes, oip_error
-from modelyard.serving._openapi import errors, json_ok, predict_operation
+from modelyard.serving._openapi import document_auth, errors, json_ok, predict_operation
 from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._predict import predict_handler, refusal_handler
@@ -197,7 +197,21 @@ def create_app(
         refusal_handler(pool),
         guard,
     )
+    if auth:
+        _document_keys(app)
     return app
+
+
+def _document_keys(app: FastAPI) -> None:
+    """/openapi.json (and /docs' Authorize button) says which routes need a key."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_auth(plain(), needs_key)  # plain() caches the document it returns
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
 
 
 def _health_routes(app: FastAPI, pool: ModelPool) -> None:
@@ -284,7 +298,7 @@ def _model_routes(app: FastAPI, pool: ModelPool) -> Handler:
     @app.post(
         "/v1/models/{name}/rollback",
         tags=["admin"],
-        responses={200: json_ok("the version now served"), **errors(400, 404, 409, 503)},
+        responses={200: json_ok("the version now served"), **errors(400, 404, 409, 415, 503)},
     )
     async def rollback(name: str, request: Request) -> Response:
         """Move the model's alias back one step and serve the kept previous version now."""

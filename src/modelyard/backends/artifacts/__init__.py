@@ -16,12 +16,13 @@ from modelyard.backends.artifacts._store import (
     digest_bytes,
     digest_file,
 )
-from modelyard.backends.artifacts._tree import get_tree, put_tree
+from modelyard.backends.artifacts._tree import check_stored_tree, get_tree, put_tree
 from modelyard.errors import ConfigError
 
 __all__ = [
     "ArtifactStore",
     "SCHEMES",
+    "check_stored_tree",
     "digest_bytes",
     "digest_file",
     "get_tree",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -84,3 +85,14 @@ def _check_copy(folder: Path, files: dict[str, dict[str, object]], digest: str) 
             f"the cached copy of artifact {digest} holds files the store does not "
             f"({', '.join(extra)}): delete {folder} and load again"
         )
+
+
+def check_stored_tree(store: ArtifactStore, digest: str) -> None:
+    """Read every file of the folder ``digest`` from the store and check its digest
+    (``IntegrityError`` at the first that differs); the local cache plays no part."""
+    manifest = json.loads(store.get(digest))
+    if manifest.get("kind") != "tree":
+        raise IntegrityError(f"artifact {digest} is not a folder manifest")
+    with tempfile.TemporaryDirectory(prefix="modelyard-check-") as scratch:
+        for entry in manifest["files"].values():
+            store.get_file(entry["digest"], Path(scratch) / "file")  # checks as it copies
