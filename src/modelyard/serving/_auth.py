@@ -17,6 +17,7 @@ and a request that came in on a loopback address must be addressed to a loopback
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
@@ -297,9 +298,8 @@ def _addressed_to_loopback(scope: Scope, headers: dict[bytes, bytes]) -> None:
     server = scope.get("server")
     if not server or not _is_loopback(str(server[0])):
         return
-    host = headers.get(b"host", b"").decode("latin-1")
-    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
-    if name == "localhost" or name.endswith(".localhost") or _is_loopback(name):
+    name = _loopback_name(headers.get(b"host", b""))
+    if name is None:
         return
     raise ForbiddenError(
         f"this server runs without API keys, so it answers only requests addressed to "
@@ -309,6 +309,17 @@ def _addressed_to_loopback(scope: Scope, headers: dict[bytes, bytes]) -> None:
     )
 
 
+@functools.lru_cache(maxsize=256)  # a client sends one Host again and again
+def _loopback_name(raw: bytes) -> str | None:
+    """None when the Host header names a loopback host, else the name it gives."""
+    host = raw.decode("latin-1")
+    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost") or _is_loopback(name):
+        return None
+    return name
+
+
+@functools.lru_cache(maxsize=256)
 def _is_loopback(name: str) -> bool:
     try:
         return ipaddress.ip_address(name).is_loopback
