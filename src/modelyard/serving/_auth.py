@@ -152,9 +152,10 @@ def _headers(scope: Scope, keyed: bool) -> dict[bytes, bytes]:
 
 
 class Guard:
-    """Checks a request's key, role, origin and media type before any route runs.
+    """Checks a request's key, role, origin, host and media type before any route runs.
 
-    ``ring`` is None when auth is off; the origin and media-type checks still run.
+    ``ring`` is None when auth is off; the origin, loopback-host and media-type checks
+    still run.
     """
 
     def __init__(self, ring: KeyRing | None, metrics: ServerMetrics, refresh_s: float) -> None:
@@ -162,10 +163,6 @@ class Guard:
         self.metrics = metrics
         self.refresh_s = refresh_s
         self._reloading: asyncio.Future[None] | None = None
-
-    @property
-    def on(self) -> bool:
-        return self.ring is not None
 
     async def check(
         self, scope: Scope, rule: Rule | None, model: str | None, protocol: str = "http"
