@@ -51,7 +51,7 @@ def parity_cases(body: bytes) -> dict[str, bytes]:
     path = PATHS["modelyard"]
 
     def post(data: bytes, *headers: str) -> bytes:
-        head = [f"POST {path} HTTP/1.1", "Host: x", "Content-Type: application/json", *headers]
+        head = [f"POST {path} HTTP/1.1", "Host: localhost", "Content-Type: application/json", *headers]
         if not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers):
             head.append(f"Content-Length: {len(data)}")
         return ("\r\n".join(head) + "\r\n\r\n").encode() + data
@@ -66,9 +66,9 @@ def parity_cases(body: bytes) -> dict[str, bytes]:
         "missing fields": post(b"{}"),
         "chunked body": post(chunked, "Transfer-Encoding: chunked"),
         "11 MiB declared": post(b"", "Content-Length: 11534336"),
-        "unknown route": b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
-        "wrong method": f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
-        "metrics": b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+        "unknown route": b"GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "wrong method": f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode(),
+        "metrics": b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
     }
 
 
@@ -102,7 +102,7 @@ def hold(port: int, kind: str, cap: float, body: bytes) -> dict[str, Any]:
     import socket
     import time
 
-    line = f"POST {PATHS['modelyard']} HTTP/1.1\r\nHost: x\r\n"
+    line = f"POST {PATHS['modelyard']} HTTP/1.1\r\nHost: localhost\r\n"
     t0 = time.monotonic()
     if kind == "idle_keepalive":  # one whole request, then nothing
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=cap)
@@ -174,8 +174,8 @@ def capped(port: int, n: int = 4, sleep_s: float = 1.0) -> list[dict[str, Any]]:
 
 
 # -- lifecycle: lifespan, SIGTERM with a request in flight, two workers -------------------------
-GET_READYZ = b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
-GET_SLEEP = b"GET /sleep?s=2 HTTP/1.1\r\nHost: x\r\n\r\n"
+GET_READYZ = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+GET_SLEEP = b"GET /sleep?s=2 HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 def get(port: int, path: str) -> bytes:

@@ -82,7 +82,7 @@ def connection(port: int) -> Iterator[socket.socket]:
 
 
 def _request(path: str = "/", body: bytes = b"", headers: str = "") -> bytes:
-    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
     return head.encode() + body
 
 
@@ -127,7 +127,7 @@ def _parse(raw: bytes) -> tuple[int, dict[str, str], Any]:
 def test_partial_headers_are_closed_at_the_header_timeout_not_held(http: str) -> None:
     with guarded(http, header_timeout_s=0.5) as port, connection(port) as sock:
         started = time.monotonic()
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Le")  # and nothing more
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Le")  # and nothing more
         assert _read_all(sock) == b""  # closed, unanswered
         assert time.monotonic() - started >= 0.5
 
@@ -203,7 +203,7 @@ def test_connections_beyond_the_cap_get_503_json_and_are_closed(http: str) -> No
             assert status == 503 and headers["retry-after"] == "1"
             assert body["code"] == "overloaded" and "--max-connections" in body["message"]
             assert body["request_id"] == headers["x-request-id"] == "over-1"
-            first.sendall(b"Host: test\r\nContent-Length: 0\r\n\r\n")  # held ones still work
+            first.sendall(b"Host: localhost\r\nContent-Length: 0\r\n\r\n")  # held ones still work
             assert _read_response(first)[0] == 200
         # Both closed: a new connection is served once the server has seen them go.
         deadline = time.monotonic() + WITHIN_S
@@ -332,7 +332,7 @@ def _stall_body(
 ) -> tuple[int, dict[str, str], Any, float]:
     with connection(server.port) as sock:
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: 100\r\nX-Request-ID: {rid}\r\n\r\n"
         )
         started = time.monotonic()

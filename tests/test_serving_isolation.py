@@ -269,7 +269,7 @@ def test_a_burst_past_max_queue_is_refused_at_once_by_a_real_server(
     def request(a: float) -> bytes:
         body = json.dumps({"a": a}).encode()
         return (
-            b"POST /v1/models/burst/predict HTTP/1.1\r\nhost: t\r\n"
+            b"POST /v1/models/burst/predict HTTP/1.1\r\nhost: localhost\r\n"
             b"content-type: application/json\r\ncontent-length: "
             + str(len(body)).encode()
             + b"\r\n\r\n"
@@ -331,7 +331,7 @@ def test_pipelined_requests_past_max_queue_are_each_answered_in_order(
 
     def request(a: float) -> bytes:
         body = json.dumps({"a": a}).encode()
-        head = b"POST /v1/models/piped/predict HTTP/1.1\r\nhost: t\r\ncontent-length: %d\r\n"
+        head = b"POST /v1/models/piped/predict HTTP/1.1\r\nhost: localhost\r\ncontent-length: %d\r\n"
         return head % len(body) + b"content-type: application/json\r\n\r\n" + body
 
     with running_server(ws.root, ["piped@production", "--max-queue", "1"]) as served:
@@ -349,7 +349,7 @@ def test_pipelined_requests_past_max_queue_are_each_answered_in_order(
             time.sleep(0.2)
             # Behind a request the app answers as a task, the 1000 wait in uvicorn's
             # pipeline; each refusal then starts the next from inside its answer.
-            health = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n"
+            health = b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n"
             piped.sendall(health + b"".join(request(float(i)) for i in range(1000)))
             first, *answers = _read_answers(piped, 1001)
             assert first == (200, {"status": "ok"})
