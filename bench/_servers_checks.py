@@ -51,7 +51,8 @@ def parity_cases(body: bytes) -> dict[str, bytes]:
     path = PATHS["modelyard"]
 
     def post(data: bytes, *headers: str) -> bytes:
-        head = [f"POST {path} HTTP/1.1", "Host: localhost", "Content-Type: application/json", *headers]
+        head = [f"POST {path} HTTP/1.1", "Host: localhost", "Content-Type: application/json"]
+        head += headers
         if not any(h.lower().startswith(("content-length", "transfer-encoding")) for h in headers):
             head.append(f"Content-Length: {len(data)}")
         return ("\r\n".join(head) + "\r\n\r\n").encode() + data

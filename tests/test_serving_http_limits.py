@@ -82,7 +82,8 @@ def connection(port: int) -> Iterator[socket.socket]:
 
 
 def _request(path: str = "/", body: bytes = b"", headers: str = "") -> bytes:
-    head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n{headers}\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body)}\r\n"
+    head += f"{headers}\r\n"
     return head.encode() + body
 
 

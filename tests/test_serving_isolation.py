@@ -331,7 +331,8 @@ def test_pipelined_requests_past_max_queue_are_each_answered_in_order(
 
     def request(a: float) -> bytes:
         body = json.dumps({"a": a}).encode()
-        head = b"POST /v1/models/piped/predict HTTP/1.1\r\nhost: localhost\r\ncontent-length: %d\r\n"
+        head = b"POST /v1/models/piped/predict HTTP/1.1\r\nhost: localhost\r\n"
+        head += b"content-length: %d\r\n"
         return head % len(body) + b"content-type: application/json\r\n\r\n" + body
 
     with running_server(ws.root, ["piped@production", "--max-queue", "1"]) as served:
