@@ -21,7 +21,7 @@ PACKAGE = Path(modelyard.__file__).resolve().parent  # the code the other tests 
 # What DESIGN.md ("Capabilities and where they live") forbids, as strict as the project's
 # before-stop hook, written out a second time so that a contract loosened by mistake fails
 # here: package -> packages it must not import.
-UPPER = {"serving", "monitoring", "jobs", "release", "cli", "blueprints"}
+UPPER = {"serving", "monitoring", "jobs", "release", "cli", "blueprints", "ui"}
 NEVER = {
     "config": UPPER | {"workspace", "features", "tracking", "registry"},
     "contracts": UPPER | {"workspace", "features", "tracking", "registry", "backends"},
@@ -30,11 +30,12 @@ NEVER = {
     "features": UPPER | {"workspace", "tracking", "registry"},
     "tracking": UPPER | {"workspace", "registry"},
     "registry": UPPER | {"workspace"},
-    "serving": {"monitoring", "jobs", "release", "cli", "blueprints"},
-    "monitoring": {"jobs", "release", "cli", "blueprints"},
-    "jobs": {"release", "cli", "blueprints"},
-    "release": {"cli", "blueprints"},
+    "serving": {"monitoring", "jobs", "release", "cli", "blueprints", "ui"},
+    "monitoring": {"jobs", "release", "cli", "blueprints", "ui"},
+    "jobs": {"release", "cli", "blueprints", "ui"},
+    "release": {"cli", "blueprints", "ui"},
     "blueprints": {"cli"},
+    "ui": {"cli"},
 }
 
 

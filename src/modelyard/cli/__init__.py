@@ -233,6 +233,31 @@ def serve(
     )
 
 
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback)"),
+    port: int = typer.Option(8100, "--port", help="port to listen on (1 to 65535)"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """The dashboard of a workspace, read-only, at http://HOST:PORT/ui."""
+    from modelyard.serving import check_port, is_loopback
+
+    check_port_option("--port", port)
+    if not is_loopback(host):
+        raise ConfigError(
+            f"--host {host}: the dashboard has no sign-in yet, so it listens on loopback "
+            "only; reach it through an SSH tunnel or your own authenticating proxy"
+        )
+    ws = open_workspace(workspace)
+    check_port(host, port)
+    import uvicorn
+
+    from modelyard.ui import create_ui_app
+
+    console.print(f"dashboard of {ws.config.root} at http://{host}:{port}/ui (Ctrl+C stops)")
+    uvicorn.run(create_ui_app(ws), host=host, port=port, log_level="warning")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     from modelyard._redact import redact

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     )
     from modelyard.serving._run import (
         check_port,
+        is_loopback,
         serve,
     )
     from modelyard.serving._score import (
@@ -36,6 +37,7 @@ __all__ = [
     "Shadow",
     "check_port",
     "create_app",
+    "is_loopback",
     "load_spec",
     "parse_options",
     "request_id",
@@ -57,6 +59,7 @@ _EXPORTS = {
     ],
     "modelyard.serving._run": [
         "check_port",
+        "is_loopback",
         "serve",
     ],
     "modelyard.serving._score": [

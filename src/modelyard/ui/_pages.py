@@ -1,0 +1,176 @@
+"""The dashboard's pages: runs (filter, sort, compare) and models (versions, aliases,
+lineage). Each page reads through the same functions the command line calls
+(``ws.runs.search``, ``ws.registry``), so the two never disagree."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from modelyard.errors import ModelyardError
+from modelyard.ui import _charts
+from modelyard.ui._render import render
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
+
+MAX_RUNS = 200
+MAX_COMPARE = 5
+
+
+def page_routes(ws: Workspace) -> APIRouter:
+    router = APIRouter(prefix="/ui", include_in_schema=False)
+
+    @router.get("/")
+    async def home() -> Response:
+        return RedirectResponse("/ui/runs", status_code=307)
+
+    @router.get("/runs")
+    def runs(request: Request, filter: str = "", order: str = "", experiment: str = "") -> Response:
+        error = None
+        found: list[Any] = []
+        try:
+            found = ws.runs.search(
+                filter or None,
+                order_by=order or None,
+                experiment=experiment or None,
+                max_results=MAX_RUNS,
+            )
+        except ModelyardError as exc:
+            error = exc.message  # shown above the form: the query is the user's to fix
+        metric_keys = sorted({k for r in found for k in r.metrics})[:8]
+        param_keys = sorted({k for r in found for k in r.params})[:6]
+        html = render(
+            "runs.html",
+            title="Runs",
+            runs=found,
+            filter=filter,
+            order=order,
+            experiment=experiment,
+            error=error,
+            metric_keys=metric_keys,
+            param_keys=param_keys,
+            limit=MAX_RUNS,
+        )
+        return HTMLResponse(html)  # the form shows the error: the page itself is fine
+
+    @router.get("/runs/compare")
+    def compare(run: list[str] = Query(default_factory=list)) -> Response:
+        ids = list(dict.fromkeys(run))
+        if not 2 <= len(ids) <= MAX_COMPARE:
+            message = f"pick 2 to {MAX_COMPARE} runs to compare (got {len(ids)})"
+            return _error(message, 400)
+        try:
+            chosen = [ws.runs.get(i) for i in ids]
+        except ModelyardError as exc:
+            return _error(exc.message, 404)
+        params = sorted({k for r in chosen for k in r.params})
+        metrics = sorted({k for r in chosen for k in r.metrics})
+        curves = []
+        for key in metrics:
+            series = [
+                _charts.Series(
+                    r.name or r.run_id[:8],
+                    [
+                        (p.step, p.value)
+                        for p in ws.runs.history(r.run_id, key)
+                        if p.value is not None
+                    ],
+                )
+                for r in chosen
+            ]
+            if any(len(s.points) > 1 for s in series):  # a curve, not one value per run
+                curves.append(_charts.lines(key, series))
+        scatters = []
+        numeric = [
+            k
+            for k in params
+            if all(_number(r.params.get(k)) is not None for r in chosen)
+            and len({r.params.get(k) for r in chosen}) > 1  # a parameter that varies
+        ]
+        for key in numeric[:3]:
+            for metric in metrics[:1]:
+                series = [
+                    _charts.Series(
+                        r.name or r.run_id[:8],
+                        [(_number(r.params[key]) or 0.0, r.metrics[metric] or 0.0)]
+                        if r.metrics.get(metric) is not None
+                        else [],
+                    )
+                    for r in chosen
+                ]
+                scatters.append(_charts.scatter(f"{metric} by {key}", series, key))
+        html = render(
+            "compare.html",
+            title="Compare runs",
+            runs=chosen,
+            params=params,
+            metrics=metrics,
+            curves=curves,
+            scatters=scatters,
+        )
+        return HTMLResponse(html)
+
+    @router.get("/runs/{run_id}")
+    def run_page(run_id: str) -> Response:
+        try:
+            run = ws.runs.get(run_id)
+        except ModelyardError as exc:
+            return _error(exc.message, 404)
+        curves = [
+            _charts.lines(
+                key,
+                [
+                    _charts.Series(
+                        key,
+                        [
+                            (p.step, p.value)
+                            for p in ws.runs.history(run_id, key)
+                            if p.value is not None
+                        ],
+                    )
+                ],
+            )
+            for key in sorted(run.metrics)[:8]
+        ]
+        return HTMLResponse(render("run.html", title=f"Run {run.name}", run=run, curves=curves))
+
+    @router.get("/models")
+    def models() -> Response:
+        listed = ws.registry.list()
+        return HTMLResponse(render("models.html", title="Models", models=listed))
+
+    @router.get("/models/{name}")
+    def model_page(name: str) -> Response:
+        try:
+            versions = ws.registry.versions(name)
+            history = {
+                alias: ws.registry.alias_history(name, alias)
+                for alias in sorted({a for v in versions for a in v.aliases})
+            }
+        except ModelyardError as exc:
+            return _error(exc.message, 404)
+        return HTMLResponse(
+            render(
+                "model.html",
+                title=f"Model {name}",
+                name=name,
+                versions=sorted(versions, key=lambda v: -v.version),
+                history=history,
+            )
+        )
+
+    return router
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _error(message: str, status: int) -> Response:
+    return HTMLResponse(render("error.html", title="Not found", message=message), status)

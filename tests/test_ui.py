@@ -1,0 +1,112 @@
+"""The dashboard's pages in process (httpx's ASGI transport): what they show, how they
+escape user text, and how they answer a bad filter or an unknown run or model. The same
+pages in a real browser: tests/test_ui_browser.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pandas as pd
+import pytest
+
+import modelyard
+from cli_support import run_cli
+from modelyard.ui import create_ui_app
+from modelyard.ui._charts import Series, lines, ticks
+from registry_support import doubler
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace]:
+    ws = modelyard.Workspace.init(tmp_path_factory.mktemp("ui") / "ws", environ={})
+    for i in range(3):
+        with ws.start_run(f"run-{i}", params={"C": 0.1 * (i + 1), "note": HOSTILE}) as run:
+            for step in range(4):
+                run.log_metric("loss", 1.0 / (step + 1 + i), step=step)
+            run.log_metric("accuracy", 0.8 + 0.05 * i)
+            logged = ws.registry.log_model(run, doubler(), input_example=pd.DataFrame({"a": [1.0]}))
+        ws.registry.set_alias("churn", "production", ws.registry.register("churn", logged).version)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def get(ws: modelyard.Workspace, *paths: str) -> list[httpx.Response]:
+    app = create_ui_app(ws)
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return [await c.get(p) for p in paths]
+
+    return anyio.run(go)
+
+
+def test_the_runs_page_filters_with_the_search_language(ws: modelyard.Workspace) -> None:
+    everything, better, bad = get(
+        ws, "/ui/runs", "/ui/runs?filter=metrics.accuracy > 0.82", "/ui/runs?filter=oops >"
+    )
+    assert everything.status_code == 200 and everything.text.count('name="run"') == 3
+    assert better.text.count('name="run"') == 2 and "run-0" not in better.text
+    assert bad.status_code == 200 and 'role="alert"' in bad.text
+
+
+def test_user_text_is_escaped_everywhere(ws: modelyard.Workspace) -> None:
+    ids = [r.run_id for r in ws.runs.search(None)]
+    pages = get(
+        ws,
+        "/ui/runs",
+        f"/ui/runs/{ids[0]}",
+        f"/ui/runs/compare?run={ids[0]}&run={ids[1]}",
+        f"/ui/runs?filter={HOSTILE}",
+        f"/ui/models/{HOSTILE}",
+    )
+    for page in pages:
+        assert HOSTILE not in page.text
+    assert "&lt;script&gt;" in pages[0].text
+
+
+def test_compare_takes_two_to_five_runs(ws: modelyard.Workspace) -> None:
+    ids = [r.run_id for r in ws.runs.search(None)]
+    one, three, unknown = get(
+        ws,
+        f"/ui/runs/compare?run={ids[0]}",
+        "/ui/runs/compare?" + "&".join(f"run={i}" for i in ids),
+        f"/ui/runs/compare?run={ids[0]}&run=nope",
+    )
+    assert one.status_code == 400 and "pick 2 to 5 runs" in one.text
+    assert three.status_code == 200 and three.text.count("<svg") >= 2
+    assert unknown.status_code == 404
+
+
+def test_the_model_page_shows_versions_aliases_and_history(ws: modelyard.Workspace) -> None:
+    listing, model, missing = get(ws, "/ui/models", "/ui/models/churn", "/ui/models/nope")
+    assert "churn" in listing.text and "production → 3" in listing.text
+    assert model.text.count("<tr>") >= 3 and "churn@production" in model.text
+    assert missing.status_code == 404 and "not registered" in missing.text
+
+
+def test_chart_ticks_are_round_and_cover_the_range() -> None:
+    assert ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert ticks(3.0, 3.0) == [3.0]
+    svg = lines("loss", [Series("a", [(0, 1.0), (1, 0.5)]), Series("b", [])])
+    assert "<polyline" in svg and "no data" not in svg
+    assert "no data" in lines("empty", [Series("a", [])])
+
+
+def test_the_ui_command_listens_on_loopback_only(
+    ws: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "ui", "--host", "0.0.0.0", "-w", str(ws.root))
+    assert code == 2 and "loopback only" in err
+
+
+def test_the_ui_needs_a_workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "ui", "-w", str(tmp_path / "typo"))
+    assert code == 2 and "no modelyard workspace" in err
