@@ -110,3 +110,45 @@ def test_the_ui_command_listens_on_loopback_only(
 def test_the_ui_needs_a_workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "ui", "-w", str(tmp_path / "typo"))
     assert code == 2 and "no modelyard workspace" in err
+
+
+def test_the_jobs_page_lists_runs_and_shows_a_runs_log(ws: modelyard.Workspace) -> None:
+    from datetime import UTC, datetime
+
+    from modelyard.jobs import JobHistory
+
+    history = JobHistory(ws.metadata)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    history.start_run("r" * 32, "nightly", day, "schedule", "test")
+    history.end_run("r" * 32, "failed", f"boom {HOSTILE}", f"line one\n{HOSTILE}\n")
+    listing, run, missing = get(ws, "/ui/jobs", f"/ui/jobs/runs/{'r' * 8}", "/ui/jobs/runs/zz")
+    assert "nightly" in listing.text and "failed" in listing.text
+    assert HOSTILE not in listing.text + run.text
+    assert "line one" in run.text and "&lt;script&gt;" in run.text
+    assert missing.status_code == 404
+
+
+def test_the_features_page_lists_definitions_and_freshness(ws: modelyard.Workspace) -> None:
+    from modelyard.features import Entity, FeatureView, FrameSource
+
+    frame = pd.DataFrame(
+        {
+            "driver_id": [1, 2],
+            "trips": [3, 4],
+            "event_timestamp": pd.to_datetime(["2026-12-01", "2026-12-02"], utc=True),
+        }
+    )
+    driver = Entity("driver", {"driver_id": "int64"})
+    view = FeatureView(
+        "driver_stats", entity=driver, source=FrameSource(frame), features={"trips": "int64"}
+    )
+    ws.features.apply([driver, view])
+    (before,) = get(ws, "/ui/features")
+    assert "driver_stats" in before.text and "never materialized" in before.text
+    ws.features.materialize(
+        pd.Timestamp("2026-11-30", tz="UTC").to_pydatetime(),
+        pd.Timestamp("2026-12-03", tz="UTC").to_pydatetime(),
+    )
+    after, searched, none = get(ws, "/ui/features", "/ui/features?q=stats", "/ui/features?q=zzz")
+    assert "never materialized" not in after.text.split("driver_stats")[1][:300]
+    assert "driver_stats" in searched.text and "driver_stats" not in none.text
