@@ -152,3 +152,34 @@ def test_the_features_page_lists_definitions_and_freshness(ws: modelyard.Workspa
     after, searched, none = get(ws, "/ui/features", "/ui/features?q=stats", "/ui/features?q=zzz")
     assert "never materialized" not in after.text.split("driver_stats")[1][:300]
     assert "driver_stats" in searched.text and "driver_stats" not in none.text
+
+
+def test_the_monitoring_page_charts_recorded_drift_and_quality(ws: modelyard.Workspace) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from modelyard.monitoring import record_metrics
+
+    now = datetime.now(UTC)
+    for day in range(5):
+        record_metrics(
+            ws.metadata,
+            "churn",
+            {"drift.psi.tenure": 0.05 * day, "drift.share": 0.1 * day, "quality.roc_auc": 0.9},
+            window=timedelta(days=1),
+            version=3,
+            at=now - timedelta(days=5 - day),
+        )
+    page, overview, narrow, bad, other = get(
+        ws,
+        "/ui/monitoring/churn",
+        "/ui/monitoring",
+        "/ui/monitoring/churn?window=1h",
+        "/ui/monitoring/churn?window=soon",
+        "/ui/monitoring/unknown",
+    )
+    assert page.status_code == 200 and page.text.count("<svg") == 3
+    assert "tenure" in page.text and "<polyline" in page.text
+    assert "churn" in overview.text and "no rule checked yet" in overview.text
+    assert "nothing recorded" in narrow.text
+    assert bad.status_code == 400 and "not a duration" in bad.text
+    assert other.status_code == 200 and "nothing recorded" in other.text

@@ -124,7 +124,8 @@ def test_the_models_pages_show_versions_aliases_and_lineage(chromium: Any, dashb
 def test_every_page_loads_cleanly_and_takes_a_screenshot(
     chromium: Any, dashboard: str, tmp_path: Path
 ) -> None:
-    for path in ("/ui/runs", "/ui/models", "/ui/models/churn", "/ui/jobs", "/ui/features"):
+    pages = ("/ui/runs", "/ui/models", "/ui/models/churn", "/ui/monitoring", "/ui/jobs")
+    for path in (*pages, "/ui/features", "/ui/monitoring/churn"):
         page, watched = _open(chromium, f"{dashboard}{path}")
         shot = tmp_path / (path.strip("/").replace("/", "-") + ".png")
         page.screenshot(path=str(shot), full_page=True)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from modelyard.ui._monitor_pages import monitor_routes
 from modelyard.ui._ops_pages import ops_routes
 from modelyard.ui._pages import page_routes
 
@@ -21,6 +22,7 @@ def create_ui_app(ws: Workspace) -> FastAPI:
     app = FastAPI(title="modelyard dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(page_routes(ws))
     app.include_router(ops_routes(ws))
+    app.include_router(monitor_routes(ws))
     static = resources.files("modelyard.ui") / "static"
     app.mount("/ui/static", StaticFiles(directory=str(static)), name="ui-static")
 

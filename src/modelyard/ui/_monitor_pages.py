@@ -1,0 +1,100 @@
+"""The dashboard's monitoring page: a model's recorded drift, quality and SLO values over
+time (what ``monitor drift``, ``monitor check`` and the scheduler record), and every
+alert rule's state and notifications. Read through ``metric_history``, ``alert_states``
+and ``alert_history``, as ``modelyard monitor history|alerts`` do."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+
+from modelyard._time import parse_duration
+from modelyard.errors import ModelyardError
+from modelyard.ui import _charts
+from modelyard.ui._render import render
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
+
+# Metric families, each one chart: (title, prefix of the recorded metric names)
+FAMILIES = (
+    ("Drift per column (PSI)", "drift.psi."),
+    ("Share of drifted columns", "drift.share"),
+    ("Quality", "quality."),
+    ("Latency and errors", "slo."),
+)
+
+
+def monitor_routes(ws: Workspace) -> APIRouter:
+    router = APIRouter(prefix="/ui", include_in_schema=False)
+
+    @router.get("/monitoring")
+    def overview(window: str = "30d") -> Response:
+        from modelyard.monitoring import alert_history, alert_states
+
+        models = [m.name for m in ws.registry.list()]
+        states = alert_states(ws.metadata)
+        events = alert_history(ws.metadata, limit=50)
+        return HTMLResponse(
+            render(
+                "monitoring.html",
+                title="Monitoring",
+                models=models,
+                states=sorted(states.values(), key=lambda s: s["rule"]),
+                events=events,
+                window=window,
+            )
+        )
+
+    @router.get("/monitoring/{model}")
+    def model_page(model: str, window: str = "30d") -> Response:
+        from modelyard.monitoring import metric_history
+
+        try:
+            since = datetime.now(UTC) - parse_duration(window, "window")
+        except ModelyardError as exc:
+            return HTMLResponse(render("error.html", title="Monitoring", message=exc.message), 400)
+        rows = metric_history(ws.metadata, model, since=since, limit=20_000)
+        charts = [_family_chart(title, prefix, rows, since) for title, prefix in FAMILIES]
+        latest = _latest(rows)
+        return HTMLResponse(
+            render(
+                "monitor_model.html",
+                title=f"Monitoring {model}",
+                model=model,
+                window=window,
+                charts=[c for c in charts if c is not None],
+                latest=latest,
+                empty=not rows,
+            )
+        )
+
+    return router
+
+
+def _family_chart(
+    title: str, prefix: str, rows: list[dict[str, Any]], since: datetime
+) -> Markup | None:
+    by_metric: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for row in rows:
+        metric = str(row["metric"])
+        if row["value"] is None or not metric.startswith(prefix):
+            continue
+        hours = (row["at"] - since) / timedelta(hours=1)
+        by_metric[metric.removeprefix(prefix) or metric].append((hours, float(row["value"])))
+    if not by_metric:
+        return None
+    series = [_charts.Series(name, points) for name, points in sorted(by_metric.items())][:7]
+    return _charts.lines(title, series, x_label=f"hours since {since:%Y-%m-%d %H:%M} UTC")
+
+
+def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    newest: dict[str, dict[str, Any]] = {}
+    for row in rows:  # oldest first: later rows replace earlier ones
+        newest[str(row["metric"])] = row
+    return [newest[k] for k in sorted(newest)]
