@@ -204,3 +204,55 @@ def test_the_page_shows_null_rate_and_unseen_category_drift() -> None:
 
     assert "2 of 2 columns drifted" in page and "<th>nulls Δ</th><th>unseen</th>" in page
     assert "null rate 0.0% -&gt; 50.0%" in page and "unseen categories 30.0%" in page
+
+
+def test_a_file_is_reported_against_the_reference_with_current(
+    sqlite_workspace: modelyard.Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    x, y = load_diabetes(return_X_y=True, as_frame=True)
+    ws = sqlite_workspace
+    register(ws, "diabetes", Ridge().fit(x, y), x)
+    shifted = x.sample(300, replace=True, random_state=5).reset_index(drop=True)
+    shifted["s5"] = shifted["s5"] + 3 * x["s5"].std()
+    current = tmp_path / "current.parquet"
+    shifted.to_parquet(current)
+    path = tmp_path / "report.html"
+
+    code, out, err = report(capsys, ws, "-o", str(path), "--current", str(current))
+    page = path.read_text()
+
+    assert code == 0, err
+    assert "1 of 10 columns drifted" in out
+    assert re.search(r'<tr class="drifted"><td>s5</td>', page)
+    assert f"the file {current}" in page and "carries no labels" in page
+    assert "Latency and volume" not in page  # a file has no traffic
+    code, out, _ = report(capsys, ws, "-o", str(tmp_path / "r.json"), "--current", str(current),
+                          "--format", "json")  # fmt: skip
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["source"] == str(current) and data["drift"]["drifted_columns"] == ["s5"]
+    bad = tmp_path / "other.parquet"
+    pd.DataFrame({"unrelated": [1.0]}).to_parquet(bad)
+    code, _, err = report(capsys, ws, "-o", str(tmp_path / "x.html"), "--current", str(bad))
+    assert code == 2 and "none of the model's input columns" in err
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_the_dashboard_shows_the_same_report(served: Any) -> None:
+    import anyio
+    import httpx
+
+    from modelyard.ui import create_ui_app
+
+    ws, _ = served
+    app = create_ui_app(ws)
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            paths = ["/ui/monitoring/diabetes/report?window=1h", "/ui/monitoring/nope/report"]
+            return [await c.get(p) for p in paths]
+
+    page, missing = anyio.run(go)
+    assert page.status_code == 200
+    assert re.search(r'<tr class="drifted"><td>bmi</td>', page.text)
+    assert missing.status_code == 404

@@ -163,18 +163,33 @@ def report_command(
     ref: str = typer.Argument(..., help="NAME@ALIAS or NAME/VERSION"),
     output: Path = typer.Option(..., "-o", "--output", help="where to write the report"),
     window: str = typer.Option("1d", "--window", help="how far back: 30m, 1h, 1d, 2w"),
+    current: Path = typer.Option(
+        None, "--current", help="report on this Parquet file against the reference instead"
+    ),
     fmt: str = typer.Option("html", "--format", help="html (one offline page) or json"),
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """One offline page: drift with histograms, quality per day, latency and volume per hour."""
-    from modelyard.monitoring import SampleSize, build_report, parse_window, write_report
+    """One offline page: drift with histograms, quality per day, latency and volume per hour
+    (or, with --current, a file's drift against the training data)."""
+    from modelyard.monitoring import (
+        SampleSize,
+        build_file_report,
+        build_report,
+        parse_window,
+        write_report,
+    )
 
     if fmt not in ("html", "json"):
         raise InvalidInputError(f"--format {fmt!r} is not known; use html or json")
     ws = open_workspace(workspace)
     sample = SampleSize.of(ws.config)
-    data = build_report(ws.registry, ref, ws.predictions, parse_window(window), sample=sample)
-    write_report({**data, "window": window}, output, "json" if fmt == "json" else "html")
+    if current is not None:
+        frame = read_parquet(current, "--current")
+        data = build_file_report(ws.registry, ref, frame, str(current), sample=sample)
+    else:
+        data = build_report(ws.registry, ref, ws.predictions, parse_window(window), sample=sample)
+        data = {**data, "window": window}
+    write_report(data, output, "json" if fmt == "json" else "html")
     found = data["drift"]
     if found["status"] != "ok":
         console.print(f"wrote {output}: drift {escape(found['note'])}")

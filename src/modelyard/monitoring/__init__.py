@@ -48,8 +48,12 @@ if TYPE_CHECKING:
         scores as quality_scores,
     )
     from modelyard.monitoring._report import (
+        build_file_report,
         build_report,
         write_report,
+    )
+    from modelyard.monitoring._report import (
+        render_html as render_report,
     )
     from modelyard.monitoring._rules import (
         Alerting,
@@ -109,6 +113,7 @@ __all__ = [
     "WebhookSink",
     "alert_history",
     "alert_states",
+    "build_file_report",
     "build_report",
     "deliver",
     "drift",
@@ -128,6 +133,7 @@ __all__ = [
     "record_metrics",
     "reference_of",
     "register_sink",
+    "render_report",
     "resolve_model",
     "slo_values",
     "window_drift",
@@ -173,7 +179,9 @@ _EXPORTS = {
         "scores as quality_scores",
     ],
     "modelyard.monitoring._report": [
+        "build_file_report",
         "build_report",
+        "render_html as render_report",
         "write_report",
     ],
     "modelyard.monitoring._rules": [

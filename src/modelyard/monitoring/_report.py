@@ -22,7 +22,7 @@ from modelyard.backends.predictions import BATCH_VARIANT
 from modelyard.errors import InvalidInputError
 from modelyard.monitoring._sample import SampleSize
 from modelyard.monitoring._svg import bars, lines
-from modelyard.monitoring._window import window_drift
+from modelyard.monitoring._window import reference_of, window_drift
 
 if TYPE_CHECKING:
     from modelyard.backends.predictions import PredictionLog
@@ -61,6 +61,42 @@ def build_report(
         "drift": report.to_json_dict(),
         "quality": _quality(log, version.name, version.version, since, until, sample),
         **_hourly(traffic),
+    }
+
+
+def build_file_report(
+    registry: Registry,
+    ref: str,
+    current: pd.DataFrame,
+    source: str,
+    *,
+    sample: SampleSize | None = None,
+) -> dict[str, Any]:
+    """Drift of the rows of a file (``source``) against ``ref``'s reference profile: the
+    same report as ``build_report`` without traffic, whose quality and latency a file
+    cannot tell."""
+    from modelyard.monitoring._drift import drift
+
+    sample = sample or SampleSize()
+    version, reference = reference_of(registry, ref)
+    columns = [c for c in reference.columns if c in current.columns]
+    if not columns:
+        raise InvalidInputError(
+            f"{source} has none of the model's input columns ({', '.join(reference.columns)}); "
+            "pass a file of the model's inputs"
+        )
+    report = drift(reference, current[columns], min_rows=sample.min_rows)
+    return {
+        "model": version.ref,
+        "source": source,
+        "drift": report.to_json_dict(),
+        "quality": {
+            "labelled": False,
+            "note": "a file carries no labels: quality is measured on served traffic",
+            "days": [],
+        },
+        "volume": [],
+        "latency": [],
     }
 
 
@@ -149,15 +185,20 @@ def render_html(data: dict[str, Any]) -> str:
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f"<p>window {escape(data['window'])}: {escape(data['since'])} to "
-        f"{escape(data['until'])}; {drift['rows_current']} rows against "
+        f"<p>{_compared(data)}; {drift['rows_current']} rows against "
         f"{drift['rows_reference']} reference rows.</p>",
         _drift_html(drift),
         _quality_html(data["quality"]),
-        _traffic_html(data),
+        "" if "source" in data else _traffic_html(data),
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _compared(data: dict[str, Any]) -> str:
+    if "source" in data:  # a file against the reference (build_file_report)
+        return f"the file {escape(data['source'])}"
+    return f"window {escape(data['window'])}: {escape(data['since'])} to {escape(data['until'])}"
 
 
 def _num(value: float | None) -> str:

@@ -74,6 +74,22 @@ def monitor_routes(ws: Workspace) -> APIRouter:
             )
         )
 
+    @router.get("/monitoring/{model}/report")
+    def report(model: str, window: str = "1d", alias: str = "production") -> Response:
+        """``modelyard monitor report`` as a page: the same function, the same HTML."""
+        from modelyard.monitoring import SampleSize, build_report, render_report
+
+        try:
+            span = parse_duration(window, "window")
+            data = build_report(
+                ws.registry, f"{model}@{alias}", ws.predictions, span,
+                sample=SampleSize.of(ws.config),
+            )  # fmt: skip
+        except ModelyardError as exc:
+            page = render("error.html", title="Report", message=exc.message)
+            return HTMLResponse(page, 404 if exc.status == 404 else 400)
+        return HTMLResponse(render_report({**data, "window": window}))
+
     return router
 
 
