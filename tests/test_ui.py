@@ -183,3 +183,21 @@ def test_the_monitoring_page_charts_recorded_drift_and_quality(ws: modelyard.Wor
     assert "nothing recorded" in narrow.text
     assert bad.status_code == 400 and "not a duration" in bad.text
     assert other.status_code == 200 and "nothing recorded" in other.text
+
+
+def test_the_model_page_shows_release_records_with_their_gates(ws: modelyard.Workspace) -> None:
+    from modelyard.release import record
+
+    gates = [
+        {"gate": "roc_auc >= champion.roc_auc - 0.005", "passed": False, "value": 0.81},
+        {"gate": "p99_ms <= 50", "passed": True, "value": 12.5},
+    ]
+    record(
+        ws.metadata, model="churn", action="check", actor="ci", alias="production",
+        from_version=2, to_version=3, passed=False, reason="a gate failed",
+        details={"gates": gates},
+    )  # fmt: skip
+    (page,) = get(ws, "/ui/models/churn")
+    releases = page.text.split('id="releases"')[1]
+    assert "a gate failed" in releases and "p99_ms &lt;= 50" in releases
+    assert "<strong>no</strong>" in releases

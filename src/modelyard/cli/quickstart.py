@@ -139,6 +139,7 @@ def quickstart(
         f"as {version.name}@production in {ws.config.root}"
     )
     host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
+    console.print(f"see the run and the model in the dashboard: modelyard ui -w {folder}")
     if not serve:
         console.print(f"serve it with: modelyard serve {MODEL_NAME}@production -w {folder}")
         return

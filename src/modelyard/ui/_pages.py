@@ -152,6 +152,9 @@ def page_routes(ws: Workspace) -> APIRouter:
             }
         except ModelyardError as exc:
             return _error(exc.message, 404)
+        from modelyard.release import release_history
+
+        records = release_history(ws.metadata, name, limit=50)
         return HTMLResponse(
             render(
                 "model.html",
@@ -159,10 +162,17 @@ def page_routes(ws: Workspace) -> APIRouter:
                 name=name,
                 versions=sorted(versions, key=lambda v: -v.version),
                 history=history,
+                records=[(r, _gate_rows(r.details)) for r in records],
             )
         )
 
     return router
+
+
+def _gate_rows(details: Any) -> list[dict[str, Any]]:
+    """The gate results a release record holds (``release check``, ``promote``), as rows."""
+    gates = details.get("gates") if isinstance(details, dict) else None
+    return [g for g in gates or [] if isinstance(g, dict)]
 
 
 def _number(value: Any) -> float | None:
