@@ -6,8 +6,6 @@ incident; each release action appends one row and nothing rewrites it.
 
 from __future__ import annotations
 
-import getpass
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +16,7 @@ from sqlalchemy import Connection, insert, select
 from modelyard import _time
 from modelyard.backends.metadata import MetadataStore
 from modelyard.backends.metadata import tables as t
+from modelyard.security import command_line_actor
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -43,13 +42,7 @@ class ReleaseRecord:
 def current_actor(environ: Mapping[str, str] | None = None) -> str:
     """Who acts: ``MODELYARD_ACTOR`` of ``environ`` (a CI job names itself), else the login
     name; ``environ`` defaults to ``os.environ``."""
-    env = os.environ if environ is None else environ
-    if env.get("MODELYARD_ACTOR"):
-        return env["MODELYARD_ACTOR"]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in some containers
-        return f"uid:{os.getuid()}"
+    return command_line_actor(environ).name  # the audit log names actors the same way
 
 
 def actor_of(ws: Workspace, given: str | None = None) -> str:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from modelyard.security._actor import Actor, acting_as, command_line_actor, current_actor
     from modelyard.security._audit import AuditEvent, audit_events, record
     from modelyard.security._key_files import workspace_secret
-    from modelyard.security._keyring import KeyRing, bearer, missing_key
+    from modelyard.security._keyring import KeyRing, bearer
     from modelyard.security._keys import (
         PREFIX,
         ROLES,
@@ -48,7 +48,6 @@ __all__ = [
     "create_key",
     "current_actor",
     "list_keys",
-    "missing_key",
     "record",
     "revoke_key",
     "seal",
@@ -59,7 +58,7 @@ _EXPORTS = {
     "modelyard.security._actor": ["Actor", "acting_as", "command_line_actor", "current_actor"],
     "modelyard.security._audit": ["AuditEvent", "audit_events", "record"],
     "modelyard.security._key_files": ["workspace_secret"],
-    "modelyard.security._keyring": ["KeyRing", "bearer", "missing_key"],
+    "modelyard.security._keyring": ["KeyRing", "bearer"],
     "modelyard.security._keys": [
         "PREFIX",
         "ROLES",

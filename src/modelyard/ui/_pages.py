@@ -71,15 +71,7 @@ def page_routes(ws: Workspace) -> APIRouter:
         curves = []
         for key in metrics:
             series = [
-                _charts.Series(
-                    r.name or r.run_id[:8],
-                    [
-                        (p.step, p.value)
-                        for p in ws.runs.history(r.run_id, key)
-                        if p.value is not None
-                    ],
-                )
-                for r in chosen
+                _charts.Series(r.name or r.run_id[:8], _curve(ws, r.run_id, key)) for r in chosen
             ]
             if any(len(s.points) > 1 for s in series):  # a curve, not one value per run
                 curves.append(_charts.lines(key, series))
@@ -125,11 +117,7 @@ def page_routes(ws: Workspace) -> APIRouter:
                 [
                     _charts.Series(
                         key,
-                        [
-                            (p.step, p.value)
-                            for p in ws.runs.history(run_id, key)
-                            if p.value is not None
-                        ],
+                        _curve(ws, run_id, key),
                     )
                 ],
             )
@@ -167,6 +155,11 @@ def page_routes(ws: Workspace) -> APIRouter:
         )
 
     return router
+
+
+def _curve(ws: Workspace, run_id: str, key: str) -> list[tuple[float, float]]:
+    """A run's metric ``key`` as (step, value) points, as ``ws.runs.history`` holds it."""
+    return [(p.step, p.value) for p in ws.runs.history(run_id, key) if p.value is not None]
 
 
 def _gate_rows(details: Any) -> list[dict[str, Any]]:
