@@ -176,9 +176,13 @@ def serve(
         "--insecure-no-auth",
         help="serve a non-loopback address without API keys (warned at every start)",
     ),
+    dashboard: bool = typer.Option(
+        True, "--ui/--no-ui", help="also serve the dashboard at /ui (sign-in with a key)"
+    ),
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Serve models: /v1/models/NAME/predict, OIP v2 (/v2/…, gRPC), /metrics, /readyz, /docs.
+    """Serve models: /v1/models/NAME/predict, OIP v2 (/v2/…, gRPC), /metrics, /readyz, /docs,
+    and the dashboard at /ui.
 
     The server follows each alias and hot-swaps when it moves; batching, cache and
     timeout flags apply to every model, --spec sets them (and canary, A/B, shadow)
@@ -230,6 +234,7 @@ def serve(
         ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
         ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
         require_safe_formats=require_safe_formats,
+        extensions=("modelyard.ui:mount_on_server",) if dashboard else (),
     )
 
 

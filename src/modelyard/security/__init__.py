@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     )
     from modelyard.security._roles import GRANTS, Permission
     from modelyard.security._seal import check_seal, seal
+    from modelyard.security._sessions import COOKIE, Sessions
 
 __all__ = [
+    "COOKIE",
     "GRANTS",
     "PREFIX",
     "ROLES",
@@ -39,6 +41,7 @@ __all__ = [
     "KeyRing",
     "Permission",
     "Role",
+    "Sessions",
     "acting_as",
     "audit_events",
     "bearer",
@@ -71,6 +74,7 @@ _EXPORTS = {
     ],
     "modelyard.security._roles": ["GRANTS", "Permission"],
     "modelyard.security._seal": ["check_seal", "seal"],
+    "modelyard.security._sessions": ["COOKIE", "Sessions"],
 }
 
 if not TYPE_CHECKING:  # loaded on first use; type checkers see the imports above

@@ -64,7 +64,11 @@ class KeyRing:
         """Seconds to wait before reloading for ``presented``, a key id this ring has not
         seen (0: reload now); None when no reload would help. Claims that reload."""
         parts = split_key(presented)
-        if parts is None or parts[0] in self._by_id:
+        return None if parts is None else self.reload_wait_for(parts[0])
+
+    def reload_wait_for(self, key_id: str) -> float | None:
+        """``reload_wait`` for a key id (a dashboard session names one)."""
+        if key_id in self._by_id:
             return None
         now = time.monotonic()
         at = max(now, self._unknown_at + _MIN_RELOAD_S)
@@ -91,18 +95,23 @@ class KeyRing:
                 "create one with 'modelyard keys create'",
                 "unknown",
             )
-        state = key.state()
-        if state != "active":
-            when = key.revoked_at if state == "revoked" else key.expires_at
-            raise UnauthenticatedError(
-                f"API key {key.key_id} ({key.name}) {state} at {when:%Y-%m-%d %H:%M:%S} UTC; "
-                "ask an admin for a new one ('modelyard keys create')",
-                state,
-            )
+        _check_active(key)
         if len(self._verified) >= _MAX_VERIFIED:
             self._verified.clear()
         expiry = math.inf if key.expires_at is None else to_us(key.expires_at)
         self._verified[presented] = (key, expiry)
+        return key
+
+    def by_id(self, key_id: str) -> ApiKey:
+        """The active key ``key_id`` (a signed-in session names it); 401 if it is gone."""
+        key = self._by_id.get(key_id)
+        if key is None:
+            raise UnauthenticatedError(
+                f"API key {key_id} of this session is not known to this server; sign in "
+                "again at /ui/sign-in",
+                "unknown",
+            )
+        _check_active(key)
         return key
 
     def permit(self, key: ApiKey, permission: Permission, model: str | None, what: str) -> None:
@@ -139,3 +148,14 @@ class KeyRing:
                 wait,
             )
         bucket[0] = tokens - 1.0
+
+
+def _check_active(key: ApiKey) -> None:
+    state = key.state()
+    if state != "active":
+        when = key.revoked_at if state == "revoked" else key.expires_at
+        raise UnauthenticatedError(
+            f"API key {key.key_id} ({key.name}) {state} at {when:%Y-%m-%d %H:%M:%S} UTC; "
+            "ask an admin for a new one ('modelyard keys create')",
+            state,
+        )

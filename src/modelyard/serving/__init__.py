@@ -5,6 +5,11 @@ from typing import TYPE_CHECKING
 from modelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from modelyard.serving._auth import (
+        Guard,
+        request_key,
+        request_session,
+    )
     from modelyard.serving._http import (
         request_id,
     )
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABTest",
+    "Guard",
     "Canary",
     "ScoreResult",
     "ServeOptions",
@@ -41,11 +47,18 @@ __all__ = [
     "load_spec",
     "parse_options",
     "request_id",
+    "request_key",
+    "request_session",
     "score",
     "serve",
 ]
 
 _EXPORTS = {
+    "modelyard.serving._auth": [
+        "Guard",
+        "request_key",
+        "request_session",
+    ],
     "modelyard.serving._http": [
         "request_id",
     ],

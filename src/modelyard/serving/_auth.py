@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.requests import cookie_parser
+
 from modelyard._redact import redact
 from modelyard.errors import (
     BackendUnavailableError,
@@ -34,13 +36,14 @@ from modelyard.errors import (
     UnauthenticatedError,
     UnsupportedMediaTypeError,
 )
-from modelyard.security import Actor, ApiKey, KeyRing, Permission, bearer
+from modelyard.security import COOKIE, Actor, ApiKey, KeyRing, Permission, Sessions, bearer
 from modelyard.serving._metrics import ServerMetrics
 
 logger = logging.getLogger("modelyard.serving")
 
 Scope = MutableMapping[str, Any]
 KEY = "modelyard.key"  # the request's checked key, in the ASGI scope
+SESSION = "modelyard.session"  # the dashboard session cookie it came with, if any
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,15 @@ RULES: tuple[Rule, ...] = (
     # route itself refuses labels for models the key does not cover (``may_label``).
     _rule("POST", r"/v1/feedback", "predict", mutating=True),
     _rule("POST", rf"/v1/models/{_MODEL}/rollback", "admin", mutating=True),
+    # The dashboard (mounted by ``modelyard serve`` unless --no-ui): a browser signs in
+    # with a key and then sends a session cookie; forms that act carry a CSRF token that
+    # the route checks, so they are not JSON-only like the API's mutating routes.
+    _rule("GET HEAD", r"/", "public"),  # a redirect to /ui
+    _rule("GET HEAD", r"/ui/static/.*", "public"),
+    _rule("GET HEAD POST", r"/ui/sign-in", "public"),
+    _rule("POST", r"/ui/sign-out", "public"),
+    _rule("POST", r"/ui/actions/.*", "admin"),
+    _rule("GET HEAD", r"/ui(?:/.*)?", "read"),
 )
 _META = set("()[]*+?")
 _EXACT = {
@@ -123,10 +135,10 @@ def needs_key(method: str, template: str) -> bool:
 def check_routes(routes: Iterable[Any]) -> None:
     """Refuse an app with a route that no rule covers (a route added without deciding who
     may call it). A path parameter is tried with a sample value."""
-    for route in routes:
+    for route in _flat(routes):
         path = re.sub(r"\{[^}]+\}", "x", route.path)
         methods = getattr(route, "methods", None) or {"GET"}
-        if not hasattr(route, "methods"):  # a mounted app (the docs' static files)
+        if getattr(route, "methods", None) is None:  # a mounted app (static files)
             path += "/x"
         for method in methods:
             if rule_for(method, path) is None:
@@ -136,7 +148,17 @@ def check_routes(routes: Iterable[Any]) -> None:
                 )
 
 
-_WANTED = (b"authorization", b"origin", b"host", b"content-type")
+def _flat(routes: Iterable[Any]) -> Iterable[Any]:
+    """Every route, those of included routers too (FastAPI 0.165 keeps a router that is
+    included as one entry of ``app.routes``; ``iter_route_contexts`` walks into it)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # before 0.165 included routes are copied into app.routes
+        return routes
+    return iter_route_contexts(list(routes))
+
+
+_WANTED = (b"authorization", b"origin", b"host", b"content-type", b"cookie")
 
 
 def _headers(scope: Scope, keyed: bool) -> dict[bytes, bytes]:
@@ -163,6 +185,9 @@ class Guard:
         self.metrics = metrics
         self.refresh_s = refresh_s
         self._reloading: asyncio.Future[None] | None = None
+        # Set by the dashboard when it is mounted: /ui takes a signed-in session cookie
+        # where the API takes an Authorization header.
+        self.sessions: Sessions | None = None
 
     async def check(
         self, scope: Scope, rule: Rule | None, model: str | None, protocol: str = "http"
@@ -195,7 +220,12 @@ class Guard:
             _addressed_to_loopback(scope, headers)
             return None
         raw = headers.get(b"authorization")
-        key = await self.key(None if raw is None else raw.decode("latin-1"))
+        session = self._session(scope, headers) if raw is None else None
+        if session is not None:
+            key = await self.session_key(session)
+            scope[SESSION] = session
+        else:
+            key = await self.key(None if raw is None else raw.decode("latin-1"))
         if rule is not None:
             what = f"{scope['method']} {scope['path']}"
             self.ring.permit(key, rule.permission, model, what)
@@ -216,6 +246,24 @@ class Guard:
                     f"({_reason(exc)}); retry shortly"
                 ) from None
         return self.ring.check(presented)
+
+    def _session(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+        cookies = headers.get(b"cookie")
+        if self.sessions is None or cookies is None or not scope["path"].startswith("/ui"):
+            return None
+        return cookie_parser(cookies.decode("latin-1")).get(COOKIE) or None
+
+    async def session_key(self, session: str) -> ApiKey:
+        """The key a dashboard session names (reloading once for a key not seen yet)."""
+        assert self.ring is not None and self.sessions is not None
+        key_id = self.sessions.key_id(session)
+        wait = self.ring.reload_wait_for(key_id)
+        if wait is not None:  # a key made a moment ago (signed in on another replica)
+            try:
+                await self._reload(wait)
+            except Exception:
+                pass  # by_id says the key is not known: the person signs in again
+        return self.ring.by_id(key_id)
 
     async def _reload(self, wait: float = 0.0) -> None:
         # One reload at a time, shared by every request that waits for it; one that
@@ -266,6 +314,17 @@ def actor(key: ApiKey | None, scope: Scope) -> Actor:
     if key is None:
         return Actor(name="anonymous (auth off)", source=source)
     return Actor(name=key.name, source=source, key_id=key.key_id)
+
+
+def request_key(scope: Scope) -> ApiKey | None:
+    """The key a request was let in with (None: auth off, or a public route)."""
+    key: ApiKey | None = scope.get(KEY)
+    return key
+
+
+def request_session(scope: Scope) -> str:
+    """The dashboard session cookie a request was let in with ("" if none)."""
+    return str(scope.get(SESSION, ""))
 
 
 def may_label(scope: Scope, model: str) -> bool:

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI
@@ -227,10 +228,25 @@ class FastPath:
     ) -> None:
         """Our error shape (OIP's ``error`` too under /v2), before any route ran."""
         rid = Call(scope, receive, 0.0, self.ids).request_id
+        if exc.status == 401 and _dashboard_page(scope):  # a person: show the sign-in form
+            target = quote(scope["path"] + _query(scope), safe="")
+            where = {"location": f"/ui/sign-in?next={target}", "cache-control": "no-store"}
+            await send_reply(send, Reply(303, b"", rid, b"text/plain", where))
+            return
         payload: dict[str, Any] = {**exc.to_dict(), "request_id": rid}
         if scope["path"].startswith("/v2"):
             payload["error"] = exc.message
         await send_reply(send, json_reply(payload, exc.status, rid, getattr(exc, "headers", None)))
+
+
+def _dashboard_page(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return scope["method"] in ("GET", "HEAD") and (path == "/ui" or path.startswith("/ui/"))
+
+
+def _query(scope: Scope) -> str:
+    raw: bytes = scope.get("query_string", b"")
+    return "?" + raw.decode("latin-1") if raw else ""
 
 
 def install(

@@ -11,7 +11,9 @@ request headers, a cap on connections) and reads bodies with ``_http.py``'s dead
 from __future__ import annotations
 
 import errno
+import functools
 import gc
+import importlib
 import ipaddress
 import json
 import logging
@@ -20,7 +22,7 @@ import os
 import resource
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +137,7 @@ def serve(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     require_safe_formats: bool = False,
+    extensions: Sequence[str] = (),
 ) -> None:
     """Load ``models`` and serve them until SIGINT/SIGTERM (in-flight requests drain first).
 
@@ -151,6 +154,9 @@ def serve(
     ``ssl_certfile`` and ``ssl_keyfile`` (PEM; both or neither) serve HTTPS, and gRPC
     over TLS; they are loaded before the server starts, so a bad pair is one line.
     ``require_safe_formats`` refuses models whose flavor unpickles a file (runs code).
+    ``extensions`` name functions (``"package.module:function"``) called with the app and
+    ``ws`` to add routes, in every worker: the command line mounts the dashboard so,
+    which serving cannot import (it is a layer above).
     """
     import uvicorn
 
@@ -205,7 +211,12 @@ def serve(
         set_body_timeout(body_timeout_s)  # before the app: its routes may read it when built
         log = ws.predictions if log_predictions else None
         app = create_app(
-            ws.registry, options, features=ws.features, prediction_log=log, **app_kwargs
+            ws.registry,
+            options,
+            features=ws.features,
+            prediction_log=log,
+            extend=added_by(extensions, ws),
+            **app_kwargs,
         )
         http = protocol_class(header_timeout_s=header_timeout_s, max_connections=max_connections)
         settle_heap()
@@ -222,6 +233,7 @@ def serve(
         "models": [o.model_dump(mode="json") for o in options],
         "app": app_kwargs,
         "log_predictions": log_predictions,
+        "extensions": list(extensions),
     }
     with tempfile.TemporaryDirectory(prefix="modelyard-metrics-") as metrics_dir:
         os.environ[_SPEC_ENV] = json.dumps(spec)
@@ -293,4 +305,21 @@ def app_from_env() -> FastAPI:
     kwargs = spec["app"]
     if kwargs.get("grpc_tls") is not None:  # a JSON list in the spec
         kwargs["grpc_tls"] = tuple(kwargs["grpc_tls"])
-    return create_app(ws.registry, options, features=ws.features, prediction_log=log, **kwargs)
+    return create_app(
+        ws.registry,
+        options,
+        features=ws.features,
+        prediction_log=log,
+        extend=added_by(spec["extensions"], ws),
+        **kwargs,
+    )
+
+
+def added_by(extensions: Sequence[str], ws: Workspace) -> list[Callable[[FastAPI], None]]:
+    """The functions ``extensions`` name (``module:function``), each bound to ``ws``."""
+    found: list[Callable[[FastAPI], None]] = []
+    for name in extensions:
+        module, _, attr = name.partition(":")
+        function = getattr(importlib.import_module(module), attr)
+        found.append(functools.partial(function, ws=ws))
+    return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,7 @@ def create_app(
     max_string_length: int = DEFAULT_MAX_STRING_LENGTH,
     grpc_tls: tuple[str, str] | None = None,
     require_safe_formats: bool = False,
+    extend: Sequence[Callable[[FastAPI], None]] = (),
 ) -> FastAPI:
     """An app serving ``models`` (``name@alias``, ``name/version`` or ``ServeOptions``).
 
@@ -89,6 +90,8 @@ def create_app(
     ``max_string_length`` characters 422 (``_limits.py``). ``grpc_tls`` (certificate and
     key paths, checked by ``_tls.check_tls``) serves gRPC over TLS. ``require_safe_formats``
     refuses to load a version whose flavor unpickles a file (now, and when an alias moves).
+    Each of ``extend`` adds its routes to the app before it is sealed (``modelyard serve``
+    mounts the dashboard so); the routes need rules in ``_auth.RULES`` like any other.
     """
     check_request_limits(max_batch_rows, max_string_length)
     if require_safe_formats:
@@ -189,6 +192,9 @@ def create_app(
     infer = add_oip_routes(app, pool)
     if prediction_log is not None:
         add_feedback_route(app, pool)
+    app.state.guard = guard
+    for add in extend:
+        add(app)
     install(
         app,
         fast_router(predict, infer),

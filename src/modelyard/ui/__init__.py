@@ -5,6 +5,6 @@ autoescape on and server-drawn SVG charts (``_charts.py``), so nothing is built 
 Node and every asset comes from this package: the dashboard works offline.
 """
 
-from modelyard.ui._app import create_ui_app
+from modelyard.ui._app import create_ui_app, mount_on_server
 
-__all__ = ["create_ui_app"]
+__all__ = ["create_ui_app", "mount_on_server"]

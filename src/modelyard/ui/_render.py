@@ -7,6 +7,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from modelyard.ui._viewer import current_viewer
+
 
 @functools.cache
 def environment() -> Environment:
@@ -23,6 +25,7 @@ def environment() -> Environment:
 
 
 def render(template: str, **context: Any) -> str:
+    context.setdefault("viewer", current_viewer())  # who looks: base.html's sign-out
     return environment().get_template(template).render(**context)
 
 
