@@ -133,6 +133,8 @@ def test_runs_show_and_compare(quickstarted: Path, capsys: pytest.CaptureFixture
     ids = [r.run_id for r in runs]
     code, out, _ = run_cli(capsys, "runs", "compare", *ids, "-w", str(quickstarted))
     assert code == 0 and "metric accuracy" in out
+    code, out, _ = run_cli(capsys, "runs", "experiments", "-w", str(quickstarted))
+    assert code == 0 and "1 experiment(s)" in out and "│ 2 " in out
     code, out, _ = run_cli(capsys, "models", "show", "breast_cancer", "-w", str(quickstarted))
     assert code == 0 and "production" in out
 

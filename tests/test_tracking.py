@@ -472,6 +472,14 @@ def test_search_returns_complete_run_infos(runs: modelyard.Workspace) -> None:
     assert found.metrics == {"acc": 0.9, "loss": pytest.approx(0.1)}
 
 
+def test_experiments_count_their_runs_newest_first(runs: modelyard.Workspace) -> None:
+    found = runs.runs.experiments()
+    newest = {e.name: max(r.start_time for r in runs.runs.search(experiment=e.name)) for e in found}
+    assert {e.name: e.runs for e in found} == {"other": 1, "default": 4}
+    assert [e.last_run for e in found] == sorted(newest.values(), reverse=True)
+    assert all(e.last_run == newest[e.name] for e in found)
+
+
 def test_search_orders_newest_first_by_default(runs: modelyard.Workspace) -> None:
     assert _names(runs.runs.search()) == ["e", "d", "c", "b", "a"]
     assert _names(runs.runs.search(order_by="start_time")) == ["a", "b", "c", "d", "e"]

@@ -9,6 +9,7 @@ import functools
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from modelyard.registry import set_traffic
 from modelyard.release import release_history
 from modelyard.security import COOKIE, Sessions, audit_events, create_key, revoke_key
 from modelyard.serving import create_app
-from modelyard.ui import mount_on_server
+from modelyard.ui import create_ui_app, mount_on_server
 from modelyard.ui._traffic import quantile, read_totals
 from registry_support import serving_workspace
 
@@ -133,6 +134,7 @@ async def test_a_forged_or_revoked_session_is_refused(
 async def test_a_reader_sees_but_may_not_act(ws: modelyard.Workspace, keys: dict[str, str]) -> None:
     async with server(ws) as client:
         await sign_in(client, keys["reader"])
+        model = await client.get("/ui/models/churn")
         confirm = await client.get("/ui/models/churn/confirm?action=alias&version=1")
         acted = await client.post(
             "/ui/actions/rollback",
@@ -140,6 +142,7 @@ async def test_a_reader_sees_but_may_not_act(ws: modelyard.Workspace, keys: dict
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
     assert confirm.status_code == 200 and "Only an admin key" in confirm.text
+    assert 'id="actions"' not in model.text  # a reader is offered nothing to do
     assert acted.status_code == 403 and acted.json()["code"] == "forbidden"
     assert ws.registry.get("churn@production").version == 3
 
@@ -163,6 +166,9 @@ async def test_an_admin_rolls_back_and_moves_an_alias_with_confirmation_and_audi
         )
         assert moved.status_code == 303, moved.text
         assert ws.registry.get("churn@production").version == 1
+        shown = await client.get(moved.headers["location"])
+        assert "churn@production now points at version 1" in shown.text
+        assert 'id="actions"' in shown.text and "Roll back @production" in shown.text
         confirm = await client.get("/ui/models/churn/confirm?action=rollback")
         assert "back from version 1 to version 3" in confirm.text
         back = await client.post(
@@ -270,3 +276,26 @@ async def test_a_loopback_server_without_keys_lets_its_user_act(ws: modelyard.Wo
     assert page.status_code == 200 and 'name="csrf"' in page.text
     assert "nothing to sign in to" in sign_in_page.text
     assert rebound.status_code == 403  # DNS rebinding: the page is not served
+
+
+async def test_modelyard_ui_alone_reads_traffic_from_the_prediction_log(
+    tmp_path: Path,
+) -> None:
+    ws = modelyard.Workspace(serving_workspace(tmp_path / "ws", ["churn"], 1), environ={})
+    try:
+        async with server(ws, auth=False, base_url="http://127.0.0.1:8000") as client:
+            for _ in range(5):
+                r = await client.post("/v1/models/churn/predict", json=[{"a": 1.0}, {"a": 2.0}])
+                assert r.status_code == 200
+            assert (await client.post("/v1/models/churn/predict", json={"a": "x"})).is_error
+        ws.predictions.close()  # what a stopped server leaves: its log on disk
+        transport = httpx.ASGITransport(app=create_ui_app(ws))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as ui:
+            page = await ui.get("/ui/serving")
+    finally:
+        ws.close()
+    assert "from the prediction log" in page.text
+    row = page.text.split('<tr data-model="churn" data-variant="production">')[1]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.split("</tr>")[0], re.S)
+    assert int(cells[3]) == 6  # requests, not rows (five had two rows), the refused one too
+    assert cells[9].strip() == "16.7%"  # refused: 1 of 6

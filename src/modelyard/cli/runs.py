@@ -38,6 +38,18 @@ def list_runs(
     console.print(table)
 
 
+@app.command("experiments")
+def list_experiments(workspace: str = WorkspaceOpt) -> None:
+    """Every experiment with its number of runs and its newest run, newest first."""
+    found = open_workspace(workspace).runs.experiments()
+    table = Table(title=f"{len(found)} experiment(s)")
+    for col in ("experiment", "runs", "last run"):
+        table.add_column(col, overflow="fold")
+    for e in found:
+        table.add_row(e.name, str(e.runs), fmt_time(e.last_run))
+    console.print(table)
+
+
 @app.command("show")
 def show_run(run_id: str, workspace: str = WorkspaceOpt) -> None:
     """Everything recorded about one run."""

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
         Range,
         RowCount,
         UniqueKeys,
+        check_spec,
     )
     from modelyard.features._definitions import Entity, FeatureRef, FeatureService, FeatureView
     from modelyard.features._online import MaterializeResult, OnlineFeatures
@@ -42,6 +43,7 @@ __all__ = [
     "RowCount",
     "SqlSource",
     "UniqueKeys",
+    "check_spec",
     "require_duckdb",
 ]
 
@@ -54,6 +56,7 @@ _EXPORTS = {
         "Range",
         "RowCount",
         "UniqueKeys",
+        "check_spec",
     ],
     "modelyard.features._definitions": ["Entity", "FeatureRef", "FeatureService", "FeatureView"],
     "modelyard.features._online": ["MaterializeResult", "OnlineFeatures"],

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -207,7 +207,38 @@ def backfill_view(
         results.close()  # stops the partitions after a failure before their files go
         for part in work:
             Path(part.staged).unlink(missing_ok=True)
+    _write_last_run(folder, start, end, report)
     return report
+
+
+def _write_last_run(folder: Path, start: datetime, end: datetime, report: BackfillReport) -> None:
+    """The run's data-quality results, per partition (the dashboard shows the last run)."""
+    parts = [
+        {
+            "start": p.start.isoformat(),
+            "end": p.end.isoformat(),
+            "rows": p.rows,
+            "status": p.status,
+            "check": p.failure.check if p.failure else None,
+            "message": p.failure.message if p.failure else None,
+        }
+        for p in report.partitions
+    ]
+    body = {
+        "at": datetime.now(UTC).isoformat(),
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "partitions": parts,
+    }
+    atomic_write_text(folder / "last_run.json", json.dumps(body, indent=2))
+
+
+def backfill_status(folder: Path) -> dict[str, Any]:
+    """What backfills left for a view version: ``covered`` ranges (every check passed) and
+    ``last_run`` (its partitions with status and the failing check; None before any run)."""
+    path = folder / "last_run.json"
+    last = json.loads(path.read_text()) if path.is_file() else None
+    return {"covered": read_coverage(folder), "last_run": last}
 
 
 def _name(start: datetime, end: datetime) -> str:

@@ -269,6 +269,15 @@ class FeatureStore:
             if own is not None:
                 own.close()
 
+    def backfill_status(self, view: str) -> dict[str, Any]:
+        """The current version of ``view``'s backfill results: ``covered`` (time ranges
+        whose partitions passed every check) and ``last_run`` (per partition: status,
+        rows, the failing check and its message; None if never backfilled)."""
+        from modelyard.features._backfill import backfill_folder, backfill_status
+
+        found, version = self.definitions.versioned_view(view)
+        return backfill_status(backfill_folder(self.offline_root, found.name, version))
+
     def online_reader(
         self,
         features: FeatureService | str | Sequence[str],

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ABTest",
-    "Guard",
     "Canary",
+    "Guard",
     "ScoreResult",
     "ServeOptions",
     "Shadow",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, func, select
 
 from modelyard import _time
 from modelyard.backends.metadata import tables as t
@@ -89,6 +89,13 @@ def _clause_sql(clause: Clause) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    runs: int
+    last_run: datetime | None
+
+
 class Tracking:
     """Queries over runs (``ws.runs``)."""
 
@@ -103,6 +110,20 @@ class Tracking:
                 f"run '{run_id}' does not exist; list runs with 'modelyard runs list'"
             )
         return runs[0]
+
+    def experiments(self) -> list[Experiment]:
+        """Every experiment with its number of runs and its newest run's start, newest
+        first (one GROUP BY, whatever the number of runs)."""
+        r = t.runs.c
+        newest = func.max(r.start_time)
+        query = (
+            select(r.experiment, func.count(), newest)
+            .group_by(r.experiment)
+            .order_by(newest.desc(), r.experiment)
+        )
+        with self._metadata.read() as conn:
+            rows = conn.execute(query).all()
+        return [Experiment(name, int(n), _time.to_datetime(last)) for name, n, last in rows]
 
     def search(
         self,

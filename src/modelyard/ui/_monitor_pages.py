@@ -1,7 +1,11 @@
-"""The dashboard's monitoring page: a model's recorded drift, quality and SLO values over
-time (what ``monitor drift``, ``monitor check`` and the scheduler record), and every
-alert rule's state and notifications. Read through ``metric_history``, ``alert_states``
-and ``alert_history``, as ``modelyard monitor history|alerts`` do."""
+"""The dashboard's monitoring pages: a model's recorded drift, quality and SLO values over
+time (what ``monitor drift``, ``monitor check`` and the scheduler record), its SLOs and
+alerts, and every alert rule's state and notifications. Read through ``metric_history``,
+``alert_states`` and ``alert_history``, as ``modelyard monitor history|alerts`` do.
+
+Below a model: one page per input column (reference vs current histogram,
+``_monitor_columns.py``) and a quality page (confusion matrix, ROC and PR curves,
+``_monitor_quality.py``)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from markupsafe import Markup
 from modelyard._time import parse_duration
 from modelyard.errors import ModelyardError
 from modelyard.ui import _charts
+from modelyard.ui._monitor_columns import column_picker, column_view
+from modelyard.ui._monitor_quality import quality_view
+from modelyard.ui._monitor_slo import model_alerts, rules_of, slo_rows
 from modelyard.ui._render import render
 
 if TYPE_CHECKING:
@@ -52,7 +59,7 @@ def monitor_routes(ws: Workspace) -> APIRouter:
         )
 
     @router.get("/monitoring/{model}")
-    def model_page(model: str, window: str = "30d") -> Response:
+    def model_page(model: str, window: str = "30d", alias: str = "production") -> Response:
         from modelyard.monitoring import metric_history
 
         try:
@@ -61,18 +68,53 @@ def monitor_routes(ws: Workspace) -> APIRouter:
             return HTMLResponse(render("error.html", title="Monitoring", message=exc.message), 400)
         rows = metric_history(ws.metadata, model, since=since, limit=20_000)
         charts = [_family_chart(title, prefix, rows, since) for title, prefix in FAMILIES]
-        latest = _latest(rows)
+        columns, columns_note = column_picker(ws, f"{model}@{alias}")
+        rules, rules_note = rules_of(ws, model)
         return HTMLResponse(
             render(
                 "monitor_model.html",
                 title=f"Monitoring {model}",
                 model=model,
+                alias=alias,
                 window=window,
                 charts=[c for c in charts if c is not None],
-                latest=latest,
+                latest=_latest(rows),
                 empty=not rows,
+                columns=columns,
+                columns_note=columns_note,
+                slos=slo_rows(ws, rules),
+                rules_note=rules_note,
+                alerts=model_alerts(ws, model, rules),
             )
         )
+
+    @router.get("/monitoring/{model}/columns/{column:path}")
+    def column_page(
+        model: str, column: str, window: str = "1d", alias: str = "production"
+    ) -> Response:
+        """One input column: the reference histogram against the window's traffic."""
+        title = f"Monitoring {model}: {column}"
+        try:
+            span = parse_duration(window, "window")
+            view = column_view(ws, model, column, alias=alias, window=window, span=span)
+        except ModelyardError as exc:
+            page = render("error.html", title=title, message=exc.message)
+            return HTMLResponse(page, 404 if exc.status == 404 else 400)
+        context = {"model": model, "column": column, "alias": alias, "window": window}
+        return HTMLResponse(render("monitor_column.html", title=title, **context, **view))
+
+    @router.get("/monitoring/{model}/quality")
+    def quality_page(model: str, window: str = "7d", alias: str = "production") -> Response:
+        """Quality of labelled predictions: scores, confusion matrix, ROC and PR curves."""
+        title = f"Monitoring {model}: quality"
+        try:
+            span = parse_duration(window, "window")
+            view = quality_view(ws, model, alias=alias, window=window, span=span)
+        except ModelyardError as exc:
+            page = render("error.html", title=title, message=exc.message)
+            return HTMLResponse(page, 404 if exc.status == 404 else 400)
+        context = {"model": model, "alias": alias, "window": window}
+        return HTMLResponse(render("monitor_quality.html", title=title, **context, **view))
 
     @router.get("/monitoring/{model}/report")
     def report(model: str, window: str = "1d", alias: str = "production") -> Response:

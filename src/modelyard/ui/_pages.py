@@ -1,6 +1,7 @@
-"""The dashboard's pages: runs (filter, sort, compare) and models (versions, aliases,
-lineage). Each page reads through the same functions the command line calls
-(``ws.runs.search``, ``ws.registry``), so the two never disagree."""
+"""The dashboard's runs pages: experiments and runs (filter, sort by a column, compare),
+and the entry point of the models pages (``_models_page.py``). Each page reads through
+the same functions the command line calls (``ws.runs.search``, ``ws.runs.get``,
+``ws.registry``), so the two never disagree."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from modelyard.errors import ModelyardError
 from modelyard.ui import _charts
+from modelyard.ui._models_page import model_routes
 from modelyard.ui._render import render
+from modelyard.ui._runs_view import sort_link
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -42,6 +45,13 @@ def page_routes(ws: Workspace) -> APIRouter:
             error = exc.message  # shown above the form: the query is the user's to fix
         metric_keys = sorted({k for r in found for k in r.metrics})[:8]
         param_keys = sorted({k for r in found for k in r.params})[:6]
+        where = {"order": order, "filter": filter, "experiment": experiment}
+        sorts = {
+            (kind, key): sort_link(kind, key, **where)
+            for kind, keys in (("params", param_keys), ("metrics", metric_keys))
+            for key in keys
+        }
+        sorts["attr", "start_time"] = sort_link("attr", "start_time", **where)
         html = render(
             "runs.html",
             title="Runs",
@@ -52,6 +62,8 @@ def page_routes(ws: Workspace) -> APIRouter:
             error=error,
             metric_keys=metric_keys,
             param_keys=param_keys,
+            sorts=sorts,
+            experiments=ws.runs.experiments(),
             limit=MAX_RUNS,
         )
         return HTMLResponse(html)  # the form shows the error: the page itself is fine
@@ -68,6 +80,11 @@ def page_routes(ws: Workspace) -> APIRouter:
             return _error(exc.message, 404)
         params = sorted({k for r in chosen for k in r.params})
         metrics = sorted({k for r in chosen for k in r.metrics})
+        # As ``runs compare`` highlights them: the rows whose values are not all equal.
+        differ = {
+            kind: {k for k in keys if len({getattr(r, kind).get(k) for r in chosen}) > 1}
+            for kind, keys in (("params", params), ("metrics", metrics))
+        }
         curves = []
         for key in metrics:
             series = [
@@ -99,6 +116,7 @@ def page_routes(ws: Workspace) -> APIRouter:
             title="Compare runs",
             runs=chosen,
             params=params,
+            differ=differ,
             metrics=metrics,
             curves=curves,
             scatters=scatters,
@@ -125,47 +143,13 @@ def page_routes(ws: Workspace) -> APIRouter:
         ]
         return HTMLResponse(render("run.html", title=f"Run {run.name}", run=run, curves=curves))
 
-    @router.get("/models")
-    def models() -> Response:
-        listed = ws.registry.list()
-        return HTMLResponse(render("models.html", title="Models", models=listed))
-
-    @router.get("/models/{name}")
-    def model_page(name: str) -> Response:
-        try:
-            versions = ws.registry.versions(name)
-            history = {
-                alias: ws.registry.alias_history(name, alias)
-                for alias in sorted({a for v in versions for a in v.aliases})
-            }
-        except ModelyardError as exc:
-            return _error(exc.message, 404)
-        from modelyard.release import release_history
-
-        records = release_history(ws.metadata, name, limit=50)
-        return HTMLResponse(
-            render(
-                "model.html",
-                title=f"Model {name}",
-                name=name,
-                versions=sorted(versions, key=lambda v: -v.version),
-                history=history,
-                records=[(r, _gate_rows(r.details)) for r in records],
-            )
-        )
-
+    router.include_router(model_routes(ws))
     return router
 
 
 def _curve(ws: Workspace, run_id: str, key: str) -> list[tuple[float, float]]:
     """A run's metric ``key`` as (step, value) points, as ``ws.runs.history`` holds it."""
     return [(p.step, p.value) for p in ws.runs.history(run_id, key) if p.value is not None]
-
-
-def _gate_rows(details: Any) -> list[dict[str, Any]]:
-    """The gate results a release record holds (``release check``, ``promote``), as rows."""
-    gates = details.get("gates") if isinstance(details, dict) else None
-    return [g for g in gates or [] if isinstance(g, dict)]
 
 
 def _number(value: Any) -> float | None:
