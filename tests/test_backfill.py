@@ -187,4 +187,8 @@ def test_a_backfill_on_ray_publishes_what_a_local_one_does(ws: Any, ray_executor
     assert sorted(p.name for p in folder.iterdir()) == [
         "20240301T000000-20240302T000000.parquet",
         "coverage.json",
+        "last_run.json",  # the run's per-partition results (FeatureStore.backfill_status)
     ]
+    last = workspace.features.backfill_status("ratings")["last_run"]
+    assert [p["status"] for p in last["partitions"]] == ["written", "failed"]
+    assert last["partitions"][1]["check"] == report.failed.failure.check

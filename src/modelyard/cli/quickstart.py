@@ -86,8 +86,46 @@ def train_and_register(ws: Workspace, progress: Progress | None = None) -> dict[
     )
     ws.registry.set_alias(MODEL_NAME, "production", version.version)
     done(task)
+    task = step("scoring the held-out rows in a batch and checking them for drift")
+    drifted = first_batch(ws, x_test)
+    done(task)
     example = {k: float(v) for k, v in x_test.iloc[0].items()}
-    return {"run": run, "version": version, "example": example}
+    return {"run": run, "version": version, "example": example, "drifted": drifted}
+
+
+def first_batch(ws: Workspace, rows: Any) -> str:
+    """Score ``rows`` as ``modelyard score`` does (they go to the prediction log) and check
+    them for drift against the training rows as ``modelyard monitor drift`` does (the
+    values are recorded), so the dashboard's traffic and drift pages start with data."""
+    from datetime import timedelta
+
+    from modelyard.monitoring import SampleSize, drift_values, record_metrics, window_drift
+    from modelyard.serving import score
+
+    folder = ws.config.root / "data"
+    folder.mkdir(exist_ok=True)
+    rows.to_parquet(folder / "holdout.parquet")
+    score(
+        ws.registry,
+        f"{MODEL_NAME}@production",
+        folder / "holdout.parquet",
+        folder / "holdout-scored.parquet",
+        executor="local",  # opened and closed by this call: the quickstart keeps no pool
+        prediction_log=ws.predictions,
+    )
+    span = timedelta(days=1)
+    # The 143 held-out rows are the whole batch: judge them even below the 200 rows that
+    # keep a scheduled check from judging a thin window (the verdict is rougher for it).
+    min_rows = min(SampleSize.of(ws.config).min_rows, len(rows))
+    version, report = window_drift(
+        ws.registry, f"{MODEL_NAME}@production", ws.predictions, span, min_rows=min_rows
+    )
+    record_metrics(
+        ws.metadata, version.name, drift_values(report), window=span, version=version.version
+    )
+    if report.status != "ok":
+        return report.note
+    return f"{len(report.drifted_columns)} of {len(report.columns)} columns drifted"
 
 
 def predict_url(host: str, port: int, model: str = MODEL_NAME) -> str:
@@ -138,9 +176,15 @@ def quickstart(
         f"[bold]registered[/] {version.name} version {version.version} "
         f"as {version.name}@production in {ws.config.root}"
     )
+    console.print(
+        f"[bold]scored[/] the held-out rows as a first batch: {result['drifted']} "
+        "against the training rows"
+    )
     host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
-    console.print(f"see the run and the model in the dashboard: modelyard ui -w {folder}")
     if not serve:
+        console.print(
+            f"see the run, the model and drift in the dashboard: modelyard ui -w {folder}"
+        )
         console.print(f"serve it with: modelyard serve {MODEL_NAME}@production -w {folder}")
         return
     from modelyard.serving import check_port
@@ -149,6 +193,7 @@ def quickstart(
     check_port(host_, port_)
     console.print("\n[bold]try it[/] (in another terminal):")
     console.print(curl_line(host_, port_, result["example"]), soft_wrap=True, highlight=False)
+    console.print(f"dashboard: http://{host_}:{port_}/ui   (your run, model, live traffic, drift)")
     console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
     run_server(
         ws,
@@ -156,6 +201,7 @@ def quickstart(
         host=host_,
         port=port_,
         log_level=ws.config["serve.log_level"],
+        extensions=("modelyard.ui:mount_on_server",),
     )
 
 
