@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 
 from cli_support import run_cli
@@ -201,8 +203,10 @@ def test_quickstart_serves_and_its_curl_line_returns_a_prediction(tmp_path: Path
         text=True,
         env={**os.environ, "COLUMNS": "4000"},
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        _wait_ready(url, proc)
+        _a_new_user_finds_run_model_traffic_and_drift(url, tmp_path / "qs")
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     finally:
@@ -212,12 +216,29 @@ def test_quickstart_serves_and_its_curl_line_returns_a_prediction(tmp_path: Path
     # uvicorn drains, then re-raises SIGTERM so that the parent sees why it stopped.
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Application shutdown complete." in err
+    assert f"dashboard: {url}/ui" in out
     curl = next(line for line in out.splitlines() if line.startswith("curl "))
     assert f"127.0.0.1:{port}/v1/models/breast_cancer/predict" in curl
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert logs and all("level" in line for line in logs)
     assert any(line.get("model") == "breast_cancer" for line in logs)
     assert len(logs) == len([line for line in err.splitlines() if line.strip()]), err
+
+
+def _a_new_user_finds_run_model_traffic_and_drift(url: str, folder: Path) -> None:
+    """The quickstart's dashboard link: the run, the model, live traffic and drift."""
+    runs = httpx.get(f"{url}/", follow_redirects=True)
+    assert runs.status_code == 200 and "quickstart" in runs.text and "accuracy" in runs.text
+    model = httpx.get(f"{url}/ui/models/breast_cancer")
+    assert model.status_code == 200 and "production" in model.text
+    row = pd.read_parquet(folder / "data" / "holdout.parquet").iloc[0].to_dict()
+    for _ in range(3):
+        answered = httpx.post(f"{url}/v1/models/breast_cancer/predict", json=row)
+        assert answered.status_code == 200, answered.text
+    serving = httpx.get(f"{url}/ui/serving/panel")
+    assert re.search(r'data-model="breast_cancer".*?<td class="num">3</td>', serving.text, re.S)
+    drift = httpx.get(f"{url}/ui/monitoring/breast_cancer")
+    assert drift.status_code == 200 and "<svg" in drift.text  # the first batch's drift
 
 
 def serve_command(workspace: Path, port: int) -> list[str]:
