@@ -22,11 +22,14 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pandas as pd
 
 from _common import machine
+
+TRAFFIC = 100_000
 
 
 def seed(root: Path, runs: int, models: int) -> list[str]:
@@ -66,8 +69,35 @@ def seed(root: Path, runs: int, models: int) -> list[str]:
                     ws.metadata, name, values, window=timedelta(hours=1), version=3,
                     at=now - timedelta(hours=30 * 24 - hour),
                 )  # fmt: skip
+        seed_traffic(ws, root)
     print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
     return ids
+
+
+def seed_traffic(ws: Any, root: Path) -> None:
+    """A model with a reference profile and ``TRAFFIC`` rows of logged predictions in the
+    last hour (scored in one batch, as ``modelyard score`` logs them)."""
+    import numpy as np
+
+    from modelyard.serving import score
+
+    def double(frame: pd.DataFrame) -> pd.Series:
+        return (frame["a"] * 2).rename("doubled")
+
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"a": rng.normal(0, 1, 5_000), "b": rng.choice(list("xyz"), 5_000)})
+    with ws.start_run("scored") as run:
+        logged = ws.registry.log_model(
+            run, double, input_example=reference.head(5), reference_data=reference
+        )
+    ws.registry.set_alias("scored", "production", ws.registry.register("scored", logged).version)
+    shifted = {"a": rng.normal(0.3, 1, TRAFFIC), "b": rng.choice(list("xyzw"), TRAFFIC)}
+    current = pd.DataFrame(shifted)
+    current.to_parquet(root / "traffic.parquet")
+    score(
+        ws.registry, "scored@production", root / "traffic.parquet", root / "scored.parquet",
+        prediction_log=ws.predictions,
+    )  # fmt: skip
 
 
 async def measure(root: Path, ids: list[str], loads: int) -> dict[str, dict[str, float]]:
@@ -88,6 +118,10 @@ async def measure(root: Path, ids: list[str], loads: int) -> dict[str, dict[str,
         "monitoring model (hourly, 30 d)": "/ui/monitoring/model-0",
         "jobs": "/ui/jobs",
         "features": "/ui/features",
+        f"serving, from the prediction log ({TRAFFIC:,} rows in the hour)": "/ui/serving",
+        f"one model's monitoring with traffic ({TRAFFIC:,} rows)": "/ui/monitoring/scored",
+        f"a column's histogram ({TRAFFIC:,} rows)": "/ui/monitoring/scored/columns/a",
+        "quality (no labels yet)": "/ui/monitoring/scored/quality",
     }
     results: dict[str, dict[str, float]] = {}
     transport = httpx.ASGITransport(app=app)
@@ -105,7 +139,46 @@ async def measure(root: Path, ids: list[str], loads: int) -> dict[str, dict[str,
                 "bytes": len(r.content),
             }
             print(name, results[name], flush=True)
+    results.update(await measure_server(ws, loads))
     ws.close()
+    return results
+
+
+async def measure_server(ws: Any, loads: int) -> dict[str, dict[str, float]]:
+    """The Serving panel on the model server: its own metrics, after 2,000 predictions."""
+    import functools
+
+    from modelyard.serving import create_app
+    from modelyard.ui import mount_on_server
+
+    app = create_app(
+        ws.registry, ["scored@production"], poll_interval_s=0,
+        extend=[functools.partial(mount_on_server, ws=ws)],
+    )  # fmt: skip
+    results: dict[str, dict[str, float]] = {}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            for i in range(2_000):
+                r = await c.post("/v1/models/scored/predict", json={"a": float(i), "b": "x"})
+                assert r.status_code == 200, r.text
+            for name, path in {
+                "serving panel on the server (live metrics)": "/ui/serving/panel",
+                "model page on the server (signed-in viewer)": "/ui/models/scored",
+            }.items():
+                times = []
+                for _ in range(loads):
+                    t0 = time.perf_counter()
+                    r = await c.get(path)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    assert r.status_code == 200, (path, r.status_code, r.text[:300])
+                assert 'data-model="scored"' in r.text or "/serving" not in path, r.text
+                results[name] = {
+                    "median_ms": round(statistics.median(times), 1),
+                    "best_ms": round(min(times), 1),
+                    "bytes": len(r.content),
+                }
+                print(name, results[name], flush=True)
     return results
 
 
