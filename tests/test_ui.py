@@ -7,16 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
-import httpx
 import pandas as pd
 import pytest
 
 import modelyard
 from cli_support import run_cli
-from modelyard.ui import create_ui_app
 from modelyard.ui._charts import Series, lines, ticks
 from registry_support import doubler
+from ui_support import get
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -35,17 +33,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace
         yield ws
     finally:
         ws.close()
-
-
-def get(ws: modelyard.Workspace, *paths: str) -> list[httpx.Response]:
-    app = create_ui_app(ws)
-
-    async def go() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            return [await c.get(p) for p in paths]
-
-    return anyio.run(go)
 
 
 def test_the_runs_page_filters_with_the_search_language(ws: modelyard.Workspace) -> None:

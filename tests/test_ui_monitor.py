@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import anyio
-import httpx
 import pandas as pd
 import pytest
 from sklearn.compose import make_column_transformer
@@ -23,9 +21,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 import modelyard
 from modelyard.monitoring import Checker
-from modelyard.ui import create_ui_app
 from modelyard.ui._charts import bars
 from monitor_support import exchange, lower_minimums
+from ui_support import get
 
 HOSTILE = "<script>alert(1)</script>"
 LONG = "a clinic with a rather long name indeed"
@@ -114,17 +112,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace
         yield ws
     finally:
         ws.close()
-
-
-def get(ws: modelyard.Workspace, *paths: str) -> list[httpx.Response]:
-    app = create_ui_app(ws)
-
-    async def go() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            return [await c.get(p) for p in paths]
-
-    return anyio.run(go)
 
 
 def xticks(svg: str) -> list[tuple[float, str]]:

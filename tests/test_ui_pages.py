@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import anyio
-import httpx
 import pandas as pd
 import pytest
 
 import modelyard
-from modelyard.ui import create_ui_app
 from registry_support import doubler
+from ui_support import get
 
 HOSTILE = "<script>alert(1)</script>"
 DAY0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -118,17 +116,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[modelyard.Workspace
         yield ws
     finally:
         ws.close()
-
-
-def get(ws: modelyard.Workspace, *paths: str) -> list[httpx.Response]:
-    app = create_ui_app(ws)
-
-    async def go() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            return [await c.get(p) for p in paths]
-
-    return anyio.run(go)
 
 
 def names_in_order(page: str) -> list[str]:
