@@ -250,8 +250,8 @@ def ui(
     check_port_option("--port", port)
     if not is_loopback(host):
         raise ConfigError(
-            f"--host {host}: the dashboard has no sign-in yet, so it listens on loopback "
-            "only; reach it through an SSH tunnel or your own authenticating proxy"
+            f"--host {host}: 'modelyard ui' has no sign-in, so it listens on loopback only; "
+            "for a shared dashboard use /ui on 'modelyard serve', which signs in with API keys"
         )
     ws = open_workspace(workspace)
     check_port(host, port)
