@@ -248,6 +248,7 @@ def test_rollback_moves_production_back_and_records_it(
     ws = strong_candidate
     assert run_cli(capsys, "release", "promote", NAME, "-w", str(ws.root))[0] == 0
     assert production(ws) == 2
+    assert ws.registry.rollback_target(NAME) == 1  # what the dashboard offers
 
     code, out, err = run_cli(
         capsys, "release", "rollback", NAME, "--reason", "p99 regression", "-w", str(ws.root)
@@ -265,6 +266,7 @@ def test_rollback_moves_production_back_and_records_it(
     )
     code, out, _ = run_cli(capsys, "release", "history", NAME, "-w", str(ws.root))
     assert code == 0 and "rollback" in out and "promote" in out
+    assert ws.registry.rollback_target(NAME) is None  # the stack is back at its first version
 
 
 def test_a_first_release_skips_champion_gates_and_keeps_absolute_ones(

@@ -168,7 +168,8 @@ async def test_an_admin_rolls_back_and_moves_an_alias_with_confirmation_and_audi
         assert ws.registry.get("churn@production").version == 1
         shown = await client.get(moved.headers["location"])
         assert "churn@production now points at version 1" in shown.text
-        assert 'id="actions"' in shown.text and "Roll back @production" in shown.text
+        assert 'id="actions"' in shown.text
+        assert "Roll back @production to version 3" in shown.text
         confirm = await client.get("/ui/models/churn/confirm?action=rollback")
         assert "back from version 1 to version 3" in confirm.text
         back = await client.post(
@@ -207,9 +208,13 @@ async def test_an_admin_stops_a_canary_from_the_serving_page(
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         again = await client.get("/ui/models/churn/confirm?action=stop-canary")
+        model = await client.get("/ui/models/churn")
+        never_moved = await client.get("/ui/models/churn/confirm?action=rollback&alias=candidate")
     assert "10% of &#39;churn&#39; to @candidate" in page.text or "No requests yet" in page.text
     assert stopped.status_code == 303 and "stopped" in stopped.headers["location"]
     assert again.status_code == 400 and "no canary" in again.text
+    assert "Roll back @candidate" not in model.text  # set once: nothing to roll back to
+    assert never_moved.status_code == 409 and "no earlier version" in never_moved.text
     assert release_history(ws.metadata, "churn", limit=1)[0].action == "canary-aborted"
 
 

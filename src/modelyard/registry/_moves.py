@@ -122,6 +122,13 @@ def rollback_alias(
     return registry.get(ModelRef(name, version=target))
 
 
+def rollback_target(registry: Registry, name: str, alias: str) -> int | None:
+    """The version a rollback of ``name@alias`` would point it at (None: no earlier one)."""
+    with registry.metadata.read() as conn:
+        stack = _alias_stack(registry, conn, name, alias)
+    return stack[-2] if len(stack) > 1 else None
+
+
 def _alias_stack(registry: Registry, conn: Any, name: str, alias: str) -> list[int]:
     """The versions the alias went through, undone by rollbacks: a rollback pops one."""
     stack: list[int] = []

@@ -340,6 +340,11 @@ class Registry:
         """
         return _moves.rollback_alias(self, name, alias, also=also)
 
+    def rollback_target(self, name: str, alias: str = "production") -> int | None:
+        """The version ``rollback(name, alias)`` would move the alias to, or None when it
+        has no earlier version (the dashboard offers a rollback only then)."""
+        return _moves.rollback_target(self, name, alias)
+
     def move_alias(
         self,
         name: str,

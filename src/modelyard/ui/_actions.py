@@ -17,7 +17,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from modelyard.errors import ConfigError, ModelyardError
+from modelyard.errors import ConfigError, ConflictError, ModelyardError
 from modelyard.security import Sessions
 from modelyard.serving import request_session
 from modelyard.ui._render import render
@@ -79,10 +79,12 @@ def _describe(ws: Workspace, name: str, action: str, alias: str, version: int) -
         return f"stop the canary ({split.describe()}): all traffic goes back to the champion"
     current = _points_at(ws, name, alias)
     if action == "rollback":
-        moves = [v for _, _, v in ws.registry.alias_history(name, alias)]
-        before = moves[-2] if len(moves) > 1 else None
+        before = ws.registry.rollback_target(name, alias)
         if before is None:
-            raise ConfigError(f"{name}@{alias} has never moved: there is nothing to roll back to")
+            raise ConflictError(
+                f"{name}@{alias} has no earlier version to roll back to; move it with the "
+                "form on the model's page instead"
+            )
         return f"move {name}@{alias} back from version {current} to version {before}"
     target = ws.registry.get(f"{name}/{version}")  # 404 for a version that does not exist
     return f"move {name}@{alias} from version {current or '(unset)'} to version {target.version}"

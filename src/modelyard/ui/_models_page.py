@@ -65,6 +65,7 @@ def model_routes(ws: Workspace) -> APIRouter:
                 history=history,
                 records=[(r, _gate_rows(r.details)) for r in records],
                 split=split,
+                rollbacks={a: ws.registry.rollback_target(name, a) for a in history},
                 done=done,  # what an action just did (the action's redirect says)
             )
         )
