@@ -10,7 +10,7 @@ Below a model: one page per input column (reference vs current histogram,
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
@@ -28,13 +28,24 @@ from modelyard.ui._render import render
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
-# Metric families, each one chart: (title, prefix of the recorded metric names)
-FAMILIES = (
-    ("Drift per column (PSI)", "drift.psi."),
-    ("Share of drifted columns", "drift.share"),
-    ("Quality", "quality."),
-    ("Latency and errors", "slo."),
-)
+TOP_COLUMNS = 7  # drift lines on one chart: the columns with the highest PSI, no more
+# The charts of recorded values, one per unit, in page order: (title, y axis title).
+DRIFT, SHARE = ("Drift per column (PSI)", "PSI"), ("Share of drifted columns", "share")
+QUALITY, LABELLED = ("Quality", "score"), ("Labelled rows", "rows")
+LATENCY, ERRORS = ("Latency", "ms"), ("Error rates", "share of requests")
+TRAFFIC, FRESHNESS = ("Traffic", "requests or rows"), ("Feature freshness", "seconds")
+OTHER = ("Other service levels", "")
+CHARTS = (DRIFT, SHARE, QUALITY, LABELLED, LATENCY, ERRORS, TRAFFIC, FRESHNESS, OTHER)
+# What monitor check records under ``slo.`` (monitoring.SLO_METRICS), by unit.
+SLO_CHARTS = {
+    "latency_p50_ms": LATENCY,
+    "latency_p99_ms": LATENCY,
+    "error_rate": ERRORS,
+    "client_error_rate": ERRORS,
+    "requests": TRAFFIC,
+    "volume": TRAFFIC,
+    "feature_freshness_s": FRESHNESS,
+}
 
 
 def monitor_routes(ws: Workspace) -> APIRouter:
@@ -67,7 +78,7 @@ def monitor_routes(ws: Workspace) -> APIRouter:
         except ModelyardError as exc:
             return HTMLResponse(render("error.html", title="Monitoring", message=exc.message), 400)
         rows = metric_history(ws.metadata, model, since=since, limit=20_000)
-        charts = [_family_chart(title, prefix, rows, since) for title, prefix in FAMILIES]
+        charts = history_charts(rows)
         columns, columns_note = column_picker(ws, f"{model}@{alias}")
         rules, rules_note = rules_of(ws, model)
         return HTMLResponse(
@@ -77,7 +88,7 @@ def monitor_routes(ws: Workspace) -> APIRouter:
                 model=model,
                 alias=alias,
                 window=window,
-                charts=[c for c in charts if c is not None],
+                charts=charts,
                 latest=_latest(rows),
                 empty=not rows,
                 columns=columns,
@@ -135,20 +146,55 @@ def monitor_routes(ws: Workspace) -> APIRouter:
     return router
 
 
-def _family_chart(
-    title: str, prefix: str, rows: list[dict[str, Any]], since: datetime
-) -> Markup | None:
-    by_metric: dict[str, list[tuple[float, float]]] = defaultdict(list)
+def history_charts(rows: list[dict[str, Any]]) -> list[Markup]:
+    """A chart per unit of the recorded ``rows`` (oldest first), a line per metric, over
+    time; the drift chart keeps the ``TOP_COLUMNS`` columns with the highest latest PSI."""
+    by_chart: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
     for row in rows:
         metric = str(row["metric"])
-        if row["value"] is None or not metric.startswith(prefix):
+        chart = _chart_of(metric)
+        if row["value"] is None or chart is None:
             continue
-        hours = (row["at"] - since) / timedelta(hours=1)
-        by_metric[metric.removeprefix(prefix) or metric].append((hours, float(row["value"])))
-    if not by_metric:
-        return None
-    series = [_charts.Series(name, points) for name, points in sorted(by_metric.items())][:7]
-    return _charts.lines(title, series, x_label=f"hours since {since:%Y-%m-%d %H:%M} UTC")
+        name = metric.removeprefix("drift.psi.") if chart == DRIFT else metric.split(".", 1)[1]
+        by_chart[chart][name].append((row["at"].timestamp(), float(row["value"])))
+    out = []
+    for title, y_label in (c for c in CHARTS if c in by_chart):
+        by_metric = by_chart[title, y_label]
+        names = sorted(by_metric)
+        if (title, y_label) == DRIFT:
+            names = _top_psi(by_metric)
+            if len(names) > TOP_COLUMNS:
+                title = f"{title}: top {TOP_COLUMNS} of {len(names)} columns by latest PSI"
+                names = names[:TOP_COLUMNS]
+        series = [_charts.Series(name, by_metric[name]) for name in names]
+        out.append(_charts.lines(title, series, "time (UTC)", y_label=y_label, time_axis=True))
+    return out
+
+
+def _chart_of(metric: str) -> tuple[str, str] | None:
+    if metric.startswith("drift.psi."):
+        return DRIFT
+    if metric == "drift.share":
+        return SHARE
+    if metric == "quality.rows":
+        return LABELLED
+    if metric.startswith("quality."):
+        return QUALITY
+    if metric.startswith("slo."):
+        return SLO_CHARTS.get(metric.removeprefix("slo."), OTHER)
+    return None
+
+
+def _top_psi(by_column: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """Columns by their latest PSI, highest first (then by their highest, then by name)."""
+
+    def rank(name: str) -> tuple[float, float, str]:
+        values = [v for _, v in by_column[name]]
+        return -values[-1], -max(values), name
+
+    return sorted(by_column, key=rank)
 
 
 def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 MAX_RUNS = 200
 MAX_COMPARE = 5
+MAX_CURVES = 8  # charts on a run's page
+MAX_SCANNED = 40  # metrics whose history a run's page reads, looking for curves
 
 
 def page_routes(ws: Workspace) -> APIRouter:
@@ -129,18 +131,14 @@ def page_routes(ws: Workspace) -> APIRouter:
             run = ws.runs.get(run_id)
         except ModelyardError as exc:
             return _error(exc.message, 404)
-        curves = [
-            _charts.lines(
-                key,
-                [
-                    _charts.Series(
-                        key,
-                        _curve(ws, run_id, key),
-                    )
-                ],
-            )
-            for key in sorted(run.metrics)[:8]
-        ]
+        # A metric logged once is a value in the table above the charts, not a chart.
+        curves = []
+        for key in sorted(run.metrics)[:MAX_SCANNED]:
+            points = _curve(ws, run_id, key)
+            if len(points) > 1:
+                curves.append(_charts.lines(key, [_charts.Series(key, points)]))
+            if len(curves) == MAX_CURVES:
+                break
         return HTMLResponse(render("run.html", title=f"Run {run.name}", run=run, curves=curves))
 
     router.include_router(model_routes(ws))
