@@ -167,6 +167,9 @@ def test_zero_is_a_duration_only_where_allowed() -> None:
         _time.parse_duration("0s", "window")
     with pytest.raises(InvalidInputError, match="'99999999999d' is too long"):
         _time.parse_duration("99999999999d", "--expires")
+    with pytest.raises(InvalidInputError, match="'99999999d' is too long"):
+        _time.parse_duration("99999999d", "window")  # a timedelta, but not back from now
+    assert _time.parse_duration("5200w").days == 36_400  # just under 100 years: kept
     with pytest.raises(InvalidInputError, match="for 'x' is not a duration; .*: 0s, 30s"):
         _time.parse_duration("x", "for", allow_zero=True)
 

@@ -142,7 +142,7 @@ def test_a_reader_may_not_act_and_an_admin_moves_an_alias(
         tab.wait_for_load_state("networkidle")
         what = tab.locator(".confirm strong").inner_text()
         assert what == "move churn@production from version 3 to version 1"
-        tab.get_by_role("button", name="Yes, alias").click()
+        tab.get_by_role("button", name="Yes, move it").click()
         tab.wait_for_load_state("networkidle")
         assert tab.url.startswith(f"{site.url}/ui/models/churn?done=")
         notice = tab.locator("p.notice[role=status]").inner_text()

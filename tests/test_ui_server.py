@@ -20,7 +20,7 @@ from modelyard.release import release_history
 from modelyard.security import COOKIE, Sessions, audit_events, create_key, revoke_key
 from modelyard.serving import create_app
 from modelyard.ui import create_ui_app, mount_on_server
-from modelyard.ui._traffic import quantile, read_totals
+from modelyard.ui._traffic import LiveTraffic, quantile, read_totals
 from registry_support import serving_workspace
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +73,12 @@ async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
         content=f"key={key}&next=/ui/models/churn",
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
+
+
+def current_of(page: str) -> str:
+    found = re.search(r'name="current" value="(\d*)"', page)
+    assert found, "the confirmation has no current version"
+    return found.group(1)
 
 
 def csrf_of(page: str) -> str:
@@ -143,7 +149,8 @@ async def test_a_reader_sees_but_may_not_act(ws: modelyard.Workspace, keys: dict
         )
     assert confirm.status_code == 200 and "Only an admin key" in confirm.text
     assert 'id="actions"' not in model.text  # a reader is offered nothing to do
-    assert acted.status_code == 403 and acted.json()["code"] == "forbidden"
+    assert acted.status_code == 403 and "needs role admin" in acted.text  # a page, not JSON
+    assert acted.headers["content-type"].startswith("text/html")
     assert ws.registry.get("churn@production").version == 3
 
 
@@ -161,7 +168,8 @@ async def test_an_admin_rolls_back_and_moves_an_alias_with_confirmation_and_audi
         )
         moved = await client.post(
             "/ui/actions/alias",
-            content=f"model=churn&alias=production&version=1&csrf={token}",
+            content=f"model=churn&alias=production&version=1&current={current_of(confirm.text)}"
+            f"&csrf={token}",
             headers=form,
         )
         assert moved.status_code == 303, moved.text
@@ -185,7 +193,7 @@ async def test_an_admin_rolls_back_and_moves_an_alias_with_confirmation_and_audi
         unknown = await client.get("/ui/models/nope/confirm?action=alias&version=1")
     assert no_token.status_code == 403 and "CSRF" in no_token.text
     assert back.status_code == 303 and ws.registry.get("churn@production").version == 3
-    assert cross_site.status_code == 403 and cross_site.json()["code"] == "forbidden"
+    assert cross_site.status_code == 403 and "cross-site" in cross_site.text
     assert unknown.status_code == 404
     record = release_history(ws.metadata, "churn", limit=1)[0]
     assert record.action == "rollback" and record.actor == "admin-person (dashboard)"
@@ -207,11 +215,13 @@ async def test_an_admin_stops_a_canary_from_the_serving_page(
             content=f"model=churn&csrf={csrf_of(confirm.text)}",
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
+        shown = await client.get(stopped.headers["location"])
         again = await client.get("/ui/models/churn/confirm?action=stop-canary")
         model = await client.get("/ui/models/churn")
         never_moved = await client.get("/ui/models/churn/confirm?action=rollback&alias=candidate")
     assert "10% of &#39;churn&#39; to @candidate" in page.text or "No requests yet" in page.text
-    assert stopped.status_code == 303 and "stopped" in stopped.headers["location"]
+    assert stopped.status_code == 303 and "done=stop-canary" in stopped.headers["location"]
+    assert "the canary of churn is stopped" in shown.text
     assert again.status_code == 400 and "no canary" in again.text
     assert "Roll back @candidate" not in model.text  # set once: nothing to roll back to
     assert never_moved.status_code == 409 and "no earlier version" in never_moved.text
@@ -264,7 +274,7 @@ def test_quantiles_come_from_histogram_buckets_as_prometheus_computes_them() -> 
 def test_sessions_expire_and_cannot_be_moved_to_another_key() -> None:
     sessions = Sessions(b"k" * 32, ttl_s=60)
     token = sessions.issue("abc123", now=1000.0)
-    assert sessions.key_id(token, now=1059.0) == "abc123"
+    assert sessions.key_id(token, now=1059.0) == ("abc123", 1_000_000_000)
     with pytest.raises(modelyard.errors.UnauthenticatedError, match="expired"):
         sessions.key_id(token, now=1061.0)
     moved = token.replace("abc123", "def456")
@@ -304,3 +314,77 @@ async def test_modelyard_ui_alone_reads_traffic_from_the_prediction_log(
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.split("</tr>")[0], re.S)
     assert int(cells[3]) == 6  # requests, not rows (five had two rows), the refused one too
     assert cells[9].strip() == "16.7%"  # refused: 1 of 6
+
+
+def test_live_rates_slide_over_the_window_whoever_looks() -> None:
+    clock = [0.0]
+    count = [0]
+
+    def metrics() -> bytes:
+        series = 'modelyard_requests_total{model="m",version="1",variant="v",code="200"} %d\n'
+        return (series % count[0]).encode()
+
+    live = LiveTraffic(metrics, clock=lambda: clock[0])
+    seen = []
+    for at, total in ((0, 0), (10, 100), (20, 100), (25, 100), (40, 100), (55, 100)):
+        clock[0], count[0] = float(at), total
+        for _ in range(5):  # five people looking at once: one read kept
+            (row,) = live.rows()
+        seen.append((row.total, row.rate, live.window_s))
+    assert seen[0] == (0, None, None)  # the first read: no window yet
+    assert seen[1] == (100, 10.0, 10.0) and seen[2] == (100, 5.0, 20.0)
+    rates = [rate for _, rate, _ in seen[1:]]
+    assert rates == sorted(rates, reverse=True)  # no traffic: the rate only falls
+    assert seen[4][2] == 30.0 and seen[4][1] == pytest.approx(0.0)  # baseline t=10
+    assert all(total == 100 for total, _, _ in seen[1:])  # since start, whatever the window
+
+
+async def test_bad_form_values_are_one_line_refusals_not_crashes(
+    ws: modelyard.Workspace, keys: dict[str, str]
+) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with server(ws) as client:
+        crowded = await client.post(
+            "/ui/sign-in", content="&".join(f"f{i}=1" for i in range(12)), headers=form
+        )
+        await sign_in(client, keys["admin"])
+        pages = [
+            await client.get(f"/ui/models/churn/confirm?action=alias&version={v}")
+            for v in ("99999999999999999999999", "%C2%B2", "abc")
+        ]
+        confirm = await client.get("/ui/models/churn/confirm?action=alias&version=2")
+        token, current = csrf_of(confirm.text), current_of(confirm.text)
+        ws.registry.set_alias("churn", "production", 1)  # someone else moves it meanwhile
+        late = await client.post(
+            "/ui/actions/alias",
+            content=f"model=churn&alias=production&version=2&current={current}&csrf={token}",
+            headers=form,
+        )
+        ws.registry.set_alias("churn", "production", 3)
+    assert crowded.status_code == 400 and "more than 8 fields" in crowded.text
+    assert [p.status_code for p in pages] == [400, 400, 400]
+    assert all("not a version number" in p.text for p in pages)
+    assert late.status_code == 409 and "moved" in late.text.lower()
+
+
+async def test_signing_out_ends_the_session_even_for_a_copied_cookie(
+    ws: modelyard.Workspace, keys: dict[str, str]
+) -> None:
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with server(ws) as client:
+        await sign_in(client, keys["admin"])
+        copied = client.cookies[COOKIE]
+        page = await client.get("/ui/runs")
+        out = await client.post("/ui/sign-out", content=f"csrf={csrf_of(page.text)}", headers=form)
+        assert out.status_code == 303 and out.headers["location"] == "/ui/sign-in"
+        client.cookies.clear()
+        client.cookies.set(COOKIE, copied)
+        assert (await client.get("/ui/runs")).status_code == 303  # this server, at once
+    async with server(ws) as replica:  # another server reads the sign-out with the keys
+        replica.cookies.set(COOKIE, copied)
+        assert (await replica.get("/ui/runs")).status_code == 303
+        replica.cookies.clear()
+        await sign_in(replica, keys["admin"])
+        assert (await replica.get("/ui/runs")).status_code == 200  # a new session works
+    actions = [e.action for e in audit_events(ws.metadata, action="ui.")][:3]
+    assert actions == ["ui.sign-in", "ui.sign-out", "ui.sign-in"]

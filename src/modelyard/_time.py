@@ -100,6 +100,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 _DURATION = re.compile(r"\s*(\d+)\s*([smhdw])\s*")
 
 
+_LONGEST = timedelta(days=36_525)
+
+
 def parse_duration(text: str, what: str = "duration", *, allow_zero: bool = False) -> timedelta:
     """``30s``, ``15m``, ``1h``, ``2d``, ``1w`` -> a positive timedelta (``0s`` if allowed).
 
@@ -116,9 +119,12 @@ def parse_duration(text: str, what: str = "duration", *, allow_zero: bool = Fals
             f"{shown} is not a duration; write a number and a unit: {least}30s, 15m, 1h, 2d or 1w"
         )
     try:
-        return timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
+        span = timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
     except OverflowError:
-        raise InvalidInputError(f"{shown} is too long; give at most 100 years") from None
+        span = _LONGEST * 2
+    if span > _LONGEST:  # "now minus it" would leave the calendar
+        raise InvalidInputError(f"{shown} is too long; give at most 100 years")
+    return span
 
 
 def _naive(shown: str, remedy: str, option: str) -> InvalidInputError:

@@ -259,7 +259,10 @@ def ui(
 
     from modelyard.ui import create_ui_app
 
-    console.print(f"dashboard of {ws.config.root} at http://{host}:{port}/ui (Ctrl+C stops)")
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    console.print(
+        escape(f"dashboard of {ws.config.root} at http://{shown}:{port}/ui (Ctrl+C stops)")
+    )
     uvicorn.run(create_ui_app(ws), host=host, port=port, log_level="warning")
 
 

@@ -160,7 +160,8 @@ def audit(
     for col in ("at", "action", "target", "details", "actor", "key", "source"):
         table.add_column(col, overflow="fold")
     for e in events:
-        details = ", ".join(f"{k}={v}" for k, v in e.details.items())
+        shown = {k: "all" if k == "models" and v is None else v for k, v in e.details.items()}
+        details = ", ".join(f"{k}={v}" for k, v in shown.items())
         table.add_row(
             fmt_time(e.at),
             e.action,

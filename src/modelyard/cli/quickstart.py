@@ -15,6 +15,7 @@ from typing import Any
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from modelyard._files import atomic_write_text
 from modelyard.cli._common import console
 from modelyard.workspace import Workspace
 
@@ -114,9 +115,7 @@ def first_batch(ws: Workspace, rows: Any) -> str:
         prediction_log=ws.predictions,
     )
     span = timedelta(days=1)
-    # The 143 held-out rows are the whole batch: judge them even below the 200 rows that
-    # keep a scheduled check from judging a thin window (the verdict is rougher for it).
-    min_rows = min(SampleSize.of(ws.config).min_rows, len(rows))
+    min_rows = SampleSize.of(ws.config).min_rows  # the quickstart's own 100 (below)
     version, report = window_drift(
         ws.registry, f"{MODEL_NAME}@production", ws.predictions, span, min_rows=min_rows
     )
@@ -164,6 +163,7 @@ def quickstart(
         return
     folder = folder or Path("modelyard-quickstart")
     ws = Workspace.init(folder, serve_host=host, serve_port=port)
+    _judge_small_windows(folder / "modelyard.toml")
     if serve:
         _port_is_free(ws)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -203,6 +203,18 @@ def quickstart(
         log_level=ws.config["serve.log_level"],
         extensions=("modelyard.ui:mount_on_server",),
     )
+
+
+def _judge_small_windows(config: Path) -> None:
+    """Let drift checks judge 100 rows in the quickstart's workspace (the default is 200):
+    its first batch is the 143 held-out rows, and the dashboard and ``monitor drift``
+    must judge them as the quickstart did. Written into ``modelyard.toml``, where a user
+    sees it, and only over the commented default (a value of theirs is kept)."""
+    text = config.read_text()
+    default = "# min_rows = 200"
+    if default in text:
+        mine = "min_rows = 100  # the quickstart's first batch is its 143 held-out rows"
+        atomic_write_text(config, text.replace(default, mine, 1))
 
 
 def _port_is_free(ws: Workspace) -> None:

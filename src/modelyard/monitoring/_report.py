@@ -176,14 +176,18 @@ text-align:left}tr.drifted td{background:#fde8e8}.yes{color:#b00;font-weight:bol
 """
 
 
-def render_html(data: dict[str, Any]) -> str:
-    """The report as one self-contained HTML page."""
+def render_html(data: dict[str, Any], *, back: str | None = None) -> str:
+    """The report as one self-contained HTML page. ``back``: where its "← dashboard" link
+    goes when the dashboard serves it (a written file has no link, and no ``<link>``)."""
     drift = data["drift"]
     title = f"monitoring report: {data['model']}"
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        # Served, an empty icon spares the browser a request for /favicon.ico (a 404).
+        '<link rel="icon" href="data:,">' if back is not None else "",
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f'<p><a href="{escape(back)}">← dashboard</a></p>' if back is not None else "",
         f"<h1>{escape(title)}</h1>",
         f"<p>{_compared(data)}; {drift['rows_current']} rows against "
         f"{drift['rows_reference']} reference rows.</p>",

@@ -13,7 +13,7 @@ from modelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from modelyard.security._actor import Actor, acting_as, command_line_actor, current_actor
-    from modelyard.security._audit import AuditEvent, audit_events, record
+    from modelyard.security._audit import SIGN_OUT, AuditEvent, audit_events, record, record_session
     from modelyard.security._key_files import workspace_secret
     from modelyard.security._keyring import KeyRing, bearer
     from modelyard.security._keys import (
@@ -35,6 +35,7 @@ __all__ = [
     "GRANTS",
     "PREFIX",
     "ROLES",
+    "SIGN_OUT",
     "Actor",
     "ApiKey",
     "AuditEvent",
@@ -52,6 +53,7 @@ __all__ = [
     "current_actor",
     "list_keys",
     "record",
+    "record_session",
     "revoke_key",
     "seal",
     "workspace_secret",
@@ -59,7 +61,13 @@ __all__ = [
 
 _EXPORTS = {
     "modelyard.security._actor": ["Actor", "acting_as", "command_line_actor", "current_actor"],
-    "modelyard.security._audit": ["AuditEvent", "audit_events", "record"],
+    "modelyard.security._audit": [
+        "SIGN_OUT",
+        "AuditEvent",
+        "audit_events",
+        "record",
+        "record_session",
+    ],
     "modelyard.security._key_files": ["workspace_secret"],
     "modelyard.security._keyring": ["KeyRing", "bearer"],
     "modelyard.security._keys": [

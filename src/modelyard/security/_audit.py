@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from modelyard._time import now_us, to_datetime, to_us
 from modelyard.backends.metadata import MetadataStore, tables
-from modelyard.security._actor import current_actor
+from modelyard.security._actor import Actor, acting_as, current_actor
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,24 @@ def audit_events(
         )
         for r in rows
     ]
+
+
+SIGN_OUT = "ui.sign-out"
+
+
+def signed_out(metadata: MetadataStore) -> dict[str, int]:
+    """Each key's last dashboard sign-out (µs), from the audit log."""
+    a = tables.audit_events
+    last = func.max(a.c.at)
+    query = select(a.c.target, last).where(a.c.action == SIGN_OUT).group_by(a.c.target)
+    with metadata.read() as conn:
+        return {str(target): int(at) for target, at in conn.execute(query)}
+
+
+def record_session(metadata: MetadataStore, action: str, actor: Actor) -> int:
+    """Record a dashboard sign-in or sign-out (``ui.sign-in``, ``SIGN_OUT``) of the key
+    ``actor`` names; returns when (µs), which a server keeps to refuse older sessions."""
+    assert actor.key_id is not None
+    with acting_as(actor), metadata.write() as conn:
+        record(conn, action, actor.key_id, {"name": actor.name})
+    return now_us()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from modelyard._time import now_us, to_us
 from modelyard.errors import ForbiddenError, RateLimitedError, UnauthenticatedError
+from modelyard.security._audit import signed_out
 from modelyard.security._keys import PREFIX, ApiKey, list_keys, split_key
 from modelyard.security._roles import Permission, needed_roles, refusal
 
@@ -53,9 +54,11 @@ class KeyRing:
         self._verified: dict[str, tuple[ApiKey, float]] = {}  # key text -> (key, expiry µs)
         self._buckets: dict[str, list[float]] = {}  # key id -> [tokens, at]
         self._unknown_at = -math.inf  # the last reload an unknown key id asked for
+        self.signed_out: dict[str, int] = {}  # key id -> its last dashboard sign-out (µs)
 
     def refresh(self) -> None:
         """Reload every key from the store (blocking I/O: run it off the event loop)."""
+        self.signed_out = signed_out(self.metadata)
         keys = {k.key_id: k for k in list_keys(self.metadata)}
         self._by_id = keys
         self._verified = {}
@@ -101,6 +104,15 @@ class KeyRing:
         expiry = math.inf if key.expires_at is None else to_us(key.expires_at)
         self._verified[presented] = (key, expiry)
         return key
+
+    def by_session(self, key_id: str, issued_us: int) -> ApiKey:
+        """The active key a session names; 401 if the key is gone or signed out since."""
+        if issued_us <= self.signed_out.get(key_id, 0):
+            raise UnauthenticatedError(
+                "this dashboard session was signed out; sign in again at /ui/sign-in",
+                "signed_out",
+            )
+        return self.by_id(key_id)
 
     def by_id(self, key_id: str) -> ApiKey:
         """The active key ``key_id`` (a signed-in session names it); 401 if it is gone."""

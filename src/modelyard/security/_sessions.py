@@ -5,7 +5,9 @@ A person signs in on /ui/sign-in with an API key; the server answers with a cook
 every replica of a workspace accepts the others' sessions. The key itself never lives
 in the browser: a session names its key id, and the key's role, models, revocation and
 expiry are checked on every request as for a bearer key (a revoked key ends its
-sessions within the server's key reload). A session ends after ``ttl_s`` or at sign-out.
+sessions within the server's key reload). A session ends after ``ttl_s``, or when its
+key signs out: sign-out is recorded in the audit log (``ui.sign-out``), which every
+server reads with the keys, and ends every session of that key issued before it.
 
 Also the dashboard's CSRF token: an HMAC of the session under another derived key, put
 in every form that acts and checked by the route (the cookie is also SameSite=Strict).
@@ -36,21 +38,24 @@ class Sessions:
 
     def issue(self, key_id: str, now: float | None = None) -> str:
         """A session cookie's value for ``key_id``, valid for ``ttl_s``."""
-        expires = int((time.time() if now is None else now) + self.ttl_s)
-        body = f"{key_id}.{expires}"
+        issued = int((time.time() if now is None else now) * 1_000_000)
+        expires = issued + int(self.ttl_s * 1_000_000)
+        body = f"{key_id}.{issued}.{expires}"
         return f"{body}.{self._mac(body)}"
 
-    def key_id(self, token: str, now: float | None = None) -> str:
-        """The key id a session cookie names; 401 if it is forged, mangled or expired."""
+    def key_id(self, token: str, now: float | None = None) -> tuple[str, int]:
+        """(key id, issued at in µs) of a session cookie; 401 if it is forged, mangled or
+        expired. A session issued before its key's last sign-out is refused by the caller."""
         body, _, mac = token.rpartition(".")
-        key_id, _, expires = body.partition(".")
-        if not key_id or not expires.isdigit() or not hmac.compare_digest(mac, self._mac(body)):
+        key_id, issued, expires = (body.split(".") + ["", ""])[:3]
+        well_formed = bool(key_id) and issued.isdigit() and expires.isdigit()
+        if not well_formed or not hmac.compare_digest(mac, self._mac(body)):
             raise UnauthenticatedError(
                 f"the dashboard session is not valid; {_SIGN_IN}", "malformed"
             )
-        if int(expires) <= (time.time() if now is None else now):
+        if int(expires) <= (time.time() if now is None else now) * 1_000_000:
             raise UnauthenticatedError(f"the dashboard session expired; {_SIGN_IN}", "expired")
-        return key_id
+        return key_id, int(issued)
 
     def csrf(self, session: str) -> str:
         """The CSRF token of a session (or of ``""``: a server without keys)."""

@@ -256,14 +256,14 @@ class Guard:
     async def session_key(self, session: str) -> ApiKey:
         """The key a dashboard session names (reloading once for a key not seen yet)."""
         assert self.ring is not None and self.sessions is not None
-        key_id = self.sessions.key_id(session)
+        key_id, issued = self.sessions.key_id(session)
         wait = self.ring.reload_wait_for(key_id)
         if wait is not None:  # a key made a moment ago (signed in on another replica)
             try:
                 await self._reload(wait)
             except Exception:
                 pass  # by_id says the key is not known: the person signs in again
-        return self.ring.by_id(key_id)
+        return self.ring.by_session(key_id, issued)
 
     async def _reload(self, wait: float = 0.0) -> None:
         # One reload at a time, shared by every request that waits for it; one that

@@ -16,6 +16,7 @@ of theirs pays for matching every route before it and for building a ``Request``
 from __future__ import annotations
 
 import asyncio
+import html
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,10 +234,25 @@ class FastPath:
             where = {"location": f"/ui/sign-in?next={target}", "cache-control": "no-store"}
             await send_reply(send, Reply(303, b"", rid, b"text/plain", where))
             return
+        if scope["path"].startswith("/ui/"):  # a person at the dashboard: a page, not JSON
+            page = _REFUSED_PAGE.format(message=html.escape(exc.message)).encode()
+            headers = {**getattr(exc, "headers", {}), "cache-control": "no-store"}
+            await send_reply(
+                send, Reply(exc.status, page, rid, b"text/html; charset=utf-8", headers)
+            )
+            return
         payload: dict[str, Any] = {**exc.to_dict(), "request_id": rid}
         if scope["path"].startswith("/v2"):
             payload["error"] = exc.message
         await send_reply(send, json_reply(payload, exc.status, rid, getattr(exc, "headers", None)))
+
+
+_REFUSED_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not allowed</title>'
+    '<link rel="stylesheet" href="/ui/static/ui.css"><link rel="icon" href="data:,"></head>'
+    '<body><main><h1>Not allowed</h1><p class="error" role="alert">{message}</p>'
+    '<p><a href="/ui/runs">Back to the dashboard</a></p></main></body></html>'
+)
 
 
 def _dashboard_page(scope: Scope) -> bool:

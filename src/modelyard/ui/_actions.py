@@ -12,7 +12,7 @@ before the route runs (``serving/_auth.py``: ``/ui/actions/*`` needs ``admin``).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from modelyard.errors import ConfigError, ConflictError, ModelyardError
 from modelyard.security import Sessions
 from modelyard.serving import request_session
+from modelyard.ui._errors import page_of
 from modelyard.ui._render import render
 from modelyard.ui._sign_in import read_form
 from modelyard.ui._viewer import current_viewer
@@ -34,11 +35,11 @@ def action_routes(ws: Workspace, sessions: Sessions) -> APIRouter:
     router = APIRouter(prefix="/ui", include_in_schema=False)
 
     @router.get("/models/{name}/confirm")
-    def confirm(name: str, action: str, alias: str = "production", version: int = 0) -> Response:
+    def confirm(name: str, action: str, alias: str = "production", version: str = "") -> Response:
         try:
-            what = _describe(ws, name, action, alias, version)
+            what, current = _describe(ws, name, action, alias, version)
         except ModelyardError as exc:
-            return _error(exc.message, exc.status)
+            return page_of(exc)
         return HTMLResponse(
             render(
                 "confirm.html",
@@ -48,26 +49,34 @@ def action_routes(ws: Workspace, sessions: Sessions) -> APIRouter:
                 alias=alias,
                 version=version,
                 what=what,
+                current="" if current is None else current,
             ),
             headers={"cache-control": "no-store"},
         )
 
     @router.post("/actions/{action}")
     async def act(action: str, request: Request) -> Response:
-        fields = await read_form(request)
         try:
+            fields = await read_form(request)
             sessions.check_csrf(request_session(request.scope), fields.get("csrf", ""))
             name = fields.get("model", "")
-            done = await _run(ws, action, name, fields)
+            await _run(ws, action, name, fields)
         except ModelyardError as exc:
-            return _error(exc.message, exc.status)
-        return RedirectResponse(f"/ui/models/{quote(name, safe='')}?done={quote(done)}", 303)
+            return page_of(exc)
+        # The model page words the notice from what the registry holds now: a code in the
+        # address, never text (a link with made-up text would show it as a notice).
+        done = urlencode({"done": action, "alias": fields.get("alias", "production")})
+        return RedirectResponse(f"/ui/models/{quote(name, safe='')}?{done}", 303)
 
     return router
 
 
-def _describe(ws: Workspace, name: str, action: str, alias: str, version: int) -> str:
-    """What the action will change, read now (the confirmation page shows it)."""
+def _describe(
+    ws: Workspace, name: str, action: str, alias: str, version: str
+) -> tuple[str, int | None]:
+    """What the action will change, read now (the confirmation page shows it), and the
+    version the alias points at now (the form sends it back: a move made meanwhile by
+    someone else is refused, not overwritten)."""
     if action not in ACTIONS:
         raise ConfigError(f"unknown action {action!r}; the dashboard offers {', '.join(ACTIONS)}")
     if action == "stop-canary":
@@ -76,7 +85,8 @@ def _describe(ws: Workspace, name: str, action: str, alias: str, version: int) -
         split = get_traffic(ws.registry, name)
         if split is None:
             raise ConfigError(f"no canary of {name} is running: there is nothing to stop")
-        return f"stop the canary ({split.describe()}): all traffic goes back to the champion"
+        text = f"stop the canary ({split.describe()}): all traffic goes back to the champion"
+        return text, None
     current = _points_at(ws, name, alias)
     if action == "rollback":
         before = ws.registry.rollback_target(name, alias)
@@ -85,9 +95,10 @@ def _describe(ws: Workspace, name: str, action: str, alias: str, version: int) -
                 f"{name}@{alias} has no earlier version to roll back to; move it with the "
                 "form on the model's page instead"
             )
-        return f"move {name}@{alias} back from version {current} to version {before}"
-    target = ws.registry.get(f"{name}/{version}")  # 404 for a version that does not exist
-    return f"move {name}@{alias} from version {current or '(unset)'} to version {target.version}"
+        return f"move {name}@{alias} back from version {current} to version {before}", current
+    target = ws.registry.get(f"{name}/{_version(version)}")  # 404: no such version
+    shown = current or "(unset)"
+    return f"move {name}@{alias} from version {shown} to version {target.version}", current
 
 
 def _points_at(ws: Workspace, name: str, alias: str) -> int | None:
@@ -107,7 +118,11 @@ async def _run(ws: Workspace, action: str, name: str, fields: dict[str, str]) ->
     alias = fields.get("alias", "production")
     if action == "alias":
         version = _version(fields.get("version", ""))
-        moved = await run_in_threadpool(ws.registry.set_alias, name, alias, version)
+        seen = fields.get("current", "")
+        expect = _version(seen) if seen else None
+        moved = await run_in_threadpool(
+            lambda: ws.registry.move_alias(name, alias, version, expect=expect)
+        )
         return f"{name}@{alias} now points at version {moved.version}"
     if action == "rollback":
         from modelyard.release import rollback
@@ -127,10 +142,7 @@ async def _run(ws: Workspace, action: str, name: str, fields: dict[str, str]) ->
 
 
 def _version(text: str) -> int:
-    if not text.strip().isdigit():
-        raise ConfigError(f"version {text!r} is not a version number; pick one from the list")
-    return int(text)
-
-
-def _error(message: str, status: int) -> Response:
-    return HTMLResponse(render("error.html", title="Not done", message=message), status)
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:
+        raise ConfigError(f"version {text[:20]!r} is not a version number; pick one from the list")
+    return int(digits)

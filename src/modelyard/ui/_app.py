@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from modelyard.security import Sessions
 from modelyard.ui._actions import action_routes
+from modelyard.ui._errors import install_error_pages
 from modelyard.ui._monitor_pages import monitor_routes
 from modelyard.ui._ops_pages import ops_routes
 from modelyard.ui._pages import page_routes
@@ -47,7 +48,7 @@ def mount_on_server(app: FastAPI, *, ws: Workspace) -> None:
     traffic = LiveTraffic(app.state.pool.metrics.render)
     for router in (*_pages(ws, traffic), action_routes(ws, sessions)):
         app.include_router(router, dependencies=[see])
-    app.include_router(sign_in_routes(guard, sessions))
+    app.include_router(sign_in_routes(ws, guard, sessions))
     _finish(app)
 
 
@@ -61,6 +62,7 @@ def _pages(ws: Workspace, traffic: Traffic) -> list[APIRouter]:
 
 
 def _finish(app: FastAPI) -> None:
+    install_error_pages(app)  # /ui errors as pages; the server's API keeps its JSON
     static = resources.files("modelyard.ui") / "static"
     app.mount("/ui/static", StaticFiles(directory=str(static)), name="ui-static")
 

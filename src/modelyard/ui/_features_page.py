@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from modelyard._redact import redact
 from modelyard.errors import ModelyardError
+from modelyard.ui._errors import page_of
 from modelyard.ui._render import render
 
 if TYPE_CHECKING:
@@ -35,8 +36,8 @@ def features_routes(ws: Workspace) -> APIRouter:
         try:
             store = ws.features
             found = [d for d in store.list() if q.lower() in d[1].lower()]
-        except ModelyardError as exc:  # the features extra (DuckDB) is not installed, say
-            return HTMLResponse(render("error.html", title="Features", message=exc.message))
+        except ModelyardError as exc:  # DuckDB is not installed, or the database is down
+            return page_of(exc)
         kinds: dict[str, list[dict[str, Any]]] = {"entity": [], "view": [], "service": []}
         for kind, name, version in sorted(found):
             try:

@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from modelyard import _time
 from modelyard.errors import ModelyardError
+from modelyard.ui._errors import page_of
 from modelyard.ui._render import render
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def jobs_routes(ws: Workspace) -> APIRouter:
         try:
             run = find_run(JobHistory(ws.metadata), run_id)
         except ModelyardError as exc:
-            return HTMLResponse(render("error.html", title="Not found", message=exc.message), 404)
+            return page_of(exc)  # 404 for an unknown run, 503 for a database that is down
         log = _log_so_far(ws, run)
         return HTMLResponse(
             render(

@@ -11,6 +11,11 @@ server reads online) -> the views that service selects. Resource use is what tra
 records: the model artifact's size, the run's duration and environment. Load time and
 memory are measured by a serving process only (its /metrics), never stored, so they are
 not shown here.
+
+After an action (``_actions.py``) the page is shown with ``?done=CODE`` (``alias``,
+``rollback``, ``stop-canary``; ``&alias=ALIAS`` for the first two): the notice is written
+here from what the registry holds now, never taken from the address, so a link cannot
+make the page say anything else.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
 from modelyard.errors import ModelyardError
+from modelyard.ui._errors import page_of
 from modelyard.ui._render import render
 
 if TYPE_CHECKING:
-    from modelyard.registry import ModelVersion
+    from modelyard.registry import ModelVersion, TrafficSplit
     from modelyard.workspace import Workspace
 
 DETAILED = 10  # versions shown in full, newest first: each reads its run
@@ -40,7 +46,7 @@ def model_routes(ws: Workspace) -> APIRouter:
         return HTMLResponse(render("models.html", title="Models", models=listed))
 
     @router.get("/models/{name}")
-    def model_page(name: str, done: str = "") -> Response:
+    def model_page(name: str, done: str = "", alias: str = "production") -> Response:
         try:
             versions = sorted(ws.registry.versions(name), key=lambda v: -v.version)
             history = {
@@ -48,7 +54,7 @@ def model_routes(ws: Workspace) -> APIRouter:
                 for alias in sorted({a for v in versions for a in v.aliases})
             }
         except ModelyardError as exc:
-            return HTMLResponse(render("error.html", title="Not found", message=exc.message), 404)
+            return page_of(exc)  # 404 for an unknown model, 503 for a database that is down
         from modelyard.registry import get_traffic
         from modelyard.release import release_history
 
@@ -66,11 +72,24 @@ def model_routes(ws: Workspace) -> APIRouter:
                 records=[(r, _gate_rows(r.details)) for r in records],
                 split=split,
                 rollbacks={a: ws.registry.rollback_target(name, a) for a in history},
-                done=done,  # what an action just did (the action's redirect says)
+                done=notice(name, done, alias, versions, split),
             )
         )
 
     return router
+
+
+def notice(
+    name: str, done: str, alias: str, versions: list[ModelVersion], split: TrafficSplit | None
+) -> str:
+    """What the action ``done`` left, as the registry holds it now ("" for no action, an
+    unknown one, or a state the action did not leave: the page never repeats the address)."""
+    if done in ("alias", "rollback"):
+        now = next((v.version for v in versions if alias in v.aliases), None)
+        return "" if now is None else f"{name}@{alias} now points at version {now}"
+    if done == "stop-canary" and split is None:
+        return f"the canary of {name} is stopped; all traffic goes to the champion"
+    return ""
 
 
 def _details(ws: Workspace, v: ModelVersion) -> dict[str, Any]:

@@ -30,7 +30,9 @@ def column_picker(ws: Workspace, ref: str) -> tuple[list[dict[str, str]], str]:
 
     try:
         _, reference = reference_of(ws.registry, ref)
-    except ModelyardError as exc:  # no such model or alias, or no reference profile
+    except ModelyardError as exc:  # no such alias, or no reference profile: say which
+        if exc.status >= 500:
+            raise  # a back end that is down is the page's error, not a note
         return [], exc.message
     return [{"name": n, "kind": c.kind} for n, c in reference.columns.items()], ""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
@@ -20,6 +21,7 @@ from markupsafe import Markup
 from modelyard._time import parse_duration
 from modelyard.errors import ModelyardError
 from modelyard.ui import _charts
+from modelyard.ui._errors import page_of
 from modelyard.ui._monitor_columns import column_picker, column_view
 from modelyard.ui._monitor_quality import quality_view
 from modelyard.ui._monitor_slo import model_alerts, rules_of, slo_rows
@@ -70,13 +72,20 @@ def monitor_routes(ws: Workspace) -> APIRouter:
         )
 
     @router.get("/monitoring/{model}")
-    def model_page(model: str, window: str = "30d", alias: str = "production") -> Response:
+    def model_page(model: str, window: str = "30d", alias: str | None = None) -> Response:
+        """A model's recorded values, SLOs and alerts. An alias the address names must
+        exist (404, as on the quality page); without one, @production is shown, set or not,
+        since the recorded values are the model's whatever its aliases."""
         from modelyard.monitoring import metric_history
 
         try:
             since = datetime.now(UTC) - parse_duration(window, "window")
+            ws.registry.versions(model)  # 404 for a model that is not registered
+            if alias is not None:
+                ws.registry.get(f"{model}@{alias}")  # 404 for an alias it does not have
         except ModelyardError as exc:
-            return HTMLResponse(render("error.html", title="Monitoring", message=exc.message), 400)
+            return page_of(exc)
+        alias = alias or "production"
         rows = metric_history(ws.metadata, model, since=since, limit=20_000)
         charts = history_charts(rows)
         columns, columns_note = column_picker(ws, f"{model}@{alias}")
@@ -109,8 +118,7 @@ def monitor_routes(ws: Workspace) -> APIRouter:
             span = parse_duration(window, "window")
             view = column_view(ws, model, column, alias=alias, window=window, span=span)
         except ModelyardError as exc:
-            page = render("error.html", title=title, message=exc.message)
-            return HTMLResponse(page, 404 if exc.status == 404 else 400)
+            return page_of(exc)
         context = {"model": model, "column": column, "alias": alias, "window": window}
         return HTMLResponse(render("monitor_column.html", title=title, **context, **view))
 
@@ -122,8 +130,7 @@ def monitor_routes(ws: Workspace) -> APIRouter:
             span = parse_duration(window, "window")
             view = quality_view(ws, model, alias=alias, window=window, span=span)
         except ModelyardError as exc:
-            page = render("error.html", title=title, message=exc.message)
-            return HTMLResponse(page, 404 if exc.status == 404 else 400)
+            return page_of(exc)
         context = {"model": model, "alias": alias, "window": window}
         return HTMLResponse(render("monitor_quality.html", title=title, **context, **view))
 
@@ -139,9 +146,9 @@ def monitor_routes(ws: Workspace) -> APIRouter:
                 sample=SampleSize.of(ws.config),
             )  # fmt: skip
         except ModelyardError as exc:
-            page = render("error.html", title="Report", message=exc.message)
-            return HTMLResponse(page, 404 if exc.status == 404 else 400)
-        return HTMLResponse(render_report({**data, "window": window}))
+            return page_of(exc)
+        back = f"/ui/monitoring/{quote(model, safe='')}?alias={quote(alias, safe='')}"
+        return HTMLResponse(render_report({**data, "window": window}, back=back))
 
     return router
 

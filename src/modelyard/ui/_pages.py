@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from modelyard.errors import ModelyardError
 from modelyard.ui import _charts
+from modelyard.ui._errors import error_page, page_of
 from modelyard.ui._models_page import model_routes
 from modelyard.ui._render import render
-from modelyard.ui._runs_view import sort_link
+from modelyard.ui._runs_view import registered_from, sort_link
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -34,6 +35,7 @@ def page_routes(ws: Workspace) -> APIRouter:
 
     @router.get("/runs")
     def runs(request: Request, filter: str = "", order: str = "", experiment: str = "") -> Response:
+        experiments = ws.runs.experiments()  # a database that is down fails here: 503
         error = None
         found: list[Any] = []
         try:
@@ -44,6 +46,8 @@ def page_routes(ws: Workspace) -> APIRouter:
                 max_results=MAX_RUNS,
             )
         except ModelyardError as exc:
+            if exc.status >= 500:
+                raise  # not the query's fault: the error page says what is down
             error = exc.message  # shown above the form: the query is the user's to fix
         metric_keys = sorted({k for r in found for k in r.metrics})[:8]
         param_keys = sorted({k for r in found for k in r.params})[:6]
@@ -65,7 +69,9 @@ def page_routes(ws: Workspace) -> APIRouter:
             metric_keys=metric_keys,
             param_keys=param_keys,
             sorts=sorts,
-            experiments=ws.runs.experiments(),
+            experiments=experiments,
+            # A name no run was logged under: said plainly, not "Runs of NAME".
+            unknown=bool(experiment) and all(e.name != experiment for e in experiments),
             limit=MAX_RUNS,
         )
         return HTMLResponse(html)  # the form shows the error: the page itself is fine
@@ -75,11 +81,11 @@ def page_routes(ws: Workspace) -> APIRouter:
         ids = list(dict.fromkeys(run))
         if not 2 <= len(ids) <= MAX_COMPARE:
             message = f"pick 2 to {MAX_COMPARE} runs to compare (got {len(ids)})"
-            return _error(message, 400)
+            return error_page(message, 400)
         try:
             chosen = [ws.runs.get(i) for i in ids]
         except ModelyardError as exc:
-            return _error(exc.message, 404)
+            return page_of(exc)  # 404 for an unknown run, 503 for a database that is down
         params = sorted({k for r in chosen for k in r.params})
         metrics = sorted({k for r in chosen for k in r.metrics})
         # As ``runs compare`` highlights them: the rows whose values are not all equal.
@@ -130,7 +136,7 @@ def page_routes(ws: Workspace) -> APIRouter:
         try:
             run = ws.runs.get(run_id)
         except ModelyardError as exc:
-            return _error(exc.message, 404)
+            return page_of(exc)
         # A metric logged once is a value in the table above the charts, not a chart.
         curves = []
         for key in sorted(run.metrics)[:MAX_SCANNED]:
@@ -139,7 +145,16 @@ def page_routes(ws: Workspace) -> APIRouter:
                 curves.append(_charts.lines(key, [_charts.Series(key, points)]))
             if len(curves) == MAX_CURVES:
                 break
-        return HTMLResponse(render("run.html", title=f"Run {run.name}", run=run, curves=curves))
+        registered, searched_all = registered_from(ws, run)
+        html = render(
+            "run.html",
+            title=f"Run {run.name}",
+            run=run,
+            curves=curves,
+            registered=registered,
+            searched_all=searched_all,
+        )
+        return HTMLResponse(html)
 
     router.include_router(model_routes(ws))
     return router
@@ -155,7 +170,3 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _error(message: str, status: int) -> Response:
-    return HTMLResponse(render("error.html", title="Not found", message=message), status)

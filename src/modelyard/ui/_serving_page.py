@@ -26,6 +26,7 @@ CANARY_RECORDS = 8
 class Traffic(Protocol):
     source: str
     history: deque[tuple[float, dict[str, float]]]
+    window_s: float | None  # what rates and latencies cover (None: since start, so far)
 
     def rows(self) -> list[TrafficRow]: ...
 
@@ -53,6 +54,7 @@ def _panel(ws: Workspace, traffic: Traffic) -> Markup:
             "serving_panel.html",
             rows=rows,
             source=traffic.source,
+            window_s=traffic.window_s,
             canaries=canaries,
             chart=_rate_chart(traffic),
         )

@@ -8,21 +8,28 @@ programs that predict) cannot open the dashboard: it needs a reader or admin key
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from modelyard.errors import ModelyardError
-from modelyard.security import COOKIE, GRANTS, Sessions
+from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.security import COOKIE, GRANTS, SIGN_OUT, Actor, ApiKey, Sessions, record_session
 from modelyard.serving import Guard
 from modelyard.ui._render import render
 
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
+
 MAX_FORM_BYTES = 4096
+MAX_FIELDS = 8
 
 
-def sign_in_routes(guard: Guard, sessions: Sessions) -> APIRouter:
-    """Sign-in and sign-out; ``guard`` (the server's key check) vouches for the key."""
+def sign_in_routes(ws: Workspace, guard: Guard, sessions: Sessions) -> APIRouter:
+    """Sign-in and sign-out; ``guard`` (the server's key check) vouches for the key, and
+    both are recorded in the audit log (a sign-out there ends the key's sessions)."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
     keys_on = guard.ring is not None
 
@@ -32,7 +39,10 @@ def sign_in_routes(guard: Guard, sessions: Sessions) -> APIRouter:
 
     @router.post("/sign-in")
     async def sign_in(request: Request) -> Response:
-        fields = await read_form(request)
+        try:
+            fields = await read_form(request)
+        except ModelyardError as exc:
+            return _form("/ui/runs", exc.message, keys_on, exc.status)
         target = _next(fields.get("next", "/ui/runs"))
         if not keys_on:
             return RedirectResponse(target, 303)
@@ -46,6 +56,7 @@ def sign_in_routes(guard: Guard, sessions: Sessions) -> APIRouter:
                 "the dashboard needs a reader or admin key ('modelyard keys create --role reader')"
             )
             return _form(target, message, keys_on, 403)
+        await run_in_threadpool(record_session, ws.metadata, "ui.sign-in", _actor(key, request))
         answer = RedirectResponse(target, 303)
         answer.set_cookie(
             COOKIE,
@@ -59,12 +70,33 @@ def sign_in_routes(guard: Guard, sessions: Sessions) -> APIRouter:
         return answer
 
     @router.post("/sign-out")
-    async def sign_out() -> Response:
+    async def sign_out(request: Request) -> Response:
+        key = _session_key(guard, sessions, request.cookies.get(COOKIE, ""))
+        if key is not None and guard.ring is not None:
+            at = await run_in_threadpool(
+                record_session, ws.metadata, SIGN_OUT, _actor(key, request)
+            )
+            guard.ring.signed_out[key.key_id] = at  # here at once; elsewhere at the reload
         answer = RedirectResponse("/ui/sign-in", 303)
         answer.delete_cookie(COOKIE, path="/ui", httponly=True, samesite="strict")
         return answer
 
     return router
+
+
+def _session_key(guard: Guard, sessions: Sessions, token: str) -> ApiKey | None:
+    if not token or guard.ring is None:
+        return None
+    try:
+        return guard.ring.by_id(sessions.key_id(token)[0])
+    except ModelyardError:  # an expired or mangled session: nothing to end
+        return None
+
+
+def _actor(key: ApiKey, request: Request) -> Actor:
+    client = request.client
+    source = f"{client.host}:{client.port}" if client else "unknown"
+    return Actor(name=key.name, source=source, key_id=key.key_id)
 
 
 def _form(target: str, error: str | None, keys_on: bool, status: int = 200) -> Response:
@@ -88,5 +120,12 @@ async def read_form(request: Request) -> dict[str, str]:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             break
-    parsed = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=8)
+    if len(body) > MAX_FORM_BYTES:
+        raise InvalidInputError(f"the form is over {MAX_FORM_BYTES} bytes; send it from its page")
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=MAX_FIELDS)
+    except ValueError:  # more fields than any of the dashboard's forms has
+        raise InvalidInputError(
+            f"the form has more than {MAX_FIELDS} fields; send it from its page"
+        ) from None
     return {k: v[0] for k, v in parsed.items()}

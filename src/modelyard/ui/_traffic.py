@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 WINDOW_S = 30.0  # rates over the last half minute (at least two refreshes apart)
 HISTORY = 150  # rate points kept for the chart (5 minutes at one read per 2 s)
+BATCH = "batch"  # the variant of rows logged by batch scoring (``modelyard score``)
 
 Pair = tuple[str, str]  # (model, variant)
 
@@ -46,6 +47,7 @@ class TrafficRow:
     model: str
     variant: str
     version: str
+    total: float  # requests since the server started (or in the log's window)
     requests: float  # in the window
     rate: float | None  # per second (None: one read so far)
     share: float | None  # of the model's requests
@@ -129,6 +131,7 @@ def difference(new: Totals, old: Totals | None) -> list[TrafficRow]:
                 model=pair[0],
                 variant=pair[1],
                 version=new.versions.get(pair, ""),
+                total=sum(v for k, v in new.requests.items() if k[:2] == pair),
                 requests=total,
                 rate=None if not span else total / span,
                 share=total / per_model[pair[0]] if pair[1] and per_model.get(pair[0]) else None,
@@ -156,35 +159,45 @@ def _batch_mean(new: Totals, old: Totals | None, model: str) -> float | None:
 
 
 class LiveTraffic:
-    """The server's traffic over the last ``WINDOW_S``, from reads of its metrics."""
+    """The server's traffic over the last ``WINDOW_S``, from reads of its metrics.
+
+    Every viewer shares the reads (at most one is kept a second), so how many people
+    watch does not change the window. The window runs
+    from the newest read at least ``WINDOW_S`` old (until there is one, from the first
+    read) to now; ``window_s`` says how long it is.
+    """
 
     source = "live, from this server's metrics"
 
     def __init__(self, render: Callable[[], bytes], clock: Callable[[], float] = time.monotonic):
         self._render = render
         self._clock = clock
-        self._reads: deque[Totals] = deque(maxlen=64)
+        self._reads: deque[Totals] = deque()
         self.history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY)
+        self.window_s: float | None = None
 
     def rows(self) -> list[TrafficRow]:
         """Blocking (the metrics read files with --workers): call it off the event loop."""
-        now = read_totals(self._render().decode(), self._clock())
-        old = self._baseline(now.at)
-        self._reads.append(now)
+        at = self._clock()
+        now = read_totals(self._render().decode(), at)
+        old = self._baseline(at)
+        if not self._reads or at - self._reads[-1].at >= 1.0:
+            self._reads.append(now)  # at most one a second, however many people look
         rows = difference(now, old)
-        if old is not None:
+        self.window_s = None if old is None else at - old.at
+        if old is not None and (not self.history or at - self.history[-1][0] >= 1.0):
             rates: dict[str, float] = {}
             for r in rows:
                 rates[r.model] = rates.get(r.model, 0.0) + (r.rate or 0.0)
-            self.history.append((now.at, rates))
+            self.history.append((at, rates))
         return rows
 
     def _baseline(self, at: float) -> Totals | None:
-        """The oldest read within the window that is at least a second old."""
-        for read in self._reads:
-            if at - read.at <= WINDOW_S and at - read.at >= 1.0:
-                return read
-        return self._reads[-1] if self._reads and at - self._reads[-1].at >= 1.0 else None
+        while len(self._reads) > 1 and at - self._reads[1].at >= WINDOW_S:
+            self._reads.popleft()  # the next one is old enough to be the baseline
+        if self._reads and at - self._reads[0].at >= 1.0:
+            return self._reads[0]
+        return None
 
 
 class LoggedTraffic:
@@ -195,6 +208,7 @@ class LoggedTraffic:
         self.window = window
         self.source = f"from the prediction log, last {_span(window)}"
         self.history: deque[tuple[float, dict[str, float]]] = deque()
+        self.window_s: float | None = window.total_seconds()
 
     def rows(self) -> list[TrafficRow]:
         since = datetime.now(UTC) - self.window
@@ -209,25 +223,25 @@ class LoggedTraffic:
         frame = table.select(wanted).to_pandas()
         frame = frame[frame["ts"] >= _like(since, frame["ts"])]
         frame = frame.drop_duplicates("request_id")  # one row per request, not per input row
-        return [
-            _logged_row(key, group, frame, self.window)
-            for key, group in frame.groupby(["model", "variant"], sort=True)
-        ]
+        keys = ["model", "variant", "version"]
+        return [_logged_row(key, group, frame, self.window) for key, group in frame.groupby(keys)]
 
 
 def _logged_row(key: Any, group: Any, frame: Any, window: timedelta) -> TrafficRow:
-    model, variant = key
+    model, variant, version = key
     status = group["status"].fillna(200) if "status" in group else None
     total = float(len(group))
-    of_model = float((frame["model"] == model).sum())
-    latency = group["latency_ms"].dropna() if "latency_ms" in group else None
+    batch = variant == BATCH  # scored files: no traffic split, and a chunk's latency
+    of_model = float(((frame["model"] == model) & (frame["variant"] != BATCH)).sum())
+    latency = group["latency_ms"].dropna() if "latency_ms" in group and not batch else None
     return TrafficRow(
         model=str(model),
         variant=str(variant),
-        version=str(group["version"].iloc[-1]),
+        version=str(version),
+        total=total,
         requests=total,
         rate=total / window.total_seconds(),
-        share=total / of_model if of_model else None,
+        share=total / of_model if of_model and not batch else None,
         p50_ms=float(latency.quantile(0.5)) if latency is not None and len(latency) else None,
         p99_ms=float(latency.quantile(0.99)) if latency is not None and len(latency) else None,
         errors=float((status >= 500).mean()) if status is not None else None,

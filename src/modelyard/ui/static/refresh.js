@@ -11,13 +11,18 @@
       busy = true;
       fetch(el.dataset.refresh, { credentials: "same-origin", headers: { Accept: "text/html" } })
         .then(function (r) {
-          if (r.redirected || !r.ok) { el.dataset.stale = "true"; return null; }
+          if (r.redirected || !r.ok) {  // the session ended, or the server answers an error
+            el.dataset.stale = "true";
+            el.dataset.why = r.redirected ? "your session ended: reload the page to sign in again"
+              : "the server answered " + r.status;
+            return null;
+          }
           return r.text();
         })
         .then(function (html) {
           if (html !== null) { el.innerHTML = html; el.dataset.stale = "false"; el.dataset.updated = String(Date.now()); }
         })
-        .catch(function () { el.dataset.stale = "true"; })
+        .catch(function () { el.dataset.stale = "true"; el.dataset.why = "the server does not answer"; })
         .finally(function () { busy = false; });
     }, every);
   }
