@@ -117,6 +117,7 @@ async def test_signing_in_sets_a_session_cookie_that_names_the_key(
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
     assert keys["reader"][17:] not in cookie  # the secret never goes to the browser
     assert page.status_code == 200 and "reader-person" in page.text
+    assert "no API keys" not in page.text
 
 
 async def test_a_forged_or_revoked_session_is_refused(
@@ -289,6 +290,7 @@ async def test_a_loopback_server_without_keys_lets_its_user_act(ws: modelyard.Wo
         sign_in_page = await client.get("/ui/sign-in")
         rebound = await client.get("/ui/runs", headers={"host": "attacker.example:8000"})
     assert page.status_code == 200 and 'name="csrf"' in page.text
+    assert "This server has no API keys" in page.text  # said on every page it serves
     assert "nothing to sign in to" in sign_in_page.text
     assert rebound.status_code == 403  # DNS rebinding: the page is not served
 
