@@ -1,0 +1,19 @@
+"""The churn blueprint (issue 25, in progress): a batch pipeline over real customers.
+
+Built so far: the customer table mapped by configuration (``_customers.py``) and the
+seeded daily event log simulated for those customers (``_simulate.py``). It is not yet
+in ``blueprints.BLUEPRINTS``: ``modelyard init --blueprint churn`` comes with its
+features, training, scoring and jobs.
+"""
+
+from modelyard.blueprints.churn._customers import CANONICAL, CustomerColumns, load_customers
+from modelyard.blueprints.churn._simulate import churn_days, simulate, simulate_day
+
+__all__ = [
+    "CANONICAL",
+    "CustomerColumns",
+    "churn_days",
+    "load_customers",
+    "simulate",
+    "simulate_day",
+]
