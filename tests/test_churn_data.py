@@ -177,3 +177,37 @@ def test_an_injected_drift_changes_that_day_onward_and_not_before(
         ].sum()
     )
     assert bill_ratio == pytest.approx(1.15, rel=0.01)
+
+
+def test_daily_features_are_the_windows_of_the_events_before_the_days_end(
+    customers: pd.DataFrame, tmp_path: Path
+) -> None:
+    from modelyard.blueprints.churn._daily import FEATURES, daily_features, write_events
+
+    few = customers.sample(400, random_state=1).reset_index(drop=True)
+    leaving = churn_days(few, SEED)
+    for day in range(41):  # day 40 is the future of day 39
+        write_events(
+            tmp_path, START, day, simulate_day(few, day, start=START, seed=SEED, leaving=leaving)
+        )
+    table = daily_features(tmp_path, few, START, 39).set_index("customer_id")
+    assert list(table.columns) == ["event_timestamp", *FEATURES]
+    end = pd.Timestamp(START) + pd.Timedelta(days=40)
+    assert (table["event_timestamp"] == end).all()
+    events = simulate(few, 40, start=START, seed=SEED)  # days 0-39: day 40's file is unread
+
+    def total(kind: str, days: int, column: str) -> pd.Series:
+        inside = events[(events["kind"] == kind) & (events["ts"] >= end - pd.Timedelta(days=days))]
+        by = inside.groupby("customer_id")[column].sum()
+        return by.reindex(table.index, fill_value=0)
+
+    assert (table["sessions_7d"] == total("usage", 7, "count")).all()
+    assert table["spend_30d"].to_numpy() == pytest.approx(total("bill", 30, "amount").to_numpy())
+    assert (table["support_30d"] == total("support", 30, "count")).all()
+    last = events[events["kind"] == "usage"].groupby("customer_id")["ts"].max()
+    gone = (end - last).dt.days.reindex(table.index)
+    assert (table.loc[gone.notna(), "days_since_session"] == gone.dropna()).all()
+    tenure = few.set_index("customer_id")["tenure_months"] + 39 / 30
+    assert table["tenure_months"].to_numpy() == pytest.approx(tenure.reindex(table.index))
+    again = daily_features(tmp_path, few, START, 39).set_index("customer_id")
+    pd.testing.assert_frame_equal(again, table)  # a rerun of the day: the same table

@@ -1,7 +1,8 @@
 """The churn blueprint (issue 25, in progress): a batch pipeline over real customers.
 
-Built so far: the customer table mapped by configuration (``_customers.py``) and the
-seeded daily event log simulated for those customers (``_simulate.py``). It is not yet
+Built so far: the customer table mapped by configuration (``_customers.py``), the
+seeded daily event log simulated for those customers (``_simulate.py``) and each day's
+per-customer feature table computed from it (``_daily.py``). It is not yet
 in ``blueprints.BLUEPRINTS``: ``modelyard init --blueprint churn`` comes with its
 features, training, scoring and jobs.
 """
