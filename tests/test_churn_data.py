@@ -211,3 +211,42 @@ def test_daily_features_are_the_windows_of_the_events_before_the_days_end(
     assert table["tenure_months"].to_numpy() == pytest.approx(tenure.reindex(table.index))
     again = daily_features(tmp_path, few, START, 39).set_index("customer_id")
     pd.testing.assert_frame_equal(again, table)  # a rerun of the day: the same table
+
+
+def test_a_training_set_joins_labels_at_a_cut_off_with_the_features_before_it(
+    customers: pd.DataFrame, tmp_path: Path
+) -> None:
+    import modelyard
+    from modelyard.blueprints.churn._daily import daily_features, write_events, write_features
+    from modelyard.blueprints.churn._features import (
+        HORIZON_DAYS,
+        definitions,
+        label_rows,
+        training_set,
+    )
+
+    few = customers.sample(300, random_state=2).reset_index(drop=True)
+    leaving = churn_days(few, SEED)
+    events, features = tmp_path / "events", tmp_path / "features"
+    days: dict[int, pd.DataFrame] = {}
+    for day in range(29):
+        write_events(
+            events, START, day, simulate_day(few, day, start=START, seed=SEED, leaving=leaving)
+        )
+        days[day] = daily_features(events, few, START, day)
+        write_features(features, START, day, days[day])
+    with modelyard.Workspace.init(tmp_path / "ws", environ={}) as ws:
+        ws.features.apply(definitions(features))
+        rows = label_rows(few, leaving, START, [14, 28])
+        table = training_set(ws, rows)
+    present = {14: ~(leaving <= 14), 28: ~(leaving <= 28)}
+    assert len(table) == int(present[14].sum() + present[28].sum())
+    at_28 = table[table["event_timestamp"] == pd.Timestamp(START) + pd.Timedelta(days=28)]
+    expected = days[27].set_index("customer_id")  # the last day that ended by the cut-off
+    got = at_28.set_index("customer_id")
+    assert got["sessions_7d"].to_numpy() == pytest.approx(
+        expected["sessions_7d"].reindex(got.index).to_numpy()
+    )
+    soon = pd.Series((leaving > 28) & (leaving <= 28 + HORIZON_DAYS), index=few["customer_id"])
+    assert (got["churned"] == soon.reindex(got.index).astype(int)).all()
+    assert got["churned"].sum() > 0 and got.notna().all().all()

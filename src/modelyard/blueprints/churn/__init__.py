@@ -2,7 +2,8 @@
 
 Built so far: the customer table mapped by configuration (``_customers.py``), the
 seeded daily event log simulated for those customers (``_simulate.py``) and each day's
-per-customer feature table computed from it (``_daily.py``). It is not yet
+per-customer feature table computed from it (``_daily.py``), the feature definitions
+and point-in-time training sets (``_features.py``). It is not yet
 in ``blueprints.BLUEPRINTS``: ``modelyard init --blueprint churn`` comes with its
 features, training, scoring and jobs.
 """

@@ -73,10 +73,12 @@ def daily_features(
         frame = con.execute(
             f"""
             SELECT p.customer_id,
-                   {", ".join(f"coalesce(w.{c}, 0) AS {c}" for c in FEATURES[:9])},
-                   coalesce(w.days_since_session, {day + 1 + LONGEST}) AS days_since_session,
-                   p.tenure_months + ? / 30.0 AS tenure_months,
-                   p.monthly_charges, p.contract_months
+                   {", ".join(f"coalesce(w.{c}, 0)::DOUBLE AS {c}" for c in FEATURES[:9])},
+                   coalesce(w.days_since_session, {day + 1 + LONGEST})::DOUBLE
+                       AS days_since_session,
+                   (p.tenure_months + ? / 30.0)::DOUBLE AS tenure_months,
+                   p.monthly_charges::DOUBLE AS monthly_charges,
+                   p.contract_months::DOUBLE AS contract_months
             FROM people p LEFT JOIN ({windows}) w USING (customer_id)
             ORDER BY p.customer_id
             """,
