@@ -4,7 +4,10 @@ with the cost-tuned threshold and its lineage to the feature service."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -21,7 +24,7 @@ SEED = 11
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[modelyard.Workspace, object]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...]]:
     root = tmp_path_factory.mktemp("churn")
     few = load_customers(CustomerColumns()).sample(1500, random_state=3).reset_index(drop=True)
     leaving = churn_days(few, SEED)
@@ -37,12 +40,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[modelyard.Workspa
     result = train(
         ws, table, valid_from=pd.Timestamp(START) + pd.Timedelta(days=42), missed=500, offer=50
     )
-    yield ws, result
+    yield ws, result, root
     ws.close()
 
 
 def test_the_boosted_model_learns_churn_and_is_judged_against_a_baseline(trained: tuple) -> None:
-    _, result = trained
+    _, result, _ = trained
     assert result.metrics["roc_auc"] > 0.75 and result.metrics["pr_auc"] > 0.4
     assert result.baseline["roc_auc"] > 0.6  # the baseline is a real model too
     assert set(result.metrics) == {"pr_auc", "roc_auc", "f1", "brier", "ece"}
@@ -50,7 +53,7 @@ def test_the_boosted_model_learns_churn_and_is_judged_against_a_baseline(trained
 
 
 def test_the_version_carries_its_threshold_costs_and_feature_service(trained: tuple) -> None:
-    ws, result = trained
+    ws, result, root = trained
     version = ws.registry.get("churn/1")
     assert float(version.tags["threshold"]) == pytest.approx(result.curve.best, rel=1e-5)
     assert version.tags["cost_missed"] == "500" and version.tags["cost_offer"] == "50"
@@ -61,7 +64,7 @@ def test_the_version_carries_its_threshold_costs_and_feature_service(trained: tu
 
 
 def test_a_validation_window_without_churners_is_refused(trained: tuple) -> None:
-    ws, _ = trained
+    ws, _, _ = trained
     table = pd.DataFrame({"event_timestamp": [pd.Timestamp(START)] * 4, "churned": [0, 1, 0, 0]})
     with pytest.raises(InvalidInputError, match="validation window has 0 rows"):
         train(ws, table, valid_from=pd.Timestamp(START) + pd.Timedelta(days=1), missed=1, offer=1)
@@ -74,3 +77,35 @@ def test_calibration_error_is_zero_for_calibrated_scores() -> None:
     labels = np.r_[np.arange(100) < 10, np.arange(100) < 50, np.arange(100) < 90].astype(int)
     assert expected_calibration_error(labels, scores) == pytest.approx(0.0)
     assert expected_calibration_error(1 - labels, scores) == pytest.approx(0.8 / 3 * 2)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def scores_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'scores.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_a_days_scores_are_stored_with_lineage_and_a_rerun_replaces_them(
+    trained: tuple, scores_url: str
+) -> None:
+    from modelyard.blueprints.churn._scores import read_scores, score_day, write_scores
+
+    ws, result, root = trained
+    ws.registry.set_alias("churn", "production", result.version.version)
+    features = pd.read_parquet(root / "features" / "2026-02-19.parquet")  # day 49
+    first = score_day(ws, features, "2026-02-19")
+    assert write_scores(scores_url, first) == len(features)
+    again = score_day(ws, features.head(100), "2026-02-19")  # the day run again, smaller
+    write_scores(scores_url, again)
+    stored = read_scores(scores_url, "2026-02-19")
+    assert len(stored) == 100  # replaced, not added to
+    row = stored.iloc[0]
+    assert (row["model"], row["version"]) == ("churn", result.version.version)
+    assert row["feature_service"] == "churn_v1" and row["feature_service_version"] == 1
+    assert row["run_id"] == result.version.run_id
+    assert row["input_fingerprint"] == again["input_fingerprint"].iloc[0]
+    assert row["input_fingerprint"].startswith("sha256:")
+    threshold = float(result.version.tags["threshold"])
+    assert (stored["offer"] == (stored["score"] >= threshold)).all()
+    assert stored["score"].between(0, 1).all() and stored["offer"].any()

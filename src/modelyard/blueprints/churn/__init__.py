@@ -4,7 +4,8 @@ Built so far: the customer table mapped by configuration (``_customers.py``), th
 seeded daily event log simulated for those customers (``_simulate.py``) and each day's
 per-customer feature table computed from it (``_daily.py``), the feature definitions
 and point-in-time training sets (``_features.py``), the cost-tuned threshold
-(``_threshold.py``) and the weekly training (``_train.py``). It is not yet
+(``_threshold.py``), the weekly training (``_train.py``) and the daily scores with
+their lineage (``_scores.py``). It is not yet
 in ``blueprints.BLUEPRINTS``: ``modelyard init --blueprint churn`` comes with its
 features, training, scoring and jobs.
 """

@@ -1,0 +1,131 @@
+"""The churn pipeline's daily scores: every active customer's churn score and offer
+decision, written to a SQL table with their lineage, one day at a time.
+
+The table (``churn_scores``) lives where ``url`` points: a SQLite file in the workspace
+by default, PostgreSQL when configured (SQLAlchemy either way). Each row carries what
+made it: the model name and version, the feature service and its version, the training
+run, when it was scored and the fingerprint of the day's inputs. Writing a day deletes
+that day's rows and inserts the new ones in one transaction: a rerun replaces the day,
+and a reader never sees half of one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    insert,
+    select,
+)
+
+from modelyard.blueprints.churn._daily import FEATURES
+from modelyard.blueprints.churn._features import SERVICE
+from modelyard.contracts import fingerprint
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
+
+_META = MetaData()
+SCORES = Table(
+    "churn_scores",
+    _META,
+    Column("day", String(10), primary_key=True),
+    Column("customer_id", String(64), primary_key=True),
+    Column("score", Float, nullable=False),
+    Column("offer", Boolean, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("feature_service", String(128), nullable=False),
+    Column("feature_service_version", Integer, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    Column("input_fingerprint", String(80), nullable=False),
+)
+
+
+def score_day(
+    ws: Workspace, features: pd.DataFrame, day: str, ref: str = "churn@production"
+) -> pd.DataFrame:
+    """The scores of ``day`` for the customers in ``features`` (``customer_id`` and
+    ``FEATURES``), by the version ``ref`` points at, with their lineage columns."""
+    version = ws.registry.get(ref)
+    model = ws.registry.load(f"{version.name}/{version.version}")
+    inputs = features[list(FEATURES)]
+    predicted = model.predict(inputs)
+    score = np.asarray(predicted[_positive_column(predicted)], dtype=np.float64)
+    threshold = float(version.tags.get("threshold", 0.5))
+    service_version = next(
+        (v for kind, name, v in ws.features.list() if kind == "service" and name == SERVICE), 0
+    )
+    return pd.DataFrame(
+        {
+            "day": day,
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "score": score,
+            "offer": score >= threshold,
+            "threshold": threshold,
+            "model": version.name,
+            "version": version.version,
+            "feature_service": SERVICE,
+            "feature_service_version": service_version,
+            "run_id": version.run_id or "",
+            "scored_at": datetime.now(UTC),
+            "input_fingerprint": fingerprint(inputs),
+        }
+    )
+
+
+def write_scores(url: str, scores: pd.DataFrame) -> int:
+    """Replace the days in ``scores`` with its rows, in one transaction; returns rows."""
+    engine = create_engine(url)
+    try:
+        _META.create_all(engine, tables=[SCORES])
+        # Python values, not numpy's: every driver takes them (psycopg has no numpy.bool_).
+        columns = {str(c): scores[c].tolist() for c in scores.columns}
+        rows = [
+            dict(zip(columns, values, strict=True))
+            for values in zip(*columns.values(), strict=True)
+        ]
+        with engine.begin() as conn:
+            conn.execute(delete(SCORES).where(SCORES.c.day.in_(sorted(set(scores["day"])))))
+            if rows:
+                conn.execute(insert(SCORES), rows)
+    finally:
+        engine.dispose()
+    return len(scores)
+
+
+def read_scores(url: str, day: str | None = None) -> pd.DataFrame:
+    """The stored scores (of ``day``), ordered by day and customer."""
+    engine = create_engine(url)
+    try:
+        _META.create_all(engine, tables=[SCORES])
+        query = select(SCORES).order_by(SCORES.c.day, SCORES.c.customer_id)
+        if day is not None:
+            query = query.where(SCORES.c.day == day)
+        with engine.connect() as conn:
+            return pd.DataFrame(
+                conn.execute(query).mappings().all(), columns=[c.name for c in SCORES.c]
+            )
+    finally:
+        engine.dispose()
+
+
+def _positive_column(predicted: pd.DataFrame) -> str:
+    """The column of the churn class's probability (the model's second class)."""
+    found = [c for c in predicted.columns if str(c).startswith("probability_")]
+    return str(found[-1]) if found else "prediction"
