@@ -1,13 +1,13 @@
 """The churn blueprint (issue 25, in progress): a batch pipeline over real customers.
 
-Built so far: the customer table mapped by configuration (``_customers.py``), the
-seeded daily event log simulated for those customers (``_simulate.py``) and each day's
-per-customer feature table computed from it (``_daily.py``), the feature definitions
-and point-in-time training sets (``_features.py``), the cost-tuned threshold
-(``_threshold.py``), the weekly training (``_train.py``) and the daily scores with
-their lineage (``_scores.py``). It is not yet
-in ``blueprints.BLUEPRINTS``: ``modelyard init --blueprint churn`` comes with its
-features, training, scoring and jobs.
+Built so far: its settings (``_config.py``); the customer table mapped by configuration
+(``_customers.py``); the seeded daily event log simulated for those customers
+(``_simulate.py``); each day's per-customer features computed from it (``_daily.py``);
+the feature definitions and point-in-time training sets (``_features.py``); the
+cost-tuned threshold (``_threshold.py``); the weekly training (``_train.py``); and the
+daily scores with their lineage (``_scores.py``). It is not yet in
+``blueprints.BLUEPRINTS``: ``modelyard init --blueprint churn`` comes with its template,
+jobs and quickstart.
 """
 
 from modelyard.blueprints.churn._customers import CANONICAL, CustomerColumns, load_customers

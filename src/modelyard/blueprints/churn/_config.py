@@ -1,0 +1,85 @@
+"""The churn blueprint's settings: the ``[blueprint]`` table of ``modelyard.toml``, with
+``[blueprint.customers]`` (the customer table's mapping, ``_customers.py``) and
+``[blueprint.costs]`` (what the decision threshold is tuned to, ``_threshold.py``).
+
+    name              "churn"
+    start             the first simulated day, UTC (YYYY-MM-DD)
+    seed              seed of the simulator and of training
+    model_name        the registered model's name
+    scores_url        where daily scores go ("": a SQLite file in the workspace; or
+                      postgresql://…)
+    train_every_days  days between trainings (7: weekly)
+    valid_days        the newest days of labels each training validates on
+    drift_day         a day from which the simulator injects a drift (absent: none)
+    [costs]           missed_churner (> 0), retention_offer (>= 0), in one currency
+
+pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelyard.blueprints.churn._customers import CustomerColumns
+from modelyard.errors import ConfigError
+
+NAME = "churn"
+
+
+class Costs(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    missed_churner: float = Field(500.0, gt=0)
+    retention_offer: float = Field(50.0, ge=0)
+
+
+class ChurnSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["churn"] = "churn"
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
+    seed: int = Field(42, ge=0, lt=2**32)
+    model_name: str = Field(NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    scores_url: str = ""
+    train_every_days: int = Field(7, ge=1, le=365)
+    valid_days: int = Field(7, ge=1, le=365)
+    drift_day: int | None = Field(None, ge=0)
+    customers: CustomerColumns = Field(default_factory=CustomerColumns)
+    costs: Costs = Field(default_factory=Costs)
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _day(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            day = datetime.fromisoformat(value)
+            return day if day.tzinfo else day.replace(tzinfo=UTC)
+        return value
+
+    def scores_at(self, root: Path) -> str:
+        """The scores table's URL: ``scores_url``, else a SQLite file in the workspace."""
+        return self.scores_url or f"sqlite:///{root / '.modelyard' / 'churn_scores.db'}"
+
+
+def parse_settings(section: Mapping[str, Any], source: str = "modelyard.toml") -> ChurnSettings:
+    """The settings of a ``[blueprint]`` table; a mistake is one line naming its key."""
+    try:
+        return ChurnSettings.model_validate(dict(section))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        hint = (
+            f"; the keys are {', '.join(ChurnSettings.model_fields)}"
+            if first["type"] == "extra_forbidden"
+            else ""
+        )
+        raise ConfigError(f"{source}: blueprint.{key}: {first['msg']}{hint}") from None
+
+
+def check_table(section: Mapping[str, Any], source: str) -> None:
+    """Validate the ``[blueprint]`` table of a churn workspace (nothing is read)."""
+    parse_settings(section, source)
