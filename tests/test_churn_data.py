@@ -182,12 +182,12 @@ def test_an_injected_drift_changes_that_day_onward_and_not_before(
 def test_daily_features_are_the_windows_of_the_events_before_the_days_end(
     customers: pd.DataFrame, tmp_path: Path
 ) -> None:
-    from modelyard.blueprints.churn._daily import FEATURES, daily_features, write_events
+    from modelyard.blueprints.churn._daily import FEATURES, daily_features, write_day
 
     few = customers.sample(400, random_state=1).reset_index(drop=True)
     leaving = churn_days(few, SEED)
     for day in range(41):  # day 40 is the future of day 39
-        write_events(
+        write_day(
             tmp_path, START, day, simulate_day(few, day, start=START, seed=SEED, leaving=leaving)
         )
     table = daily_features(tmp_path, few, START, 39).set_index("customer_id")
@@ -217,7 +217,7 @@ def test_a_training_set_joins_labels_at_a_cut_off_with_the_features_before_it(
     customers: pd.DataFrame, tmp_path: Path
 ) -> None:
     import modelyard
-    from modelyard.blueprints.churn._daily import daily_features, write_events, write_features
+    from modelyard.blueprints.churn._daily import daily_features, write_day
     from modelyard.blueprints.churn._features import (
         HORIZON_DAYS,
         definitions,
@@ -230,11 +230,11 @@ def test_a_training_set_joins_labels_at_a_cut_off_with_the_features_before_it(
     events, features = tmp_path / "events", tmp_path / "features"
     days: dict[int, pd.DataFrame] = {}
     for day in range(29):
-        write_events(
+        write_day(
             events, START, day, simulate_day(few, day, start=START, seed=SEED, leaving=leaving)
         )
         days[day] = daily_features(events, few, START, day)
-        write_features(features, START, day, days[day])
+        write_day(features, START, day, days[day])
     with modelyard.Workspace.init(tmp_path / "ws", environ={}) as ws:
         ws.features.apply(definitions(features))
         rows = label_rows(few, leaving, START, [14, 28])

@@ -14,7 +14,7 @@ import pytest
 
 import modelyard
 from modelyard.blueprints.churn import CustomerColumns, churn_days, load_customers, simulate_day
-from modelyard.blueprints.churn._daily import daily_features, write_events, write_features
+from modelyard.blueprints.churn._daily import daily_features, write_day
 from modelyard.blueprints.churn._features import definitions, label_rows, training_set
 from modelyard.blueprints.churn._train import expected_calibration_error, train
 from modelyard.errors import InvalidInputError
@@ -30,10 +30,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, ...
     leaving = churn_days(few, SEED)
     for day in range(50):
         events = simulate_day(few, day, start=START, seed=SEED, leaving=leaving)
-        write_events(root / "events", START, day, events)
-        write_features(
-            root / "features", START, day, daily_features(root / "events", few, START, day)
-        )
+        write_day(root / "events", START, day, events)
+        write_day(root / "features", START, day, daily_features(root / "events", few, START, day))
     ws = modelyard.Workspace.init(root / "ws", environ={})
     ws.features.apply(definitions(root / "features"))
     table = training_set(ws, label_rows(few, leaving, START, [14, 21, 28, 35, 42, 49]))

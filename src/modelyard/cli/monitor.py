@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,10 @@ from modelyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from modelyard.monitoring import DriftReport
+    from modelyard.registry import ModelVersion
+    from modelyard.workspace import Workspace
 
 app = typer.Typer(help="Drift, quality, SLOs and alerts of served models.")
 
@@ -33,22 +38,16 @@ def drift_command(
     from modelyard.monitoring import (
         SampleSize,
         drift,
-        drift_values,
         parse_window,
-        record_metrics,
         reference_of,
-        window_drift,
     )
 
     ws = open_workspace(workspace)
     span = parse_window(window)
     min_rows = SampleSize.of(ws.config).min_rows
     if current is None:
-        version, report = window_drift(ws.registry, ref, ws.predictions, span, min_rows=min_rows)
+        version, report = traffic_drift(ws, ref, span)
         source = f"traffic of the last {window}"
-        # Traffic windows are kept as a time series (`modelyard monitor history`).
-        values = drift_values(report)
-        record_metrics(ws.metadata, version.name, values, window=span, version=version.version)
     else:
         version, reference = reference_of(ws.registry, ref)
         frame = read_parquet(current, "--current")
@@ -255,3 +254,15 @@ def compact_command(
         f"records, merged {done.parts_merged} parts into {done.parts_written}, deleted "
         f"{done.parts_deleted} parts of {len(done.days_deleted)} old days"
     )
+
+
+def traffic_drift(ws: Workspace, ref: str, span: timedelta) -> tuple[ModelVersion, DriftReport]:
+    """Drift of ``ref``'s logged traffic over ``span``, recorded as a time series
+    (``modelyard monitor history``): what ``monitor drift`` does without ``--current``."""
+    from modelyard.monitoring import SampleSize, drift_values, record_metrics, window_drift
+
+    min_rows = SampleSize.of(ws.config).min_rows
+    version, report = window_drift(ws.registry, ref, ws.predictions, span, min_rows=min_rows)
+    values = drift_values(report)
+    record_metrics(ws.metadata, version.name, values, window=span, version=version.version)
+    return version, report

@@ -100,7 +100,7 @@ def first_batch(ws: Workspace, rows: Any) -> str:
     values are recorded), so the dashboard's traffic and drift pages start with data."""
     from datetime import timedelta
 
-    from modelyard.monitoring import SampleSize, drift_values, record_metrics, window_drift
+    from modelyard.cli.monitor import traffic_drift
     from modelyard.serving import score
 
     folder = ws.config.root / "data"
@@ -114,14 +114,8 @@ def first_batch(ws: Workspace, rows: Any) -> str:
         executor="local",  # opened and closed by this call: the quickstart keeps no pool
         prediction_log=ws.predictions,
     )
-    span = timedelta(days=1)
-    min_rows = SampleSize.of(ws.config).min_rows  # the quickstart's own 100 (below)
-    version, report = window_drift(
-        ws.registry, f"{MODEL_NAME}@production", ws.predictions, span, min_rows=min_rows
-    )
-    record_metrics(
-        ws.metadata, version.name, drift_values(report), window=span, version=version.version
-    )
+    # As `modelyard monitor drift` (the quickstart's own min_rows of 100: below).
+    _, report = traffic_drift(ws, f"{MODEL_NAME}@production", timedelta(days=1))
     if report.status != "ok":
         return report.note
     return f"{len(report.drifted_columns)} of {len(report.columns)} columns drifted"

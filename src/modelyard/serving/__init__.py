@@ -7,6 +7,7 @@ from modelyard._lazy import lazy_exports
 if TYPE_CHECKING:
     from modelyard.serving._auth import (
         Guard,
+        actor,
         request_key,
         request_session,
     )
@@ -41,6 +42,7 @@ __all__ = [
     "ScoreResult",
     "ServeOptions",
     "Shadow",
+    "actor",
     "check_port",
     "create_app",
     "is_loopback",
@@ -56,6 +58,7 @@ __all__ = [
 _EXPORTS = {
     "modelyard.serving._auth": [
         "Guard",
+        "actor",
         "request_key",
         "request_session",
     ],

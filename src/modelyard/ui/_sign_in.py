@@ -16,8 +16,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.errors import InvalidInputError, ModelyardError
-from modelyard.security import COOKIE, GRANTS, SIGN_OUT, Actor, ApiKey, Sessions, record_session
-from modelyard.serving import Guard
+from modelyard.security import COOKIE, GRANTS, SIGN_OUT, ApiKey, Sessions, record_session
+from modelyard.serving import Guard, actor
 from modelyard.ui._render import render
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ def sign_in_routes(ws: Workspace, guard: Guard, sessions: Sessions) -> APIRouter
                 "the dashboard needs a reader or admin key ('modelyard keys create --role reader')"
             )
             return _form(target, message, keys_on, 403)
-        await run_in_threadpool(record_session, ws.metadata, "ui.sign-in", _actor(key, request))
+        await run_in_threadpool(
+            record_session, ws.metadata, "ui.sign-in", actor(key, request.scope)
+        )
         answer = RedirectResponse(target, 303)
         answer.set_cookie(
             COOKIE,
@@ -74,7 +76,7 @@ def sign_in_routes(ws: Workspace, guard: Guard, sessions: Sessions) -> APIRouter
         key = _session_key(guard, sessions, request.cookies.get(COOKIE, ""))
         if key is not None and guard.ring is not None:
             at = await run_in_threadpool(
-                record_session, ws.metadata, SIGN_OUT, _actor(key, request)
+                record_session, ws.metadata, SIGN_OUT, actor(key, request.scope)
             )
             guard.ring.signed_out[key.key_id] = at  # here at once; elsewhere at the reload
         answer = RedirectResponse("/ui/sign-in", 303)
@@ -91,12 +93,6 @@ def _session_key(guard: Guard, sessions: Sessions, token: str) -> ApiKey | None:
         return guard.ring.by_id(sessions.key_id(token)[0])
     except ModelyardError:  # an expired or mangled session: nothing to end
         return None
-
-
-def _actor(key: ApiKey, request: Request) -> Actor:
-    client = request.client
-    source = f"{client.host}:{client.port}" if client else "unknown"
-    return Actor(name=key.name, source=source, key_id=key.key_id)
 
 
 def _form(target: str, error: str | None, keys_on: bool, status: int = 200) -> Response:

@@ -43,12 +43,12 @@ def day_name(start: datetime, day: int) -> str:
     return (start.astimezone(UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
 
 
-def write_events(folder: Path, start: datetime, day: int, events: pd.DataFrame) -> Path:
-    """Write the events of ``day`` as ``folder/DAY.parquet`` (whole, atomically)."""
+def write_day(folder: Path, start: datetime, day: int, table: pd.DataFrame) -> Path:
+    """Write a day's events or features as ``folder/DAY.parquet`` (whole, atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{day_name(start, day)}.parquet"
     with atomic_path(path) as tmp:
-        events.to_parquet(tmp, index=False)
+        table.to_parquet(tmp, index=False)
     return path
 
 
@@ -88,11 +88,6 @@ def daily_features(
         con.close()
     frame.insert(1, "event_timestamp", pd.Timestamp(end))
     return frame
-
-
-def write_features(folder: Path, start: datetime, day: int, features: pd.DataFrame) -> Path:
-    """Write a day's features as ``folder/DAY.parquet`` (whole, atomically)."""
-    return write_events(folder, start, day, features)
 
 
 def _aggregates(files: list[str], end: datetime) -> str:

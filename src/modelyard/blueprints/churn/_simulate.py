@@ -26,7 +26,7 @@ again, and ``--simulate-days N`` advances without redoing the past.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -112,10 +112,6 @@ def simulate(
     if not frames:
         return pd.DataFrame({c: [] for c in EVENT_COLUMNS})
     return pd.concat(frames, ignore_index=True)
-
-
-def day_start(start: datetime, day: int) -> datetime:
-    return start.astimezone(UTC) + timedelta(days=day)
 
 
 def _rows(
