@@ -47,7 +47,7 @@ def test_a_whole_table_reads_with_its_customer_mapping_and_costs() -> None:
 def test_the_defaults_run_on_the_bundled_customers() -> None:
     settings = parse_settings({"name": "churn"})
     assert settings.customers.path == "" and settings.drift_day is None
-    assert settings.train_every_days == 7
+    assert settings.train_days == 28
     assert settings.scores_at(Path("/ws")) == "sqlite:////ws/.modelyard/churn_scores.db"
 
 
@@ -67,7 +67,7 @@ def test_the_defaults_run_on_the_bundled_customers() -> None:
         ({"customers": {"labels": "x"}}, "blueprint.customers.labels: Extra inputs"),
         ({"start": "next tuesday"}, "blueprint.start"),
         ({"model_name": "churn@prod"}, "blueprint.model_name"),
-        ({"train_every_days": 0}, "blueprint.train_every_days"),
+        ({"train_days": 0}, "blueprint.train_days"),
     ],
 )
 def test_a_mistake_is_one_line_naming_the_key(table: dict[str, object], expected: str) -> None:

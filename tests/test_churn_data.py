@@ -20,7 +20,7 @@ from modelyard.blueprints.churn import (
     simulate,
     simulate_day,
 )
-from modelyard.blueprints.churn._simulate import CHURN_WINDOW_DAYS
+from modelyard.blueprints.churn._simulate import FIRST_LEAVING_DAY, LAST_LEAVING_DAY
 from modelyard.errors import InvalidInputError
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -126,10 +126,17 @@ def test_churners_fade_then_leave_and_stayers_stay(
 ) -> None:
     leaving = pd.Series(churn_days(customers, SEED), index=customers["customer_id"])
     assert leaving[~customers["churned"].to_numpy()].isna().all()
-    assert leaving.dropna().between(1, CHURN_WINDOW_DAYS).all()
+    assert leaving.dropna().between(FIRST_LEAVING_DAY, LAST_LEAVING_DAY).all()
     day_of = (month["ts"] - pd.Timestamp(START)).dt.days
-    after = day_of.to_numpy() >= leaving.reindex(month["customer_id"]).to_numpy()
-    assert not after.any()  # nobody acts on or after the day they leave
+    on_or_after = day_of.to_numpy() >= leaving.reindex(month["customer_id"]).to_numpy()
+    leaves = (month["kind"] == "leave").to_numpy()
+    assert not (on_or_after & ~leaves).any()  # nobody acts on or after the day they leave
+    # ... but the day they leave is in the log: the leave event, once.
+    left = month[leaves]
+    assert left["customer_id"].is_unique
+    gone = leaving[(leaving >= 0) & (leaving <= day_of.max())]
+    assert set(left["customer_id"]) == set(gone.index)
+    assert (day_of[leaves].to_numpy() == leaving.reindex(left["customer_id"]).to_numpy()).all()
     usage = month[month["kind"] == "usage"]
     days = day_of[usage.index].to_numpy()
     # Churners leaving on days 46-60: their first two weeks are before any fading.
@@ -207,7 +214,8 @@ def test_daily_features_are_the_windows_of_the_events_before_the_days_end(
     last = events[events["kind"] == "usage"].groupby("customer_id")["ts"].max()
     gone = (end - last).dt.days.reindex(table.index)
     assert (table.loc[gone.notna(), "days_since_session"] == gone.dropna()).all()
-    tenure = few.set_index("customer_id")["tenure_months"] + 39 / 30
+    tenure = np.floor(few.set_index("customer_id")["tenure_months"] + 39 / 30)  # whole months
+    assert (table["sessions_1d"] == total("usage", 1, "count")).all()
     assert table["tenure_months"].to_numpy() == pytest.approx(tenure.reindex(table.index))
     again = daily_features(tmp_path, few, START, 39).set_index("customer_id")
     pd.testing.assert_frame_equal(again, table)  # a rerun of the day: the same table

@@ -87,23 +87,30 @@ def scores_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_a_days_scores_are_stored_with_lineage_and_a_rerun_replaces_them(
     trained: tuple, scores_url: str
 ) -> None:
-    from modelyard.blueprints.churn._scores import read_scores, score_day, write_scores
+    from modelyard.blueprints.churn._daily import FEATURES
+    from modelyard.blueprints.churn._scores import read_scores, scores_frame, write_scores
 
     ws, result, root = trained
     ws.registry.set_alias("churn", "production", result.version.version)
+    version = ws.registry.get("churn@production")
+    model = ws.registry.load("churn@production")
     features = pd.read_parquet(root / "features" / "2026-02-19.parquet")  # day 49
-    first = score_day(ws, features, "2026-02-19")
+
+    def scored(rows: pd.DataFrame) -> pd.DataFrame:  # what serving.score writes
+        outputs = model.predict(rows[list(FEATURES)]).reset_index(drop=True)
+        return pd.concat([rows[["customer_id"]].reset_index(drop=True), outputs], axis=1)
+
+    first = scores_frame(ws, version, scored(features), "2026-02-19", "sha256:" + "0" * 64)
     assert write_scores(scores_url, first) == len(features)
-    again = score_day(ws, features.head(100), "2026-02-19")  # the day run again, smaller
-    write_scores(scores_url, again)
+    again = scores_frame(ws, version, scored(features.head(100)), "2026-02-19", "sha256:" + "1" * 64)
+    write_scores(scores_url, again)  # the day run again, smaller
     stored = read_scores(scores_url, "2026-02-19")
     assert len(stored) == 100  # replaced, not added to
     row = stored.iloc[0]
     assert (row["model"], row["version"]) == ("churn", result.version.version)
     assert row["feature_service"] == "churn_v1" and row["feature_service_version"] == 1
     assert row["run_id"] == result.version.run_id
-    assert row["input_fingerprint"] == again["input_fingerprint"].iloc[0]
-    assert row["input_fingerprint"].startswith("sha256:")
+    assert row["input_fingerprint"] == "sha256:" + "1" * 64
     threshold = float(result.version.tags["threshold"])
     assert (stored["offer"] == (stored["score"] >= threshold)).all()
     assert stored["score"].between(0, 1).all() and stored["offer"].any()

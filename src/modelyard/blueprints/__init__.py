@@ -8,7 +8,9 @@ its model. A blueprint is a package ``modelyard.blueprints.NAME`` that offers:
   ``[blueprint]`` table whose ``name`` is the blueprint's);
 - ``check_table(section, source)``: validates that ``[blueprint]`` table, one-line
   ``ConfigError`` per mistake (``config.py`` calls it when the file is read);
-- ``quickstart(ws, progress=None) -> QuickstartResult``: the one-command pipeline.
+- ``quickstart(ws, progress=None, **options) -> QuickstartResult``: the one-command
+  pipeline; ``options`` are the command line's blueprint options it declares as
+  keyword arguments (``simulate_days``, ``executor``), and no others.
 
 Adding one is one line in ``BLUEPRINTS``.
 """
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 BLUEPRINTS: dict[str, str] = {
+    "churn": "modelyard.blueprints.churn",
     "sentiment": "modelyard.blueprints.sentiment",
 }
 """Blueprint name -> the package that holds it."""
@@ -65,7 +68,9 @@ class QuickstartResult(TypedDict):
 
 
 class Quickstart(Protocol):
-    def __call__(self, ws: Workspace, progress: Progress | None = None) -> QuickstartResult: ...
+    def __call__(
+        self, ws: Workspace, progress: Progress | None = None, **options: Any
+    ) -> QuickstartResult: ...
 
 
 def blueprint_names() -> list[str]:

@@ -37,6 +37,7 @@ def drift_command(
     """Per-column drift (PSI, KS, chi², Jensen–Shannon, null rate, unseen categories)."""
     from modelyard.monitoring import (
         SampleSize,
+        comparable,
         drift,
         parse_window,
         reference_of,
@@ -56,7 +57,7 @@ def drift_command(
             raise InvalidInputError(
                 f"{current} has none of the model's input columns ({', '.join(reference.columns)})"
             )
-        report = drift(reference, frame[columns], min_rows=min_rows)
+        report = drift(comparable(reference, columns), frame[columns], min_rows=min_rows)
         source = str(current)
     if as_json:
         print(json.dumps({"model": version.ref, "source": source, **report.to_json_dict()}))

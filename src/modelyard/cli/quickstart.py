@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from modelyard._files import atomic_write_text
 from modelyard.cli._common import console
+from modelyard.errors import InvalidInputError
 from modelyard.workspace import Workspace
 
 MODEL_NAME = "breast_cancer"
@@ -146,15 +147,31 @@ def quickstart(
     port: int = typer.Option(
         None, "--port", min=1, max=65535, help="server port (default: serve.port)"
     ),
+    simulate_days: int = typer.Option(
+        None,
+        "--simulate-days",
+        min=0,
+        help="--blueprint churn: replay N more days of the pipeline's schedules",
+    ),
+    executor: str = typer.Option(
+        None, "--executor", help="--blueprint churn: score on local | ray | ray://HOST:PORT"
+    ),
 ) -> None:
     """Train a real model, track the run, register it as production, and serve it.
 
     With --serve (the default) the port is checked first: a port in use stops the
     command before anything is trained or registered.
     """
+    given = {"simulate_days": simulate_days, "executor": executor}
+    options = {k: v for k, v in given.items() if v is not None}
     if blueprint is not None:
-        _blueprint_quickstart(blueprint, folder or Path("."), serve=serve, host=host, port=port)
+        _blueprint_quickstart(
+            blueprint, folder or Path("."), serve=serve, host=host, port=port, options=options
+        )
         return
+    if options:
+        flag = "--" + next(iter(options)).replace("_", "-")
+        raise InvalidInputError(f"{flag} is an option of --blueprint churn; add --blueprint churn")
     folder = folder or Path("modelyard-quickstart")
     ws = Workspace.init(folder, serve_host=host, serve_port=port)
     _judge_small_windows(folder / "modelyard.toml")
@@ -225,12 +242,25 @@ def _port_is_free(ws: Workspace) -> None:
 
 
 def _blueprint_quickstart(
-    name: str, folder: Path, *, serve: bool, host: str | None, port: int | None
+    name: str,
+    folder: Path,
+    *,
+    serve: bool,
+    host: str | None,
+    port: int | None,
+    options: dict[str, Any],
 ) -> None:
     """Write the blueprint's template where no workspace is, then run its quickstart."""
+    import inspect
+
     from modelyard.blueprints import ensure_workspace, quickstart_of
 
     pipeline = quickstart_of(name)  # an unknown name fails before anything is written
+    accepted = inspect.signature(pipeline).parameters
+    for option in options:
+        if option not in accepted:
+            flag = "--" + option.replace("_", "-")
+            raise InvalidInputError(f"{flag} is not an option of the {name} blueprint")
     written = ensure_workspace(name, folder)
     if written:
         names = ", ".join(p.name for p in written)
@@ -239,9 +269,15 @@ def _blueprint_quickstart(
     try:
         if serve:
             _port_is_free(ws)
-        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        columns = (
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=console, transient=False) as progress:
-            result = pipeline(ws, progress)
+            result = pipeline(ws, progress, **options)
         version, ref = result["version"], f"{result['model']}@{result['alias']}"
         console.print(f"[bold]run[/] {result['run_id']}: {result['summary']}")
         console.print(

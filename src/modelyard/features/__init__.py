@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         RowCount,
         UniqueKeys,
         check_spec,
+        run_checks,
     )
     from modelyard.features._definitions import Entity, FeatureRef, FeatureService, FeatureView
     from modelyard.features._online import MaterializeResult, OnlineFeatures
@@ -45,6 +46,7 @@ __all__ = [
     "UniqueKeys",
     "check_spec",
     "require_duckdb",
+    "run_checks",
 ]
 
 _EXPORTS = {
@@ -57,6 +59,7 @@ _EXPORTS = {
         "RowCount",
         "UniqueKeys",
         "check_spec",
+        "run_checks",
     ],
     "modelyard.features._definitions": ["Entity", "FeatureRef", "FeatureService", "FeatureView"],
     "modelyard.features._online": ["MaterializeResult", "OnlineFeatures"],

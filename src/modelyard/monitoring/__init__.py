@@ -84,6 +84,7 @@ if TYPE_CHECKING:
         slo_values,
     )
     from modelyard.monitoring._window import (
+        comparable,
         parse_window,
         reference_of,
         resolve_model,
@@ -115,6 +116,7 @@ __all__ = [
     "alert_states",
     "build_file_report",
     "build_report",
+    "comparable",
     "deliver",
     "drift",
     "drift_values",
@@ -213,6 +215,7 @@ _EXPORTS = {
         "slo_values",
     ],
     "modelyard.monitoring._window": [
+        "comparable",
         "parse_window",
         "reference_of",
         "resolve_model",

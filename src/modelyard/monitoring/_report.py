@@ -22,7 +22,7 @@ from modelyard.backends.predictions import BATCH_VARIANT
 from modelyard.errors import InvalidInputError
 from modelyard.monitoring._sample import SampleSize
 from modelyard.monitoring._svg import bars, lines
-from modelyard.monitoring._window import reference_of, window_drift
+from modelyard.monitoring._window import comparable, reference_of, window_drift
 
 if TYPE_CHECKING:
     from modelyard.backends.predictions import PredictionLog
@@ -85,7 +85,7 @@ def build_file_report(
             f"{source} has none of the model's input columns ({', '.join(reference.columns)}); "
             "pass a file of the model's inputs"
         )
-    report = drift(reference, current[columns], min_rows=sample.min_rows)
+    report = drift(comparable(reference, columns), current[columns], min_rows=sample.min_rows)
     return {
         "model": version.ref,
         "source": source,

@@ -3,6 +3,7 @@ reference profile stored with the model version that answered them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ def parse_window(text: str) -> timedelta:
 def logged_inputs(
     log: PredictionLog, model: str, version: int, since: datetime, until: datetime
 ) -> pd.DataFrame:
-    """The inputs a model version answered between ``since`` and ``until``, one row each."""
+    """The inputs a model version answered between ``since`` and ``until``, one row each,
+    with its outputs as ``output.<name>`` (drift of them where the reference has them)."""
     table = log.read(model, since=since)
     if table.num_rows:
         keep = pc.and_(
@@ -36,9 +38,23 @@ def logged_inputs(
             pc.and_(pc.greater_equal(table["ts"], since), pc.less(table["ts"], until)),
         )
         table = table.filter(keep)
-    names = [c for c in table.column_names if c.startswith("input.")]
+    names = [c for c in table.column_names if c.startswith(("input.", "output."))]
     frame = table.select(names).to_pandas() if table.num_rows else pd.DataFrame()
-    return frame.rename(columns={c: c[len("input.") :] for c in names})
+    return frame.rename(columns={c: c[len("input.") :] for c in names if c.startswith("input.")})
+
+
+def comparable(reference: Profile, columns: Iterable[str]) -> Profile:
+    """``reference`` without the output columns (``output.<name>``) that ``columns`` lack:
+    a file of inputs is compared on its inputs, logged traffic on its outputs too."""
+    present = set(columns)
+    kept = {
+        name: col
+        for name, col in reference.columns.items()
+        if name in present or not name.startswith("output.")
+    }
+    if len(kept) == len(reference.columns):
+        return reference
+    return reference.model_copy(update={"columns": kept})
 
 
 def reference_of(registry: Registry, ref: str) -> tuple[Any, Profile]:
@@ -71,7 +87,7 @@ def window_inputs(
     version, reference = reference_of(registry, ref)
     current = logged_inputs(log, version.name, version.version, now - window, now)
     columns = [c for c in reference.columns if c in current.columns]
-    return version, reference, current[columns]
+    return version, comparable(reference, columns), current[columns]
 
 
 def window_drift(

@@ -29,6 +29,7 @@ from modelyard.registry import _moves, _seals
 from modelyard.registry._flavors import Predictor, detect_flavor, get_flavor, loads_pickle
 from modelyard.registry._lineage import run_facts
 from modelyard.registry._loaded import LoadedModel
+from modelyard.registry._reference import with_outputs
 from modelyard.registry._refs import ModelRef, check_alias, check_name
 from modelyard.registry._signature import Signature
 from modelyard.registry._versions import (
@@ -126,11 +127,15 @@ class Registry:
         flavor: str | None = None,
         onnx: bool | Literal["int8", "auto"] = False,
         reference_data: Any = None,
+        reference_outputs: Any = None,
     ) -> LoggedModel:
         """Save ``model`` as an artifact of ``run``; infer its signature from ``input_example``.
 
         ``reference_data`` (the training rows) is profiled per input column and stored
         with the model, for drift monitoring (``Registry.reference_profile``).
+        ``reference_outputs`` (the model's outputs on those rows, e.g. its class
+        probabilities) is profiled with them as ``output.<name>``, so drift checks follow
+        the prediction distribution too.
 
         ``onnx=True`` (scikit-learn and text models) also keeps an ONNX copy to serve with
         onnxruntime, only if it answers like the model on ``input_example`` (see
@@ -196,7 +201,14 @@ class Registry:
                         "pass the training rows the model was fitted on"
                     )
                 reference = profile(frame[signature.inputs.names], signature.inputs)
+                if reference_outputs is not None:
+                    reference = with_outputs(reference, reference_outputs, signature, len(frame))
                 (folder / PROFILE_FILE).write_text(json.dumps(reference.to_json_dict()))
+            elif reference_outputs is not None:
+                raise InvalidInputError(
+                    "reference_outputs= are the model's outputs on the reference_data= rows; "
+                    "pass both"
+                )
             if input_example is not None:
                 _write_example(folder / EXAMPLE_FILE, input_example, signature.inputs)
             (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))

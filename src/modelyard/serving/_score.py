@@ -104,6 +104,7 @@ def score(
     progress: Callable[[int, int], None] | None = None,
     log_predictions: bool = True,
     prediction_log: PredictionLog | None = None,
+    logged_at: datetime | None = None,
 ) -> ScoreResult:
     """Score the Parquet file ``input_path`` with model ``ref`` into ``output_path``.
 
@@ -118,6 +119,8 @@ def score(
         progress: called as ``progress(rows_scored_so_far, total_rows)``.
         prediction_log: the log to keep the rows in (``ws.predictions``, where
             ``modelyard serve`` logs); needed unless ``log_predictions`` is False.
+        logged_at: the time the logged rows carry (default: when each chunk is scored),
+            e.g. the day a scheduled pipeline scores, when it replays past days.
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -138,7 +141,7 @@ def score(
                 "score() keeps every scored row in the prediction log; pass "
                 "prediction_log=ws.predictions, or log_predictions=False"
             )
-        log = prediction_log.new_batch()
+        log = prediction_log.new_batch(ts=logged_at)
     plan = ScorePlan(
         input=source,
         read=None if keep_input else tuple(version.signature.inputs.names),

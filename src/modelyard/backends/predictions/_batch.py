@@ -126,13 +126,20 @@ class BatchLog:
     request_id: str
     pii: Literal["hash", "drop"] = "hash"
     pii_key: bytes = field(default=b"", repr=False)  # travels to workers, never printed
+    ts: datetime | None = None  # every row's time; None: when its chunk is scored
 
     @classmethod
     def new(
-        cls, folder: Path, *, pii: Literal["hash", "drop"] = "hash", pii_key: bytes = b""
+        cls,
+        folder: Path,
+        *,
+        pii: Literal["hash", "drop"] = "hash",
+        pii_key: bytes = b"",
+        ts: datetime | None = None,
     ) -> BatchLog:
         """A log for a new job, with a fresh request id ``score-<32 hex digits>``."""
-        return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, pii_key)
+        when = None if ts is None else aware(ts, "ts")
+        return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, pii_key, when)
 
     @property
     def staging(self) -> Path:
@@ -162,6 +169,7 @@ class BatchLog:
             pii_fields=pii_fields,
             pii=self.pii,
             pii_key=self.pii_key,
+            ts=self.ts,
         )
 
     def publish(self, store: PartStore) -> int:

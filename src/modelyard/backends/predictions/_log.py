@@ -328,9 +328,12 @@ class PredictionLog:
             days_deleted=dropped.days_deleted,
         )
 
-    def new_batch(self) -> BatchLog:
-        """A batch-scoring job's log: stage its parts, then ``batch.publish(self.store)``."""
-        return BatchLog.new(self.spool, pii=self.pii, pii_key=self.pii_key)
+    def new_batch(self, *, ts: datetime | None = None) -> BatchLog:
+        """A batch-scoring job's log: stage its parts, then ``batch.publish(self.store)``.
+
+        ``ts``: the time every row is logged at (default: when each chunk is scored); a
+        pipeline replaying past days gives the day's time, so windows read by day."""
+        return BatchLog.new(self.spool, pii=self.pii, pii_key=self.pii_key, ts=ts)
 
     # -- reading -------------------------------------------------------------------------
     def recent(self, request_id: str) -> tuple[str, int] | None:

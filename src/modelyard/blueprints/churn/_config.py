@@ -8,9 +8,11 @@
     model_name        the registered model's name
     scores_url        where daily scores go ("": a SQLite file in the workspace; or
                       postgresql://…)
-    train_every_days  days between trainings (7: weekly)
-    valid_days        the newest days of labels each training validates on
+    valid_days        the newest days of cut-offs each training validates on
+    train_days        the days of cut-offs before those that it learns from
     drift_day         a day from which the simulator injects a drift (absent: none)
+    [customers]       the customer table's mapping (``_customers.py``)
+    [events]          a team's own event table and its mapping (``_events.py``)
     [costs]           missed_churner (> 0), retention_offer (>= 0), in one currency
 
 pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
@@ -21,12 +23,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from modelyard.blueprints.churn._customers import CustomerColumns
+from modelyard.blueprints.churn._events import EventsTable
 from modelyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from modelyard.workspace import Workspace
 
 NAME = "churn"
 
@@ -46,10 +52,11 @@ class ChurnSettings(BaseModel):
     seed: int = Field(42, ge=0, lt=2**32)
     model_name: str = Field(NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     scores_url: str = ""
-    train_every_days: int = Field(7, ge=1, le=365)
     valid_days: int = Field(7, ge=1, le=365)
     drift_day: int | None = Field(None, ge=0)
+    train_days: int = Field(28, ge=1, le=365)
     customers: CustomerColumns = Field(default_factory=CustomerColumns)
+    events: EventsTable = Field(default_factory=EventsTable)
     costs: Costs = Field(default_factory=Costs)
 
     @field_validator("start", mode="before")
@@ -83,3 +90,8 @@ def parse_settings(section: Mapping[str, Any], source: str = "modelyard.toml") -
 def check_table(section: Mapping[str, Any], source: str) -> None:
     """Validate the ``[blueprint]`` table of a churn workspace (nothing is read)."""
     parse_settings(section, source)
+
+
+def settings_of(ws: Workspace) -> ChurnSettings:
+    """The workspace's churn settings (its ``[blueprint]`` table)."""
+    return parse_settings(ws.config.tables.get("blueprint", {}))

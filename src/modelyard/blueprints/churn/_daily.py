@@ -3,11 +3,11 @@ of the end of that day, one Parquet file per day (rewritten whole: a rerun of a 
 replaces its outputs, never adds to them).
 
 Features are windowed aggregates of the event log up to the end of the day (usage
-sessions and minutes over 7, 30 and 90 days, spend over 30 and 90 days, support contacts
-over 30 days, plan changes over 90 days, whole days since the last session) plus the
-customer's contract, charges and tenure on that day. Each row's ``event_timestamp`` is
-the end of the day it describes, so a point-in-time join at a cut-off reads only days
-that ended before it. DuckDB computes the windows over the day files, one query a day,
+sessions and minutes over the day itself and over 7, 30 and 90 days, spend over 30 and
+90 days, support contacts over 30 days, plan changes over 90 days, whole days since the
+last session) plus the customer's contract, charges and tenure on that day. Each row's
+``event_timestamp`` is the end of the day it describes, so a point-in-time join at a
+cut-off reads only days that ended before it. DuckDB computes the windows over the day files, one query a day,
 reading the last 90 days only.
 """
 
@@ -20,9 +20,11 @@ import pandas as pd
 
 from modelyard._files import atomic_path
 
-WINDOWS = (7, 30, 90)
+WINDOWS = (1, 7, 30, 90)
 LONGEST = max(WINDOWS)
-FEATURES = (
+WINDOWED = (  # sums over a window of the event log; 0 where there was no event
+    "sessions_1d",
+    "minutes_1d",
     "sessions_7d",
     "sessions_30d",
     "sessions_90d",
@@ -32,11 +34,8 @@ FEATURES = (
     "spend_90d",
     "support_30d",
     "plan_changes_90d",
-    "days_since_session",
-    "tenure_months",
-    "monthly_charges",
-    "contract_months",
 )
+FEATURES = (*WINDOWED, "days_since_session", "tenure_months", "monthly_charges", "contract_months")
 
 
 def day_name(start: datetime, day: int) -> str:
@@ -62,7 +61,7 @@ def daily_features(
     end = start.astimezone(UTC) + timedelta(days=day + 1)
     files = [
         str(events / f"{day_name(start, d)}.parquet")
-        for d in range(max(0, day - LONGEST + 1), day + 1)
+        for d in range(day - LONGEST + 1, day + 1)
         if (events / f"{day_name(start, d)}.parquet").is_file()
     ]
     people = customers[["customer_id", "tenure_months", "monthly_charges", "contract_months"]]
@@ -73,10 +72,10 @@ def daily_features(
         frame = con.execute(
             f"""
             SELECT p.customer_id,
-                   {", ".join(f"coalesce(w.{c}, 0)::DOUBLE AS {c}" for c in FEATURES[:9])},
+                   {", ".join(f"coalesce(w.{c}, 0)::DOUBLE AS {c}" for c in WINDOWED)},
                    coalesce(w.days_since_session, {day + 1 + LONGEST})::DOUBLE
                        AS days_since_session,
-                   (p.tenure_months + ? / 30.0)::DOUBLE AS tenure_months,
+                   greatest(floor(p.tenure_months + ? / 30.0), 0)::DOUBLE AS tenure_months,
                    p.monthly_charges::DOUBLE AS monthly_charges,
                    p.contract_months::DOUBLE AS contract_months
             FROM people p LEFT JOIN ({windows}) w USING (customer_id)
@@ -92,7 +91,8 @@ def daily_features(
 
 def _aggregates(files: list[str], end: datetime) -> str:
     if not files:
-        return "SELECT NULL::VARCHAR AS customer_id WHERE false"
+        nothing = ", ".join(f"NULL::DOUBLE AS {c}" for c in (*WINDOWED, "days_since_session"))
+        return f"SELECT NULL::VARCHAR AS customer_id, {nothing} WHERE false"
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     stamp = f"TIMESTAMPTZ '{end.isoformat()}'"
 
@@ -101,6 +101,8 @@ def _aggregates(files: list[str], end: datetime) -> str:
 
     return f"""
         SELECT customer_id,
+            sum(count) FILTER (WHERE kind = 'usage' AND {since(1)}) AS sessions_1d,
+            sum(amount) FILTER (WHERE kind = 'usage' AND {since(1)}) AS minutes_1d,
             sum(count) FILTER (WHERE kind = 'usage' AND {since(7)}) AS sessions_7d,
             sum(count) FILTER (WHERE kind = 'usage' AND {since(30)}) AS sessions_30d,
             sum(count) FILTER (WHERE kind = 'usage') AS sessions_90d,

@@ -31,11 +31,10 @@ from sqlalchemy import (
     select,
 )
 
-from modelyard.blueprints.churn._daily import FEATURES
 from modelyard.blueprints.churn._features import SERVICE
-from modelyard.contracts import fingerprint
 
 if TYPE_CHECKING:
+    from modelyard.registry import ModelVersion
     from modelyard.workspace import Workspace
 
 _META = MetaData()
@@ -57,16 +56,13 @@ SCORES = Table(
 )
 
 
-def score_day(
-    ws: Workspace, features: pd.DataFrame, day: str, ref: str = "churn@production"
+def scores_frame(
+    ws: Workspace, version: ModelVersion, scored: pd.DataFrame, day: str, input_fingerprint: str
 ) -> pd.DataFrame:
-    """The scores of ``day`` for the customers in ``features`` (``customer_id`` and
-    ``FEATURES``), by the version ``ref`` points at, with their lineage columns."""
-    version = ws.registry.get(ref)
-    model = ws.registry.load(f"{version.name}/{version.version}")
-    inputs = features[list(FEATURES)]
-    predicted = model.predict(inputs)
-    score = np.asarray(predicted[_positive_column(predicted)], dtype=np.float64)
+    """The rows of the scores table for ``day``: each customer of ``scored`` (the output
+    of ``serving.score``: ``customer_id``, then the model's outputs), the offer decision
+    at the version's threshold, and the lineage columns."""
+    score = np.asarray(scored[_positive_column(scored)], dtype=np.float64)
     threshold = float(version.tags.get("threshold", 0.5))
     service_version = next(
         (v for kind, name, v in ws.features.list() if kind == "service" and name == SERVICE), 0
@@ -74,7 +70,7 @@ def score_day(
     return pd.DataFrame(
         {
             "day": day,
-            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "customer_id": scored["customer_id"].astype(str).to_numpy(),
             "score": score,
             "offer": score >= threshold,
             "threshold": threshold,
@@ -84,7 +80,7 @@ def score_day(
             "feature_service_version": service_version,
             "run_id": version.run_id or "",
             "scored_at": datetime.now(UTC),
-            "input_fingerprint": fingerprint(inputs),
+            "input_fingerprint": input_fingerprint,
         }
     )
 

@@ -4,9 +4,14 @@ for real customers, simulated with a seed, one day at a time.
 The real customer table has attributes and a churn label but no history; the daily
 pipeline needs timestamped events. Assumptions, each kept simple and stated:
 
-- Day 0 is ``start`` (UTC midnight). Every customer is active on day 0.
+- Day 0 is ``start`` (UTC midnight). The days before it are history: the pipeline lays
+  out 90 of them, so that the longest feature window is full from day 0 on.
 - A customer whose real label says churned leaves on a day drawn once from
-  [1, ``CHURN_WINDOW_DAYS``] (seeded by the customer id), and has no event from then on.
+  [``FIRST_LEAVING_DAY``, ``LAST_LEAVING_DAY``] (seeded by the customer id): a ``leave``
+  event that day, and no event from then on. Departures thus go on at a steady rate
+  from the first day of history, so every day looks alike (no drift) until
+  ``drift_day``; after ``LAST_LEAVING_DAY`` nobody leaves, and training finds no
+  churner to learn from.
   A customer who stayed never leaves.
 - Usage: sessions a day ~ Poisson(0.5 + monthly_charges / 25), minutes per session ~
   Exponential(mean 12). In the ``DECLINE_DAYS`` before leaving, the rate falls linearly
@@ -31,16 +36,17 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-CHURN_WINDOW_DAYS = 120
+FIRST_LEAVING_DAY = -89
+LAST_LEAVING_DAY = 240
 DECLINE_DAYS = 30
 EVENT_COLUMNS = ("customer_id", "ts", "kind", "count", "amount")
-KINDS = ("usage", "bill", "support", "plan_change")
+KINDS = ("usage", "bill", "support", "plan_change", "leave")
 
 
 def churn_days(customers: pd.DataFrame, seed: int) -> np.ndarray:
     """The day each customer leaves (a float NaN for those who stay), by their id."""
     draws = _per_customer(customers["customer_id"], seed, "churn-day")
-    days = 1 + np.floor(draws * CHURN_WINDOW_DAYS)
+    days = FIRST_LEAVING_DAY + np.floor(draws * (LAST_LEAVING_DAY - FIRST_LEAVING_DAY + 1))
     return np.where(customers["churned"].to_numpy(bool), days, np.nan)
 
 
@@ -57,11 +63,11 @@ def simulate_day(
     count and an amount (usage: minutes; bill: charged; support, plan_change: 1 each).
 
     ``leaving``: ``churn_days(customers, seed)``, passed when simulating many days."""
-    if day < 0:
-        raise ValueError(f"day {day} is before the simulation's start")
     if leaving is None:
         leaving = churn_days(customers, seed)
-    rng = np.random.default_rng([seed, day])
+    # A seed sequence takes no negative entropy: days before start draw from a stream of
+    # their own.
+    rng = np.random.default_rng([seed, day] if day >= 0 else [seed, 1 << 32, -day])
     n = len(customers)
     charges = customers["monthly_charges"].to_numpy(np.float64)
     active = ~(leaving <= day)
@@ -89,6 +95,7 @@ def simulate_day(
         _rows(
             customers, stamps, "plan_change", changes, changes.astype(float), active & (changes > 0)
         ),
+        _rows(customers, stamps, "leave", np.ones(n, np.int64), np.zeros(n), leaving == day),
     ]
     events = pd.concat(parts, ignore_index=True)
     return events.sort_values(["ts", "customer_id", "kind"], ignore_index=True)

@@ -47,15 +47,19 @@ def train(
     offer: float,
     seed: int = 42,
     name: str = "churn",
+    alias: str | None = None,
 ) -> Trained:
     """Train on ``table`` (a training set: ``event_timestamp``, ``churned``, ``FEATURES``)
-    before ``valid_from``, validate from it, register the boosted model as ``name``."""
+    before ``valid_from``, validate from it, register the boosted model as ``name``
+    (pointing ``alias`` at it). The validation rows are kept as the run's holdout, so
+    ``release check`` judges candidate and champion on the newest labelled window."""
     from lightgbm import LGBMClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from modelyard.registry import FeatureBinding
+    from modelyard.tracking import log_holdout
 
     fit, valid = _split(table, valid_from)
     x_fit, y_fit = fit[list(FEATURES)], fit["churned"].to_numpy()
@@ -77,8 +81,17 @@ def train(
         run.log_metrics({**metrics, **{f"baseline_{k}": v for k, v in base.items()}})
         run.log_metrics({"expected_cost": curve.best_cost, "cost_offer_all": curve.offer_all})
         run.log_text(_curve_json(curve), "cost_curve.json")
+        log_holdout(run, valid[[*FEATURES, "churned"]], target="churned", name="validation")
+        # The scores on the training rows are the reference of the daily score drift.
+        fitted = pd.DataFrame(
+            np.asarray(boosted.predict_proba(x_fit)), columns=["probability_0", "probability_1"]
+        )
         logged = ws.registry.log_model(
-            run, boosted, input_example=x_fit.head(20), reference_data=x_fit
+            run,
+            boosted,
+            input_example=x_fit.head(20),
+            reference_data=x_fit,
+            reference_outputs=fitted,
         )
     tags = {
         "threshold": f"{curve.best:.6g}",
@@ -92,6 +105,8 @@ def train(
         tags=tags,
         features=FeatureBinding(SERVICE),
     )
+    if alias is not None:
+        version = ws.registry.set_alias(name, alias, version.version)
     return Trained(version, metrics, base, curve)
 
 

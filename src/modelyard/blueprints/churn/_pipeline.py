@@ -1,0 +1,314 @@
+"""The churn pipeline's steps, one per job, each for one day of the simulated calendar.
+
+A step is called with the end of its job's slot (``ctx.interval_end``, or the time a
+replay has reached) and works on the newest day that has ended by then: features at
+01:00 for yesterday, scores at 02:00, drift at 03:00, a training on Sundays at 04:00
+(the template's schedules). Every output of a day is rewritten whole (the day's Parquet
+files, its rows in the scores table), so a rerun of a day replaces it.
+
+    features  the day's events (simulated, or taken from the events table the config
+              names), then every customer's features as of the day's end; the view's
+              checks (ranges, nulls, freshness) must pass before the day's file is
+              written; then the online store is brought up to the day's end
+    train     a training set at daily cut-offs (labels known by today), the boosted
+              model against its baseline, registered as staging and promoted to
+              production only through the release gates of ``[release.<model>]``
+    score     the day's features of the customers still with us, scored by the model
+              at production (``serving.score``: on the job's executor, ``ray`` too),
+              written with lineage to the scores table and logged at the day's time
+    drift     the model's alert rules checked as of the step's time: drift of the
+              day's features and of its scores against the training reference
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from modelyard.blueprints.churn._config import ChurnSettings
+from modelyard.blueprints.churn._customers import load_customers
+from modelyard.blueprints.churn._daily import FEATURES, daily_features, day_name, write_day
+from modelyard.blueprints.churn._events import events_of_day
+from modelyard.blueprints.churn._features import (
+    HORIZON_DAYS,
+    VIEW,
+    definitions,
+    label_rows,
+    training_set,
+)
+from modelyard.blueprints.churn._scores import scores_frame, write_scores
+from modelyard.blueprints.churn._simulate import churn_days
+from modelyard.blueprints.churn._train import Trained, train
+from modelyard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from modelyard.monitoring import RuleResult
+    from modelyard.release import Promotion
+    from modelyard.workspace import Workspace
+
+DAY = timedelta(days=1)
+PIPELINE = "churn-pipeline"  # the actor of its promotions
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where the pipeline keeps its day files, under the workspace's ``.modelyard/``."""
+
+    events: Path
+    features: Path
+    scored: Path
+
+    @classmethod
+    def of(cls, root: Path) -> Folders:
+        base = root / ".modelyard" / "churn"
+        return cls(base / "events", base / "features", base / "scored")
+
+
+def day_ended_by(settings: ChurnSettings, when: datetime) -> int:
+    """The newest day (0 is ``start``) that has ended at ``when``."""
+    return int((when.astimezone(UTC) - settings.start) // DAY) - 1
+
+
+def day_end(settings: ChurnSettings, day: int) -> datetime:
+    return settings.start + (day + 1) * DAY
+
+
+@lru_cache(maxsize=4)
+def _customers(
+    root: Path,
+    mapping: str,
+    seed: int,
+    events: str,
+    start: datetime,
+    stamp: tuple[float, float],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    from modelyard.blueprints.churn._customers import CustomerColumns
+    from modelyard.blueprints.churn._events import EventsTable, leaving_days
+
+    customers = load_customers(CustomerColumns.model_validate_json(mapping), root)
+    table = EventsTable.model_validate_json(events)
+    if table.path:
+        return customers, leaving_days(table, root, customers, start)
+    return customers, churn_days(customers, seed)
+
+
+def customers_of(ws: Workspace, settings: ChurnSettings) -> tuple[pd.DataFrame, np.ndarray]:
+    """The mapped customer table and each customer's leaving day (NaN: stays), read once
+    per process and again when a table's file changes."""
+    root = Path(ws.config.root)
+    stamp = (_mtime(root, settings.customers.path), _mtime(root, settings.events.path))
+    return _customers(
+        root,
+        settings.customers.model_dump_json(),
+        settings.seed,
+        settings.events.model_dump_json(),
+        settings.start,
+        stamp,
+    )
+
+
+def _mtime(root: Path, path: str) -> float:
+    if not path:
+        return 0.0
+    file = Path(path) if Path(path).is_absolute() else root / path
+    return file.stat().st_mtime if file.is_file() else 0.0
+
+
+# -- features ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FeaturesDone:
+    day: int
+    events: int
+    customers: int
+    path: Path
+
+
+def make_features(ws: Workspace, settings: ChurnSettings, when: datetime) -> FeaturesDone:
+    """Lay out the day's events and compute every customer's features as of its end."""
+    from modelyard.features import FeatureView, run_checks
+
+    day = day_ended_by(settings, when)
+    folders = Folders.of(Path(ws.config.root))
+    customers, leaving = customers_of(ws, settings)
+    events = events_of_day(ws, settings, customers, leaving, day)
+    write_day(folders.events, settings.start, day, events)
+    frame = daily_features(folders.events, customers, settings.start, day)
+    import pyarrow as pa
+
+    end = day_end(settings, day)
+    view = next(d for d in definitions(folders.features) if d.name == VIEW)
+    assert isinstance(view, FeatureView)
+    failure = run_checks(view, pa.Table.from_pandas(frame), end - DAY, end)
+    if failure is not None:
+        raise InvalidInputError(
+            f"the features of {day_name(settings.start, day)} fail their check "
+            f"{failure}; the day's features were not written (fix the events and rerun "
+            "the day: modelyard jobs run churn-features --date DAY)"
+        )
+    path = write_day(folders.features, settings.start, day, frame)
+    _declare(ws, folders.features)
+    if day >= 0:  # the history before day 0 only feeds the windows; it is never served
+        ws.features.materialize_incremental(end, views=[VIEW])
+    return FeaturesDone(day, len(events), len(frame), path)
+
+
+def _declare(ws: Workspace, folder: Path) -> None:
+    """Declare the feature definitions once the view has a day file to read."""
+    from modelyard.errors import NotFoundError
+
+    try:
+        ws.features.view(VIEW)
+    except NotFoundError:
+        ws.features.apply(definitions(folder))
+
+
+# -- training ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainDone:
+    day: int
+    trained: Trained
+    promotion: Promotion
+    rows: int
+
+
+def cutoffs(settings: ChurnSettings, day: int) -> tuple[list[int], int]:
+    """(the cut-off days a training on ``day`` learns and validates from, the first
+    validation cut-off): the newest whose labels (leaves within ``HORIZON_DAYS``) are
+    known by the end of ``day``, ``train_days`` of them then ``valid_days``."""
+    newest = day + 1 - HORIZON_DAYS
+    first_valid = newest - settings.valid_days + 1
+    oldest = max(first_valid - settings.train_days, 0)  # from day 0 on, windows are full
+    return list(range(oldest, newest + 1)), first_valid
+
+
+def train_model(ws: Workspace, settings: ChurnSettings, when: datetime) -> TrainDone:
+    """Train on the labelled cut-offs known at ``when``; promote through the gates."""
+    from modelyard.release import promote
+
+    day = day_ended_by(settings, when)
+    customers, leaving = customers_of(ws, settings)
+    days, first_valid = cutoffs(settings, day)
+    _require_feature_days(settings, Path(ws.config.root), [d - 1 for d in days])
+    table = training_set(ws, label_rows(customers, leaving, settings.start, days))
+    valid_from = pd.Timestamp(settings.start + first_valid * DAY)
+    trained = train(
+        ws,
+        table,
+        valid_from=valid_from,
+        missed=settings.costs.missed_churner,
+        offer=settings.costs.retention_offer,
+        seed=settings.seed,
+        name=settings.model_name,
+        alias="staging",
+    )
+    promotion = promote(
+        ws, settings.model_name, candidate="staging", to="production", actor=PIPELINE
+    )
+    return TrainDone(day, trained, promotion, len(table))
+
+
+def _require_feature_days(settings: ChurnSettings, root: Path, days: list[int]) -> None:
+    folder = Folders.of(root).features
+    missing = [d for d in days if not (folder / f"{day_name(settings.start, d)}.parquet").exists()]
+    if missing:
+        first = day_name(settings.start, missing[0])
+        raise InvalidInputError(
+            f"training needs the features of {len(missing)} day(s) it has not got, from "
+            f"{first}; compute them first: modelyard jobs backfill churn-features "
+            f"--start {first} --end {day_name(settings.start, missing[-1])}"
+        )
+
+
+# -- scoring ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScoreDone:
+    day: int
+    rows: int
+    offers: int
+    version: int
+    seconds: float
+
+
+def score_customers(
+    ws: Workspace, settings: ChurnSettings, when: datetime, *, executor: str | None = None
+) -> ScoreDone:
+    """Score the customers still with us on the newest ended day; replace its scores."""
+    from modelyard.serving import score
+
+    day = day_ended_by(settings, when)
+    folders = Folders.of(Path(ws.config.root))
+    source = folders.features / f"{day_name(settings.start, day)}.parquet"
+    if not source.exists():
+        name = day_name(settings.start, day)
+        raise InvalidInputError(
+            f"no features for {name} to score; run that day's features first: "
+            f"modelyard jobs run churn-features --date {name}"
+        )
+    customers, leaving = customers_of(ws, settings)
+    features = pd.read_parquet(source)
+    staying = set(customers["customer_id"].to_numpy()[~(leaving <= day)])
+    rows = features[features["customer_id"].isin(staying)][["customer_id", *FEATURES]]
+    ref = f"{settings.model_name}@production"
+    version = ws.registry.get(ref)
+    folders.scored.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folders.scored) as tmp:
+        inputs = Path(tmp) / "inputs.parquet"
+        rows.to_parquet(inputs, index=False)
+        result = score(
+            ws.registry,
+            f"{version.name}/{version.version}",
+            inputs,
+            folders.scored / f"{day_name(settings.start, day)}.parquet",
+            executor=executor or ws.executor,
+            prediction_log=ws.predictions,
+            logged_at=when,
+        )
+    scored = pd.read_parquet(result.output)
+    table = scores_frame(
+        ws, version, scored, day_name(settings.start, day), result.input_fingerprint
+    )
+    write_scores(settings.scores_at(Path(ws.config.root)), table)
+    return ScoreDone(day, len(table), int(table["offer"].sum()), version.version, result.seconds)
+
+
+# -- drift ------------------------------------------------------------------------------
+def check_drift(ws: Workspace, settings: ChurnSettings, when: datetime) -> list[RuleResult]:
+    """Check the alert rules on the model as of ``when`` (drift of the day's features and
+    scores against the reference of the version that scored them)."""
+    from modelyard.monitoring import Checker, SampleSize
+
+    rules = rules_of(ws, settings)
+    if not rules:
+        return []
+    checker = Checker(
+        ws.metadata,
+        ws.registry,
+        ws.predictions,
+        ws.features,
+        now=when.astimezone(UTC),
+        sample=SampleSize.of(ws.config),
+    )
+    return checker.run(ws.alerting, rules)
+
+
+def rules_of(ws: Workspace, settings: ChurnSettings) -> list[str]:
+    """The alert rules on the pipeline's model."""
+    name = settings.model_name
+    return [
+        r.name
+        for r in ws.alerting.rules
+        if r.model is not None and r.model.split("@")[0].split("/")[0] == name
+    ]
+
+
+def describe(result: Any) -> str:
+    """One line for a job's log."""
+    return json.dumps(result, default=str) if isinstance(result, dict) else str(result)

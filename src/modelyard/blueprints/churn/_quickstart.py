@@ -1,0 +1,172 @@
+"""``modelyard quickstart --blueprint churn [--simulate-days N] [--executor ray]``.
+
+The first run writes day 0 into ``modelyard.toml`` (84 days ago), lays out the 90 days
+of history before it and the 56 after it, releases the first model trained on them and
+replays 28 days of the pipeline's schedules (to today); later runs replay
+``--simulate-days`` more days from where the calendar is.
+Then the command line serves ``churn@production``: a request names a customer, the
+server reads the customer's features from the online store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard._files import atomic_write_text
+from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
+from modelyard.blueprints.churn._daily import LONGEST, day_name
+from modelyard.blueprints.churn._pipeline import DAY, day_ended_by
+from modelyard.blueprints.churn._replay import (
+    BEGIN_DAY,
+    bootstrap,
+    clock_of,
+    default_start,
+    replay,
+)
+from modelyard.blueprints.churn._scores import read_scores
+from modelyard.errors import ConfigError, InvalidInputError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from modelyard.jobs import JobRun
+    from modelyard.workspace import Workspace
+
+ALIAS = "production"
+FIRST_DAYS = 28  # what a first quickstart replays
+# The bootstrap's runs: the days of features it backfills, then train, score and drift.
+HISTORY = LONGEST + BEGIN_DAY + 3
+
+
+def quickstart(
+    ws: Workspace,
+    progress: Progress | None = None,
+    *,
+    simulate_days: int | None = None,
+    executor: str | None = None,
+) -> QuickstartResult:
+    """Begin the calendar where it has not begun, then replay the days asked for."""
+    from modelyard.jobs import open_runner
+
+    if simulate_days is not None and simulate_days < 0:
+        raise InvalidInputError(f"--simulate-days {simulate_days}: give 0 or more days")
+    settings = _settings_with_start(ws)
+    # On the simulated clock a retry does not wait out its delay: the day is not real.
+    with open_runner(ws, sleep=lambda seconds: None) as runner:
+        what = f"laying out {LONGEST + BEGIN_DAY} days of history, releasing the first model"
+        history = _bar(progress, what, HISTORY)
+        first = bootstrap(ws, settings, runner, on_run=lambda run: _advance(progress, history))
+        _finish(progress, history, HISTORY)
+        days = simulate_days if simulate_days is not None else (FIRST_DAYS if first else 0)
+        bar = _bar(progress, f"replaying {days} days of schedules", days)
+        since = clock_of(ws) or settings.start
+
+        def ticked(now: datetime, runs: Sequence[JobRun]) -> None:
+            if progress is not None and bar is not None:
+                failed = sum(r.status != "success" for r in runs)
+                note = f" ({failed} failed)" if failed else ""
+                progress.update(
+                    bar,
+                    completed=min(days, int((now - since) / DAY)),
+                    description=f"replaying: day {day_ended_by(settings, now)}{note}",
+                )
+
+        replayed = replay(ws, settings, days, runner, executor=executor, on_tick=ticked)
+        if progress is not None and bar is not None:
+            progress.update(bar, completed=max(days, 1), description=f"replayed {days} days")
+    version = ws.registry.get(f"{settings.model_name}@{ALIAS}")
+    return QuickstartResult(
+        model=settings.model_name,
+        alias=ALIAS,
+        version=version,
+        run_id=version.run_id or "",
+        summary=_summary(ws, settings, replayed.since, replayed.until, replayed.runs),
+        example={"customer_id": _example_customer(ws, settings, replayed.until)},
+    )
+
+
+def _settings_with_start(ws: Workspace) -> ChurnSettings:
+    """The settings, with ``start`` written into ``modelyard.toml`` if it has none (the
+    jobs' worker processes read the file, so it must hold the day the calendar uses)."""
+    table = dict(ws.config.tables.get("blueprint", {}))
+    if "start" in table:
+        return parse_settings(table)
+    start = default_start(FIRST_DAYS).strftime("%Y-%m-%d")
+    config = Path(ws.config.root) / "modelyard.toml"
+    text = config.read_text(encoding="utf-8")
+    line = f'start = "{start}"  # day 0 of the simulated calendar (written by the quickstart)'
+    found = re.search(r'^name = "churn"[^\n]*\n', text, flags=re.MULTILINE)
+    if found is None:
+        raise ConfigError(
+            f"{config} has no 'name = \"churn\"' line under [blueprint] to put the start day "
+            f'after; add start = "{start}" to [blueprint] yourself'
+        )
+    atomic_write_text(config, text[: found.end()] + line + "\n" + text[found.end() :])
+    return parse_settings({**table, "start": start})
+
+
+def _summary(
+    ws: Workspace,
+    settings: ChurnSettings,
+    since: datetime,
+    until: datetime,
+    runs: Sequence[JobRun],
+) -> str:
+    from modelyard.monitoring import alert_history
+
+    first_day = day_ended_by(settings, since + DAY)
+    last_day = day_ended_by(settings, until)
+    ok = sum(r.status == "success" for r in runs)
+    parts = [
+        f"replayed days {first_day} to {last_day} "
+        f"({day_name(settings.start, first_day)} .. {day_name(settings.start, last_day)}): "
+        f"{ok} of {len(runs)} job runs succeeded"
+    ]
+    trainings = [r for r in runs if r.job == "churn-train"]
+    if trainings:
+        parts.append(f"{len(trainings)} weekly training(s)")
+    fired: dict[str, datetime] = {}
+    for event in reversed(alert_history(ws.metadata, limit=500)):
+        at = event["at"]
+        if event["state"] == "firing" and since <= at <= until:
+            fired.setdefault(event["rule"], at)
+    for rule, at in sorted(fired.items(), key=lambda item: item[1]):
+        parts.append(f"alert {rule} fired on the check of day {day_ended_by(settings, at)}")
+    if settings.drift_day is not None:
+        parts.append(f"drift injected from day {settings.drift_day}")
+    return "; ".join(parts)
+
+
+def _example_customer(ws: Workspace, settings: ChurnSettings, until: datetime) -> str:
+    """A customer scored lately with an offer (one at risk), for the curl line."""
+    try:
+        scores = read_scores(settings.scores_at(Path(ws.config.root)))
+    except Exception:  # no scores yet (nothing replayed): any customer will do
+        scores = None
+    if scores is not None and len(scores):
+        newest = scores[scores["day"] == scores["day"].max()]
+        risky = newest[newest["offer"]]
+        return str((risky if len(risky) else newest).iloc[0]["customer_id"])
+    from modelyard.blueprints.churn._pipeline import customers_of
+
+    customers, _ = customers_of(ws, settings)
+    return str(customers["customer_id"].iloc[0])
+
+
+def _bar(progress: Progress | None, text: str, total: int) -> Any:
+    return progress.add_task(text, total=max(total, 1)) if progress is not None else None
+
+
+def _advance(progress: Progress | None, task: Any) -> None:
+    if progress is not None and task is not None:
+        progress.advance(task)
+
+
+def _finish(progress: Progress | None, task: Any, total: int) -> None:
+    if progress is not None and task is not None:
+        progress.update(task, completed=max(total, 1))

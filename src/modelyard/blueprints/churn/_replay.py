@@ -1,0 +1,210 @@
+"""The churn pipeline's calendar: its history laid out once, then its schedules replayed
+on a simulated clock.
+
+A team runs the pipeline under ``modelyard scheduler`` on the real calendar. To see
+months of it in minutes, the replay drives the same scheduler (the same job specs,
+slots, retries, SLAs, history and alerts) with a clock that jumps from one due slot to
+the next instead of waiting for it: features at 01:00, scores at 02:00, drift at 03:00,
+training on Sundays at 04:00, day after day. How far the calendar has gone is kept in
+``.modelyard/churn/clock.json``, so the next replay goes on from there.
+
+Before the first replay, ``bootstrap`` backfills the features of the ``LONGEST`` (90)
+days before day 0 (history for the windows) and of the ``BEGIN_DAY`` (56) days after it
+(whose labels are known by then: the first model's data) with the features job,
+trains the first model on them and releases it through the gates (a first release has
+no champion to beat), and begins the calendar on day ``BEGIN_DAY`` for the other jobs,
+so none of them reaches back past it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelyard._files import atomic_write_text
+from modelyard.blueprints.churn._config import ChurnSettings
+from modelyard.blueprints.churn._daily import LONGEST, day_name
+from modelyard.blueprints.churn._pipeline import DAY, Folders
+from modelyard.blueprints.churn._simulate import LAST_LEAVING_DAY
+from modelyard.errors import ConfigError, InvalidInputError
+
+if TYPE_CHECKING:
+    from modelyard.jobs import JobRun, JobSpec, Runner
+    from modelyard.workspace import Workspace
+
+JOBS = ("churn-features", "churn-score", "churn-drift", "churn-train")
+BEGIN_DAY = 56  # the calendar's first day: the days before it are the first model's data
+CLOCK_FILE = "clock.json"
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replay did: from when to when, and every run, oldest first."""
+
+    since: datetime
+    until: datetime
+    runs: list[JobRun]
+
+    @property
+    def failed(self) -> list[JobRun]:
+        return [r for r in self.runs if r.status != "success"]
+
+
+def clock_of(ws: Workspace) -> datetime | None:
+    """How far the calendar has been replayed (None: never)."""
+    path = Folders.of(Path(ws.config.root)).events.parent / CLOCK_FILE
+    if not path.exists():
+        return None
+    return datetime.fromisoformat(json.loads(path.read_text())["now"])
+
+
+def _save_clock(ws: Workspace, now: datetime) -> None:
+    path = Folders.of(Path(ws.config.root)).events.parent / CLOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"now": now.isoformat()}))
+
+
+def pipeline_jobs(ws: Workspace, *, executor: str | None = None) -> dict[str, JobSpec]:
+    """The workspace's four pipeline jobs (``executor`` overrides the scoring job's)."""
+    from modelyard.jobs import workspace_jobs
+
+    declared = workspace_jobs(ws)
+    missing = [name for name in JOBS if name not in declared]
+    if missing:
+        raise ConfigError(
+            f"modelyard.toml declares no job {missing[0]!r}, a step of the churn pipeline; "
+            "restore it from the blueprint: modelyard init --blueprint churn NEW_FOLDER"
+        )
+    jobs = {name: declared[name] for name in JOBS}
+    if executor is not None:
+        score = jobs["churn-score"]
+        jobs["churn-score"] = replace(score, params={**score.params, "executor": executor})
+    return jobs
+
+
+def bootstrap(
+    ws: Workspace,
+    settings: ChurnSettings,
+    runner: Runner,
+    *,
+    on_run: Callable[[JobRun], None] | None = None,
+) -> JobRun | None:
+    """Features of the history days, the first model released, the calendar begun.
+
+    Does only what is missing: a workspace whose model is in production already gets
+    nothing new. Returns the first training's run (None when there was nothing to do)."""
+    from modelyard.jobs import backfill, run_job
+
+    jobs = pipeline_jobs(ws)
+    if _has_production(ws, settings):
+        return None
+    runs = backfill(
+        ws,
+        "churn-features",
+        start=day_name(settings.start, -LONGEST),
+        end=day_name(settings.start, BEGIN_DAY - 1),
+        runner=runner,
+        on_run=on_run,
+    )
+    failed = [r for r in runs if r.status != "success"]
+    if failed:
+        raise InvalidInputError(
+            f"the history's features failed for {len(failed)} day(s), first "
+            f"{failed[0].logical_date:%Y-%m-%d}: {failed[0].error}; see 'modelyard jobs logs "
+            f"{failed[0].run_id[:12]}', fix it and run the quickstart again"
+        )
+    begin = settings.start + BEGIN_DAY * DAY
+    # The first model, and the scores and drift check of the day before the calendar's
+    # first, are the jobs' own first runs: a new job would otherwise take a slot that
+    # reaches back before the calendar (the newest one that had ended), and its runs
+    # show in the job history like every later one.
+    first = None
+    for name in ("churn-train", "churn-score", "churn-drift"):
+        schedule = jobs[name].schedule
+        assert schedule is not None
+        slot = schedule.due(None, begin)[0]
+        run = run_job(ws, name, date=slot.isoformat(), runner=runner)
+        if on_run is not None:
+            on_run(run)
+        if run.status != "success":
+            raise InvalidInputError(
+                f"the pipeline's first {name} run failed: {run.error}; see 'modelyard jobs "
+                f"logs {run.run_id[:12]}', fix it and run the quickstart again"
+            )
+        first = first or run
+    _save_clock(ws, begin)
+    return first
+
+
+def _has_production(ws: Workspace, settings: ChurnSettings) -> bool:
+    from modelyard.errors import NotFoundError
+
+    try:
+        ws.registry.get(f"{settings.model_name}@production")
+    except NotFoundError:
+        return False
+    return True
+
+
+def replay(
+    ws: Workspace,
+    settings: ChurnSettings,
+    days: int,
+    runner: Runner,
+    *,
+    executor: str | None = None,
+    on_tick: Callable[[datetime, Sequence[JobRun]], None] | None = None,
+) -> Replayed:
+    """Run every slot of the pipeline's jobs that falls due in the next ``days`` days of
+    the simulated calendar, in time order, each slot's runs finished before the next."""
+    from modelyard.jobs import Scheduler, wait_all
+
+    since = clock_of(ws)
+    if since is None:
+        raise InvalidInputError(
+            "the churn calendar has not begun; run 'modelyard quickstart --blueprint churn' "
+            "first (it lays out the history and releases the first model)"
+        )
+    until = since + days * DAY
+    if not settings.events.path:
+        _check_horizon(settings, until)
+    now = since
+    scheduler = Scheduler(pipeline_jobs(ws, executor=executor), runner, clock=lambda: now)
+    runs: list[JobRun] = []
+    try:
+        while True:
+            upcoming = scheduler.next_due(now)
+            if upcoming is None or upcoming > until:
+                break
+            now = upcoming
+            made = wait_all(scheduler.tick(now))
+            runs += made
+            _save_clock(ws, now)
+            if on_tick is not None:
+                on_tick(now, made)
+    finally:
+        scheduler.close()
+    _save_clock(ws, until)
+    return Replayed(since, until, runs)
+
+
+def _check_horizon(settings: ChurnSettings, until: datetime) -> None:
+    last = int((until - settings.start) / DAY)
+    if last > LAST_LEAVING_DAY:
+        raise InvalidInputError(
+            f"the replay would reach day {last}, past day {LAST_LEAVING_DAY}, by which every "
+            "simulated churner has left (training would find no churner to learn from); "
+            "replay fewer days, or start a new workspace"
+        )
+
+
+def default_start(replayed: int, today: datetime | None = None) -> datetime:
+    """Day 0 for a new workspace: so that a first replay of ``replayed`` days, from day
+    ``BEGIN_DAY``, ends today (UTC midnight) and the dashboard's 30-day charts hold it."""
+    now = (today or datetime.now(UTC)).astimezone(UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    return midnight - timedelta(days=replayed + BEGIN_DAY)
