@@ -50,6 +50,7 @@ from modelyard.blueprints.churn._train import Trained, train
 from modelyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from modelyard.backends.executors import Executor
     from modelyard.monitoring import RuleResult
     from modelyard.release import Promotion
     from modelyard.workspace import Workspace
@@ -238,9 +239,16 @@ class ScoreDone:
 
 
 def score_customers(
-    ws: Workspace, settings: ChurnSettings, when: datetime, *, executor: str | None = None
+    ws: Workspace,
+    settings: ChurnSettings,
+    when: datetime,
+    *,
+    executor: str | Executor | None = None,
 ) -> ScoreDone:
-    """Score the customers still with us on the newest ended day; replace its scores."""
+    """Score the customers still with us on the newest ended day; replace its scores.
+
+    ``executor``: where the rows are scored (an URL such as ``ray``, or an executor);
+    the workspace's by default."""
     from modelyard.serving import score
 
     day = day_ended_by(settings, when)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard._files import atomic_write_text
 from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
-from modelyard.blueprints.churn._daily import LONGEST, day_name
+from modelyard.blueprints.churn._daily import LONGEST
 from modelyard.blueprints.churn._pipeline import DAY, day_ended_by
 from modelyard.blueprints.churn._replay import (
     BEGIN_DAY,
@@ -119,12 +119,10 @@ def _summary(
 ) -> str:
     from modelyard.monitoring import alert_history
 
-    first_day = day_ended_by(settings, since + DAY)
-    last_day = day_ended_by(settings, until)
     ok = sum(r.status == "success" for r in runs)
+    days = int((until - since) / DAY)
     parts = [
-        f"replayed days {first_day} to {last_day} "
-        f"({day_name(settings.start, first_day)} .. {day_name(settings.start, last_day)}): "
+        f"replayed {days} days of the calendar ({since:%Y-%m-%d} to {until:%Y-%m-%d}): "
         f"{ok} of {len(runs)} job runs succeeded"
     ]
     trainings = [r for r in runs if r.job == "churn-train"]

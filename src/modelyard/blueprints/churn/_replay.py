@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 JOBS = ("churn-features", "churn-score", "churn-drift", "churn-train")
 BEGIN_DAY = 56  # the calendar's first day: the days before it are the first model's data
+# The clock stands here on each day: after the slots that work on the day before (01:00 to
+# 04:00), so a replay of N days runs every slot of N whole days.
+CLOCK_HOUR = timedelta(hours=6)
 CLOCK_FILE = "clock.json"
 
 
@@ -117,11 +120,11 @@ def bootstrap(
             f"{failed[0].logical_date:%Y-%m-%d}: {failed[0].error}; see 'modelyard jobs logs "
             f"{failed[0].run_id[:12]}', fix it and run the quickstart again"
         )
-    begin = settings.start + BEGIN_DAY * DAY
-    # The first model, and the scores and drift check of the day before the calendar's
-    # first, are the jobs' own first runs: a new job would otherwise take a slot that
-    # reaches back before the calendar (the newest one that had ended), and its runs
-    # show in the job history like every later one.
+    # The calendar's clock: every slot due by then has run. The first model, and the
+    # scores and drift check of the day before the calendar's first, are the jobs' own
+    # first runs (of the newest slot each had due then), so that no job reaches back
+    # past the calendar later and their runs show in the job history like every other.
+    begin = settings.start + BEGIN_DAY * DAY + CLOCK_HOUR
     first = None
     for name in ("churn-train", "churn-score", "churn-drift"):
         schedule = jobs[name].schedule
