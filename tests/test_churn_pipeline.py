@@ -185,6 +185,11 @@ def test_training_is_weekly_and_promotes_only_through_the_gates(replayed: tuple)
     assert production.tags["cost_missed"] == "500"
     run = ws.runs.get(production.run_id)
     assert {"pr_auc", "roc_auc", "f1", "brier", "ece", "baseline_pr_auc"} <= set(run.metrics)
+    # The cost curve, one point per threshold percent, for the run page to draw.
+    curve = ws.runs.history(production.run_id, "cost_per_1000_by_threshold_pct")
+    assert [p.step for p in curve] == list(range(101))
+    cheapest = min(p.value for p in curve if p.value is not None)
+    assert cheapest <= curve[0].value and cheapest <= curve[-1].value
 
 
 def test_rerunning_a_day_replaces_its_scores_with_their_lineage(replayed: tuple) -> None:

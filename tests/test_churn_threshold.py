@@ -27,6 +27,12 @@ def test_the_curve_is_the_cost_of_each_threshold_and_its_minimum_is_chosen() -> 
     assert curve.offer_all == brute(labels, scores, 0.0, 500, 50) == 50 * 500
     assert curve.offer_none == 500 * labels.sum()
     assert curve.best_cost < min(curve.offer_all, curve.offer_none)
+    # Sampled at each whole percent (what the dashboard draws): the cost of that threshold.
+    sampled = curve.at_percent()
+    assert len(sampled) == 101
+    for percent in (0, 17, 50, 83, 100):
+        t = percent / 100
+        assert sampled[percent] == pytest.approx(brute(labels, scores, t, 500.0, 50.0))
 
 
 def test_cheap_offers_lower_the_threshold_and_dear_ones_raise_it() -> None:

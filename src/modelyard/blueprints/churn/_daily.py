@@ -7,8 +7,8 @@ sessions and minutes over the day itself and over 7, 30 and 90 days, spend over 
 90 days, support contacts over 30 days, plan changes over 90 days, whole days since the
 last session) plus the customer's contract, charges and tenure on that day. Each row's
 ``event_timestamp`` is the end of the day it describes, so a point-in-time join at a
-cut-off reads only days that ended before it. DuckDB computes the windows over the day files, one query a day,
-reading the last 90 days only.
+cut-off reads only days that ended before it. DuckDB computes the windows over the day
+files, one query a day, reading the last 90 days only.
 """
 
 from __future__ import annotations

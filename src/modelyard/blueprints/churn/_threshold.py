@@ -30,6 +30,14 @@ class CostCurve:
     def per_customer(self, n: int) -> float:
         return self.best_cost / n
 
+    def at_percent(self) -> np.ndarray:
+        """The cost at thresholds 0%, 1%, ... 100% (where a chart of the curve samples it):
+        at each, the cost of the lowest curve threshold at or above it."""
+        wanted = np.arange(101) / 100
+        index = np.minimum(np.searchsorted(self.thresholds, wanted), len(self.costs) - 1)
+        found: np.ndarray = self.costs[index]
+        return found
+
 
 def cost_curve(labels: np.ndarray, scores: np.ndarray, *, missed: float, offer: float) -> CostCurve:
     """The expected cost of every threshold over ``scores`` (1 in ``labels``: churned)."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
 ECE_BINS = 10
+COST_CURVE_METRIC = "cost_per_1000_by_threshold_pct"
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,11 @@ def train(
         run.log_metrics({**metrics, **{f"baseline_{k}": v for k, v in base.items()}})
         run.log_metrics({"expected_cost": curve.best_cost, "cost_offer_all": curve.offer_all})
         run.log_text(_curve_json(curve), "cost_curve.json")
+        # The curve as a metric over "steps" 0..100 (the threshold in percent), which the
+        # dashboard's run page draws; per 1,000 validated customers, to read at any size.
+        per_thousand = curve.at_percent() * 1000 / len(valid)
+        for percent, cost in enumerate(per_thousand):
+            run.log_metric(COST_CURVE_METRIC, float(cost), step=percent)
         log_holdout(run, valid[[*FEATURES, "churned"]], target="churned", name="validation")
         # The scores on the training rows are the reference of the daily score drift.
         fitted = pd.DataFrame(
