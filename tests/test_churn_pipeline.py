@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import modelyard
+from cli_support import run_cli
 from modelyard.blueprints import write_template
 from modelyard.blueprints.churn import settings_of
 from modelyard.blueprints.churn._daily import FEATURES
@@ -291,29 +292,17 @@ def test_a_teams_own_event_table_gives_the_features_the_simulator_gives(
     pd.testing.assert_frame_equal(mine, yours)
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    from modelyard.cli import main
-
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
 def test_blueprint_options_are_refused_where_they_do_not_apply(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out = _cli(capsys, "quickstart", str(tmp_path / "q"), "--simulate-days", "3")
-    assert code == 2 and "--simulate-days is an option of --blueprint churn" in out
-    assert "Traceback" not in out and not (tmp_path / "q").exists()
-    code, out = _cli(
+    code, _, err = run_cli(capsys, "quickstart", str(tmp_path / "q"), "--simulate-days", "3")
+    assert code == 2 and "--simulate-days is an option of --blueprint churn" in err
+    assert "Traceback" not in err and not (tmp_path / "q").exists()
+    code, _, err = run_cli(
         capsys, "quickstart", str(tmp_path / "s"), "--blueprint", "sentiment", "--executor", "ray"
     )
-    assert code == 2 and "--executor is not an option of the sentiment blueprint" in out
+    assert code == 2 and "--executor is not an option of the sentiment blueprint" in err
     assert not (tmp_path / "s" / "modelyard.toml").exists()  # refused before writing
-    code, out = _cli(capsys, "init", "--blueprint", "churn", str(tmp_path / "c"))
-    assert code == 0, out
+    code, out, err = run_cli(capsys, "init", "--blueprint", "churn", str(tmp_path / "c"))
+    assert code == 0, err
     assert 'name = "churn"' in (tmp_path / "c" / "modelyard.toml").read_text()

