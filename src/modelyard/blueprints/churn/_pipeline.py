@@ -22,13 +22,12 @@ files, its rows in the scores table), so a rerun of a day replaces it.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -316,7 +315,3 @@ def rules_of(ws: Workspace, settings: ChurnSettings) -> list[str]:
         if r.model is not None and r.model.split("@")[0].split("/")[0] == name
     ]
 
-
-def describe(result: Any) -> str:
-    """One line for a job's log."""
-    return json.dumps(result, default=str) if isinstance(result, dict) else str(result)

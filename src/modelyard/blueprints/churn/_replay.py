@@ -52,10 +52,6 @@ class Replayed:
     until: datetime
     runs: list[JobRun]
 
-    @property
-    def failed(self) -> list[JobRun]:
-        return [r for r in self.runs if r.status != "success"]
-
 
 def clock_of(ws: Workspace) -> datetime | None:
     """How far the calendar has been replayed (None: never)."""
