@@ -23,6 +23,7 @@ from modelyard.blueprints.churn._daily import LONGEST
 from modelyard.blueprints.churn._pipeline import DAY, day_ended_by
 from modelyard.blueprints.churn._replay import (
     BEGIN_DAY,
+    CLOCK_HOUR,
     bootstrap,
     clock_of,
     default_start,
@@ -61,11 +62,13 @@ def quickstart(
     with open_runner(ws, sleep=lambda seconds: None) as runner:
         what = f"laying out {LONGEST + BEGIN_DAY} days of history, releasing the first model"
         history = _bar(progress, what, HISTORY)
-        first = bootstrap(ws, settings, runner, on_run=lambda run: _advance(progress, history))
+        bootstrap(ws, settings, runner, on_run=lambda run: _advance(progress, history))
         _finish(progress, history, HISTORY)
-        days = simulate_days if simulate_days is not None else (FIRST_DAYS if first else 0)
-        bar = _bar(progress, f"replaying {days} days of schedules", days)
         since = clock_of(ws) or settings.start
+        # By default the first FIRST_DAYS days of the calendar, or what a first run that was
+        # stopped left of them; later runs replay what --simulate-days asks for.
+        days = simulate_days if simulate_days is not None else _left_of_first(settings, since)
+        bar = _bar(progress, f"replaying {days} days of schedules", days)
 
         def ticked(now: datetime, runs: Sequence[JobRun]) -> None:
             if progress is not None and bar is not None:
@@ -89,6 +92,12 @@ def quickstart(
         summary=_summary(ws, settings, replayed.since, replayed.until, replayed.runs),
         example={"customer_id": _example_customer(ws, settings, replayed.until)},
     )
+
+
+def _left_of_first(settings: ChurnSettings, clock: datetime) -> int:
+    """The days of the first ``FIRST_DAYS`` of the calendar not replayed yet."""
+    end = settings.start + (BEGIN_DAY + FIRST_DAYS) * DAY + CLOCK_HOUR
+    return max(0, round((end - clock) / DAY))
 
 
 def _require_extra() -> None:

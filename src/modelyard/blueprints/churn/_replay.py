@@ -168,6 +168,9 @@ def replay(
             "the churn calendar has not begun; run 'modelyard quickstart --blueprint churn' "
             "first (it lays out the history and releases the first model)"
         )
+    # A replay that was stopped saved the clock between two slots of a day; the day's
+    # slots that ran are in the history and are not run again.
+    since -= (since - settings.start - CLOCK_HOUR) % DAY
     until = since + days * DAY
     if not settings.events.path:
         _check_horizon(settings, until)
