@@ -8,6 +8,7 @@ chosen day. Small data (600 real customers), so the whole module takes about a m
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,7 +88,7 @@ def churn_workspace(folder: Path, *, drift_day: int | None = DRIFT_DAY) -> Path:
     text = config.read_text()
     drift = f"drift_day = {drift_day}" if drift_day is not None else ""
     text = text.replace('name = "churn"\n', f'name = "churn"\nstart = "{START:%Y-%m-%d}"\n', 1)
-    text = text.replace("drift_day = 77", drift).replace("[blueprint.costs]", MAPPING, 1)
+    text = re.sub(r"(?m)^drift_day = \d+$", drift, text).replace("[blueprint.costs]", MAPPING, 1)
     config.write_text(text)
     return folder
 

@@ -36,7 +36,7 @@ def default_owner() -> str:
 
 
 class Scheduler:
-    """Ticks over the workspace's scheduled jobs; ``clock`` is injectable for tests."""
+    """Ticks over the workspace's scheduled jobs; ``clock`` is injectable (tests, replays)."""
 
     def __init__(
         self,
@@ -45,12 +45,17 @@ class Scheduler:
         *,
         max_active: int = 4,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        trigger: str = "schedule",
     ) -> None:
         self.jobs = {n: s for n, s in jobs.items() if s.schedule is not None}
         self.runner = runner
         self.history = runner.history
         self.owner = runner.owner
         self.clock = clock
+        # What the history says started a due slot's run: "schedule" on the calendar,
+        # "replay" when a simulated clock drives the scheduler (its runs end long after
+        # their slots' deadlines by the wall clock, and are not late for that).
+        self.trigger = trigger
         self._pool = ThreadPoolExecutor(max_active, thread_name_prefix="modelyard-job")
         self._busy: set[str] = set()  # jobs with runs in flight here
         self._wake = threading.Event()
@@ -84,7 +89,7 @@ class Scheduler:
                 if self.history.skip(spec.name, logical, self.owner):
                     logger.info("job %s: skipped %s (catchup = latest)", spec.name, logical)
             due = due[-1:]
-        return [(logical, "schedule") for logical in due]
+        return [(logical, self.trigger) for logical in due]
 
     def _lapsed(self, spec: JobSpec) -> list[tuple[datetime, str]]:
         now_us = _time.now_us()

@@ -33,7 +33,14 @@ def width(text: str) -> float:
 
 
 def short(name: str, limit: int = 16) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+    """``name`` cut to ``limit`` characters; a dotted name keeps its last part, which is
+    what tells ``output.probability_0`` from ``output.probability_1``."""
+    if len(name) <= limit:
+        return name
+    head, dot, tail = name.rpartition(".")
+    if dot and len(tail) < limit - 1:
+        return head[: limit - len(tail) - 2] + "…." + tail
+    return name[: limit - 1] + "…"
 
 
 def label(value: float) -> str:

@@ -138,10 +138,13 @@ def _log_so_far(ws: Workspace, run: JobRun) -> str:
 
 
 def _late(run: JobRun, spec: JobSpec, alerted: set[datetime], now: datetime) -> bool:
-    """Whether ``run`` missed its slot's SLA deadline (interval end + ``spec.sla_s``)."""
+    """Whether ``run`` missed its slot's SLA deadline (interval end + ``spec.sla_s``): an
+    SLA alert was sent for its slot, or a scheduled run ended after the deadline."""
     if spec.schedule is None or spec.sla_s is None:
         return False
     if run.logical_date in alerted:
         return True
+    if run.trigger != "schedule":  # a backfill, a rerun, a replay: run after the fact
+        return False
     deadline = spec.schedule.interval(run.logical_date)[1] + timedelta(seconds=spec.sla_s)
     return (run.ended_at or now) > deadline

@@ -142,7 +142,9 @@ def page_routes(ws: Workspace) -> APIRouter:
         for key in sorted(run.metrics)[:MAX_SCANNED]:
             points = _curve(ws, run_id, key)
             if len(points) > 1:
-                curves.append(_charts.lines(key, [_charts.Series(key, points)]))
+                y_label, x_label = _axes(key)
+                series = [_charts.Series(y_label, points)]
+                curves.append(_charts.lines(key, series, x_label, y_label=y_label))
             if len(curves) == MAX_CURVES:
                 break
         registered, searched_all = registered_from(ws, run)
@@ -158,6 +160,15 @@ def page_routes(ws: Workspace) -> APIRouter:
 
     router.include_router(model_routes(ws))
     return router
+
+
+def _axes(key: str) -> tuple[str, str]:
+    """(y, x) axis titles of metric ``key``: ``cost_by_threshold_pct`` is a cost over the
+    threshold (its steps); any other metric is drawn over its steps."""
+    value, by, over = key.rpartition("_by_")
+    if by and value and over:
+        return value.replace("_", " "), over.replace("_", " ")
+    return key, "step"
 
 
 def _curve(ws: Workspace, run_id: str, key: str) -> list[tuple[float, float]]:

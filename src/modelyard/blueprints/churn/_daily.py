@@ -5,7 +5,9 @@ replaces its outputs, never adds to them).
 Features are windowed aggregates of the event log up to the end of the day (usage
 sessions and minutes over the day itself and over 7, 30 and 90 days, spend over 30 and
 90 days, support contacts over 30 days, plan changes over 90 days, whole days since the
-last session) plus the customer's contract, charges and tenure on that day. Each row's
+last session) plus the customer's contract, charges and tenure as the customer table has
+them (tenure does not age with the simulated calendar: a feature that grows with the date
+would drift by construction and every drift check would flag it). Each row's
 ``event_timestamp`` is the end of the day it describes, so a point-in-time join at a
 cut-off reads only days that ended before it. DuckDB computes the windows over the day
 files, one query a day, reading the last 90 days only.
@@ -75,13 +77,12 @@ def daily_features(
                    {", ".join(f"coalesce(w.{c}, 0)::DOUBLE AS {c}" for c in WINDOWED)},
                    coalesce(w.days_since_session, {day + 1 + LONGEST})::DOUBLE
                        AS days_since_session,
-                   greatest(floor(p.tenure_months + ? / 30.0), 0)::DOUBLE AS tenure_months,
+                   p.tenure_months::DOUBLE AS tenure_months,
                    p.monthly_charges::DOUBLE AS monthly_charges,
                    p.contract_months::DOUBLE AS contract_months
             FROM people p LEFT JOIN ({windows}) w USING (customer_id)
             ORDER BY p.customer_id
-            """,
-            [day],
+            """
         ).df()
     finally:
         con.close()
@@ -99,17 +100,19 @@ def _aggregates(files: list[str], end: datetime) -> str:
     def since(days: int) -> str:
         return f"ts >= {stamp} - INTERVAL {days} DAY"
 
+    # Sums of money and minutes are rounded: DuckDB adds floats in parallel, in no fixed
+    # order, and the last bits of a sum would otherwise differ from one run to the next.
     return f"""
         SELECT customer_id,
             sum(count) FILTER (WHERE kind = 'usage' AND {since(1)}) AS sessions_1d,
-            sum(amount) FILTER (WHERE kind = 'usage' AND {since(1)}) AS minutes_1d,
+            round(sum(amount) FILTER (WHERE kind = 'usage' AND {since(1)}), 6) AS minutes_1d,
             sum(count) FILTER (WHERE kind = 'usage' AND {since(7)}) AS sessions_7d,
             sum(count) FILTER (WHERE kind = 'usage' AND {since(30)}) AS sessions_30d,
             sum(count) FILTER (WHERE kind = 'usage') AS sessions_90d,
-            sum(amount) FILTER (WHERE kind = 'usage' AND {since(7)}) AS minutes_7d,
-            sum(amount) FILTER (WHERE kind = 'usage' AND {since(30)}) AS minutes_30d,
-            sum(amount) FILTER (WHERE kind = 'bill' AND {since(30)}) AS spend_30d,
-            sum(amount) FILTER (WHERE kind = 'bill') AS spend_90d,
+            round(sum(amount) FILTER (WHERE kind = 'usage' AND {since(7)}), 6) AS minutes_7d,
+            round(sum(amount) FILTER (WHERE kind = 'usage' AND {since(30)}), 6) AS minutes_30d,
+            round(sum(amount) FILTER (WHERE kind = 'bill' AND {since(30)}), 6) AS spend_30d,
+            round(sum(amount) FILTER (WHERE kind = 'bill'), 6) AS spend_90d,
             sum(count) FILTER (WHERE kind = 'support' AND {since(30)}) AS support_30d,
             sum(count) FILTER (WHERE kind = 'plan_change') AS plan_changes_90d,
             date_diff('second', max(ts) FILTER (WHERE kind = 'usage'), {stamp}) // 86400

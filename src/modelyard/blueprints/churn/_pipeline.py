@@ -181,12 +181,23 @@ class TrainDone:
 
 def cutoffs(settings: ChurnSettings, day: int) -> tuple[list[int], int]:
     """(the cut-off days a training on ``day`` learns and validates from, the first
-    validation cut-off): the newest whose labels (leaves within ``HORIZON_DAYS``) are
-    known by the end of ``day``, ``train_days`` of them then ``valid_days``."""
+    validation cut-off). Validation: the ``valid_days`` newest cut-offs whose labels
+    (leaves within ``HORIZON_DAYS``) are known by the end of ``day``. Training: up to
+    ``train_days`` cut-offs before those, ending ``HORIZON_DAYS`` before the first
+    validation cut-off, so that no training label looks into the validated period (a
+    churner is a positive at every cut-off of their last 30 days: without the gap, the
+    model would be judged on departures it learnt)."""
     newest = day + 1 - HORIZON_DAYS
     first_valid = newest - settings.valid_days + 1
-    oldest = max(first_valid - settings.train_days, 0)  # from day 0 on, windows are full
-    return list(range(oldest, newest + 1)), first_valid
+    last_train = first_valid - HORIZON_DAYS
+    oldest = max(last_train - settings.train_days + 1, 0)  # from day 0 on, windows are full
+    if last_train < oldest:
+        raise InvalidInputError(
+            f"a training on day {day} has no labelled day to learn from: it needs "
+            f"{2 * HORIZON_DAYS + settings.valid_days} days of features after day 0 "
+            "(labels, a gap, validation); train on a later day"
+        )
+    return [*range(oldest, last_train + 1), *range(first_valid, newest + 1)], first_valid
 
 
 def train_model(ws: Workspace, settings: ChurnSettings, when: datetime) -> TrainDone:

@@ -1,7 +1,7 @@
 """``modelyard quickstart --blueprint churn [--simulate-days N] [--executor ray]``.
 
-The first run writes day 0 into ``modelyard.toml`` (84 days ago), lays out the 90 days
-of history before it and the 56 after it, releases the first model trained on them and
+The first run writes day 0 into ``modelyard.toml`` (119 days ago), lays out the 90 days
+of history before it and the 91 after it, releases the first model trained on them and
 replays 28 days of the pipeline's schedules (to today); later runs replay
 ``--simulate-days`` more days from where the calendar is.
 Then the command line serves ``churn@production``: a request names a customer, the
@@ -27,6 +27,7 @@ from modelyard.blueprints.churn._replay import (
     bootstrap,
     clock_of,
     default_start,
+    has_production,
     replay,
 )
 from modelyard.blueprints.churn._scores import read_scores
@@ -60,10 +61,11 @@ def quickstart(
     settings = _settings_with_start(ws)
     # On the simulated clock a retry does not wait out its delay: the day is not real.
     with open_runner(ws, sleep=lambda seconds: None) as runner:
-        what = f"laying out {LONGEST + BEGIN_DAY} days of history, releasing the first model"
-        history = _bar(progress, what, HISTORY)
-        bootstrap(ws, settings, runner, on_run=lambda run: _advance(progress, history))
-        _finish(progress, history, HISTORY)
+        if not has_production(ws, settings):
+            what = f"laying out {LONGEST + BEGIN_DAY} days of history, releasing the first model"
+            history = _bar(progress, what, HISTORY)
+            bootstrap(ws, settings, runner, on_run=lambda run: _advance(progress, history))
+            _finish(progress, history, HISTORY)
         since = clock_of(ws) or settings.start
         # By default the first FIRST_DAYS days of the calendar, or what a first run that was
         # stopped left of them; later runs replay what --simulate-days asks for.
@@ -141,6 +143,7 @@ def _summary(
 ) -> str:
     from modelyard.monitoring import alert_history
 
+    last_day = day_ended_by(settings, until)
     ok = sum(r.status == "success" for r in runs)
     days = int((until - since) / DAY)
     parts = [
@@ -157,8 +160,9 @@ def _summary(
             fired.setdefault(event["rule"], at)
     for rule, at in sorted(fired.items(), key=lambda item: item[1]):
         parts.append(f"alert {rule} fired on the check of day {day_ended_by(settings, at)}")
-    if settings.drift_day is not None:
-        parts.append(f"drift injected from day {settings.drift_day}")
+    drift_day = settings.drift_day
+    if drift_day is not None and not settings.events.path and drift_day <= last_day:
+        parts.append(f"drift injected from day {drift_day}")
     return "; ".join(parts)
 
 

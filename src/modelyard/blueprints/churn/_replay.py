@@ -9,7 +9,7 @@ training on Sundays at 04:00, day after day. How far the calendar has gone is ke
 ``.modelyard/churn/clock.json``, so the next replay goes on from there.
 
 Before the first replay, ``bootstrap`` backfills the features of the ``LONGEST`` (90)
-days before day 0 (history for the windows) and of the ``BEGIN_DAY`` (56) days after it
+days before day 0 (history for the windows) and of the ``BEGIN_DAY`` (91) days after it
 (whose labels are known by then: the first model's data) with the features job,
 trains the first model on them and releases it through the gates (a first release has
 no champion to beat), and begins the calendar on day ``BEGIN_DAY`` for the other jobs,
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
 JOBS = ("churn-features", "churn-score", "churn-drift", "churn-train")
-BEGIN_DAY = 56  # the calendar's first day: the days before it are the first model's data
+BEGIN_DAY = 91  # the calendar's first day: the days before it are the first model's data
 # The clock stands here on each day: after the slots that work on the day before (01:00 to
 # 04:00), so a replay of N days runs every slot of N whole days.
 CLOCK_HOUR = timedelta(hours=6)
@@ -99,7 +99,7 @@ def bootstrap(
     from modelyard.jobs import backfill, run_job
 
     jobs = pipeline_jobs(ws)
-    if _has_production(ws, settings):
+    if has_production(ws, settings):
         return None
     runs = backfill(
         ws,
@@ -139,7 +139,8 @@ def bootstrap(
     return first
 
 
-def _has_production(ws: Workspace, settings: ChurnSettings) -> bool:
+def has_production(ws: Workspace, settings: ChurnSettings) -> bool:
+    """Whether the pipeline's model has been released (the bootstrap is done)."""
     from modelyard.errors import NotFoundError
 
     try:
@@ -175,7 +176,8 @@ def replay(
     if not settings.events.path:
         _check_horizon(settings, until)
     now = since
-    scheduler = Scheduler(pipeline_jobs(ws, executor=executor), runner, clock=lambda: now)
+    jobs = pipeline_jobs(ws, executor=executor)
+    scheduler = Scheduler(jobs, runner, clock=lambda: now, trigger="replay")
     runs: list[JobRun] = []
     try:
         while True:
