@@ -210,6 +210,14 @@ def test_rerunning_a_day_replaces_its_scores_with_their_lineage(replayed: tuple)
     assert set(again["feature_service"]) == {"churn_v1"}
     assert again["input_fingerprint"].str.startswith("sha256:").all()
     assert (again["offer"] == (again["score"] >= again["threshold"])).all()
+    # The model as served makes the same decision: its prediction is the offer, at the
+    # version's cost-tuned threshold, not the classifier's 0.5.
+    features = pd.read_parquet(Folders.of(root).features / f"{day}.parquet")
+    answered = ws.registry.load("churn@production").predict(features[list(FEATURES)])
+    threshold = float(version.tags["threshold"])
+    offers = answered["prediction"].astype(int)
+    assert (offers == (answered["probability_1"] >= threshold)).all()
+    assert offers.sum() > (answered["probability_1"] >= 0.5).sum()
 
 
 def test_the_ray_executor_scores_a_days_partitions(replayed: tuple, ray_executor: Any) -> None:

@@ -102,7 +102,8 @@ def test_a_days_scores_are_stored_with_lineage_and_a_rerun_replaces_them(
 
     first = scores_frame(ws, version, scored(features), "2026-02-19", "sha256:" + "0" * 64)
     assert write_scores(scores_url, first) == len(features)
-    again = scores_frame(ws, version, scored(features.head(100)), "2026-02-19", "sha256:" + "1" * 64)
+    fingerprint = "sha256:" + "1" * 64
+    again = scores_frame(ws, version, scored(features.head(100)), "2026-02-19", fingerprint)
     write_scores(scores_url, again)  # the day run again, smaller
     stored = read_scores(scores_url, "2026-02-19")
     assert len(stored) == 100  # replaced, not added to
@@ -110,7 +111,7 @@ def test_a_days_scores_are_stored_with_lineage_and_a_rerun_replaces_them(
     assert (row["model"], row["version"]) == ("churn", result.version.version)
     assert row["feature_service"] == "churn_v1" and row["feature_service_version"] == 1
     assert row["run_id"] == result.version.run_id
-    assert row["input_fingerprint"] == "sha256:" + "1" * 64
+    assert row["input_fingerprint"] == fingerprint
     threshold = float(result.version.tags["threshold"])
     assert (stored["offer"] == (stored["score"] >= threshold)).all()
     assert stored["score"].between(0, 1).all() and stored["offer"].any()

@@ -322,6 +322,22 @@ def onnx_settings(ws: modelyard.Workspace, loaded: LoadedModel) -> dict[str, Any
     return ws.registry._read_meta(loaded.version.artifact)["settings"]  # type: ignore[no-any-return]
 
 
+def test_a_classifier_that_decides_at_its_own_threshold_is_answered_by_its_predict(
+    sqlite_workspace: modelyard.Workspace, cancer: Split
+) -> None:
+    """argmax over the probabilities is a shortcut for predict() only where the two agree:
+    a threshold classifier's prediction must be its own (a cost-tuned cut, say)."""
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    train, y, held_out = cancer
+    model = FixedThresholdClassifier(LogisticRegression(max_iter=5000), threshold=0.9)
+    model.fit(train, y)
+    assert (model.predict(held_out) != model.predict_proba(held_out).argmax(axis=1)).any()
+    assert_predicts(
+        log_and_load(sqlite_workspace, model, train), held_out, classified(model, held_out)
+    )
+
+
 def test_onnx_kept_when_exact_and_predicts_like_sklearn(
     sqlite_workspace: modelyard.Workspace, cancer: Split
 ) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from modelyard.blueprints.churn._daily import FEATURES
 from modelyard.blueprints.churn._features import SERVICE
+from modelyard.blueprints.churn._offer import OfferModel
 from modelyard.blueprints.churn._threshold import CostCurve, cost_curve
 from modelyard.errors import InvalidInputError
 
@@ -95,7 +96,7 @@ def train(
         fitted = pd.DataFrame({"probability_1": np.asarray(boosted.predict_proba(x_fit))[:, 1]})
         logged = ws.registry.log_model(
             run,
-            boosted,
+            OfferModel(boosted, curve.best),
             input_example=x_fit.head(20),
             reference_data=x_fit,
             reference_outputs=fitted,

@@ -69,9 +69,7 @@ class SklearnPredictor:
         self._proba = classes is not None and hasattr(model, "predict_proba")
         self._classes = [] if classes is None else [_plain(c) for c in classes]
         self._labels = np.asarray(self._classes, dtype=object)
-        # argmax over predict_proba equals predict() for linear models, trees and
-        # ensembles, and saves a second pass; SVC's Platt probabilities can disagree.
-        self._argmax_ok = not type(_steps(model)[-1]).__module__.startswith("sklearn.svm")
+        self._argmax_ok = _argmax_is_predict(_steps(model)[-1])
 
     @property
     def takes_arrays(self) -> bool:
@@ -98,6 +96,18 @@ class SklearnPredictor:
         for i, cls in enumerate(self._classes):
             out[f"probability_{cls}"] = proba[:, i]
         return out
+
+
+def _argmax_is_predict(estimator: Any) -> bool:
+    """Whether argmax over ``predict_proba`` is what ``predict`` answers, which saves a
+    second pass. True for scikit-learn's linear models, trees and ensembles, LightGBM and
+    XGBoost; not for SVC (its Platt probabilities can disagree), scikit-learn's threshold
+    classifiers (``FixedThresholdClassifier``, ``TunedThresholdClassifierCV``) or a class
+    of one's own, whose ``predict`` may decide otherwise (at a tuned threshold, say)."""
+    module = type(estimator).__module__
+    if module.startswith(("sklearn.svm", "sklearn.model_selection")):
+        return False
+    return module.split(".")[0] in ("sklearn", "lightgbm", "xgboost")
 
 
 def _plain(value: Any) -> Any:
