@@ -220,6 +220,35 @@ def test_rerunning_a_day_replaces_its_scores_with_their_lineage(replayed: tuple)
     assert offers.sum() > (answered["probability_1"] >= 0.5).sum()
 
 
+def test_a_customer_is_served_from_the_online_store_with_one_line_refusals(
+    replayed: tuple,
+) -> None:
+    import anyio
+    import httpx
+
+    from modelyard.serving import create_app
+
+    ws, result, _ = replayed
+    app = create_app(ws.registry, ["churn@production"], features=ws.features, poll_interval_s=0)
+    customer = result["example"]["customer_id"]
+
+    async def ask(ids: list[str]) -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                body = [{"customer_id": c} for c in ids]
+                return await client.post("/v1/models/churn/predict", json=body)
+
+    # The calendar of this test ended in March 2026: every online value is past its ttl.
+    r = anyio.run(ask, [customer, "K-nobody"])
+    assert r.status_code == 422
+    stale, unknown = r.json()["errors"]  # one line per customer, not one per feature
+    assert stale["row"] == 0 and "are older than their views' ttl" in stale["message"]
+    assert unknown["row"] == 1 and "no online features for customer_id='K-nobody'" in (
+        unknown["message"]
+    )
+
+
 def test_the_ray_executor_scores_a_days_partitions(replayed: tuple, ray_executor: Any) -> None:
     ws, _, root = replayed
     settings = settings_of(ws)

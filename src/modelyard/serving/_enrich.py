@@ -86,7 +86,7 @@ class Enricher:
                 on_missing(name, rows)
             defaults = {n: [self.binding.defaults[n]] * rows for n in self.features}
             return {n: defaults[n] if n in defaults else columns[n] for n in self.inputs.names}
-        errors: list[FieldError] = []
+        unusable: dict[int, dict[str, str]] = {}  # row -> feature -> missing | expired
         filled: Columns = {}
         for name in self.features:
             values = found.values[name]
@@ -95,14 +95,18 @@ class Enricher:
             if bad:
                 on_missing(name, len(bad))
                 if self.binding.on_missing == "reject":
-                    errors.extend(self._missing(name, states[i], keys, i) for i in bad)
+                    for i in bad:
+                        unusable.setdefault(i, {})[name] = states[i]
                     continue
                 default = self.binding.defaults[name]
                 values = [
                     default if s != "present" else v for v, s in zip(values, states, strict=True)
                 ]
             filled[name] = values
-        if errors:
+        if unusable:
+            errors = [
+                e for i in sorted(unusable) for e in self._rejected(unusable[i], keys, i)
+            ]
             raise SchemaValidationError(errors)
         return {n: filled[n] if n in filled else columns[n] for n in self.inputs.names}
 
@@ -126,6 +130,28 @@ class Enricher:
             f"the online store, which is unavailable ({self.breaker.error}); retry shortly, "
             "or register the model with on_missing='default' to serve defaults meanwhile"
         )
+
+    def _rejected(self, states: dict[str, str], keys: Columns, row: int) -> list[FieldError]:
+        """One error per unusable feature of ``row``, or one for the whole row when none of
+        its features is usable for one reason (an unknown key, or a store not materialized
+        lately): fifteen lines saying the same would hide it."""
+        whole = len(states) == len(self.features) and len(set(states.values())) == 1
+        if not whole:
+            return [self._missing(name, state, keys, row) for name, state in states.items()]
+        key = ", ".join(f"{k}={v[row]!r}" for k, v in keys.items())
+        service, count = self.binding.service, len(states)
+        if "missing" in states.values():
+            why = (
+                f"no online features for {key} in service '{service}' ({count} features); "
+                "check the key, or materialize the views that hold it"
+            )
+        else:
+            why = (
+                f"the online features of {key} in service '{service}' ({count} features) are "
+                "older than their views' ttl; materialize the views, or register the model "
+                "with on_missing='default'"
+            )
+        return [FieldError(next(iter(keys)), why, row)]
 
     def _missing(self, feature: str, state: str, keys: Columns, row: int) -> FieldError:
         key = ", ".join(f"{k}={v[row]!r}" for k, v in keys.items())
