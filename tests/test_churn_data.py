@@ -247,7 +247,8 @@ def test_a_training_set_joins_labels_at_a_cut_off_with_the_features_before_it(
         ws.features.apply(definitions(features))
         rows = label_rows(few, leaving, START, [14, 28])
         table = training_set(ws, rows)
-    present = {14: ~(leaving <= 14), 28: ~(leaving <= 28)}
+    # A cut-off is midnight before its day: whoever leaves during that day is still here.
+    present = {14: ~(leaving < 14), 28: ~(leaving < 28)}
     assert len(table) == int(present[14].sum() + present[28].sum())
     at_28 = table[table["event_timestamp"] == pd.Timestamp(START) + pd.Timedelta(days=28)]
     expected = days[27].set_index("customer_id")  # the last day that ended by the cut-off
@@ -255,6 +256,6 @@ def test_a_training_set_joins_labels_at_a_cut_off_with_the_features_before_it(
     assert got["sessions_7d"].to_numpy() == pytest.approx(
         expected["sessions_7d"].reindex(got.index).to_numpy()
     )
-    soon = pd.Series((leaving > 28) & (leaving <= 28 + HORIZON_DAYS), index=few["customer_id"])
+    soon = pd.Series((leaving >= 28) & (leaving < 28 + HORIZON_DAYS), index=few["customer_id"])
     assert (got["churned"] == soon.reindex(got.index).astype(int)).all()
     assert got["churned"].sum() > 0 and got.notna().all().all()

@@ -186,7 +186,7 @@ def test_training_is_weekly_and_promotes_only_through_the_gates(replayed: tuple)
     assert 0 < float(production.tags["threshold"]) < 1
     assert production.tags["cost_missed"] == "500"
     run = ws.runs.get(production.run_id)
-    assert {"pr_auc", "roc_auc", "f1", "brier", "ece", "baseline_pr_auc"} <= set(run.metrics)
+    assert {"pr_auc", "roc_auc", "f1_churn", "brier", "ece", "baseline_pr_auc"} <= set(run.metrics)
     # The cost curve, one point per threshold percent, for the run page to draw.
     curve = ws.runs.history(production.run_id, "cost_per_1000_by_threshold_pct")
     assert [p.step for p in curve] == list(range(101))

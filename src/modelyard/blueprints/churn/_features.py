@@ -67,8 +67,10 @@ def label_rows(
     still with us at each cut-off day, with ``churned`` = leaves within ``HORIZON_DAYS``."""
     frames = []
     for day in cutoff_days:
-        present = ~(leaving <= day)  # NaN (stays) compares False: present
-        soon = (leaving > day) & (leaving <= day + HORIZON_DAYS)
+        # The cut-off is midnight before ``day``: a customer leaving during ``day`` is
+        # still with us then, and leaves within the horizon.
+        present = ~(leaving < day)  # NaN (stays) compares False: present
+        soon = (leaving >= day) & (leaving < day + HORIZON_DAYS)
         frames.append(
             pd.DataFrame(
                 {

