@@ -80,8 +80,28 @@ def out_dir(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(params=["in process", "worker processes"])
+def local(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``"local"`` opened for the call scores a small input in the calling process; an
+    open local executor scores it in its worker processes: the output is the same."""
+    if request.param == "in process":
+        yield "local"
+        return
+    from modelyard.backends.executors import open_executor
+
+    executor = open_executor("local")
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
 def test_output_is_the_input_plus_what_loaded_model_predict_returns(
-    ws: modelyard.Workspace, input_file: Path, out_dir: Path, data: tuple[pd.DataFrame, Any]
+    ws: modelyard.Workspace,
+    input_file: Path,
+    out_dir: Path,
+    data: tuple[pd.DataFrame, Any],
+    local: Any,
 ) -> None:
     x = data[0]
     seen: list[tuple[int, int]] = []
@@ -92,6 +112,7 @@ def test_output_is_the_input_plus_what_loaded_model_predict_returns(
         input_file,
         out_dir / "scored.parquet",
         chunk_size=100,
+        executor=local,
         progress=lambda done, total: seen.append((done, total)),
         prediction_log=ws.predictions,
     )

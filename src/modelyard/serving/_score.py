@@ -1,7 +1,8 @@
 """Batch scoring: a Parquet file in; the same rows with predictions out, plus a lineage record.
 
 The rows are scored on an executor (``backends/executors``: local worker processes or
-Ray), in partitions of whole chunks (``_score_parts.py``); the parts are joined in order
+Ray; a small input on ``local``, ``INLINE_ROWS`` rows or fewer, in the calling process),
+in partitions of whole chunks (``_score_parts.py``); the parts are joined in order
 into a temporary Parquet file beside the output. Within a partition the input is read
 chunk by chunk (``iter_batches``); each chunk is checked against the model's input
 schema by ``validate_frame``, as the server checks a frame, then predicted and appended
@@ -52,6 +53,10 @@ if TYPE_CHECKING:
     from modelyard.registry import LoadedModel, ModelRef, ModelVersion, Registry
 
 LINEAGE_SUFFIX = ".lineage.json"
+INLINE_ROWS = 200_000
+"""A score of at most this many rows on a ``local`` executor opened for the call runs in
+the calling process: starting worker processes, each importing the model's library,
+costs more than the scoring (1.9 s against 0.4 s for 84,000 rows of the churn model)."""
 
 # Output columns take their Arrow type from the signature, so every chunk writes the
 # same schema; datetimes (whose zone the signature does not fix) follow the first chunk.
@@ -160,12 +165,17 @@ def score(
     on_rows(0)
     input_fingerprint = digest_file(source)
     lineage = target.with_name(target.name + LINEAGE_SUFFIX)
+    inline = owned and runner.url == "local" and total <= INLINE_ROWS
     try:
         from modelyard.serving._score_parts import score_parts
 
-        runner.open()  # names the extra to install when Ray is missing, before any work
+        if not inline:
+            runner.open()  # names the extra to install when Ray is missing, before any work
         with atomic_path(target) as tmp:
-            rows, chunks = score_parts(runner, registry, version, plan, tmp, on_rows=on_rows)
+            if inline:  # the rows workers run, here: same chunks, same output
+                rows, chunks = write_scored(registry.load(version), plan, tmp, on_rows=on_rows)
+            else:
+                rows, chunks = score_parts(runner, registry, version, plan, tmp, on_rows=on_rows)
             # A stale record must never describe the new output, even after a crash here.
             lineage.unlink(missing_ok=True)
         if log is not None:

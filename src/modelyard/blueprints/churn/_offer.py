@@ -35,4 +35,8 @@ class OfferModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         return found
 
     def predict(self, x: Any) -> np.ndarray:
-        return (self.predict_proba(x)[:, 1] >= self.threshold).astype(np.int64)
+        return self.predict_from_proba(self.predict_proba(x))
+
+    def predict_from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """The decision from probabilities already computed (the sklearn flavor's hook)."""
+        return (proba[:, 1] >= self.threshold).astype(np.int64)

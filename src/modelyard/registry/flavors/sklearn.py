@@ -88,8 +88,11 @@ class SklearnPredictor:
         if not self._proba:
             return {"prediction": np.asarray(model.predict(x))}
         proba = model.predict_proba(x)
+        decide = getattr(model, "predict_from_proba", None)
         if self._argmax_ok:
             labels = self._labels[proba.argmax(axis=1)]
+        elif decide is not None:  # the estimator's own rule, without a second pass
+            labels = np.asarray(decide(proba), dtype=object)
         else:
             labels = np.asarray(model.predict(x), dtype=object)
         out: dict[str, Any] = {"prediction": labels}
@@ -100,7 +103,8 @@ class SklearnPredictor:
 
 def _argmax_is_predict(estimator: Any) -> bool:
     """Whether argmax over ``predict_proba`` is what ``predict`` answers, which saves a
-    second pass. True for scikit-learn's linear models, trees and ensembles, LightGBM and
+    second pass (an estimator that decides otherwise may offer ``predict_from_proba(proba)``
+    to save it too). True for scikit-learn's linear models, trees and ensembles, LightGBM and
     XGBoost; not for SVC (its Platt probabilities can disagree), scikit-learn's threshold
     classifiers (``FixedThresholdClassifier``, ``TunedThresholdClassifierCV``) or a class
     of one's own, whose ``predict`` may decide otherwise (at a tuned threshold, say)."""
