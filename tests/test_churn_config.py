@@ -76,3 +76,8 @@ def test_a_mistake_is_one_line_naming_the_key(table: dict[str, object], expected
     message = caught.value.message
     assert message.startswith("ws/modelyard.toml: ") and expected in message, message
     assert "\n" not in message
+
+
+def test_start_may_be_a_toml_date_and_is_a_utc_midnight() -> None:
+    table = tomllib.loads('name = "churn"\nstart = 2026-08-09\n')
+    assert parse_settings(table).start == datetime(2026, 8, 9, tzinfo=UTC)

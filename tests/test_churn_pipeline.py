@@ -344,3 +344,32 @@ def test_blueprint_options_are_refused_where_they_do_not_apply(
     code, out, err = run_cli(capsys, "init", "--blueprint", "churn", str(tmp_path / "c"))
     assert code == 0, err
     assert 'name = "churn"' in (tmp_path / "c" / "modelyard.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('[blueprint.customers]\ntenure = "months"', "has no column 'months'"),
+        ('[blueprint.customers]\npath = "nope.csv"', "path 'nope.csv': no such file"),
+        (
+            'scores_url = "postgresql+psycopg://postgres@127.0.0.1:1/x"',
+            "cannot reach the scores database",
+        ),
+    ],
+)
+def test_a_data_mistake_stops_the_quickstart_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, message: str
+) -> None:
+    folder = tmp_path / "ws"
+    write_template("churn", folder)
+    config = folder / "modelyard.toml"
+    before = config.read_text()
+    if setting.startswith("["):
+        text = before.replace("[blueprint.costs]", setting + "\n\n[blueprint.costs]", 1)
+    else:
+        text = before.replace('name = "churn"\n', f'name = "churn"\n{setting}\n', 1)
+    config.write_text(text)
+    code, _, err = run_cli(capsys, "quickstart", str(folder), "--blueprint", "churn", "--no-serve")
+    assert code == 2 and message in err and "Traceback" not in err
+    assert config.read_text() == text  # no start day written
+    assert not (folder / ".modelyard" / "churn").exists()  # no day simulated, no job run

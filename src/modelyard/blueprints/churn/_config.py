@@ -21,7 +21,7 @@ pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -63,8 +63,11 @@ class ChurnSettings(BaseModel):
     @classmethod
     def _day(cls, value: Any) -> Any:
         if isinstance(value, str):
-            day = datetime.fromisoformat(value)
-            return day if day.tzinfo else day.replace(tzinfo=UTC)
+            value = datetime.fromisoformat(value)
+        if isinstance(value, date) and not isinstance(value, datetime):  # TOML's 2026-01-01
+            value = datetime(value.year, value.month, value.day)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # a day of the calendar is a UTC day
         return value
 
     def scores_at(self, root: Path) -> str:

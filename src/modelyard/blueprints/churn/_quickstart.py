@@ -24,6 +24,7 @@ from modelyard.blueprints.churn._pipeline import DAY, day_ended_by
 from modelyard.blueprints.churn._replay import (
     BEGIN_DAY,
     CLOCK_HOUR,
+    aligned,
     bootstrap,
     clock_of,
     default_start,
@@ -56,6 +57,8 @@ def quickstart(
     from modelyard.jobs import open_runner
 
     _require_extra()
+    if executor is not None:
+        _check_executor(executor)
     if simulate_days is not None and simulate_days < 0:
         raise InvalidInputError(f"--simulate-days {simulate_days}: give 0 or more days")
     settings = _settings_with_start(ws)
@@ -99,7 +102,7 @@ def quickstart(
 def _left_of_first(settings: ChurnSettings, clock: datetime) -> int:
     """The days of the first ``FIRST_DAYS`` of the calendar not replayed yet."""
     end = settings.start + (BEGIN_DAY + FIRST_DAYS) * DAY + CLOCK_HOUR
-    return max(0, round((end - clock) / DAY))
+    return max(0, round((end - aligned(settings, clock)) / DAY))
 
 
 def _require_extra() -> None:
@@ -114,13 +117,63 @@ def _require_extra() -> None:
         )
 
 
+def _check_executor(url: str) -> None:
+    """An executor the scoring job could not open is a one-line error now, not a day
+    that fails later."""
+    import importlib.util
+
+    from modelyard.backends.executors import open_executor
+
+    open_executor(url).close()  # an unknown URL: one line naming the known ones
+    if url.startswith("ray") and importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"--executor {url} needs Ray; install it: pip install 'modelyard[ray]'")
+
+
+def _check_data(ws: Workspace, settings: ChurnSettings) -> None:
+    """The customer and event tables as the mapping reads them, and the scores table's
+    database, checked before anything is written or run: a mistake there would
+    otherwise fail every day of the history, one alert each."""
+    from sqlalchemy import create_engine, text
+
+    from modelyard.blueprints.churn._pipeline import customers_of
+
+    customers_of(ws, settings)
+    url = settings.scores_url
+    if not url:  # the embedded SQLite file: made with the first scores
+        return
+    try:
+        engine = create_engine(url)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"blueprint.scores_url {url!r} needs the driver {exc.name!r}; for PostgreSQL "
+            "install modelyard[postgres]"
+        ) from None
+    except Exception as exc:  # SQLAlchemy's ArgumentError and the like: a bad URL
+        raise ConfigError(f"blueprint.scores_url {url!r} is not a database URL: {exc}") from None
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise ConfigError(
+            f"blueprint.scores_url: cannot reach the scores database ({reason}); start it, "
+            "or leave scores_url empty for the embedded SQLite file"
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def _settings_with_start(ws: Workspace) -> ChurnSettings:
     """The settings, with ``start`` written into ``modelyard.toml`` if it has none (the
-    jobs' worker processes read the file, so it must hold the day the calendar uses)."""
+    jobs' worker processes read the file, so it must hold the day the calendar uses).
+    The data is checked first: a mistake leaves the file as it was."""
     table = dict(ws.config.tables.get("blueprint", {}))
     if "start" in table:
-        return parse_settings(table)
+        settings = parse_settings(table)
+        _check_data(ws, settings)
+        return settings
     start = default_start(FIRST_DAYS).strftime("%Y-%m-%d")
+    _check_data(ws, parse_settings({**table, "start": start}))
     config = Path(ws.config.root) / "modelyard.toml"
     text = config.read_text(encoding="utf-8")
     line = f'start = "{start}"  # day 0 of the simulated calendar (written by the quickstart)'

@@ -169,9 +169,7 @@ def replay(
             "the churn calendar has not begun; run 'modelyard quickstart --blueprint churn' "
             "first (it lays out the history and releases the first model)"
         )
-    # A replay that was stopped saved the clock between two slots of a day; the day's
-    # slots that ran are in the history and are not run again.
-    since -= (since - settings.start - CLOCK_HOUR) % DAY
+    since = aligned(settings, since)
     until = since + days * DAY
     if not settings.events.path:
         _check_horizon(settings, until)
@@ -194,6 +192,13 @@ def replay(
         scheduler.close()
     _save_clock(ws, until)
     return Replayed(since, until, runs)
+
+
+def aligned(settings: ChurnSettings, clock: datetime) -> datetime:
+    """The clock at the start of the day it is in (``CLOCK_HOUR``): a replay that was
+    stopped saved it between two slots of a day, whose slots that ran are in the history
+    and are not run again."""
+    return clock - (clock - settings.start - CLOCK_HOUR) % DAY
 
 
 def _check_horizon(settings: ChurnSettings, until: datetime) -> None:
