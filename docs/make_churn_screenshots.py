@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import FloatRect, Page, sync_playwright
 
 HERE = Path(__file__).resolve().parent
@@ -87,31 +85,13 @@ def production_run(root: Path) -> str:
 
 @contextmanager
 def serving(root: Path) -> Iterator[str]:
-    """``modelyard serve churn@production --require-auth`` on a free port; its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = root.parent / "serve.log"
-    command = [*CLI, "serve", f"{MODEL}@production", "-w", str(root), "--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([*command, "--require-auth"], stderr=log, env=CLEAN)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None:
-                    raise SystemExit(log_path.read_text())
-                time.sleep(0.1)
-            else:
-                raise SystemExit(f"the server was not ready in 60 s:\n{log_path.read_text()}")
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait()
+    """``modelyard serve churn@production --require-auth`` on a free port (the dashboard
+    screenshots' server, make_screenshots.serving); its URL."""
+    sys.path.insert(0, str(HERE))
+    from make_screenshots import serving as serve_model
+
+    with serve_model(root, MODEL) as url:
+        yield url
 
 
 def bottom_of(page: Page, selector: str) -> float:

@@ -226,11 +226,12 @@ def seed(root: Path) -> str:
 
 
 @contextmanager
-def serving(root: Path) -> Iterator[str]:
+def serving(root: Path, model: str = MODEL) -> Iterator[str]:
+    """``modelyard serve MODEL@production --require-auth`` on a free port; its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [*CLI, "serve", f"{MODEL}@production", "-w", str(root), "--port", str(port)]
+    command = [*CLI, "serve", f"{model}@production", "-w", str(root), "--port", str(port)]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
     log = (root.parent / "serve.log").open("wb")
     proc = subprocess.Popen([*command, "--require-auth"], stderr=log, env=clean)

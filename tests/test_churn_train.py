@@ -115,3 +115,17 @@ def test_a_days_scores_are_stored_with_lineage_and_a_rerun_replaces_them(
     threshold = float(result.version.tags["threshold"])
     assert (stored["offer"] == (stored["score"] >= threshold)).all()
     assert stored["score"].between(0, 1).all() and stored["offer"].any()
+
+
+def test_the_served_model_fits_its_boosted_model_and_decides_at_its_threshold() -> None:
+    from lightgbm import LGBMClassifier
+    from sklearn.datasets import load_breast_cancer
+
+    from modelyard.blueprints.churn import OfferModel
+
+    x, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = OfferModel(LGBMClassifier(n_estimators=20, verbose=-1), threshold=0.9).fit(x, y)
+    proba = model.predict_proba(x)
+    assert (model.predict(x) == (proba[:, 1] >= 0.9)).all()
+    assert (model.predict(x) != proba.argmax(axis=1)).any()  # not the 0.5 cut
+    assert (model.predict_from_proba(proba) == model.predict(x)).all()

@@ -25,8 +25,10 @@ class OfferModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         found: np.ndarray = self.boosted.classes_
         return found
 
-    def fit(self, x: Any, y: Any) -> OfferModel:  # a fitted model is wrapped, never refit
-        raise NotImplementedError("OfferModel wraps a fitted model; fit the boosted model")
+    def fit(self, x: Any, y: Any) -> OfferModel:
+        """Fit the boosted model (the threshold is chosen outside, on held-out rows)."""
+        self.boosted.fit(x, y)
+        return self
 
     def predict_proba(self, x: Any) -> np.ndarray:
         if not isinstance(x, pd.DataFrame):  # the boosted model was fitted on named columns
