@@ -4,6 +4,10 @@ backfilled, scheduled (restarts, catch-up, two schedulers, lapsed leases, SLAs).
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +23,7 @@ from modelyard.jobs import (
     Schedule,
     Scheduler,
     open_runner,
+    run_due,
     run_job,
     wait_all,
     workspace_jobs,
@@ -165,6 +170,9 @@ def test_a_slot_covers_the_interval_before_its_run() -> None:
         ('catchup = "some"', "catchup must be one of all, latest"),
         ('executor = "spark"', "executor 'spark' is not known; use one of: local, ray, ray://"),
         ("retry = 3", "unknown option 'retry'"),
+        ('schedule = "0 1 * * *"\nafter = ["nightly"]', "'nightly' waits for itself through"),
+        ('after = ["features"]', "after names 'features', which is not a scheduled job"),
+        ('after = "features"', "after must be a list of strings"),
     ],
 )
 def test_a_bad_job_table_fails_every_command_with_one_line(
@@ -495,6 +503,71 @@ def test_the_same_fan_out_job_runs_on_ray(
         assert "partition b failed once" in run.log
     finally:
         ws.close()
+
+
+ORDERED = """
+import json, time
+from pathlib import Path
+
+
+def _note(ctx, what):
+    with open(Path(ctx.root) / "order.jsonl", "a") as f:
+        f.write(json.dumps([what, ctx.interval_end.date().isoformat()]) + "\\n")
+
+
+def features(ctx):
+    _note(ctx, "features start")
+    time.sleep(0.3)  # long enough for a score started beside it to overtake it
+    _note(ctx, "features end")
+
+
+def scores(ctx):
+    _note(ctx, "scores start")
+"""
+
+
+def test_after_makes_a_catch_up_run_each_day_s_features_before_its_scores(
+    sqlite_workspace: modelyard.Workspace,
+) -> None:
+    root = sqlite_workspace.root
+    (root / "ordered.py").write_text(ORDERED)
+    (root / "modelyard.toml").write_text(
+        '[jobs.features]\nfunction = "ordered:features"\nschedule = "0 1 * * *"\n'
+        '[jobs.scores]\nfunction = "ordered:scores"\nschedule = "0 2 * * *"\n'
+        'after = ["features"]\n'
+    )
+    ws = modelyard.Workspace(root)
+    clock = Clock(at("2026-11-20T03:00"))
+    with open_runner(ws, owner="s1") as runner:
+        sched = Scheduler(workspace_jobs(ws), runner, clock=clock)
+        assert len(run_due(sched)) == 2
+        (root / "order.jsonl").unlink()
+        clock.now = at("2026-11-24T03:00")  # down for four days: both jobs are behind
+        runs = run_due(sched)
+        sched.close()
+    ws.close()
+    assert len(runs) == 8 and all(r.status == "success" for r in runs)
+    order = [tuple(x) for x in map(json.loads, (root / "order.jsonl").read_text().splitlines())]
+    for day in ("2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"):
+        assert order.index(("features end", day)) < order.index(("scores start", day)), order
+
+
+def test_a_slot_whose_owner_died_on_this_host_is_taken_over_at_once(
+    jobs_ws: modelyard.Workspace, scheduled: Callable[..., Scheduler]
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    history = JobHistory(jobs_ws.metadata)
+    slot = at("2026-11-19T02:00")
+    # The lease would hold for an hour: its owner's process has ended, so it is not waited out.
+    assert history.claim("daily", slot, f"{socket.gethostname()}:{dead.pid}:abc", lease_s=3600)
+    sched = scheduled(Clock(at("2026-11-20T03:00")))
+    (run,) = wait_all(sched.tick())
+    assert (run.logical_date, run.trigger, run.status) == (slot, "recovery", "success")
+    # A live owner here, and an owner on another host, keep their leases.
+    for day, owner in ((17, f"{socket.gethostname()}:{os.getpid()}:x"), (18, "elsewhere:1:y")):
+        assert history.claim("daily", at(f"2026-11-{day}T02:00"), owner, lease_s=3600)
+    assert wait_all(sched.tick()) == []
 
 
 def test_scheduler_once_runs_what_is_due(

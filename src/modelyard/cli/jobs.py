@@ -221,7 +221,9 @@ def _write_to(stream: TextIO) -> Callable[[str], None]:
 
 
 def scheduler(
-    once: bool = typer.Option(False, "--once", help="run what is due now, wait for it, exit"),
+    once: bool = typer.Option(
+        False, "--once", help="run what is due now (in 'after' order), wait for it, exit"
+    ),
     max_active: int = typer.Option(4, "--max-active", min=1, help="runs at the same time"),
     lease: str = typer.Option(
         "60s", "--lease", help="how long a slot stays ours without renewal (after a crash)"
@@ -233,7 +235,7 @@ def scheduler(
     Safe to restart (missed slots are caught up) and to run twice against one database
     (each slot runs once).
     """
-    from modelyard.jobs import Scheduler, open_runner, wait_all, workspace_jobs
+    from modelyard.jobs import Scheduler, open_runner, run_due, workspace_jobs
 
     ws = open_workspace(workspace)
     jobs = workspace_jobs(ws)
@@ -245,7 +247,7 @@ def scheduler(
     with open_runner(ws, lease_s=lease_s) as runner:
         sched = Scheduler(jobs, runner, max_active=max_active)
         if once:
-            runs = wait_all(sched.tick())
+            runs = run_due(sched)
             sched.close()
             if runs:
                 console.print(_runs_table(runs, "runs"))

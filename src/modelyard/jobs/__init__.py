@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from modelyard.jobs._scheduler import (
         Scheduler,
+        run_due,
         wait_all,
     )
     from modelyard.jobs._spec import (
@@ -71,6 +72,7 @@ __all__ = [
     "monitor_check",
     "open_runner",
     "parse_job",
+    "run_due",
     "run_job",
     "run_log",
     "wait_all",
@@ -114,6 +116,7 @@ _EXPORTS = {
     ],
     "modelyard.jobs._scheduler": [
         "Scheduler",
+        "run_due",
         "wait_all",
     ],
     "modelyard.jobs._spec": [

@@ -13,10 +13,9 @@ from modelyard.errors import ConfigError, ConflictError, InvalidInputError, NotF
 from modelyard.jobs._context import JobContext
 from modelyard.jobs._cron import logical_date_for
 from modelyard.jobs._executors import Executors
-from modelyard.jobs._history import JobHistory, JobRun
+from modelyard.jobs._history import JobHistory, JobRun, default_owner
 from modelyard.jobs._logs import log_dir
 from modelyard.jobs._runner import Runner
-from modelyard.jobs._scheduler import default_owner
 from modelyard.jobs._spec import JobSpec, load_jobs
 
 if TYPE_CHECKING:

@@ -2,14 +2,18 @@
 
 A slot row is the lease. Claiming inserts it, so of two schedulers ticking at the same
 time one insert wins and the other sees the key taken: a slot never runs twice. A
-crashed owner stops renewing ``lease_until``; once it lapses any scheduler may take
-the slot over with a compare-and-set on the old owner and lease, and only one such
-update can match. A slot that ended (success, failed, skipped) is never taken by a
-scheduler again; only an explicit ``jobs run --date`` or ``backfill --rerun`` does.
+crashed owner stops renewing ``lease_until``; once it lapses (or at once, when the
+owner was a process of this host that has ended) any scheduler may take the slot over
+with a compare-and-set on the old owner and lease, and only one such update can match.
+A slot that ended (success, failed, skipped) is never taken by a scheduler again; only
+an explicit ``jobs run --date`` or ``backfill --rerun`` does.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -51,6 +55,36 @@ class JobRun:
         return (self.ended_at - self.started_at).total_seconds()
 
 
+def default_owner() -> str:
+    """Who holds a slot: ``host:pid:tag``, so that a lease of a process that died on this
+    host need not be waited out (``owner_gone``)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether ``owner`` was a process of this host that has ended (``kill -9``, a
+    crash): its slots are lapsed now, not when their lease runs out. An owner of another
+    host, or one whose process id is alive (even reused), waits for its lease."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def lapsed(slot: dict[str, Any], now_us: int) -> bool:
+    """Whether a ``running`` slot's owner has lost it: its lease ran out or it died here."""
+    return slot["state"] == "running" and (
+        slot["lease_until"] < now_us or owner_gone(slot["owner"])
+    )
+
+
 def _us(when: datetime) -> int:
     return _time.to_us(when, "logical date")
 
@@ -89,8 +123,7 @@ class JobHistory:
         current = self.slot(job, logical)
         if current is None:  # deleted between the insert and the read: try once more
             return self.claim(job, logical, owner, lease_s, force=force)
-        lapsed = current["state"] == "running" and current["lease_until"] < now
-        if not (lapsed or (force and current["state"] in ENDED)):
+        if not (lapsed(current, now) or (force and current["state"] in ENDED)):
             return False
         s = t.job_slots.c
         with self.store.write() as conn:
@@ -242,22 +275,22 @@ class JobHistory:
 
     def close_abandoned(self) -> None:
         """Mark failed the runs still ``running`` whose owner died (``kill -9`` of
-        ``jobs run``, a lost host): their slot's lease lapsed. Without a scheduler to take
-        the slot over, nothing else would, and ``jobs runs`` said ``running`` forever."""
+        ``jobs run``, a lost host): its process ended on this host, or its slot's lease
+        lapsed. Without a scheduler to take the slot over, nothing else would, and
+        ``jobs runs`` said ``running`` forever."""
         r, s = t.job_runs.c, t.job_slots.c
         now = _time.now_us()
-        lapsed = (
-            select(r.run_id)
+        running = (
+            select(r.run_id, s.owner, s.lease_until)
             .join(t.job_slots, (s.job == r.job) & (s.logical_date == r.logical_date))
-            .where(
-                r.status == "running",
-                s.run_id == r.run_id,
-                s.state == "running",
-                s.lease_until < now - int(ABANDONED_AFTER_S * 1e6),
-            )
+            .where(r.status == "running", s.run_id == r.run_id, s.state == "running")
         )
         with self.store.read() as conn:
-            dead = list(conn.execute(lapsed).scalars())
+            dead = [
+                run_id
+                for run_id, owner, lease_until in conn.execute(running)
+                if lease_until < now - int(ABANDONED_AFTER_S * 1e6) or owner_gone(owner)
+            ]
         if not dead:
             return
         with self.store.write() as conn:

@@ -12,27 +12,20 @@ finds it first: a crash can repeat an unfinished run, never a finished one.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from modelyard import _time
 from modelyard.backends.executors.local import LocalExecutor
-from modelyard.jobs._history import JobRun
+from modelyard.jobs._history import JobRun, lapsed
 from modelyard.jobs._runner import Runner
 from modelyard.jobs._spec import JobSpec
 from modelyard.monitoring import Alert, deliver
 
 logger = logging.getLogger("modelyard.jobs")
-
-
-def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class Scheduler:
@@ -73,7 +66,7 @@ class Scheduler:
             with self._lock:
                 if spec.name in self._busy:  # its earlier slots are still running
                     continue
-            slots = self._due(spec, now) + self._lapsed(spec)
+            slots = self._ready(spec, sorted(self._due(spec, now) + self._lapsed(spec)))
             if slots:
                 started.append(self._submit(spec, slots))
         for spec in self.jobs.values():
@@ -95,11 +88,37 @@ class Scheduler:
         now_us = _time.now_us()
         found = []
         for slot in self.history.slots(spec.name, ("running",)):
-            if slot["lease_until"] < now_us:
+            if lapsed(slot, now_us):
                 logical = _time.to_datetime(slot["logical_date"])
                 assert logical is not None
                 found.append((logical, "recovery"))
         return found
+
+    def _ready(
+        self, spec: JobSpec, slots: list[tuple[datetime, str]]
+    ) -> list[tuple[datetime, str]]:
+        """The first of ``slots`` whose ``after`` jobs have ended every slot due by this
+        slot's own time (features before the scores of the same day): the rest stay due,
+        and a later tick (when a run ends) starts them."""
+        assert spec.schedule is not None
+        for i, (logical, _) in enumerate(slots):
+            runs_at = spec.schedule.next_after(logical)
+            if any(self._unsettled(self.jobs[u], runs_at) for u in spec.after if u in self.jobs):
+                return slots[:i]
+        return slots
+
+    def _unsettled(self, upstream: JobSpec, by: datetime) -> bool:
+        """Whether a slot of ``upstream`` due by ``by`` has not run or not ended yet."""
+        assert upstream.schedule is not None
+        last = self.history.last_slot(upstream.name)
+        if last is None:  # never ran: a new job does not replay history, nothing to await
+            return False
+        if upstream.schedule.due(last, by):
+            return True
+        return any(
+            upstream.schedule.next_after(_time.to_datetime(slot["logical_date"])) <= by
+            for slot in self.history.slots(upstream.name, ("running",))
+        )
 
     def _submit(self, spec: JobSpec, slots: list[tuple[datetime, str]]) -> Future[list[JobRun]]:
         with self._lock:
@@ -182,6 +201,18 @@ class Scheduler:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def run_due(scheduler: Scheduler, now: datetime | None = None) -> list[JobRun]:
+    """Run everything due at ``now`` and wait for it, tick after tick until nothing more
+    starts (a slot waiting on its ``after`` jobs starts once they end); oldest first."""
+    runs: list[JobRun] = []
+    while futures := scheduler.tick(now):
+        made = wait_all(futures)
+        if not made:  # only slots another scheduler took meanwhile: nothing was unblocked
+            break
+        runs += made
+    return runs
 
 
 def wait_all(futures: list[Future[list[JobRun]]], timeout: float | None = None) -> list[JobRun]:

@@ -47,6 +47,7 @@ class JobSpec:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     description: str = ""
+    after: tuple[str, ...] = ()  # jobs whose slots due by this one's must have ended first
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed ``attempt`` (1-based): doubling, capped."""
@@ -73,6 +74,7 @@ _OPTIONS = {
     "inputs": "what the job reads (shown by 'jobs list')",
     "outputs": "what the job writes (shown by 'jobs list')",
     "description": "one line",
+    "after": "jobs whose slots due by this job's slot end first (a scheduler's ordering)",
 }
 
 
@@ -92,6 +94,7 @@ def job(
     params: Mapping[str, Any] | None = None,
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
+    after: Sequence[str] = (),
 ) -> Callable[[F], F]:
     """Declare the decorated function ``fn(ctx: JobContext)`` as a job."""
 
@@ -112,6 +115,7 @@ def job(
             "params": dict(params or {}),
             "inputs": list(inputs),
             "outputs": list(outputs),
+            "after": list(after),
             "description": (fn.__doc__ or "").strip().split("\n")[0],
         }
         spec = parse_job(job_name, {k: v for k, v in raw.items() if v is not None}, "@job")
@@ -162,6 +166,7 @@ def parse_job(name: str, raw: Mapping[str, Any], source: str) -> JobSpec:
             inputs=_strings(raw.get("inputs", []), "inputs"),
             outputs=_strings(raw.get("outputs", []), "outputs"),
             description=str(raw.get("description", "")),
+            after=_strings(raw.get("after", []), "after"),
         )
     except ModelyardError as exc:
         raise ConfigError(f"{where}: {exc.message}") from None
@@ -190,7 +195,10 @@ def check_job_tables(section: Any, source: str) -> dict[str, JobSpec]:
     modules = section.get("modules", [])
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise ConfigError(f"{source}: jobs.modules must be a list of module names")
-    return {n: parse_job(n, raw, source) for n, raw in section.items() if n != "modules"}
+    jobs = {n: parse_job(n, raw, source) for n, raw in section.items() if n != "modules"}
+    if not modules:  # every job is here: check 'after' now (else once the modules are in)
+        check_order(jobs, source)
+    return jobs
 
 
 register_table("jobs", lambda body, source, root: check_job_tables(body, source))
@@ -209,7 +217,34 @@ def load_jobs(section: Mapping[str, Any], root: Path, source: str) -> dict[str, 
                 "@job; keep one"
             )
         jobs.update(declared)
+    check_order(jobs, source)
     return dict(sorted(jobs.items()))
+
+
+def check_order(jobs: Mapping[str, JobSpec], source: str) -> None:
+    """Every ``after`` names another scheduled job, and no job waits for itself."""
+    for spec in jobs.values():
+        for upstream in spec.after:
+            found = jobs.get(upstream)
+            if found is None or found.schedule is None or spec.schedule is None:
+                raise ConfigError(
+                    f"{source}: job {spec.name!r}: after names {upstream!r}, which is not a "
+                    "scheduled job of this workspace; 'after' orders scheduled jobs only "
+                    f"(both need a schedule; jobs: {', '.join(sorted(jobs))})"
+                )
+    for spec in jobs.values():
+        seen: set[str] = set()
+        todo = list(spec.after)
+        while todo:
+            name = todo.pop()
+            if name == spec.name:
+                raise ConfigError(
+                    f"{source}: job {spec.name!r} waits for itself through 'after'; remove "
+                    "one of the 'after' entries that lead back to it"
+                )
+            if name not in seen:
+                seen.add(name)
+                todo += jobs[name].after
 
 
 def import_module(module: str, root: Path, source: str) -> Any:

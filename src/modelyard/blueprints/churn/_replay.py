@@ -161,7 +161,7 @@ def replay(
 ) -> Replayed:
     """Run every slot of the pipeline's jobs that falls due in the next ``days`` days of
     the simulated calendar, in time order, each slot's runs finished before the next."""
-    from modelyard.jobs import Scheduler, wait_all
+    from modelyard.jobs import Scheduler, run_due
 
     since = clock_of(ws)
     if since is None:
@@ -183,7 +183,7 @@ def replay(
             if upcoming is None or upcoming > until:
                 break
             now = upcoming
-            made = wait_all(scheduler.tick(now))
+            made = run_due(scheduler, now)
             runs += made
             _save_clock(ws, now)
             if on_tick is not None:
