@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,10 +34,11 @@ from modelyard.blueprints.churn._pipeline import (
     score_customers,
 )
 from modelyard.blueprints.churn._quickstart import quickstart
-from modelyard.blueprints.churn._replay import BEGIN_DAY, replay
+from modelyard.blueprints.churn._replay import BEGIN_DAY, pipeline_jobs, replay
 from modelyard.blueprints.churn._scores import read_scores
 from modelyard.errors import InvalidInputError
-from modelyard.jobs import open_runner, run_job
+from modelyard.jobs import JobHistory, open_runner, run_job
+from modelyard.monitoring import metric_history
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DRIFT_DAY = BEGIN_DAY + 3  # the fourth day the calendar replays
@@ -199,10 +203,17 @@ def test_rerunning_a_day_replaces_its_scores_with_their_lineage(replayed: tuple)
     url = f"sqlite:///{root / '.modelyard' / 'churn_scores.db'}"
     before = read_scores(url)
     day = sorted(set(before["day"]))[2]
+
+    def logged() -> int:  # the prediction log's rows of the day
+        rows = ws.predictions.read("churn").to_pandas()
+        return int((rows["ts"].dt.strftime("%Y-%m-%d") == day).sum())
+
+    in_log = logged()
     run = run_job(ws, "churn-score", date=day)
     assert run.status == "success", run.log
     after = read_scores(url)
     assert len(after) == len(before)  # replaced, not added to
+    assert logged() == in_log == (before["day"] == day).sum()  # in the log too
     again = after[after["day"] == day]
     version = ws.registry.get("churn@production")
     assert set(again["version"]) == {version.version} and set(again["model"]) == {"churn"}
@@ -244,8 +255,9 @@ def test_a_customer_is_served_from_the_online_store_with_one_line_refusals(
     assert r.status_code == 422
     stale, unknown = r.json()["errors"]  # one line per customer, not one per feature
     assert stale["row"] == 0 and "are older than their views' ttl" in stale["message"]
-    assert unknown["row"] == 1 and "no online features for customer_id='K-nobody'" in (
-        unknown["message"]
+    assert (
+        unknown["row"] == 1
+        and "no online features for customer_id='K-nobody'" in (unknown["message"])
     )
 
 
@@ -283,6 +295,36 @@ def test_a_failed_day_alerts_and_the_next_day_still_runs(replayed: tuple) -> Non
     failed = [a for a in alerts if a["rule"] == "job:churn-score" and a["metric"] == "job.failed"]
     assert len(failed) == 1 and "no features for" in failed[0]["summary"]
     assert {r.job for r in done.runs if r.status == "success"} >= {"churn-features", "churn-drift"}
+    # Without the day's scores its drift check fails rather than judge no data (which
+    # would resolve a firing alert): no drift is recorded for that day.
+    checks = [r for r in done.runs if r.job == "churn-drift"]
+    assert [r.status for r in checks] == ["failed", "success"]
+    assert "no scores for" in (checks[0].error or "")
+    judged = {
+        _day_of(ws, m["at"]) for m in metric_history(ws.metadata, "churn", metric="drift.share")
+    }
+    assert broken[0] not in judged and broken[0] + 1 in judged
+
+
+def test_a_replay_killed_in_a_slot_runs_that_slot_again_when_resumed(replayed: tuple) -> None:
+    ws, _, _ = replayed
+    settings = settings_of(ws)
+    history = JobHistory(ws.metadata)
+    features = pipeline_jobs(ws)["churn-features"].schedule
+    assert features is not None
+    slot = features.next_after(history.last_slot("churn-features"))  # type: ignore[arg-type]
+    # What a replay killed (kill -9) in the slot's run leaves: the slot taken, by a
+    # process of this host that is gone, with a lease that has long to run.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert history.claim("churn-features", slot, f"{socket.gethostname()}:{gone.pid}:x", 3600)
+    with open_runner(ws) as runner:
+        done = replay(ws, settings, 1, runner)
+    ran = [(r.job, r.trigger, r.status) for r in done.runs]
+    assert ran[0] == ("churn-features", "recovery", "success"), ran
+    assert done.runs[0].logical_date == slot
+    assert ("churn-score", "replay", "success") in ran  # the day's scores, after its features
+    assert history.slot("churn-features", slot)["state"] == "success"  # type: ignore[index]
 
 
 def test_the_replay_refuses_to_run_past_the_simulated_churn(replayed: tuple) -> None:

@@ -395,6 +395,41 @@ def test_a_staged_job_is_invisible_until_published(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "model=m"]
 
 
+def test_a_keyed_batch_replaces_the_rows_its_key_logged_before(tmp_path: Path) -> None:
+    """A pipeline's rerun of a day, keyed by the day, leaves the day's rows once, even
+    after compaction merged them with another job's rows."""
+    from modelyard.backends.predictions import compact
+
+    plog = open_prediction_log(str(tmp_path), spool=tmp_path)
+    day = datetime(2026, 4, 22, 2, tzinfo=UTC)
+
+    def job(key: str | None, values: list[int]) -> str:
+        log = plog.new_batch(ts=day, key=key)
+        log.write(
+            model="m",
+            version=1,
+            first_row=0,
+            inputs={"a": values},
+            outputs={"y": values},
+            latency_ms=1.0,
+        )
+        log.publish(plog.store)
+        return log.request_id
+
+    first = job("churn/2026-04-22", [1, 2, 3])
+    other = job(None, [7, 8])
+    compact(plog.store, min_age_s=0)  # the day's rows and the other job's in one part
+    assert len(plog.store.keys("model=m/")) == 1
+    again = job("churn/2026-04-22", [4, 5])  # the day, rerun
+
+    assert again == first  # the key's request: labels join the rerun's rows as before
+    rows = plog.read().to_pandas()
+    assert sorted(rows["input.a"]) == [4, 5, 7, 8]
+    assert set(rows["request_id"]) == {first, other}
+    job("churn/2026-04-23", [9])  # another key: added, not replacing
+    assert sorted(plog.read().to_pandas()["input.a"]) == [4, 5, 7, 8, 9]
+
+
 # -- Ray ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_ws(

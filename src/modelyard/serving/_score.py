@@ -110,6 +110,7 @@ def score(
     log_predictions: bool = True,
     prediction_log: PredictionLog | None = None,
     logged_at: datetime | None = None,
+    log_key: str | None = None,
 ) -> ScoreResult:
     """Score the Parquet file ``input_path`` with model ``ref`` into ``output_path``.
 
@@ -126,6 +127,8 @@ def score(
             ``modelyard serve`` logs); needed unless ``log_predictions`` is False.
         logged_at: the time the logged rows carry (default: when each chunk is scored),
             e.g. the day a scheduled pipeline scores, when it replays past days.
+        log_key: the logged rows replace those an earlier call with the same key logged
+            on the same days (``"churn/2026-04-22"``: a rerun of a day is logged once).
     """
     started = datetime.now(UTC)
     clock = time.perf_counter()
@@ -146,7 +149,7 @@ def score(
                 "score() keeps every scored row in the prediction log; pass "
                 "prediction_log=ws.predictions, or log_predictions=False"
             )
-        log = prediction_log.new_batch(ts=logged_at)
+        log = prediction_log.new_batch(ts=logged_at, key=log_key)
     plan = ScorePlan(
         input=source,
         read=None if keep_input else tuple(version.signature.inputs.names),

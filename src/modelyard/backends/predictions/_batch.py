@@ -16,6 +16,12 @@ no reader looks) and ``BatchLog.publish`` moves the parts into the store, with t
 entry in the request index, only after the output file is in place; a failed job's
 parts are discarded. The log thus never holds rows that the output lacks.
 
+A job given a ``key`` (a pipeline's "scores of 2026-04-22") has a request id derived
+from it, and publishing replaces the rows an earlier job with that key logged on the
+same days: a rerun of a day leaves the day's rows once, not twice. The new parts go in
+first, then the old rows go (a compacted part that holds other rows too is rewritten
+without them), so a reader may see both for a moment but never neither.
+
 PII: fields tagged ``pii`` are dropped, or hashed with the served log's key (HMAC-SHA256),
 so hashes of served and batch rows match. Hashing is the one step done value by value,
 once per distinct value of the chunk (an HMAC has no Arrow kernel).
@@ -23,6 +29,7 @@ once per distinct value of the chunk (an HMAC has no Arrow kernel).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -127,6 +134,7 @@ class BatchLog:
     pii: Literal["hash", "drop"] = "hash"
     pii_key: bytes = field(default=b"", repr=False)  # travels to workers, never printed
     ts: datetime | None = None  # every row's time; None: when its chunk is scored
+    replaces: bool = False  # publishing drops the rows logged before under request_id
 
     @classmethod
     def new(
@@ -136,10 +144,15 @@ class BatchLog:
         pii: Literal["hash", "drop"] = "hash",
         pii_key: bytes = b"",
         ts: datetime | None = None,
+        key: str | None = None,
     ) -> BatchLog:
-        """A log for a new job, with a fresh request id ``score-<32 hex digits>``."""
+        """A log for a new job, with a request id ``score-<32 hex digits>``: fresh, or
+        derived from ``key``, whose earlier rows publishing then replaces."""
         when = None if ts is None else aware(ts, "ts")
-        return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, pii_key, when)
+        if key is None:
+            return cls(folder.resolve(), f"score-{uuid.uuid4().hex}", pii, pii_key, when)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return cls(folder.resolve(), f"score-{digest}", pii, pii_key, when, replaces=True)
 
     @property
     def staging(self) -> Path:
@@ -175,6 +188,8 @@ class BatchLog:
     def publish(self, store: PartStore) -> int:
         """Move the staged parts into ``store``; return how many parts were moved."""
         parts = sorted(self.staging.glob("model=*/date=*/*.parquet"))
+        partitions = {f"{p.parent.parent.name}/{p.parent.name}/" for p in parts}
+        earlier = [k for prefix in sorted(partitions) for k in store.keys(prefix)]
         rows: dict[str, int] = {}
         days: set[str] = set()
         for part in parts:
@@ -189,8 +204,23 @@ class BatchLog:
                 INDEX_STREAM.key(None, day, self.request_id),
                 index_table([self.request_id] * len(rows), list(rows), list(rows.values())),
             )
+        if self.replaces:
+            self._drop_earlier(store, earlier)
         self.discard()
         return len(parts)
+
+    def _drop_earlier(self, store: PartStore, keys: list[str]) -> None:
+        """Remove this request id's rows from the parts ``keys`` (those there before)."""
+        for key, table in store.read(keys, columns=["request_id"]).items():
+            mine = pc.equal(table["request_id"], self.request_id)
+            count = pc.sum(mine).as_py() or 0
+            if count == table.num_rows:
+                store.delete([key])
+            elif count:  # a compacted part with other jobs' rows: keep those
+                whole = store.read([key]).get(key)
+                if whole is not None:
+                    keep = pc.invert(pc.equal(whole["request_id"], self.request_id))
+                    store.put(key, whole.filter(keep))
 
     def discard(self) -> None:
         """Remove whatever is still staged (all of it, after a failed job)."""

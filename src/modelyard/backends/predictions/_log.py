@@ -328,12 +328,14 @@ class PredictionLog:
             days_deleted=dropped.days_deleted,
         )
 
-    def new_batch(self, *, ts: datetime | None = None) -> BatchLog:
+    def new_batch(self, *, ts: datetime | None = None, key: str | None = None) -> BatchLog:
         """A batch-scoring job's log: stage its parts, then ``batch.publish(self.store)``.
 
         ``ts``: the time every row is logged at (default: when each chunk is scored); a
-        pipeline replaying past days gives the day's time, so windows read by day."""
-        return BatchLog.new(self.spool, pii=self.pii, pii_key=self.pii_key, ts=ts)
+        pipeline replaying past days gives the day's time, so windows read by day.
+        ``key``: publishing replaces the rows an earlier batch with this key logged on
+        the same days (a pipeline's rerun of a day)."""
+        return BatchLog.new(self.spool, pii=self.pii, pii_key=self.pii_key, ts=ts, key=key)
 
     # -- reading -------------------------------------------------------------------------
     def recent(self, request_id: str) -> tuple[str, int] | None:

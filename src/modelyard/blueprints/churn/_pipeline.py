@@ -43,7 +43,7 @@ from modelyard.blueprints.churn._features import (
     label_rows,
     training_set,
 )
-from modelyard.blueprints.churn._scores import scores_frame, write_scores
+from modelyard.blueprints.churn._scores import has_scores, scores_frame, write_scores
 from modelyard.blueprints.churn._simulate import churn_days
 from modelyard.blueprints.churn._train import Trained, train
 from modelyard.errors import InvalidInputError
@@ -288,6 +288,7 @@ def score_customers(
             executor=executor or ws.executor,
             prediction_log=ws.predictions,
             logged_at=when,
+            log_key=f"{settings.model_name}/churn-scores/{day_name(settings.start, day)}",
         )
     scored = pd.read_parquet(result.output)
     table = scores_frame(
@@ -306,6 +307,16 @@ def check_drift(ws: Workspace, settings: ChurnSettings, when: datetime) -> list[
     rules = rules_of(ws, settings)
     if not rules:
         return []
+    day = day_ended_by(settings, when)
+    if not has_scores(settings.scores_at(Path(ws.config.root)), day_name(settings.start, day)):
+        # Checked without the day's scores, the rules would see no data and resolve an
+        # alert that is firing: the check fails instead, and alerts that it did.
+        name = day_name(settings.start, day)
+        raise InvalidInputError(
+            f"no scores for {name} to check for drift (its scoring failed or has not run); "
+            f"score the day, then check it: modelyard jobs run churn-score --date {name}, "
+            f"then modelyard jobs run churn-drift --date {name}"
+        )
     checker = Checker(
         ws.metadata,
         ws.registry,

@@ -136,13 +136,14 @@ def _check_data(ws: Workspace, settings: ChurnSettings) -> None:
     from sqlalchemy import create_engine, text
 
     from modelyard.blueprints.churn._pipeline import customers_of
+    from modelyard.blueprints.churn._scores import engine_url
 
     customers_of(ws, settings)
     url = settings.scores_url
     if not url:  # the embedded SQLite file: made with the first scores
         return
     try:
-        engine = create_engine(url)
+        engine = create_engine(engine_url(url))
     except ModuleNotFoundError as exc:
         raise ConfigError(
             f"blueprint.scores_url {url!r} needs the driver {exc.name!r}; for PostgreSQL "

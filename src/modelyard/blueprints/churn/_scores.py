@@ -7,6 +7,12 @@ made it: the model name and version, the feature service and its version, the tr
 run, when it was scored and the fingerprint of the day's inputs. Writing a day deletes
 that day's rows and inserts the new ones in one transaction: a rerun replaces the day,
 and a reader never sees half of one.
+
+The rows go in through the driver, not SQLAlchemy's ``insert()``: an executemany of
+plain tuples on SQLite (or another database), ``COPY`` on PostgreSQL (psycopg 3).
+SQLAlchemy builds a dict and runs its type processing per row, which made the table
+write most of a day's scoring time (1.4 s of 2.5 s for 84,000 customers,
+bench/churn.py); here the same bind processors run once per distinct value.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from sqlalchemy import (
     Table,
     create_engine,
     delete,
-    insert,
     select,
 )
+from sqlalchemy.engine import Connection
 
 from modelyard.blueprints.churn._features import SERVICE
 
@@ -85,29 +91,70 @@ def scores_frame(
     )
 
 
+def engine_url(url: str) -> str:
+    """``postgresql://`` with the driver this package installs (psycopg 3), as
+    SQLAlchemy would otherwise look for psycopg2."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def write_scores(url: str, scores: pd.DataFrame) -> int:
     """Replace the days in ``scores`` with its rows, in one transaction; returns rows."""
-    engine = create_engine(url)
+    engine = create_engine(engine_url(url))
     try:
         _META.create_all(engine, tables=[SCORES])
-        # Python values, not numpy's: every driver takes them (psycopg has no numpy.bool_).
-        columns = {str(c): scores[c].tolist() for c in scores.columns}
-        rows = [
-            dict(zip(columns, values, strict=True))
-            for values in zip(*columns.values(), strict=True)
-        ]
         with engine.begin() as conn:
             conn.execute(delete(SCORES).where(SCORES.c.day.in_(sorted(set(scores["day"])))))
-            if rows:
-                conn.execute(insert(SCORES), rows)
+            if len(scores):
+                _insert(conn, scores)
     finally:
         engine.dispose()
     return len(scores)
 
 
+def _insert(conn: Connection, scores: pd.DataFrame) -> None:
+    names = [c.name for c in SCORES.c]
+    dialect = conn.dialect
+    columns = []
+    for column in SCORES.c:
+        series = scores[column.name]
+        # Python values, not numpy's: every driver takes them (psycopg has no numpy.bool_).
+        if pd.api.types.is_datetime64_any_dtype(series):
+            values = list(series.dt.to_pydatetime())
+        else:
+            values = series.tolist()
+        process = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:  # once per distinct value: most columns hold one
+            done = {v: process(v) for v in set(values)}
+            values = [done[v] for v in values]
+        columns.append(values)
+    rows = list(zip(*columns, strict=True))
+    if dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(f"COPY {SCORES.name} ({', '.join(names)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in names)
+    conn.exec_driver_sql(f"INSERT INTO {SCORES.name} ({', '.join(names)}) VALUES ({marks})", rows)
+
+
+def has_scores(url: str, day: str) -> bool:
+    """Whether the scores table holds rows of ``day``."""
+    engine = create_engine(engine_url(url))
+    try:
+        _META.create_all(engine, tables=[SCORES])
+        with engine.connect() as conn:
+            found = conn.execute(select(SCORES.c.day).where(SCORES.c.day == day).limit(1))
+            return found.first() is not None
+    finally:
+        engine.dispose()
+
+
 def read_scores(url: str, day: str | None = None) -> pd.DataFrame:
     """The stored scores (of ``day``), ordered by day and customer."""
-    engine = create_engine(url)
+    engine = create_engine(engine_url(url))
     try:
         _META.create_all(engine, tables=[SCORES])
         query = select(SCORES).order_by(SCORES.c.day, SCORES.c.customer_id)
