@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.blueprints.churn._config import parse_settings
+from modelyard.blueprints.churn._simulate import LAST_LEAVING_DAY
 from modelyard.errors import ConfigError
 
 TABLE = """
@@ -68,6 +69,8 @@ def test_the_defaults_run_on_the_bundled_customers() -> None:
         ({"start": "next tuesday"}, "blueprint.start"),
         ({"model_name": "churn@prod"}, "blueprint.model_name"),
         ({"train_days": 0}, "blueprint.train_days"),
+        ({"drift_day": 241}, "blueprint.drift_day: 241 is out of range: expected a day from 0 to"),
+        ({"drift_day": -1}, "blueprint.drift_day: -1 is out of range: expected a day from 0 to"),
     ],
 )
 def test_a_mistake_is_one_line_naming_the_key(table: dict[str, object], expected: str) -> None:
@@ -81,3 +84,34 @@ def test_a_mistake_is_one_line_naming_the_key(table: dict[str, object], expected
 def test_start_may_be_a_toml_date_and_is_a_utc_midnight() -> None:
     table = tomllib.loads('name = "churn"\nstart = 2026-08-09\n')
     assert parse_settings(table).start == datetime(2026, 8, 9, tzinfo=UTC)
+
+
+def test_drift_day_may_be_any_day_a_replay_reaches() -> None:
+    with pytest.raises(ConfigError, match=f"from 0 to {LAST_LEAVING_DAY} "):
+        parse_settings({"drift_day": LAST_LEAVING_DAY + 1})
+    assert parse_settings({"drift_day": 0}).drift_day == 0
+    assert parse_settings({"drift_day": LAST_LEAVING_DAY}).drift_day == LAST_LEAVING_DAY
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "keys"),
+    [
+        ({"seeed": 1}, "blueprint.seeed", "name, start, seed, model_name"),
+        ({"costs": {"missed": 3}}, "blueprint.costs.missed", "missed_churner, retention_offer"),
+        (
+            {"customers": {"foo": 1}},
+            "blueprint.customers.foo",
+            "path, id, label, positive, tenure, monthly_charges, contract, contract_months",
+        ),
+        ({"events": {"stamp": "t"}}, "blueprint.events.stamp", "path, id, ts, kind, count"),
+    ],
+)
+def test_an_unknown_key_lists_the_keys_of_its_own_table(
+    table: dict[str, object], key: str, keys: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(table)
+    message = caught.value.message
+    assert f"{key}: Extra inputs are not permitted; the keys are {keys}" in message, message
+    if "." in key.removeprefix("blueprint."):
+        assert "drift_day" not in message  # not the [blueprint] table's keys

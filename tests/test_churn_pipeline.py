@@ -327,6 +327,21 @@ def test_a_replay_killed_in_a_slot_runs_that_slot_again_when_resumed(replayed: t
     assert history.slot("churn-features", slot)["state"] == "success"  # type: ignore[index]
 
 
+def test_a_second_quickstart_and_a_day_before_the_calendar_are_refused(replayed: tuple) -> None:
+    from modelyard.blueprints.churn._quickstart import _only_one
+    from modelyard.errors import ConflictError
+
+    ws, _, root = replayed
+    with _only_one(ws), pytest.raises(ConflictError, match="another quickstart"):
+        quickstart(ws, simulate_days=1)
+    run = run_job(ws, "churn-score", date="2025-12-01")
+    assert run.status == "failed"
+    assert "2025-12-01 is before the calendar's first day of scores, 2026-01-01" in (
+        run.error or ""
+    )
+    assert not list(Folders.of(root).scored.glob(".*"))  # no input folder left behind
+
+
 def test_the_replay_refuses_to_run_past_the_simulated_churn(replayed: tuple) -> None:
     ws, _, _ = replayed
     with open_runner(ws) as runner, pytest.raises(InvalidInputError, match="past day 240"):

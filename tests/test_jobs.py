@@ -263,6 +263,21 @@ def test_a_run_failing_after_its_retries_alerts_and_exits_1(
     assert "job:broken" in out
 
 
+def test_an_interrupted_run_is_recorded_without_an_alert_and_its_slot_is_due_again(
+    jobs_ws: modelyard.Workspace,
+) -> None:
+    def ctrl_c(seconds: float) -> None:  # Ctrl-C while the run waits to retry
+        raise KeyboardInterrupt
+
+    with open_runner(jobs_ws, sleep=ctrl_c) as runner, pytest.raises(KeyboardInterrupt):
+        run_job(jobs_ws, "broken", runner=runner)
+    history = JobHistory(jobs_ws.metadata)
+    (run,) = history.runs("broken")
+    assert run.status == "failed" and "interrupted" in (run.error or "")
+    assert alerts(jobs_ws) == []  # the operator stopped it: nobody is paged
+    assert history.slots("broken") == []  # not done: a scheduler runs the slot again
+
+
 def test_a_run_past_its_timeout_is_stopped_and_alerts(jobs_ws: modelyard.Workspace) -> None:
     started = time.monotonic()
     run = run_job(jobs_ws, "slow")

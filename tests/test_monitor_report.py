@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,31 @@ def test_json_has_drift_latency_volume_and_quality_per_day(
     html_path = tmp_path / "report.html"
     assert report(capsys, ws, "-o", str(html_path))[0] == 0
     assert "<th>mae</th>" in html_path.read_text()
+
+
+def test_an_hour_of_batch_scores_only_is_a_row_without_latency(
+    served: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Served hours have a latency row, batch-scored hours none: the table goes by hour."""
+    from modelyard.serving import score
+
+    ws, x = served
+    x.head(30).to_parquet(tmp_path / "batch.parquet")
+    earlier = datetime.now(UTC) - timedelta(hours=3)
+    score(
+        ws.registry, "diabetes@production", tmp_path / "batch.parquet", tmp_path / "out.parquet",
+        prediction_log=ws.predictions, logged_at=earlier, keep_input=False,
+    )  # fmt: skip
+    path = tmp_path / "report.html"
+
+    code, _, err = report(capsys, ws, "-o", str(path))
+
+    assert code == 0, err
+    row = r"<tr><td>\d{4}-[^<]*</td><td>(\d+)</td><td>(\d+)</td><td>([^<]*)</td>"
+    batch, *served_hours = re.findall(row, path.read_text())
+    assert batch == ("30", "0", "")  # predictions, no requests, no p50
+    assert sum(int(n) for n, _, _ in served_hours) == 300
+    assert all(int(r) > 0 and p50 for _, r, p50 in served_hours)
 
 
 def test_user_strings_are_html_escaped(

@@ -169,6 +169,25 @@ def test_a_worse_candidate_is_blocked_and_the_refusal_recorded(
     assert last.details["moved"] is False
 
 
+def test_history_shows_which_gates_blocked_a_promotion_with_their_values(
+    weak_candidate: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = weak_candidate
+    w = ["-w", str(ws.root)]
+    assert run_cli(capsys, "release", "promote", NAME, *w)[0] == 1
+    gates = release_history(ws.metadata, NAME)[0].details["gates"]
+    (gate,) = [g for g in gates if g["outcome"] == "fail"]
+
+    code, out, err = run_cli(capsys, "release", "history", NAME, *w)
+
+    assert code == 0, err
+    assert "failed gates" in out
+    (row,) = [line for line in out.splitlines() if "promote-blocked" in line]  # one line
+    values = ", ".join(f"{k} {gate[k]:.4g}" for k in ("candidate", "champion", "threshold"))
+    assert f"roc_auc >= champion.roc_auc - 0.005 ({values})" in row, row
+    assert "p99_latency_ms" not in row and "roc_auc >= 0.85" not in row  # they passed
+
+
 def test_check_prints_the_table_exits_1_on_a_failed_gate_and_records_it(
     weak_candidate: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import html
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +24,7 @@ import modelyard
 from modelyard.monitoring import Checker
 from modelyard.ui._charts import bars
 from monitor_support import exchange, lower_minimums
+from registry_support import doubler
 from ui_support import get
 
 HOSTILE = "<script>alert(1)</script>"
@@ -208,6 +210,47 @@ def test_the_model_page_lists_columns_slos_and_alerts_open_first(ws: modelyard.W
     states = re.findall(r'<tr class="(firing|resolved)"><td[^>]*>\w+</td><td>([\w-]+)', alerts)
     assert states == [("firing", "cancer-p99"), ("resolved", "cancer-busy")]
     assert "no SLO declared for quiet" in quiet.text
+
+
+def test_the_report_of_a_replayed_calendar_shows_its_newest_window(tmp_path: Path) -> None:
+    """A pipeline that replayed past days logged its scores at their times, weeks ago: the
+    report's default window (the last day) holds none, so it ends at the newest instead."""
+    from modelyard.serving import score
+
+    ws = modelyard.Workspace.init(tmp_path / "ws", environ={})
+    lower_minimums(ws, rows=1)
+    rows = pd.DataFrame({"a": [float(i) for i in range(50)]})
+    with ws.start_run("trained") as run:
+        logged = ws.registry.log_model(run, doubler(), input_example=rows, reference_data=rows)
+    for name in ("replayed", "silent"):
+        ws.registry.set_alias(name, "production", ws.registry.register(name, logged).version)
+    rows.to_parquet(tmp_path / "day.parquet")
+    then = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(days=40)
+    score(
+        ws.registry, "replayed@production", tmp_path / "day.parquet", tmp_path / "out.parquet",
+        prediction_log=ws.predictions, logged_at=then, keep_input=False,
+    )  # fmt: skip
+
+    default, nav, silent = get(
+        ws,
+        "/ui/monitoring/replayed/report",
+        "/ui/monitoring/replayed/report?window=1d&alias=production",  # the pages' link
+        "/ui/monitoring/silent/report",
+    )
+    ws.close()
+
+    for page in (default, nav):
+        assert page.status_code == 200, page.text[-500:]
+        note = page.text.split('id="window-note">')[1].split("</p>")[0]
+        end = then.replace(minute=0) + timedelta(hours=1)
+        assert note.startswith("no predictions of replayed/1 in the last 1d (to "), note
+        assert f"showing the 1d to {end:%Y-%m-%d %H:%M} UTC, which holds its newest" in note
+        assert f"{end - timedelta(days=1):%Y-%m-%dT%H:%M}" in page.text  # the window shown
+        assert "50 rows against 50 reference rows" in page.text
+        hour = f"<tr><td>{then:%Y-%m-%dT%H}:00:00+00:00</td><td>50</td><td>0</td><td></td>"
+        assert hour in page.text  # batch-scored rows: volume, no request latency
+    assert silent.status_code == 200
+    assert "no predictions of silent/1 are logged" in silent.text
 
 
 def test_bars_thin_turned_labels_and_label_numeric_edges_roundly() -> None:

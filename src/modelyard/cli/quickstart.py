@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from modelyard._files import atomic_write_text
 from modelyard.cli._common import console
+from modelyard.cli._progress import progress as new_progress
 from modelyard.errors import InvalidInputError
 from modelyard.workspace import Workspace
 
@@ -178,7 +179,7 @@ def quickstart(
     if serve:
         _port_is_free(ws)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with new_progress(*columns) as progress:
         result = train_and_register(ws, progress)
     run, version = result["run"], result["version"]
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(version.metrics.items()))
@@ -276,12 +277,13 @@ def _blueprint_quickstart(
             TextColumn("{task.completed:.0f}/{task.total:.0f}"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=console, transient=False) as progress:
+        with new_progress(*columns) as progress:
             result = pipeline(ws, progress, **options)
         version, ref = result["version"], f"{result['model']}@{result['alias']}"
-        console.print(f"[bold]run[/] {result['run_id']}: {result['summary']}")
+        console.print(f"[bold]done[/]: {result['summary']}")
+        trained = f" (trained in run {result['run_id'][:12]})" if result["run_id"] else ""
         console.print(
-            f"[bold]registered[/] {version.name} version {version.version} as {ref} "
+            f"[bold]registered[/] {version.name} version {version.version} as {ref}{trained} "
             f"in {ws.config.root}"
         )
         host_, port_ = ws.config["serve.host"], ws.config["serve.port"]

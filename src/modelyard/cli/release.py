@@ -37,12 +37,14 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, help="newest actions to show"),
     workspace: str = WorkspaceOpt,
 ) -> None:
-    """Every release action: who, when, from/to, and whether its gates passed."""
+    """Every release action: who, when, from/to, whether its gates passed, and the ones
+    that failed, with their values (``release check`` shows the whole report)."""
     from modelyard.release import release_history
 
     ws = open_workspace(workspace)
     table = Table(title="release history")
-    for col in ("when", "model", "action", "actor", "alias", "from", "to", "passed", "reason"):
+    columns = ("when", "model", "action", "actor", "alias", "from", "to", "passed", "reason")
+    for col in (*columns, "failed gates"):
         table.add_column(col, overflow="fold")
     for r in release_history(ws.metadata, name, limit=limit):
         passed = "" if r.passed is None else ("yes" if r.passed else "[red]no[/]")
@@ -56,6 +58,7 @@ def history(
             fmt_value(r.to_version),
             passed,
             escape(r.reason or ""),
+            escape("; ".join(f"{g.gate} ({g.how()})" for g in r.failed_gates)),
         )
     console.print(table)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelyard import _time
@@ -165,6 +165,17 @@ class JobHistory:
                 update(t.job_slots)
                 .where(s.job == job, s.logical_date == _us(logical), s.owner == owner)
                 .values(state=state, updated_at=_time.now_us())
+            )
+
+    def give_up(self, job: str, logical: datetime, owner: str) -> None:
+        """Hand back ``owner``'s slot untaken (its run was interrupted), so that it is due
+        again, as a crashed owner's slot would be run again."""
+        s = t.job_slots.c
+        with self.store.write() as conn:
+            conn.execute(
+                delete(t.job_slots).where(
+                    s.job == job, s.logical_date == _us(logical), s.owner == owner
+                )
             )
 
     def skip(self, job: str, logical: datetime, owner: str) -> bool:

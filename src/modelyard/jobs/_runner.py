@@ -66,9 +66,12 @@ class Runner:
         keeper.start()
         watcher = threading.Thread(target=self._watch_log, args=(run_id, stop), daemon=True)
         watcher.start()
-        status, error = "failed", None
+        status, error, interrupted = "failed", None, False
         try:
             status, error = self._attempts(spec, logical, end, run_id)
+        except KeyboardInterrupt:  # the operator stopped it: no alert, and the slot is due again
+            status, error, interrupted = "failed", "interrupted (Ctrl-C) before it ended", True
+            raise
         except Exception as exc:  # ours, not the job's: still recorded, never a stuck slot
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             raise
@@ -78,10 +81,13 @@ class Runner:
             watcher.join()
             log = self._read_log(run_id)
             self.history.end_run(run_id, status, error, log)  # type: ignore[arg-type]
-            self.history.release(
-                spec.name, logical, self.owner, "success" if status == "success" else "failed"
-            )
-            if status != "success":
+            if interrupted:
+                self.history.give_up(spec.name, logical, self.owner)
+            else:
+                self.history.release(
+                    spec.name, logical, self.owner, "success" if status == "success" else "failed"
+                )
+            if status != "success" and not interrupted:
                 self._alert(spec, logical, run_id, status, error)
         return self.history.run(run_id)
 

@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     )
     from modelyard.monitoring._window import (
         comparable,
+        newest_window_end,
         parse_window,
         reference_of,
         resolve_model,
@@ -127,6 +128,7 @@ __all__ = [
     "latest_metrics",
     "log_batch",
     "metric_history",
+    "newest_window_end",
     "parse_alerts",
     "parse_window",
     "profile",
@@ -216,6 +218,7 @@ _EXPORTS = {
     ],
     "modelyard.monitoring._window": [
         "comparable",
+        "newest_window_end",
         "parse_window",
         "reference_of",
         "resolve_model",

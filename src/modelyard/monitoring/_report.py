@@ -176,9 +176,10 @@ text-align:left}tr.drifted td{background:#fde8e8}.yes{color:#b00;font-weight:bol
 """
 
 
-def render_html(data: dict[str, Any], *, back: str | None = None) -> str:
+def render_html(data: dict[str, Any], *, back: str | None = None, note: str = "") -> str:
     """The report as one self-contained HTML page. ``back``: where its "← dashboard" link
-    goes when the dashboard serves it (a written file has no link, and no ``<link>``)."""
+    goes when the dashboard serves it (a written file has no link, and no ``<link>``);
+    ``note``: a line under the title (which window the dashboard chose, and why)."""
     drift = data["drift"]
     title = f"monitoring report: {data['model']}"
     parts = [
@@ -189,6 +190,7 @@ def render_html(data: dict[str, Any], *, back: str | None = None) -> str:
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f'<p><a href="{escape(back)}">← dashboard</a></p>' if back is not None else "",
         f"<h1>{escape(title)}</h1>",
+        f'<p class="note" id="window-note">{escape(note)}</p>' if note else "",
         f"<p>{_compared(data)}; {drift['rows_current']} rows against "
         f"{drift['rows_reference']} reference rows.</p>",
         _drift_html(drift),
@@ -203,6 +205,10 @@ def _compared(data: dict[str, Any]) -> str:
     if "source" in data:  # a file against the reference (build_file_report)
         return f"the file {escape(data['source'])}"
     return f"window {escape(data['window'])}: {escape(data['since'])} to {escape(data['until'])}"
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
 
 
 def _num(value: float | None) -> str:
@@ -301,26 +307,36 @@ def _value(days: list[dict[str, Any]], day: str, v: int, variant: str, metric: s
 
 
 def _traffic_html(data: dict[str, Any]) -> str:
-    latency, volume = data["latency"], data["volume"]
-    hours = [row["hour"][:13].replace("T", " ") + "h" for row in latency]
+    # Every hour with predictions has a volume row; only those with served requests have
+    # a latency row (batch-scored rows have no request latency): rows go by the hour.
+    volume = data["volume"]
+    latency = {r["hour"]: r for r in data["latency"]}
+    served = [latency.get(v["hour"], {}) for v in volume]
+    hours = [row["hour"][:13].replace("T", " ") + "h" for row in volume]
     latency_chart = lines(
         "latency per hour (ms)",
         hours,
-        [("p50", [r["p50_ms"] for r in latency]), ("p99", [r["p99_ms"] for r in latency])],
+        [("p50", [r.get("p50_ms") for r in served]), ("p99", [r.get("p99_ms") for r in served])],
     )
     volume_chart = lines(
         "predictions per hour",
-        [row["hour"][:13].replace("T", " ") + "h" for row in volume],
+        hours,
         [("predictions", [float(r["predictions"]) for r in volume])],
     )
     rows = "".join(
-        f"<tr><td>{escape(r['hour'])}</td><td>{v['predictions']}</td><td>{r['requests']}</td>"
-        f"<td>{r['p50_ms']:.3g}</td><td>{r['p99_ms']:.3g}</td></tr>"
-        for r, v in zip(latency, volume, strict=True)
+        f"<tr><td>{escape(v['hour'])}</td><td>{v['predictions']}</td>"
+        f"<td>{r.get('requests', 0)}</td><td>{_ms(r.get('p50_ms'))}</td>"
+        f"<td>{_ms(r.get('p99_ms'))}</td></tr>"
+        for v, r in zip(volume, served, strict=True)
+    )
+    shown = (
+        f'<div class="chart"><h3>latency p50 / p99 (ms)</h3>{latency_chart}</div>'
+        if latency
+        else '<p class="note">no served requests in this window (batch-scored rows only): '
+        "latency is measured on served requests</p>"
     )
     return (
-        '<h2>Latency and volume</h2><div class="charts">'
-        f'<div class="chart"><h3>latency p50 / p99 (ms)</h3>{latency_chart}</div>'
+        f'<h2>Latency and volume</h2><div class="charts">{shown}'
         f'<div class="chart"><h3>predictions per hour</h3>{volume_chart}</div></div>'
         "<table><tr><th>hour (UTC)</th><th>predictions</th><th>requests</th>"
         f"<th>p50 ms</th><th>p99 ms</th></tr>{rows}</table>"

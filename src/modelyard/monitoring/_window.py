@@ -90,6 +90,27 @@ def window_inputs(
     return version, comparable(reference, columns), current[columns]
 
 
+def newest_window_end(
+    log: PredictionLog, model: str, version: int, window: timedelta, *, now: datetime
+) -> datetime | None:
+    """Where the newest ``window`` of a version's logged rows that holds any ends: ``now``
+    when the last ``window`` holds one, else at the end of the hour of its newest row (a
+    pipeline that replays past days logs their rows at their times); None when it logged
+    none."""
+    table = log.read(model)
+    if table.num_rows:
+        table = table.filter(pc.equal(table["version"], version))
+    if not table.num_rows:
+        return None
+    stamps = table["ts"]
+    recent = pc.and_(pc.greater_equal(stamps, now - window), pc.less(stamps, now))
+    if pc.any(recent).as_py():
+        return now
+    newest: datetime = pc.max(stamps).as_py()
+    # A whole hour, as the report's hourly rows; [since, until) holds the newest row.
+    return newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
 def window_drift(
     registry: Registry,
     ref: str,

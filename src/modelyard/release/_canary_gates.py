@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from modelyard.errors import InvalidInputError, ReleaseBlockedError
 from modelyard.registry import ModelVersion
 from modelyard.release._check import REPLAY_ROWS, GateReport, HoldoutSource, evaluate, gate_list
-from modelyard.release._gates import Gate, GateResult
+from modelyard.release._gates import Gate
 from modelyard.release._steps import CheckProgress
 
 if TYPE_CHECKING:
@@ -100,13 +100,7 @@ def blocked(report: GateReport, candidate_ref: str) -> ReleaseBlockedError:
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
     return ReleaseBlockedError(
         f"canary of {candidate_ref} refused: release gate '{failed[0].gate}' failed "
-        f"({_how(failed[0])}){more}; no traffic moved. See 'modelyard release check "
+        f"({failed[0].how()}){more}; no traffic moved. See 'modelyard release check "
         f"{report.model}', fix the candidate, or pass --force --reason TEXT",
         failed=[r.gate for r in failed],
     )
-
-
-def _how(result: GateResult) -> str:
-    if result.candidate is None or result.threshold is None:
-        return result.note or "not met"
-    return f"candidate {result.candidate:.4g}, threshold {result.threshold:.4g}"

@@ -188,6 +188,16 @@ class GateResult:
             "note": self.note,
         }
 
+    def how(self) -> str:
+        """How the row came out, in a few words: its note where it has one (the data
+        contract's problems, an undefined metric), else its values."""
+        if self.note:
+            return self.note
+        values = {"candidate": self.candidate, "champion": self.champion}
+        values["threshold"] = self.threshold
+        shown = [f"{k} {v:.4g}" for k, v in values.items() if v is not None]
+        return ", ".join(shown) or "not met"
+
 
 def apply_gates(
     gates: Sequence[Gate],

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, insert, select
 from modelyard import _time
 from modelyard.backends.metadata import MetadataStore
 from modelyard.backends.metadata import tables as t
+from modelyard.release._gates import GateResult
 from modelyard.security import command_line_actor
 
 if TYPE_CHECKING:
@@ -37,6 +38,34 @@ class ReleaseRecord:
     passed: bool | None
     reason: str | None
     details: Mapping[str, Any]
+
+    @property
+    def failed_gates(self) -> list[GateResult]:
+        """The gates whose failure the action recorded (a check, a promotion, a canary's
+        gates: their report is in ``details``); empty for an action that judged none."""
+        rows = self.details.get("gates") if isinstance(self.details, Mapping) else None
+        if not isinstance(rows, list):
+            return []
+        return [_failed(r) for r in rows if isinstance(r, Mapping) and r.get("outcome") == "fail"]
+
+
+def _failed(row: Mapping[str, Any]) -> GateResult:
+    """A failed row as ``GateResult.to_json_dict`` recorded it."""
+
+    def number(key: str) -> float | None:
+        value = row.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None  # null: the check had no value (an undefined metric, no champion)
+        return float(value)
+
+    return GateResult(
+        str(row.get("gate", "")),
+        "fail",
+        number("candidate"),
+        number("champion"),
+        number("threshold"),
+        str(row.get("note") or ""),
+    )
 
 
 def current_actor(environ: Mapping[str, str] | None = None) -> str:

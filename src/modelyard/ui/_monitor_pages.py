@@ -136,19 +136,46 @@ def monitor_routes(ws: Workspace) -> APIRouter:
 
     @router.get("/monitoring/{model}/report")
     def report(model: str, window: str = "1d", alias: str = "production") -> Response:
-        """``modelyard monitor report`` as a page: the same function, the same HTML."""
-        from modelyard.monitoring import SampleSize, build_report, render_report
+        """``modelyard monitor report`` as a page: the same function, the same HTML.
 
+        The window ends now if it holds traffic, else at the version's newest logged row
+        (a replayed calendar's days lie in the past), and the page says so."""
+        from modelyard.monitoring import (
+            SampleSize,
+            build_report,
+            newest_window_end,
+            render_report,
+        )
+
+        now = datetime.now(UTC)
         try:
             span = parse_duration(window, "window")
+            version = ws.registry.get(f"{model}@{alias}")
+            until = newest_window_end(ws.predictions, version.name, version.version, span, now=now)
+            if until is None:
+                return HTMLResponse(
+                    render(
+                        "monitor_report_empty.html",
+                        title=f"Monitoring {model}: report",
+                        model=model,
+                        alias=alias,
+                        version=version.ref,
+                    )
+                )
             data = build_report(
-                ws.registry, f"{model}@{alias}", ws.predictions, span,
+                ws.registry, version.ref, ws.predictions, span, now=until,
                 sample=SampleSize.of(ws.config),
             )  # fmt: skip
         except ModelyardError as exc:
             return page_of(exc)
+        note = ""
+        if until != now:
+            note = (
+                f"no predictions of {version.ref} in the last {window} (to {now:%Y-%m-%d %H:%M}"
+                f" UTC); showing the {window} to {until:%Y-%m-%d %H:%M} UTC, which holds its newest"
+            )
         back = f"/ui/monitoring/{quote(model, safe='')}?alias={quote(alias, safe='')}"
-        return HTMLResponse(render_report({**data, "window": window}, back=back))
+        return HTMLResponse(render_report({**data, "window": window}, back=back, note=note))
 
     return router
 

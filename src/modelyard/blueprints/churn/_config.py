@@ -10,7 +10,8 @@
                       postgresql://…)
     valid_days        the newest days of cut-offs each training validates on
     train_days        the days of cut-offs before those that it learns from
-    drift_day         a day from which the simulator injects a drift (absent: none)
+    drift_day         a day from which the simulator injects a drift (absent: none), 0 to
+                      ``LAST_LEAVING_DAY``: a replay stops there, so a later drift is never seen
     [customers]       the customer table's mapping (``_customers.py``)
     [events]          a team's own event table and its mapping (``_events.py``)
     [costs]           missed_churner (> 0), retention_offer (>= 0), in one currency
@@ -26,9 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from modelyard.blueprints.churn._customers import CustomerColumns
 from modelyard.blueprints.churn._events import EventsTable
+from modelyard.blueprints.churn._simulate import LAST_LEAVING_DAY
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -53,7 +56,7 @@ class ChurnSettings(BaseModel):
     model_name: str = Field(NAME, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     scores_url: str = ""
     valid_days: int = Field(7, ge=1, le=365)
-    drift_day: int | None = Field(None, ge=0)
+    drift_day: int | None = None
     train_days: int = Field(28, ge=1, le=365)
     customers: CustomerColumns = Field(default_factory=CustomerColumns)
     events: EventsTable = Field(default_factory=EventsTable)
@@ -70,6 +73,18 @@ class ChurnSettings(BaseModel):
             return value.replace(tzinfo=UTC)  # a day of the calendar is a UTC day
         return value
 
+    @field_validator("drift_day")
+    @classmethod
+    def _seen(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= LAST_LEAVING_DAY:
+            raise PydanticCustomError(
+                "drift_day_range",
+                "{value} is out of range: expected a day from 0 to {last} (a replay stops at "
+                "day {last}, the simulator's last leaving day, so a later drift is never seen)",
+                {"value": value, "last": LAST_LEAVING_DAY},
+            )
+        return value
+
     def scores_at(self, root: Path) -> str:
         """The scores table's URL: ``scores_url``, else a SQLite file in the workspace."""
         return self.scores_url or f"sqlite:///{root / '.modelyard' / 'churn_scores.db'}"
@@ -83,11 +98,24 @@ def parse_settings(section: Mapping[str, Any], source: str = "modelyard.toml") -
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         hint = (
-            f"; the keys are {', '.join(ChurnSettings.model_fields)}"
+            f"; the keys are {', '.join(_table_at(first['loc']).model_fields)}"
             if first["type"] == "extra_forbidden"
             else ""
         )
         raise ConfigError(f"{source}: blueprint.{key}: {first['msg']}{hint}") from None
+
+
+def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model of the table holding the key at ``loc``: ``("costs", "missed")`` is a key
+    of ``[blueprint.costs]`` (``Costs``), whose keys the hint must list."""
+    model: type[BaseModel] = ChurnSettings
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        inner = None if field is None else field.annotation
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            break
+        model = inner
+    return model
 
 
 def check_table(section: Mapping[str, Any], source: str) -> None:

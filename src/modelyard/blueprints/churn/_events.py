@@ -102,9 +102,7 @@ def _read(path: Path, stamp: float, mapping: str) -> pd.DataFrame:
     table = EventsTable.model_validate_json(mapping)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
-        raise InvalidInputError(
-            f"[blueprint.events] path {table.path!r}: read CSV or Parquet only"
-        )
+        raise InvalidInputError(f"[blueprint.events] path {table.path!r}: read CSV or Parquet only")
     raw = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     source = str(path)
     columns = {"id": table.id, "ts": table.ts, "kind": table.kind, "amount": table.amount}
@@ -112,8 +110,7 @@ def _read(path: Path, stamp: float, mapping: str) -> pd.DataFrame:
         if column not in raw.columns:
             have = ", ".join(map(str, raw.columns[:12]))
             raise InvalidInputError(
-                f"{source} has no column {column!r} ([blueprint.events] {key}); "
-                f"its columns: {have}"
+                f"{source} has no column {column!r} ([blueprint.events] {key}); its columns: {have}"
             )
     unknown = sorted(set(table.kinds) - set(KINDS))
     if unknown:

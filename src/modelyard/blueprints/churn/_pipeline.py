@@ -22,7 +22,7 @@ files, its rows in the scores table), so a rerun of a day replaces it.
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -34,7 +34,13 @@ import pandas as pd
 
 from modelyard.blueprints.churn._config import ChurnSettings
 from modelyard.blueprints.churn._customers import load_customers
-from modelyard.blueprints.churn._daily import FEATURES, daily_features, day_name, write_day
+from modelyard.blueprints.churn._daily import (
+    FEATURES,
+    LONGEST,
+    daily_features,
+    day_name,
+    write_day,
+)
 from modelyard.blueprints.churn._events import events_of_day
 from modelyard.blueprints.churn._features import (
     HORIZON_DAYS,
@@ -131,11 +137,21 @@ class FeaturesDone:
     path: Path
 
 
+def _require_calendar(settings: ChurnSettings, day: int, first: int, what: str) -> None:
+    if day < first:
+        raise InvalidInputError(
+            f"{day_name(settings.start, day)} is before the calendar's first day of {what}, "
+            f"{day_name(settings.start, first)} (day {first}; day 0 is blueprint.start); "
+            "give a later --date"
+        )
+
+
 def make_features(ws: Workspace, settings: ChurnSettings, when: datetime) -> FeaturesDone:
     """Lay out the day's events and compute every customer's features as of its end."""
     from modelyard.features import FeatureView, run_checks
 
     day = day_ended_by(settings, when)
+    _require_calendar(settings, day, -LONGEST, "features")
     folders = Folders.of(Path(ws.config.root))
     customers, leaving = customers_of(ws, settings)
     events = events_of_day(ws, settings, customers, leaving, day)
@@ -262,6 +278,7 @@ def score_customers(
     from modelyard.serving import score
 
     day = day_ended_by(settings, when)
+    _require_calendar(settings, day, 0, "scores")
     folders = Folders.of(Path(ws.config.root))
     source = folders.features / f"{day_name(settings.start, day)}.parquet"
     if not source.exists():
@@ -276,9 +293,13 @@ def score_customers(
     rows = features[features["customer_id"].isin(staying)][["customer_id", *FEATURES]]
     ref = f"{settings.model_name}@production"
     version = ws.registry.get(ref)
-    folders.scored.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folders.scored) as tmp:
-        inputs = Path(tmp) / "inputs.parquet"
+    # The input file, where no reader looks; a run killed before it removed it leaves it
+    # for the day's next run to replace, not a temporary folder for each kill.
+    staged = folders.scored / f".{day_name(settings.start, day)}.inputs"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    try:
+        inputs = staged / "inputs.parquet"
         rows.to_parquet(inputs, index=False)
         result = score(
             ws.registry,
@@ -290,6 +311,8 @@ def score_customers(
             logged_at=when,
             log_key=f"{settings.model_name}/churn-scores/{day_name(settings.start, day)}",
         )
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     scored = pd.read_parquet(result.output)
     table = scores_frame(
         ws, version, scored, day_name(settings.start, day), result.input_fingerprint
@@ -336,4 +359,3 @@ def rules_of(ws: Workspace, settings: ChurnSettings) -> list[str]:
         for r in ws.alerting.rules
         if r.model is not None and r.model.split("@")[0].split("/")[0] == name
     ]
-

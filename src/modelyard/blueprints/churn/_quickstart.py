@@ -11,7 +11,8 @@ server reads the customer's features from the online store.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,15 +30,16 @@ from modelyard.blueprints.churn._replay import (
     clock_of,
     default_start,
     has_production,
+    pipeline_jobs,
     replay,
 )
 from modelyard.blueprints.churn._scores import read_scores
-from modelyard.errors import ConfigError, InvalidInputError
+from modelyard.errors import ConfigError, ConflictError, InvalidInputError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from modelyard.jobs import JobRun
+    from modelyard.jobs import JobRun, JobSpec
     from modelyard.workspace import Workspace
 
 ALIAS = "production"
@@ -54,13 +56,50 @@ def quickstart(
     executor: str | None = None,
 ) -> QuickstartResult:
     """Begin the calendar where it has not begun, then replay the days asked for."""
-    from modelyard.jobs import open_runner
-
     _require_extra()
     if executor is not None:
         _check_executor(executor)
     if simulate_days is not None and simulate_days < 0:
         raise InvalidInputError(f"--simulate-days {simulate_days}: give 0 or more days")
+    with _only_one(ws):
+        return _run(ws, progress, simulate_days=simulate_days, executor=executor)
+
+
+@contextmanager
+def _only_one(ws: Workspace) -> Iterator[None]:
+    """Refuse a second quickstart of the workspace while one runs: two would replay the
+    same calendar side by side. The lock goes with its process, even after ``kill -9``."""
+    import fcntl
+    import os
+
+    path = Path(ws.config.root) / ".modelyard" / "churn-quickstart.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise ConflictError(
+                f"another quickstart of this workspace is running (process {other}); wait "
+                "for it to end, or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
+def _run(
+    ws: Workspace,
+    progress: Progress | None,
+    *,
+    simulate_days: int | None,
+    executor: str | None,
+) -> QuickstartResult:
+    from modelyard.jobs import open_runner
+
     settings = _settings_with_start(ws)
     # On the simulated clock a retry does not wait out its delay: the day is not real.
     with open_runner(ws, sleep=lambda seconds: None) as runner:
@@ -207,10 +246,19 @@ def _summary(
     trainings = [r for r in runs if r.job == "churn-train"]
     if trainings:
         parts.append(f"{len(trainings)} weekly training(s)")
+    failed = [r for r in runs if r.status != "success"]
+    if failed:
+        jobs = pipeline_jobs(ws)
+        which = [
+            f"{r.job} of day {day_of_run(settings, jobs[r.job], r.logical_date)}" for r in failed
+        ]
+        parts.append(f"failed: {', '.join(which)} (see modelyard jobs runs)")
     fired: dict[str, datetime] = {}
     for event in reversed(alert_history(ws.metadata, limit=500)):
         at = event["at"]
-        if event["state"] == "firing" and since <= at <= until:
+        # A job's alert is sent at the wall clock's time, not the calendar's: its day is
+        # the failed run's, above.
+        if event["state"] == "firing" and since <= at <= until and ":" not in event["rule"]:
             fired.setdefault(event["rule"], at)
     for rule, at in sorted(fired.items(), key=lambda item: item[1]):
         parts.append(f"alert {rule} fired on the check of day {day_ended_by(settings, at)}")
@@ -218,6 +266,12 @@ def _summary(
     if drift_day is not None and not settings.events.path and drift_day <= last_day:
         parts.append(f"drift injected from day {drift_day}")
     return "; ".join(parts)
+
+
+def day_of_run(settings: ChurnSettings, spec: JobSpec, logical: datetime) -> int:
+    """The calendar day a run of ``spec`` for ``logical`` worked on."""
+    assert spec.schedule is not None
+    return day_ended_by(settings, spec.schedule.next_after(logical))
 
 
 def _example_customer(ws: Workspace, settings: ChurnSettings, until: datetime) -> str:

@@ -36,8 +36,7 @@ def train(ctx: JobContext) -> dict[str, object]:
     done = _pipeline.train_model(ctx.workspace, settings, ctx.interval_end)
     metrics, promotion = done.trained.metrics, done.promotion
     ctx.log.info(
-        "%s: %s version %d on %d rows: PR AUC %.4f (baseline %.4f), ROC AUC %.4f, "
-        "threshold %.3f",
+        "%s: %s version %d on %d rows: PR AUC %.4f (baseline %.4f), ROC AUC %.4f, threshold %.3f",
         day_name(settings.start, done.day),
         settings.model_name,
         done.trained.version.version,
