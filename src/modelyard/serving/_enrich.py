@@ -104,9 +104,7 @@ class Enricher:
                 ]
             filled[name] = values
         if unusable:
-            errors = [
-                e for i in sorted(unusable) for e in self._rejected(unusable[i], keys, i)
-            ]
+            errors = [e for i in sorted(unusable) for e in self._rejected(unusable[i], keys, i)]
             raise SchemaValidationError(errors)
         return {n: filled[n] if n in filled else columns[n] for n in self.inputs.names}
 
