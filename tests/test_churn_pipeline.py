@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -139,6 +140,13 @@ def test_each_days_features_are_checked_and_online(replayed: tuple) -> None:
     view = ws.features.view("customer_activity")
     assert {type(c).__name__ for c in view.checks} == {"Range", "NullRate", "Freshness"}
     assert ws.features.watermarks("customer_activity")  # materialized to the online store
+    # Only the customers still with us at the day's end have a row: one who left is not
+    # kept fresh in the online store.
+    customers, leaving = customers_of(ws, settings_of(ws))
+    day = _day_of(ws, last["event_timestamp"].iloc[0])  # the day that ended then
+    gone = set(customers["customer_id"][leaving <= day])
+    assert gone and not gone & set(last["customer_id"])
+    assert len(last) == (~(leaving <= day)).sum()
 
 
 def test_the_drift_alert_fires_on_the_injection_day_and_not_before(replayed: tuple) -> None:
@@ -340,6 +348,30 @@ def test_a_second_quickstart_and_a_day_before_the_calendar_are_refused(replayed:
         run.error or ""
     )
     assert not list(Folders.of(root).scored.glob(".*"))  # no input folder left behind
+
+
+def test_a_moved_workspace_declares_its_own_feature_folder(replayed: tuple, tmp_path: Path) -> None:
+    from modelyard.blueprints.churn._pipeline import _declare
+
+    ws, _, root = replayed
+    here = Folders.of(root).features
+
+    def path() -> str:
+        return str(ws.features.view("customer_activity").source.path)
+
+    def version() -> int:
+        return next(v for kind, name, v in ws.features.list() if name == "customer_activity")
+
+    before = version()
+    _declare(ws, here)  # where it is: nothing to declare again
+    assert path() == str(here) and version() == before
+    moved = tmp_path / "moved" / "features"  # the workspace's folder, copied elsewhere
+    moved.mkdir(parents=True)
+    shutil.copy(sorted(here.glob("*.parquet"))[-1], moved)
+    _declare(ws, moved)
+    assert path() == str(moved) and version() == before + 1
+    _declare(ws, here)
+    assert path() == str(here)
 
 
 def test_the_replay_refuses_to_run_past_the_simulated_churn(replayed: tuple) -> None:

@@ -278,6 +278,19 @@ def test_an_interrupted_run_is_recorded_without_an_alert_and_its_slot_is_due_aga
     assert history.slots("broken") == []  # not done: a scheduler runs the slot again
 
 
+def test_jobs_run_retries_overrides_the_jobs_own(
+    jobs_ws: modelyard.Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run_cli(capsys, "jobs", "run", "flaky", "--retries", "0", "-w", str(jobs_ws.root))
+    assert code == 1  # the first attempt fails, and no retry waits 10 s after it
+    (run,) = JobHistory(jobs_ws.metadata).runs("flaky")
+    assert run.attempts == 1 and len(lines(jobs_ws, "flaky.jsonl")) == 1
+    code, _, err = run_cli(
+        capsys, "jobs", "run", "flaky", "--retries", "-1", "-w", str(jobs_ws.root)
+    )
+    assert code == 2 and "Traceback" not in err
+
+
 def test_a_run_past_its_timeout_is_stopped_and_alerts(jobs_ws: modelyard.Workspace) -> None:
     started = time.monotonic()
     run = run_job(jobs_ws, "slow")

@@ -98,6 +98,9 @@ def run(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="do not show the run's log on stderr as it is written"
     ),
+    retries: int = typer.Option(
+        None, "--retries", min=0, help="attempts after the first (default: the job's own)"
+    ),
     assume_utc: bool = AssumeUtcOpt,
     workspace: str = WorkspaceOpt,
 ) -> None:
@@ -109,7 +112,7 @@ def run(
 
     ws = open_workspace(workspace)
     echo = None if quiet else _write_to(sys.stderr)
-    result = run_job(ws, name, date=date, assume_utc=assume_utc, echo=echo)
+    result = run_job(ws, name, date=date, assume_utc=assume_utc, echo=echo, retries=retries)
     console.print(_runs_table([result], f"job {name}"))
     if result.status != "success":
         raise typer.Exit(1)

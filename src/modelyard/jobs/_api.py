@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,7 @@ def run_job(
     runner: Runner | None = None,
     assume_utc: bool = False,
     echo: Callable[[str], None] | None = None,
+    retries: int | None = None,
 ) -> JobRun:
     """Run ``name`` once for one logical date (default: the newest complete interval).
 
@@ -94,8 +96,13 @@ def run_job(
     so an idempotent job rewrites the same output); a date running right now is refused.
     ``date`` is a day or a time with a zone; ``assume_utc`` reads one without as UTC.
     ``echo`` (without ``runner``; a runner has its own) gets the log as it is written.
+    ``retries`` overrides the job's (0: one attempt, no waiting between attempts).
     """
     spec = get_job(ws, name)
+    if retries is not None:
+        if retries < 0:
+            raise InvalidInputError(f"retries {retries}: give 0 or more")
+        spec = replace(spec, retries=retries)
     when = now or datetime.now(UTC)
     logical = logical_date_for(spec.schedule, date, when, assume_utc=assume_utc)
     if runner is None:

@@ -159,7 +159,9 @@ def make_features(ws: Workspace, settings: ChurnSettings, when: datetime) -> Fea
     customers, leaving = customers_of(ws, settings)
     events = events_of_day(ws, settings, customers, leaving, day)
     write_day(folders.events, settings.start, day, events)
-    frame = daily_features(folders.events, customers, settings.start, day)
+    # The customers still with us at the day's end: one who left gets no new row, so the
+    # online store stops serving them once their last row is past the view's ttl.
+    frame = daily_features(folders.events, customers[~(leaving <= day)], settings.start, day)
     end = day_end(settings, day)
     view = next(d for d in definitions(folders.features) if d.name == VIEW)
     assert isinstance(view, FeatureView)
@@ -178,12 +180,17 @@ def make_features(ws: Workspace, settings: ChurnSettings, when: datetime) -> Fea
 
 
 def _declare(ws: Workspace, folder: Path) -> None:
-    """Declare the feature definitions once the view has a day file to read."""
+    """Declare the feature definitions once the view has a day file to read, and again
+    when the workspace has moved (the view names its folder by its absolute path, and
+    the old one is gone or another workspace's)."""
     from modelyard.errors import NotFoundError
+    from modelyard.features import FileSource
 
     try:
-        ws.features.view(VIEW)
+        source = ws.features.view(VIEW).source
     except NotFoundError:
+        source = None
+    if not (isinstance(source, FileSource) and source.path == str(folder)):
         ws.features.apply(definitions(folder))
 
 
@@ -225,6 +232,7 @@ def train_model(ws: Workspace, settings: ChurnSettings, when: datetime) -> Train
     customers, leaving = customers_of(ws, settings)
     days, first_valid = cutoffs(settings, day)
     _require_feature_days(settings, Path(ws.config.root), [d - 1 for d in days])
+    _declare(ws, Folders.of(Path(ws.config.root)).features)
     table = training_set(ws, label_rows(customers, leaving, settings.start, days))
     valid_from = pd.Timestamp(settings.start + first_valid * DAY)
     trained = train(
