@@ -1,5 +1,6 @@
 """The real ``modelyard scheduler`` process: killed with SIGKILL and started again, it
-neither repeats a finished slot nor skips one; SIGTERM lets the run in flight end."""
+neither repeats a finished slot nor skips one; SIGTERM, and Ctrl-C, let the run in flight
+end."""
 
 from __future__ import annotations
 
@@ -74,3 +75,43 @@ def test_a_killed_scheduler_restarts_without_repeating_or_skipping_a_slot(
     repeated = {d for d, n in ticks.items() if n > 1}
     abandoned = {r.logical_date.isoformat() for r in runs if r.status == "failed"}
     assert repeated <= abandoned
+
+
+NAP = """
+import time
+from pathlib import Path
+
+
+def nap(ctx):
+    (Path(ctx.root) / "started").write_text(ctx.logical_date.isoformat())
+    time.sleep(3)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_lets_the_run_in_flight_end_and_records_it(
+    sqlite_workspace: modelyard.Workspace,
+) -> None:
+    root = sqlite_workspace.root
+    (root / "pipelines.py").write_text(NAP)
+    (root / "modelyard.toml").write_text(
+        '[alerts.sinks.pager]\ntype = "file"\npath = "alerts.jsonl"\n'
+        '[jobs.nap]\nfunction = "pipelines:nap"\nschedule = "* * * * *"\nsinks = ["pager"]\n'
+    )
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "modelyard", "scheduler", "-w", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 60
+    while not (root / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (root / "started").exists(), "the due slot never started"
+    os.killpg(scheduler.pid, signal.SIGINT)  # Ctrl-C reaches the scheduler and its workers
+    _, err = scheduler.communicate(timeout=30)
+    assert scheduler.returncode == 0, err.decode()
+    (run,) = JobHistory(sqlite_workspace.metadata).runs("nap")
+    assert run.status == "success", run.error  # the worker was not killed under it
+    assert not (root / "alerts.jsonl").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
 import threading
 import time
@@ -53,6 +54,9 @@ def serve(tasks: Connection, answers: Connection) -> None:
 
 
 def main() -> None:
+    # Ctrl-C in a terminal signals the whole process group: the parent decides what it
+    # means (a scheduler lets the runs in flight end), so a worker must not die of it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(os.getppid())
     serve(
         Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False)
