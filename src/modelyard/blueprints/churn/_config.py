@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import PydanticCustomError
 
 from modelyard.blueprints.churn._customers import CustomerColumns
 from modelyard.blueprints.churn._events import EventsTable
@@ -77,11 +76,10 @@ class ChurnSettings(BaseModel):
     @classmethod
     def _seen(cls, value: int | None) -> int | None:
         if value is not None and not 0 <= value <= LAST_LEAVING_DAY:
-            raise PydanticCustomError(
-                "drift_day_range",
-                "{value} is out of range: expected a day from 0 to {last} (a replay stops at "
-                "day {last}, the simulator's last leaving day, so a later drift is never seen)",
-                {"value": value, "last": LAST_LEAVING_DAY},
+            raise ValueError(
+                f"{value} is out of range: expected a day from 0 to {LAST_LEAVING_DAY} (a "
+                f"replay stops at day {LAST_LEAVING_DAY}, the simulator's last leaving day, so "
+                "a later drift is never seen)"
             )
         return value
 
@@ -102,7 +100,10 @@ def parse_settings(section: Mapping[str, Any], source: str = "modelyard.toml") -
             if first["type"] == "extra_forbidden"
             else ""
         )
-        raise ConfigError(f"{source}: blueprint.{key}: {first['msg']}{hint}") from None
+        # A validator's own ValueError: its message, without pydantic's "Value error, ".
+        error = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
+        message = str(error) if error is not None else first["msg"]
+        raise ConfigError(f"{source}: blueprint.{key}: {message}{hint}") from None
 
 
 def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
