@@ -69,6 +69,8 @@ def test_the_defaults_run_on_the_bundled_customers() -> None:
         ({"start": "next tuesday"}, "blueprint.start"),
         ({"model_name": "churn@prod"}, "blueprint.model_name"),
         ({"train_days": 0}, "blueprint.train_days"),
+        ({"start": 20260101}, "blueprint.start: 20260101 is not a day; give one as YYYY-MM-DD"),
+        ({"start": "2026-08-01T12:00:00"}, "2026-08-01T12:00:00+00:00 is not the start of a day"),
         ({"drift_day": 241}, "blueprint.drift_day: 241 is out of range: expected a day from 0 to"),
         ({"drift_day": -1}, "blueprint.drift_day: -1 is out of range: expected a day from 0 to"),
     ],

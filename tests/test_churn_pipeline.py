@@ -295,7 +295,7 @@ def test_a_failed_day_alerts_and_the_next_day_still_runs(replayed: tuple) -> Non
         done = replay(ws, settings, 2, runner, on_tick=lose_the_features)
     scoring = [r for r in done.runs if r.job == "churn-score"]
     assert [r.status for r in scoring] == ["failed", "success"]
-    assert scoring[0].attempts == 3  # retried twice, as declared
+    assert scoring[0].attempts == 1  # refused input: no retry would find the features
     alerts = [
         json.loads(line)
         for line in (folders.events.parent / "alerts.jsonl").read_text().splitlines()
@@ -333,6 +333,35 @@ def test_a_replay_killed_in_a_slot_runs_that_slot_again_when_resumed(replayed: t
     assert done.runs[0].logical_date == slot
     assert ("churn-score", "replay", "success") in ran  # the day's scores, after its features
     assert history.slot("churn-features", slot)["state"] == "success"  # type: ignore[index]
+
+
+def test_a_scheduler_catching_up_on_a_week_runs_it_day_by_day(replayed: tuple) -> None:
+    """A scheduler that was down for eight days (a Sunday among them) runs the missed
+    slots in the order of their times: each day's features, scores and drift check, the
+    Sunday's training after its day's check, and the next day's scores with the model it
+    released. Every check finds the day's scores (none judges "no data")."""
+    from modelyard.blueprints.churn._replay import aligned, clock_of
+    from modelyard.jobs import Scheduler, run_due
+
+    ws, _, _ = replayed
+    settings = settings_of(ws)
+    jobs = pipeline_jobs(ws)
+    now = aligned(settings, clock_of(ws)) + 8 * DAY  # type: ignore[arg-type]
+    with open_runner(ws, sleep=lambda seconds: None) as runner:
+        scheduler = Scheduler(jobs, runner, clock=lambda: now)
+        runs = run_due(scheduler, now)
+        scheduler.close()
+    assert {r.status for r in runs} == {"success"}, [(r.job, r.error) for r in runs]
+    assert any(r.job == "churn-train" for r in runs)
+
+    def runs_at(run: Any) -> datetime:
+        schedule = jobs[run.job].schedule
+        assert schedule is not None
+        return schedule.next_after(run.logical_date)
+
+    started = sorted(runs, key=lambda r: r.started_at)
+    assert [runs_at(r) for r in started] == sorted(runs_at(r) for r in runs)
+    assert sum(r.job == "churn-drift" for r in runs) == 8
 
 
 def test_a_second_quickstart_and_a_day_before_the_calendar_are_refused(replayed: tuple) -> None:
@@ -462,3 +491,19 @@ def test_a_data_mistake_stops_the_quickstart_before_anything_runs(
     assert code == 2 and message in err and "Traceback" not in err
     assert config.read_text() == text  # no start day written
     assert not (folder / ".modelyard" / "churn").exists()  # no day simulated, no job run
+
+
+def test_an_unknown_scoring_executor_in_the_config_stops_the_quickstart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "ws"
+    write_template("churn", folder)
+    config = folder / "modelyard.toml"
+    text = config.read_text()
+    config.write_text(
+        text.replace('params = { executor = "local" }', 'params = { executor = "spark" }')
+    )
+    code, _, err = run_cli(capsys, "quickstart", str(folder), "--blueprint", "churn", "--no-serve")
+    assert code == 2 and "Traceback" not in err
+    assert "[jobs.churn-score] params.executor: executor 'spark' is not known" in err
+    assert not (folder / ".modelyard" / "churn").exists()

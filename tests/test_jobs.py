@@ -62,6 +62,12 @@ def broken(ctx):
     raise RuntimeError("the warehouse is gone")
 
 
+def refused(ctx):
+    from modelyard.errors import InvalidInputError
+
+    raise InvalidInputError("2020-01-01 is before the calendar; give a later --date")
+
+
 def slow(ctx):
     _mark(ctx, "slow.jsonl")
     time.sleep(60)
@@ -97,6 +103,11 @@ retries = 1
 retry_delay = "1s"
 sla = "30m"
 sinks = ["pager"]
+
+[jobs.refused]
+function = "pipelines:refused"
+retries = 3
+retry_delay = "1h"
 
 [jobs.slow]
 function = "pipelines:slow"
@@ -195,7 +206,10 @@ def test_unknown_job_and_a_date_off_the_schedule_are_refused(
 ) -> None:
     ws = str(jobs_ws.root)
     code, _, err = run_cli(capsys, "jobs", "run", "nightly", "-w", ws)
-    assert code == 2 and "no job named 'nightly' (jobs: broken, daily, fanout, flaky, slow)" in err
+    assert (
+        code == 2
+        and "no job named 'nightly' (jobs: broken, daily, fanout, flaky, refused, slow)" in err
+    )
     code, _, err = run_cli(capsys, "jobs", "run", "daily", "--date", "2026-11-24T05:00Z", "-w", ws)
     assert code == 2
     assert "not a slot of schedule '0 2 * * *'; the nearest are 2026-11-24T02:00:00" in err
@@ -261,6 +275,17 @@ def test_a_run_failing_after_its_retries_alerts_and_exits_1(
     assert "job broken failed for 2026-11-24T05:00:00 after 2 attempt(s)" in str(alert["message"])
     code, out, _ = run_cli(capsys, "monitor", "alerts", "-w", str(jobs_ws.root))
     assert "job:broken" in out
+
+
+def test_a_job_refusing_its_input_fails_at_once_with_one_line(
+    jobs_ws: modelyard.Workspace,
+) -> None:
+    run = run_job(jobs_ws, "refused")  # retries = 3, an hour apart: none is made
+    assert run.status == "failed" and run.attempts == 1
+    assert run.error == (
+        "InvalidInputError: 2020-01-01 is before the calendar; give a later --date"
+    )
+    assert "Traceback" not in run.log
 
 
 def test_an_interrupted_run_is_recorded_without_an_alert_and_its_slot_is_due_again(
@@ -551,10 +576,11 @@ def features(ctx):
 
 def scores(ctx):
     _note(ctx, "scores start")
+    _note(ctx, "scores end")
 """
 
 
-def test_after_makes_a_catch_up_run_each_day_s_features_before_its_scores(
+def test_after_makes_a_catch_up_run_day_by_day_features_before_scores(
     sqlite_workspace: modelyard.Workspace,
 ) -> None:
     root = sqlite_workspace.root
@@ -576,8 +602,10 @@ def test_after_makes_a_catch_up_run_each_day_s_features_before_its_scores(
     ws.close()
     assert len(runs) == 8 and all(r.status == "success" for r in runs)
     order = [tuple(x) for x in map(json.loads, (root / "order.jsonl").read_text().splitlines())]
-    for day in ("2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24"):
-        assert order.index(("features end", day)) < order.index(("scores start", day)), order
+    # Day by day: each day's features, then its scores, then the next day's features.
+    days = ("2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24")
+    steps = ("features start", "features end", "scores start", "scores end")
+    assert order == [(step, day) for day in days for step in steps]
 
 
 def test_a_slot_whose_owner_died_on_this_host_is_taken_over_at_once(

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
 from modelyard._files import atomic_path
 from modelyard.config import register_table
@@ -65,6 +65,7 @@ class QuickstartResult(TypedDict):
     run_id: str
     summary: str  # one line: the held-out metrics in words
     example: dict[str, Any]  # one real request record, for the curl line
+    failed: NotRequired[int]  # job runs that failed (a pipeline's): the command exits 1
 
 
 class Quickstart(Protocol):

@@ -277,8 +277,15 @@ def _blueprint_quickstart(
             TextColumn("{task.completed:.0f}/{task.total:.0f}"),
             TimeElapsedColumn(),
         )
-        with new_progress(*columns) as progress:
-            result = pipeline(ws, progress, **options)
+        try:
+            with new_progress(*columns) as progress:
+                result = pipeline(ws, progress, **options)
+        except KeyboardInterrupt:
+            console.print(
+                "interrupted: the runs in flight were let end; run the same command again "
+                "to go on from where it stopped"
+            )
+            raise typer.Exit(130) from None
         version, ref = result["version"], f"{result['model']}@{result['alias']}"
         console.print(f"[bold]done[/]: {result['summary']}")
         trained = f" (trained in run {result['run_id'][:12]})" if result["run_id"] else ""
@@ -286,6 +293,12 @@ def _blueprint_quickstart(
             f"[bold]registered[/] {version.name} version {version.version} as {ref}{trained} "
             f"in {ws.config.root}"
         )
+        if result.get("failed"):
+            console.print(
+                f"{result['failed']} job run(s) failed (see modelyard jobs runs -w {folder}); "
+                "not serving until they are fixed and rerun"
+            )
+            raise typer.Exit(1)
         host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
         curl = curl_line(host_, port_, result["example"], model=result["model"])
         if not serve:

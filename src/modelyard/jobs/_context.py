@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._progress import Progress
+from modelyard.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -74,11 +75,15 @@ class JobContext:
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one call ended: ``ok``, ``error`` (with the traceback) or ``timeout``."""
+    """How one call ended: ``ok``, ``error`` (with the traceback) or ``timeout``.
+
+    ``retry`` is False for an error that another attempt would meet again: the job
+    refused its input or its settings (``InvalidInputError``, ``ConfigError``)."""
 
     status: str
     partition: str | None
     detail: str = ""
+    retry: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,11 @@ def call(function: str, ctx: JobContext, log_path: str | None) -> Outcome:
             if out is not None and result is not None:
                 out.write(f"returned: {result!r}\n")
             return Outcome("ok", ctx.partition)
+        except (InvalidInputError, ConfigError) as exc:  # one line, and no retry
+            line = f"{type(exc).__name__}: {exc.message}"
+            if out is not None:
+                out.write(line + "\n")
+            return Outcome("error", ctx.partition, line, retry=False)
         except (Exception, SystemExit):  # the function's failure is the outcome, never ours
             text = traceback.format_exc()
             if out is not None:

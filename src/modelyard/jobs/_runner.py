@@ -120,6 +120,8 @@ class Runner:
             if not failures:
                 return "success", None
             pending = [o.partition for o in failures]
+            if not any(o.retry for o in failures):
+                break  # refused input or settings: another attempt would be refused too
             if attempt <= spec.retries:
                 self.sleep(spec.retry_delay(attempt))
         first = failures[0]

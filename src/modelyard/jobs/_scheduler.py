@@ -49,6 +49,7 @@ class Scheduler:
         # "replay" when a simulated clock drives the scheduler (its runs end long after
         # their slots' deadlines by the wall clock, and are not late for that).
         self.trigger = trigger
+        self._linked = _linked(self.jobs)
         self._pool = ThreadPoolExecutor(max_active, thread_name_prefix="modelyard-job")
         self._busy: set[str] = set()  # jobs with runs in flight here
         self._wake = threading.Event()
@@ -97,27 +98,32 @@ class Scheduler:
     def _ready(
         self, spec: JobSpec, slots: list[tuple[datetime, str]]
     ) -> list[tuple[datetime, str]]:
-        """The first of ``slots`` whose ``after`` jobs have ended every slot due by this
-        slot's own time (features before the scores of the same day): the rest stay due,
-        and a later tick (when a run ends) starts them."""
+        """The first of ``slots`` that may start: its ``after`` jobs have ended every slot
+        due by this slot's own time (features before the scores of the same day), and the
+        other jobs linked to it by ``after`` every slot due before it (a catch-up goes day
+        by day: the day's drift check before the Sunday's training, the training before
+        the next day's scores). The rest stay due; a later tick (when a run ends) starts
+        them."""
         assert spec.schedule is not None
         for i, (logical, _) in enumerate(slots):
             runs_at = spec.schedule.next_after(logical)
-            if any(self._unsettled(self.jobs[u], runs_at) for u in spec.after if u in self.jobs):
-                return slots[:i]
+            for other in self._linked.get(spec.name, ()):
+                before = runs_at if other in spec.after else runs_at - _INSTANT
+                if self._unsettled(self.jobs[other], before):
+                    return slots[:i]
         return slots
 
-    def _unsettled(self, upstream: JobSpec, by: datetime) -> bool:
-        """Whether a slot of ``upstream`` due by ``by`` has not run or not ended yet."""
-        assert upstream.schedule is not None
-        last = self.history.last_slot(upstream.name)
+    def _unsettled(self, other: JobSpec, by: datetime) -> bool:
+        """Whether a slot of ``other`` due by ``by`` has not run or not ended yet."""
+        assert other.schedule is not None
+        last = self.history.last_slot(other.name)
         if last is None:  # never ran: a new job does not replay history, nothing to await
             return False
-        if upstream.schedule.due(last, by):
+        if other.schedule.due(last, by):
             return True
         return any(
-            upstream.schedule.next_after(_time.to_datetime(slot["logical_date"])) <= by
-            for slot in self.history.slots(upstream.name, ("running",))
+            other.schedule.next_after(_time.to_datetime(slot["logical_date"])) <= by
+            for slot in self.history.slots(other.name, ("running",))
         )
 
     def _submit(self, spec: JobSpec, slots: list[tuple[datetime, str]]) -> Future[list[JobRun]]:
@@ -201,6 +207,32 @@ class Scheduler:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+_INSTANT = timedelta(microseconds=1)
+
+
+def _linked(jobs: Mapping[str, JobSpec]) -> dict[str, set[str]]:
+    """Each job's other jobs in its group: those joined to it by ``after``, either way and
+    through others (features, scores, drift and training of one pipeline)."""
+    neighbours: dict[str, set[str]] = {name: set() for name in jobs}
+    for spec in jobs.values():
+        for upstream in spec.after:
+            if upstream in jobs:
+                neighbours[spec.name].add(upstream)
+                neighbours[upstream].add(spec.name)
+    groups: dict[str, set[str]] = {}
+    for name in jobs:
+        if name in groups:
+            continue
+        group, todo = {name}, [name]
+        while todo:
+            for other in neighbours[todo.pop()] - group:
+                group.add(other)
+                todo.append(other)
+        for member in group:
+            groups[member] = group - {member}
+    return groups
 
 
 def run_due(scheduler: Scheduler, now: datetime | None = None) -> list[JobRun]:

@@ -64,12 +64,18 @@ class ChurnSettings(BaseModel):
     @field_validator("start", mode="before")
     @classmethod
     def _day(cls, value: Any) -> Any:
+        if not isinstance(value, str | date):  # a number would be read as epoch seconds
+            raise ValueError(f"{value!r} is not a day; give one as YYYY-MM-DD")
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
-        if isinstance(value, date) and not isinstance(value, datetime):  # TOML's 2026-01-01
+        if not isinstance(value, datetime):  # TOML's 2026-01-01
             value = datetime(value.year, value.month, value.day)
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # a day of the calendar is a UTC day
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # a day of the calendar is a UTC day
+        if value.astimezone(UTC).time() != datetime.min.time():
+            raise ValueError(
+                f"{value.isoformat()} is not the start of a day; give a day as YYYY-MM-DD"
+            )
         return value
 
     @field_validator("drift_day")

@@ -52,7 +52,12 @@ from modelyard.blueprints.churn._features import (
     label_rows,
     training_set,
 )
-from modelyard.blueprints.churn._scores import has_scores, scores_frame, write_scores
+from modelyard.blueprints.churn._scores import (
+    check_database,
+    scored_by,
+    scores_frame,
+    write_scores,
+)
 from modelyard.blueprints.churn._simulate import churn_days
 from modelyard.blueprints.churn._train import Trained, train
 from modelyard.errors import InvalidInputError
@@ -304,6 +309,9 @@ def score_customers(
     rows = features.filter(pc.is_in(ids, value_set=staying))
     ref = f"{settings.model_name}@production"
     version = ws.registry.get(ref)
+    # The scores table last, but reachable first: a day is not half replaced (its output
+    # file and the prediction log new, its table rows old) when the database is down.
+    check_database(settings.scores_at(Path(ws.config.root)))
     # The input file, where no reader looks; a run killed before it removed it leaves it
     # for the day's next run to replace, not a temporary folder for each kill.
     staged = folders.scored / f".{day_name(settings.start, day)}.inputs"
@@ -342,14 +350,22 @@ def check_drift(ws: Workspace, settings: ChurnSettings, when: datetime) -> list[
     if not rules:
         return []
     day = day_ended_by(settings, when)
-    if not has_scores(settings.scores_at(Path(ws.config.root)), day_name(settings.start, day)):
-        # Checked without the day's scores, the rules would see no data and resolve an
-        # alert that is firing: the check fails instead, and alerts that it did.
-        name = day_name(settings.start, day)
+    name = day_name(settings.start, day)
+    versions = scored_by(settings.scores_at(Path(ws.config.root)), name)
+    # Checked without the day's scores by the version in production, the rules would see
+    # no data and resolve an alert that is firing: the check fails instead, and alerts.
+    if not versions:
         raise InvalidInputError(
             f"no scores for {name} to check for drift (its scoring failed or has not run); "
             f"score the day, then check it: modelyard jobs run churn-score --date {name}, "
             f"then modelyard jobs run churn-drift --date {name}"
+        )
+    production = ws.registry.get(f"{settings.model_name}@production").version
+    if production not in versions:
+        raise InvalidInputError(
+            f"the scores of {name} are by version {max(versions)}, and version {production} "
+            f"was promoted since; score the day again, then check it: modelyard jobs run "
+            f"churn-score --date {name}, then modelyard jobs run churn-drift --date {name}"
         )
     checker = Checker(
         ws.metadata,

@@ -58,7 +58,10 @@ def quickstart(
     """Begin the calendar where it has not begun, then replay the days asked for."""
     _require_extra()
     if executor is not None:
-        _check_executor(executor)
+        _check_executor(executor, "--executor")
+    declared = pipeline_jobs(ws)["churn-score"].params.get("executor")
+    if executor is None and declared:
+        _check_executor(str(declared), "[jobs.churn-score] params.executor")
     if simulate_days is not None and simulate_days < 0:
         raise InvalidInputError(f"--simulate-days {simulate_days}: give 0 or more days")
     with _only_one(ws):
@@ -112,7 +115,7 @@ def _run(
         # By default the first FIRST_DAYS days of the calendar, or what a first run that was
         # stopped left of them; later runs replay what --simulate-days asks for.
         days = simulate_days if simulate_days is not None else _left_of_first(settings, since)
-        bar = _bar(progress, f"replaying {days} days of schedules", days)
+        bar = _bar(progress, f"replaying {_days(days)} of schedules", days)
 
         def ticked(now: datetime, runs: Sequence[JobRun]) -> None:
             if progress is not None and bar is not None:
@@ -126,7 +129,7 @@ def _run(
 
         replayed = replay(ws, settings, days, runner, executor=executor, on_tick=ticked)
         if progress is not None and bar is not None:
-            progress.update(bar, completed=max(days, 1), description=f"replayed {days} days")
+            progress.update(bar, completed=max(days, 1), description=f"replayed {_days(days)}")
     version = ws.registry.get(f"{settings.model_name}@{ALIAS}")
     return QuickstartResult(
         model=settings.model_name,
@@ -135,6 +138,7 @@ def _run(
         run_id=version.run_id or "",
         summary=_summary(ws, settings, replayed.since, replayed.until, replayed.runs),
         example={"customer_id": _example_customer(ws, settings, replayed.until)},
+        failed=sum(r.status != "success" for r in replayed.runs),
     )
 
 
@@ -156,16 +160,19 @@ def _require_extra() -> None:
         )
 
 
-def _check_executor(url: str) -> None:
+def _check_executor(url: str, where: str) -> None:
     """An executor the scoring job could not open is a one-line error now, not a day
     that fails later."""
     import importlib.util
 
     from modelyard.backends.executors import open_executor
 
-    open_executor(url).close()  # an unknown URL: one line naming the known ones
+    try:
+        open_executor(url).close()  # an unknown URL: one line naming the known ones
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc.message}") from None
     if url.startswith("ray") and importlib.util.find_spec("ray") is None:
-        raise ConfigError(f"--executor {url} needs Ray; install it: pip install 'modelyard[ray]'")
+        raise ConfigError(f"{where} {url} needs Ray; install it: pip install 'modelyard[ray]'")
 
 
 def _check_data(ws: Workspace, settings: ChurnSettings) -> None:
@@ -240,7 +247,7 @@ def _summary(
     ok = sum(r.status == "success" for r in runs)
     days = int((until - since) / DAY)
     parts = [
-        f"replayed {days} days of the calendar ({since:%Y-%m-%d} to {until:%Y-%m-%d}): "
+        f"replayed {_days(days)} of the calendar ({since:%Y-%m-%d} to {until:%Y-%m-%d}): "
         f"{ok} of {len(runs)} job runs succeeded"
     ]
     trainings = [r for r in runs if r.job == "churn-train"]
@@ -266,6 +273,10 @@ def _summary(
     if drift_day is not None and not settings.events.path and drift_day <= last_day:
         parts.append(f"drift injected from day {drift_day}")
     return "; ".join(parts)
+
+
+def _days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
 
 
 def day_of_run(settings: ChurnSettings, spec: JobSpec, logical: datetime) -> int:

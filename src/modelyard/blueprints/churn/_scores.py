@@ -17,6 +17,8 @@ bench/churn.py); here the same bind processors run once per distinct value.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -35,9 +37,12 @@ from sqlalchemy import (
     delete,
     select,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
+from modelyard._redact import redact
 from modelyard.blueprints.churn._features import SERVICE
+from modelyard.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     from modelyard.registry import ModelVersion
@@ -99,17 +104,36 @@ def engine_url(url: str) -> str:
     return url
 
 
-def write_scores(url: str, scores: pd.DataFrame) -> int:
-    """Replace the days in ``scores`` with its rows, in one transaction; returns rows."""
+@contextmanager
+def _database(url: str) -> Iterator[Engine]:
+    """An engine on the scores database with the table in place; a database that cannot
+    be reached is one line naming it (SQLAlchemy's message ends with a link)."""
     engine = create_engine(engine_url(url))
     try:
         _META.create_all(engine, tables=[SCORES])
-        with engine.begin() as conn:
-            conn.execute(delete(SCORES).where(SCORES.c.day.in_(sorted(set(scores["day"])))))
-            if len(scores):
-                _insert(conn, scores)
+        yield engine
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise BackendUnavailableError(
+            f"cannot reach the scores database {redact(url)} ({reason}); start it, or fix "
+            "blueprint.scores_url, then rerun the day"
+        ) from None
     finally:
         engine.dispose()
+
+
+def check_database(url: str) -> None:
+    """Fail now, before a day's outputs are replaced, when the scores table is out of reach."""
+    with _database(url):
+        pass
+
+
+def write_scores(url: str, scores: pd.DataFrame) -> int:
+    """Replace the days in ``scores`` with its rows, in one transaction; returns rows."""
+    with _database(url) as engine, engine.begin() as conn:
+        conn.execute(delete(SCORES).where(SCORES.c.day.in_(sorted(set(scores["day"])))))
+        if len(scores):
+            _insert(conn, scores)
     return len(scores)
 
 
@@ -140,32 +164,21 @@ def _insert(conn: Connection, scores: pd.DataFrame) -> None:
     conn.exec_driver_sql(f"INSERT INTO {SCORES.name} ({', '.join(names)}) VALUES ({marks})", rows)
 
 
-def has_scores(url: str, day: str) -> bool:
-    """Whether the scores table holds rows of ``day``."""
-    engine = create_engine(engine_url(url))
-    try:
-        _META.create_all(engine, tables=[SCORES])
-        with engine.connect() as conn:
-            found = conn.execute(select(SCORES.c.day).where(SCORES.c.day == day).limit(1))
-            return found.first() is not None
-    finally:
-        engine.dispose()
+def scored_by(url: str, day: str) -> set[int]:
+    """The model versions whose scores of ``day`` the table holds (empty: none)."""
+    with _database(url) as engine, engine.connect() as conn:
+        query = select(SCORES.c.version).where(SCORES.c.day == day).distinct()
+        return set(conn.execute(query).scalars())
 
 
 def read_scores(url: str, day: str | None = None) -> pd.DataFrame:
     """The stored scores (of ``day``), ordered by day and customer."""
-    engine = create_engine(engine_url(url))
-    try:
-        _META.create_all(engine, tables=[SCORES])
-        query = select(SCORES).order_by(SCORES.c.day, SCORES.c.customer_id)
-        if day is not None:
-            query = query.where(SCORES.c.day == day)
-        with engine.connect() as conn:
-            return pd.DataFrame(
-                conn.execute(query).mappings().all(), columns=[c.name for c in SCORES.c]
-            )
-    finally:
-        engine.dispose()
+    query = select(SCORES).order_by(SCORES.c.day, SCORES.c.customer_id)
+    if day is not None:
+        query = query.where(SCORES.c.day == day)
+    with _database(url) as engine, engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return pd.DataFrame(rows, columns=[c.name for c in SCORES.c])
 
 
 def _positive_column(predicted: pd.DataFrame) -> str:
