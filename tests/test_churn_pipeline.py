@@ -340,7 +340,8 @@ def test_a_scheduler_catching_up_on_a_week_runs_it_day_by_day(replayed: tuple) -
     slots in the order of their times: each day's features, scores and drift check, the
     Sunday's training after its day's check, and the next day's scores with the model it
     released. Every check finds the day's scores (none judges "no data")."""
-    from modelyard.blueprints.churn._replay import aligned, clock_of
+    from modelyard.blueprints.churn._pipeline import clock_of
+    from modelyard.blueprints.churn._replay import aligned
     from modelyard.jobs import Scheduler, run_due
 
     ws, _, _ = replayed
@@ -377,6 +378,14 @@ def test_a_second_quickstart_and_a_day_before_the_calendar_are_refused(replayed:
         run.error or ""
     )
     assert not list(Folders.of(root).scored.glob(".*"))  # no input folder left behind
+    # A day past the calendar is refused too, and is not where the scheduler goes on from.
+    history = JobHistory(ws.metadata)
+    newest = history.last_slot("churn-features")
+    run = run_job(ws, "churn-features", date="2027-06-01")
+    assert run.status == "failed" and run.attempts == 1
+    assert "2027-06-01 is after the newest day the calendar has reached" in (run.error or "")
+    assert history.last_slot("churn-features") == newest
+    assert not (Folders.of(root).features / "2027-06-01.parquet").exists()
 
 
 def test_a_moved_workspace_declares_its_own_feature_folder(replayed: tuple, tmp_path: Path) -> None:

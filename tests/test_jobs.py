@@ -286,6 +286,10 @@ def test_a_job_refusing_its_input_fails_at_once_with_one_line(
         "InvalidInputError: 2020-01-01 is before the calendar; give a later --date"
     )
     assert "Traceback" not in run.log
+    # Nothing was done: the slot is not taken (the scheduler does not go on from it) and
+    # nobody is paged for a date mistyped at the prompt.
+    history = JobHistory(jobs_ws.metadata)
+    assert history.slots("refused") == [] and alerts(jobs_ws) == []
 
 
 def test_an_interrupted_run_is_recorded_without_an_alert_and_its_slot_is_due_again(
@@ -606,6 +610,28 @@ def test_after_makes_a_catch_up_run_day_by_day_features_before_scores(
     days = ("2026-11-21", "2026-11-22", "2026-11-23", "2026-11-24")
     steps = ("features start", "features end", "scores start", "scores end")
     assert order == [(step, day) for day in days for step in steps]
+
+
+def test_a_closing_scheduler_starts_no_more_slots(sqlite_workspace: modelyard.Workspace) -> None:
+    """Ctrl-C or SIGTERM during a catch-up: the run in flight ends, the rest stay due."""
+    root = sqlite_workspace.root
+    (root / "ordered.py").write_text(ORDERED)
+    (root / "modelyard.toml").write_text(
+        '[jobs.features]\nfunction = "ordered:features"\nschedule = "0 1 * * *"\n'
+    )
+    ws = modelyard.Workspace(root)
+    clock = Clock(at("2026-11-20T03:00"))
+    with open_runner(ws, owner="s1") as runner:
+        sched = Scheduler(workspace_jobs(ws), runner, clock=clock)
+        run_due(sched)
+        clock.now = at("2026-11-24T03:00")  # four days behind
+        futures = sched.tick()
+        while not (root / "order.jsonl").read_text().count("features start") >= 2:
+            time.sleep(0.02)
+        sched.close()
+        runs = wait_all(futures)
+    ws.close()
+    assert len(runs) == 1  # the one in flight; three slots stay due for the next scheduler
 
 
 def test_a_slot_whose_owner_died_on_this_host_is_taken_over_at_once(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._progress import Progress
-from modelyard.errors import ConfigError, InvalidInputError
+from modelyard.errors import ConfigError, InvalidInputError, ModelyardError
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -127,11 +127,12 @@ def call(function: str, ctx: JobContext, log_path: str | None) -> Outcome:
             if out is not None and result is not None:
                 out.write(f"returned: {result!r}\n")
             return Outcome("ok", ctx.partition)
-        except (InvalidInputError, ConfigError) as exc:  # one line, and no retry
+        except ModelyardError as exc:  # says what is wrong in one line: no traceback
             line = f"{type(exc).__name__}: {exc.message}"
             if out is not None:
                 out.write(line + "\n")
-            return Outcome("error", ctx.partition, line, retry=False)
+            refused = isinstance(exc, InvalidInputError | ConfigError)  # would be again
+            return Outcome("error", ctx.partition, line, retry=not refused)
         except (Exception, SystemExit):  # the function's failure is the outcome, never ours
             text = traceback.format_exc()
             if out is not None:

@@ -66,9 +66,9 @@ class Runner:
         keeper.start()
         watcher = threading.Thread(target=self._watch_log, args=(run_id, stop), daemon=True)
         watcher.start()
-        status, error, interrupted = "failed", None, False
+        status, error, interrupted, refused = "failed", None, False, False
         try:
-            status, error = self._attempts(spec, logical, end, run_id)
+            status, error, refused = self._attempts(spec, logical, end, run_id)
         except KeyboardInterrupt:  # the operator stopped it: no alert, and the slot is due again
             status, error, interrupted = "failed", "interrupted (Ctrl-C) before it ended", True
             raise
@@ -81,19 +81,24 @@ class Runner:
             watcher.join()
             log = self._read_log(run_id)
             self.history.end_run(run_id, status, error, log)  # type: ignore[arg-type]
-            if interrupted:
+            # A manual run that was interrupted, or whose input was refused (a date the
+            # job does not serve), did nothing: its slot is handed back, so that a later
+            # date given by mistake does not become where the scheduler goes on from.
+            handed_back = interrupted or (refused and trigger == "manual")
+            if handed_back:
                 self.history.give_up(spec.name, logical, self.owner)
             else:
                 self.history.release(
                     spec.name, logical, self.owner, "success" if status == "success" else "failed"
                 )
-            if status != "success" and not interrupted:
+            if status != "success" and not handed_back:  # the person at the prompt knows
                 self._alert(spec, logical, run_id, status, error)
         return self.history.run(run_id)
 
     def _attempts(
         self, spec: JobSpec, logical: datetime, end: datetime, run_id: str
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, bool]:
+        """(status, error, whether the job refused its input or settings)."""
         pending: list[str | None] = list(spec.partitions) or [None]
         failures: list[Outcome] = []
         for attempt in range(1, spec.retries + 2):
@@ -118,18 +123,20 @@ class Runner:
             outcomes = run_tasks(self.executors.get(spec.executor), tasks, spec.timeout_s)
             failures = [o for o in outcomes if o.status != "ok"]
             if not failures:
-                return "success", None
+                return "success", None, False
             pending = [o.partition for o in failures]
             if not any(o.retry for o in failures):
-                break  # refused input or settings: another attempt would be refused too
+                first = failures[0]
+                where = f"partition {first.partition}: " if first.partition is not None else ""
+                return "failed", f"{where}{first.detail}", True  # refused: again if retried
             if attempt <= spec.retries:
                 self.sleep(spec.retry_delay(attempt))
         first = failures[0]
         where = f"partition {first.partition}: " if first.partition is not None else ""
         if all(o.status == "timeout" for o in failures):
             limit = f"{spec.timeout_s:g} s" if spec.timeout_s is not None else "its limit"
-            return "timeout", f"{where}timed out after {limit}"
-        return "failed", f"{where}{first.detail}"
+            return "timeout", f"{where}timed out after {limit}", False
+        return "failed", f"{where}{first.detail}", False
 
     def _keep_lease(self, job: str, logical: datetime, stop: threading.Event) -> None:
         while not stop.wait(self.lease_s / 3):

@@ -52,6 +52,7 @@ class Scheduler:
         self._linked = _linked(self.jobs)
         self._pool = ThreadPoolExecutor(max_active, thread_name_prefix="modelyard-job")
         self._busy: set[str] = set()  # jobs with runs in flight here
+        self._closing = threading.Event()  # no slot starts once set (Ctrl-C, SIGTERM)
         self._wake = threading.Event()
         self._lock = threading.Lock()
 
@@ -138,6 +139,8 @@ class Scheduler:
         # another scheduler may take later slots meanwhile, and each still runs once.
         runs = []
         for logical, trigger in slots:
+            if self._closing.is_set():  # stopping: the slots not started stay due
+                break
             if self.history.claim(spec.name, logical, self.owner, self.runner.lease_s):
                 if trigger == "recovery":
                     logger.warning("job %s: slot %s lapsed; running it again", spec.name, logical)
@@ -206,6 +209,8 @@ class Scheduler:
         self.close()
 
     def close(self) -> None:
+        """Start no more slots; wait for the runs in flight to end."""
+        self._closing.set()
         self._pool.shutdown(wait=True)
 
 

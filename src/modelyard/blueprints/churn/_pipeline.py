@@ -22,6 +22,7 @@ files, its rows in the scores table), so a rerun of a day replaces it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -145,12 +146,40 @@ class FeaturesDone:
     path: Path
 
 
-def _require_calendar(settings: ChurnSettings, day: int, first: int, what: str) -> None:
+CLOCK_FILE = "clock.json"
+
+
+def clock_of(ws: Workspace) -> datetime | None:
+    """How far the calendar has been replayed (None: never)."""
+    path = Folders.of(Path(ws.config.root)).events.parent / CLOCK_FILE
+    if not path.exists():
+        return None
+    return datetime.fromisoformat(json.loads(path.read_text())["now"])
+
+
+def _require_calendar(
+    ws: Workspace, settings: ChurnSettings, day: int, first: int, what: str
+) -> None:
+    """``day`` is one the calendar has reached: by its replays, or by the wall clock (a
+    scheduler on the real calendar). A later day would be computed from events not laid
+    out yet, and the scheduler, which goes on from the newest day run, would skip the
+    days between."""
     if day < first:
         raise InvalidInputError(
             f"{day_name(settings.start, day)} is before the calendar's first day of {what}, "
             f"{day_name(settings.start, first)} (day {first}; day 0 is blueprint.start); "
             "give a later --date"
+        )
+    clock = clock_of(ws)
+    if clock is None:  # the calendar has not begun: its history is being laid out
+        return
+    reached = max(day_ended_by(settings, clock), day_ended_by(settings, datetime.now(UTC)))
+    if day > reached:
+        raise InvalidInputError(
+            f"{day_name(settings.start, day)} is after the newest day the calendar has "
+            f"reached, {day_name(settings.start, reached)}; replay up to it first "
+            "(modelyard quickstart --blueprint churn --simulate-days N), or give an earlier "
+            "--date"
         )
 
 
@@ -159,7 +188,7 @@ def make_features(ws: Workspace, settings: ChurnSettings, when: datetime) -> Fea
     from modelyard.features import FeatureView, run_checks
 
     day = day_ended_by(settings, when)
-    _require_calendar(settings, day, -LONGEST, "features")
+    _require_calendar(ws, settings, day, -LONGEST, "features")
     folders = Folders.of(Path(ws.config.root))
     customers, leaving = customers_of(ws, settings)
     events = events_of_day(ws, settings, customers, leaving, day)
@@ -292,7 +321,7 @@ def score_customers(
     from modelyard.serving import score
 
     day = day_ended_by(settings, when)
-    _require_calendar(settings, day, 0, "scores")
+    _require_calendar(ws, settings, day, 0, "scores")
     folders = Folders.of(Path(ws.config.root))
     source = folders.features / f"{day_name(settings.start, day)}.parquet"
     if not source.exists():
@@ -350,6 +379,7 @@ def check_drift(ws: Workspace, settings: ChurnSettings, when: datetime) -> list[
     if not rules:
         return []
     day = day_ended_by(settings, when)
+    _require_calendar(ws, settings, day, 0, "drift checks")
     name = day_name(settings.start, day)
     versions = scored_by(settings.scores_at(Path(ws.config.root)), name)
     # Checked without the day's scores by the version in production, the rules would see

@@ -21,13 +21,12 @@ from modelyard._files import atomic_write_text
 from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
 from modelyard.blueprints.churn._daily import LONGEST
-from modelyard.blueprints.churn._pipeline import DAY, day_ended_by
+from modelyard.blueprints.churn._pipeline import DAY, clock_of, day_ended_by
 from modelyard.blueprints.churn._replay import (
     BEGIN_DAY,
     CLOCK_HOUR,
     aligned,
     bootstrap,
-    clock_of,
     default_start,
     has_production,
     pipeline_jobs,

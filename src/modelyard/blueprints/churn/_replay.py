@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from modelyard._files import atomic_write_text
 from modelyard.blueprints.churn._config import ChurnSettings
 from modelyard.blueprints.churn._daily import LONGEST, day_name
-from modelyard.blueprints.churn._pipeline import DAY, Folders
+from modelyard.blueprints.churn._pipeline import CLOCK_FILE, DAY, Folders, clock_of
 from modelyard.blueprints.churn._simulate import LAST_LEAVING_DAY
 from modelyard.errors import ConfigError, InvalidInputError
 
@@ -41,7 +41,6 @@ BEGIN_DAY = 91  # the calendar's first day: the days before it are the first mod
 # The clock stands here on each day: after the slots that work on the day before (01:00 to
 # 04:00), so a replay of N days runs every slot of N whole days.
 CLOCK_HOUR = timedelta(hours=6)
-CLOCK_FILE = "clock.json"
 
 
 @dataclass(frozen=True)
@@ -51,14 +50,6 @@ class Replayed:
     since: datetime
     until: datetime
     runs: list[JobRun]
-
-
-def clock_of(ws: Workspace) -> datetime | None:
-    """How far the calendar has been replayed (None: never)."""
-    path = Folders.of(Path(ws.config.root)).events.parent / CLOCK_FILE
-    if not path.exists():
-        return None
-    return datetime.fromisoformat(json.loads(path.read_text())["now"])
 
 
 def _save_clock(ws: Workspace, now: datetime) -> None:
@@ -183,9 +174,9 @@ def replay(
             if upcoming is None or upcoming > until:
                 break
             now = upcoming
+            _save_clock(ws, now)  # first: the tick's steps see the calendar reach their day
             made = run_due(scheduler, now)
             runs += made
-            _save_clock(ws, now)
             if on_tick is not None:
                 on_tick(now, made)
     finally:

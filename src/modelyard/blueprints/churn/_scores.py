@@ -42,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 
 from modelyard._redact import redact
 from modelyard.blueprints.churn._features import SERVICE
-from modelyard.errors import BackendUnavailableError
+from modelyard.errors import BackendUnavailableError, ConfigError
 
 if TYPE_CHECKING:
     from modelyard.registry import ModelVersion
@@ -108,7 +108,13 @@ def engine_url(url: str) -> str:
 def _database(url: str) -> Iterator[Engine]:
     """An engine on the scores database with the table in place; a database that cannot
     be reached is one line naming it (SQLAlchemy's message ends with a link)."""
-    engine = create_engine(engine_url(url))
+    try:
+        engine = create_engine(engine_url(url))
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"blueprint.scores_url {redact(url)} needs the driver {exc.name!r}; for "
+            "PostgreSQL install modelyard[postgres]"
+        ) from None
     try:
         _META.create_all(engine, tables=[SCORES])
         yield engine
