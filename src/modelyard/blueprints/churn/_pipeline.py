@@ -22,10 +22,9 @@ files, its rows in the scores table), so a rerun of a day replaces it.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +35,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from modelyard.blueprints.churn._calendar import CLOCK_FILE as CLOCK_FILE
+from modelyard.blueprints.churn._calendar import DAY as DAY
+from modelyard.blueprints.churn._calendar import Folders as Folders
+from modelyard.blueprints.churn._calendar import clock_of as clock_of
+from modelyard.blueprints.churn._calendar import day_end as day_end
+from modelyard.blueprints.churn._calendar import day_ended_by as day_ended_by
+from modelyard.blueprints.churn._calendar import require_calendar
 from modelyard.blueprints.churn._config import ChurnSettings
 from modelyard.blueprints.churn._customers import load_customers
 from modelyard.blueprints.churn._daily import (
@@ -69,31 +75,7 @@ if TYPE_CHECKING:
     from modelyard.release import Promotion
     from modelyard.workspace import Workspace
 
-DAY = timedelta(days=1)
 PIPELINE = "churn-pipeline"  # the actor of its promotions
-
-
-@dataclass(frozen=True)
-class Folders:
-    """Where the pipeline keeps its day files, under the workspace's ``.modelyard/``."""
-
-    events: Path
-    features: Path
-    scored: Path
-
-    @classmethod
-    def of(cls, root: Path) -> Folders:
-        base = root / ".modelyard" / "churn"
-        return cls(base / "events", base / "features", base / "scored")
-
-
-def day_ended_by(settings: ChurnSettings, when: datetime) -> int:
-    """The newest day (0 is ``start``) that has ended at ``when``."""
-    return int((when.astimezone(UTC) - settings.start) // DAY) - 1
-
-
-def day_end(settings: ChurnSettings, day: int) -> datetime:
-    return settings.start + (day + 1) * DAY
 
 
 @lru_cache(maxsize=4)
@@ -146,49 +128,12 @@ class FeaturesDone:
     path: Path
 
 
-CLOCK_FILE = "clock.json"
-
-
-def clock_of(ws: Workspace) -> datetime | None:
-    """How far the calendar has been replayed (None: never)."""
-    path = Folders.of(Path(ws.config.root)).events.parent / CLOCK_FILE
-    if not path.exists():
-        return None
-    return datetime.fromisoformat(json.loads(path.read_text())["now"])
-
-
-def _require_calendar(
-    ws: Workspace, settings: ChurnSettings, day: int, first: int, what: str
-) -> None:
-    """``day`` is one the calendar has reached: by its replays, or by the wall clock (a
-    scheduler on the real calendar). A later day would be computed from events not laid
-    out yet, and the scheduler, which goes on from the newest day run, would skip the
-    days between."""
-    if day < first:
-        raise InvalidInputError(
-            f"{day_name(settings.start, day)} is before the calendar's first day of {what}, "
-            f"{day_name(settings.start, first)} (day {first}; day 0 is blueprint.start); "
-            "give a later --date"
-        )
-    clock = clock_of(ws)
-    if clock is None:  # the calendar has not begun: its history is being laid out
-        return
-    reached = max(day_ended_by(settings, clock), day_ended_by(settings, datetime.now(UTC)))
-    if day > reached:
-        raise InvalidInputError(
-            f"{day_name(settings.start, day)} is after the newest day the calendar has "
-            f"reached, {day_name(settings.start, reached)}; replay up to it first "
-            "(modelyard quickstart --blueprint churn --simulate-days N), or give an earlier "
-            "--date"
-        )
-
-
 def make_features(ws: Workspace, settings: ChurnSettings, when: datetime) -> FeaturesDone:
     """Lay out the day's events and compute every customer's features as of its end."""
     from modelyard.features import FeatureView, run_checks
 
     day = day_ended_by(settings, when)
-    _require_calendar(ws, settings, day, -LONGEST, "features")
+    require_calendar(ws, settings, day, -LONGEST, "features")
     folders = Folders.of(Path(ws.config.root))
     customers, leaving = customers_of(ws, settings)
     events = events_of_day(ws, settings, customers, leaving, day)
@@ -321,7 +266,7 @@ def score_customers(
     from modelyard.serving import score
 
     day = day_ended_by(settings, when)
-    _require_calendar(ws, settings, day, 0, "scores")
+    require_calendar(ws, settings, day, 0, "scores")
     folders = Folders.of(Path(ws.config.root))
     source = folders.features / f"{day_name(settings.start, day)}.parquet"
     if not source.exists():
@@ -379,7 +324,7 @@ def check_drift(ws: Workspace, settings: ChurnSettings, when: datetime) -> list[
     if not rules:
         return []
     day = day_ended_by(settings, when)
-    _require_calendar(ws, settings, day, 0, "drift checks")
+    require_calendar(ws, settings, day, 0, "drift checks")
     name = day_name(settings.start, day)
     versions = scored_by(settings.scores_at(Path(ws.config.root)), name)
     # Checked without the day's scores by the version in production, the rules would see
