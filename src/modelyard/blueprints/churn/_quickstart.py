@@ -178,35 +178,12 @@ def _check_data(ws: Workspace, settings: ChurnSettings) -> None:
     """The customer and event tables as the mapping reads them, and the scores table's
     database, checked before anything is written or run: a mistake there would
     otherwise fail every day of the history, one alert each."""
-    from sqlalchemy import create_engine, text
-
     from modelyard.blueprints.churn._pipeline import customers_of
-    from modelyard.blueprints.churn._scores import engine_url
+    from modelyard.blueprints.churn._scores import check_database
 
     customers_of(ws, settings)
-    url = settings.scores_url
-    if not url:  # the embedded SQLite file: made with the first scores
-        return
-    try:
-        engine = create_engine(engine_url(url))
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"blueprint.scores_url {url!r} needs the driver {exc.name!r}; for PostgreSQL "
-            "install modelyard[postgres]"
-        ) from None
-    except Exception as exc:  # SQLAlchemy's ArgumentError and the like: a bad URL
-        raise ConfigError(f"blueprint.scores_url {url!r} is not a database URL: {exc}") from None
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise ConfigError(
-            f"blueprint.scores_url: cannot reach the scores database ({reason}); start it, "
-            "or leave scores_url empty for the embedded SQLite file"
-        ) from None
-    finally:
-        engine.dispose()
+    if settings.scores_url:  # else the embedded SQLite file, made with the first scores
+        check_database(settings.scores_url)
 
 
 def _settings_with_start(ws: Workspace) -> ChurnSettings:

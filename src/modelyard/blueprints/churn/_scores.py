@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from modelyard._redact import redact
 from modelyard.blueprints.churn._features import SERVICE
@@ -115,14 +115,19 @@ def _database(url: str) -> Iterator[Engine]:
             f"blueprint.scores_url {redact(url)} needs the driver {exc.name!r}; for "
             "PostgreSQL install modelyard[postgres]"
         ) from None
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"blueprint.scores_url {redact(url)} is not a database URL: {exc}"
+        ) from None
     try:
         _META.create_all(engine, tables=[SCORES])
         yield engine
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise BackendUnavailableError(
-            f"cannot reach the scores database {redact(url)} ({reason}); start it, or fix "
-            "blueprint.scores_url, then rerun the day"
+            f"blueprint.scores_url: cannot reach the scores database {redact(url)} "
+            f"({reason}); start it, fix scores_url, or leave it empty for the embedded "
+            "SQLite file"
         ) from None
     finally:
         engine.dispose()
