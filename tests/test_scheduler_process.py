@@ -27,12 +27,14 @@ def tick(ctx):
 """
 
 
-def start(root: str) -> subprocess.Popen[bytes]:
+def start(root: str, *, own_group: bool = False) -> subprocess.Popen[bytes]:
+    """``own_group``: in a process group of its own, as a terminal's foreground job."""
     return subprocess.Popen(
         [sys.executable, "-m", "modelyard", "scheduler", "--lease", "2s", "-w", root],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
+        start_new_session=own_group,
     )
 
 
@@ -98,13 +100,7 @@ def test_ctrl_c_lets_the_run_in_flight_end_and_records_it(
         '[alerts.sinks.pager]\ntype = "file"\npath = "alerts.jsonl"\n'
         '[jobs.nap]\nfunction = "pipelines:nap"\nschedule = "* * * * *"\nsinks = ["pager"]\n'
     )
-    scheduler = subprocess.Popen(
-        [sys.executable, "-m", "modelyard", "scheduler", "-w", str(root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
+    scheduler = start(str(root), own_group=True)
     deadline = time.monotonic() + 60
     while not (root / "started").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
