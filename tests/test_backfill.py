@@ -1,4 +1,5 @@
-"""Backfill: partitions checked one by one, failures write nothing, reruns resume."""
+"""Backfill: partitions checked one by one; a rejected one writes nothing and is read from
+nowhere, the others land, and a rerun after the fix completes the range."""
 
 from __future__ import annotations
 
@@ -100,22 +101,62 @@ def test_covered_times_are_read_from_the_backfill_not_the_source(ws: Any) -> Non
     assert got[3] == 99.0  # day 2: not covered, so read from the source
 
 
-def test_a_failing_partition_writes_nothing_and_a_rerun_resumes(ws: Any) -> None:
+def test_a_rejected_partition_writes_nothing_the_others_land_and_a_rerun_completes(
+    ws: Any,
+) -> None:
     workspace, path = ws
     write_source(path, bad_day=1)
     workspace.features.apply([DRIVER, view(path)])
     report = workspace.features.backfill("ratings", day(0), day(3))
-    assert [p.status for p in report.partitions] == ["written", "failed"]
+    assert [p.status for p in report.partitions] == ["written", "rejected", "written"]
+    assert not report.ok and report.rejected == [report.failed]
     failed = report.failed
     assert failed is not None and failed.start == day(1)
     assert failed.failure is not None and failed.failure.check == "range(rating)"
     assert failed.failure.samples[0]["rating"] == 99.0
     folder = workspace.features.offline_root / "backfill" / "ratings" / "v1"
-    assert len(list(folder.glob("*.parquet"))) == 1
+    assert len(list(folder.glob("*.parquet"))) == 2
+    # The rejected day is read from nowhere: no training set sees its bad rows.
+    rows = pd.DataFrame(
+        {"driver_id": [2], "event_timestamp": pd.to_datetime([day(1, 13)], utc=True)}
+    )
+    seen = workspace.features.get_historical(rows, ["ratings:rating"])["rating"].tolist()
+    assert seen == [4.02]  # day 0's value, still within the ttl; never 99.0
+    status = workspace.features.backfill_status("ratings")
+    assert status["rejected"] == [(day(1), day(2))]
     write_source(path)  # the data is fixed upstream
     rerun = workspace.features.backfill("ratings", day(0), day(3))
-    assert [p.status for p in rerun.partitions] == ["skipped", "written", "written"]
+    assert [p.status for p in rerun.partitions] == ["skipped", "written", "skipped"]
+    assert rerun.ok
     assert len(list(folder.glob("*.parquet"))) == 3
+    assert workspace.features.backfill_status("ratings")["rejected"] == []
+    seen = workspace.features.get_historical(rows, ["ratings:rating"])["rating"].tolist()
+    assert seen == [pytest.approx(4.12)]
+
+
+def test_a_partition_reports_every_check_it_fails(ws: Any) -> None:
+    workspace, path = ws
+    frame = pd.DataFrame(
+        {
+            "driver_id": [1, 1, 2],
+            "event_timestamp": pd.to_datetime([day(0, 1), day(0, 1), day(0, 2)], utc=True),
+            "rating": [4.0, 4.5, None],
+        }
+    )
+    frame.loc[0, "rating"] = 7.0
+    frame.to_parquet(path)
+    workspace.features.apply([DRIVER, view(path)])
+    report = workspace.features.backfill("ratings", day(0), day(1))
+    [rejected] = report.rejected
+    assert [f.check for f in rejected.failures] == [
+        "range(rating)",
+        "null_rate(rating)",
+        "unique_keys",
+    ]
+    last = workspace.features.backfill_status("ratings")["last_run"]
+    [part] = last["partitions"]
+    assert [f["check"] for f in part["failures"]] == [f.check for f in rejected.failures]
+    assert part["failures"][0]["samples"][0]["rating"] == 7.0
 
 
 @pytest.mark.parametrize(
@@ -179,16 +220,17 @@ def test_a_backfill_on_ray_publishes_what_a_local_one_does(ws: Any, ray_executor
     with modelyard.Workspace(workspace.root, executor_url="ray") as on_ray:
         report = on_ray.features.backfill("ratings", day(0), day(3))
 
-    assert [p.status for p in report.partitions] == ["written", "failed"]
+    assert [p.status for p in report.partitions] == ["written", "rejected", "written"]
     assert report.failed is not None and report.failed.failure is not None
     assert report.failed.failure.samples[0]["rating"] == 99.0
     folder = workspace.features.offline_root / "backfill" / "ratings" / "v1"
-    # The failed partition's file, and the next one's, were staged and removed.
+    # The rejected partition's file was never staged; no staged file is left behind.
     assert sorted(p.name for p in folder.iterdir()) == [
         "20240301T000000-20240302T000000.parquet",
+        "20240303T000000-20240304T000000.parquet",
         "coverage.json",
         "last_run.json",  # the run's per-partition results (FeatureStore.backfill_status)
     ]
     last = workspace.features.backfill_status("ratings")["last_run"]
-    assert [p["status"] for p in last["partitions"]] == ["written", "failed"]
+    assert [p["status"] for p in last["partitions"]] == ["written", "rejected", "written"]
     assert last["partitions"][1]["check"] == report.failed.failure.check

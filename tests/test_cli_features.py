@@ -159,7 +159,7 @@ def test_online_commands_reject_bad_input(
     assert code == 2 and message in err
 
 
-def test_backfill_reports_partitions_and_a_failure_exits_2(
+def test_backfill_reports_partitions_and_a_rejection_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "bf"
@@ -192,7 +192,8 @@ def test_backfill_reports_partitions_and_a_failure_exits_2(
         *w,
     )
     assert code == 2
-    assert "written" in out and "failed" in out
+    assert "written" in out and "rejected (range(rating))" in out
+    assert "1 of 2 partitions rejected, 1 written" in err
     assert "range(rating)" in err and "42.0" in err and "resume" in err
 
 

@@ -66,7 +66,7 @@ def _features(ws: modelyard.Workspace, root: Path) -> None:
     )
     ws.features.apply([driver, view, FeatureService("driver_service", [view])])
     report = ws.features.backfill("driver_stats", DAY0, DAY0 + timedelta(days=3))
-    assert [p.status for p in report.partitions] == ["written", "written", "failed"]
+    assert [p.status for p in report.partitions] == ["written", "written", "rejected"]
 
 
 def _runs(ws: modelyard.Workspace) -> None:
@@ -237,7 +237,8 @@ def test_the_features_page_shows_definitions_owners_and_backfill_checks(
     assert "team-rides" in views and "trips <span" in views and "2 days" in views
     assert "range(feature=trips, min=0, max=10)" in views and "trips.parquet" in views
     assert "2026-03-01 00:00:00 – 2026-03-03 00:00:00" in views  # days 0-1 passed; 2 failed
-    assert "failed 2026-03-03: range(trips)" in views  # the last run's failing check
+    assert "rejected 2026-03-03: range(trips)" in views  # the last run's failing check
+    assert "read from nowhere until a backfill passes" in views
     assert "never materialized" in views
     services = page.text.split('id="services"')[1].split("</table>")[0]
     assert "driver_stats</a>" in services and "team-rides" in services

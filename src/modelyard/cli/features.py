@@ -345,16 +345,33 @@ def backfill(
     table = Table(title=f"backfill of {view} (version {report.version})")
     for col in ("partition start", "end", "rows", "status"):
         table.add_column(col)
-    style = {"written": "green", "skipped": "dim", "failed": "red"}
+    style = {"written": "green", "skipped": "dim", "rejected": "red"}
     for p in report.partitions:
+        checks = ", ".join(f.check for f in p.failures)
         table.add_row(
-            p.start.isoformat(), p.end.isoformat(), str(p.rows), p.status, style=style[p.status]
+            p.start.isoformat(),
+            p.end.isoformat(),
+            str(p.rows),
+            f"{p.status} ({checks})" if checks else p.status,
+            style=style[p.status],
         )
     console.print(table)
-    failed = report.failed
-    if failed is not None and failed.failure is not None:
-        samples = json.dumps(failed.failure.samples[:3], default=str)
-        raise InvalidInputError(
-            f"partition {failed.start.isoformat()} failed {failed.failure}; nothing was written "
-            f"for it; sample rows: {samples}; fix the data and run the same command to resume"
+    if report.rejected:
+        raise InvalidInputError(_rejections(report))
+
+
+def _rejections(report: Any) -> str:
+    """Every rejected partition with every check it failed and a sample row, in one line."""
+    parts = []
+    for p in report.rejected:
+        failed = "; ".join(
+            f"{f}" + (f" (e.g. {json.dumps(f.samples[0], default=str)})" if f.samples else "")
+            for f in p.failures
         )
+        parts.append(f"partition {p.start.isoformat()} rejected: {failed}")
+    landed = sum(p.status == "written" for p in report.partitions)
+    return (
+        f"{len(report.rejected)} of {len(report.partitions)} partitions rejected, {landed} "
+        f"written; {' | '.join(parts)}; nothing is read for a rejected partition until it "
+        "passes: fix the source and run the same command to resume"
+    )

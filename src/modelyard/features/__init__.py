@@ -13,6 +13,7 @@ if TYPE_CHECKING:
         Range,
         RowCount,
         UniqueKeys,
+        check_partition,
         check_spec,
         run_checks,
     )
@@ -44,6 +45,7 @@ __all__ = [
     "RowCount",
     "SqlSource",
     "UniqueKeys",
+    "check_partition",
     "check_spec",
     "require_duckdb",
     "run_checks",
@@ -58,6 +60,7 @@ _EXPORTS = {
         "Range",
         "RowCount",
         "UniqueKeys",
+        "check_partition",
         "check_spec",
         "run_checks",
     ],

@@ -4,8 +4,11 @@ A partition that passes every check becomes one Parquet file under
 ``offline/backfill/<view>/v<version>/`` (written atomically), and the time range it
 covers is added to ``coverage.json`` beside it. Offline reads then take the view's rows
 for covered times from these files instead of the source. A partition that fails a
-check writes nothing and stops the run with the failure and sample rows; running the
-same backfill again skips the covered partitions, so it resumes where it stopped.
+check is *rejected*: it writes nothing, its range is recorded as rejected so that no
+read (training set, materialization) takes the source's rows for it, and the run
+reports every check it failed, with sample rows; the other partitions still land.
+Running the same backfill again (after fixing the source) skips the covered partitions
+and retries the rejected ones, so the range completes.
 
 The coverage record lives with the data (not in the metadata database) so that the
 Parquet folder alone says what it holds; it is rewritten whole, by rename.
@@ -27,7 +30,7 @@ import pyarrow.parquet as pq
 from modelyard import _time
 from modelyard._files import atomic_write_text
 from modelyard.errors import InvalidInputError
-from modelyard.features._checks import CheckFailure, run_checks
+from modelyard.features._checks import CheckFailure, check_partition
 from modelyard.features._sources import literal, quote
 
 if TYPE_CHECKING:
@@ -42,8 +45,13 @@ class PartitionResult:
     start: datetime
     end: datetime
     rows: int
-    status: str  # "written", "skipped" (already covered) or "failed"
-    failure: CheckFailure | None = None
+    status: str  # "written", "skipped" (already covered) or "rejected"
+    failures: list[CheckFailure] = field(default_factory=list)  # every check it failed
+
+    @property
+    def failure(self) -> CheckFailure | None:
+        """The first check the partition failed, or None."""
+        return self.failures[0] if self.failures else None
 
 
 @dataclass
@@ -53,26 +61,40 @@ class BackfillReport:
     partitions: list[PartitionResult] = field(default_factory=list)
 
     @property
+    def rejected(self) -> list[PartitionResult]:
+        return [p for p in self.partitions if p.status == "rejected"]
+
+    @property
     def failed(self) -> PartitionResult | None:
-        return next((p for p in self.partitions if p.status == "failed"), None)
+        """The first rejected partition, or None."""
+        return next(iter(self.rejected), None)
 
     @property
     def ok(self) -> bool:
-        return self.failed is None
+        return not self.rejected
 
 
 def backfill_folder(offline_root: Path, view: str, version: int) -> Path:
     return offline_root / "backfill" / view / f"v{version}"
 
 
-def read_coverage(folder: Path) -> list[Range]:
+def _record(folder: Path) -> dict[str, list[Range]]:
     path = folder / "coverage.json"
-    if not path.is_file():
-        return []
-    return [
-        (datetime.fromisoformat(a), datetime.fromisoformat(b))
-        for a, b in json.loads(path.read_text())["ranges"]
-    ]
+    body = json.loads(path.read_text()) if path.is_file() else {}
+    return {
+        key: [(datetime.fromisoformat(a), datetime.fromisoformat(b)) for a, b in body.get(key, [])]
+        for key in ("ranges", "rejected")
+    }
+
+
+def read_coverage(folder: Path) -> list[Range]:
+    """The time ranges whose partitions passed every check (read from their files)."""
+    return _record(folder)["ranges"]
+
+
+def read_rejected(folder: Path) -> list[Range]:
+    """The partitions the last backfill of them rejected (read from neither)."""
+    return _record(folder)["rejected"]
 
 
 def _merge(ranges: list[Range]) -> list[Range]:
@@ -85,23 +107,45 @@ def _merge(ranges: list[Range]) -> list[Range]:
     return merged
 
 
-def _write_coverage(folder: Path, ranges: list[Range]) -> None:
-    body = {"ranges": [[a.isoformat(), b.isoformat()] for a, b in _merge(ranges)]}
+def _write_coverage(folder: Path, ranges: list[Range], rejected: list[Range]) -> None:
+    body = {
+        "ranges": [[a.isoformat(), b.isoformat()] for a, b in _merge(ranges)],
+        "rejected": [[a.isoformat(), b.isoformat()] for a, b in sorted(rejected)],
+    }
     atomic_write_text(folder / "coverage.json", json.dumps(body, indent=2))
 
 
-def covered_sql(view: FeatureView, folder: Path) -> tuple[str, str] | None:
-    """(rows from backfilled files, condition excluding covered times) or None."""
-    ranges = read_coverage(folder)
-    if not ranges:
+def _settle(folder: Path, part: Range, *, passed: bool) -> None:
+    """Record ``part`` as covered (its file is in place) or as rejected."""
+    record = _record(folder)
+    covered = list(record["ranges"])
+    # A rejection inside ``part`` (a run with smaller partitions) is settled by it too.
+    rejected = [r for r in record["rejected"] if not (part[0] <= r[0] and r[1] <= part[1])]
+    if passed:
+        covered.append(part)
+    else:
+        rejected.append(part)
+    _write_coverage(folder, covered, rejected)
+
+
+def covered_sql(view: FeatureView, folder: Path) -> tuple[str | None, str] | None:
+    """(rows from backfilled files or None, condition excluding covered and rejected
+    times from the source), or None where no backfill covered or rejected anything."""
+    record = _record(folder)
+    ranges, rejected = record["ranges"], record["rejected"]
+    if not ranges and not rejected:
         return None
     ts = quote(view.source.timestamp_field)
-    inside = " OR ".join(f"({ts} >= {_instant(a)} AND {ts} < {_instant(b)})" for a, b in ranges)
-    files = (
-        "SELECT * EXCLUDE (filename, file_row_number), filename AS __file, "
-        "file_row_number AS __pos, 0 AS __tier FROM read_parquet("
-        f"{literal(str(folder / '*.parquet'))}, filename = true, file_row_number = true)"
+    inside = " OR ".join(
+        f"({ts} >= {_instant(a)} AND {ts} < {_instant(b)})" for a, b in [*ranges, *rejected]
     )
+    files = None
+    if ranges:
+        files = (
+            "SELECT * EXCLUDE (filename, file_row_number), filename AS __file, "
+            "file_row_number AS __pos, 0 AS __tier FROM read_parquet("
+            f"{literal(str(folder / '*.parquet'))}, filename = true, file_row_number = true)"
+        )
     return files, f"NOT ({inside})"
 
 
@@ -128,7 +172,7 @@ class _Partition:
     staged: str
 
 
-def _compute(part: _Partition) -> tuple[int, CheckFailure | None]:
+def _compute(part: _Partition) -> tuple[int, list[CheckFailure]]:
     """A task: read and check one partition; stage its file only when every check passes."""
     ts = quote(part.view.source.timestamp_field)
     con = duckdb.connect()
@@ -144,10 +188,10 @@ def _compute(part: _Partition) -> tuple[int, CheckFailure | None]:
         table = fetch()
     finally:
         con.close()
-    failure = run_checks(part.view, table, part.start, part.end)
-    if failure is None:
+    failures = check_partition(part.view, table, part.start, part.end)
+    if not failures:
         pq.write_table(table, part.staged)
-    return table.num_rows, failure
+    return table.num_rows, failures
 
 
 def backfill_view(
@@ -164,8 +208,8 @@ def backfill_view(
     """Compute the uncovered partitions on ``executor``; publish them here, in time order.
 
     Each task stages its file under a hidden name; only this process renames it into
-    place and records its coverage, oldest first, so a failed partition stops the run
-    with every earlier one published and no later one visible.
+    place and records its coverage, oldest first. A partition that fails a check is
+    recorded as rejected (no file) and the run goes on with the next.
     """
     start, end = _time.aware(start, "backfill start"), _time.aware(end, "backfill end")
     if start >= end:
@@ -191,20 +235,18 @@ def backfill_view(
                 result = PartitionResult(p_start, p_end, 0, "skipped")
             else:
                 part, settled = next(computed)
-                rows, failure = settled.get()
-                if failure is not None:
-                    result = PartitionResult(p_start, p_end, rows, "failed", failure)
+                rows, failures = settled.get()
+                if failures:
+                    result = PartitionResult(p_start, p_end, rows, "rejected", failures)
                 else:
                     Path(part.staged).replace(folder / f"{_name(p_start, p_end)}.parquet")
-                    _write_coverage(folder, [*read_coverage(folder), (p_start, p_end)])
                     result = PartitionResult(p_start, p_end, rows, "written")
+                _settle(folder, (p_start, p_end), passed=not failures)
             report.partitions.append(result)
             if progress is not None:
                 progress(result)
-            if result.status == "failed":
-                break
     finally:
-        results.close()  # stops the partitions after a failure before their files go
+        results.close()  # an error or Ctrl-C: stop the partitions not settled yet
         for part in work:
             Path(part.staged).unlink(missing_ok=True)
     _write_last_run(folder, start, end, report)
@@ -221,6 +263,10 @@ def _write_last_run(folder: Path, start: datetime, end: datetime, report: Backfi
             "status": p.status,
             "check": p.failure.check if p.failure else None,
             "message": p.failure.message if p.failure else None,
+            "failures": [
+                {"check": f.check, "message": f.message, "samples": f.samples[:3]}
+                for f in p.failures
+            ],
         }
         for p in report.partitions
     ]
@@ -230,15 +276,17 @@ def _write_last_run(folder: Path, start: datetime, end: datetime, report: Backfi
         "end": end.isoformat(),
         "partitions": parts,
     }
-    atomic_write_text(folder / "last_run.json", json.dumps(body, indent=2))
+    atomic_write_text(folder / "last_run.json", json.dumps(body, indent=2, default=str))
 
 
 def backfill_status(folder: Path) -> dict[str, Any]:
-    """What backfills left for a view version: ``covered`` ranges (every check passed) and
-    ``last_run`` (its partitions with status and the failing check; None before any run)."""
+    """What backfills left for a view version: ``covered`` ranges (every check passed),
+    ``rejected`` ranges (read from nowhere until a backfill passes them) and ``last_run``
+    (its partitions with status and every failing check; None before any run)."""
     path = folder / "last_run.json"
     last = json.loads(path.read_text()) if path.is_file() else None
-    return {"covered": read_coverage(folder), "last_run": last}
+    record = _record(folder)
+    return {"covered": record["ranges"], "rejected": record["rejected"], "last_run": last}
 
 
 def _name(start: datetime, end: datetime) -> str:

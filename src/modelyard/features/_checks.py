@@ -187,6 +187,15 @@ def run_checks(
     view: FeatureView, partition: Any, start: datetime, end: datetime
 ) -> CheckFailure | None:
     """The first failing check on ``partition`` (an Arrow table), or None."""
+    failures = check_partition(view, partition, start, end, first_only=True)
+    return failures[0] if failures else None
+
+
+def check_partition(
+    view: FeatureView, partition: Any, start: datetime, end: datetime, *, first_only: bool = False
+) -> list[CheckFailure]:
+    """Every check ``partition`` (an Arrow table) fails, in declared order; [] if it passes."""
+    failures: list[CheckFailure] = []
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -194,7 +203,9 @@ def run_checks(
         for check in view.checks:
             failure = check.run(con, view, start, end)
             if failure is not None:
-                return failure
+                failures.append(failure)
+                if first_only:
+                    break
     finally:
         con.close()
-    return None
+    return failures

@@ -47,7 +47,9 @@ def view_rows_sql(view: FeatureView, offline_root: Path | None, version: int | N
         backfilled = covered_sql(view, backfill_folder(offline_root, view.name, version))
         if backfilled is not None:
             files, outside = backfilled
-            base = f"{base} WHERE {outside} UNION ALL BY NAME {files}"
+            base = f"{base} WHERE {outside}"
+            if files is not None:
+                base = f"{base} UNION ALL BY NAME {files}"
     folder = push_folder(offline_root, view.name)
     if not folder.is_dir() or not any(folder.glob("*.parquet")):
         return base
