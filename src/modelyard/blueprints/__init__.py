@@ -49,6 +49,7 @@ __all__ = [
 
 BLUEPRINTS: dict[str, str] = {
     "churn": "modelyard.blueprints.churn",
+    "featurestore": "modelyard.blueprints.featurestore",
     "sentiment": "modelyard.blueprints.sentiment",
 }
 """Blueprint name -> the package that holds it."""
@@ -66,6 +67,7 @@ class QuickstartResult(TypedDict):
     summary: str  # one line: the held-out metrics in words
     example: dict[str, Any]  # one real request record, for the curl line
     failed: NotRequired[int]  # job runs that failed (a pipeline's): the command exits 1
+    more: NotRequired[list[dict[str, Any]]]  # other models served beside it: model, alias, example
 
 
 class Quickstart(Protocol):

@@ -301,25 +301,32 @@ def _blueprint_quickstart(
             )
             raise typer.Exit(1)
         host_, port_ = ws.config["serve.host"], ws.config["serve.port"]
-        curl = curl_line(host_, port_, result["example"], model=result["model"])
+        served = [(result["model"], ref, result["example"])]
+        served += [
+            (m["model"], f"{m['model']}@{m['alias']}", m["example"]) for m in result.get("more", [])
+        ]
+        curls = [curl_line(host_, port_, example, model=model) for model, _, example in served]
+        refs = [r for _, r, _ in served]
         if not serve:
             console.print(f"see it in the dashboard: modelyard ui -w {folder}")
-            console.print(f"serve it with: modelyard serve {ref} -w {folder}")
-            console.print(f"then predict at {predict_url(host_, port_, result['model'])}:")
-            console.print(curl, soft_wrap=True, highlight=False)
+            console.print(f"serve it with: modelyard serve {' '.join(refs)} -w {folder}")
+            for (model, _, _), curl in zip(served, curls, strict=True):
+                console.print(f"then predict at {predict_url(host_, port_, model)}:")
+                console.print(curl, soft_wrap=True, highlight=False)
             return
         from modelyard.serving import check_port
         from modelyard.serving import serve as run_server
 
         check_port(host_, port_)
-        console.print(f"\n[bold]predict[/] at {predict_url(host_, port_, result['model'])}")
-        console.print("[bold]try it[/] (in another terminal):")
-        console.print(curl, soft_wrap=True, highlight=False)
+        for (model, _, _), curl in zip(served, curls, strict=True):
+            console.print(f"\n[bold]predict[/] at {predict_url(host_, port_, model)}")
+            console.print("[bold]try it[/] (in another terminal):")
+            console.print(curl, soft_wrap=True, highlight=False)
         console.print(f"dashboard: http://{host_}:{port_}/ui   (runs, models, jobs, drift)")
         console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
         run_server(
             ws,
-            [ref],
+            refs,
             host=host_,
             port=port_,
             log_level=ws.config["serve.log_level"],
