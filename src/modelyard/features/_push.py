@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -27,7 +26,7 @@ from modelyard.errors import InvalidInputError
 from modelyard.features._backfill import backfill_folder, covered_sql
 from modelyard.features._row_checks import check_pushed_rows
 from modelyard.features._sources import literal, to_arrow
-from modelyard.features._typing import check_source_columns
+from modelyard.features._typing import check_source_columns, duck_type_of
 
 if TYPE_CHECKING:
     from modelyard.features._definitions import FeatureView
@@ -90,12 +89,7 @@ def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
     if created is not None and created not in table.column_names:
         now = pa.scalar(_time.now_us(), pa.timestamp("us", tz="UTC"))
         table = table.append_column(created, pa.array([now] * table.num_rows))
-    con = duckdb.connect()
-    try:
-        con.register("rows", table)
-        columns = {r[0]: r[1] for r in con.execute("DESCRIBE SELECT * FROM rows").fetchall()}
-    finally:
-        con.close()
+    columns = {f.name: duck_type_of(f.type) for f in table.schema}
     check_source_columns(view, columns)
     required = [(k, "join key") for k in view.entity.key_names]
     required.append((src.timestamp_field, "event time"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from modelyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -35,6 +37,46 @@ _ACCEPTS: dict[str, tuple[str, ...]] = {
 # (pandas' default) "TIMESTAMPTZ_NS"; the naive kinds carry their unit in the name.
 _AWARE_TIMES = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ_NS")
 _NAIVE_TIMES = ("TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+
+
+_ARROW_INTS = {
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+}
+_NAIVE_UNITS = {"s": "TIMESTAMP_S", "ms": "TIMESTAMP_MS", "us": "TIMESTAMP", "ns": "TIMESTAMP_NS"}
+
+
+def duck_type_of(arrow: pa.DataType) -> str:
+    """The name DuckDB gives a column of Arrow type ``arrow`` (as ``DESCRIBE`` shows it),
+    for the types a source check judges; a push of a few rows is checked without opening
+    DuckDB, which costs more than the rest of the push."""
+    if pa.types.is_dictionary(arrow):
+        return duck_type_of(arrow.value_type)
+    if arrow in _ARROW_INTS:
+        return _ARROW_INTS[arrow]
+    if pa.types.is_float32(arrow):
+        return "FLOAT"
+    if pa.types.is_floating(arrow):
+        return "DOUBLE"
+    if pa.types.is_boolean(arrow):
+        return "BOOLEAN"
+    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):
+        return "VARCHAR"
+    if pa.types.is_decimal(arrow):
+        return f"DECIMAL({arrow.precision},{arrow.scale})"
+    if pa.types.is_timestamp(arrow):
+        if arrow.tz is None:
+            return _NAIVE_UNITS[arrow.unit]
+        return "TIMESTAMPTZ_NS" if arrow.unit == "ns" else "TIMESTAMP WITH TIME ZONE"
+    if pa.types.is_null(arrow):
+        return '"NULL"'
+    return str(arrow).upper()
 
 
 def _base(duck_type: str) -> str:
