@@ -23,7 +23,15 @@ from modelyard.jobs import (
     job,
     run_job,
 )
-from modelyard.monitoring import Alerting, Checker, RuleResult, metric_history, slo_values
+from modelyard.monitoring import (
+    Alerting,
+    Checker,
+    Lineage,
+    RuleResult,
+    lineage_of,
+    metric_history,
+    slo_values,
+)
 from modelyard.registry import (
     LoadedModel,
     LoggedModel,
@@ -66,6 +74,12 @@ def check(ws: modelyard.Workspace, frame: pd.DataFrame) -> None:
     bound = ws.registry.register("m", logged, features=modelyard.FeatureBinding("svc"))
     assert_type(bound.features, modelyard.FeatureBinding | None)
     assert_type(ws.registry.rollback("m", "production"), ModelVersion)
+    with ws.start_run("features") as trained:
+        assert_type(ws.features.get_historical(frame, "svc", run=trained), Any)
+        assert_type(trained.log_feature_lineage(ws.features.lineage("svc")), None)
+    assert_type(ws.features.lineage("svc", 1, fingerprint=False), dict[str, Any])
+    assert_type(lineage_of(ws, "request-id"), Lineage)
+    assert_type(lineage_of(ws, "m@production").to_json_dict(), dict[str, Any])
     options = ServeOptions(ref="m@production", max_batch_size=8, cache="local")
     assert_type(create_app(ws.registry, [options, "n@staging"]), FastAPI)
     assert_type(score(ws.registry, "m@production", "in.parquet", "out.parquet"), ScoreResult)

@@ -32,6 +32,7 @@ from modelyard.cli._common import (
     err_console,
     open_workspace,
 )
+from modelyard.cli.lineage import lineage
 from modelyard.cli.quickstart import quickstart
 from modelyard.cli.score import score
 from modelyard.config import SETTINGS
@@ -60,6 +61,7 @@ monitor.app.command("slo")(alerts.slo_command)
 monitor.app.command("history")(alerts.history_command)
 app.command("quickstart")(quickstart)
 app.command("score")(score)
+app.command("lineage")(lineage)
 app.command("build")(build.build)
 app.add_typer(keys.app, name="keys")
 app.command("audit")(keys.audit)

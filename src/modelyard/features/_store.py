@@ -101,16 +101,25 @@ class FeatureStore:
         full_feature_names: bool = False,
         output: Output = "pandas",
         path: str | Path | None = None,
+        run: Any = None,
     ) -> Any:
         """Per entity row, each feature's latest value at or before the row's time (in ttl).
 
         ``features``: a FeatureService, a service name, or ``["view:feature", ...]``.
         Returns pandas (default), Arrow or polars; with ``path`` writes Parquet there.
+        ``run`` (a tracking Run): records on it the feature lineage (``lineage``, taken
+        before the join) and the training set's fingerprint as data set
+        ``training_set:SERVICE``, so the model registered from the run keeps both.
         """
         require_duckdb()
         from modelyard.features._historical import get_historical
 
-        return get_historical(
+        recorded = None
+        if run is not None:
+            from modelyard.features import _lineage
+
+            recorded = _lineage.training_lineage(self.definitions, features, run)
+        result = get_historical(
             self.definitions,
             entity_rows,
             features,
@@ -121,6 +130,23 @@ class FeatureStore:
             path=path,
             temp_directory=self.offline_root / ".tmp",
         )
+        if recorded is not None:
+            from modelyard.features import _lineage
+
+            _lineage.record_training_set(run, recorded, result)
+        return result
+
+    def lineage(
+        self, service: str, version: int | None = None, *, fingerprint: bool = True
+    ) -> dict[str, Any]:
+        """Feature service ``service`` (latest version by default), the version of each view
+        it reads, each view's source (passwords hidden) and a ``sha256`` of the files a read
+        takes now: source, pushed and backfilled files (``fingerprint=False`` skips reading
+        them). A PostgreSQL source has ``fingerprint`` None and a ``fingerprint_note``."""
+        require_duckdb()
+        from modelyard.features._lineage import service_lineage
+
+        return service_lineage(self.definitions, service, version, fingerprint=fingerprint)
 
     # -- online ------------------------------------------------------------------------
     def materialize(

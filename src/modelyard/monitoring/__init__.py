@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from modelyard.monitoring._export import (
         export,
     )
+    from modelyard.monitoring._lineage import (
+        Lineage,
+        lineage_of,
+    )
     from modelyard.monitoring._quality import (
         joined,
         quality,
@@ -103,6 +107,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "DriftReport",
     "FileSink",
+    "Lineage",
     "LogSink",
     "NumericProfile",
     "PredictionLog",
@@ -126,6 +131,7 @@ __all__ = [
     "joined",
     "known_metrics",
     "latest_metrics",
+    "lineage_of",
     "log_batch",
     "metric_history",
     "newest_window_end",
@@ -176,6 +182,10 @@ _EXPORTS = {
     ],
     "modelyard.monitoring._export": [
         "export",
+    ],
+    "modelyard.monitoring._lineage": [
+        "Lineage",
+        "lineage_of",
     ],
     "modelyard.monitoring._quality": [
         "joined",

@@ -1,7 +1,15 @@
-"""What a new version takes from the run it was logged in: lineage, metrics and tags."""
+"""What a new version takes from the run it was logged in: lineage, metrics and tags.
+
+The lineage holds the run's git commit, seed and data sets (with fingerprints) and, where
+the run built its training set with ``get_historical(..., run=run)``, the feature lineage
+recorded then (``lineage["features"]``: per service, its version, each view's version,
+source and data fingerprint). Copied here, it stays what the model was trained on after
+the definitions, the files or the run's tags change.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -43,4 +51,23 @@ def run_facts(
         run_tags = {
             r.key: r.value for r in conn.execute(select(t.tags).where(t.tags.c.run_id == run_id))
         }
+        from modelyard.tracking import FEATURE_LINEAGE_TAG  # here: a server loads no tracking
+
+        features = _feature_lineage(run_tags.pop(FEATURE_LINEAGE_TAG, None))
+        if features:
+            lineage["features"] = features
     return lineage, run_metrics, run_tags
+
+
+def _feature_lineage(text: str | None) -> list[dict[str, Any]]:
+    """The feature lineage a run recorded (``Run.log_feature_lineage``); a tag that is not
+    one (set by hand) is left out rather than failing the registration."""
+    if not text:
+        return []
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(found, list):
+        return []
+    return [entry for entry in found if isinstance(entry, dict) and "views" in entry]

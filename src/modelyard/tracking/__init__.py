@@ -12,10 +12,11 @@ if TYPE_CHECKING:
         read_holdout_file,
     )
     from modelyard.tracking._query import MetricPoint, RunInfo, Tracking
-    from modelyard.tracking._run import Run
+    from modelyard.tracking._run import FEATURE_LINEAGE_TAG, Run
     from modelyard.tracking._seed import current_seed, seed_everything
 
 __all__ = [
+    "FEATURE_LINEAGE_TAG",
     "Holdout",
     "MetricPoint",
     "Run",
@@ -31,7 +32,7 @@ __all__ = [
 _EXPORTS = {
     "modelyard.tracking._holdout": ["Holdout", "log_holdout", "read_holdout", "read_holdout_file"],
     "modelyard.tracking._query": ["MetricPoint", "RunInfo", "Tracking"],
-    "modelyard.tracking._run": ["Run"],
+    "modelyard.tracking._run": ["FEATURE_LINEAGE_TAG", "Run"],
     "modelyard.tracking._seed": ["current_seed", "seed_everything"],
 }
 

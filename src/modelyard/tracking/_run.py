@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from modelyard.backends.artifacts import ArtifactStore
     from modelyard.backends.metadata import MetadataStore
 
+# The tag that holds the feature lineage of the run's training sets (log_feature_lineage).
+FEATURE_LINEAGE_TAG = "features.lineage"
 FLUSH_ROWS = 1000
 FLUSH_SECONDS = 0.5
 LEASE_S = 30.0
@@ -88,6 +90,7 @@ class Run:
         self._keeper: Keeper | None = None
         self._pid = 0  # the process that started the run (and may end it at exit)
         self._git: GitProbe | None = None
+        self._feature_lineage: dict[str, dict[str, Any]] = {}  # by service, as logged
 
     def __repr__(self) -> str:
         return f"Run(run_id={self.run_id!r}, name={self.name!r}, status={self.status!r})"
@@ -340,6 +343,34 @@ class Run:
                 update=("fingerprint", "context", "num_rows", "schema"),
             )
         return digest
+
+    def log_feature_lineage(self, lineage: Mapping[str, Any]) -> None:
+        """Record the feature lineage of a training set this run used
+        (``ws.features.lineage``'s dict; ``get_historical(..., run=run)`` calls this).
+
+        Kept in tags, one transaction: ``features.lineage`` holds every service's lineage
+        logged in this run (JSON, a list by service; logging a service again replaces its
+        entry), and ``features.service`` / ``features.service_version`` name the last one,
+        for ``runs list --filter``. Registering a model from the run copies the lineage into
+        the version (``lineage["features"]``), where later changes cannot reach it.
+        """
+        self._require_running()
+        if not isinstance(lineage, Mapping) or not isinstance(lineage.get("views"), list):
+            raise InvalidInputError(
+                "a feature lineage is a dict with 'service', 'version' and 'views'; "
+                "take it from ws.features.lineage(SERVICE)"
+            )
+        entry = json.loads(json.dumps(dict(lineage), default=str))  # plain JSON from now on
+        key = entry.get("service") or ""
+        self._feature_lineage[key] = entry
+        tags: dict[str, Any] = {
+            FEATURE_LINEAGE_TAG: [self._feature_lineage[k] for k in sorted(self._feature_lineage)]
+        }
+        if entry.get("service"):
+            tags["features.service"] = entry["service"]
+            # "" for a service object never applied (it has no version number)
+            tags["features.service_version"] = entry.get("version") or ""
+        self.set_tags(tags)
 
     def log_artifact(self, path: str | Path, name: str | None = None) -> str:
         """Store a file or a folder; return its digest."""

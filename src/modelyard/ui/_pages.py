@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from modelyard.errors import ModelyardError
 from modelyard.ui import _charts
 from modelyard.ui._errors import error_page, page_of
+from modelyard.ui._lineage_page import lineage_routes
 from modelyard.ui._models_page import model_routes
 from modelyard.ui._render import render
 from modelyard.ui._runs_view import registered_from, sort_link
@@ -159,6 +160,7 @@ def page_routes(ws: Workspace) -> APIRouter:
         return HTMLResponse(html)
 
     router.include_router(model_routes(ws))
+    router.include_router(lineage_routes(ws))
     return router
 
 
