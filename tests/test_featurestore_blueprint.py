@@ -158,7 +158,9 @@ def test_the_naive_join_reads_the_future_and_inflates_the_offline_metric(done: t
     assert run.metrics["rmse"] == pytest.approx(rating["honest"])
 
 
-def _ask(ws: modelyard.Workspace, calls: list[tuple[str, Any]], between: Any = None) -> list[Any]:
+def _ask(
+    ws: modelyard.Workspace, calls: list[tuple[str, Any]], between: Any = None, log: bool = False
+) -> list[Any]:
     import anyio
     import httpx
 
@@ -169,6 +171,7 @@ def _ask(ws: modelyard.Workspace, calls: list[tuple[str, Any]], between: Any = N
         ["rating@production", "engagement@production"],
         features=ws.features,
         poll_interval_s=0,
+        prediction_log=ws.predictions if log else None,
     )
 
     async def go() -> list[Any]:
@@ -232,6 +235,22 @@ def test_a_push_changes_what_the_next_request_reads(done: tuple) -> None:
     assert before != [400] and after == [400]
     assert first.status_code == second.status_code == 200
     assert first.json()["prediction"] != second.json()["prediction"]
+
+
+def test_a_served_prediction_leads_back_to_the_source_fingerprints(done: tuple) -> None:
+    from modelyard.monitoring import lineage_of
+
+    ws, _, state = done
+    [answer] = _ask(ws, [("rating", state["stream"]["example"])], log=True)
+    chain = lineage_of(ws, answer.json()["request_id"])
+    assert chain.prediction is not None and chain.version["name"] == "rating"
+    [service] = chain.features
+    assert service["service"] == RATING_SERVICE and service["version"] == 1
+    views = {v["name"]: v for v in service["views"]}
+    assert set(views) == {"user_activity", "user_profile", "movie_stats"}
+    assert all(v["fingerprint"].startswith("sha256:") for v in views.values())
+    # The training set was built after the backfill: movie_stats' lineage names its range.
+    assert views["movie_stats"]["backfilled"]
 
 
 def test_the_backfill_rejected_the_broken_day_and_completed_after_the_fix(done: tuple) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -71,10 +71,11 @@ def engagement_rows(ratings: pd.DataFrame, until: datetime) -> pd.DataFrame:
     return cutoffs.assign(engaged=soon.astype(np.int64)).reset_index(drop=True)
 
 
-def point_in_time(ws: Workspace, rows: pd.DataFrame, service: str) -> pd.DataFrame:
+def point_in_time(ws: Workspace, rows: pd.DataFrame, service: str, run: Any) -> pd.DataFrame:
     """``rows`` with the service's features as of each row's time; missing values (no row
-    yet, or an expired one) read as ``DEFAULTS``, as the server reads them."""
-    found: pd.DataFrame = ws.features.get_historical(rows, service)
+    yet, or an expired one) read as ``DEFAULTS``, as the server reads them. The training
+    run records the service's lineage (versions, source fingerprints)."""
+    found: pd.DataFrame = ws.features.get_historical(rows, service, run=run)
     return fill_defaults(found)
 
 

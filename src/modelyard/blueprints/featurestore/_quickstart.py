@@ -43,7 +43,7 @@ from modelyard.blueprints.featurestore._offline import (
     point_in_time,
     rating_rows,
 )
-from modelyard.blueprints.featurestore._train import Task, leak_of, register
+from modelyard.blueprints.featurestore._train import Task, leak_of, log, register
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -185,16 +185,24 @@ def _train(
         (tasks[0], rating_rows(ratings, until)),
         (tasks[1], engagement_rows(ratings, until)),
     ):
-        pit = point_in_time(ws, rows, task.service)
         wanted: dict[str, list[str]] = {}
-        service = ws.features.service(task.service)
-        for ref in service.refs:
+        for ref in ws.features.service(task.service).refs:
             wanted.setdefault(ref.view, []).append(ref.feature)
-        naive = naive_join(rows, current, wanted)
-        leak, model = leak_of(
-            task, pit, naive.table, naive.any_future, naive.future_rows, valid_from, settings.seed
-        )
-        version = register(ws, task, model, pit, leak, valid_from, settings.seed, ALIAS)
+        with ws.start_run(f"{task.model}-train", seed=settings.seed) as run:
+            run.log_params({"service": task.service, "valid_from": valid_from.isoformat()})
+            pit = point_in_time(ws, rows, task.service, run)
+            naive = naive_join(rows, current, wanted)
+            leak, model = leak_of(
+                task,
+                pit,
+                naive.table,
+                naive.any_future,
+                naive.future_rows,
+                valid_from,
+                settings.seed,
+            )
+            logged = log(ws, run, task, model, pit, leak, valid_from)
+        version = register(ws, task, logged, ALIAS)
         out[task.model] = {
             "metric": task.metric,
             "version": version.version,

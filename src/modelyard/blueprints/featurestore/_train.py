@@ -120,39 +120,38 @@ def leak_of(
     return leak, honest
 
 
-def register(
+def log(
     ws: Workspace,
+    run: Any,
     task: Task,
     model: Any,
     pit: pd.DataFrame,
     leak: Leak,
     valid_from: datetime,
-    seed: int,
-    alias: str,
-) -> ModelVersion:
-    """Log the honest model in a run with its metrics and the leak, register it bound to
-    its feature service (defaults for missing values as in training), point ``alias``."""
+) -> Any:
+    """Log the honest model in ``run`` with its metrics, the leak and its data sets."""
+    fit, valid = split(task, pit, valid_from)
+    run.log_params({"model": type(model).__name__, "features": ",".join(task.features)})
+    run.log_dataset("train", fit, context="train")
+    run.log_dataset("valid", valid, context="validation")
+    run.log_metrics(
+        {
+            task.metric: leak.honest,
+            f"naive_{task.metric}_offline": leak.naive_offline,
+            f"naive_{task.metric}_served": leak.naive_served,
+            "naive_future_rows": float(leak.future_rows),
+        }
+    )
+    run.log_dict(leak.as_dict(), "leakage.json")
+    x_fit = fit[task.features]
+    return ws.registry.log_model(run, model, input_example=x_fit.head(20), reference_data=x_fit)
+
+
+def register(ws: Workspace, task: Task, logged: Any, alias: str) -> ModelVersion:
+    """Register the logged model bound to its feature service (defaults for missing values
+    as in training) and point ``alias`` at it."""
     from modelyard.registry import FeatureBinding
 
-    fit, valid = split(task, pit, valid_from)
-    params = {"model": type(model).__name__, "features": ",".join(task.features)}
-    params["service"] = task.service
-    with ws.start_run(f"{task.model}-train", params=params, seed=seed) as run:
-        run.log_dataset("train", fit, context="train")
-        run.log_dataset("valid", valid, context="validation")
-        run.log_metrics(
-            {
-                task.metric: leak.honest,
-                f"naive_{task.metric}_offline": leak.naive_offline,
-                f"naive_{task.metric}_served": leak.naive_served,
-                "naive_future_rows": float(leak.future_rows),
-            }
-        )
-        run.log_dict(leak.as_dict(), "leakage.json")
-        x_fit = fit[task.features]
-        logged = ws.registry.log_model(
-            run, model, input_example=x_fit.head(20), reference_data=x_fit
-        )
     defaults = {name: DEFAULTS[name] for name in task.features}
     version = ws.registry.register(
         task.model,
