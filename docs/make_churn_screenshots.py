@@ -103,16 +103,16 @@ def bottom_of(page: Page, selector: str) -> float:
     return box["y"] + box["height"] + scrolled
 
 
-def save(page: Page, name: str, below: str | None = None) -> None:
-    """The page as docs/churn-NAME.png: down to the element ``below`` names (plus a
+def save(page: Page, name: str, below: str | None = None, prefix: str = MODEL) -> None:
+    """The page as docs/PREFIX-NAME.png: down to the element ``below`` names (plus a
     margin), or the whole page, cut at ``TALLEST`` px either way."""
     page.evaluate("window.scrollTo(0, 0)")
     height = float(page.evaluate("document.documentElement.scrollHeight"))
     if below is not None:
         height = min(height, bottom_of(page, below) + 16)
     clip = FloatRect(x=0, y=0, width=WIDTH, height=min(height, TALLEST))
-    page.screenshot(path=str(HERE / f"churn-{name}.png"), full_page=True, clip=clip)
-    print(f"docs/churn-{name}.png  {page.url}")
+    page.screenshot(path=str(HERE / f"{prefix}-{name}.png"), full_page=True, clip=clip)
+    print(f"docs/{prefix}-{name}.png  {page.url}")
 
 
 def shoot(page: Page, url: str, name: str, below: str | None = None) -> None:
