@@ -375,3 +375,9 @@ def _rejections(report: Any) -> str:
         f"written; {' | '.join(parts)}; nothing is read for a rejected partition until it "
         "passes: fix the source and run the same command to resume"
     )
+
+
+# `features serve` lives in its own module (the server's options); registered here last.
+from modelyard.cli.features_serve import serve as _serve  # noqa: E402
+
+app.command("serve")(_serve)

@@ -6,7 +6,7 @@ key limited to some models passes a model-scoped permission only for those model
     permission  what it covers                                    roles
     public      liveness and readiness probes                     anyone, no key
     model       one model's metadata and readiness                reader, predictor, admin
-    predict     predict, infer, feedback                          predictor, admin
+    predict     predict, infer, feedback, feature lookups         predictor, admin
     read        metadata, metrics, API docs, reports, dashboard   reader, admin
     admin       alias moves, rollback, traffic, keys              admin
 """

@@ -84,6 +84,9 @@ RULES: tuple[Rule, ...] = (
     # Which models a label is for is known once its request ids are looked up: the
     # route itself refuses labels for models the key does not cover (``may_label``).
     _rule("POST", r"/v1/feedback", "predict", mutating=True),
+    # Feature lookups: the role that predicts reads features too. A key limited to some
+    # models reads only services they are bound to (``_features_route.py`` checks it).
+    _rule("GET POST", r"/v1/features/[^/]+", "predict"),
     _rule("POST", rf"/v1/models/{_MODEL}/rollback", "admin", mutating=True),
     # The dashboard (mounted by ``modelyard serve`` unless --no-ui): a browser signs in
     # with a key and then sends a session cookie; forms that act carry a CSRF token that

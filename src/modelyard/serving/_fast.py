@@ -9,6 +9,10 @@ puts one in front of FastAPI itself, for the HTTP server). The routes stay decla
 FastAPI too, so /docs and /openapi.json describe them; their FastAPI endpoints run the
 same handler (``AsgiEndpoint``), so the two ways in cannot drift apart.
 
+Feature lookups (``GET`` and ``POST /v1/features/SERVICE``, ``_features_route.py``) go
+the same way, through ``more``: a router by method and path whose routes are checked by
+their own rule in ``_auth.RULES`` and are not counted per model.
+
 Written by hand because FastAPI and Starlette have no lighter route type: any route
 of theirs pays for matching every route before it and for building a ``Request``.
 """
@@ -155,6 +159,8 @@ async def send_reply(send: Send, reply: Reply, scope: Scope | None = None) -> No
 Handler = Callable[[Call, dict[str, str]], Awaitable[Reply]]
 # Picks the handler for a POST path: (handler, path parameters), or None for FastAPI.
 Router = Callable[[str], tuple[Handler, dict[str, str]] | None]
+# Picks the handler for a method and path (routes not admitted per model), or None.
+MethodRouter = Callable[[str, str], tuple[Handler, dict[str, str]] | None]
 
 
 class FastPath:
@@ -169,9 +175,11 @@ class FastPath:
         refuse: Handler,
         ids: RequestIds,
         guard: Guard,
+        more: MethodRouter | None = None,
     ) -> None:
         self.inner = inner
         self.guard = guard
+        self.more = more
         self.router = router
         self.body_timeout_s = body_timeout_s
         self.admission = admission
@@ -212,6 +220,11 @@ class FastPath:
                     await send_reply(send, reply, scope)
                 return
         path = scope["path"]
+        if self.more is not None:
+            other = self.more(scope["method"], path)
+            if other is not None:
+                await self._answer_more(scope, receive, send, *other)
+                return
         rule = rule_for(scope["method"], path)
         try:
             key = await self.guard.check(scope, rule, None if rule is None else rule.model(path))
@@ -223,6 +236,18 @@ class FastPath:
                 await self.inner(scope, receive, send)
             return
         await self.inner(scope, receive, send)
+
+    async def _answer_more(
+        self, scope: Scope, receive: Receive, send: Send, handler: Handler, params: dict[str, str]
+    ) -> None:
+        try:
+            await self.guard.check(scope, rule_for(scope["method"], scope["path"]), None)
+        except ModelyardError as exc:
+            await self._refuse(scope, receive, send, exc)
+            return
+        reply = await handler(Call(scope, receive, self.body_timeout_s, self.ids), params)
+        if reply.status != ClientGone.status:
+            await send_reply(send, reply, scope)
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, exc: ModelyardError
@@ -272,6 +297,7 @@ def install(
     admission: Admission,
     refuse: Handler,
     guard: Guard,
+    more: MethodRouter | None = None,
 ) -> None:
     """Put the fast routes in front of FastAPI's stack (its routes are all added by now).
 
@@ -280,7 +306,14 @@ def install(
     """
     check_routes(app.routes)
     app.middleware_stack = FastPath(
-        app.build_middleware_stack(), router, body_timeout_s, admission, refuse, ids_of(app), guard
+        app.build_middleware_stack(),
+        router,
+        body_timeout_s,
+        admission,
+        refuse,
+        ids_of(app),
+        guard,
+        more,
     )
     app.state.fast_path = app.middleware_stack
 
@@ -299,6 +332,7 @@ def asgi_entry(app: FastAPI) -> FastPath:
         inside.refuse,
         inside.ids,
         inside.guard,
+        inside.more,
     )
 
 

@@ -1,4 +1,5 @@
-"""OpenAPI fragments built from a model's signature, so the docs are the contract.
+"""OpenAPI fragments built from a model's signature, so the docs are the contract (and
+those of the feature lookups, whose services change while serving).
 
 Every route declares each status code and content type it can answer (tests/test_fuzz.py
 checks the document against the server with schemathesis); errors share one schema.
@@ -186,3 +187,128 @@ def document_auth(document: dict[str, Any], needs_key: Callable[[str, str], bool
             answers = operation.setdefault("responses", {})
             for status in (401, 403, 429):
                 answers.setdefault(str(status), error_response(_WHY[status]))
+
+
+# -- GET and POST /v1/features/{service} ---------------------------------------------------
+FEATURES_DESCRIPTION = (
+    "The service's features for each entity, read from the online store: the same "
+    "values as `ws.features.get_online(service, entities)`. `features` names the columns "
+    "(join keys first); `results` has one entry per name, each with one value, status "
+    "(present, missing, expired) and event time per entity."
+)
+_FEATURE_COLUMN = {
+    "type": "object",
+    "required": ["values", "statuses", "event_timestamps"],
+    "properties": {
+        "values": {"type": "array"},
+        "statuses": {"type": "array", "items": {"enum": ["present", "missing", "expired"]}},
+        "event_timestamps": {
+            "type": "array",
+            "items": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        },
+    },
+}
+_FEATURES_ANSWER = {
+    "type": "object",
+    "required": ["service", "version", "features", "results", "request_id"],
+    "properties": {
+        "service": {"type": "string"},
+        "version": {"type": "integer"},
+        "features": {"type": "array", "items": {"type": "string"}},
+        "results": {"type": "array", "items": _FEATURE_COLUMN},
+        "request_id": {"type": "string"},
+    },
+}
+_FEATURES_ERRORS = {
+    "403": error_response(
+        "the key's role does not cover feature lookups, or none of its models reads this service"
+    ),
+    "404": error_response("no such feature service (the message names the nearest one)"),
+    "413": error_response("more entities, or a larger body, than this server takes"),
+    "422": error_response(
+        "a join key is missing, unknown, or has a value of the wrong type (one entry per "
+        "bad value), or there are no entities"
+    ),
+    "500": error_response("the lookup failed; the error is logged with the request_id"),
+    "503": error_response("the online store (or the metadata store) is unavailable; retry"),
+}
+
+
+_FEATURE_SERVICE = {
+    "name": "service",
+    "in": "path",
+    "required": True,
+    "description": "the feature service's name ('modelyard features list')",
+    "schema": {"type": "string"},
+}
+
+
+def features_operation(method: str) -> dict[str, Any]:
+    """``openapi_extra`` of ``GET`` or ``POST /v1/features/{service}`` (``_features_route``)."""
+    return _features_get() if method == "GET" else _features_post()
+
+
+def _features_responses() -> dict[str, Any]:
+    return {
+        "200": json_ok("one result per join key and feature", _FEATURES_ANSWER),
+        **_FEATURES_ERRORS,
+    }
+
+
+def _features_get() -> dict[str, Any]:
+    keys = {
+        "name": "keys",
+        "in": "query",
+        "description": "each join key, repeated once per entity: ?user_id=1&user_id=2; "
+        "and full_feature_names=true for view__feature names",
+        "style": "form",
+        "explode": True,
+        "schema": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    return {
+        "parameters": [_FEATURE_SERVICE, keys],
+        "responses": _features_responses(),
+    }
+
+
+def _features_post() -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "required": ["entities"],
+        "additionalProperties": False,
+        "properties": {
+            "entities": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "description": "key columns: one list of values per join key",
+                        "minProperties": 1,
+                        "additionalProperties": {"type": "array"},
+                    },
+                    {
+                        "type": "array",
+                        "description": "one object of join keys per entity",
+                        "minItems": 1,
+                        "items": {"type": "object"},
+                    },
+                ]
+            },
+            "full_feature_names": {"type": "boolean", "default": False},
+        },
+    }
+    return {
+        "parameters": [_FEATURE_SERVICE],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": body,
+                    "example": {"entities": {"user_id": [1, 2, 3]}},
+                }
+            },
+        },
+        "responses": _features_responses(),
+    }

@@ -1,7 +1,8 @@
 """The model server: FastAPI on uvicorn, one predict route per model, built from signatures.
 
-The prediction routes (``/v1/models/NAME/predict``, OIP's ``/v2/.../infer``) are
-answered as plain ASGI before FastAPI's router (``_fast.py``, ``_predict.py``); every
+The prediction routes (``/v1/models/NAME/predict``, OIP's ``/v2/.../infer``) and, with
+a feature store, the feature lookups (``/v1/features/SERVICE``, ``_features_route.py``)
+are answered as plain ASGI before FastAPI's router (``_fast.py``, ``_predict.py``); every
 other route is FastAPI's, and all of them are in /docs.
 """
 
@@ -28,8 +29,9 @@ from modelyard.serving import _http
 from modelyard.serving._admission import prediction_path
 from modelyard.serving._auth import Guard, needs_key
 from modelyard.serving._fast import AsgiEndpoint, Handler, Router, install
+from modelyard.serving._features_route import FeatureRoute, add_feature_routes
 from modelyard.serving._feedback import add_feedback_route
-from modelyard.serving._health import server_readiness
+from modelyard.serving._health import Readiness, server_readiness
 from modelyard.serving._http import error_json, json_response, request_id
 from modelyard.serving._limits import (
     DEFAULT_MAX_BATCH_ROWS,
@@ -92,6 +94,10 @@ def create_app(
     refuses to load a version whose flavor unpickles a file (now, and when an alias moves).
     Each of ``extend`` adds its routes to the app before it is sealed (``modelyard serve``
     mounts the dashboard so); the routes need rules in ``_auth.RULES`` like any other.
+    With ``features`` the app also answers ``GET|POST /v1/features/SERVICE`` (online
+    features by entity keys, ``_features_route.py``; definitions are checked for a new
+    version every ``poll_interval_s``); with no ``models`` it is a feature server, whose
+    /readyz requires the online store.
     """
     check_request_limits(max_batch_rows, max_string_length)
     if require_safe_formats:
@@ -137,13 +143,20 @@ def create_app(
                 max_rows=max_batch_rows,
                 max_string_length=max_string_length,
             )
+        warming = None
+        if feature_route is not None and not options:  # a feature server: resolve at once
+            warming = asyncio.get_running_loop().create_task(feature_route.services.warm())
         app.state.ready = True
         yield
         app.state.ready = False
+        if warming is not None:
+            warming.cancel()
         if grpc_server is not None:
             await grpc_server.stop(grace=5)
         follow_keys.cancel()
         await pool.stop()
+        if feature_route is not None:
+            feature_route.close()
 
     # /docs and /redoc load Swagger UI and ReDoc from this server (fastapi-offline ships
     # them), so the docs work on a machine without internet.
@@ -192,6 +205,13 @@ def create_app(
     infer = add_oip_routes(app, pool)
     if prediction_log is not None:
         add_feedback_route(app, pool)
+    feature_route: FeatureRoute | None = None
+    if features is not None:
+        feature_route = add_feature_routes(
+            app, features, registry, pool.metrics, guard, recheck_s=poll_interval_s
+        )
+        if not options:
+            _online_store_required(app.state.readiness)
     app.state.guard = guard
     for add in extend:
         add(app)
@@ -202,10 +222,18 @@ def create_app(
         pool.admission,
         refusal_handler(pool),
         guard,
+        None if feature_route is None else feature_route.route,
     )
     if auth:
         _document_keys(app)
     return app
+
+
+def _online_store_required(readiness: Readiness) -> None:
+    """A feature server answers nothing without its online store: /readyz says so."""
+    for check in readiness.checks:
+        if check.name == "online_store":
+            check.applies = check.required = lambda: True
 
 
 def _document_keys(app: FastAPI) -> None:
