@@ -237,6 +237,42 @@ def test_a_push_changes_what_the_next_request_reads(done: tuple) -> None:
     assert first.json()["prediction"] != second.json()["prediction"]
 
 
+def test_the_server_answers_feature_lookups_as_get_online_does(done: tuple) -> None:
+    import anyio
+    import httpx
+
+    from modelyard.serving import create_app
+
+    ws, _, state = done
+    user = state["stream"]["example"]["user_id"]
+    app = create_app(ws.registry, [], features=ws.features, poll_interval_s=0)
+
+    async def go() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return [
+                    await client.get(f"/v1/features/{ENGAGEMENT_SERVICE}?user_id={user}&user_id=0"),
+                    await client.post(
+                        f"/v1/features/{RATING_SERVICE}",
+                        json={"entities": [state["stream"]["example"]]},
+                    ),
+                    await client.get("/v1/features/engagement_v2?user_id=1"),
+                ]
+
+    engagement, rating, unknown = anyio.run(go)
+    assert engagement.status_code == 200 and rating.status_code == 200
+    body = engagement.json()
+    columns = dict(zip(body["features"], body["results"], strict=True))
+    expected = ws.features.get_online(ENGAGEMENT_SERVICE, {"user_id": [user, 0]})
+    for name in expected.names:
+        assert columns[name]["values"] == expected.values[name]
+        assert columns[name]["statuses"] == expected.status[name]
+    assert columns["ratings_30d"]["statuses"] == ["present", "missing"]  # user 0 never rated
+    assert set(rating.json()["features"]) >= {"user_id", "movie_id", "movie_ratings"}
+    assert unknown.status_code == 404 and "engagement_v1" in unknown.json()["message"]
+
+
 def test_a_served_prediction_leads_back_to_the_source_fingerprints(done: tuple) -> None:
     from modelyard.monitoring import lineage_of
 
