@@ -26,12 +26,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelyard.blueprints._settings import parse_table
 from modelyard.blueprints.churn._customers import CustomerColumns
 from modelyard.blueprints.churn._events import EventsTable
 from modelyard.blueprints.churn._simulate import LAST_LEAVING_DAY
-from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -96,33 +96,7 @@ class ChurnSettings(BaseModel):
 
 def parse_settings(section: Mapping[str, Any], source: str = "modelyard.toml") -> ChurnSettings:
     """The settings of a ``[blueprint]`` table; a mistake is one line naming its key."""
-    try:
-        return ChurnSettings.model_validate(dict(section))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        hint = (
-            f"; the keys are {', '.join(_table_at(first['loc']).model_fields)}"
-            if first["type"] == "extra_forbidden"
-            else ""
-        )
-        # A validator's own ValueError: its message, without pydantic's "Value error, ".
-        error = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
-        message = str(error) if error is not None else first["msg"]
-        raise ConfigError(f"{source}: blueprint.{key}: {message}{hint}") from None
-
-
-def _table_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
-    """The model of the table holding the key at ``loc``: ``("costs", "missed")`` is a key
-    of ``[blueprint.costs]`` (``Costs``), whose keys the hint must list."""
-    model: type[BaseModel] = ChurnSettings
-    for part in loc[:-1]:
-        field = model.model_fields.get(str(part))
-        inner = None if field is None else field.annotation
-        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
-            break
-        model = inner
-    return model
+    return parse_table(ChurnSettings, section, source)
 
 
 def check_table(section: Mapping[str, Any], source: str) -> None:

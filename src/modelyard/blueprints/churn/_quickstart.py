@@ -10,15 +10,14 @@ server reads the customer's features from the online store.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard._files import atomic_write_text
 from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints._settings import write_setting
 from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
 from modelyard.blueprints.churn._daily import LONGEST
 from modelyard.blueprints.churn._pipeline import DAY, clock_of, day_ended_by
@@ -197,16 +196,8 @@ def _settings_with_start(ws: Workspace) -> ChurnSettings:
         return settings
     start = default_start(FIRST_DAYS).strftime("%Y-%m-%d")
     _check_data(ws, parse_settings({**table, "start": start}))
-    config = Path(ws.config.root) / "modelyard.toml"
-    text = config.read_text(encoding="utf-8")
-    line = f'start = "{start}"  # day 0 of the simulated calendar (written by the quickstart)'
-    found = re.search(r'^name = "churn"[^\n]*\n', text, flags=re.MULTILINE)
-    if found is None:
-        raise ConfigError(
-            f"{config} has no 'name = \"churn\"' line under [blueprint] to put the start day "
-            f'after; add start = "{start}" to [blueprint] yourself'
-        )
-    atomic_write_text(config, text[: found.end()] + line + "\n" + text[found.end() :])
+    why = "day 0 of the simulated calendar (written by the quickstart)"
+    write_setting(Path(ws.config.root), "churn", "start", start, why)
     return parse_settings({**table, "start": start})
 
 

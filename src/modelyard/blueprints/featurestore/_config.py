@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modelyard.errors import ConfigError
+from modelyard.blueprints._settings import parse_table
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -79,21 +79,7 @@ def parse_settings(
     section: Mapping[str, Any], source: str = "modelyard.toml"
 ) -> FeaturestoreSettings:
     """The settings of a ``[blueprint]`` table; a mistake is one line naming its key."""
-    try:
-        return FeaturestoreSettings.model_validate(dict(section))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        hint = (
-            f"; the keys are {', '.join(FeaturestoreSettings.model_fields)}"
-            if first["type"] == "extra_forbidden"
-            else ""
-        )
-        # A validator's own ValueError: its message, without pydantic's "Value error, ".
-        error = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
-        message = str(error) if error is not None else first["msg"]
-        where = f"blueprint.{key}: " if key else "blueprint: "
-        raise ConfigError(f"{source}: {where}{message}{hint}") from None
+    return parse_table(FeaturestoreSettings, section, source)
 
 
 def check_table(section: Mapping[str, Any], source: str) -> None:

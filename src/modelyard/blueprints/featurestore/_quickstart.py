@@ -19,13 +19,13 @@ run that was stopped goes on where it stopped; a finished workspace is served ag
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard._files import atomic_write_text
 from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints._settings import write_setting
 from modelyard.blueprints.featurestore import _pipeline as steps
 from modelyard.blueprints.featurestore._config import FeaturestoreSettings, parse_settings
 from modelyard.blueprints.featurestore._data import DAY, load_ratings, moved, timeline_of
@@ -300,14 +300,6 @@ def _settings_with_anchor(ws: Workspace) -> FeaturestoreSettings:
         return parse_settings(table)
     anchor = datetime.now(UTC).strftime("%Y-%m-%d")
     settings = parse_settings({**table, "anchor": anchor})
-    config = Path(ws.config.root) / "modelyard.toml"
-    text = config.read_text(encoding="utf-8")
-    line = f'anchor = "{anchor}"  # the log is moved to end by this day (written by the quickstart)'
-    found = re.search(r'^name = "featurestore"[^\n]*\n', text, flags=re.MULTILINE)
-    if found is None:
-        raise ConfigError(
-            f"{config} has no 'name = \"featurestore\"' line under [blueprint] to put the "
-            f'anchor after; add anchor = "{anchor}" to [blueprint] yourself'
-        )
-    atomic_write_text(config, text[: found.end()] + line + "\n" + text[found.end() :])
+    why = "the log is moved to end by this day (written by the quickstart)"
+    write_setting(Path(ws.config.root), "featurestore", "anchor", anchor, why)
     return settings

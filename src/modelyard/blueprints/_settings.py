@@ -1,0 +1,64 @@
+"""What every blueprint's settings need: the ``[blueprint]`` table checked by a pydantic
+model with one-line errors, and a value the quickstart writes into ``modelyard.toml``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from modelyard._files import atomic_write_text
+from modelyard.errors import ConfigError
+
+Settings = TypeVar("Settings", bound=BaseModel)
+
+
+def parse_table(model: type[Settings], section: Mapping[str, Any], source: str) -> Settings:
+    """``section`` as ``model``; a mistake is one ``ConfigError`` naming its key, and an
+    unknown key lists the keys of the table it is in."""
+    try:
+        return model.model_validate(dict(section))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        hint = (
+            f"; the keys are {', '.join(_table_at(model, first['loc']).model_fields)}"
+            if first["type"] == "extra_forbidden"
+            else ""
+        )
+        # A validator's own ValueError: its message, without pydantic's "Value error, ".
+        error = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
+        message = str(error) if error is not None else first["msg"]
+        where = f"blueprint.{key}: " if key else "blueprint: "
+        raise ConfigError(f"{source}: {where}{message}{hint}") from None
+
+
+def _table_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model of the table holding the key at ``loc``: ``("costs", "missed")`` is a key
+    of the nested table ``costs``, whose keys the hint must list."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        inner = None if field is None else field.annotation
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            break
+        model = inner
+    return model
+
+
+def write_setting(root: Path, blueprint: str, key: str, value: str, why: str) -> None:
+    """Put ``key = "value"  # why`` under ``[blueprint]``'s ``name = "BLUEPRINT"`` line of
+    ``root/modelyard.toml`` (atomically), where the quickstart chose a value the jobs and
+    later runs must read as well."""
+    config = root / "modelyard.toml"
+    text = config.read_text(encoding="utf-8")
+    found = re.search(rf'^name = "{re.escape(blueprint)}"[^\n]*\n', text, flags=re.MULTILINE)
+    if found is None:
+        raise ConfigError(
+            f"{config} has no 'name = \"{blueprint}\"' line under [blueprint] to put {key} "
+            f'after; add {key} = "{value}" to [blueprint] yourself'
+        )
+    line = f'{key} = "{value}"  # {why}'
+    atomic_write_text(config, text[: found.end()] + line + "\n" + text[found.end() :])
