@@ -366,11 +366,11 @@ def test_a_scheduler_catching_up_on_a_week_runs_it_day_by_day(replayed: tuple) -
 
 
 def test_a_second_quickstart_and_a_day_before_the_calendar_are_refused(replayed: tuple) -> None:
-    from modelyard.blueprints.churn._quickstart import _only_one
+    from modelyard.blueprints._lock import only_one
     from modelyard.errors import ConflictError
 
     ws, _, root = replayed
-    with _only_one(ws), pytest.raises(ConflictError, match="another quickstart"):
+    with only_one(root, "churn"), pytest.raises(ConflictError, match="another quickstart"):
         quickstart(ws, simulate_days=1)
     run = run_job(ws, "churn-score", date="2025-12-01")
     assert run.status == "failed"

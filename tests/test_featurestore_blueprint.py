@@ -322,6 +322,35 @@ def test_a_second_run_goes_on_without_redoing_the_steps(done: tuple) -> None:
     assert result["more"][0]["model"] == "engagement"
 
 
+def test_a_stream_stopped_part_way_pushes_no_day_twice(done: tuple) -> None:
+    """As if the quickstart was killed on the stream's last day: the days recorded as done
+    are not pushed again, the last day is."""
+    ws, _, _ = done
+    root = Path(ws.config.root)
+    saved = (root / STATE).read_text()
+    state = json.loads(saved)
+    assert state["stream_done"]["through"] < state["stream"]["demo"]["day"]
+    del state["stream"]
+    (root / STATE).write_text(json.dumps(state))
+    folder = ws.features.offline_root / "push" / ACTIVITY_VIEW
+    before = len(list(folder.glob("*.parquet")))
+    try:
+        quickstart(ws)
+        assert len(list(folder.glob("*.parquet"))) == before + 1  # the last day, once
+    finally:
+        (root / STATE).write_text(saved)
+
+
+def test_a_second_quickstart_of_the_workspace_is_refused_while_one_runs(done: tuple) -> None:
+    from modelyard.blueprints._lock import only_one
+    from modelyard.errors import ConflictError
+
+    ws, _, _ = done
+    with only_one(Path(ws.config.root), "featurestore"):
+        with pytest.raises(ConflictError, match="another quickstart of this workspace"):
+            quickstart(ws)
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [

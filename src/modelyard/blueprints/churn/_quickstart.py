@@ -10,13 +10,13 @@ server reads the customer's features from the online store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints._lock import only_one
 from modelyard.blueprints._settings import write_setting
 from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
 from modelyard.blueprints.churn._daily import LONGEST
@@ -32,7 +32,7 @@ from modelyard.blueprints.churn._replay import (
     replay,
 )
 from modelyard.blueprints.churn._scores import read_scores
-from modelyard.errors import ConfigError, ConflictError, InvalidInputError
+from modelyard.errors import ConfigError, InvalidInputError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -62,34 +62,8 @@ def quickstart(
         _check_executor(str(declared), "[jobs.churn-score] params.executor")
     if simulate_days is not None and simulate_days < 0:
         raise InvalidInputError(f"--simulate-days {simulate_days}: give 0 or more days")
-    with _only_one(ws):
+    with only_one(Path(ws.config.root), "churn"):
         return _run(ws, progress, simulate_days=simulate_days, executor=executor)
-
-
-@contextmanager
-def _only_one(ws: Workspace) -> Iterator[None]:
-    """Refuse a second quickstart of the workspace while one runs: two would replay the
-    same calendar side by side. The lock goes with its process, even after ``kill -9``."""
-    import fcntl
-    import os
-
-    path = Path(ws.config.root) / ".modelyard" / "churn-quickstart.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ConflictError(
-                f"another quickstart of this workspace is running (process {other}); wait "
-                "for it to end, or stop it first"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # and with it the lock
 
 
 def _run(

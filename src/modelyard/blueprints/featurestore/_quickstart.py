@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard._files import atomic_write_text
 from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints._lock import only_one
 from modelyard.blueprints._settings import write_setting
 from modelyard.blueprints.featurestore import _pipeline as steps
 from modelyard.blueprints.featurestore._config import FeaturestoreSettings, parse_settings
@@ -58,6 +59,11 @@ STATE = Path(".modelyard") / "featurestore" / "state.json"
 def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartResult:
     """Run the steps not done yet; return what to serve and the summary."""
     _require_extra()
+    with only_one(Path(ws.config.root), "featurestore"):
+        return _run(ws, progress)
+
+
+def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
     root = Path(ws.config.root)
     settings = _settings_with_anchor(ws)
     assert settings.anchor is not None
@@ -100,7 +106,7 @@ def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartRes
     step(
         "stream",
         f"replaying {settings.stream_days} days of ratings (push)",
-        lambda: _stream(ws, root, ratings, tables, timeline),
+        lambda: _stream(ws, root, ratings, tables, timeline, state),
     )
     version = ws.registry.get(f"{settings.rating_model}@{ALIAS}")
     example = state["stream"]["example"]
@@ -214,14 +220,28 @@ def _train(
     return out
 
 
-def _stream(ws: Workspace, root: Path, ratings: Any, tables: Any, timeline: Any) -> dict[str, Any]:
+def _stream(
+    ws: Workspace,
+    root: Path,
+    ratings: Any,
+    tables: Any,
+    timeline: Any,
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """Each stream day in order; a day is recorded in ``state`` once done, so a run that
+    was stopped part way pushes no day twice."""
     days = [d for d in timeline.stream_days() if len(steps.ratings_of(ratings, d))]
     last = days[-1]
-    pushed = 0
+    done = state.setdefault("stream_done", {"through": None, "pushed_rows": 0})
     for day in timeline.stream_days():
+        if done["through"] is not None and day.isoformat() <= done["through"]:
+            continue
         steps.publish_batch(ws, root, tables, day)
         if day in days and day != last:
-            pushed += steps.push_day(ws, ratings, day)
+            done["pushed_rows"] += steps.push_day(ws, ratings, day)
+        if day != last:
+            done["through"] = day.isoformat()
+            _save_state(root, state)
     demo = steps.push_demo(ws, ratings, last)
     steps.publish_batch(ws, root, tables, timeline.log_end)
     todays = steps.ratings_of(ratings, last)
@@ -229,7 +249,7 @@ def _stream(ws: Workspace, root: Path, ratings: Any, tables: Any, timeline: Any)
     return {
         "days": len(days),
         "ratings": int(sum(len(steps.ratings_of(ratings, d)) for d in days)),
-        "pushed_rows": pushed + demo.pushed_rows,
+        "pushed_rows": done["pushed_rows"] + demo.pushed_rows,
         "demo": {
             "user": demo.user,
             "day": demo.day.isoformat(),
