@@ -209,6 +209,12 @@ def test_bad_backfill_input(ws: Any) -> None:
         workspace.features.backfill("ratings", day(2), day(1))
     with pytest.raises(InvalidInputError, match="did you mean 'ratings:rating'"):
         view(path, Range("ratng", 0, 1))
+    # Covering days that have not happened would hide the rows that arrive for them.
+    later = datetime.now(UTC) + timedelta(days=2)
+    with pytest.raises(InvalidInputError, match="is in the future; backfill only what has"):
+        workspace.features.backfill("ratings", day(0), later)
+    with pytest.raises(InvalidInputError, match="more than 10000; give a shorter range"):
+        workspace.features.backfill("ratings", datetime(1900, 1, 1, tzinfo=UTC), day(0))
 
 
 @pytest.mark.slow

@@ -233,10 +233,23 @@ def test_every_key_form_reads_the_same_rows(served: Any) -> None:
             {"driver_id": [1], "region": [7]},
             "entity key 'region' (of feature view '{name}') is string, got 7 (int) in row 0",
         ),
+        (
+            {"driver_id": [2**63], "region": ["eu"]},
+            "entity key 'driver_id' (of feature view '{name}') is int64, got "
+            "9223372036854775808 in row 0, which does not fit in 64 bits",
+        ),
         ({"driver_id": [1, 2], "region": ["eu"]}, "key columns differ in length"),
         ({"driver_id": [1, 2], "region": "eu"}, "mix lists and single values"),
     ],
-    ids=["str-for-int", "fraction-for-int", "bool-for-int", "int-for-str", "ragged", "mixed"],
+    ids=[
+        "str-for-int",
+        "fraction-for-int",
+        "bool-for-int",
+        "int-for-str",
+        "beyond-int64",
+        "ragged",
+        "mixed",
+    ],
 )
 def test_keys_of_the_wrong_type_are_refused_not_missing(
     served: Any, keys: Any, message: str

@@ -209,6 +209,11 @@ def nothing_written(ws: modelyard.Workspace, name: str, driver_id: int) -> bool:
             "refused by check null_rate(rating): row 1 has rating = None",
         ),
         (
+            # A NaN given in a row dict is a null, as pandas reads it: never served.
+            {"driver_id": 8, "event_timestamp": at(1), "rating": float("nan"), "tier": "gold"},
+            "refused by check null_rate(rating): row 1 has rating = None",
+        ),
+        (
             {"driver_id": 8, "event_timestamp": at(1), "rating": 1.0, "tier": "bronze"},
             "refused by check schema(tier.categories): row 1 has tier = 'bronze'",
         ),
@@ -217,7 +222,7 @@ def nothing_written(ws: modelyard.Workspace, name: str, driver_id: int) -> bool:
             "refused by check unique_keys: row 0 has driver_id = 7",
         ),
     ],
-    ids=["range", "never-null", "category", "unique-keys"],
+    ids=["range", "never-null", "nan", "category", "unique-keys"],
 )
 def test_a_push_breaking_a_declared_check_is_refused_whole(
     checked: Any, bad: dict[str, Any], message: str
@@ -258,3 +263,21 @@ def test_a_push_whose_feature_values_are_all_null_is_accepted(pushed: Any) -> No
     assert online.status["rating"] == ["present", "present"]
     offline = ws.features.get_historical(entities((1, 10), (2, 10), (1, 5)), [f"{name}:*"])
     assert offline["rating"].isna().tolist() == [True, True, False]
+
+
+def test_a_push_to_an_online_store_that_is_down_writes_nothing_offline(tmp_path: Path) -> None:
+    from modelyard.errors import BackendUnavailableError
+
+    ws = modelyard.Workspace.init(tmp_path / "ws", online_url="redis://127.0.0.1:1/0")
+    source = pd.DataFrame(
+        {"driver_id": [1], "event_timestamp": pd.to_datetime([at(0)], utc=True), "rating": [1.0]}
+    )
+    view = FeatureView(
+        "stats", entity=DRIVER, source=FrameSource(source), features={"rating": "float64"}
+    )
+    ws.features.apply([DRIVER, view])
+    with pytest.raises(BackendUnavailableError):
+        ws.features.push("stats", {"driver_id": 1, "event_timestamp": at(1), "rating": 2.0})
+    folder = ws.features.offline_root / "push" / "stats"
+    assert not folder.exists() or not any(folder.iterdir())
+    ws.close()

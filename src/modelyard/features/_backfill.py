@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from modelyard.features._definitions import FeatureView
 
 Range = tuple[datetime, datetime]
+MAX_PARTITIONS = 10_000  # a guard against a mistyped year (1900 to now, one a day)
 
 
 @dataclass
@@ -217,6 +218,18 @@ def backfill_view(
     if partition <= timedelta(0):
         raise InvalidInputError("the backfill partition size must be positive")
     start, end = start.astimezone(UTC), end.astimezone(UTC)
+    now = datetime.now(UTC)
+    if end > now:
+        # A partition covered now would hide the source rows that arrive for it later.
+        raise InvalidInputError(
+            f"backfill end {end.isoformat()} is in the future; backfill only what has "
+            f"happened: end at {now:%Y-%m-%dT%H:%M}Z or earlier"
+        )
+    if (end - start) / partition > MAX_PARTITIONS:
+        raise InvalidInputError(
+            f"backfill of {start:%Y-%m-%d} to {end:%Y-%m-%d} is {(end - start) / partition:.0f} "
+            f"partitions, more than {MAX_PARTITIONS}; give a shorter range or larger partitions"
+        )
     folder = backfill_folder(offline_root, view.name, version)
     folder.mkdir(parents=True, exist_ok=True)
     report = BackfillReport(view.name, version)

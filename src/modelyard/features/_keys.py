@@ -62,8 +62,12 @@ def checked_keys(field: Field, values: list[Any], view: str) -> list[Any]:
     """``values`` of join key ``field``, converted where lossless; the first of the wrong
     type raises, naming the key, its declared type and the value."""
     exact = _EXACT.get(field.dtype)
-    if exact is None or all(type(v) is exact for v in values):
-        return values  # the common case, and the serving hot path: nothing to convert
+    if exact is None:
+        return values
+    if all(type(v) is exact for v in values):
+        # The common case, and the serving hot path: nothing to convert.
+        if exact is not int or all(_INT64_MIN <= v <= _INT64_MAX for v in values):
+            return values
     convert = _CONVERT[field.dtype]
     out: list[Any] = []
     for row, value in enumerate(values):
@@ -71,6 +75,12 @@ def checked_keys(field: Field, values: list[Any], view: str) -> list[Any]:
             out.append(None)
             continue
         converted = convert(value)
+        if converted is _OUT_OF_RANGE:
+            raise InvalidInputError(
+                f"entity key '{field.name}' (of feature view '{view}') is int64, got {value!r} "
+                f"in row {row}, which does not fit in 64 bits; pass an integer from "
+                f"{_INT64_MIN} to {_INT64_MAX}"
+            )
         if converted is _WRONG:
             raise InvalidInputError(
                 f"entity key '{field.name}' (of feature view '{view}') is {field.dtype}, got "
@@ -81,6 +91,8 @@ def checked_keys(field: Field, values: list[Any], view: str) -> list[Any]:
 
 
 _WRONG = object()
+_OUT_OF_RANGE = object()
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _EXACT: dict[str, type] = {"int64": int, "float64": float, "string": str, "bool": bool}
 _HINT = {
     "int64": "an integer (JSON: a number without quotes)",
@@ -99,8 +111,12 @@ def _to_int(value: Any) -> Any:
         return _WRONG
     if _is_nan(value):
         return None
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        return _OUT_OF_RANGE
     as_int = int(value) if float(value).is_integer() else None
-    return _WRONG if as_int is None or as_int != value else as_int
+    if as_int is None or as_int != value:
+        return _WRONG
+    return as_int if _INT64_MIN <= as_int <= _INT64_MAX else _OUT_OF_RANGE
 
 
 def _to_float(value: Any) -> Any:

@@ -118,11 +118,20 @@ _NULL_AS: dict[str, pa.DataType] = {
 
 def _type_null_features(view: FeatureView, table: pa.Table) -> pa.Table:
     """A feature column of nulls only (a value not known now) takes its declared type:
-    Arrow types a column by its values, so it would be refused as "found NULL"."""
+    Arrow types a column by its values, so it would be refused as "found NULL". A NaN is
+    a null too, as pandas reads it: rows given as dicts keep float('nan') as a value, which
+    no null check or range would catch, and which a model would then be served."""
     for field in view.features:
-        if field.name in table.column_names and pa.types.is_null(table[field.name].type):
+        if field.name not in table.column_names:
+            continue
+        column = table[field.name]
+        if pa.types.is_null(column.type):
             column = pa.nulls(table.num_rows, _NULL_AS.get(field.dtype, pa.string()))
-            table = table.set_column(table.column_names.index(field.name), field.name, column)
+        elif pa.types.is_floating(column.type) and pc.any(pc.is_nan(column)).as_py():
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+        else:
+            continue
+        table = table.set_column(table.column_names.index(field.name), field.name, column)
     return table
 
 

@@ -253,10 +253,21 @@ class FeatureStore:
 
         found, version = self.definitions.versioned_view(view)
         table = _push.prepare_rows(found, rows)
-        if to in ("both", "offline"):
-            _push.write_pushed(self.offline_root, found.name, table)
-        if to in ("both", "online") and found.online:
+        # Online first: a store that is down fails the push before anything is written (the
+        # offline file is a local write, the least likely to fail after it).
+        online = to in ("both", "online") and found.online
+        if online:
             _online.write_table(self.online, found, version, table)
+        if to in ("both", "offline"):
+            try:
+                _push.write_pushed(self.offline_root, found.name, table)
+            except OSError as exc:
+                if not online:
+                    raise
+                raise BackendUnavailableError(
+                    f"push to '{found.name}': the rows are online but could not be written "
+                    f"offline ({exc}); push them again with to='offline'"
+                ) from None
         return int(table.num_rows)
 
     def backfill(
