@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -359,6 +360,8 @@ def test_a_second_quickstart_of_the_workspace_is_refused_while_one_runs(done: tu
         ({"anchor": 5}, "is not a day"),
         ({"stream_dayz": 3}, "the keys are name, anchor"),
         ({"rating_model": "engagement"}, "must be two names"),
+        ({"stream_days": True}, "blueprint.stream_days: Input should be a valid integer"),
+        ({"bad_day": "5"}, "blueprint.bad_day: Input should be a valid integer"),
     ],
 )
 def test_a_settings_mistake_is_one_line_naming_the_key(table: dict[str, Any], message: str) -> None:
@@ -369,17 +372,48 @@ def test_a_settings_mistake_is_one_line_naming_the_key(table: dict[str, Any], me
     assert "\n" not in raised.value.message
 
 
-def test_a_changed_anchor_is_refused_before_anything_is_written(done: tuple) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (f'anchor = "{ANCHOR}"', 'anchor = "2026-06-01"', f'set up with anchor = "{ANCHOR}"'),
+        ("backfill_days = 14", "backfill_days = 7", "set up with backfill_days = 14 (now 7)"),
+        ("bad_day = 5", "bad_day = 2", "set up with bad_day = 5 (now 2)"),
+        (f'anchor = "{ANCHOR}"', 'anchor = "2099-01-01"', "2099-01-01 is in the future"),
+        (f'anchor = "{ANCHOR}"', "", f'set up with anchor = "{ANCHOR}"; put that line back'),
+    ],
+    ids=["anchor", "backfill_days", "bad_day", "future", "anchor-removed"],
+)
+def test_a_changed_setting_is_refused_before_anything_is_written(
+    done: tuple, old: str, new: str, message: str
+) -> None:
     ws, _, _ = done
     root = Path(ws.config.root)
     config = root / "modelyard.toml"
     text = config.read_text()
-    config.write_text(text.replace(f'anchor = "{ANCHOR}"', 'anchor = "2026-12-01"'))
+    lines = [line for line in text.splitlines() if line.startswith(old)]
+    assert lines, f"no line {old!r} in modelyard.toml"
+    config.write_text(text.replace(lines[0], new))
+    state = (root / STATE).read_text()
     try:
-        with modelyard.Workspace(root) as moved_ws, pytest.raises(ConfigError, match="anchor"):
-            quickstart(moved_ws)
+        with modelyard.Workspace(root) as moved_ws:
+            with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+                quickstart(moved_ws)
+        assert "\n" not in raised.value.message
+        assert (root / STATE).read_text() == state
+        assert config.read_text() == text.replace(lines[0], new)  # nothing written into it
     finally:
         config.write_text(text)
+
+
+def test_a_redis_that_is_down_is_one_line_before_any_step(tmp_path: Path) -> None:
+    from modelyard.errors import BackendUnavailableError
+
+    folder = tmp_path / "down"
+    write_template("featurestore", folder)
+    with modelyard.Workspace(folder, online_url="redis://127.0.0.1:1/0") as ws:
+        with pytest.raises(BackendUnavailableError, match="online store"):
+            quickstart(ws)
+    assert not (folder / "data").exists() and not (folder / STATE).exists()
 
 
 @pytest.mark.postgres

@@ -7,7 +7,7 @@
     stream_days       the newest days of the log, replayed as the event stream (push)
     backfill_days     the days before the stream that the backfill demonstration covers
     bad_day           the day of that window (1 = its first) whose batch file the
-                      demonstration breaks; 0: none
+                      demonstration breaks (5); 0: none
     holdout_days      the days before the stream whose rows judge the models
     rating_model      the registered names of the two models
     engagement_model
@@ -36,11 +36,12 @@ class FeaturestoreSettings(BaseModel):
 
     name: Literal["featurestore"] = "featurestore"
     anchor: datetime | None = None
-    seed: int = Field(42, ge=0, lt=2**32)
-    stream_days: int = Field(30, ge=1, le=365)
-    backfill_days: int = Field(14, ge=1, le=120)
-    bad_day: int = Field(0, ge=0)
-    holdout_days: int = Field(365, ge=30, le=3650)
+    # strict: TOML's true is no count of days (pydantic would read it as 1)
+    seed: int = Field(42, ge=0, lt=2**32, strict=True)
+    stream_days: int = Field(30, ge=1, le=365, strict=True)
+    backfill_days: int = Field(14, ge=1, le=120, strict=True)
+    bad_day: int = Field(5, ge=0, strict=True)
+    holdout_days: int = Field(365, ge=30, le=3650, strict=True)
     rating_model: str = Field("rating", pattern=_NAME)
     engagement_model: str = Field("engagement", pattern=_NAME)
 
@@ -62,6 +63,10 @@ class FeaturestoreSettings(BaseModel):
                 f"{value.isoformat()} is not the start of a day; give a day as YYYY-MM-DD"
             )
         return value.astimezone(UTC)
+
+    def fixed(self) -> dict[str, Any]:
+        """What a workspace is set up with: a change after the first run is refused."""
+        return self.model_dump(mode="json", exclude={"name"})
 
     @model_validator(mode="after")
     def _bad_day_inside(self) -> FeaturestoreSettings:

@@ -67,7 +67,14 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
     root = Path(ws.config.root)
     settings = _settings_with_anchor(ws)
     assert settings.anchor is not None
-    state = _load_state(root, settings.anchor)
+    if settings.anchor > datetime.now(UTC):
+        raise ConfigError(
+            f"blueprint.anchor {settings.anchor:%Y-%m-%d} is in the future: the online store "
+            "judges the features' ttl by the clock, so pushes of today would be older than "
+            "the replayed log; give today or an earlier day"
+        )
+    state = _load_state(root, settings)
+    _check_online(ws)
     raw = load_ratings()
     timeline = timeline_of(raw, settings.anchor, settings.stream_days, settings.backfill_days)
     ratings = moved(raw, timeline)
@@ -96,7 +103,7 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
     step(
         "models",
         "point-in-time and naive training sets; training both models",
-        lambda: _train(ws, ratings, tables, timeline, tasks, settings),
+        lambda: _train(ws, ratings, tables, timeline, tasks, settings, state),
     )
     step(
         "online",
@@ -182,15 +189,20 @@ def _train(
     timeline: Any,
     tasks: list[Task],
     settings: FeaturestoreSettings,
+    state: dict[str, Any],
 ) -> dict[str, Any]:
+    """Both models; each is recorded in ``state`` once registered, so a run stopped
+    between them trains only the one not done."""
     until = timeline.stream_start
     valid_from = until - settings.holdout_days * DAY
     current = tables.before(until)  # the feature tables as they are when training
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = state.setdefault("models_done", {})
     for task, rows in (
         (tasks[0], rating_rows(ratings, until)),
         (tasks[1], engagement_rows(ratings, until)),
     ):
+        if task.model in out:
+            continue
         wanted: dict[str, list[str]] = {}
         for ref in ws.features.service(task.service).refs:
             wanted.setdefault(ref.view, []).append(ref.feature)
@@ -216,6 +228,7 @@ def _train(
             "views": sorted(wanted),
             **leak.as_dict(),
         }
+        _save_state(Path(ws.config.root), state)
     assert all(view in KEYS for m in out.values() for view in m["views"])
     return out
 
@@ -294,17 +307,41 @@ def summary(state: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _load_state(root: Path, anchor: datetime) -> dict[str, Any]:
+def _load_state(root: Path, settings: FeaturestoreSettings) -> dict[str, Any]:
+    """The steps done in this workspace; refused where the settings that shaped them have
+    changed since (their results would be mixed with new ones)."""
     path = root / STATE
     if not path.is_file():
-        return {"anchor": anchor.isoformat()}
+        return {"settings": settings.fixed()}
     state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    if state.get("anchor") != anchor.isoformat():
+    before = state.get("settings", {})
+    now = settings.fixed()
+    changed = [k for k in now if k in before and before[k] != now[k]]
+    if changed:
+        was = ", ".join(f"{k} = {_toml(before[k])}" for k in changed)
+        given = ", ".join(_toml(now[k]) for k in changed)
         raise ConfigError(
-            f"this workspace was set up with anchor {state.get('anchor', '?')[:10]}, not "
-            f"{anchor:%Y-%m-%d}; put that anchor back, or run the blueprint in a new folder"
+            f"this workspace was set up with {was} (now {given}); put that back in "
+            "[blueprint], or run the blueprint in a new folder"
         )
     return state
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value[:10]}"' if value[:4].isdigit() else f'"{value}"'
+    return str(value)
+
+
+def _check_online(ws: Workspace) -> None:
+    """The online store answers, before anything is computed: a Redis that is down is one
+    line now, not after training."""
+    from modelyard.errors import OnlineStoreMissingError
+
+    try:
+        ws.online.read("__featurestore_check", [b"[]"])
+    except OnlineStoreMissingError:
+        pass  # answered: the table is simply not there
 
 
 def _save_state(root: Path, state: dict[str, Any]) -> None:
@@ -314,12 +351,21 @@ def _save_state(root: Path, state: dict[str, Any]) -> None:
 
 
 def _settings_with_anchor(ws: Workspace) -> FeaturestoreSettings:
-    """The settings, with ``anchor`` written into ``modelyard.toml`` if it has none."""
+    """The settings, with ``anchor`` written into ``modelyard.toml`` if it has none (and the
+    workspace was not set up with another one)."""
     table = dict(ws.config.tables.get("blueprint", {}))
     if table.get("anchor"):
         return parse_settings(table)
+    root = Path(ws.config.root)
+    if (root / STATE).is_file():
+        was = json.loads((root / STATE).read_text(encoding="utf-8")).get("settings", {})
+        if was.get("anchor"):
+            raise ConfigError(
+                f"modelyard.toml has no blueprint.anchor, and this workspace was set up with "
+                f'anchor = "{was["anchor"][:10]}"; put that line back under [blueprint]'
+            )
     anchor = datetime.now(UTC).strftime("%Y-%m-%d")
     settings = parse_settings({**table, "anchor": anchor})
     why = "the log is moved to end by this day (written by the quickstart)"
-    write_setting(Path(ws.config.root), "featurestore", "anchor", anchor, why)
+    write_setting(root, "featurestore", "anchor", anchor, why)
     return settings
