@@ -301,8 +301,8 @@ def summary(state: dict[str, Any]) -> str:
     before = demo["before"] if demo["status_before"] == "present" else demo["status_before"]
     parts.append(
         f"stream: {stream['ratings']} ratings on {stream['days']} days pushed; user "
-        f"{demo['user']}'s {SHARED} went {before} -> {demo['after']} "
-        f"{demo['visible_ms']:.1f} ms after the push"
+        f"{demo['user']}'s {SHARED} went {before} -> {demo['after']}, read back "
+        f"{demo['visible_ms']:.1f} ms after the push began"
     )
     return "; ".join(parts)
 
