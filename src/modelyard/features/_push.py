@@ -89,16 +89,18 @@ def prepare_rows(view: FeatureView, rows: Any) -> pa.Table:
     if created is not None and created not in table.column_names:
         now = pa.scalar(_time.now_us(), pa.timestamp("us", tz="UTC"))
         table = table.append_column(created, pa.array([now] * table.num_rows))
-    columns = {f.name: duck_type_of(f.type) for f in table.schema}
-    check_source_columns(view, columns)
     required = [(k, "join key") for k in view.entity.key_names]
     required.append((src.timestamp_field, "event time"))
+    # A missing value of a key or time first: a column of nulls only has no type, and would
+    # be refused as a mistyped source column.
     for column, what in required:
-        if table[column].null_count:
+        if column in table.column_names and table[column].null_count:
             row = pc.index(pc.is_null(table[column]), True).as_py()
             raise InvalidInputError(
                 f"push to '{view.name}': row {row} has no value for {what} '{column}'"
             )
+    columns = {f.name: duck_type_of(f.type) for f in table.schema}
+    check_source_columns(view, columns)
     wanted = [*view.entity.key_names, src.timestamp_field, *([created] if created else [])]
     wanted += view.feature_names
     table = table.select(wanted)
