@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,26 @@ def parse_table(model: type[Settings], section: Mapping[str, Any], source: str) 
         message = str(error) if error is not None else first["msg"]
         where = f"blueprint.{key}: " if key else "blueprint: "
         raise ConfigError(f"{source}: {where}{message}{hint}") from None
+
+
+def utc_day(value: Any) -> datetime:
+    """A day of a blueprint's calendar (``YYYY-MM-DD``, TOML's date, or midnight with a
+    zone) as midnight of that day; anything else raises ``ValueError`` (pydantic's one
+    line). A day without a zone is a UTC day."""
+    if not isinstance(value, str | date):  # a number would be read as epoch seconds
+        raise ValueError(f"{value!r} is not a day; give one as YYYY-MM-DD")
+    day: datetime = (
+        datetime.fromisoformat(value)
+        if isinstance(value, str)
+        else value
+        if isinstance(value, datetime)
+        else datetime(value.year, value.month, value.day)  # TOML's 2026-01-01
+    )
+    if day.tzinfo is None:
+        day = day.replace(tzinfo=UTC)
+    if day.astimezone(UTC).time() != datetime.min.time():
+        raise ValueError(f"{day.isoformat()} is not the start of a day; give a day as YYYY-MM-DD")
+    return day
 
 
 def _table_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:

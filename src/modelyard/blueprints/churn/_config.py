@@ -22,13 +22,13 @@ pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modelyard.blueprints._settings import parse_table
+from modelyard.blueprints._settings import parse_table, utc_day
 from modelyard.blueprints.churn._customers import CustomerColumns
 from modelyard.blueprints.churn._events import EventsTable
 from modelyard.blueprints.churn._simulate import LAST_LEAVING_DAY
@@ -64,19 +64,7 @@ class ChurnSettings(BaseModel):
     @field_validator("start", mode="before")
     @classmethod
     def _day(cls, value: Any) -> Any:
-        if not isinstance(value, str | date):  # a number would be read as epoch seconds
-            raise ValueError(f"{value!r} is not a day; give one as YYYY-MM-DD")
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if not isinstance(value, datetime):  # TOML's 2026-01-01
-            value = datetime(value.year, value.month, value.day)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)  # a day of the calendar is a UTC day
-        if value.astimezone(UTC).time() != datetime.min.time():
-            raise ValueError(
-                f"{value.isoformat()} is not the start of a day; give a day as YYYY-MM-DD"
-            )
-        return value
+        return utc_day(value)
 
     @field_validator("drift_day")
     @classmethod

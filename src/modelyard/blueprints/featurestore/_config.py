@@ -18,12 +18,12 @@ pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from modelyard.blueprints._settings import parse_table
+from modelyard.blueprints._settings import parse_table, utc_day
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -48,21 +48,7 @@ class FeaturestoreSettings(BaseModel):
     @field_validator("anchor", mode="before")
     @classmethod
     def _day(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        if not isinstance(value, str | date):  # a number would be read as epoch seconds
-            raise ValueError(f"{value!r} is not a day; give one as YYYY-MM-DD")
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if not isinstance(value, datetime):  # TOML's 2026-01-01
-            value = datetime(value.year, value.month, value.day)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if value.astimezone(UTC).time() != datetime.min.time():
-            raise ValueError(
-                f"{value.isoformat()} is not the start of a day; give a day as YYYY-MM-DD"
-            )
-        return value.astimezone(UTC)
+        return None if value is None else utc_day(value).astimezone(UTC)
 
     def fixed(self) -> dict[str, Any]:
         """What a workspace is set up with: a change after the first run is refused."""
