@@ -173,7 +173,11 @@ async def test_every_request_form_answers_what_get_online_reads(features: Featur
         rows = [{"user_id": k} for k in keys["user_id"]]
         by_row = await client.post("/v1/features/user_svc", json={"entities": rows})
         query = await client.get("/v1/features/user_svc?user_id=1&user_id=2&user_id=3&user_id=99")
-        for r in (columns, by_row, query):
+        # 1.0 is the key 1 in a query as in a JSON body.
+        floats = await client.get(
+            "/v1/features/user_svc?user_id=1.0&user_id=2&user_id=3.00&user_id=99"
+        )
+        for r in (columns, by_row, query, floats):
             assert _body(r) == expected
     clicks = expected["results"][1]
     assert expected["features"] == ["user_id", "clicks", "score"]

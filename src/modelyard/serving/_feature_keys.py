@@ -11,6 +11,7 @@ and the row, never a "missing" feature: an online row is found by the exact key.
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -200,7 +201,13 @@ _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 def _int_text(value: str) -> Any:
     digits = value[1:] if value[:1] in ("-", "+") else value
-    return int(value) if digits.isascii() and digits.isdigit() else _WRONG
+    if digits.isascii() and digits.isdigit():
+        return int(value)
+    if _FLOAT.fullmatch(value):  # "1.0" is the key 1, as a JSON body's 1.0 is (exactly)
+        number = decimal.Decimal(value)
+        if number == number.to_integral_value():
+            return int(number)
+    return _WRONG
 
 
 def _float_text(value: str) -> Any:
