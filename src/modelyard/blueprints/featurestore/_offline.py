@@ -20,10 +20,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.blueprints.featurestore._definitions import (
-    ACTIVITY_VIEW,
     DEFAULTS,
-    MOVIE_VIEW,
-    PROFILE_VIEW,
 )
 
 if TYPE_CHECKING:
@@ -31,7 +28,6 @@ if TYPE_CHECKING:
 
 HORIZON = timedelta(days=30)  # engagement: rates again within this long
 ASKED_BEFORE = pd.Timedelta(seconds=1)
-KEYS = {ACTIVITY_VIEW: "user_id", PROFILE_VIEW: "user_id", MOVIE_VIEW: "movie_id"}
 
 
 def rating_rows(ratings: pd.DataFrame, until: datetime) -> pd.DataFrame:
@@ -98,14 +94,18 @@ class NaiveJoin:
 
 
 def naive_join(
-    rows: pd.DataFrame, tables: dict[str, pd.DataFrame], features: dict[str, list[str]]
+    rows: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    features: dict[str, list[str]],
+    keys: dict[str, str],
 ) -> NaiveJoin:
-    """Each key's newest row of each view, joined to ``rows`` by key alone (no time)."""
+    """Each key's newest row of each view, joined to ``rows`` by its join key ``keys[view]``
+    alone (no time)."""
     out = rows.copy()
     future = np.zeros(len(rows), dtype=bool)
     per_view: dict[str, int] = {}
     for view, names in features.items():
-        key = KEYS[view]
+        key = keys[view]
         newest = (
             tables[view]
             .sort_values("event_timestamp")

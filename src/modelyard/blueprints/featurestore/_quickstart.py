@@ -18,6 +18,7 @@ run that was stopped goes on where it stopped; a finished workspace is served ag
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,6 @@ from modelyard.blueprints.featurestore._definitions import (
     SHARED,
 )
 from modelyard.blueprints.featurestore._offline import (
-    KEYS,
     engagement_rows,
     naive_join,
     point_in_time,
@@ -78,7 +78,9 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
     raw = load_ratings()
     timeline = timeline_of(raw, settings.anchor, settings.stream_days, settings.backfill_days)
     ratings = moved(raw, timeline)
-    tables = steps.Tables.of(ratings)
+    # Computed only when a step left to do needs them: a finished workspace is served again
+    # without recomputing every view's rows.
+    tables = functools.cache(lambda: steps.Tables.of(ratings))
     tasks = _tasks(settings)
 
     def step(name: str, text: str, run: Any) -> Any:
@@ -92,18 +94,18 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
         return state[name]
 
     if "sources" not in state:
-        steps.write_history(root, tables, timeline)
+        steps.write_history(root, tables(), timeline)
     steps.declare(ws, root)  # again on every run: a moved workspace re-points its sources
     step("sources", "writing the batch sources", lambda: {"ratings": len(ratings)})
     step(
         "backfill",
         f"backfilling movie_stats over {settings.backfill_days} days",
-        lambda: _backfill(ws, root, tables, timeline, settings),
+        lambda: _backfill(ws, root, tables(), timeline, settings),
     )
     step(
         "models",
         "point-in-time and naive training sets; training both models",
-        lambda: _train(ws, ratings, tables, timeline, tasks, settings, state),
+        lambda: _train(ws, ratings, tables(), timeline, tasks, settings, state),
     )
     step(
         "online",
@@ -113,7 +115,7 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
     step(
         "stream",
         f"replaying {settings.stream_days} days of ratings (push)",
-        lambda: _stream(ws, root, ratings, tables, timeline, state),
+        lambda: _stream(ws, root, ratings, tables(), timeline, state),
     )
     version = ws.registry.get(f"{settings.rating_model}@{ALIAS}")
     example = state["stream"]["example"]
@@ -209,7 +211,8 @@ def _train(
         with ws.start_run(f"{task.model}-train", seed=settings.seed) as run:
             run.log_params({"service": task.service, "valid_from": valid_from.isoformat()})
             pit = point_in_time(ws, rows, task.service, run)
-            naive = naive_join(rows, current, wanted)
+            keys = {v: ws.features.view(v).entity.key_names[0] for v in wanted}
+            naive = naive_join(rows, current, wanted, keys)
             leak, model = leak_of(
                 task,
                 pit,
@@ -229,7 +232,6 @@ def _train(
             **leak.as_dict(),
         }
         _save_state(Path(ws.config.root), state)
-    assert all(view in KEYS for m in out.values() for view in m["views"])
     return out
 
 
