@@ -50,6 +50,7 @@ __all__ = [
 BLUEPRINTS: dict[str, str] = {
     "churn": "modelyard.blueprints.churn",
     "featurestore": "modelyard.blueprints.featurestore",
+    "recommendations": "modelyard.blueprints.recommendations",
     "sentiment": "modelyard.blueprints.sentiment",
 }
 """Blueprint name -> the package that holds it."""
@@ -68,6 +69,7 @@ class QuickstartResult(TypedDict):
     example: dict[str, Any]  # one real request record, for the curl line
     failed: NotRequired[int]  # job runs that failed (a pipeline's): the command exits 1
     more: NotRequired[list[dict[str, Any]]]  # other models served beside it: model, alias, example
+    reads: NotRequired[list[str]]  # other GET paths to try on the server (a read API)
 
 
 class Quickstart(Protocol):

@@ -155,7 +155,9 @@ def quickstart(
         help="--blueprint churn: replay N more days of the pipeline's schedules",
     ),
     executor: str = typer.Option(
-        None, "--executor", help="--blueprint churn: score on local | ray | ray://HOST:PORT"
+        None,
+        "--executor",
+        help="--blueprint churn / recommendations: score / rank on local | ray | ray://HOST:PORT",
     ),
 ) -> None:
     """Train a real model, track the run, register it as production, and serve it.
@@ -313,6 +315,8 @@ def _blueprint_quickstart(
             for (model, _, _), curl in zip(served, curls, strict=True):
                 console.print(f"then predict at {predict_url(host_, port_, model)}:")
                 console.print(curl, soft_wrap=True, highlight=False)
+            for path in result.get("reads", []):
+                console.print(f"and read: curl -s http://{host_}:{port_}{path}", soft_wrap=True)
             return
         from modelyard.serving import check_port
         from modelyard.serving import serve as run_server
@@ -322,6 +326,11 @@ def _blueprint_quickstart(
             console.print(f"\n[bold]predict[/] at {predict_url(host_, port_, model)}")
             console.print("[bold]try it[/] (in another terminal):")
             console.print(curl, soft_wrap=True, highlight=False)
+        for path in result.get("reads", []):
+            console.print(f"\n[bold]read[/] at http://{host_}:{port_}{path.split('?')[0]}")
+            console.print(
+                f"curl -s 'http://{host_}:{port_}{path}'", soft_wrap=True, highlight=False
+            )
         console.print(f"dashboard: http://{host_}:{port_}/ui   (runs, models, jobs, drift)")
         console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
         run_server(

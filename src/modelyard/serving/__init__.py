@@ -22,6 +22,11 @@ if TYPE_CHECKING:
         load_spec,
         parse_options,
     )
+    from modelyard.serving._recommendation_lists import (
+        Publication,
+        RecommendationLists,
+        Recommendations,
+    )
     from modelyard.serving._run import (
         check_port,
         is_loopback,
@@ -39,6 +44,9 @@ __all__ = [
     "ABTest",
     "Canary",
     "Guard",
+    "Publication",
+    "RecommendationLists",
+    "Recommendations",
     "ScoreResult",
     "ServeOptions",
     "Shadow",
@@ -72,6 +80,11 @@ _EXPORTS = {
         "Shadow",
         "load_spec",
         "parse_options",
+    ],
+    "modelyard.serving._recommendation_lists": [
+        "Publication",
+        "RecommendationLists",
+        "Recommendations",
     ],
     "modelyard.serving._run": [
         "check_port",

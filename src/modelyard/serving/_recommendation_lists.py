@@ -1,0 +1,377 @@
+"""Published top-N lists in the online store: one version per night, readers switched at once.
+
+A night's lists are written under a view of their own (``recommendations/MODEL/EDITION``),
+all of them before one small row, the model's *pointer*, names that edition as current.
+A reader reads the pointer, then the user's row of the edition it names, so it answers
+from one night or the other, never a mix of two. A view is never written while a pointer
+may name it: publishing a night that is already kept (again, or after a rollback) writes
+a fresh edition (``NIGHT~STAMP``), and the old one is dropped after the switch. The
+pointer keeps the edition before it as ``previous`` (``rollback`` points back to it);
+views beyond ``keep`` are dropped after the switch. A reader that meets a view dropped
+under it reads the pointer again.
+
+The pointers view holds, per model, the pointer (key ``MODEL``) and each edition's
+record (``MODEL@EDITION``, what rollback restores), and under the empty key the newest
+publication of any model (read for ``model=None``: one read, not two). A pointer is
+written with an event time above the one it replaces, so a publish that took longer than
+a rollback still switches (the store keeps the row with the greater event time).
+
+Written here rather than found in a library: the online store's protocol (a row per
+key, the newest event time wins, ``drop``) is all it needs, on SQLite and Redis alike.
+A row is the items as int64 and the scores as float32, packed (``numpy.frombuffer``
+reads 10 items in microseconds, where JSON would parse them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelyard import _time
+from modelyard.errors import InvalidInputError, NotFoundError
+
+if TYPE_CHECKING:
+    from modelyard.backends.online import OnlineStore
+
+__all__ = ["POINTERS", "Publication", "Recommendations", "RecommendationLists"]
+
+POINTERS = "recommendations/_pointers"
+"""The view that holds each model's pointer (and, under the empty key, the newest one)."""
+INT64 = (-(2**63), 2**63 - 1)
+NIGHTLY_JOB = "modelyard jobs run recommendations-nightly"
+_POPULAR = b"\x00popular"  # the fallback list's key: no user id encodes to 9 bytes
+_NEWEST = b""
+_HEADER = struct.Struct(">H")  # how many items the row holds
+_LONGEST = 65535
+_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PARSED_MAX = 64  # pointers kept parsed (by their bytes): a reader parses each once
+
+
+@dataclass(frozen=True)
+class Publication:
+    """One model's published night, as its pointer holds it."""
+
+    model: str
+    night: str  # YYYY-MM-DD: the night whose job computed the lists
+    version: int | None  # the registered model version that scored them
+    published_at: datetime
+    users: int
+    k: int  # items kept per user (at most)
+    previous: str | None = None  # the edition rollback returns to
+    kept: tuple[str, ...] = field(default_factory=tuple)  # editions whose views exist
+    edition: str = ""  # the view's name: the night, or NIGHT~STAMP when published again
+
+    def view(self, edition: str | None = None) -> str:
+        return view_of(self.model, edition or self.edition or self.night)
+
+    @property
+    def previous_night(self) -> str | None:
+        return None if self.previous is None else night_of(self.previous)
+
+    @property
+    def kept_nights(self) -> tuple[str, ...]:
+        return tuple(night_of(e) for e in self.kept)
+
+    def to_json(self) -> bytes:
+        body = asdict(self)
+        body["published_at"] = self.published_at.isoformat()
+        body["kept"] = list(self.kept)
+        return json.dumps(body, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Publication:
+        body = json.loads(raw)
+        body["published_at"] = datetime.fromisoformat(body["published_at"])
+        body["kept"] = tuple(body.get("kept", ()))
+        body.setdefault("edition", body["night"])
+        return cls(**body)
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """One user's list as read: best first."""
+
+    user_id: int
+    items: list[int]
+    scores: list[float]
+    publication: Publication
+    fallback: bool  # the popularity list: the user was not in the night's lists
+
+
+def view_of(model: str, edition: str) -> str:
+    return f"recommendations/{model}/{edition}"
+
+
+def night_of(edition: str) -> str:
+    return edition.split("~", 1)[0]
+
+
+def user_key(user_id: int) -> bytes:
+    return struct.pack(">q", user_id)
+
+
+def encode_list(items: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> bytes:
+    """One list, packed; entries whose score is not finite (``top_n``'s padding of a user
+    with fewer unseen items than k: item -1, score -inf) are left out."""
+    items, scores = np.asarray(items), np.asarray(scores, dtype="<f4")
+    real = np.isfinite(scores)
+    if not real.all():
+        items, scores = items[real], scores[real]
+    return (
+        _HEADER.pack(len(items))
+        + np.ascontiguousarray(items, dtype="<i8").tobytes()
+        + np.ascontiguousarray(scores, dtype="<f4").tobytes()
+    )
+
+
+def decode_list(raw: bytes, k: int) -> tuple[list[int], list[float]]:
+    (count,) = _HEADER.unpack_from(raw)
+    take = min(k, count)
+    items = np.frombuffer(raw, dtype="<i8", count=take, offset=_HEADER.size)
+    scores = np.frombuffer(raw, dtype="<f4", count=take, offset=_HEADER.size + 8 * count)
+    # str() of a float32 is its shortest text (0.93, not 0.9300000071525574).
+    return items.tolist(), [float(str(s)) for s in scores]
+
+
+class RecommendationLists:
+    """Publishes and reads the nightly lists of the online store ``online``."""
+
+    def __init__(self, online: OnlineStore) -> None:
+        self.online = online
+        self._parsed: dict[bytes, Publication] = {}
+
+    # -- the reader ------------------------------------------------------------------------
+    def current(self, model: str | None = None) -> Publication | None:
+        """The publication readers see now (of ``model``, else the newest published)."""
+        key = _NEWEST if model is None else model.encode()
+        found = self.online.read(POINTERS, [key])[0]
+        return None if found is None else self._parse(found[1])
+
+    def _parse(self, raw: bytes) -> Publication:
+        publication = self._parsed.get(raw)
+        if publication is None:
+            publication = Publication.from_json(raw)
+            if len(self._parsed) >= _PARSED_MAX:
+                self._parsed.clear()
+            self._parsed[raw] = publication
+        return publication
+
+    def read(self, user_id: int, *, k: int = 10, model: str | None = None) -> Recommendations:
+        """``user_id``'s top ``k`` of the current night; the popularity list, flagged, for
+        a user the night did not score. ``NotFoundError`` when nothing is published."""
+        if k < 1:
+            raise InvalidInputError(f"k={k}: ask for 1 or more items")
+        if not INT64[0] <= user_id <= INT64[1]:
+            raise InvalidInputError(f"user id {user_id} is outside int64; no list has it")
+        publication = None
+        for _ in range(3):  # a publish dropped the edition between the two reads: again
+            publication = self.current(model)
+            if publication is None:
+                which = f"for model {model!r} " if model else ""
+                raise NotFoundError(
+                    f"no recommendations are published {which}yet; run the nightly job "
+                    f"({NIGHTLY_JOB}) or the quickstart"
+                )
+            if k > publication.k:
+                raise InvalidInputError(
+                    f"k={k}: the {publication.night} lists of {publication.model!r} hold "
+                    f"{publication.k} items per user; ask for k <= {publication.k}"
+                )
+            rows = self.online.read(publication.view(), [user_key(user_id), _POPULAR])
+            if rows[0] is not None:
+                items, scores = decode_list(rows[0][1], k)
+                return Recommendations(user_id, items, scores, publication, fallback=False)
+            if rows[1] is not None:
+                items, scores = decode_list(rows[1][1], k)
+                return Recommendations(user_id, items, scores, publication, fallback=True)
+        assert publication is not None
+        raise NotFoundError(
+            f"the {publication.night} lists of {publication.model!r} are missing from the "
+            "online store (replaced while read, or dropped); ask again, or publish the night "
+            "again"
+        )
+
+    # -- the writer ------------------------------------------------------------------------
+    def publish(
+        self,
+        model: str,
+        night: str,
+        users: Sequence[int] | np.ndarray[Any, Any],
+        items: np.ndarray[Any, Any],
+        scores: np.ndarray[Any, Any],
+        popular: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+        *,
+        version: int | None = None,
+        keep: int = 2,
+    ) -> Publication:
+        """Write ``night``'s lists (row ``i``: ``users[i]``'s ``items[i]`` and ``scores[i]``,
+        best first; ``popular``: the fallback list), then switch readers to them.
+
+        ``keep`` nights stay readable (the new one and the one rollback returns to); older
+        ones are dropped after the switch. Publishing a night again replaces it (rollback
+        then returns to the night before it, not to its first edition).
+        """
+        _check_names(model, night)
+        ids = _user_ids(users)
+        items, scores = np.asarray(items), np.asarray(scores)
+        if items.ndim != 2 or items.shape != scores.shape or len(items) != len(ids):
+            raise InvalidInputError(
+                f"lists of {len(ids)} users need items and scores of shape "
+                f"({len(ids)}, k); got {items.shape} and {scores.shape}"
+            )
+        top, top_scores = np.asarray(popular[0]), np.asarray(popular[1])
+        if top.ndim != 1 or top.shape != top_scores.shape:
+            raise InvalidInputError(
+                f"popular needs (items, scores) of one shape (n,); got {top.shape} and "
+                f"{top_scores.shape}"
+            )
+        if max(items.shape[1], len(top)) > _LONGEST:
+            raise InvalidInputError(
+                f"lists of {max(items.shape[1], len(top))} items: keep at most {_LONGEST} "
+                "items per list"
+            )
+        if keep < 1:
+            raise InvalidInputError(f"keep={keep}: keep at least the night published")
+        now = _time.now_us()
+        before = self.current(model)
+        editions = () if before is None else (before.edition, *before.kept)
+        if night in {night_of(e) for e in editions}:
+            # A view a pointer names (or named a moment ago) is never rewritten in place:
+            # a reader would see old and new rows. The night's old edition goes after.
+            edition = f"{night}~{now}"
+        else:
+            edition = night
+            self.online.drop(view_of(model, edition))  # a half-written earlier try
+        rows = _rows(ids, items, scores, now)
+        rows.append((_POPULAR, now, encode_list(top, top_scores)))
+        self.online.write(view_of(model, edition), rows)
+        if before is None:
+            previous, older = None, []
+        else:
+            replaced = before.night == night  # the night readers see now, published again
+            previous = before.previous if replaced else before.edition
+            older = [e for e in dict.fromkeys(editions) if night_of(e) != night]
+        kept = [edition, *older][:keep]
+        publication = Publication(
+            model=model,
+            night=night,
+            version=version,
+            published_at=_time.to_datetime(now),
+            users=len(ids),
+            k=int(items.shape[1]),
+            previous=previous if previous in kept else None,
+            kept=tuple(kept),
+            edition=edition,
+        )
+        self._switch(publication, newest=True)
+        for old in editions:
+            if old not in kept:
+                self.online.drop(view_of(model, old))
+        return publication
+
+    def rollback(self, model: str) -> Publication:
+        """Point readers back at the night before the current one (kept by ``publish``)."""
+        now = self.current(model)
+        if now is None:
+            raise NotFoundError(f"model {model!r} has no published recommendations to roll back")
+        if now.previous is None or now.previous not in now.kept:
+            raise NotFoundError(
+                f"model {model!r}: night {now.night} has no earlier night kept to roll back to "
+                "(publish with keep >= 2; a rollback goes back one night only)"
+            )
+        earlier = self.online.read(POINTERS, [_record_key(model, now.previous)])[0]
+        if earlier is None:
+            raise NotFoundError(
+                f"model {model!r}: the record of night {night_of(now.previous)} is gone; "
+                "publish again"
+            )
+        back = Publication.from_json(earlier[1])
+        kept = (back.edition, *(e for e in now.kept if e != back.edition))
+        restored = Publication(
+            model=model,
+            night=back.night,
+            version=back.version,
+            published_at=back.published_at,
+            users=back.users,
+            k=back.k,
+            # Further back only where that night's view is still kept (keep >= 3).
+            previous=back.previous if back.previous in kept else None,
+            kept=kept,  # the newer night stays kept until the next publish drops it
+            edition=back.edition,
+        )
+        newest = self.current()
+        self._switch(restored, newest=newest is not None and newest.model == model)
+        return restored
+
+    def _switch(self, publication: Publication, *, newest: bool) -> None:
+        model = publication.model
+        keys = [model.encode(), _NEWEST]
+        # Above the rows it replaces: their stamps may be later than this call's clock
+        # (a rollback while this publish wrote, or another host's clock).
+        stamp = max([_time.now_us()] + [r[0] + 1 for r in self.online.read(POINTERS, keys) if r])
+        body = publication.to_json()
+        # One row per write: each is atomic on both stores, and the pointer comes last.
+        record = _record_key(model, publication.edition)
+        self.online.write(POINTERS, [(record, stamp, body)])
+        self.online.write(POINTERS, [(model.encode(), stamp, body)])
+        if newest:
+            self.online.write(POINTERS, [(_NEWEST, stamp, body)])
+
+
+def _record_key(model: str, edition: str) -> bytes:
+    return f"{model}@{edition}".encode()
+
+
+def _check_names(model: str, night: str) -> None:
+    if not _MODEL.fullmatch(model):
+        raise InvalidInputError(
+            f"model name {model!r}: use letters, digits, '_', '.' and '-' (as registered)"
+        )
+    try:
+        date.fromisoformat(night)
+        well_formed = len(night) == 10
+    except ValueError:
+        well_formed = False
+    if not well_formed:
+        raise InvalidInputError(f"night {night!r}: write the night's date as YYYY-MM-DD")
+
+
+def _rows(
+    ids: np.ndarray[Any, Any], items: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], at: int
+) -> list[tuple[bytes, int, bytes]]:
+    """Every user's row; a full list is packed without ``encode_list``'s checks."""
+    packed_items = np.ascontiguousarray(items, dtype="<i8")
+    packed_scores = np.ascontiguousarray(scores, dtype="<f4")
+    full = np.isfinite(packed_scores).all(axis=1)
+    header = _HEADER.pack(items.shape[1])
+    return [
+        (
+            user_key(user),
+            at,
+            header + packed_items[i].tobytes() + packed_scores[i].tobytes()
+            if full[i]
+            else encode_list(items[i], scores[i]),
+        )
+        for i, user in enumerate(ids.tolist())
+    ]
+
+
+def _user_ids(users: Sequence[int] | np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    try:
+        ids = np.asarray(users)
+    except OverflowError:
+        ids = np.asarray(users, dtype=object)
+    if ids.ndim != 1 or (len(ids) and ids.dtype.kind not in "iu"):
+        raise InvalidInputError(
+            "users must be one list of integer ids that fit int64 (-2**63 to 2**63-1)"
+        )
+    if ids.dtype.kind == "u" and len(ids) and int(ids.max()) > INT64[1]:
+        raise InvalidInputError(f"user id {int(ids.max())} is beyond int64; ids must fit it")
+    return ids.astype(np.int64)
