@@ -1,7 +1,7 @@
 """The recommendations blueprint's settings: the ``[blueprint]`` table of ``modelyard.toml``.
 
     name              "recommendations"
-    anchor            the day (UTC, YYYY-MM-DD) the rating log is moved to end by, and the
+    anchor            the day (UTC, YYYY-MM-DD) after the moved log's newest rating, and the
                       last night the quickstart replays; written on the first run (today)
     seed              seed of the factorisation
     model_name        the registered model's name (and the lists' name on the read API)

@@ -1,4 +1,4 @@
-"""The blueprint's data: MovieLens' real ratings moved in time to end by ``anchor``, and the
+"""The blueprint's data: MovieLens' real ratings moved in time to end on ``anchor``, and the
 user x item interaction matrix of what happened before a given time.
 
 Every rating is an interaction (implicit feedback: the user chose to watch and rate the
@@ -8,13 +8,13 @@ movie, whatever the stars). The movies' genres are the groups of the exposure ch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from modelyard.blueprints._movielens import movielens_ratings, weeks_to
+from modelyard.blueprints._movielens import movielens_ratings
 from modelyard.errors import InvalidInputError
 
 
@@ -35,10 +35,13 @@ class Interactions:
 
 
 def load_log(anchor: datetime) -> pd.DataFrame:
-    """The ratings, moved by whole weeks so the newest ends in the week before ``anchor``."""
+    """The ratings, moved by whole days so the newest is on the day before ``anchor``:
+    the nights the quickstart replays (up to the anchor's) each see the ratings of the
+    day before them arrive."""
     ratings = movielens_ratings("recommendations")
-    _, shift = weeks_to(ratings, anchor)
-    ratings["ts"] = ratings["ts"] + pd.Timedelta(shift)
+    newest = ratings["ts"].max().to_pydatetime().astimezone(UTC)
+    day_after = datetime(newest.year, newest.month, newest.day, tzinfo=UTC) + timedelta(days=1)
+    ratings["ts"] = ratings["ts"] + pd.Timedelta(anchor - day_after)
     return ratings
 
 
