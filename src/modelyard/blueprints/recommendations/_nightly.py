@@ -53,6 +53,7 @@ class Night:
     bias: BiasReport
     publication: Publication | None  # None: blocked
     seconds: dict[str, float]
+    ranked_on: str  # "this process", or the executor and its partitions
 
 
 def night_name(interval_end: datetime) -> str:
@@ -95,7 +96,7 @@ def run_night(
         factors = fit_als(data, settings)
         clock["fit"] = time.perf_counter() - started
         at = time.perf_counter()
-        lists = _rank(factors.users, factors.items, data, settings.k, executor)
+        lists, ranked_on = _rank(factors.users, factors.items, data, settings.k, executor)
         clock["top_n"] = time.perf_counter() - at
         genres = _data.genres_of(ratings, data.items)
         bias = check_bias(lists, data.item_counts(), genres, settings.bias, depth=DEPTH)
@@ -140,6 +141,7 @@ def run_night(
         bias,
         publication,
         clock,
+        ranked_on,
     )
     if publication is None:
         raise BlockedError(
@@ -155,18 +157,20 @@ def _rank(
     data: _data.Interactions,
     k: int,
     executor: Any,
-) -> TopN:
-    """Every user's top ``k``: in this process, or over partitions of users on
-    ``executor`` (an URL such as ``ray``, or an executor)."""
+) -> tuple[TopN, str]:
+    """Every user's top ``k``, and where it ran: in this process, or over partitions of
+    users on ``executor`` (an URL such as ``ray``, or an executor)."""
     from modelyard.blueprints.recommendations._topn import top_n
 
     if executor is None:
-        return top_n(users, items, data.matrix, k)
+        return top_n(users, items, data.matrix, k), "in this process"
     from modelyard.backends.executors import open_executor
 
     opened = open_executor(executor) if isinstance(executor, str) else executor
     try:
-        return top_n_partitioned(opened, users, items, data.matrix, k)
+        partitions = max(1, opened.slots())
+        lists = top_n_partitioned(opened, users, items, data.matrix, k, partitions=partitions)
+        return lists, f"on {opened.url} in {partitions} partition(s)"
     finally:
         if isinstance(executor, str):
             opened.close()

@@ -43,7 +43,7 @@ def nightly(ctx: JobContext) -> dict[str, object]:
     )
     assert done.publication is not None  # a blocked night raised
     ctx.log.info(
-        "night %s: version %d on %d interactions of %d users and %d items; top-%d in %.2f s; "
+        "night %s: version %d on %d interactions of %d users and %d items; top-%d %s in %.2f s; "
         "published (readers switched; night %s kept for rollback)",
         night,
         done.version,
@@ -51,6 +51,7 @@ def nightly(ctx: JobContext) -> dict[str, object]:
         done.users,
         done.items,
         done.publication.k,
+        done.ranked_on,
         done.seconds["top_n"],
         done.publication.previous or "none",
     )
