@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from modelyard.ui._features_page import features_routes
 from modelyard.ui._jobs_page import jobs_routes
+from modelyard.ui._recommendations_page import recommendations_routes
 
 if TYPE_CHECKING:
     from modelyard.workspace import Workspace
@@ -20,4 +21,5 @@ def ops_routes(ws: Workspace) -> APIRouter:
     router = APIRouter(prefix="/ui", include_in_schema=False)
     router.include_router(jobs_routes(ws))
     router.include_router(features_routes(ws))
+    router.include_router(recommendations_routes(ws))
     return router
