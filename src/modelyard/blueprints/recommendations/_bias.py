@@ -171,7 +171,7 @@ def _exposure(
     low, high = settings.min_exposure_ratio, settings.max_exposure_ratio
     rows: list[dict[str, Any]] = []
     worst: dict[str, Any] | None = None
-    worst_gap = -1.0
+    worst_gap = -np.inf  # the group nearest a bound, even when every group is inside
     for j, name in enumerate(names):
         checked = bool(catalogue[j] >= settings.min_group_share)
         ratio = float(exposure[j] / catalogue[j]) if catalogue[j] else 0.0

@@ -187,7 +187,9 @@ def _publish(
     from modelyard.serving import RecommendationLists
 
     ids = np.where(lists.items >= 0, data.items[np.maximum(lists.items, 0)], -1)
-    scores = np.where(lists.items >= 0, lists.scores, 0.0).astype(np.float32)
+    # Padding (a user with fewer unseen items than k) keeps its -inf score: the store
+    # leaves such entries out, so no one is served item -1.
+    scores = np.where(lists.items >= 0, lists.scores, -np.inf).astype(np.float32)
     return RecommendationLists(ws.online).publish(
         settings.model_name,
         night,

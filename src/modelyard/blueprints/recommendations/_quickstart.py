@@ -56,6 +56,11 @@ def _run(ws: Workspace, progress: Progress | None, executor: str | None) -> Quic
     from modelyard.serving import RecommendationLists
 
     root = Path(ws.config.root)
+    # The job table and the online store are checked before the anchor is written: a
+    # mistake there leaves modelyard.toml as it was.
+    spec = _nightly_spec(ws, executor)
+    lists = RecommendationLists(ws.online)
+    lists.current()  # a Redis that is down: one line, before any step
     settings = with_anchor(
         root,
         NAME,
@@ -64,10 +69,7 @@ def _run(ws: Workspace, progress: Progress | None, executor: str | None) -> Quic
         "the rating log is moved to end by this day (written by the quickstart)",
         "the nightly job replays the nights up to it, and tomorrow's has not happened",
     )
-    spec = _nightly_spec(ws, executor)
     state = load_state(root, NAME, settings.fixed())
-    lists = RecommendationLists(ws.online)
-    lists.current(settings.model_name)  # a Redis that is down: one line, before any step
     if "evaluation" not in state:
         bar = _bar(progress, "holdout: ALS and the popularity baseline", 1)
         state["evaluation"] = _evaluate(ws, settings)
