@@ -475,6 +475,24 @@ def test_a_rollback_brings_back_the_night_before_and_reads_answer_from_it(change
             lists.rollback(MODEL)
 
 
+def test_the_cli_rollback_moves_the_production_alias_back_with_the_lists(
+    changed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with modelyard.Workspace(changed) as ws:
+        nights = {v.tags.get("night"): v.version for v in ws.registry.versions(MODEL)}
+        assert ws.registry.get(f"{MODEL}@{ALIAS}").version == nights[NIGHT_NAMES[-1]]
+    code, out, err = run_cli(
+        capsys, "recommendations", "rollback", "--model", MODEL, "-w", str(changed)
+    )
+    assert code == 0, err
+    assert f"{MODEL}@{ALIAS} moved back to version {nights[NIGHT_NAMES[-2]]}" in out
+    with modelyard.Workspace(changed) as ws:
+        # The predict route and the read API answer from one version again.
+        assert ws.registry.get(f"{MODEL}@{ALIAS}").version == nights[NIGHT_NAMES[-2]]
+        current = RecommendationLists(ws.online).current(MODEL)
+        assert current is not None and current.version == nights[NIGHT_NAMES[-2]]
+
+
 def _user_key(user: int) -> bytes:
     from modelyard.serving._recommendation_lists import user_key
 

@@ -21,6 +21,7 @@ from modelyard.cli import (
     keys,
     models,
     monitor,
+    recommendations,
     release,
     runs,
 )
@@ -64,6 +65,7 @@ app.command("score")(score)
 app.command("lineage")(lineage)
 app.command("build")(build.build)
 app.add_typer(keys.app, name="keys")
+app.add_typer(recommendations.app, name="recommendations")
 app.command("audit")(keys.audit)
 
 

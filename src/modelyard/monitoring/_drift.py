@@ -46,8 +46,8 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats  # type: ignore[import-untyped]
-from scipy.spatial import distance  # type: ignore[import-untyped]
+from scipy import stats
+from scipy.spatial import distance
 
 from modelyard.contracts import (
     CategoricalProfile,

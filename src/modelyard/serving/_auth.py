@@ -87,6 +87,9 @@ RULES: tuple[Rule, ...] = (
     # Feature lookups: the role that predicts reads features too. A key limited to some
     # models reads only services they are bound to (``_features_route.py`` checks it).
     _rule("GET POST", r"/v1/features/[^/]+", "predict"),
+    # The recommendations blueprint's read API; a key limited to some models reads only
+    # their lists (``_recommendations_route.py`` checks it).
+    _rule("GET", r"/v1/recommendations/[^/]+", "predict"),
     _rule("POST", rf"/v1/models/{_MODEL}/rollback", "admin", mutating=True),
     # The dashboard (mounted by ``modelyard serve`` unless --no-ui): a browser signs in
     # with a key and then sends a session cookie; forms that act carry a CSRF token that

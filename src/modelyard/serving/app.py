@@ -2,6 +2,7 @@
 
 The prediction routes (``/v1/models/NAME/predict``, OIP's ``/v2/.../infer``) and, with
 a feature store, the feature lookups (``/v1/features/SERVICE``, ``_features_route.py``)
+and the recommendation reads (``/v1/recommendations/USER``, ``_recommendations_route.py``)
 are answered as plain ASGI before FastAPI's router (``_fast.py``, ``_predict.py``); every
 other route is FastAPI's, and all of them are in /docs.
 """
@@ -46,6 +47,11 @@ from modelyard.serving._options import ServeOptions
 from modelyard.serving._pool import ModelPool
 from modelyard.serving._predict import predict_handler, refusal_handler
 from modelyard.serving._protocol import DEFAULT_MAX_CONNECTIONS
+from modelyard.serving._recommendations_route import (
+    RecommendationRoute,
+    add_recommendation_route,
+    routes,
+)
 from modelyard.serving._request_ids import ids_of
 from modelyard.serving._slot import Servable
 
@@ -157,6 +163,8 @@ def create_app(
         await pool.stop()
         if feature_route is not None:
             feature_route.close()
+        if recommendation_route is not None:
+            recommendation_route.close()
 
     # /docs and /redoc load Swagger UI and ReDoc from this server (fastapi-offline ships
     # them), so the docs work on a machine without internet.
@@ -206,10 +214,12 @@ def create_app(
     if prediction_log is not None:
         add_feedback_route(app, pool)
     feature_route: FeatureRoute | None = None
+    recommendation_route: RecommendationRoute | None = None
     if features is not None:
         feature_route = add_feature_routes(
             app, features, registry, pool.metrics, guard, recheck_s=poll_interval_s
         )
+        recommendation_route = add_recommendation_route(app, features, pool.metrics, guard)
         if not options:
             _online_store_required(app.state.readiness)
     app.state.guard = guard
@@ -222,7 +232,7 @@ def create_app(
         pool.admission,
         refusal_handler(pool),
         guard,
-        None if feature_route is None else feature_route.route,
+        routes(None if feature_route is None else feature_route.route, recommendation_route),
     )
     if auth:
         _document_keys(app)

@@ -53,6 +53,6 @@ def nightly(ctx: JobContext) -> dict[str, object]:
         done.publication.k,
         done.ranked_on,
         done.seconds["top_n"],
-        done.publication.previous or "none",
+        done.publication.previous_night or "none",
     )
     return {"night": night, "version": done.version, "users": done.users}
