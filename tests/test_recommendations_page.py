@@ -93,7 +93,8 @@ def test_the_nights_show_their_verdicts_and_the_live_and_kept_nights(nights: Nig
     assert f'Readers see night <strong class="live-night">{live}</strong>' in html
     assert f'Kept for rollback: night <strong class="kept-night">{older}</strong>' in html
     # Each check against its threshold: the blocked night's coverage failed, in red.
-    assert re.search(r'<td class="num fail"[^>]*>0\.\d+ ≥ 0\.5</td>', html)
+    # The breach as it stands ("<" escaped in the HTML).
+    assert re.search(r'<td class="num fail"[^>]*>0\.\d+ &lt; 0\.5</td>', html)
     assert re.search(r'<td class="num pass"[^>]*>[\d.]+ ≤ 1\.65</td>', html)
     # The bias checks over the nights, thresholds drawn; the holdout's two models.
     charts = html.split('class="charts bias-charts"')[1].split("</div>")[0]

@@ -316,7 +316,8 @@ def _blueprint_quickstart(
                 console.print(f"then predict at {predict_url(host_, port_, model)}:")
                 console.print(curl, soft_wrap=True, highlight=False)
             for path in result.get("reads", []):
-                console.print(f"and read: curl -s http://{host_}:{port_}{path}", soft_wrap=True)
+                read = f"and read: curl -s 'http://{host_}:{port_}{path}'"
+                console.print(read, soft_wrap=True, highlight=False)
             return
         from modelyard.serving import check_port
         from modelyard.serving import serve as run_server

@@ -43,11 +43,11 @@ def _lists(workspace: str) -> RecommendationLists:
 
 def _whole(text: str, what: str, example: str) -> int:
     """A whole number given on the command line, in int64; else one line, exit 2."""
-    if not _INTEGER.fullmatch(text.strip()) or len(text.strip()) > 20:
+    if not _INTEGER.fullmatch(text.strip()):
         raise InvalidInputError(f"{what} {text!r} is not a whole number; e.g. {example}")
-    value = int(text)
+    value = int(text) if len(text.strip()) <= 40 else _INT64[1] + 1
     if not _INT64[0] <= value <= _INT64[1]:
-        raise InvalidInputError(f"{what} {text} is beyond int64 (-2**63 to 2**63-1)")
+        raise InvalidInputError(f"{what} {text[:40]} is beyond int64 (-2**63 to 2**63-1)")
     return value
 
 
@@ -143,6 +143,7 @@ def rollback(
     before = lists.current(model)
     if before is None:
         raise NotFoundError(NOTHING.format(which=f" for model {model!r}"))
+    _check_alias(ws, model, alias)  # a mistyped alias: nothing is switched
     after = lists.rollback(model)
     moved = _follow(ws, model, alias, before, after)
     console.print(
@@ -153,6 +154,23 @@ def rollback(
         ),
         soft_wrap=True,
     )
+
+
+def _check_alias(ws: Workspace, model: str, alias: str) -> None:
+    """``alias`` is one of ``model``'s (when the model is registered at all)."""
+    if not alias:
+        return
+    try:
+        versions = ws.registry.versions(model)
+    except NotFoundError:
+        return  # lists published without a registered model: no alias to follow
+    aliases = sorted({a for v in versions for a in v.aliases})
+    if alias not in aliases:
+        known = ", ".join(aliases) or "none"
+        raise InvalidInputError(
+            f"model {model!r} has no alias {alias!r} (its aliases: {known}); give one of "
+            "them with --alias, or --alias '' to leave aliases alone"
+        )
 
 
 def _follow(ws: Workspace, model: str, alias: str, before: Publication, after: Publication) -> bool:

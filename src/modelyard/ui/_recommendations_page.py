@@ -202,13 +202,16 @@ def _night(ws: Workspace, run: RunInfo, version: int | None) -> dict[str, Any]:
 
 def _check_text(check: dict[str, Any]) -> str:
     """``1.63 ≤ 1.65``, ``0.0861 ≥ 0.05``, ``0.0193 in [0.01, 10]``: the value against its
-    threshold, in the direction the check wants."""
+    threshold, as it stands (a breach reads ``1.64 > 1.635``, ``2.49 outside [0.01, 2]``)."""
     value, op, threshold = check.get("value"), check.get("op"), check.get("threshold")
-    shown = "?" if value is None else f"{value:.3g}"
+    shown = "?" if value is None else f"{value:.4g}"
+    passed = bool(check.get("passed", True))
     if op == "within" and isinstance(threshold, list) and len(threshold) == 2:
-        return f"{shown} in [{threshold[0]:g}, {threshold[1]:g}]"
+        where = "in" if passed else "outside"
+        return f"{shown} {where} [{threshold[0]:g}, {threshold[1]:g}]"
     if op in ("<=", ">=") and isinstance(threshold, int | float):
-        return f"{shown} {'≤' if op == '<=' else '≥'} {threshold:g}"
+        sign = {("<=", True): "≤", ("<=", False): ">", (">=", True): "≥", (">=", False): "<"}
+        return f"{shown} {sign[(op, passed)]} {threshold:g}"
     return shown
 
 

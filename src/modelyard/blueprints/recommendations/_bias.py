@@ -115,13 +115,15 @@ def check_bias(
     recommended_share = float(is_top[shown].sum() / slots)
     interaction_share = float(item_counts[top].sum() / max(item_counts.sum(), 1))
     lift = recommended_share / interaction_share if interaction_share else 0.0
+    most = settings.max_popularity_lift
+    lift_ok = lift <= most
     popularity = Check(
         "popularity_lift",
         lift,
         "<=",
-        settings.max_popularity_lift,
-        lift <= settings.max_popularity_lift,
-        f"popularity lift {lift:.2f} > {settings.max_popularity_lift:g}: the top 10% of items "
+        most,
+        lift_ok,
+        f"popularity lift {lift:.4g} {'<=' if lift_ok else '>'} {most:g}: the top 10% of items "
         f"take {recommended_share:.0%} of the slots for {interaction_share:.0%} of interactions",
     )
 
@@ -133,8 +135,8 @@ def check_bias(
         ">=",
         settings.min_coverage,
         share >= settings.min_coverage,
-        f"coverage {share:.2%} < {settings.min_coverage:.2%}: {distinct} of {n_items} items "
-        "are recommended to anyone",
+        f"coverage {share:.2%} {'>=' if share >= settings.min_coverage else '<'} "
+        f"{settings.min_coverage:.2%}: {distinct} of {n_items} items are recommended to anyone",
     )
 
     groups, exposure = _exposure(shown, genres, settings)
@@ -200,10 +202,10 @@ def _exposure(
     detail = (
         "group exposure outside ["
         + f"{low:g}, {high:g}]: "
-        + ", ".join(f"{r['group']} {r['ratio']:.2f}" for r in failing)
+        + ", ".join(f"{r['group']} {r['ratio']:.3g}" for r in failing)
         if failing
         else f"group exposure within [{low:g}, {high:g}]"
     )
     if worst is not None and not failing:
-        detail += f" (furthest: {worst['group']} {worst['ratio']:.2f})"
+        detail += f" (furthest: {worst['group']} {worst['ratio']:.3g})"
     return rows, Check("group_exposure", value, "within", (low, high), not failing, detail)

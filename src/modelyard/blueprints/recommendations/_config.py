@@ -19,6 +19,7 @@ pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +32,15 @@ if TYPE_CHECKING:
     from modelyard.workspace import Workspace
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+def _finite(value: Any) -> Any:
+    """TOML's true is no number (pydantic would read it as 1.0), nor are nan and inf."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number; give one such as 1.5")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} is not a finite number; give one such as 1.5")
+    return value
 
 
 class BiasSettings(BaseModel):
@@ -49,6 +59,18 @@ class BiasSettings(BaseModel):
     min_exposure_ratio: float = Field(0.05, ge=0)
     max_exposure_ratio: float = Field(20.0, gt=0)
     min_group_share: float = Field(0.02, ge=0, le=1)
+
+    @field_validator(
+        "max_popularity_lift",
+        "min_coverage",
+        "min_exposure_ratio",
+        "max_exposure_ratio",
+        "min_group_share",
+        mode="before",
+    )
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return _finite(value)
 
     @model_validator(mode="after")
     def _ordered(self) -> BiasSettings:
@@ -77,6 +99,11 @@ class RecommendationsSettings(BaseModel):
     alpha: float = Field(1.0, gt=0)
     fail_night: int = Field(3, ge=0, strict=True)
     bias: BiasSettings = Field(default_factory=BiasSettings)
+
+    @field_validator("regularization", "alpha", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return _finite(value)
 
     @field_validator("anchor", mode="before")
     @classmethod

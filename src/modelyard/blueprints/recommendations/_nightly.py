@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 EXPERIMENT = "recommendations"
 ALIAS = "production"
 DEPTH = 10  # the read API's default k: what the bias checks judge
+REPLAY = "replay"  # the job's param the quickstart sets on the nights it replays
 
 
 class BlockedError(InvalidInputError):
@@ -51,9 +52,10 @@ class Night:
     version: int
     run_id: str
     bias: BiasReport
-    publication: Publication | None  # None: blocked
+    publication: Publication | None  # None: blocked, or superseded
     seconds: dict[str, float]
     ranked_on: str  # "this process", or the executor and its partitions
+    superseded_by: str | None  # a newer night readers see: this (rerun) one is not published
 
 
 def night_name(interval_end: datetime) -> str:
@@ -122,11 +124,18 @@ def run_night(
             tags={"night": night},
         )
         if log is not None:
-            log.info("night %s: %s", night, bias.summary())
+            level = log.info if bias.verdict == "published" else log.warning
+            level("night %s: %s", night, bias.summary())
         if bias.verdict != "published":
             _alert(ws, settings, night, bias, sinks)
-        publication = None
-        if bias.verdict != "blocked":
+        publication, newer = None, _newer_live(ws, settings, night)
+        if newer is not None:
+            # A rerun of a past night (jobs run --date, a backfill) recomputes and records
+            # it, but never replaces the newer night readers see.
+            run.set_tag("recommendations.superseded_by", newer)
+            if log is not None:
+                log.info("night %s: not published, readers see the newer night %s", night, newer)
+        elif bias.verdict != "blocked":
             publication = _publish(ws, settings, night, data, lists, version.version)
             ws.registry.set_alias(settings.model_name, ALIAS, version.version)
             run.set_tag("recommendations.published", publication.night)
@@ -142,13 +151,22 @@ def run_night(
         publication,
         clock,
         ranked_on,
+        newer,
     )
-    if publication is None:
+    if publication is None and newer is None:
         raise BlockedError(
             f"night {night}: lists not published, {bias.summary()}; the night before stays "
             'live. Loosen [blueprint.bias] or set on_breach = "warn" to publish anyway'
         )
     return result
+
+
+def _newer_live(ws: Workspace, settings: RecommendationsSettings, night: str) -> str | None:
+    """The night readers see, where it is newer than ``night``."""
+    from modelyard.serving import RecommendationLists
+
+    current = RecommendationLists(ws.online).current(settings.model_name)
+    return current.night if current is not None and current.night > night else None
 
 
 def _rank(

@@ -30,7 +30,7 @@ from modelyard.blueprints.recommendations._config import (
     RecommendationsSettings,
     parse_settings,
 )
-from modelyard.blueprints.recommendations._nightly import ALIAS, EXPERIMENT
+from modelyard.blueprints.recommendations._nightly import ALIAS, EXPERIMENT, REPLAY
 from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -161,39 +161,66 @@ def _nightly_spec(ws: Workspace, executor: str | None) -> JobSpec:
             "table back (modelyard init --blueprint recommendations NEW_DIR shows it)"
         )
     spec = jobs[JOB]
+    params = {**spec.params, REPLAY: True}
     if executor is not None:
-        from modelyard.backends.executors import open_executor
+        params["executor"] = executor
+    chosen = params.get("executor")
+    if isinstance(chosen, str) and chosen != "inline":
+        _check_executor(chosen)
+    return dataclasses.replace(spec, params=params)
 
-        open_executor(executor).close()  # an unknown URL: one line naming the known ones
-        spec = dataclasses.replace(spec, params={**spec.params, "executor": executor})
-    return spec
+
+def _check_executor(url: str) -> None:
+    """An executor the nights could not open is one line now, not seven failed nights."""
+    import importlib.util
+
+    from modelyard.backends.executors import open_executor
+
+    open_executor(url).close()  # an unknown URL: one line naming the known ones
+    if url.startswith("ray") and importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"--executor {url} needs Ray; install it: pip install 'modelyard[ray]'")
 
 
 def _replay(
     ws: Workspace, settings: RecommendationsSettings, spec: JobSpec, progress: Progress | None
 ) -> list[JobRun]:
-    """The nightly slots up to the anchor's, on a simulated clock; those run already (a
-    stopped run, an earlier quickstart) are in the jobs' history and not run again."""
-    from modelyard.jobs import Scheduler, open_runner, run_due
+    """Every nightly slot up to the anchor's, oldest first, that has not succeeded yet (a
+    stopped run, a failed night, one skipped by a ``jobs run`` meanwhile); those that
+    succeeded are in the jobs' history and not run again. Each runs through the job's
+    runner (attempts, history, alerts) on its own slot, as the scheduler would."""
+    from modelyard.errors import ConflictError
+    from modelyard.jobs import open_runner
+    from modelyard.serving import RecommendationLists
 
     assert settings.anchor is not None and spec.schedule is not None
-    first = settings.anchor - (settings.nights - 1) * DAY
     # Each night's slot ends on its day (02:00 by default): the job runs then, on the
     # ratings before it, and names the lists after that day.
-    ends = [spec.schedule.next_after(first + i * DAY) for i in range(settings.nights)]
-    bar = _bar(progress, f"replaying {settings.nights} nights of {JOB}", settings.nights)
+    slots = spec.schedule.between(
+        settings.anchor - settings.nights * DAY, settings.anchor - timedelta(microseconds=1)
+    )
+    bar = _bar(progress, f"replaying {len(slots)} nights of {JOB}", len(slots))
     runs: list[JobRun] = []
-    now = ends[0]
     # On the simulated clock a retry does not wait out its delay: the night is not real.
     with open_runner(ws, sleep=lambda seconds: None) as runner:
-        scheduler = Scheduler({JOB: spec}, runner, clock=lambda: now, trigger="replay")
-        try:
-            for i, now in enumerate(ends, start=1):
-                runs += run_due(scheduler, now)
-                if progress is not None and bar is not None:
-                    progress.update(bar, completed=i, description=f"night {now:%Y-%m-%d}")
-        finally:
-            scheduler.close()
+        for i, logical in enumerate(slots, start=1):
+            slot = runner.history.slot(spec.name, logical)
+            if slot is None or slot["state"] != "success":
+                if not runner.history.claim(
+                    spec.name, logical, runner.owner, runner.lease_s, force=True
+                ):
+                    raise ConflictError(
+                        f"the night of slot {logical:%Y-%m-%d %H:%M} is being run elsewhere "
+                        f"(modelyard jobs runs {JOB}); run the quickstart again once it ends"
+                    )
+                runs.append(runner.execute(spec, logical, trigger="replay"))
+            if progress is not None and bar is not None:
+                night = spec.schedule.next_after(logical)
+                progress.update(bar, completed=i, description=f"night {night:%Y-%m-%d}")
+        if slots and RecommendationLists(ws.online).current(settings.model_name) is None:
+            # Every night ran, yet nothing is published: the store lost its rows (a Redis
+            # restarted without persistence). The newest night publishes them again.
+            if runner.history.claim(spec.name, slots[-1], runner.owner, runner.lease_s, force=True):
+                runs.append(runner.execute(spec, slots[-1], trigger="replay"))
     return runs
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from modelyard.blueprints.recommendations._config import settings_of
-from modelyard.blueprints.recommendations._nightly import night_name, night_number, run_night
+from modelyard.blueprints.recommendations._nightly import (
+    REPLAY,
+    night_name,
+    night_number,
+    run_night,
+)
 from modelyard.errors import ConfigError
 from modelyard.jobs import JobContext, get_job
 
@@ -26,7 +31,8 @@ def nightly(ctx: JobContext) -> dict[str, object]:
             "recommendations' first (it writes the day the rating log ends by)"
         )
     night = night_name(ctx.interval_end)
-    if night_number(settings, ctx.interval_end) == settings.fail_night and ctx.attempt == 1:
+    injected = night_number(settings, ctx.interval_end) == settings.fail_night
+    if injected and ctx.params.get(REPLAY) and ctx.attempt == 1:
         raise InjectedFailure(
             f"night {night}: injected failure on the first attempt (blueprint.fail_night = "
             f"{settings.fail_night}); the retry publishes the night"
@@ -41,7 +47,9 @@ def nightly(ctx: JobContext) -> dict[str, object]:
         sinks=sinks,
         log=ctx.log,
     )
-    assert done.publication is not None  # a blocked night raised
+    if done.publication is None:  # a blocked night raised: this one is older than the live
+        ctx.log.info("night %s: recorded as version %d, not published", night, done.version)
+        return {"night": night, "version": done.version, "superseded_by": done.superseded_by}
     ctx.log.info(
         "night %s: version %d on %d interactions of %d users and %d items; top-%d %s in %.2f s; "
         "published (readers switched; night %s kept for rollback)",
