@@ -1,4 +1,8 @@
-"""The recommendations blueprint's top-N against the bare NumPy floor.
+"""The recommendations blueprint's top-N against the bare NumPy floor, and its read API
+(``--part api``: ``GET /v1/recommendations/{user_id}`` against a hand-written floor; see
+bench/_recs_api.py).
+
+``--part topn`` (the top-N computation):
 
 Every user's 10 best items from random float32 factors (seeded): 100,000 users and
 50,000 items of 64 factors, and a seen matrix (CSR) of 20-50 items per user drawn from a
@@ -24,8 +28,12 @@ data (saved to a temporary folder); the extra memory is the process's peak RSS d
 the call (VmHWM, reset through /proc/self/clear_refs) minus its RSS before it, at
 ``--block`` and a quarter of it.
 
-    .venv/bin/python bench/recommendations.py [--rounds 3] [--users 100000]
-        [--items 50000] [--factors 64] [--block 2048] [--no-memory] [--no-executor]
+    .venv/bin/python bench/recommendations.py [--part topn|api|all] [--rounds 3]
+        [--users 100000] [--items 50000] [--factors 64] [--block 2048] [--no-memory]
+        [--no-executor]
+        [--api-users 100000] [--api-items 20] [--api-seconds 10] [--api-c1-seconds 5]
+        [--api-stores sqlite,redis] [--api-workers 1,2] [--api-logs warning,info]
+        [--api-baseline DIR]
 """
 
 from __future__ import annotations
@@ -177,10 +185,39 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-executor", action="store_true")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--part", choices=["topn", "api", "all"], default="all")
+    api = parser.add_argument_group("read API (--part api)")
+    api.add_argument("--api-users", type=int, default=100_000)
+    api.add_argument("--api-items", type=int, default=20, help="items per user published")
+    api.add_argument("--api-seconds", type=float, default=10, help="wrk seconds a run, c=16")
+    api.add_argument("--api-c1-seconds", type=float, default=5, help="wrk seconds, c=1")
+    api.add_argument("--api-warmup", type=float, default=2, help="wrk seconds before round 1")
+    api.add_argument("--api-stores", type=_names, default=["sqlite", "redis"])
+    api.add_argument("--api-workers", type=_numbers, default=[1, 2])
+    api.add_argument("--api-logs", type=_names, default=["warning", "info"])
+    api.add_argument("--api-logs-dir", default="", help="keep the servers' logs here")
+    api.add_argument("--api-baseline", default="", help="PYTHONPATH of a 'modelyard baseline' side")
     args = parser.parse_args()
     if args.child:
         return child(Path(args.child[0]), args.child[1], int(args.child[2]))
+    if args.part in ("topn", "all"):
+        top_n_part(args)
+    if args.part in ("api", "all"):
+        import _recs_api
 
+        print(f"machine {json.dumps(machine())}")
+        _recs_api.run(args)
+
+
+def _names(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(t) for t in _names(text)]
+
+
+def top_n_part(args: argparse.Namespace) -> None:
     print(f"load {load()} at the start; machine {json.dumps(machine())}")
     t0 = time.perf_counter()
     data = make_data(args.users, args.items, args.factors)

@@ -194,7 +194,7 @@ def test_keep_one_leaves_nothing_to_roll_back_to(store: OnlineStore) -> None:
     latest = _publish(lists, "rec", 1, keep=1)
     assert latest.kept_nights == (NIGHTS[1],) and latest.previous is None
     assert not _view_exists(store, "rec", NIGHTS[0])
-    with pytest.raises(NotFoundError, match="keep >= 2"):
+    with pytest.raises(NotFoundError, match="goes back one night only"):
         lists.rollback("rec")
     with pytest.raises(NotFoundError, match="nothing|no published"):
         lists.rollback("never_published")

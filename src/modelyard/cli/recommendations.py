@@ -31,7 +31,8 @@ _INTEGER = re.compile(r"-?[0-9]+")
 _INT64 = (-(2**63), 2**63 - 1)
 NOTHING = (
     "no recommendations are published{which} yet; run the nightly job "
-    "(modelyard jobs run recommendations-nightly) or the quickstart"
+    "(modelyard jobs run recommendations-nightly); in a new recommendations workspace, the "
+    "quickstart first"
 )
 
 

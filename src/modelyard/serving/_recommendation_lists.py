@@ -36,7 +36,7 @@ import numpy as np
 import orjson
 
 from modelyard import _time
-from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
 
 if TYPE_CHECKING:
     from modelyard.backends.online import OnlineStore
@@ -183,31 +183,106 @@ class RecommendationLists:
         for _ in range(3):  # a publish dropped the edition between the two reads: again
             publication = self.current(model)
             if publication is None:
-                which = f"for model {model!r} " if model else ""
-                raise NotFoundError(
-                    f"no recommendations are published {which}yet; run the nightly job "
-                    f"({NIGHTLY_JOB}) or the quickstart"
-                )
+                raise _nothing_published(model)
             if k is None:
                 k = min(DEFAULT_K, publication.k)
             elif k > publication.k:
-                raise InvalidInputError(
-                    f"k={k}: the {publication.night} lists of {publication.model!r} hold "
-                    f"{publication.k} items per user; ask for k <= {publication.k}"
-                )
-            rows = self.online.read(publication.view(), [user_key(user_id), _POPULAR])
-            if rows[0] is not None:
-                items, scores = decode_list(rows[0][1], k)
+                raise _k_above(k, publication)
+            # The user's row alone: the popularity row only for a user the night did not
+            # score (one primary-key read, not an IN of two, for most users).
+            view = publication.view()
+            row = self.online.read(view, [user_key(user_id)])[0]
+            if row is not None:
+                items, scores = decode_list(row[1], k)
                 return Recommendations(user_id, items, scores, publication, fallback=False)
-            if rows[1] is not None:
-                items, scores = decode_list(rows[1][1], k)
+            row = self.online.read(view, [_POPULAR])[0]
+            if row is not None:
+                items, scores = decode_list(row[1], k)
                 return Recommendations(user_id, items, scores, publication, fallback=True)
         assert publication is not None
-        raise NotFoundError(
-            f"the {publication.night} lists of {publication.model!r} are missing from the "
-            "online store (replaced while read, or dropped); ask again, or publish the night "
-            "again"
-        )
+        raise _gone(publication)
+
+    def read_many(
+        self, asked: Sequence[tuple[int, int | None]], *, model: str | None = None
+    ) -> list[Recommendations | ModelyardError]:
+        """Each ``(user_id, k)``'s list as ``read`` answers it, or the error ``read`` would
+        raise for it; one pointer read and one read of the rows for all of them (a server
+        answers the reads that wait together so). A store error is raised for all.
+
+        The rows are read after the pointer, from the view it names: every answer is of
+        one night. A lone user's row is read alone, the popularity row only when the night
+        did not score the user (one small read, not two, for most users).
+        """
+        done: list[Recommendations | ModelyardError | None] = [None] * len(asked)
+        todo = []
+        for i, (user_id, k) in enumerate(asked):
+            if k is not None and k < 1:
+                done[i] = InvalidInputError(f"k={k}: ask for 1 or more items")
+            elif not INT64[0] <= user_id <= INT64[1]:
+                done[i] = InvalidInputError(f"user id {user_id} is outside int64; no list has it")
+            else:
+                todo.append(i)
+        publication = None
+        for _ in range(3):  # a publish dropped the edition between the two reads: again
+            if not todo:
+                break
+            publication = self.current(model)
+            if publication is None:
+                for i in todo:
+                    done[i] = _nothing_published(model)
+                todo = []
+                break
+            wanted = []
+            for i in todo:
+                k = asked[i][1]
+                if k is not None and k > publication.k:
+                    done[i] = _k_above(k, publication)
+                else:
+                    wanted.append(i)
+            todo = self._rows(asked, wanted, publication, done)
+        if todo:
+            assert publication is not None
+            for i in todo:
+                done[i] = _gone(publication)
+        answers = [d for d in done if d is not None]
+        assert len(answers) == len(asked)
+        return answers
+
+    def _rows(
+        self,
+        asked: Sequence[tuple[int, int | None]],
+        wanted: list[int],
+        publication: Publication,
+        done: list[Recommendations | ModelyardError | None],
+    ) -> list[int]:
+        """Answer ``wanted`` (indexes of ``asked``) from ``publication``'s view into
+        ``done``; the indexes left unanswered (the view is gone)."""
+        if not wanted:
+            return []
+        view = publication.view()
+        keys = [user_key(asked[i][0]) for i in wanted]
+        if len(keys) == 1:
+            rows = self.online.read(view, keys)
+            popular = None
+            if rows[0] is None:
+                popular = self.online.read(view, [_POPULAR])[0]
+        else:
+            rows = self.online.read(view, [*keys, _POPULAR])
+            popular = rows.pop()
+        default_k = min(DEFAULT_K, publication.k)
+        left = []
+        for i, row in zip(wanted, rows, strict=True):
+            user_id, k = asked[i]
+            take = default_k if k is None else k
+            if row is not None:
+                items, scores = decode_list(row[1], take)
+                done[i] = Recommendations(user_id, items, scores, publication, fallback=False)
+            elif popular is not None:
+                items, scores = decode_list(popular[1], take)
+                done[i] = Recommendations(user_id, items, scores, publication, fallback=True)
+            else:
+                left.append(i)
+        return left
 
     # -- the writer ------------------------------------------------------------------------
     def publish(
@@ -295,7 +370,8 @@ class RecommendationLists:
         if now.previous is None or now.previous not in now.kept:
             raise NotFoundError(
                 f"model {model!r}: night {now.night} has no earlier night kept to roll back to "
-                "(publish with keep >= 2; a rollback goes back one night only)"
+                "(a rollback goes back one night only, to a night the store still holds; "
+                "RecommendationLists.publish keeps 2 by default)"
             )
         earlier = self.online.read(POINTERS, [_record_key(model, now.previous)])[0]
         if earlier is None:
@@ -334,6 +410,29 @@ class RecommendationLists:
         self.online.write(POINTERS, [(model.encode(), stamp, body)])
         if newest:
             self.online.write(POINTERS, [(_NEWEST, stamp, body)])
+
+
+def _nothing_published(model: str | None) -> NotFoundError:
+    which = f"for model {model!r} " if model else ""
+    return NotFoundError(
+        f"no recommendations are published {which}yet; run the nightly job ({NIGHTLY_JOB}); "
+        "in a new recommendations workspace, the quickstart first"
+    )
+
+
+def _k_above(k: int, publication: Publication) -> InvalidInputError:
+    return InvalidInputError(
+        f"k={k}: the {publication.night} lists of {publication.model!r} hold "
+        f"{publication.k} items per user; ask for k <= {publication.k}"
+    )
+
+
+def _gone(publication: Publication) -> NotFoundError:
+    return NotFoundError(
+        f"the {publication.night} lists of {publication.model!r} are missing from the "
+        "online store (replaced while read, or dropped); ask again, or publish the night "
+        "again"
+    )
 
 
 def _record_key(model: str, edition: str) -> bytes:

@@ -26,9 +26,25 @@ whose models do not include the lists' model; 503 ``online_store_unavailable`` w
 store is down.
 
 Answered by the fast path (``_fast.py``) like the feature lookups (FastAPI declares the
-route for /docs only): two small reads of the online store (the model's pointer, then
-the user's row of the night it names) in a few threads of this route, never on the event
-loop; while the store is down its breaker (``_breaker.py``) answers 503 at once.
+route for /docs only): two small reads of the online store, the model's pointer, then
+the user's row of the night it names. Where they run:
+
+- SQLite: on the event loop, once the store has answered a first read in the route's
+  thread (which opens it). In WAL mode, with its connection held open, a reader never
+  waits for a lock, and two primary-key reads from cached pages take about 10 us: less
+  than handing them to a thread and back, which also costs every other request on the
+  loop a GIL hand-over (bench/recommendations.py, one worker at c=16: about 3.7k
+  requests/s with each read handed to a thread, 10k inline). A page the OS does not
+  hold in memory is read from disk on the loop; a night's lists are tens of MB.
+- Redis (or any other store: a network read may hang until its timeout): in the route's
+  reader thread, never on the event loop. The reads that wait while it works go together
+  as its next batch, one pointer read and one row read for all of them
+  (``RecommendationLists.read_many``): a hand-over and two round trips per batch, not
+  per request, and one request alone is not delayed.
+
+While the store is down its breaker (``_breaker.py``) answers 503 at once; reads that
+waited for the thread while the store failed are answered 503 without asking it again
+(the breaker's probe alone does).
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -72,15 +89,34 @@ if TYPE_CHECKING:
 logger = logging.getLogger("modelyard.serving")
 
 PREFIX = "/v1/recommendations/"
-READ_THREADS = 4
+READ_THREADS = 1  # one batch at a time: the next one forms while it is read
+BATCH_MAX = 256  # reads in one batch, at most
 UNKNOWN_MODEL = "_unknown"  # the metric label before a publication is found
 _INTEGER = re.compile(r"-?[0-9]+")
+_PLAIN_K = re.compile(rb"k=([1-9][0-9]{0,17})").fullmatch
 _PARAMS = ("k", "model")
 _JSON_OPTIONS = orjson.OPT_UTC_Z
 
 
+class _Waiting:
+    """A read waiting for the reader thread."""
+
+    __slots__ = ("user_id", "k", "model", "probe", "answer")
+
+    def __init__(self, user_id: int, k: int | None, model: str | None, probe: bool) -> None:
+        self.user_id = user_id
+        self.k = k
+        self.model = model
+        self.probe = probe  # the breaker's probe: asks the store even while it is open
+        self.answer: asyncio.Future[Recommendations] | None = None
+
+
+class _Shed(Exception):
+    """A read that waited while the store failed: answered 503 without asking it again."""
+
+
 class RecommendationRoute:
-    """The route's handler, its reader threads, breaker and metrics."""
+    """The route's handler, its reader thread, breaker and metrics."""
 
     def __init__(self, store: FeatureStore, metrics: ServerMetrics, guard: Guard) -> None:
         self.store = store
@@ -88,6 +124,10 @@ class RecommendationRoute:
         self.breaker = Breaker("online store", model="")
         self._lists: RecommendationLists | None = None
         self._threads: ThreadPoolExecutor | None = None
+        self._inline = False  # reads on the event loop (SQLite, once it answered)
+        self._may_inline = False
+        self._waiting: list[_Waiting] = []  # reads for the next batch
+        self._reading = False  # a batch is being read in the thread
         self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "modelyard_recommendation_requests",
@@ -156,13 +196,16 @@ class RecommendationRoute:
         raise exc
 
     async def _read(self, user_id: int, k: int | None, model: str | None) -> Recommendations:
+        probe = self.breaker.error is not None  # let in as the open breaker's probe
         if not self.breaker.allow():
             raise self._unavailable()
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(READ_THREADS, "modelyard-recommendations")
-        loop = asyncio.get_running_loop()
         try:
-            found = await loop.run_in_executor(self._threads, self._read_now, user_id, k, model)
+            if self._inline:
+                found = self._open().read(user_id, k=k, model=model)
+            else:
+                found = await self._in_threads(_Waiting(user_id, k, model, probe))
+        except _Shed:
+            raise self._unavailable() from None
         except BackendUnavailableError as exc:
             self.breaker.failed(exc.message)
             raise self._unavailable() from None
@@ -178,14 +221,81 @@ class RecommendationRoute:
         self.breaker.succeeded()
         return found
 
-    def _read_now(self, user_id: int, k: int | None, model: str | None) -> Recommendations:
+    # -- the reader thread (stores other than SQLite): the reads that wait go together ----
+    async def _in_threads(self, waiting: _Waiting) -> Recommendations:
+        loop = asyncio.get_running_loop()
+        waiting.answer = loop.create_future()
+        self._waiting.append(waiting)
+        if not self._reading:
+            self._start_batch(loop)
+        return await waiting.answer
+
+    def _start_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.breaker.error is not None:
+            # The store failed while these waited: only the probe asks it again.
+            _settle([w for w in self._waiting if not w.probe], _Shed())
+            self._waiting = [w for w in self._waiting if w.probe]
+            if not self._waiting:
+                return
+        batch, self._waiting = self._waiting[:BATCH_MAX], self._waiting[BATCH_MAX:]
+        asks = [(w.user_id, w.k, w.model) for w in batch]
+        try:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(READ_THREADS, "modelyard-recommendations")
+            done = loop.run_in_executor(self._threads, self._read_batch, asks)
+        except BaseException as exc:  # closed: the server is stopping
+            _settle(batch, exc)
+            return
+        self._reading = True
+        done.add_done_callback(partial(self._batch_done, batch, loop))
+
+    def _batch_done(
+        self, batch: list[_Waiting], loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any]
+    ) -> None:
+        self._reading = False
+        failed = None if done.cancelled() else done.exception()
+        if isinstance(failed, BackendUnavailableError):  # known before the next batch forms
+            self.breaker.failed(failed.message)
+        if self._waiting:  # the next batch first: the thread reads while these are answered
+            self._start_batch(loop)
+        if done.cancelled():
+            _settle(batch, asyncio.CancelledError())
+            return
+        if failed is not None:
+            _settle(batch, failed)
+            return
+        self._inline = self._may_inline  # the store opened and answered: SQLite inline now
+        for waiting, found in zip(batch, done.result(), strict=True):
+            if waiting.answer is not None and not waiting.answer.done():
+                if isinstance(found, Recommendations):
+                    waiting.answer.set_result(found)
+                else:
+                    waiting.answer.set_exception(found)
+
+    def _read_batch(
+        self, asks: list[tuple[int, int | None, str | None]]
+    ) -> list[Recommendations | ModelyardError]:
+        """In the reader thread: the answers to ``asks``, a ``read_many`` per model."""
+        lists = self._open()
+        models = {model for _, _, model in asks}
+        if len(models) == 1:
+            return lists.read_many([(u, k) for u, k, _ in asks], model=models.pop())
+        found: dict[int, Recommendations | ModelyardError] = {}
+        for model in models:
+            indexes = [i for i, ask in enumerate(asks) if ask[2] == model]
+            answers = lists.read_many([asks[i][:2] for i in indexes], model=model)
+            found.update(zip(indexes, answers, strict=True))
+        return [found[i] for i in range(len(asks))]
+
+    def _open(self) -> RecommendationLists:
         if self._lists is None:  # opens the store (Redis: connects) on first use
             try:
                 online = self.store.online
             except InvalidInputError as exc:  # no online store: not the caller's k
                 raise ConfigError(exc.message) from None
+            self._may_inline = _reads_inline(online)
             self._lists = RecommendationLists(online)
-        return self._lists.read(user_id, k=k, model=model)
+        return self._lists
 
     def _unavailable(self) -> OnlineStoreUnavailableError:
         return OnlineStoreUnavailableError(
@@ -225,6 +335,24 @@ class RecommendationRoute:
         return found
 
 
+def _settle(batch: list[_Waiting], exc: BaseException) -> None:
+    """Fail every read of ``batch`` still waiting with ``exc``."""
+    for waiting in batch:
+        answer = waiting.answer
+        if answer is not None and not answer.done():
+            if isinstance(exc, asyncio.CancelledError):
+                answer.cancel()
+            else:
+                answer.set_exception(exc)
+
+
+def _reads_inline(online: object) -> bool:
+    """Whether reads of ``online`` may run on the event loop: SQLite's, from local pages."""
+    from modelyard.backends.online.sqlite import SqliteOnlineStore
+
+    return isinstance(online, SqliteOnlineStore)
+
+
 def _invalid(field: str, message: str) -> SchemaValidationError:
     return SchemaValidationError([FieldError(field, message)], what="request")
 
@@ -244,6 +372,11 @@ def _user_id(text: str) -> int:
 
 def _query(raw: bytes) -> tuple[int | None, str | None]:
     """(k, model) of the query string: ``?k=10&model=NAME``, each at most once."""
+    if not raw:
+        return None, None
+    plain = _PLAIN_K(raw)  # "k=10", as most callers ask: no parsing needed
+    if plain is not None:
+        return int(plain[1]), None
     given: dict[str, str] = {}
     for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
         if name not in _PARAMS:
