@@ -297,7 +297,8 @@ def test_a_blueprint_table_naming_no_blueprint_lists_the_known_ones(
 
     code, _, err = run_cli(capsys, "config", "show", "-w", str(tmp_path))
 
-    assert "known blueprints: churn, featurestore, sentiment" in one_line_error(code, err)
+    known = "churn, featurestore, recommendations, sentiment"
+    assert f"known blueprints: {known}" in one_line_error(code, err)
 
 
 # -- the service ------------------------------------------------------------------------------
