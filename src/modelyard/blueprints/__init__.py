@@ -50,6 +50,7 @@ __all__ = [
 BLUEPRINTS: dict[str, str] = {
     "churn": "modelyard.blueprints.churn",
     "featurestore": "modelyard.blueprints.featurestore",
+    "images": "modelyard.blueprints.images",
     "recommendations": "modelyard.blueprints.recommendations",
     "sentiment": "modelyard.blueprints.sentiment",
 }
@@ -70,6 +71,7 @@ class QuickstartResult(TypedDict):
     failed: NotRequired[int]  # job runs that failed (a pipeline's): the command exits 1
     more: NotRequired[list[dict[str, Any]]]  # other models served beside it: model, alias, example
     reads: NotRequired[list[str]]  # other GET paths to try on the server (a read API)
+    spec: NotRequired[str]  # a serve spec (TOML, relative to the workspace) to serve with
 
 
 class Quickstart(Protocol):

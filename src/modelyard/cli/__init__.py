@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelyard.cli import (
+    ab_report,
     alerts,
     build,
     canary,
@@ -54,6 +55,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(release.app, name="release")
 release.app.command("canary")(canary.canary)
+release.app.command("ab-report")(ab_report.ab_report_command)
 app.add_typer(jobs.app, name="jobs")
 app.command("scheduler")(jobs.scheduler)
 monitor.app.command("check")(alerts.check_command)

@@ -309,9 +309,11 @@ def _blueprint_quickstart(
         ]
         curls = [curl_line(host_, port_, example, model=model) for model, _, example in served]
         refs = [r for _, r, _ in served]
+        spec = result.get("spec")
+        how = f"--spec {folder / spec}" if spec else " ".join(refs)
         if not serve:
             console.print(f"see it in the dashboard: modelyard ui -w {folder}")
-            console.print(f"serve it with: modelyard serve {' '.join(refs)} -w {folder}")
+            console.print(f"serve it with: modelyard serve {how} -w {folder}")
             for (model, _, _), curl in zip(served, curls, strict=True):
                 console.print(f"then predict at {predict_url(host_, port_, model)}:")
                 console.print(curl, soft_wrap=True, highlight=False)
@@ -334,9 +336,14 @@ def _blueprint_quickstart(
             )
         console.print(f"dashboard: http://{host_}:{port_}/ui   (runs, models, jobs, drift)")
         console.print(f"API docs: http://{host_}:{port_}/docs   (Ctrl+C stops the server)\n")
+        from modelyard.serving import ServeOptions, load_spec
+
+        models: list[str | ServeOptions] = list(refs)
+        if spec:  # the blueprint's serve spec: batching, A/B test
+            models = list(load_spec(ws.config.root / spec, {}))
         run_server(
             ws,
-            refs,
+            models,
             host=host_,
             port=port_,
             log_level=ws.config["serve.log_level"],

@@ -216,7 +216,7 @@ class Registry:
         # Registering inside the run's block must see the metrics logged so far.
         run.flush()
         run.record_artifact(path, digest, size, "model")
-        return LoggedModel(run.run_id, path, digest, chosen.name, signature)
+        return LoggedModel(run.run_id, path, digest, chosen.name, signature, size)
 
     # -- registering ---------------------------------------------------------------------
     def register(

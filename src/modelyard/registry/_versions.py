@@ -74,6 +74,7 @@ class LoggedModel:
     artifact: str
     flavor: str
     signature: Signature
+    size: int = 0  # bytes stored (the model's folder as a tree)
 
     @property
     def uri(self) -> str:

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from modelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from modelyard.release._ab_report import ABReport, VariantResult, ab_report
     from modelyard.release._build import (
         DEFAULT_BASE_IMAGE,
         BuildContext,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from modelyard.release._steps import CheckProgress
 
 __all__ = [
+    "ABReport",
     "Breach",
     "BuildContext",
     "CanaryGates",
@@ -43,6 +45,8 @@ __all__ = [
     "RENEW_EVERY_S",
     "ReleaseRecord",
     "StepResult",
+    "VariantResult",
+    "ab_report",
     "build_image",
     "canary_settings",
     "check_release",
@@ -61,6 +65,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
+    "modelyard.release._ab_report": ["ABReport", "VariantResult", "ab_report"],
     "modelyard.release._build": [
         "DEFAULT_BASE_IMAGE",
         "BuildContext",

@@ -45,6 +45,7 @@ FLAVOR_MODULES: dict[str, tuple[str, ...]] = {
     "lightgbm": ("lightgbm",),
     "xgboost": ("xgboost",),
     "text": ("tokenizers",),
+    "image": ("torch", "cloudpickle", "PIL"),
 }
 ONNX_MODULES = ("onnxruntime",)
 # A text model served by PyTorch also needs the encoder's code; served by onnxruntime

@@ -19,6 +19,8 @@ from modelyard.serving._limits import (
     DEFAULT_MAX_STRING_LENGTH,
     too_many_rows,
 )
+from modelyard.serving._multipart import is_multipart
+from modelyard.serving._multipart import records_of as multipart_records
 from modelyard.serving._pool import ModelPool
 
 logger = logging.getLogger("modelyard.serving")
@@ -60,9 +62,19 @@ def predict_handler(
         try:
             deployment = pool.get(name)  # the 404 that lists what is served
             body = await call.body(limit)
-            columns, many = deployment.served.validator.validate_json(
-                body, max_string_length=max_string_length
-            )
+            served = deployment.served
+            content_type = call.header(b"content-type")
+            if is_multipart(content_type):  # file uploads: curl -F image=@digit.png
+                assert content_type is not None
+                records = multipart_records(body, content_type, served.request_schema)
+                columns = served.validator.validate_python(
+                    records, max_string_length=max_string_length
+                )
+                many = len(records) > 1
+            else:
+                columns, many = served.validator.validate_json(
+                    body, max_string_length=max_string_length
+                )
             rows = len(next(iter(columns.values()))) if columns else 0
             if rows > max_rows:
                 raise too_many_rows(rows, max_rows)

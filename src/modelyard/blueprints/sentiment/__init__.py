@@ -6,6 +6,7 @@ reviews, registers it as ``sentiment@production`` and serves it. Every variant s
 ``train_and_register``: one signature, one holdout, the same measurements.
 """
 
+from modelyard.blueprints._resources import peak_rss_mb
 from modelyard.blueprints.sentiment._baseline import BaselineModel, fit_baseline, train_baseline
 from modelyard.blueprints.sentiment._config import (
     KEYS,
@@ -19,7 +20,6 @@ from modelyard.blueprints.sentiment._quickstart import quickstart
 from modelyard.blueprints.sentiment._train import (
     held_out_metrics,
     inputs_of,
-    peak_rss_mb,
     service_signature,
     train_and_register,
 )

@@ -9,7 +9,6 @@ so the versions of one model are measured the same way and compare in a release 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from modelyard.blueprints._resources import peak_rss_mb
 from modelyard.blueprints.sentiment._config import SentimentSettings
 from modelyard.blueprints.sentiment._data import Corpus
 from modelyard.contracts import Field, Schema
@@ -81,21 +81,6 @@ def inputs_of(texts: pd.Series) -> pd.DataFrame:
     values = texts.reset_index(drop=True)
     none = pd.Series([None] * len(values), dtype=object)
     return pd.DataFrame({"text": values, "id": none, "language": none})
-
-
-def peak_rss_mb() -> float | None:
-    """The peak resident memory of this *process* so far (its high-water mark), in MiB.
-
-    Not the training's own increase: a process that held more before training reports
-    that. None where the platform has no ``resource`` module (Windows).
-    """
-    try:
-        import resource
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kibibytes, macOS bytes.
-    return float(peak) / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def held_out_metrics(
