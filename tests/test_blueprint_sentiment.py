@@ -297,7 +297,7 @@ def test_a_blueprint_table_naming_no_blueprint_lists_the_known_ones(
 
     code, _, err = run_cli(capsys, "config", "show", "-w", str(tmp_path))
 
-    known = "churn, featurestore, recommendations, sentiment"
+    known = "churn, featurestore, images, recommendations, sentiment"
     assert f"known blueprints: {known}" in one_line_error(code, err)
 
 

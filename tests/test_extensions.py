@@ -19,7 +19,12 @@ def test_every_builtin_flavor_is_tested_and_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     tests = "".join(
         (ROOT / "tests" / name).read_text()
-        for name in ("test_registry.py", "test_flavors.py", "test_text_flavor.py")
+        for name in (
+            "test_registry.py",
+            "test_flavors.py",
+            "test_text_flavor.py",
+            "test_image_flavor.py",
+        )
     )
     for name in registry.FLAVORS:
         assert f"`{name}`" in readme, f"flavor {name!r} is not documented in README.md"

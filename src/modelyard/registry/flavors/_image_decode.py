@@ -113,6 +113,9 @@ def decode(data: bytes, row: int, field: str, spec: ImageSpec) -> np.ndarray[Any
     except Image.DecompressionBombError:
         message = f"has too many pixels; the largest side accepted is {spec.max_side}"
         raise _bad(row, field, message) from None
+    except (OSError, ValueError, SyntaxError, AttributeError) as exc:  # a broken header
+        kind = "PNG" if data.startswith(b"\x89PNG") else "JPEG"
+        raise _bad(row, field, f"is a damaged {kind} file ({exc}); send the whole file") from None
     with image:
         w, h = image.size
         if max(w, h) > spec.max_side:
