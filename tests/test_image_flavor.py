@@ -275,3 +275,67 @@ def test_multipart_form_fields_take_the_fields_type() -> None:
             f"multipart/form-data; boundary={boundary}",
             schema,
         )
+
+
+def _oip(ws: modelyard.Workspace, bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    app = create_app(ws.registry, ["bright@production"], poll_interval_s=0)
+
+    async def go() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return [await c.post("/v2/models/bright/infer", json=b) for b in bodies]
+
+    return anyio.run(go)
+
+
+def test_pixels_come_as_open_inference_protocol_tensors(ws: modelyard.Workspace) -> None:
+    grey = np.stack([np.full((8, 8), 3), np.full((8, 8), 250)]).astype(np.uint8)
+    floats = np.full((1, 1, 8, 8), 0.9, dtype=np.float32)
+    replies = _oip(
+        ws,
+        [
+            {
+                "inputs": [
+                    {
+                        "name": "image",
+                        "datatype": "UINT8",
+                        "shape": [2, 8, 8],
+                        "data": grey.ravel().tolist(),
+                    }
+                ]
+            },
+            {
+                "inputs": [
+                    {
+                        "name": "image",
+                        "datatype": "FP32",
+                        "shape": [1, 1, 8, 8],
+                        "data": floats.ravel().tolist(),
+                    }
+                ]
+            },
+            {
+                "inputs": [
+                    {"name": "image", "datatype": "UINT8", "shape": [1, 3, 8, 8], "data": [0] * 192}
+                ]
+            },
+            {
+                "inputs": [
+                    {"name": "image", "datatype": "FP32", "shape": [1, 8, 8], "data": [2.0] * 64}
+                ]
+            },
+        ],
+    )
+    assert [r.status_code for r in replies] == [200, 200, 422, 422]
+    outputs = {o["name"]: o["data"] for o in replies[0].json()["outputs"]}
+    assert outputs["prediction"] == ["dark", "light"]
+    assert {o["name"]: o["data"] for o in replies[1].json()["outputs"]}["prediction"] == ["light"]
+    assert "has shape 3x8x8; this model takes 1x8x8" in replies[2].json()["message"]
+    assert "0..1" in replies[3].json()["message"]
+    # The same picture as a tensor and as a PNG gets the same probabilities.
+    model = ws.registry.load("bright@production")
+    frame = pd.DataFrame({"image": [b64(png(grey[1]))], "client_id": [None]})
+    assert outputs["probability_light"][1] == pytest.approx(
+        model.predict(frame)["probability_light"][0]
+    )

@@ -159,6 +159,7 @@ class InferenceService:
                 _tensors(request),
                 max_rows=self.max_rows,
                 max_string_length=self.max_string_length,
+                tensor_inputs=served.tensor_inputs,
             )
             result = await d.infer(columns, rows, rid)
             wanted = [o.name for o in request.outputs] or None

@@ -342,6 +342,7 @@ def infer_handler(
                 tensors,
                 max_rows=max_rows,
                 max_string_length=max_string_length,
+                tensor_inputs=served.tensor_inputs,
             )
             result = await d.infer(columns, rows, call.request_id, call.routed, call.alone())
             return _respond(doc, d, result, call.request_id)

@@ -50,6 +50,13 @@ class Servable:
         return self.model.number
 
     @property
+    def tensor_inputs(self) -> dict[str, Any]:
+        """Fields the model takes as an array per row over OIP (an image model's pixels),
+        each with its row encoder (``serving/_tensors.py``)."""
+        found = getattr(self.model.predictor, "tensor_inputs", None)
+        return dict(found) if found else {}
+
+    @property
     def pii_fields(self) -> dict[str, bool | str]:
         """Request fields the prediction log must hash or drop, by their ``pii`` tag."""
         return {f.name: f.pii for f in self.request_schema.fields if f.pii}

@@ -8,6 +8,7 @@ bad input gets one message per field and never reaches the model.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,9 @@ DATATYPE_OF_FIELD = {
     "datetime": "BYTES",
 }
 _NUMERIC = frozenset({"int64", "float64", "bool"})
+
+EncodeRow = Callable[[np.ndarray[Any, Any], int], Any]
+"""One row's array (and its row number) -> the field's value; raises a 422 when bad."""
 
 
 @dataclass
@@ -122,8 +126,13 @@ def to_columns(
     *,
     max_rows: int | None = None,
     max_string_length: int | None = None,
+    tensor_inputs: Mapping[str, EncodeRow] | None = None,
 ) -> tuple[dict[str, list[Any]], int]:
     """Validated columns (in schema order) and the row count, from request tensors.
+
+    ``tensor_inputs`` names fields whose value a request may send as an array per row (a
+    tensor of three or more dimensions, e.g. an image model's pixels), each with the
+    function that checks one row's array and turns it into the field's value.
 
     More rows than ``max_rows`` is a 413 before any record is built; a string longer than
     ``max_string_length`` characters is a 422 naming its field (``_limits.py``).
@@ -165,6 +174,10 @@ def to_columns(
                 unknown[0], f"unknown input tensor; the inputs are {', '.join(schema.names)}"
             )
         for name, tensor in by_name.items():
+            encode = (tensor_inputs or {}).get(name)
+            if encode is not None and len(tensor.shape) >= 3 and tensor.datatype != "BYTES":
+                raw[name] = _encoded(tensor, encode, max_rows)
+                continue
             if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
                 raise _bad(
                     name, f"shape {tensor.shape}: a field tensor has shape [rows] or [rows, 1]"
@@ -185,6 +198,23 @@ def to_columns(
     lists = [_python(v, schema[n].dtype) for n, v in raw.items()]
     records = [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
     return validator.validate_python(records, max_string_length=max_string_length), rows
+
+
+def _encoded(tensor: Tensor, encode: EncodeRow, max_rows: int | None) -> np.ndarray[Any, Any]:
+    """Each row of an array tensor as its field's value; every bad row named in one 422."""
+    rows = tensor.shape[0]
+    if max_rows is not None and rows > max_rows:
+        raise too_many_rows(rows, max_rows)
+    values: list[Any] = []
+    errors: list[FieldError] = []
+    for row in range(rows):
+        try:
+            values.append(encode(tensor.values[row], row))
+        except SchemaValidationError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise SchemaValidationError(errors)
+    return np.array(values, dtype=object)
 
 
 def _check_finite(schema: Schema, matrix: np.ndarray[Any, Any]) -> None:

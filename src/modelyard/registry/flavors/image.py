@@ -17,7 +17,9 @@ adaptive batcher cannot take unbounded memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +80,22 @@ class ImagePredictor:
         self.spec = spec
         self.device = device
         self.field = field
+
+    @property
+    def tensor_inputs(self) -> dict[str, Callable[[np.ndarray[Any, Any], int], str]]:
+        """The image field may come as pixels (an OIP tensor per row): checked against the
+        spec and kept as a lossless PNG, so every request reaches the model, the batcher
+        and the prediction log in one form. (About 20 us an image each way at 28x28.)"""
+        return {self.field: self.pixels_as_png}
+
+    def pixels_as_png(self, array: np.ndarray[Any, Any], row: int) -> str:
+        from PIL import Image
+
+        pixels = pixels_of(array, row, self.field, self.spec)
+        plane = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(plane)).save(buffer, format="PNG", compress_level=1)
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
 
     def predict(self, frame: pd.DataFrame) -> Columns:
         column = frame[self.field] if self.field in frame.columns else frame.iloc[:, 0]
