@@ -314,3 +314,75 @@ def test_a_class_folder_with_one_picture_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="readable PNG/JPEG"):
         load_images(settings, tmp_path)
+
+
+def test_the_ab_page_shows_the_report_and_the_confusion_matrices(
+    done: tuple[modelyard.Workspace, Any],
+) -> None:
+    from ui_support import get
+
+    ws, _ = done
+    page, missing, bad = get(ws, "/ui/ab", "/ui/ab?model=nope", "/ui/ab?since=soon")
+    assert page.status_code == 200
+    html = page.text
+    report = ab_report(ws.predictions, "digits")
+    assert f"verdict-{report.verdict}" in html
+    assert '<tr data-variant="production">' in html and '<tr data-variant="challenger">' in html
+    assert html.count('<svg class="chart interval"') == 2  # accuracies, and the difference
+    assert 'class="zero"' in html
+    assert html.count('<table class="confusion"') == 2
+    assert "no logged predictions of model &#39;nope&#39;" in missing.text
+    assert bad.status_code == 422 and 'id="ab-error"' in bad.text
+
+
+def test_the_ab_page_in_a_browser(done: tuple[modelyard.Workspace, Any]) -> None:
+    import subprocess
+    import time
+
+    import httpx
+
+    from browser_support import Watched, browser, chromium_path
+    from server_support import CLI, free_port
+
+    ws, _ = done
+    chromium_path()  # skips here without chromium (fails under CI=true)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = ws.root.parent / "ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "ui", "-w", str(ws.root), "--port", str(port)],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}/ui/ab", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        with browser() as chromium:
+            page = chromium.new_page(viewport={"width": 1280, "height": 900})
+            watched = Watched()
+            watched.attach(page)
+            page.goto(f"{url}/ui/runs")
+            page.get_by_role("link", name="A/B tests").click()
+            page.wait_for_load_state("networkidle")
+            assert page.locator("header a.here").inner_text() == "A/B tests"
+            assert page.locator("section.model[data-model='digits'] .verdict").is_visible()
+            assert page.locator("table.variants tbody tr").count() == 2
+            dot = page.locator("svg.chart.interval circle").first
+            assert "production" in (dot.locator("title").text_content() or "")
+            diagonal = page.locator("table.confusion[data-variant='production'] tbody tr").first
+            assert diagonal.locator("td").count() == 10
+            page.locator("table.variants a").first.click()
+            page.wait_for_load_state("networkidle")
+            assert "/ui/models/digits" in page.url
+            assert watched.console_errors == [] and watched.failed == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
