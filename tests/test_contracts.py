@@ -214,12 +214,12 @@ def test_int_is_accepted_for_a_float_field(validator: RecordValidator) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "fragment"),
     [
-        ("age", "30", "valid integer"),
-        ("age", 30.5, "valid integer"),
-        ("age", True, "valid integer"),
-        ("member", "yes", "valid boolean"),
-        ("member", 1, "valid boolean"),
-        ("income", "1.5", "valid number"),
+        ("age", "30", "got a string ('30'); send an int64 value"),
+        ("age", 30.5, "got a number (30.5); send an int64 value"),
+        ("age", True, "got a boolean (true); send an int64 value"),
+        ("member", "yes", "got a string ('yes'); send a bool value"),
+        ("member", 1, "got a number (1); send a bool value"),
+        ("income", "1.5", "got a string ('1.5'); send a float64 value"),
         ("seen", "not a date", "datetime"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -55,7 +56,8 @@ def b64(data: bytes) -> str:
 def signature() -> Signature:
     return Signature(
         inputs=Schema.of(
-            Field(name="image", dtype="string", min_length=1),
+            # Longer than the test server's string limit (200): the field's own limit holds.
+            Field(name="image", dtype="string", min_length=1, max_length=100_000),
             Field(name="client_id", dtype="string", nullable=True),
         ),
         outputs=Schema.of(
@@ -171,7 +173,13 @@ def _serve(
     options = ServeOptions(
         ref="bright@production", max_batch_size=max_batch_size, max_latency_ms=20
     )
-    app = create_app(ws.registry, [options], prediction_log=ws.predictions, poll_interval_s=0)
+    app = create_app(
+        ws.registry,
+        [options],
+        prediction_log=ws.predictions,
+        poll_interval_s=0,
+        max_string_length=200,
+    )
 
     async def go() -> tuple[list[httpx.Response], str]:
         async with app.router.lifespan_context(app):
@@ -339,3 +347,62 @@ def test_pixels_come_as_open_inference_protocol_tensors(ws: modelyard.Workspace)
     assert outputs["probability_light"][1] == pytest.approx(
         model.predict(frame)["probability_light"][0]
     )
+
+
+def test_raw_image_bodies_data_urls_and_large_files_are_taken(ws: modelyard.Workspace) -> None:
+    noisy = png(np.random.default_rng(1).integers(0, 255, (64, 64)))  # ~4 KB: over 200 chars
+    light = png(np.full((8, 8), 240))
+    unpadded = b64(light).rstrip("=")
+    replies, _ = _serve(
+        ws,
+        [
+            {"content": light, "headers": {"content-type": "image/png"}},
+            {"json": {"image": "data:image/png;base64," + b64(light)}},
+            {"json": {"image": unpadded}},
+            {"json": {"image": b64(noisy)}},
+            {"files": {"image": ("n.png", noisy, "image/png")}},
+            {"files": {"image": ("a.png", light, "image/png")}, "data": {"client_id": ["a", "b"]}},
+            {"json": {"image": 5}},
+        ],
+    )
+    assert [r.status_code for r in replies] == [200, 200, 200, 200, 200, 422, 422]
+    assert replies[0].json()["prediction"]["prediction"] == "light"
+    assert "sent twice" in replies[5].json()["message"]
+    assert "got a number (5); send a string value" in replies[6].json()["message"]
+
+
+def test_an_image_body_to_a_model_without_images_is_a_415(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    ws = modelyard.Workspace.init(tmp_path / "plain")
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0]})
+    with ws.start_run("plain") as run:
+        logged = ws.registry.log_model(run, LinearRegression().fit(x, [0, 1, 2]), input_example=x)
+    ws.registry.set_alias("plain", "production", ws.registry.register("plain", logged).version)
+    app = create_app(ws.registry, ["plain@production"], poll_interval_s=0)
+
+    async def go() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                return await c.post(
+                    "/v1/models/plain/predict",
+                    content=png(np.zeros((4, 4))),
+                    headers={"content-type": "image/png"},
+                )
+
+    reply = anyio.run(go)
+    assert reply.status_code == 415 and "takes no image body" in reply.json()["message"]
+
+
+def test_a_fields_own_max_length_wins_over_the_servers_string_limit() -> None:
+    from modelyard.contracts import RecordValidator
+
+    schema = Schema.of(
+        Field(name="long", dtype="string", max_length=10), Field(name="short", dtype="string")
+    )
+    validator = RecordValidator(schema)
+    columns = validator.validate_python({"long": "x" * 8, "short": "y"}, max_string_length=5)
+    assert columns["long"] == ["x" * 8]
+    with pytest.raises(SchemaValidationError, match="more than the 5"):
+        validator.validate_python({"long": "x", "short": "y" * 6}, max_string_length=5)

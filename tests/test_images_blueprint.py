@@ -27,11 +27,11 @@ from modelyard.release._ab_report import newcombe, wilson  # noqa: E402
 
 SMALL = """
 [blueprint.champion]
-width = 8
+filters = 8
 epochs = 2
 
 [blueprint.challenger]
-width = 2
+filters = 2
 epochs = 1
 """
 
@@ -42,7 +42,7 @@ def small_workspace(folder: Path, extra: str = "ab_requests = 400\n") -> modelya
     config = folder / "modelyard.toml"
     text = config.read_text()
     text = re.sub(
-        r"\[blueprint\.champion\].*?\[blueprint\.challenger\]\nwidth = 8\nepochs = 3\n",
+        r"\[blueprint\.champion\].*?\[blueprint\.challenger\]\nfilters = 8\nepochs = 3\n",
         "",
         text,
         flags=re.S,
@@ -75,7 +75,7 @@ def test_quickstart_registers_champion_and_challenger_with_metrics_and_resources
     assert m["accuracy"] > 0.85  # width 8, two epochs on 4,000 real digits
     for digit in range(10):
         assert 0 <= m[f"precision_{digit}"] <= 1 and 0 <= m[f"recall_{digit}"] <= 1
-    assert m["parameters"] == sum(p.numel() for p in DigitNet(width=8).parameters())
+    assert m["parameters"] == sum(p.numel() for p in DigitNet(filters=8).parameters())
     assert 0 < m["model_size_mb"] < 5
     assert m["train_images_per_s"] > 0 and m["train_seconds"] > 0 and m["train_peak_rss_mb"] > 0
     for size in (1, 8, 32, 128):
@@ -140,20 +140,28 @@ def test_the_ab_report_command(
     code, out, _ = run_cli(capsys, "release", "ab-report", "digits", "--json", "-w", str(ws.root))
     assert json.loads(out)["champion"]["variant"] == "production"
     for args, message in [
-        (["nope"], "no logged predictions of model 'nope'"),
+        (["nope"], "model 'nope' is not registered"),
         (["digits", "--candidate", "zz"], "no requests of model 'digits' went to variant 'zz'"),
         (["digits", "--confidence", "2"], "confidence 2"),
+        (["digits", "--candidate", "production"], "both 'production'"),
     ]:
         code, out, err = run_cli(capsys, "release", "ab-report", *args, "-w", str(ws.root))
         assert code == 2 and message in err and "Traceback" not in err, err
 
 
-def test_a_second_quickstart_keeps_the_versions(done: tuple[modelyard.Workspace, Any]) -> None:
+def test_a_second_quickstart_keeps_the_versions_and_sends_no_copies(
+    done: tuple[modelyard.Workspace, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     ws, first = done
-    config = ws.root / "modelyard.toml"
-    config.write_text(config.read_text().replace("ab_requests = 400", "ab_requests = 0"))
+    logged = ws.predictions.read("digits").num_rows
     again = quickstart(modelyard.Workspace(ws.root))
     assert again["version"].version == first["version"].version
+    assert len(ws.registry.versions("digits")) == 2
+    assert ws.predictions.read("digits").num_rows == logged  # the same images, not again
+    assert "sent by an earlier run" in again["summary"]
+    # The job with unchanged settings points the alias at the version they made.
+    code, out, err = run_cli(capsys, "jobs", "run", "train", "-w", str(ws.root))
+    assert code == 0, out + err
     assert len(ws.registry.versions("digits")) == 2
 
 
@@ -180,7 +188,7 @@ def settings_of_defaults() -> Any:
 def _train(folder: Path, epochs: int, stop_after: int | None = None) -> dict[str, Any]:
     train, test, spec = _slice()
     torch.manual_seed(7)
-    network = DigitNet(width=4)
+    network = DigitNet(filters=4)
 
     def stop(epoch: int, _: dict[str, float]) -> None:
         if stop_after is not None and epoch == stop_after:
@@ -226,7 +234,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path) -> None:
         _train(tmp_path, epochs=2, stop_after=1)
     train, test, spec = _slice()
     fitted = fit(
-        DigitNet(width=4),
+        DigitNet(filters=4),
         train,
         test,
         spec,
@@ -279,7 +287,8 @@ def test_a_folder_of_the_users_pictures_trains_a_colour_model(tmp_path: Path) ->
     assert data.classes == ["discs", "squares"]
     assert data.train_x.shape[1:] == (3, 32, 32)
     assert len(data.train_y) + len(data.test_y) == 60  # the GIF (by suffix) and the damaged PNG out
-    assert [s.split(":")[0] for s in data.skipped] == ["squares/broken.png"]
+    skipped = sorted(s.split(":")[0] for s in data.skipped)
+    assert skipped == ["discs/odd.gif", "squares/broken.png"]
     result = quickstart(ws)
     assert result["version"].metrics["accuracy"] >= 0.5
     assert result["version"].signature.outputs.names[:2] == ["prediction", "probability"]
@@ -386,3 +395,15 @@ def test_the_ab_page_in_a_browser(done: tuple[modelyard.Workspace, Any]) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_each_training_measures_its_own_peak_memory() -> None:
+    from modelyard.blueprints._resources import peak_rss_mb, reset_peak_rss
+
+    if not reset_peak_rss():
+        pytest.skip("this platform cannot reset the high-water mark")
+    big = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+    high = peak_rss_mb() or 0.0
+    del big
+    assert reset_peak_rss()
+    assert (peak_rss_mb() or 0.0) < high - 200

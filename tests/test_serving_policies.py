@@ -728,3 +728,15 @@ def test_a_bad_serve_spec_is_one_line_exit_2(
     assert message in err
     assert str(path) in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_an_ab_request_without_its_key_goes_to_the_champion() -> None:
+    import random
+
+    from modelyard.serving._router import choose
+
+    policy = ABTest(candidate="staging", key="user", percent=99)
+    rng = random.Random(0)
+    assert choose(policy, {"user": [None], "a": [1.0]}, rng) == (False, None)
+    assert choose(policy, {"a": [1.0]}, rng) == (False, None)
+    assert choose(policy, {"user": ["u-1"], "a": [1.0]}, rng)[1] == "u-1"

@@ -45,6 +45,7 @@ def ab_report_command(
 
     window = parse_window(since)
     ws = open_workspace(workspace)
+    ws.registry.get(name)  # an unknown model: the registry's one line, with the models it has
     report = ab_report(
         ws.predictions,
         name,
@@ -59,7 +60,7 @@ def ab_report_command(
     level = f"{confidence:.0%}"
     table = Table(title=f"A/B test of {name}, last {since}")
     table.add_column("variant", no_wrap=True)
-    for column in ("versions", "requests", "labels", f"accuracy ({level} CI)", "p50 ms", "p99 ms"):
+    for column in ("v", "requests", "labels", f"accuracy % ({level} CI)", "p50 ms", "p99 ms"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in (report.champion, report.candidate):
         if row is None:

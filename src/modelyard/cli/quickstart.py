@@ -290,7 +290,7 @@ def _blueprint_quickstart(
             raise typer.Exit(130) from None
         version, ref = result["version"], f"{result['model']}@{result['alias']}"
         console.print(f"[bold]done[/]: {result['summary']}", soft_wrap=True)
-        trained = f" (trained in run {result['run_id'][:12]})" if result["run_id"] else ""
+        trained = f" (trained in run {result['run_id']})" if result["run_id"] else ""
         console.print(
             f"[bold]registered[/] {version.name} version {version.version} as {ref}{trained} "
             f"in {ws.config.root}",

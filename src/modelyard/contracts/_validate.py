@@ -55,8 +55,9 @@ def _annotation(field: Field, max_string_length: int | None = None) -> Any:
             constraints["max_length"] = field.max_length
         if field.dtype == "string" and max_string_length is not None:
             # Checked in the same pass as the type (pydantic-core), on string fields only.
-            own = constraints.get("max_length", max_string_length)
-            constraints["max_length"] = min(own, max_string_length)
+            # A field that declares its own max_length (an image's base64, say) keeps it:
+            # the signature is the model's explicit contract; the body limit still holds.
+            constraints.setdefault("max_length", max_string_length)
         if field.dtype == "datetime":
             # ISO strings must be accepted from JSON; strict would refuse them.
             constraints = {}
@@ -209,9 +210,38 @@ class RecordValidator:
             expected = (
                 f"one of {list(spec.categories)}" if spec.categories is not None else spec.dtype
             )
-            null = "" if spec.nullable else ", not null"
-            return f"{err['msg']} (expected {expected}{null})"
+            wanted = (
+                expected
+                if spec.categories is not None
+                else f"{'an' if spec.dtype[0] in 'aeiou' else 'a'} {spec.dtype} value"
+            )
+            value = err.get("input")
+            if value is None and not spec.nullable:
+                return f"is null; send {wanted} (the field is not nullable)"
+            if kind.endswith("_type") or kind in ("literal_error", "enum"):
+                return f"got {_json_kind(value)}; send {wanted}"
+            if kind == "string_too_short":
+                least = err["ctx"]["min_length"]
+                unit = "character" if least == 1 else "characters"
+                return f"has {len(value)} characters; send at least {least} {unit}"
+            return f"{err['msg']} (expected {expected})"
         return str(err["msg"])
+
+
+def _json_kind(value: Any) -> str:
+    """What a caller sent, in JSON's words: ``a number (5)``, ``a list``, ``a string``."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 20 else value[:20] + "…"
+        return f"a string ({shown!r})"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
 
 
 def non_finite_message(value: Any) -> str:

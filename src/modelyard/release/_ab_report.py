@@ -158,6 +158,11 @@ def ab_report(
             f"no requests of model '{model}' went to variant '{champion}' in this window; "
             f"its variants are {', '.join(map(str, seen.index))}: name one with --champion"
         )
+    if candidate == champion:
+        raise InvalidInputError(
+            f"--candidate and --champion are both '{champion}'; name the other variant "
+            f"(its variants are {', '.join(map(str, seen.index))})"
+        )
     if candidate is None:
         rest = [str(v) for v in seen.index if v != champion]
         candidate = rest[0] if rest else None

@@ -10,6 +10,7 @@ never by reading the predictions themselves.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -146,7 +147,11 @@ def _problem(
     dtype, classes = _prediction_kind(pool, model)
     label = item["label"]
     if dtype is not None and not _CHECK.get(dtype, lambda v: True)(label):
-        return "label", f"model '{model}' predicts {dtype} values; got {type(label).__name__}"
+        hint = f"; send it as a string, e.g. {json.dumps(str(label))}" if dtype == "string" else ""
+        return (
+            "label",
+            f"model '{model}' predicts {dtype} values; got {type(label).__name__}{hint}",
+        )
     if classes and str(label) not in classes:
         # An unknown class would quietly turn AUC and calibration off in quality reports.
         return "label", f"model '{model}' predicts one of {', '.join(classes)}; got {label!r}"

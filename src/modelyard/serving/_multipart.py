@@ -6,21 +6,47 @@ text a JSON client would send, so the same validator and model path and the same
 prediction log take it); a text part sets a field. Several files under one name make
 several rows (the text fields repeat on each). python-multipart (Starlette's own form
 parser) splits the parts; the body is already read, within the server's body limit.
+A body that is an image itself (``content-type: image/png``) is the one image field of
+an image model (``image_records``).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from modelyard.contracts import Schema
-from modelyard.errors import FieldError, InvalidInputError, SchemaValidationError
+from modelyard.errors import (
+    FieldError,
+    InvalidInputError,
+    SchemaValidationError,
+    UnsupportedMediaTypeError,
+)
 
 MAX_PARTS = 1000
 
 
 def is_multipart(content_type: str | None) -> bool:
     return content_type is not None and content_type.lower().startswith("multipart/form-data")
+
+
+def is_image(content_type: str | None) -> bool:
+    return content_type is not None and content_type.lower().startswith("image/")
+
+
+def image_records(body: bytes, image_fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A body that *is* an image (``content-type: image/png``): one record, the model's one
+    image field (its ``tensor_inputs``) holding it base64-encoded."""
+    if len(image_fields) != 1:
+        raise UnsupportedMediaTypeError(
+            "this model takes no image body; send JSON (content-type: application/json)"
+            if not image_fields
+            else "this model takes several images; upload each as its field's file part "
+            "(multipart/form-data: curl -F FIELD=@file.png)"
+        )
+    (field,) = image_fields
+    return [{field: base64.b64encode(body).decode("ascii")}]
 
 
 def parts_of(body: bytes, content_type: str) -> list[tuple[str, bytes, bool]]:
@@ -108,6 +134,10 @@ def records_of(body: bytes, content_type: str, schema: Schema) -> list[dict[str,
                 )
             files.setdefault(name, []).append(base64.b64encode(data).decode("ascii"))
         else:
+            if name in fields:
+                raise SchemaValidationError(
+                    [FieldError(name, "sent twice; send each text field once")]
+                )
             try:
                 fields[name] = _typed(data.decode("utf-8"), schema[name].dtype)
             except UnicodeDecodeError:

@@ -19,7 +19,7 @@ from modelyard.serving._limits import (
     DEFAULT_MAX_STRING_LENGTH,
     too_many_rows,
 )
-from modelyard.serving._multipart import is_multipart
+from modelyard.serving._multipart import image_records, is_image, is_multipart
 from modelyard.serving._multipart import records_of as multipart_records
 from modelyard.serving._pool import ModelPool
 
@@ -64,9 +64,13 @@ def predict_handler(
             body = await call.body(limit)
             served = deployment.served
             content_type = call.header(b"content-type")
-            if is_multipart(content_type):  # file uploads: curl -F image=@digit.png
-                assert content_type is not None
-                records = multipart_records(body, content_type, served.request_schema)
+            if is_multipart(content_type) or is_image(content_type):
+                assert content_type is not None  # file uploads: curl -F image=@digit.png
+                records = (
+                    multipart_records(body, content_type, served.request_schema)
+                    if is_multipart(content_type)
+                    else image_records(body, served.tensor_inputs)
+                )
                 columns = served.validator.validate_python(
                     records, max_string_length=max_string_length
                 )

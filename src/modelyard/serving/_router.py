@@ -1,7 +1,8 @@
 """Traffic policies: which variant (champion or candidate) answers a request.
 
 Canary picks at random; A/B hashes a request key so a user always sees the same
-variant; shadow always answers with the champion and mirrors the input to the
+variant (a request without the key goes to the champion: it has no assignment to
+keep); shadow always answers with the champion and mirrors the input to the
 candidate. The hash is blake2b, not Python's ``hash``, so every replica and every
 restart assigns a key to the same variant.
 """
@@ -29,6 +30,8 @@ def choose(policy: Policy, columns: dict[str, Any], rng: random.Random) -> tuple
         return rng.random() * 100 < policy.percent, None
     if isinstance(policy, ABTest):
         values = columns.get(policy.key)
-        key = "" if not values else str(values[0])
+        if not values or values[0] is None:  # no key: no assignment to keep, the champion
+            return False, None
+        key = str(values[0])
         return bucket(key) < policy.percent, key
     return False, None

@@ -13,8 +13,8 @@
     batch_size, learning_rate
                       the training loop's (Adam)
     [blueprint.champion], [blueprint.challenger]
-                      the two versions of the A/B test: the network's ``width`` (filters
-                      of its first convolution) and ``epochs``
+                      the two versions of the A/B test: the network's ``filters`` (of
+                      its first convolution) and ``epochs``
     ab_percent        the challenger's share of the A/B test's clients
     max_batch_size, max_wait_ms
                       the server's dynamic batching of this model
@@ -42,11 +42,11 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class VariantSettings(BaseModel):
-    """One version of the A/B test: the network's width and how long it trains."""
+    """One version of the A/B test: the network's filters and how long it trains."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    width: int = Field(32, ge=1, le=512, strict=True)
+    filters: int = Field(32, ge=1, le=512, strict=True)
     epochs: int = Field(3, ge=1, le=1000, strict=True)
 
 
@@ -65,8 +65,8 @@ class ImagesSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(64, ge=1, le=65_536, strict=True)
     learning_rate: float = Field(1e-3, gt=0, lt=10)
-    champion: VariantSettings = Field(default_factory=lambda: VariantSettings(width=32))
-    challenger: VariantSettings = Field(default_factory=lambda: VariantSettings(width=8))
+    champion: VariantSettings = Field(default_factory=lambda: VariantSettings(filters=32))
+    challenger: VariantSettings = Field(default_factory=lambda: VariantSettings(filters=8))
     ab_percent: float = Field(50, gt=0, lt=100)
     max_batch_size: int = Field(32, ge=1, le=4096, strict=True)
     max_wait_ms: float = Field(2.0, ge=0, le=1000)

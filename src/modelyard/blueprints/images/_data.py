@@ -110,9 +110,15 @@ def _folder(
     labels: list[int] = []
     skipped: list[str] = []
     for index, name in enumerate(classes):
-        files = sorted(
-            p for p in (folder / name).rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+        found = sorted(
+            p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith(".")
         )
+        files = [p for p in found if p.suffix.lower() in SUFFIXES]
+        skipped += [
+            f"{p.relative_to(folder)}: not a PNG or JPEG by its name ({', '.join(SUFFIXES)})"
+            for p in found
+            if p.suffix.lower() not in SUFFIXES
+        ]
         kept = 0
         for path in files:
             try:

@@ -1,7 +1,7 @@
 """The network: the classic Keras MNIST CNN (two 3x3 convolutions, max-pooling, dropout,
-a 128-unit dense layer), with its first convolution's filter count as ``width``.
+a 128-unit dense layer), with its first convolution's filter count as ``filters``.
 
-At ``width=32`` on 28x28 grey images it has 1,199,882 parameters, the model the
+At ``filters=32`` on 28x28 grey images it has 1,199,882 parameters, the model the
 issue's plain-PyTorch numbers were measured with.
 """
 
@@ -16,21 +16,21 @@ class DigitNet(nn.Module):
         self,
         channels: int = 1,
         classes: int = 10,
-        width: int = 32,
+        filters: int = 32,
         height: int = 28,
-        side: int = 28,
+        width: int = 28,
     ) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(channels, width, 3),
+            nn.Conv2d(channels, filters, 3),
             nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3),
+            nn.Conv2d(filters, 2 * filters, 3),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Dropout(0.25),
             nn.Flatten(),
         )
-        flat = 2 * width * ((height - 4) // 2) * ((side - 4) // 2)
+        flat = 2 * filters * ((height - 4) // 2) * ((width - 4) // 2)
         self.head = nn.Sequential(
             nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, classes)
         )

@@ -5,7 +5,9 @@ on the held-in digits, then, unless ``ab_requests`` is 0, sends that many held-o
 images through the real server in process (the workspace's ``serve.toml``: dynamic
 batching and the sticky A/B split by ``client_id``), labels every answer through
 ``POST /v1/feedback`` as a user's delayed labels would arrive, and reads the A/B report.
-A version whose settings and data are unchanged is kept, not trained again.
+A version trained before with the same settings on the same images is kept (and its
+alias set), not trained again; the A/B traffic is sent once per pair of versions, each
+held-out image once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from modelyard.blueprints import QuickstartResult
 from modelyard.blueprints._settings import require_extra
 from modelyard.blueprints.images._config import ImagesSettings, settings_of
 from modelyard.blueprints.images._data import ImageSet, encode_png, load_images
-from modelyard.errors import ConfigError, NotFoundError
+from modelyard.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -31,6 +33,7 @@ ALIAS = "production"
 CANDIDATE = "challenger"
 SPEC = "serve.toml"
 CLIENTS = 100
+CLIENT_PREFIX = "quickstart-"  # the quickstart's own clients, told apart from a user's
 CONCURRENCY = 32
 MODULES = ("mlxtend", "PIL", "torch", "httpx")
 
@@ -55,29 +58,28 @@ def serve_spec(ws: Workspace, settings: ImagesSettings) -> tuple[Path, ServeOpti
     )
 
 
-def _kept(
-    ws: Workspace, settings: ImagesSettings, data: ImageSet, variant: str, alias: str
-) -> ModelVersion | None:
-    """The version at ``alias`` when it was trained with these settings on this data."""
-    from modelyard.blueprints.images._fit import resolve_device
-    from modelyard.blueprints.images._train import training_plan
-
-    _, key = training_plan(settings, data, variant, resolve_device(settings.device))
-    try:
-        version = ws.registry.get(f"{settings.model_name}@{alias}")
-    except NotFoundError:
-        return None
-    return version if version.tags.get("training_key") == key else None
+def _traffic_sent(ws: Workspace, name: str, versions: set[int]) -> bool:
+    """Whether the quickstart's clients already sent these versions their images: a rerun
+    must not count the same images twice as new evidence."""
+    table = ws.predictions.read(name)
+    if table.num_rows == 0 or "input.client_id" not in table.column_names:
+        return False
+    frame = table.select(["version", "input.client_id"]).to_pandas()
+    ours = frame["input.client_id"].astype(str).str.startswith(CLIENT_PREFIX)
+    return bool((ours & frame["version"].isin(versions)).any())
 
 
 def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartResult:
     """Load the digits, train and register both versions, run the A/B test's first traffic."""
-    from modelyard.blueprints.images._train import train_variant
+    from modelyard.blueprints.images._fit import resolve_device
+    from modelyard.blueprints.images._train import train_variant, trained_before, training_plan
     from modelyard.release import ab_report
 
     require_extra("images", MODULES)
     settings = settings_of(ws)
+    name = settings.model_name
     _, options = serve_spec(ws, settings)
+    device = resolve_device(settings.device)  # a missing GPU is said before images are read
 
     def bar(text: str, total: int) -> Any:
         return progress.add_task(text, total=total) if progress is not None else None
@@ -89,15 +91,19 @@ def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartRes
     task = bar("loading the images", 1)
     data = load_images(settings, ws.config.root)
     advance(task, 1)
-    versions = {}
+    versions: dict[str, ModelVersion] = {}
     for variant, alias in (("champion", ALIAS), ("challenger", CANDIDATE)):
         shape = getattr(settings, variant)
-        task = bar(f"training the {variant} (width {shape.width})", shape.epochs)
-        kept = _kept(ws, settings, data, variant, alias)
-        if kept is not None:
-            versions[variant] = kept
-            advance(task, shape.epochs)
+        _, key = training_plan(settings, data, variant, device)
+        same = trained_before(ws, name, key)
+        if same is not None:  # these settings on these images: that version again
+            task = bar(f"kept the {variant}: version {same.version} ({shape.filters} filters)", 1)
+            if alias not in same.aliases:
+                same = ws.registry.set_alias(name, alias, same.version)
+            versions[variant] = same
+            advance(task, 1)
             continue
+        task = bar(f"training the {variant} ({shape.filters} filters)", shape.epochs)
 
         def epoch_done(done: int, total: int, task: Any = task) -> None:
             advance(task, done)
@@ -105,28 +111,26 @@ def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartRes
         versions[variant] = train_variant(
             ws, settings, data, variant, alias=alias, say=lambda _: None, on_epoch=epoch_done
         )
-    if settings.ab_requests:
-        task = bar(
-            f"A/B test: {settings.ab_requests} held-out images, then labels", settings.ab_requests
-        )
-        asyncio.run(
-            send_traffic(ws, options, data, settings.ab_requests, lambda n: advance(task, n))
-        )
     champion, challenger = versions["champion"], versions["challenger"]
+    # Each held-out image once: a repeated image is no new evidence for the A/B report.
+    count = min(settings.ab_requests, len(data.test_y))
+    sent = count > 0 and _traffic_sent(ws, name, {champion.version, challenger.version})
+    if count and not sent:
+        task = bar(f"A/B test: {count} held-out images, then their labels", count)
+        asyncio.run(send_traffic(ws, options, data, count, lambda n: advance(task, n)))
     summary = (
-        f"champion v{champion.version} (width {settings.champion.width}) accuracy "
-        f"{champion.metrics['accuracy']:.4f}, challenger v{challenger.version} (width "
-        f"{settings.challenger.width}) {challenger.metrics['accuracy']:.4f} on "
-        f"{len(data.test_y)} held-out images; trained at "
+        f"champion v{champion.version} ({settings.champion.filters} filters) accuracy "
+        f"{champion.metrics['accuracy']:.4f}, challenger v{challenger.version} "
+        f"({settings.challenger.filters} filters) {challenger.metrics['accuracy']:.4f} on "
+        f"{len(data.test_y)} held-out images; the champion trained at "
         f"{champion.metrics['train_images_per_s']:.0f} images/s on {champion.tags['device']}"
     )
-    if settings.ab_requests:
-        report = ab_report(ws.predictions, settings.model_name, candidate=CANDIDATE)
-        summary += (
-            f"; A/B test: {report.reason} (modelyard release ab-report {settings.model_name})"
-        )
+    if count:
+        report = ab_report(ws.predictions, name, candidate=CANDIDATE)
+        again = " (its traffic was sent by an earlier run)" if sent else ""
+        summary += f"; A/B test{again}: {report.reason} (modelyard release ab-report {name})"
     return QuickstartResult(
-        model=settings.model_name,
+        model=name,
         alias=ALIAS,
         version=champion,
         run_id=champion.run_id or "",
@@ -158,7 +162,7 @@ async def send_traffic(
                 bodies = [
                     {
                         "image": png(data.test_x[i % len(labels)]),
-                        "client_id": f"client-{i % CLIENTS}",
+                        "client_id": f"{CLIENT_PREFIX}{i % CLIENTS}",
                     }
                     for i in batch
                 ]

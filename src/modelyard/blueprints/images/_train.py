@@ -8,7 +8,8 @@ What the registry entry carries, captured without the user asking:
 - per-epoch ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``,
   ``epoch_seconds`` and ``images_per_s`` as the run's metric history (step = epoch);
 - resource use, as metrics and in ``resources.json``: ``train_seconds``,
-  ``train_images_per_s``, ``train_peak_rss_mb`` (the process's high-water mark),
+  ``train_images_per_s``, ``train_peak_rss_mb`` (the process's high-water mark, reset
+  as the run starts),
   ``train_peak_gpu_mb`` on a GPU, ``parameters``, ``model_size_mb`` (the logged
   artifact), and ``latency_ms_batch_<n>`` (the median of a batch of ``n`` PNGs through
   the logged model, decoding included); the device's name is a tag of the version.
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from modelyard.blueprints._resources import peak_rss_mb
+from modelyard.blueprints._resources import peak_rss_mb, reset_peak_rss
 from modelyard.blueprints.images._config import ImagesSettings
 from modelyard.blueprints.images._data import ImageSet, dataset_rows, requests_of, spec_of
 from modelyard.contracts import Field, Schema
@@ -119,7 +120,7 @@ def training_plan(
     params: dict[str, Any] = {
         "variant": variant,
         "network": "DigitNet",
-        "width": shape.width,
+        "filters": shape.filters,
         "epochs": shape.epochs,
         "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate,
@@ -130,6 +131,18 @@ def training_plan(
         "data_source": data.source,
     }
     return params, checkpoint_key({**params, "device": device}, data.fingerprint)
+
+
+def trained_before(ws: Workspace, name: str, key: str) -> ModelVersion | None:
+    """The newest version of ``name`` trained with ``key`` (the same settings and data)."""
+    from modelyard.errors import NotFoundError
+
+    try:
+        versions = ws.registry.versions(name)
+    except NotFoundError:
+        return None
+    same = [v for v in versions if v.tags.get("training_key") == key]
+    return same[-1] if same else None
 
 
 def train_variant(
@@ -164,10 +177,16 @@ def train_variant(
     report = say or logger.info
     modelyard.seed_everything(settings.seed)
     torch.manual_seed(settings.seed)
-    network = DigitNet(spec.channels, len(data.classes), shape.width, spec.height, spec.width)
+    network = DigitNet(spec.channels, len(data.classes), shape.filters, spec.height, spec.width)
     test_rows = requests_of(data.test_x)
     truth = data.labels(data.test_y)
-    tags = {"blueprint": "images", "variant": variant, "device": device}
+    tags = {
+        "blueprint": "images",
+        "variant": variant,
+        "device": device,
+        "device_name": device_name(device),
+    }
+    reset_peak_rss()
     with ws.start_run(f"{name}-{variant}", params=params, tags=tags, seed=settings.seed) as run:
         run.log_dataset("train", dataset_rows(data, data.train_x, data.train_y), context="train")
         log_holdout(run, test_rows.assign(label=truth), target="label", name="test")
@@ -181,7 +200,7 @@ def train_variant(
             if on_epoch is not None:
                 on_epoch(epoch, shape.epochs)
 
-        report(f"{name}-{variant}: training width {shape.width} on {device}")
+        report(f"{name}-{variant}: training {shape.filters} filters on {device}")
         fitted = fit(
             network,
             (data.train_x, data.train_y),
@@ -242,7 +261,7 @@ def train_variant(
     version = ws.registry.register(
         name,
         logged,
-        description=f"DigitNet width {shape.width}, {shape.epochs} epochs ({variant})",
+        description=f"DigitNet, {shape.filters} filters, {shape.epochs} epochs ({variant})",
         tags={
             "variant": variant,
             "device": device,

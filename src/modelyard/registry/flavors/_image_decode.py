@@ -70,10 +70,12 @@ def encoded_bytes(value: Any, row: int, field: str, spec: ImageSpec) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         data = bytes(value)
     elif isinstance(value, str):
+        if value.startswith("data:") and ";base64," in value[:100]:  # a browser's data URL
+            value = value.partition(";base64,")[2]
         if len(value) > (spec.max_bytes * 4) // 3 + 4:
             raise _too_big(row, field, (len(value) * 3) // 4, spec)
         try:
-            data = base64.b64decode(value, validate=True)
+            data = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise _bad(
                 row,
