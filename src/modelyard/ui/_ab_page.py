@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup, escape
 
 from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.ui._chart_frame import ticks
 
 if TYPE_CHECKING:
     from modelyard.release import ABReport
@@ -149,10 +150,9 @@ def _strip(
         f'<svg class="chart interval" role="img" aria-label="{escape(axis)}" width="{WIDTH}" '
         f'height="{height}" viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for i in range(5):
-        value = lo + (hi - lo) * i / 4
-        x = _x(value, lo, hi)
-        tick = f"{value * 100:+.1f}" if zero else f"{value * 100:.1f}"
+    for value in ticks(lo * 100, hi * 100):  # round numbers, in percent or points
+        x = _x(value / 100, lo, hi)
+        tick = f"{value:+g}" if zero and value else f"{value:g}"
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="6" y2="{height - 24}" stroke="#e5e7eb"/>'
             f'<text x="{x:.1f}" y="{height - 10}" font-size="11" text-anchor="middle" '
