@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,3 +61,37 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+@contextmanager
+def dashboard(root: Path, ready: str = "/ui/runs") -> Iterator[str]:
+    """``modelyard ui`` on the workspace ``root`` at a free port, once ``ready`` answers
+    200; its URL. The server's output goes to ``ui.log`` beside the workspace."""
+    import httpx
+
+    from server_support import CLI, free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = root.parent / "ui.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "ui", "-w", str(root), "--port", str(port)],
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"{url}{ready}", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise AssertionError(log.read_text())
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -345,56 +345,28 @@ def test_the_ab_page_shows_the_report_and_the_confusion_matrices(
 
 
 def test_the_ab_page_in_a_browser(done: tuple[modelyard.Workspace, Any]) -> None:
-    import subprocess
-    import time
-
-    import httpx
-
-    from browser_support import Watched, browser, chromium_path
-    from server_support import CLI, free_port
+    from browser_support import Watched, browser, chromium_path, dashboard
 
     ws, _ = done
     chromium_path()  # skips here without chromium (fails under CI=true)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = ws.root.parent / "ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*CLI, "ui", "-w", str(ws.root), "--port", str(port)],
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/ui/ab", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
-        with browser() as chromium:
-            page = chromium.new_page(viewport={"width": 1280, "height": 900})
-            watched = Watched()
-            watched.attach(page)
-            page.goto(f"{url}/ui/runs")
-            page.get_by_role("link", name="A/B tests").click()
-            page.wait_for_load_state("networkidle")
-            assert page.locator("header a.here").inner_text() == "A/B tests"
-            assert page.locator("section.model[data-model='digits'] .verdict").is_visible()
-            assert page.locator("table.variants tbody tr").count() == 2
-            dot = page.locator("svg.chart.interval circle").first
-            assert "production" in (dot.locator("title").text_content() or "")
-            diagonal = page.locator("table.confusion[data-variant='production'] tbody tr").first
-            assert diagonal.locator("td").count() == 10
-            page.locator("table.variants a").first.click()
-            page.wait_for_load_state("networkidle")
-            assert "/ui/models/digits" in page.url
-            assert watched.console_errors == [] and watched.failed == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with dashboard(ws.root, "/ui/ab") as url, browser() as chromium:
+        page = chromium.new_page(viewport={"width": 1280, "height": 900})
+        watched = Watched()
+        watched.attach(page)
+        page.goto(f"{url}/ui/runs")
+        page.get_by_role("link", name="A/B tests").click()
+        page.wait_for_load_state("networkidle")
+        assert page.locator("header a.here").inner_text() == "A/B tests"
+        assert page.locator("section.model[data-model='digits'] .verdict").is_visible()
+        assert page.locator("table.variants tbody tr").count() == 2
+        dot = page.locator("svg.chart.interval circle").first
+        assert "production" in (dot.locator("title").text_content() or "")
+        first_row = page.locator("table.confusion[data-variant='production'] tbody tr").first
+        assert first_row.locator("td").count() == 10
+        page.locator("table.variants a").first.click()
+        page.wait_for_load_state("networkidle")
+        assert "/ui/models/digits" in page.url
+        assert watched.console_errors == [] and watched.failed == []
 
 
 def test_each_training_measures_its_own_peak_memory() -> None:

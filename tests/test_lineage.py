@@ -8,8 +8,6 @@ the view afterwards gives the next version a new fingerprint; the first keeps it
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -309,29 +307,10 @@ def test_the_model_page_links_each_version_to_its_lineage(trail: Trail) -> None:
 
 
 def test_the_lineage_page_renders_the_chain_in_a_browser(trail: Trail) -> None:
-    from browser_support import Watched, browser, chromium_path
-    from server_support import CLI, free_port
+    from browser_support import Watched, browser, chromium_path, dashboard
 
     chromium_path()  # skips here without chromium (fails under CI=true)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = trail.ws.root.parent / "ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*CLI, "ui", "-w", str(trail.ws.root), "--port", str(port)],
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/ui/lineage", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+    with dashboard(trail.ws.root, "/ui/lineage") as url:
         with browser() as chromium:
             page = chromium.new_page()
             watched = Watched()
@@ -350,9 +329,6 @@ def test_the_lineage_page_renders_the_chain_in_a_browser(trail: Trail) -> None:
             page.wait_for_load_state("networkidle")
             assert "Run train-1" in page.title()
             assert watched.console_errors == [] and watched.failed == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 # -- FeatureStore.lineage and what get_historical(run=) records ---------------------------------

@@ -12,14 +12,11 @@ the empty workspace's line.
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 import modelyard
@@ -134,29 +131,10 @@ def test_an_empty_workspace_says_how_to_run_the_nightly_job(tmp_path: Path) -> N
 
 
 def test_the_page_in_a_browser(nights: Nights) -> None:
-    from browser_support import Watched, browser, chromium_path
-    from server_support import CLI, free_port
+    from browser_support import Watched, browser, chromium_path, dashboard
 
     chromium_path()  # skips here without chromium (fails under CI=true)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = nights.ws.root.parent / "ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*CLI, "ui", "-w", str(nights.ws.root), "--port", str(port)],
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/ui/recommendations", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.1)
+    with dashboard(nights.ws.root, "/ui/recommendations") as url:
         with browser() as chromium:
             page = chromium.new_page(viewport={"width": 1280, "height": 900})
             watched = Watched()
@@ -182,6 +160,3 @@ def test_the_page_in_a_browser(nights: Nights) -> None:
             assert section.locator("svg.chart rect.breach").count() >= 1
             assert section.locator("tr.group.breach").first.is_visible()
             assert watched.console_errors == [] and watched.failed == []
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)

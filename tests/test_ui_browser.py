@@ -6,20 +6,17 @@ by typing and clicking.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 import pytest
 
 import modelyard
 from browser_support import Watched, browser
+from browser_support import dashboard as ui_server
 from registry_support import doubler
-from server_support import CLI, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -38,30 +35,8 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 )
             version = ws.registry.register("churn", logged).version
             ws.registry.set_alias("churn", "production", version)
-    port = free_port()
-    log = root.parent / "ui.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*CLI, "ui", "-w", str(root), "--port", str(port)],
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/ui/runs", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError(log.read_text())
-            time.sleep(0.1)
+    with ui_server(root) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")
