@@ -170,6 +170,7 @@ def trained_workspace(folder: Path) -> Any:
 
 
 def part_infer(ws: Any, data: Any) -> tuple[str, int]:
+    import pandas as pd
     import torch
 
     from modelyard.blueprints.images import encode_png
@@ -180,8 +181,6 @@ def part_infer(ws: Any, data: Any) -> tuple[str, int]:
     rows = []
     best_size, best_rate = 1, 0.0
     for size in SIZES:
-        import pandas as pd
-
         frame = pd.DataFrame({"image": pngs[:size], "client_id": [None] * size})
         pixels = model.predictor.pixels(pngs[:size])
         model.predict(frame, validate=False)

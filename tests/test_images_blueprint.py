@@ -105,11 +105,21 @@ def test_the_confusion_matrix_is_an_artifact_that_agrees_with_the_accuracy(
     assert resources["device"] == "cpu" and resources["parameters"] == version.metrics["parameters"]
 
 
-def test_every_epoch_is_tracked(done: tuple[modelyard.Workspace, Any]) -> None:
+def test_every_epoch_is_tracked(
+    done: tuple[modelyard.Workspace, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     ws, _ = done
     version = ws.registry.get("digits@production")
-    history = ws.runs.history(version.run_id or "", "test_accuracy")
+    run_id = version.run_id or ""
+    history = ws.runs.history(run_id, "test_accuracy")
     assert [point.step for point in history] == [1, 2]
+    code, out, _ = run_cli(
+        capsys, "runs", "show", run_id, "--history", "test_accuracy", "-w", str(ws.root)
+    )
+    assert code == 0 and "test_accuracy by step" in out
+    assert f"{history[1].value:.4g}"[:5] in out
+    code, _, err = run_cli(capsys, "runs", "show", run_id, "--history", "nope", "-w", str(ws.root))
+    assert code == 2 and "has no metric 'nope'" in err
 
 
 def test_the_ab_test_is_sticky_and_reported(done: tuple[modelyard.Workspace, Any]) -> None:

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from modelyard.cli._common import WorkspaceOpt, console, fmt_time, fmt_value, open_workspace
+from modelyard.errors import InvalidInputError
 
 app = typer.Typer(help="Inspect training runs.", no_args_is_help=True)
 
@@ -51,9 +52,16 @@ def list_experiments(workspace: str = WorkspaceOpt) -> None:
 
 
 @app.command("show")
-def show_run(run_id: str, workspace: str = WorkspaceOpt) -> None:
-    """Everything recorded about one run."""
-    r = open_workspace(workspace).runs.get(run_id)
+def show_run(
+    run_id: str,
+    history: list[str] = typer.Option(
+        None, "--history", help="a metric's value at every step, e.g. test_accuracy (repeatable)"
+    ),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """Everything recorded about one run (and, with --history, metrics step by step)."""
+    ws = open_workspace(workspace)
+    r = ws.runs.get(run_id)
     table = Table(title=f"run {r.run_id}", show_header=False)
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
@@ -82,6 +90,19 @@ def show_run(run_id: str, workspace: str = WorkspaceOpt) -> None:
         if value is not None and value != "":
             table.add_row(key, fmt_value(value))
     console.print(table)
+    for key in history or []:
+        points = ws.runs.history(r.run_id, key)
+        if not points:
+            raise InvalidInputError(
+                f"run {r.run_id} has no metric {key!r}; its metrics are "
+                f"{', '.join(sorted(r.metrics)) or 'none'}"
+            )
+        steps = Table(title=f"{key} by step")
+        for column in ("step", "value", "logged at"):
+            steps.add_column(column, justify="right")
+        for point in points:
+            steps.add_row(str(point.step), fmt_value(point.value), fmt_time(point.timestamp))
+        console.print(steps)
 
 
 @app.command("compare")

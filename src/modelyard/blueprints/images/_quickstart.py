@@ -35,6 +35,7 @@ SPEC = "serve.toml"
 CLIENTS = 100
 CLIENT_PREFIX = "quickstart-"  # the quickstart's own clients, told apart from a user's
 CONCURRENCY = 32
+FEEDBACK_BATCH = 5_000  # labels per POST /v1/feedback (it takes up to 10,000)
 MODULES = ("mlxtend", "PIL", "torch", "httpx")
 
 
@@ -147,7 +148,6 @@ async def send_traffic(
     a time, through the server in process; then every answer's true label as feedback."""
     import httpx
 
-    from modelyard.blueprints.images._data import encode_png as png
     from modelyard.serving import create_app
 
     app = create_app(ws.registry, [options], prediction_log=ws.predictions, poll_interval_s=0)
@@ -161,7 +161,7 @@ async def send_traffic(
                 batch = range(first, min(first + CONCURRENCY, count))
                 bodies = [
                     {
-                        "image": png(data.test_x[i % len(labels)]),
+                        "image": encode_png(data.test_x[i]),
                         "client_id": f"{CLIENT_PREFIX}{i % CLIENTS}",
                     }
                     for i in batch
@@ -173,10 +173,14 @@ async def send_traffic(
                     answered.append(
                         {
                             "request_id": reply.json()["request_id"],
-                            "label": str(labels[i % len(labels)]),
+                            "label": str(labels[i]),
                         }
                     )
                 done(len(answered))
-            reply = await client.post("/v1/feedback", json=answered)
-            if reply.status_code != 200:
-                raise ConfigError(f"the A/B test's labels got {reply.status_code}: {reply.text}")
+            for first in range(0, len(answered), FEEDBACK_BATCH):
+                chunk = answered[first : first + FEEDBACK_BATCH]
+                reply = await client.post("/v1/feedback", json=chunk)
+                if reply.status_code != 200:
+                    raise ConfigError(
+                        f"the A/B test's labels got {reply.status_code}: {reply.text}"
+                    )
