@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints import QuickstartResult, _bars
 from modelyard.blueprints._lock import only_one
 from modelyard.blueprints._settings import require_extra, write_setting
 from modelyard.blueprints.churn._config import ChurnSettings, parse_settings
@@ -80,14 +80,14 @@ def _run(
     with open_runner(ws, sleep=lambda seconds: None) as runner:
         if not has_production(ws, settings):
             what = f"laying out {LONGEST + BEGIN_DAY} days of history, releasing the first model"
-            history = _bar(progress, what, HISTORY)
-            bootstrap(ws, settings, runner, on_run=lambda run: _advance(progress, history))
-            _finish(progress, history, HISTORY)
+            history = _bars.bar(progress, what, HISTORY)
+            bootstrap(ws, settings, runner, on_run=lambda run: _bars.advance(progress, history))
+            _bars.reach(progress, history, HISTORY)
         since = clock_of(ws) or settings.start
         # By default the first FIRST_DAYS days of the calendar, or what a first run that was
         # stopped left of them; later runs replay what --simulate-days asks for.
         days = simulate_days if simulate_days is not None else _left_of_first(settings, since)
-        bar = _bar(progress, f"replaying {_days(days)} of schedules", days)
+        bar = _bars.bar(progress, f"replaying {_days(days)} of schedules", days)
 
         def ticked(now: datetime, runs: Sequence[JobRun]) -> None:
             if progress is not None and bar is not None:
@@ -229,17 +229,3 @@ def _example_customer(ws: Workspace, settings: ChurnSettings, until: datetime) -
 
     customers, _ = customers_of(ws, settings)
     return str(customers["customer_id"].iloc[0])
-
-
-def _bar(progress: Progress | None, text: str, total: int) -> Any:
-    return progress.add_task(text, total=max(total, 1)) if progress is not None else None
-
-
-def _advance(progress: Progress | None, task: Any) -> None:
-    if progress is not None and task is not None:
-        progress.advance(task)
-
-
-def _finish(progress: Progress | None, task: Any, total: int) -> None:
-    if progress is not None and task is not None:
-        progress.update(task, completed=max(total, 1))

@@ -16,7 +16,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints import QuickstartResult, _bars
 from modelyard.blueprints._settings import require_extra
 from modelyard.blueprints.images._config import ImagesSettings, settings_of
 from modelyard.blueprints.images._data import ImageSet, encode_png, load_images
@@ -82,32 +82,29 @@ def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartRes
     _, options = serve_spec(ws, settings)
     device = resolve_device(settings.device)  # a missing GPU is said before images are read
 
-    def bar(text: str, total: int) -> Any:
-        return progress.add_task(text, total=total) if progress is not None else None
-
-    def advance(task: Any, completed: int) -> None:
-        if progress is not None:
-            progress.update(task, completed=completed)
-
-    task = bar("loading the images", 1)
+    task = _bars.bar(progress, "loading the images", 1)
     data = load_images(settings, ws.config.root)
-    advance(task, 1)
+    _bars.reach(progress, task, 1)
     versions: dict[str, ModelVersion] = {}
     for variant, alias in (("champion", ALIAS), ("challenger", CANDIDATE)):
         shape = getattr(settings, variant)
         _, key = training_plan(settings, data, variant, device)
         same = trained_before(ws, name, key)
         if same is not None:  # these settings on these images: that version again
-            task = bar(f"kept the {variant}: version {same.version} ({shape.filters} filters)", 1)
+            task = _bars.bar(
+                progress, f"kept the {variant}: version {same.version} ({shape.filters} filters)", 1
+            )
             if alias not in same.aliases:
                 same = ws.registry.set_alias(name, alias, same.version)
             versions[variant] = same
-            advance(task, 1)
+            _bars.reach(progress, task, 1)
             continue
-        task = bar(f"training the {variant} ({shape.filters} filters)", shape.epochs)
+        task = _bars.bar(
+            progress, f"training the {variant} ({shape.filters} filters)", shape.epochs
+        )
 
         def epoch_done(done: int, total: int, task: Any = task) -> None:
-            advance(task, done)
+            _bars.reach(progress, task, done)
 
         versions[variant] = train_variant(
             ws, settings, data, variant, alias=alias, say=lambda _: None, on_epoch=epoch_done
@@ -117,8 +114,10 @@ def quickstart(ws: Workspace, progress: Progress | None = None) -> QuickstartRes
     count = min(settings.ab_requests, len(data.test_y))
     sent = count > 0 and _traffic_sent(ws, name, {champion.version, challenger.version})
     if count and not sent:
-        task = bar(f"A/B test: {count} held-out images, then their labels", count)
-        asyncio.run(send_traffic(ws, options, data, count, lambda n: advance(task, n)))
+        task = _bars.bar(progress, f"A/B test: {count} held-out images, then their labels", count)
+        asyncio.run(
+            send_traffic(ws, options, data, count, lambda n: _bars.reach(progress, task, n))
+        )
     summary = (
         f"champion v{champion.version} ({settings.champion.filters} filters) accuracy "
         f"{champion.metrics['accuracy']:.4f}, challenger v{challenger.version} "

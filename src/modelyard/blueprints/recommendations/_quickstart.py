@@ -21,7 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.blueprints import QuickstartResult
+from modelyard.blueprints import QuickstartResult, _bars
 from modelyard.blueprints._lock import only_one
 from modelyard.blueprints._movielens import DAY
 from modelyard.blueprints._settings import require_extra
@@ -72,10 +72,10 @@ def _run(ws: Workspace, progress: Progress | None, executor: str | None) -> Quic
     )
     state = load_state(root, NAME, settings.fixed())
     if "evaluation" not in state:
-        bar = _bar(progress, "holdout: ALS and the popularity baseline", 1)
+        bar = _bars.bar(progress, "holdout: ALS and the popularity baseline", 1)
         state["evaluation"] = _evaluate(ws, settings)
         save_state(root, NAME, state)
-        _finish(progress, bar)
+        _bars.reach(progress, bar, 1)
     runs = _replay(ws, settings, spec, progress)
     state["nights"] = state.get("nights", 0) + len(runs)
     save_state(root, NAME, state)
@@ -198,7 +198,7 @@ def _replay(
     slots = spec.schedule.between(
         settings.anchor - settings.nights * DAY, settings.anchor - timedelta(microseconds=1)
     )
-    bar = _bar(progress, f"replaying {len(slots)} nights of {JOB}", len(slots))
+    bar = _bars.bar(progress, f"replaying {len(slots)} nights of {JOB}", len(slots))
     runs: list[JobRun] = []
     # On the simulated clock a retry does not wait out its delay: the night is not real.
     with open_runner(ws, sleep=lambda seconds: None) as runner:
@@ -259,12 +259,3 @@ def _summary(
         parts.append(part)
     parts.append(f"serving night {night}")
     return "; ".join(parts)
-
-
-def _bar(progress: Progress | None, text: str, total: int) -> Any:
-    return progress.add_task(text, total=max(total, 1)) if progress is not None else None
-
-
-def _finish(progress: Progress | None, task: Any) -> None:
-    if progress is not None and task is not None:
-        progress.update(task, completed=1)
