@@ -350,7 +350,7 @@ def test_the_ab_page_shows_the_report_and_the_confusion_matrices(
     assert html.count('<svg class="chart interval"') == 2  # accuracies, and the difference
     assert 'class="zero"' in html
     assert html.count('<table class="confusion"') == 2
-    assert "no logged predictions of model &#39;nope&#39;" in missing.text
+    assert "model &#39;nope&#39; is not registered; the models are digits" in missing.text
     assert bad.status_code == 422 and 'id="ab-error"' in bad.text
 
 
@@ -389,3 +389,55 @@ def test_each_training_measures_its_own_peak_memory() -> None:
     del big
     assert reset_peak_rss()
     assert (peak_rss_mb() or 0.0) < high - 200
+
+
+def test_the_served_ab_test_refuses_a_request_mixing_clients(
+    done: tuple[modelyard.Workspace, Any],
+) -> None:
+    import anyio
+    import httpx
+
+    from modelyard.blueprints.images import encode_png
+    from modelyard.blueprints.images._quickstart import serve_spec
+    from modelyard.serving import create_app
+
+    ws, _ = done
+    _, options = serve_spec(ws, settings_of(ws))
+    app = create_app(ws.registry, [options], poll_interval_s=0)
+    data = load_images(settings_of(ws), ws.root)
+    image = encode_png(data.test_x[0])
+    big = b"\x89PNG" + bytes(5 * 2**20)  # 5 MiB: over the image limit, under the body's
+
+    async def go() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                url = "/v1/models/digits/predict"
+                mixed = [{"image": image, "client_id": f"c{i}"} for i in range(20)]
+                one = [{"image": image, "client_id": "c1"}] * 3
+                pixels = {
+                    "inputs": [
+                        {"name": "image", "datatype": "UINT8", "shape": [28, 28], "data": [0] * 784}
+                    ]
+                }
+                return [
+                    await c.post(url, json=mixed),
+                    await c.post(url, json=one),
+                    await c.post("/v2/models/digits/infer", json=pixels),
+                    await c.post(url, content=big, headers={"content-type": "image/png"}),
+                ]
+
+    mixed, one, pixels, big_reply = anyio.run(go)
+    assert mixed.status_code == 422 and "send one client_id per request" in mixed.json()["message"]
+    assert one.status_code == 200 and len(one.json()["predictions"]) == 3
+    assert pixels.status_code == 422
+    assert "[rows, height, width]" in pixels.json()["message"]
+    assert big_reply.status_code == 422
+    assert "the largest image accepted is 4.0 MiB" in big_reply.json()["message"]
+
+
+def test_a_missing_serve_spec_says_how_to_write_it_again(tmp_path: Path) -> None:
+    ws = small_workspace(tmp_path / "ws")
+    (ws.root / "serve.toml").unlink()
+    with pytest.raises(ConfigError, match="modelyard init --blueprint images"):
+        quickstart(ws)

@@ -674,7 +674,7 @@ def test_each_bias_check_breaches_on_its_threshold() -> None:
     [
         ("k = 0", "blueprint.k: Input should be greater than or equal to 1"),
         ("nights = 3\nfail_night = 4", "fail_night 4 is after the 3 nights replayed"),
-        ("nightz = 3", "blueprint.nightz: Extra inputs are not permitted; the keys are"),
+        ("nightz = 3", "blueprint.nightz: unknown key (did you mean 'nights'?); the keys are"),
         ("nights = true", "blueprint.nights: Input should be a valid integer"),
         ('anchor = "2099-01-01"', "2099-01-01 is in the future"),
     ],
@@ -725,7 +725,7 @@ def test_a_bias_settings_mistake_is_one_line_and_exit_2(
 
 
 def test_an_unknown_bias_key_names_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="blueprint.bias.floor: Extra inputs") as raised:
+    with pytest.raises(ConfigError, match="blueprint.bias.floor: unknown key") as raised:
         parse_settings({"name": "recommendations", "bias": {"floor": 1}})
     assert "on_breach" in raised.value.message and "\n" not in raised.value.message
 

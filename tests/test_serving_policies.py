@@ -706,7 +706,7 @@ async def test_metrics_count_requests_by_model_version_variant_and_code(
             "[models.churn]: model: Value error, choose one traffic policy per model, "
             "not canary and shadow",
         ),
-        ("[models.churn]\nmax_batch = 8\n", "[models.churn]: max_batch: Extra inputs"),
+        ("[models.churn]\nmax_batch = 8\n", "[models.churn]: max_batch: unknown key; did you mean"),
         (
             '[models.churn]\ncanary = { candidate = "staging", percent = 150 }\n',
             "[models.churn]: canary.percent: Input should be less than or equal to 100",

@@ -25,16 +25,24 @@ def parse_table(model: type[Settings], section: Mapping[str, Any], source: str) 
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
-        hint = (
-            f"; the keys are {', '.join(_table_at(model, first['loc']).model_fields)}"
-            if first["type"] == "extra_forbidden"
-            else ""
-        )
+        hint = ""
         # A validator's own ValueError: its message, without pydantic's "Value error, ".
         error = first.get("ctx", {}).get("error") if first["type"] == "value_error" else None
         message = str(error) if error is not None else first["msg"]
+        if first["type"] == "extra_forbidden":
+            keys = list(_table_at(model, first["loc"]).model_fields)
+            message = "unknown key" + did_you_mean(str(first["loc"][-1]), keys)
+            hint = f"; the keys are {', '.join(keys)}"
         where = f"blueprint.{key}: " if key else "blueprint: "
         raise ConfigError(f"{source}: {where}{message}{hint}") from None
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'seed'?)`` for the known name closest to a misspelt one, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def utc_day(value: Any) -> datetime:

@@ -22,7 +22,7 @@ from modelyard.cli._common import (
     open_workspace,
 )
 
-app = typer.Typer(help="Scheduled jobs: list, run, backfill, history, logs.", no_args_is_help=True)
+app = typer.Typer(help="Scheduled jobs: list, run, backfill, runs, logs.", no_args_is_help=True)
 
 _STATUS = {"success": "[green]success[/]", "failed": "[red]failed[/]", "timeout": "[red]timeout[/]"}
 

@@ -201,6 +201,10 @@ class RecordValidator:
                     f"string has {len(err['input'])} characters, more than the {limit} "
                     "this server takes in one value; send a shorter value"
                 )
+            return (
+                f"has {len(err['input'])} characters, more than the {limit} this field takes "
+                "(its signature's max_length); send a shorter value"
+            )
         if field in self.schema.names and self.schema[field].dtype == "int64":
             value = err.get("input")
             if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:

@@ -150,7 +150,7 @@ def ab_report(
     if predictions.empty:
         raise InvalidInputError(
             f"no logged predictions of model '{model}' in this window; serve it with an A/B "
-            "test (a serve spec's ab = {candidate, key}) and send requests, or widen --since"
+            "test (a serve spec's ab = {candidate, key}) and send requests, or look further back"
         )
     seen = predictions["variant"].value_counts()
     if champion not in seen.index:

@@ -16,9 +16,10 @@ Given per model in Python (``ServeOptions(ref=…)``) or in a spec file for
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -88,7 +89,17 @@ def parse_options(data: dict[str, Any], where: str) -> ServeOptions:
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"]) or "model"
-        raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":  # a typo: name the key it was meant to be
+            table: type[BaseModel] = ServeOptions
+            for part in err["loc"][:-1]:
+                inner = table.model_fields[str(part)].annotation
+                table = next((t for t in get_args(inner) or (inner,) if isinstance(t, type)), table)
+            keys = list(table.model_fields)
+            close = difflib.get_close_matches(str(err["loc"][-1]), keys, n=1, cutoff=0.6)
+            guess = f"did you mean '{close[0]}'? " if close else ""
+            message = f"unknown key; {guess}the keys are {', '.join(keys)}"
+        raise ConfigError(f"{where}: {loc}: {message}") from None
 
 
 def load_spec(path: Path, defaults: dict[str, Any]) -> list[ServeOptions]:

@@ -13,6 +13,7 @@ import hashlib
 import random
 from typing import Any
 
+from modelyard.errors import FieldError, SchemaValidationError
 from modelyard.serving._options import ABTest, Canary, Shadow
 
 Policy = Canary | ABTest | Shadow | None
@@ -29,9 +30,20 @@ def choose(policy: Policy, columns: dict[str, Any], rng: random.Random) -> tuple
     if isinstance(policy, Canary):
         return rng.random() * 100 < policy.percent, None
     if isinstance(policy, ABTest):
-        values = columns.get(policy.key)
-        if not values or values[0] is None:  # no key: no assignment to keep, the champion
+        keys = {str(v) for v in columns.get(policy.key) or () if v is not None}
+        if not keys:  # no key: no assignment to keep, the champion
             return False, None
-        key = str(values[0])
+        if len(keys) > 1:  # one variant answers a request: a client on the other would drift
+            raise SchemaValidationError(
+                [
+                    FieldError(
+                        policy.key,
+                        f"rows of {len(keys)} different {policy.key}s in one request; an A/B "
+                        f"test answers a request with one variant: send one {policy.key} "
+                        "per request",
+                    )
+                ]
+            )
+        (key,) = keys
         return bucket(key) < policy.percent, key
     return False, None

@@ -175,7 +175,14 @@ def to_columns(
             )
         for name, tensor in by_name.items():
             encode = (tensor_inputs or {}).get(name)
-            if encode is not None and len(tensor.shape) >= 3 and tensor.datatype != "BYTES":
+            if encode is not None and tensor.datatype != "BYTES":
+                if len(tensor.shape) < 3:
+                    raise _bad(
+                        name,
+                        f"shape {tensor.shape}: this field's pixels go as [rows, height, "
+                        "width] or [rows, channels, height, width] (one image: rows = 1), "
+                        "or as BYTES of base64 PNG/JPEG",
+                    )
                 raw[name] = _encoded(tensor, encode, max_rows)
                 continue
             if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):

@@ -42,7 +42,11 @@ def ab_routes(ws: Workspace) -> APIRouter:
             start = datetime.now(UTC) - parse_window(since)
         except ModelyardError as exc:
             return HTMLResponse(_page([], since, model, str(exc)), status_code=422)
-        names = [model] if model else [m.name for m in ws.registry.list()]
+        known = [m.name for m in ws.registry.list()]
+        if model and model not in known:
+            note = f"model '{model}' is not registered; the models are {', '.join(known) or 'none'}"
+            return HTMLResponse(_page([{"model": model, "note": note}], since, model, ""))
+        names = [model] if model else known
         panels = []
         for name in names:
             try:

@@ -15,13 +15,12 @@
     [blueprint.champion], [blueprint.challenger]
                       the two versions of the A/B test: the network's ``filters`` (of
                       its first convolution) and ``epochs``
-    ab_percent        the challenger's share of the A/B test's clients
-    max_batch_size, max_wait_ms
-                      the server's dynamic batching of this model
     ab_requests       held-out images the quickstart sends through the server, labelled
                       afterwards, so ``release ab-report`` has data at once (0: none)
 
-pydantic checks the table; every mistake is one ``ConfigError`` naming the key.
+How the server batches the model and splits its traffic is the workspace's serve spec
+(``serve.toml``), the file ``modelyard serve --spec`` reads too. pydantic checks the
+table; every mistake is one ``ConfigError`` naming the key.
 """
 
 from __future__ import annotations
@@ -67,12 +66,9 @@ class ImagesSettings(BaseModel):
     learning_rate: float = Field(1e-3, gt=0, lt=10)
     champion: VariantSettings = Field(default_factory=lambda: VariantSettings(filters=32))
     challenger: VariantSettings = Field(default_factory=lambda: VariantSettings(filters=8))
-    ab_percent: float = Field(50, gt=0, lt=100)
-    max_batch_size: int = Field(32, ge=1, le=4096, strict=True)
-    max_wait_ms: float = Field(2.0, ge=0, le=1000)
     ab_requests: int = Field(1000, ge=0, le=100_000, strict=True)
 
-    @field_validator("test_fraction", "learning_rate", "ab_percent", "max_wait_ms", mode="before")
+    @field_validator("test_fraction", "learning_rate", mode="before")
     @classmethod
     def _number(cls, value: Any) -> Any:
         if isinstance(value, bool):

@@ -47,8 +47,8 @@ def serve_spec(ws: Workspace, settings: ImagesSettings) -> tuple[Path, ServeOpti
     if not path.exists():
         raise ConfigError(
             f"{path} is missing; it is the blueprint's serve spec (batching, A/B test): "
-            "write it again with modelyard init --blueprint images in an empty folder, "
-            "or copy it from there"
+            f"write it again with modelyard init --blueprint images {ws.config.root} (the "
+            "files you have are kept)"
         )
     for options in load_spec(path, {}):
         if options.ref.partition("@")[0] == settings.model_name:

@@ -53,7 +53,9 @@ def service_signature(classes: list[str], spec: ImageSpec) -> Signature:
             name="image",
             dtype="string",
             min_length=1,
-            max_length=(spec.max_bytes * 4) // 3 + 4,
+            # Far past the decoder's own limit (spec.max_bytes, a one-line 422 in MiB),
+            # which so answers first; the server's body limit still caps a request.
+            max_length=4 * ((spec.max_bytes * 4) // 3 + 4),
             description="a PNG or JPEG file, base64-encoded (or a multipart file upload)",
         ),
         Field(
