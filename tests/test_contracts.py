@@ -583,7 +583,7 @@ def test_record_text_length_is_checked_inclusively_per_row() -> None:
     errors = caught.value.errors
     assert [(e["field"], e["row"]) for e in errors] == [("text", 0), ("text", 2)]
     assert "at least 1 character" in errors[0]["message"]
-    assert "more than the 10 this field takes" in errors[1]["message"]
+    assert "at most 10 characters" in errors[1]["message"]
     schema = validator.json_schema()
     assert schema["properties"]["text"]["minLength"] == 1
     assert schema["properties"]["text"]["maxLength"] == 10

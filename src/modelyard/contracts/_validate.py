@@ -202,8 +202,8 @@ class RecordValidator:
                     "this server takes in one value; send a shorter value"
                 )
             return (
-                f"has {len(err['input'])} characters, more than the {limit} this field takes "
-                "(its signature's max_length); send a shorter value"
+                f"has {len(err['input'])} characters; this field takes at most {limit} "
+                "characters (its signature's max_length): send a shorter value"
             )
         if field in self.schema.names and self.schema[field].dtype == "int64":
             value = err.get("input")
