@@ -38,7 +38,7 @@ from modelyard.blueprints.recommendations._topn import TopN, top_n, top_n_partit
 from modelyard.contracts import fingerprint
 from modelyard.errors import ConfigError, NotFoundError
 from modelyard.serving import RecommendationLists
-from modelyard.serving._recommendation_lists import view_of
+from modelyard.serving._recommendation_rows import view_of
 
 # Today, as the quickstart writes it on its first run.
 ANCHOR = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -446,7 +446,7 @@ def test_two_nights_stay_readable_and_the_older_ones_are_dropped(done: tuple) ->
         assert current is not None
         assert current.kept_nights == (ANCHOR, NIGHT_NAMES[-2])
         assert current.previous_night == NIGHT_NAMES[-2]
-        from modelyard.serving._recommendation_lists import _POPULAR
+        from modelyard.serving._recommendation_rows import POPULAR as _POPULAR
 
         oldest = ws.online.read(view_of(MODEL, NIGHT_NAMES[0]), [_POPULAR])[0]
         kept = ws.online.read(view_of(MODEL, NIGHT_NAMES[-2]), [_POPULAR])[0]
@@ -463,7 +463,7 @@ def test_a_rollback_brings_back_the_night_before_and_reads_answer_from_it(change
         got = lists.read(user, k=10, model=MODEL)
         assert got.publication.night == NIGHT_NAMES[-2] and not got.fallback
         row = ws.online.read(view_of(MODEL, NIGHT_NAMES[-2]), [_user_key(user)])[0]
-        from modelyard.serving._recommendation_lists import decode_list
+        from modelyard.serving._recommendation_rows import decode_list
 
         assert row is not None and got.items == decode_list(row[1], 10)[0]
         assert got.items != newest.items  # another night's model: another list
@@ -494,7 +494,7 @@ def test_the_cli_rollback_moves_the_production_alias_back_with_the_lists(
 
 
 def _user_key(user: int) -> bytes:
-    from modelyard.serving._recommendation_lists import user_key
+    from modelyard.serving._recommendation_rows import user_key
 
     return user_key(user)
 

@@ -22,11 +22,8 @@ if TYPE_CHECKING:
         load_spec,
         parse_options,
     )
-    from modelyard.serving._recommendation_lists import (
-        Publication,
-        RecommendationLists,
-        Recommendations,
-    )
+    from modelyard.serving._recommendation_lists import RecommendationLists
+    from modelyard.serving._recommendation_rows import Publication, Recommendations
     from modelyard.serving._run import (
         check_port,
         is_loopback,
@@ -81,11 +78,8 @@ _EXPORTS = {
         "load_spec",
         "parse_options",
     ],
-    "modelyard.serving._recommendation_lists": [
-        "Publication",
-        "RecommendationLists",
-        "Recommendations",
-    ],
+    "modelyard.serving._recommendation_lists": ["RecommendationLists"],
+    "modelyard.serving._recommendation_rows": ["Publication", "Recommendations"],
     "modelyard.serving._run": [
         "check_port",
         "is_loopback",

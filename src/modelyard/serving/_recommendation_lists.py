@@ -18,129 +18,46 @@ a rollback still switches (the store keeps the row with the greater event time).
 
 Written here rather than found in a library: the online store's protocol (a row per
 key, the newest event time wins, ``drop``) is all it needs, on SQLite and Redis alike.
-A row is the items as int64 and the scores as float32, packed (``struct`` and
-``numpy.frombuffer`` read 10 items in microseconds).
+The rows' format and the views' names are ``_recommendation_rows.py``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import struct
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import orjson
 
 from modelyard import _time
 from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
+from modelyard.serving._recommendation_rows import (
+    INT64,
+    LONGEST,
+    POPULAR,
+    Publication,
+    Recommendations,
+    check_names,
+    decode_list,
+    encode_list,
+    night_of,
+    record_key,
+    rows_of,
+    user_ids,
+    user_key,
+    view_of,
+)
 
 if TYPE_CHECKING:
     from modelyard.backends.online import OnlineStore
 
-__all__ = ["POINTERS", "Publication", "Recommendations", "RecommendationLists"]
+__all__ = ["POINTERS", "RecommendationLists"]
 
 POINTERS = "recommendations/_pointers"
 """The view that holds each model's pointer (and, under the empty key, the newest one)."""
-INT64 = (-(2**63), 2**63 - 1)
 DEFAULT_K = 10
 NIGHTLY_JOB = "modelyard jobs run recommendations-nightly"
-_POPULAR = b"\x00popular"  # the fallback list's key: no user id encodes to 9 bytes
 _NEWEST = b""
-_HEADER = struct.Struct(">H")  # how many items the row holds
-_LONGEST = 65535
-_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PARSED_MAX = 64  # pointers kept parsed (by their bytes): a reader parses each once
-
-
-@dataclass(frozen=True)
-class Publication:
-    """One model's published night, as its pointer holds it."""
-
-    model: str
-    night: str  # YYYY-MM-DD: the night whose job computed the lists
-    version: int | None  # the registered model version that scored them
-    published_at: datetime
-    users: int
-    k: int  # items kept per user (at most)
-    previous: str | None = None  # the edition rollback returns to
-    kept: tuple[str, ...] = field(default_factory=tuple)  # editions whose views exist
-    edition: str = ""  # the view's name: the night, or NIGHT~STAMP when published again
-
-    def view(self, edition: str | None = None) -> str:
-        return view_of(self.model, edition or self.edition or self.night)
-
-    @property
-    def previous_night(self) -> str | None:
-        return None if self.previous is None else night_of(self.previous)
-
-    @property
-    def kept_nights(self) -> tuple[str, ...]:
-        return tuple(night_of(e) for e in self.kept)
-
-    def to_json(self) -> bytes:
-        body = asdict(self)
-        body["published_at"] = self.published_at.isoformat()
-        body["kept"] = list(self.kept)
-        return json.dumps(body, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Publication:
-        body = json.loads(raw)
-        body["published_at"] = datetime.fromisoformat(body["published_at"])
-        body["kept"] = tuple(body.get("kept", ()))
-        body.setdefault("edition", body["night"])
-        return cls(**body)
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """One user's list as read: best first."""
-
-    user_id: int
-    items: list[int]
-    scores: list[float]
-    publication: Publication
-    fallback: bool  # the popularity list: the user was not in the night's lists
-
-
-def view_of(model: str, edition: str) -> str:
-    return f"recommendations/{model}/{edition}"
-
-
-def night_of(edition: str) -> str:
-    return edition.split("~", 1)[0]
-
-
-def user_key(user_id: int) -> bytes:
-    return struct.pack(">q", user_id)
-
-
-def encode_list(items: np.ndarray[Any, Any], scores: np.ndarray[Any, Any]) -> bytes:
-    """One list, packed; entries whose score is not finite (``top_n``'s padding of a user
-    with fewer unseen items than k: item -1, score -inf) are left out."""
-    items, scores = np.asarray(items), np.asarray(scores, dtype="<f4")
-    real = np.isfinite(scores)
-    if not real.all():
-        items, scores = items[real], scores[real]
-    return (
-        _HEADER.pack(len(items))
-        + np.ascontiguousarray(items, dtype="<i8").tobytes()
-        + np.ascontiguousarray(scores, dtype="<f4").tobytes()
-    )
-
-
-def decode_list(raw: bytes, k: int) -> tuple[list[int], list[float]]:
-    (count,) = _HEADER.unpack_from(raw)
-    take = min(k, count)
-    items = list(struct.unpack_from(f"<{take}q", raw, _HEADER.size))
-    scores = np.frombuffer(raw, dtype="<f4", count=take, offset=_HEADER.size + 8 * count)
-    # orjson writes a float32 as its shortest text: read back, 0.93 stays 0.93 (not
-    # 0.9300000071525574, as float() of it gives), in a microsecond for 10 scores.
-    return items, orjson.loads(orjson.dumps(scores, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 class RecommendationLists:
@@ -195,7 +112,7 @@ class RecommendationLists:
             if row is not None:
                 items, scores = decode_list(row[1], k)
                 return Recommendations(user_id, items, scores, publication, fallback=False)
-            row = self.online.read(view, [_POPULAR])[0]
+            row = self.online.read(view, [POPULAR])[0]
             if row is not None:
                 items, scores = decode_list(row[1], k)
                 return Recommendations(user_id, items, scores, publication, fallback=True)
@@ -265,9 +182,9 @@ class RecommendationLists:
             rows = self.online.read(view, keys)
             popular = None
             if rows[0] is None:
-                popular = self.online.read(view, [_POPULAR])[0]
+                popular = self.online.read(view, [POPULAR])[0]
         else:
-            rows = self.online.read(view, [*keys, _POPULAR])
+            rows = self.online.read(view, [*keys, POPULAR])
             popular = rows.pop()
         default_k = min(DEFAULT_K, publication.k)
         left = []
@@ -304,8 +221,8 @@ class RecommendationLists:
         ones are dropped after the switch. Publishing a night again replaces it (rollback
         then returns to the night before it, not to its first edition).
         """
-        _check_names(model, night)
-        ids = _user_ids(users)
+        check_names(model, night)
+        ids = user_ids(users)
         items, scores = np.asarray(items), np.asarray(scores)
         if items.ndim != 2 or items.shape != scores.shape or len(items) != len(ids):
             raise InvalidInputError(
@@ -318,10 +235,10 @@ class RecommendationLists:
                 f"popular needs (items, scores) of one shape (n,); got {top.shape} and "
                 f"{top_scores.shape}"
             )
-        if not 1 <= items.shape[1] <= _LONGEST or len(top) > _LONGEST:
+        if not 1 <= items.shape[1] <= LONGEST or len(top) > LONGEST:
             raise InvalidInputError(
                 f"lists of {items.shape[1]} items per user and {len(top)} popular ones: "
-                f"keep 1 to {_LONGEST} items per list"
+                f"keep 1 to {LONGEST} items per list"
             )
         if keep < 1:
             raise InvalidInputError(f"keep={keep}: keep at least the night published")
@@ -335,8 +252,8 @@ class RecommendationLists:
         else:
             edition = night
             self.online.drop(view_of(model, edition))  # a half-written earlier try
-        rows = _rows(ids, items, scores, now)
-        rows.append((_POPULAR, now, encode_list(top, top_scores)))
+        rows = rows_of(ids, items, scores, now)
+        rows.append((POPULAR, now, encode_list(top, top_scores)))
         self.online.write(view_of(model, edition), rows)
         if before is None:
             previous, older = None, []
@@ -373,7 +290,7 @@ class RecommendationLists:
                 "(a rollback goes back one night only, to a night the store still holds; "
                 "RecommendationLists.publish keeps 2 by default)"
             )
-        earlier = self.online.read(POINTERS, [_record_key(model, now.previous)])[0]
+        earlier = self.online.read(POINTERS, [record_key(model, now.previous)])[0]
         if earlier is None:
             raise NotFoundError(
                 f"model {model!r}: the record of night {night_of(now.previous)} is gone; "
@@ -405,7 +322,7 @@ class RecommendationLists:
         stamp = max([_time.now_us()] + [r[0] + 1 for r in self.online.read(POINTERS, keys) if r])
         body = publication.to_json()
         # One row per write: each is atomic on both stores, and the pointer comes last.
-        record = _record_key(model, publication.edition)
+        record = record_key(model, publication.edition)
         self.online.write(POINTERS, [(record, stamp, body)])
         self.online.write(POINTERS, [(model.encode(), stamp, body)])
         if newest:
@@ -433,55 +350,3 @@ def _gone(publication: Publication) -> NotFoundError:
         "online store (replaced while read, or dropped); ask again, or publish the night "
         "again"
     )
-
-
-def _record_key(model: str, edition: str) -> bytes:
-    return f"{model}@{edition}".encode()
-
-
-def _check_names(model: str, night: str) -> None:
-    if not _MODEL.fullmatch(model):
-        raise InvalidInputError(
-            f"model name {model!r}: use letters, digits, '_', '.' and '-' (as registered)"
-        )
-    try:
-        date.fromisoformat(night)
-        well_formed = len(night) == 10
-    except ValueError:
-        well_formed = False
-    if not well_formed:
-        raise InvalidInputError(f"night {night!r}: write the night's date as YYYY-MM-DD")
-
-
-def _rows(
-    ids: np.ndarray[Any, Any], items: np.ndarray[Any, Any], scores: np.ndarray[Any, Any], at: int
-) -> list[tuple[bytes, int, bytes]]:
-    """Every user's row; a full list is packed without ``encode_list``'s checks."""
-    packed_items = np.ascontiguousarray(items, dtype="<i8")
-    packed_scores = np.ascontiguousarray(scores, dtype="<f4")
-    full = np.isfinite(packed_scores).all(axis=1)
-    header = _HEADER.pack(items.shape[1])
-    return [
-        (
-            user_key(user),
-            at,
-            header + packed_items[i].tobytes() + packed_scores[i].tobytes()
-            if full[i]
-            else encode_list(items[i], scores[i]),
-        )
-        for i, user in enumerate(ids.tolist())
-    ]
-
-
-def _user_ids(users: Sequence[int] | np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    try:
-        ids = np.asarray(users)
-    except OverflowError:
-        ids = np.asarray(users, dtype=object)
-    if ids.ndim != 1 or (len(ids) and ids.dtype.kind not in "iu"):
-        raise InvalidInputError(
-            "users must be one list of integer ids that fit int64 (-2**63 to 2**63-1)"
-        )
-    if ids.dtype.kind == "u" and len(ids) and int(ids.max()) > INT64[1]:
-        raise InvalidInputError(f"user id {int(ids.max())} is beyond int64; ids must fit it")
-    return ids.astype(np.int64)

@@ -81,7 +81,8 @@ from modelyard.serving._logging import info_line
 from modelyard.serving._metrics import ServerMetrics
 from modelyard.serving._openapi import error_response, json_ok
 from modelyard.serving._predict import error_reply
-from modelyard.serving._recommendation_lists import INT64, RecommendationLists, Recommendations
+from modelyard.serving._recommendation_lists import RecommendationLists
+from modelyard.serving._recommendation_rows import INT64, Recommendations
 
 if TYPE_CHECKING:
     from modelyard.features import FeatureStore
