@@ -17,7 +17,8 @@ score (new since the job ran, or unknown): the night's popularity list, which ev
 user gets. ``k`` defaults to 10, or to the night's k where it kept fewer; a list may hold
 fewer than ``k`` items (a user with few unseen items).
 
-Errors are one JSON line, ``{"code", "message", "request_id"}``: 422
+Errors (parsed in ``_recommendations_request.py``, with the answer's JSON and the
+OpenAPI document) are one JSON line, ``{"code", "message", "request_id"}``: 422
 ``validation_failed`` for a user id or ``k`` that is not an integer, a user id beyond
 int64, ``k`` < 1, ``k`` above the items the night kept per user (the message names the
 limit) or a query parameter other than ``k`` and ``model``; 404 ``not_found`` when
@@ -51,14 +52,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import Counter, Histogram
@@ -66,12 +64,10 @@ from prometheus_client import Counter, Histogram
 from modelyard.errors import (
     BackendUnavailableError,
     ConfigError,
-    FieldError,
     ForbiddenError,
     InvalidInputError,
     ModelyardError,
     OnlineStoreUnavailableError,
-    SchemaValidationError,
 )
 from modelyard.security import ApiKey
 from modelyard.serving._auth import Guard, request_key
@@ -79,10 +75,18 @@ from modelyard.serving._breaker import Breaker
 from modelyard.serving._fast import AsgiEndpoint, Call, Handler, MethodRouter, Reply
 from modelyard.serving._logging import info_line
 from modelyard.serving._metrics import ServerMetrics
-from modelyard.serving._openapi import error_response, json_ok
 from modelyard.serving._predict import error_reply
 from modelyard.serving._recommendation_lists import RecommendationLists
-from modelyard.serving._recommendation_rows import INT64, Recommendations
+from modelyard.serving._recommendation_rows import Recommendations
+from modelyard.serving._recommendations_request import (
+    DESCRIPTION,
+    OPERATION,
+    answer_of,
+    failed_reply,
+    invalid,
+    query_of,
+    user_id_of,
+)
 
 if TYPE_CHECKING:
     from modelyard.features import FeatureStore
@@ -93,10 +97,6 @@ PREFIX = "/v1/recommendations/"
 READ_THREADS = 1  # one batch at a time: the next one forms while it is read
 BATCH_MAX = 256  # reads in one batch, at most
 UNKNOWN_MODEL = "_unknown"  # the metric label before a publication is found
-_INTEGER = re.compile(r"-?[0-9]+")
-_PLAIN_K = re.compile(rb"k=([1-9][0-9]{0,17})").fullmatch
-_PARAMS = ("k", "model")
-_JSON_OPTIONS = orjson.OPT_UTC_Z
 
 
 class _Waiting:
@@ -164,8 +164,8 @@ class RecommendationRoute:
         status, found = 200, None
         label = UNKNOWN_MODEL
         try:
-            user_id = _user_id(params["user_id"])
-            k, model = _query(call.scope.get("query_string", b""))
+            user_id = user_id_of(params["user_id"])
+            k, model = query_of(call.scope.get("query_string", b""))
             key = request_key(call.scope)
             if model is not None:
                 self._check_key(key, model)
@@ -173,14 +173,14 @@ class RecommendationRoute:
             label = found.publication.model
             if model is None:
                 self._check_key(key, label)
-            return Reply(200, _answer(found, rid), rid)
+            return Reply(200, answer_of(found, rid), rid)
         except ModelyardError as exc:
             status = exc.status
             return error_reply(exc, rid)
         except Exception:
             status = 500
             logger.exception("recommendation read failed", extra={"request_id": rid})
-            return _failed(rid)
+            return failed_reply(rid)
         finally:
             self._done(label, found, status, rid, started)
 
@@ -212,7 +212,7 @@ class RecommendationRoute:
             raise self._unavailable() from None
         except InvalidInputError as exc:  # k above the night's lists
             self.breaker.succeeded()
-            raise _invalid("k", exc.message) from None
+            raise invalid("k", exc.message) from None
         except ModelyardError:  # nothing published: the store answered
             self.breaker.succeeded()
             raise
@@ -354,76 +354,6 @@ def _reads_inline(online: object) -> bool:
     return isinstance(online, SqliteOnlineStore)
 
 
-def _invalid(field: str, message: str) -> SchemaValidationError:
-    return SchemaValidationError([FieldError(field, message)], what="request")
-
-
-def _user_id(text: str) -> int:
-    if not _INTEGER.fullmatch(text):
-        raise _invalid(
-            "user_id", f"user id {text[:40]!r} is not an integer; use /v1/recommendations/5"
-        )
-    value = int(text) if len(text) < 40 else INT64[1] + 1
-    if not INT64[0] <= value <= INT64[1]:
-        raise _invalid(
-            "user_id", f"user id {text[:40]} is beyond int64 (-2**63 to 2**63-1); no list has it"
-        )
-    return value
-
-
-def _query(raw: bytes) -> tuple[int | None, str | None]:
-    """(k, model) of the query string: ``?k=10&model=NAME``, each at most once."""
-    if not raw:
-        return None, None
-    plain = _PLAIN_K(raw)  # "k=10", as most callers ask: no parsing needed
-    if plain is not None:
-        return int(plain[1]), None
-    given: dict[str, str] = {}
-    for name, value in parse_qsl(raw.decode("latin-1"), keep_blank_values=True):
-        if name not in _PARAMS:
-            raise _invalid(
-                name, f"unknown query parameter {name[:40]!r}; this route takes k and model"
-            )
-        if name in given:
-            raise _invalid(name, f"{name} is given twice; give it once")
-        given[name] = value
-    k = None  # 10, or all the night kept where it kept fewer
-    if "k" in given:
-        text = given["k"]
-        if not _INTEGER.fullmatch(text):
-            raise _invalid("k", f"k={text[:40]!r} is not a whole number of items; e.g. k=10")
-        k = int(text) if len(text) <= 18 else 2**63  # above any night's k: refused so
-        if k < 1:
-            raise _invalid("k", f"k={k}: ask for 1 or more items")
-    model = given.get("model")
-    if model == "":
-        raise _invalid("model", "model is empty; name a model (model=NAME) or leave it out")
-    return k, model
-
-
-def _answer(found: Recommendations, rid: str) -> bytes:
-    publication = found.publication
-    payload = {
-        "user_id": found.user_id,
-        "model": publication.model,
-        "night": publication.night,
-        "version": publication.version,
-        "published_at": publication.published_at,
-        "fallback": "popularity" if found.fallback else False,
-        "items": [
-            {"item_id": i, "score": s} for i, s in zip(found.items, found.scores, strict=True)
-        ],
-        "request_id": rid,
-    }
-    return orjson.dumps(payload, option=_JSON_OPTIONS)
-
-
-def _failed(rid: str) -> Reply:
-    message = "the recommendation read failed; the error is logged with this request_id"
-    body = {"code": "recommendations_failed", "message": message, "request_id": rid}
-    return Reply(500, orjson.dumps(body), rid)
-
-
 def routes(
     features: MethodRouter | None, recommendations: RecommendationRoute | None
 ) -> MethodRouter | None:
@@ -463,71 +393,3 @@ def add_recommendation_route(
         openapi_extra=OPERATION,
     )
     return route
-
-
-# -- the OpenAPI document ---------------------------------------------------------------------
-DESCRIPTION = (
-    "The user's top-k items of the night the nightly job last published (one night, "
-    "never a mix of two), best first. `fallback` is false for the user's own list and "
-    '"popularity" for a user the night did not score, who gets the popularity list.'
-)
-_ANSWER = {
-    "type": "object",
-    "required": "user_id model night version published_at fallback items request_id".split(),
-    "properties": {
-        "user_id": {"type": "integer"},
-        "model": {"type": "string"},
-        "night": {"type": "string", "format": "date"},
-        "version": {"type": ["integer", "null"]},
-        "published_at": {"type": "string", "format": "date-time"},
-        "fallback": {"enum": [False, "popularity"]},
-        "items": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["item_id", "score"],
-                "properties": {"item_id": {"type": "integer"}, "score": {"type": "number"}},
-            },
-        },
-        "request_id": {"type": "string"},
-    },
-}  # fmt: skip
-OPERATION: dict[str, Any] = {
-    "parameters": [
-        {
-            "name": "user_id",
-            "in": "path",
-            "required": True,
-            "description": "the user's id (an int64)",
-            "schema": {"type": "integer", "format": "int64"},
-        },
-        {
-            "name": "k",
-            "in": "query",
-            "required": False,
-            "description": "items to return, 1 to the k the night was published with "
-            "(default: 10, or the night's k where it is smaller)",
-            "schema": {"type": "integer", "minimum": 1},
-        },
-        {
-            "name": "model",
-            "in": "query",
-            "required": False,
-            "description": "whose lists (default: the newest published model)",
-            "schema": {"type": "string", "minLength": 1},
-        },
-    ],
-    "responses": {
-        "200": json_ok("the user's list, or the popularity list (fallback)", _ANSWER),
-        "403": error_response("the key's role or model list does not cover these lists"),
-        "404": error_response(
-            "nothing is published (for this model): run the nightly job, then ask again"
-        ),
-        "422": error_response(
-            "the user id or k is not an integer, the user id is beyond int64, k < 1, k is "
-            "above the items per user the night kept, or an unknown query parameter"
-        ),
-        "500": error_response("the read failed; the error is logged with the request_id"),
-        "503": error_response("the online store is unavailable; retry shortly"),
-    },
-}
