@@ -49,7 +49,7 @@ class Servable:
     def version(self) -> int:
         return self.model.number
 
-    @property
+    @cached_property  # asked on every OIP request; fixed for a loaded version
     def tensor_inputs(self) -> dict[str, Any]:
         """Fields the model takes as an array per row over OIP (an image model's pixels),
         each with its row encoder (``serving/_tensors.py``)."""

@@ -9,9 +9,7 @@ skipped and named (``ImageSet.skipped``), never silently.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,7 @@ import pandas as pd
 
 from modelyard.blueprints.images._config import ImagesSettings
 from modelyard.errors import ConfigError, SchemaValidationError
-from modelyard.registry.flavors.image import ImageSpec, decode
+from modelyard.registry.flavors.image import ImageSpec, decode, png_base64
 
 logger = logging.getLogger(__name__)
 
@@ -155,12 +153,7 @@ def _split(
 
 def encode_png(pixels: np.ndarray[Any, Any]) -> str:
     """One uint8 ``(C, H, W)`` image as base64 PNG: what a client sends."""
-    from PIL import Image
-
-    plane = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
-    buffer = io.BytesIO()
-    Image.fromarray(plane).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_base64(pixels)
 
 
 def requests_of(x: np.ndarray[Any, Any], client: str | None = None) -> pd.DataFrame:

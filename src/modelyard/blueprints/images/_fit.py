@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ class Fitted:
     train_seconds: float  # the training passes of every epoch (evaluation excluded)
     images_per_s: float
     peak_gpu_mb: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @contextmanager

@@ -167,6 +167,17 @@ _OTHER = (
 )
 
 
+def png_base64(pixels: np.ndarray[Any, Any]) -> str:
+    """uint8 ``(channels, height, width)`` pixels as a base64 PNG (lossless): what a
+    client sends, and the form a pixel tensor is kept in."""
+    from PIL import Image
+
+    plane = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(plane)).save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def pixels_of(
     array: np.ndarray[Any, Any], row: int, field: str, spec: ImageSpec
 ) -> np.ndarray[Any, Any]:

@@ -17,8 +17,6 @@ adaptive batcher cannot take unbounded memory.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +26,13 @@ import pandas as pd
 
 from modelyard.errors import FieldError, SchemaValidationError
 from modelyard.registry._flavors import Columns
-from modelyard.registry.flavors._image_decode import ImageSpec, decode, encoded_bytes, pixels_of
+from modelyard.registry.flavors._image_decode import (
+    ImageSpec,
+    decode,
+    encoded_bytes,
+    pixels_of,
+    png_base64,
+)
 from modelyard.registry.flavors.torch import TorchFlavor
 
 if TYPE_CHECKING:
@@ -36,7 +40,15 @@ if TYPE_CHECKING:
 
 CHUNK = 512
 
-__all__ = ["ImageClassifier", "ImageFlavor", "ImagePredictor", "ImageSpec", "decode", "normalise"]
+__all__ = [
+    "ImageClassifier",
+    "ImageFlavor",
+    "ImagePredictor",
+    "ImageSpec",
+    "decode",
+    "normalise",
+    "png_base64",
+]
 
 
 def normalise(pixels: torch.Tensor, spec: ImageSpec) -> torch.Tensor:
@@ -89,13 +101,7 @@ class ImagePredictor:
         return {self.field: self.pixels_as_png}
 
     def pixels_as_png(self, array: np.ndarray[Any, Any], row: int) -> str:
-        from PIL import Image
-
-        pixels = pixels_of(array, row, self.field, self.spec)
-        plane = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(plane)).save(buffer, format="PNG", compress_level=1)
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
+        return png_base64(pixels_of(array, row, self.field, self.spec))
 
     def predict(self, frame: pd.DataFrame) -> Columns:
         column = frame[self.field] if self.field in frame.columns else frame.iloc[:, 0]
