@@ -272,6 +272,65 @@ def ui(
     uvicorn.run(create_ui_app(ws), host=host, port=port, log_level="warning")
 
 
+@app.command("server")
+def team_server(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(5000, "--port", help="port to listen on (1 to 65535)"),
+    workers: int = typer.Option(1, "--workers", help="worker processes (1 or more)"),
+    require_auth: bool = typer.Option(
+        False, "--require-auth", help="require API keys on a loopback address too"
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth",
+        help="serve a non-loopback address without API keys (warned at every start)",
+    ),
+    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="serve HTTPS with this PEM"),
+    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="the certificate's key (PEM)"),
+    workspace: str = WorkspaceOpt,
+) -> None:
+    """The team server: tracking, registry and artifacts over HTTP, MLflow's REST API
+    included (MLFLOW_TRACKING_URI=http://HOST:PORT; MLFLOW_TRACKING_TOKEN=KEY).
+
+    On any address but loopback every call needs an API key: reader reads, trainer logs
+    runs and registers versions, admin also moves aliases (modelyard keys create).
+    """
+    from modelyard.serving import check_port, is_loopback
+
+    check_port_option("--port", port)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: run at least 1 worker process")
+    if require_auth and insecure_no_auth:
+        raise ConfigError("--require-auth and --insecure-no-auth contradict; pass one of them")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("pass --ssl-certfile and --ssl-keyfile together, or neither")
+    auth = require_auth or not (insecure_no_auth or is_loopback(host))
+    ws = open_workspace(workspace)
+    check_port(host, port)
+    from modelyard.server import run_server
+
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if ssl_certfile else "http"
+    keys = "API keys required" if auth else "no API keys (loopback)"
+    if insecure_no_auth and not is_loopback(host):
+        err_console.print("[bold yellow]warning:[/] serving without API keys on a network address")
+    console.print(
+        escape(
+            f"team server of {ws.config.root} at {scheme}://{shown}:{port} ({keys}); "
+            f"MLFLOW_TRACKING_URI={scheme}://{shown}:{port} (Ctrl+C stops)"
+        )
+    )
+    run_server(
+        ws,
+        host=host,
+        port=port,
+        workers=workers,
+        auth=auth,
+        ssl_certfile=None if ssl_certfile is None else str(ssl_certfile),
+        ssl_keyfile=None if ssl_keyfile is None else str(ssl_keyfile),
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     from modelyard._redact import redact

@@ -17,7 +17,9 @@ _ACTIONS = ("alias", "traffic", "key", "model")
 
 @app.command("create")
 def create(
-    role: str = typer.Option(..., "--role", help="admin, predictor or reader"),
+    role: str = typer.Option(
+        ..., "--role", help="admin, predictor, reader or trainer (logs runs, registers versions)"
+    ),
     name: str = typer.Option(None, "--name", help="a name for lists and the audit log"),
     models: str = typer.Option(None, "--models", help="NAME,NAME: only these models"),
     expires: str = typer.Option(None, "--expires", help="lifetime: 90d, 12h, 2w"),

@@ -13,7 +13,7 @@ from modelyard.registry._flavors import (
 )
 from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._moves import AliasMove
-from modelyard.registry._refs import ModelRef
+from modelyard.registry._refs import ModelRef, check_name
 from modelyard.registry._registry import Registry
 from modelyard.registry._signature import Signature
 from modelyard.registry._traffic import (
@@ -46,6 +46,7 @@ __all__ = [
     "STALE_AFTER_S",
     "Signature",
     "TrafficSplit",
+    "check_name",
     "claim_traffic",
     "clear_traffic",
     "detect_flavor",

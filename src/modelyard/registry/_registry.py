@@ -240,9 +240,37 @@ class Registry:
             )
         run_id, artifact = self._resolve_source(source)
         meta = self._read_meta(artifact)
+        return self.register_artifact(
+            name,
+            artifact,
+            run_id=run_id,
+            flavor=meta["flavor"],
+            signature=meta["signature"],
+            description=description,
+            tags=tags,
+            features=features,
+        )
+
+    def register_artifact(
+        self,
+        name: str,
+        artifact: str,
+        *,
+        run_id: str | None,
+        flavor: str,
+        signature: Mapping[str, Any],
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        features: FeatureBinding | None = None,
+        lineage: Mapping[str, Any] | None = None,
+    ) -> ModelVersion:
+        """Register a folder already in the artifact store (``artifact``, its manifest's
+        digest) as the next version of ``name``; ``register`` and the team server's MLflow
+        API both come here. ``lineage`` adds to what the run's own lineage says."""
+        check_name(name)
         now = _time.now_us()
         with self._metadata.write() as conn:
-            lineage, run_metrics, run_tags = run_facts(conn, run_id)
+            run_lineage, run_metrics, run_tags = run_facts(conn, run_id)
             self._metadata.upsert(
                 conn,
                 t.registered_models,
@@ -274,12 +302,12 @@ class Registry:
                     "name": name,
                     "version": number,
                     "run_id": run_id,
-                    "flavor": meta["flavor"],
+                    "flavor": flavor,
                     "artifact": artifact,
-                    "signature": meta["signature"],
+                    "signature": dict(signature),
                     "metrics": run_metrics,
                     "tags": {**run_tags, **dict(tags or {})},
-                    "lineage": lineage,
+                    "lineage": {**run_lineage, **dict(lineage or {})},
                     "description": description,
                     "created_at": now,
                     "features": None if features is None else features.to_json_dict(),

@@ -25,7 +25,7 @@ from modelyard.backends.metadata import MetadataStore, tables
 from modelyard.errors import ConfigError, ConflictError, NotFoundError
 from modelyard.security._audit import record
 
-Role = Literal["admin", "predictor", "reader"]
+Role = Literal["admin", "predictor", "reader", "trainer"]
 ROLES: tuple[Role, ...] = get_args(Role)
 PREFIX = "myd_"
 _KEY = re.compile(r"myd_([0-9a-f]{12})_([A-Za-z0-9_\-]{20,100})")

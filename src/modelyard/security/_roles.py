@@ -7,7 +7,9 @@ key limited to some models passes a model-scoped permission only for those model
     public      liveness and readiness probes                     anyone, no key
     model       one model's metadata and readiness                reader, predictor, admin
     predict     predict, infer, feedback, feature lookups         predictor, admin
-    read        metadata, metrics, API docs, reports, dashboard   reader, admin
+    read        metadata, metrics, API docs, reports, dashboard   reader, trainer, admin
+    track       log runs and artifacts, register model versions   trainer, admin
+                (the team server: ``modelyard server``)
     admin       alias moves, rollback, traffic, keys              admin
 """
 
@@ -17,12 +19,13 @@ from typing import Literal
 
 from modelyard.security._keys import ApiKey, Role
 
-Permission = Literal["public", "model", "predict", "read", "admin"]
+Permission = Literal["public", "model", "predict", "read", "track", "admin"]
 
 GRANTS: dict[Role, frozenset[Permission]] = {
-    "admin": frozenset({"public", "model", "predict", "read", "admin"}),
+    "admin": frozenset({"public", "model", "predict", "read", "track", "admin"}),
     "predictor": frozenset({"public", "model", "predict"}),
     "reader": frozenset({"public", "model", "read"}),
+    "trainer": frozenset({"public", "model", "read", "track"}),
 }
 
 

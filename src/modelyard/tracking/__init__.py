@@ -12,7 +12,12 @@ if TYPE_CHECKING:
         read_holdout_file,
     )
     from modelyard.tracking._query import MetricPoint, RunInfo, Tracking
-    from modelyard.tracking._run import FEATURE_LINEAGE_TAG, Run
+    from modelyard.tracking._run import (
+        FEATURE_LINEAGE_TAG,
+        Run,
+        ensure_experiment,
+        store_metrics,
+    )
     from modelyard.tracking._seed import current_seed, seed_everything
 
 __all__ = [
@@ -23,16 +28,18 @@ __all__ = [
     "RunInfo",
     "Tracking",
     "current_seed",
+    "ensure_experiment",
     "log_holdout",
     "read_holdout",
     "read_holdout_file",
     "seed_everything",
+    "store_metrics",
 ]
 
 _EXPORTS = {
     "modelyard.tracking._holdout": ["Holdout", "log_holdout", "read_holdout", "read_holdout_file"],
     "modelyard.tracking._query": ["MetricPoint", "RunInfo", "Tracking"],
-    "modelyard.tracking._run": ["FEATURE_LINEAGE_TAG", "Run"],
+    "modelyard.tracking._run": ["FEATURE_LINEAGE_TAG", "Run", "ensure_experiment", "store_metrics"],
     "modelyard.tracking._seed": ["current_seed", "seed_everything"],
 }
 

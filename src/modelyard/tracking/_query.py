@@ -137,7 +137,8 @@ class Tracking:
         clauses = parse_filter(filter)
         order = parse_order(order_by)
         self.fail_lapsed()
-        conditions = [_clause_sql(c) for c in clauses]
+        # A run deleted through the MLflow API is hidden until it is restored.
+        conditions = [t.runs.c.deleted_at.is_(None), *(_clause_sql(c) for c in clauses)]
         if experiment is not None:
             conditions.append(t.runs.c.experiment == experiment)
         with self._metadata.read() as conn:

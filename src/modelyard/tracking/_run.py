@@ -109,6 +109,7 @@ class Run:
         params = _stringify(self._initial_params, "param")
         tags = _stringify(self._initial_tags, "tag")
         with self._metadata.write() as conn:
+            ensure_experiment(self._metadata, conn, self.experiment)
             conn.execute(
                 t.runs.insert(),
                 {
@@ -303,20 +304,7 @@ class Run:
             self._buffer[:0] = rows
 
     def _write_metrics(self, conn: Any, rows: list[dict[str, Any]]) -> None:
-        conn.execute(t.metrics.insert(), rows)
-        latest: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            seen = latest.get(row["key"])
-            if seen is None or (row["step"], row["timestamp"]) >= (seen["step"], seen["timestamp"]):
-                latest[row["key"]] = row
-        self._metadata.upsert(
-            conn,
-            t.latest_metrics,
-            list(latest.values()),
-            keys=("run_id", "key"),
-            update=("value", "step", "timestamp"),
-            where=_latest_wins,
-        )
+        store_metrics(self._metadata, conn, rows)
 
     # -- datasets and artifacts ----------------------------------------------------------
     def log_dataset(self, name: str, data: Any, *, context: str = "train") -> str:
@@ -418,6 +406,38 @@ class Run:
             raise ConflictError(
                 f"run {self.run_id} is {self.status}; log inside 'with ws.start_run(...)'"
             )
+
+
+def store_metrics(metadata: MetadataStore, conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Append metric rows (run_id, key, value, step, timestamp in µs) to the history and
+    keep each (run, key)'s latest value (the greatest step, then timestamp) beside it."""
+    conn.execute(t.metrics.insert(), rows)
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        seen = latest.get((row["run_id"], row["key"]))
+        if seen is None or (row["step"], row["timestamp"]) >= (seen["step"], seen["timestamp"]):
+            latest[(row["run_id"], row["key"])] = row
+    metadata.upsert(
+        conn,
+        t.latest_metrics,
+        list(latest.values()),
+        keys=("run_id", "key"),
+        update=("value", "step", "timestamp"),
+        where=_latest_wins,
+    )
+
+
+def ensure_experiment(metadata: MetadataStore, conn: Any, name: str) -> None:
+    """Give experiment ``name`` its row (and so its id) unless it has one."""
+    now = _time.now_us()
+    row = {
+        "name": name,
+        "lifecycle_stage": "active",
+        "tags": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    metadata.insert_missing(conn, t.experiments, [row], keys=("name",))
 
 
 def _check_key(key: str, what: str) -> None:

@@ -46,6 +46,9 @@ class MetadataStore(Protocol):
         update: Sequence[str],
         where: Any = None,
     ) -> None: ...
+    def insert_missing(
+        self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, keys: Sequence[str]
+    ) -> None: ...
 
 
 def _sqlite(url: str, *, create: bool) -> SqlStore:

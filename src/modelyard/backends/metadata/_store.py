@@ -71,6 +71,14 @@ class SqlStore:
             self._upserts[cache_key] = stmt
         conn.execute(stmt, list(rows))
 
+    def insert_missing(
+        self, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, keys: Sequence[str]
+    ) -> None:
+        """Insert the ``rows`` whose ``keys`` (a unique constraint) are not there yet."""
+        if rows:
+            stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(keys))
+            conn.execute(stmt, list(rows))
+
     # -- lifecycle ---------------------------------------------------------------------
     @property
     def engine(self) -> Engine:

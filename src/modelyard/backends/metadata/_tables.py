@@ -40,6 +40,20 @@ runs = Table(
     Column("environment", JSON),
     # Renewed by the run's process while it runs; a lapsed lease means it died.
     Column("lease_until", BigInteger),
+    Column("user_id", String(250)),  # who started it, as an MLflow client reports
+    Column("deleted_at", BigInteger),  # deleted (MLflow's lifecycle): hidden, restorable
+)
+
+# Each experiment's id, as the MLflow API numbers them; runs name their experiment.
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", _AutoId, primary_key=True, autoincrement=True),
+    Column("name", String(500), nullable=False, unique=True),
+    Column("lifecycle_stage", String(16), nullable=False),  # "active" or "deleted"
+    Column("tags", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 params = Table(
@@ -110,6 +124,7 @@ registered_models = Table(
     Column("latest_version", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("tags", JSON),
 )
 
 model_versions = Table(
@@ -154,6 +169,34 @@ model_alias_events = Table(
     Column("version", Integer),
     Column("at", BigInteger, nullable=False),
     Index("ix_model_alias_events_name_alias", "name", "alias"),
+)
+
+# MLflow 3's logged models: a model's files before (and apart from) any registry version.
+# The team server keeps them so an unchanged MLflow script's log_model works; registering
+# one makes an ordinary model version of its files.
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(40), primary_key=True),
+    Column("experiment_id", BigInteger, nullable=False, index=True),
+    Column("name", String(500), nullable=False),
+    Column("run_id", String(32)),
+    Column("status", String(40), nullable=False),
+    Column("model_type", String(200), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+)
+
+logged_model_files = Table(
+    "logged_model_files",
+    metadata,
+    Column("model_id", String(40), primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("digest", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
 )
 
 feature_definitions = Table(

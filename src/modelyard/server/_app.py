@@ -1,0 +1,191 @@
+"""The team server's app: the endpoint table as routes, each answered in a worker thread.
+
+Routes are added to FastAPI without its request models (``add_route``): MLflow's bodies
+are free-form protobuf JSON, checked by each handler as it reads them, and skipping the
+model layer keeps a log-batch call to the cost of its SQL. Every error is MLflow's shape
+with the request id; an ``/api/`` path the table lacks is ``ENDPOINT_NOT_FOUND`` (404).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.errors import ModelyardError
+from modelyard.server import (  # noqa: F401 - importing them fills the endpoint table
+    _artifacts,
+    _experiments,
+    _logged_models,
+    _model_registry,
+    _run_search,
+    _runs,
+)
+from modelyard.server._endpoints import ARTIFACTS, ENDPOINTS, Args, Call, Endpoint, Stores
+from modelyard.server._errors import MlflowError, as_mlflow
+from modelyard.server._guard import Guard
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from modelyard.workspace import Workspace
+
+logger = logging.getLogger("modelyard.server")
+_BODY_METHODS = ("POST", "PATCH", "DELETE", "PUT")
+
+
+def _error(exc: MlflowError, request_id: str) -> Response:
+    body = {"error_code": exc.code, "message": exc.message, "request_id": request_id}
+    return Response(
+        orjson.dumps(body),
+        status_code=exc.status,
+        media_type="application/json",
+        headers={"x-request-id": request_id},
+    )
+
+
+async def _arguments(request: Request) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, value in request.query_params.multi_items():
+        if key in values:
+            old = values[key]
+            values[key] = [*old, value] if isinstance(old, list) else [old, value]
+        else:
+            values[key] = value
+    for key in ("experiment_ids", "order_by"):  # lists even when sent once in a query
+        if key in values and not isinstance(values[key], list):
+            values[key] = [values[key]]
+    if request.method in _BODY_METHODS:
+        body = await request.body()
+        if body.strip():
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise MlflowError("BAD_REQUEST", f"the request body is not JSON: {exc}") from None
+            if not isinstance(data, dict):
+                raise MlflowError("BAD_REQUEST", "the request body must be a JSON object")
+            values.update(data)
+    values.update(request.path_params)
+    return values
+
+
+Answer = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(
+    guard: Guard, permission: Any, work: Callable[[Request, Any], Awaitable[Response]]
+) -> Answer:
+    async def answer(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            what = f"{request.method} {request.url.path}"
+            key = await run_in_threadpool(
+                guard.check, request.headers.get("authorization"), permission, what
+            )
+            response = await work(request, key)
+        except MlflowError as exc:
+            return _error(exc, request_id)
+        except ModelyardError as exc:
+            return _error(as_mlflow(exc), request_id)
+        except Exception:
+            logger.exception("request %s failed", request_id)
+            return _error(
+                MlflowError(
+                    "INTERNAL_ERROR",
+                    f"the server failed on this request; "
+                    f"its log has the details under request id {request_id}",
+                ),
+                request_id,
+            )
+        response.headers["x-request-id"] = request_id
+        return response
+
+    return answer
+
+
+def _json_route(stores: Stores, guard: Guard, ep: Endpoint) -> Answer:
+    async def work(request: Request, key: Any) -> Response:
+        args = Args(await _arguments(request))
+        result = await run_in_threadpool(ep.handler, Call(stores, args, key))
+        return Response(orjson.dumps(result), media_type="application/json")
+
+    return _guarded(guard, ep.permission, work)
+
+
+def _not_found(request: Request) -> Response:
+    return _error(
+        MlflowError(
+            "ENDPOINT_NOT_FOUND",
+            f"{request.method} {request.url.path} is not an endpoint of this server; "
+            "see the README's list of the MLflow API it implements",
+        ),
+        request.headers.get("x-request-id") or uuid.uuid4().hex,
+    )
+
+
+def create_server_app(ws: Workspace, *, auth: bool) -> FastAPI:
+    from fastapi import FastAPI
+
+    stores = Stores(ws.metadata, ws.artifacts, ws.registry)
+    _experiments.ensure_default(stores.metadata)
+    guard = Guard(stores.metadata, auth=auth)
+    app = FastAPI(title="modelyard server", docs_url=None, redoc_url=None, openapi_url=None)
+    for ep in ENDPOINTS:
+        app.add_route(ep.path, _json_route(stores, guard, ep), methods=[ep.method])
+
+    async def get_file(request: Request, key: Any) -> Response:
+        return await _artifacts.download(stores, request.path_params["path"])
+
+    async def put_file(request: Request, key: Any) -> Response:
+        return await _artifacts.upload(stores, request.path_params["path"], request)
+
+    async def delete_file(request: Request, key: Any) -> Response:
+        result = await run_in_threadpool(_artifacts.delete, stores, request.path_params["path"])
+        return Response(orjson.dumps(result), media_type="application/json")
+
+    path = f"{ARTIFACTS}/{{path:path}}"
+    app.add_route(path, _guarded(guard, "read", get_file), methods=["GET"])
+    app.add_route(path, _guarded(guard, "track", put_file), methods=["PUT"])
+    app.add_route(path, _guarded(guard, "track", delete_file), methods=["DELETE"])
+
+    async def server_info(request: Request) -> Response:
+        info = {
+            "store_type": "SqlStore",
+            "workspaces_enabled": False,
+            "multipart_uploads_enabled": False,
+            "multipart_downloads_enabled": False,
+        }
+        return Response(orjson.dumps(info), media_type="application/json")
+
+    app.add_route("/api/3.0/mlflow/server-info", server_info, methods=["GET"])
+
+    def health(request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    async def ready(request: Request) -> Response:
+        def probe() -> None:
+            with stores.metadata.read() as conn:
+                conn.exec_driver_sql("SELECT 1")
+
+        try:
+            await run_in_threadpool(probe)
+        except Exception as exc:
+            body = {
+                "status": "unavailable",
+                "message": f"the metadata store is unreachable: {str(exc).splitlines()[0][:200]}",
+            }
+            return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+        return Response(b'{"status":"ready"}', media_type="application/json")
+
+    app.add_route("/healthz", health, methods=["GET"])
+    app.add_route("/health", health, methods=["GET"])  # MLflow's own probe path
+    app.add_route("/readyz", ready, methods=["GET"])
+    for prefix in ("/api/{rest:path}", "/ajax-api/{rest:path}"):
+        app.add_route(prefix, _not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    return app

@@ -1,0 +1,46 @@
+"""Who may call the team server: the workspace's API keys and roles (``modelyard keys``).
+
+Reading needs the ``read`` permission (reader, trainer, admin), logging runs, artifacts and
+model versions ``track`` (trainer, admin), moving aliases ``admin``, as on ``modelyard
+serve``. The MLflow client sends a key as ``MLFLOW_TRACKING_TOKEN`` (``Authorization:
+Bearer KEY``). Without auth (a loopback bind, or ``--insecure-no-auth``) every call passes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from modelyard.security import Actor, ApiKey, KeyRing, bearer, command_line_actor
+
+if TYPE_CHECKING:
+    from modelyard.backends.metadata import MetadataStore
+    from modelyard.security import Permission
+    from modelyard.server._endpoints import Call
+
+REFRESH_S = 5.0  # a revoked key stops working within this long
+
+
+class Guard:
+    def __init__(self, metadata: MetadataStore, *, auth: bool) -> None:
+        self.auth = auth
+        self._keys = KeyRing(metadata) if auth else None
+        self._refreshed = 0.0
+
+    def check(self, authorization: str | None, permission: Permission, what: str) -> ApiKey | None:
+        """The caller's key, once it is known to hold ``permission`` (blocking: a thread)."""
+        if self._keys is None or permission == "public":
+            return None
+        if time.monotonic() - self._refreshed > REFRESH_S:
+            self._keys.refresh()
+            self._refreshed = time.monotonic()
+        key = self._keys.check(bearer(authorization))
+        self._keys.permit(key, permission, None, what)
+        return key
+
+
+def actor_of(call: Call) -> Actor:
+    """The audit log's "who" for an admin action taken through the server."""
+    if call.key is None:
+        return command_line_actor(via="server")
+    return Actor(name=call.key.name, source="modelyard server", key_id=call.key.key_id)

@@ -1,0 +1,544 @@
+"""MLflow's run endpoints over modelyard's runs: create, get, update, delete and restore,
+params, metrics (one, a batch, the history), tags, inputs and outputs.
+
+A run an MLflow client creates is an ordinary modelyard run (``modelyard runs show``): the
+same rows, its status in modelyard's lower case, times in microseconds (MLflow's
+milliseconds times 1,000), a NaN metric as NULL. A batch is one transaction, so it is
+stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from modelyard import _time
+from modelyard.backends.metadata import tables as t
+from modelyard.server import _experiments
+from modelyard.server._endpoints import (
+    V2,
+    Call,
+    Stores,
+    endpoint,
+    finite_or_none,
+    json_number,
+    kv_dict,
+    ms,
+)
+from modelyard.server._errors import MlflowError, invalid, missing
+from modelyard.tracking import ensure_experiment, store_metrics
+
+STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+RUN_NAME_TAG = "mlflow.runName"
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_BATCH = {"metrics": 1000, "params": 100, "tags": 100}
+_R = t.runs.c
+
+
+def run_id_arg(call: Call) -> str:
+    return call.args.text("run_id", "run_uuid")
+
+
+def run_row(conn: Connection, run_id: str, *, active: bool = False) -> Any:
+    row = conn.execute(
+        select(_R.run_id, _R.experiment, _R.name, _R.deleted_at).where(_R.run_id == run_id)
+    ).first()
+    if row is None:
+        raise missing(f"Run with id={run_id} not found")
+    if active and row.deleted_at is not None:
+        raise MlflowError(
+            "INVALID_STATE",
+            f"The run {run_id} must be in the 'active' state. Current state is deleted.",
+        )
+    return row
+
+
+def _key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key:
+        raise invalid(f"{what} key must be a non-empty string, got {key!r}")
+    if len(key) > MAX_KEY:
+        raise invalid(f"{what} key '{key[:40]}…' has {len(key)} characters; the limit is {MAX_KEY}")
+    return key
+
+
+def _value(value: Any, what: str, key: str, limit: int) -> str:
+    text = "" if value is None else str(value)
+    if len(text) > limit:
+        raise invalid(f"{what} '{key}' has a value of {len(text)} characters; the limit is {limit}")
+    return text
+
+
+# -- reading runs back in MLflow's shape -------------------------------------------------
+def artifact_uri(experiment_id: int, run_id: str) -> str:
+    return f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts"
+
+
+def _dataset_json(row: Any) -> dict[str, Any]:
+    stored = row.schema if isinstance(row.schema, dict) else {}
+    kept = stored.get("mlflow")
+    if isinstance(kept, dict):  # logged by an MLflow client: give back what it sent
+        return {"tags": kept.get("tags", []), "dataset": kept["dataset"]}
+    return {
+        "tags": [{"key": "mlflow.data.context", "value": row.context}],
+        "dataset": {
+            "name": row.name,
+            "digest": row.fingerprint,
+            "source_type": "modelyard",
+            "source": json.dumps({"rows": row.num_rows}),
+            "schema": json.dumps(stored, sort_keys=True),
+        },
+    }
+
+
+def load_runs(conn: Connection, run_ids: list[str]) -> list[dict[str, Any]]:
+    """The runs ``run_ids`` in MLflow's JSON, in that order: six queries for any number."""
+    if not run_ids:
+        return []
+    rows = {
+        r.run_id: r
+        for r in conn.execute(
+            select(t.runs, t.experiments.c.experiment_id)
+            .select_from(t.runs.outerjoin(t.experiments, t.experiments.c.name == _R.experiment))
+            .where(_R.run_id.in_(run_ids))
+        )
+    }
+    data: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for table, kind in ((t.params, "params"), (t.tags, "tags")):
+        for r in conn.execute(
+            select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(run_ids))
+        ):
+            data[r.run_id][kind].append({"key": r.key, "value": r.value})
+    lm = t.latest_metrics.c
+    for r in conn.execute(select(t.latest_metrics).where(lm.run_id.in_(run_ids))):
+        data[r.run_id]["metrics"].append(
+            {
+                "key": r.key,
+                "value": json_number(r.value),
+                "timestamp": r.timestamp // 1000,
+                "step": r.step,
+            }
+        )
+    for r in conn.execute(select(t.run_datasets).where(t.run_datasets.c.run_id.in_(run_ids))):
+        data[r.run_id]["inputs"].append(_dataset_json(r))
+    lg = t.logged_models.c
+    for out_row in conn.execute(select(lg.run_id, lg.model_id).where(lg.run_id.in_(run_ids))):
+        data[out_row.run_id]["outputs"].append({"model_id": out_row.model_id, "step": 0})
+    out = []
+    for run_id in run_ids:
+        row = rows.get(run_id)
+        if row is None:
+            continue
+        experiment = row.experiment_id if row.experiment_id is not None else 0
+        info: dict[str, Any] = {
+            "run_uuid": run_id,
+            "run_id": run_id,
+            "experiment_id": str(experiment),
+            "run_name": row.name,
+            "user_id": row.user_id or "",
+            "status": row.status.upper(),
+            "start_time": ms(row.start_time),
+            "artifact_uri": artifact_uri(experiment, run_id),
+            "lifecycle_stage": "active" if row.deleted_at is None else "deleted",
+        }
+        if row.end_time is not None:
+            info["end_time"] = ms(row.end_time)
+        found = data.get(run_id, {})
+        run: dict[str, Any] = {
+            "info": info,
+            "data": {
+                k: sorted(found.get(k, []), key=lambda e: e["key"])
+                for k in ("metrics", "params", "tags")
+                if found.get(k)
+            },
+            "inputs": {"dataset_inputs": found["inputs"]} if found.get("inputs") else {},
+        }
+        if found.get("outputs"):
+            run["outputs"] = {"model_outputs": found["outputs"]}
+        out.append(run)
+    return out
+
+
+def get_run(stores: Stores, run_id: str) -> dict[str, Any]:
+    with stores.metadata.read() as conn:
+        runs = load_runs(conn, [run_id])
+    if not runs:
+        raise missing(f"Run with id={run_id} not found")
+    return runs[0]
+
+
+# -- runs ----------------------------------------------------------------------------------
+def _status(value: Any) -> str:
+    status = str(value or "RUNNING").upper()
+    if status not in STATUSES:
+        raise invalid(f"status {value!r} is not one of {', '.join(STATUSES)}")
+    return status.lower()
+
+
+@endpoint("POST", f"{V2}/runs/create", "track")
+def create(call: Call) -> dict[str, Any]:
+    args = call.args
+    tags = kv_dict(args.items("tags"), "run tag")
+    for key, value in tags.items():
+        _value(value, "tag", _key(key, "tag"), MAX_TAG_VALUE)
+    name = args.text("run_name", required=False) or tags.get(RUN_NAME_TAG) or _made_up_name()
+    tags.setdefault(RUN_NAME_TAG, name)
+    start = args.integer("start_time", _time.now_us() // 1000)
+    metadata = call.stores.metadata
+    run_id = uuid.uuid4().hex
+    with metadata.write() as conn:
+        experiment = _experiments.row_by_id(
+            conn, args.text("experiment_id", required=False, default="0")
+        )
+        if experiment.lifecycle_stage != "active":
+            raise MlflowError(
+                "INVALID_STATE",
+                f"The experiment {experiment.experiment_id} must be in the 'active' state. "
+                "Current state is deleted.",
+            )
+        ensure_experiment(metadata, conn, experiment.name)
+        conn.execute(
+            t.runs.insert(),
+            {
+                "run_id": run_id,
+                "experiment": experiment.name,
+                "name": name[:250],
+                "status": "running",
+                "start_time": start * 1000,
+                "user_id": args.text("user_id", required=False)[:250] or None,
+                "git_commit": tags.get("mlflow.source.git.commit", "")[:64] or None,
+                "environment": {},
+            },
+        )
+        if tags:
+            conn.execute(
+                t.tags.insert(), [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()]
+            )
+    return {"run": get_run(call.stores, run_id)}
+
+
+def _made_up_name() -> str:
+    return f"run-{uuid.uuid4().hex[:8]}"
+
+
+@endpoint("GET", f"{V2}/runs/get", "read")
+def get(call: Call) -> dict[str, Any]:
+    return {"run": get_run(call.stores, run_id_arg(call))}
+
+
+@endpoint("POST", f"{V2}/runs/update", "track")
+def update(call: Call) -> dict[str, Any]:
+    run_id = run_id_arg(call)
+    changes: dict[str, Any] = {}
+    if call.args.get("status") is not None:
+        changes["status"] = _status(call.args.get("status"))
+        if changes["status"] != "running":
+            changes["lease_until"] = None
+    if call.args.get("end_time") is not None:
+        changes["end_time"] = call.args.integer("end_time") * 1000
+    name = call.args.text("run_name", required=False)
+    with call.stores.metadata.write() as conn:
+        run_row(conn, run_id, active=True)
+        if name:
+            changes["name"] = name[:250]
+            call.stores.metadata.upsert(
+                conn,
+                t.tags,
+                [{"run_id": run_id, "key": RUN_NAME_TAG, "value": name}],
+                keys=("run_id", "key"),
+                update=("value",),
+            )
+        if changes:
+            conn.execute(t.runs.update().where(_R.run_id == run_id).values(**changes))
+    return {"run_info": get_run(call.stores, run_id)["info"]}
+
+
+def _lifecycle(call: Call, deleted_at: int | None) -> dict[str, Any]:
+    run_id = run_id_arg(call)
+    with call.stores.metadata.write() as conn:
+        run_row(conn, run_id)
+        conn.execute(t.runs.update().where(_R.run_id == run_id).values(deleted_at=deleted_at))
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/delete", "track")
+def delete(call: Call) -> dict[str, Any]:
+    return _lifecycle(call, _time.now_us())
+
+
+@endpoint("POST", f"{V2}/runs/restore", "track")
+def restore(call: Call) -> dict[str, Any]:
+    return _lifecycle(call, None)
+
+
+# -- params, metrics and tags ---------------------------------------------------------------
+def _metric_rows(run_id: str, items: list[Any]) -> list[dict[str, Any]]:
+    rows = []
+    now_ms = _time.now_us() // 1000
+    for item in items:
+        if not isinstance(item, dict):
+            raise invalid(
+                f"each metric is an object with key, value, timestamp, step; got {item!r}"
+            )
+        key = _key(item.get("key"), "metric")
+        try:
+            value = float(item.get("value"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise invalid(
+                f"metric '{key}' has value {item.get('value')!r}; send a number"
+            ) from None
+        try:
+            timestamp = int(item.get("timestamp") or now_ms)
+            step = int(item.get("step") or 0)
+        except (TypeError, ValueError):
+            raise invalid(f"metric '{key}': timestamp and step must be integers") from None
+        rows.append(
+            {
+                "run_id": run_id,
+                "key": key,
+                "value": finite_or_none(value),
+                "step": step,
+                "timestamp": timestamp * 1000,
+            }
+        )
+    return rows
+
+
+def log(
+    stores: Stores,
+    run_id: str,
+    *,
+    metrics: list[Any] = (),  # type: ignore[assignment]
+    params: list[Any] = (),  # type: ignore[assignment]
+    tags: list[Any] = (),  # type: ignore[assignment]
+) -> None:
+    """Store a batch in one transaction (all or nothing), as MLflow's log-batch does."""
+    for what, items in (("metrics", metrics), ("params", params), ("tags", tags)):
+        if len(items) > MAX_BATCH[what]:
+            raise invalid(
+                f"A batch logging request can contain at most {MAX_BATCH[what]} {what}. "
+                f"Got {len(items)} {what}. Split the batch."
+            )
+    metric_rows = _metric_rows(run_id, list(metrics))
+    new_params: dict[str, str] = {}
+    for item in params:
+        if not isinstance(item, dict):
+            raise invalid(f"each param is an object with key and value; got {item!r}")
+        key = _key(item.get("key"), "param")
+        value = _value(item.get("value"), "param", key, MAX_PARAM_VALUE)
+        if new_params.get(key, value) != value:
+            raise invalid(f"param '{key}' is given two values in one batch")
+        new_params[key] = value
+    new_tags: dict[str, str] = {}
+    for item in tags:
+        if not isinstance(item, dict):
+            raise invalid(f"each tag is an object with key and value; got {item!r}")
+        key = _key(item.get("key"), "tag")
+        new_tags[key] = _value(item.get("value"), "tag", key, MAX_TAG_VALUE)
+    metadata = stores.metadata
+    with metadata.write() as conn:
+        run_row(conn, run_id, active=True)
+        if new_params:
+            _insert_params(conn, run_id, new_params)
+        if new_tags:
+            metadata.upsert(
+                conn,
+                t.tags,
+                [{"run_id": run_id, "key": k, "value": v} for k, v in new_tags.items()],
+                keys=("run_id", "key"),
+                update=("value",),
+            )
+            if RUN_NAME_TAG in new_tags:
+                conn.execute(
+                    t.runs.update()
+                    .where(_R.run_id == run_id)
+                    .values(name=new_tags[RUN_NAME_TAG][:250])
+                )
+        if metric_rows:
+            store_metrics(metadata, conn, metric_rows)
+
+
+def _insert_params(conn: Connection, run_id: str, params: dict[str, str]) -> None:
+    """Params are immutable, as in MLflow: the same value again is fine, another is a 400."""
+    p = t.params.c
+    have = {
+        r.key: r.value
+        for r in conn.execute(
+            select(p.key, p.value).where(p.run_id == run_id, p.key.in_(list(params)))
+        )
+    }
+    for key, value in params.items():
+        if key in have and have[key] != value:
+            raise invalid(
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{have[key]}' for run ID='{run_id}'. Attempted logging "
+                f"new value '{value}'."
+            )
+    fresh = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in have]
+    if fresh:
+        conn.execute(t.params.insert(), fresh)
+
+
+@endpoint("POST", f"{V2}/runs/log-batch", "track")
+def log_batch(call: Call) -> dict[str, Any]:
+    args = call.args
+    log(
+        call.stores,
+        run_id_arg(call),
+        metrics=args.items("metrics"),
+        params=args.items("params"),
+        tags=args.items("tags"),
+    )
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/log-metric", "track")
+def log_metric(call: Call) -> dict[str, Any]:
+    a = call.args
+    item = {
+        "key": a.text("key"),
+        "value": a.number("value"),
+        "timestamp": a.get("timestamp"),
+        "step": a.get("step"),
+    }
+    log(call.stores, run_id_arg(call), metrics=[item])
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/log-parameter", "track")
+def log_parameter(call: Call) -> dict[str, Any]:
+    item = {"key": call.args.text("key"), "value": call.args.get("value", "")}
+    log(call.stores, run_id_arg(call), params=[item])
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/set-tag", "track")
+def set_tag(call: Call) -> dict[str, Any]:
+    item = {"key": call.args.text("key"), "value": call.args.get("value", "")}
+    log(call.stores, run_id_arg(call), tags=[item])
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/delete-tag", "track")
+def delete_tag(call: Call) -> dict[str, Any]:
+    run_id, key = call.args.text("run_id"), call.args.text("key")
+    with call.stores.metadata.write() as conn:
+        run_row(conn, run_id, active=True)
+        gone = conn.execute(
+            t.tags.delete().where(t.tags.c.run_id == run_id, t.tags.c.key == key)
+        ).rowcount
+    if not gone:
+        raise missing(f"No tag with name: {key} in run with id {run_id}")
+    return {}
+
+
+@endpoint("GET", f"{V2}/metrics/get-history", "read")
+def get_history(call: Call) -> dict[str, Any]:
+    run_id, key = run_id_arg(call), call.args.text("metric_key")
+    limit = call.args.integer("max_results", 25_000, low=1)
+    m = t.metrics.c
+    from modelyard.server._paging import page, page_token
+
+    offset = page_token(call.args.get("page_token"))
+    with call.stores.metadata.read() as conn:
+        run_row(conn, run_id)
+        rows = conn.execute(
+            select(m.value, m.timestamp, m.step)
+            .where(m.run_id == run_id, m.key == key)
+            .order_by(m.step, m.timestamp, m.id)
+            .offset(offset)
+            .limit(limit + 1)
+        ).all()
+    points = [
+        {
+            "key": key,
+            "value": json_number(r.value),
+            "timestamp": r.timestamp // 1000,
+            "step": r.step,
+        }
+        for r in rows
+    ]
+    return page("metrics", points, offset, limit)
+
+
+# -- inputs and outputs ----------------------------------------------------------------------
+@endpoint("POST", f"{V2}/runs/log-inputs", "track")
+def log_inputs(call: Call) -> dict[str, Any]:
+    run_id = run_id_arg(call)
+    rows = []
+    for item in call.args.items("datasets"):
+        dataset = item.get("dataset") if isinstance(item, dict) else None
+        if not isinstance(dataset, dict) or not dataset.get("name") or not dataset.get("digest"):
+            raise invalid(f"each dataset input needs a dataset with name and digest; got {item!r}")
+        tags = kv_dict(item.get("tags") or [], "dataset tag")
+        rows.append(
+            {
+                "run_id": run_id,
+                "name": _key(str(dataset["name"]), "dataset"),
+                "fingerprint": str(dataset["digest"])[:80],
+                "context": tags.get("mlflow.data.context", "")[:50],
+                "num_rows": None,
+                "schema": {"mlflow": {"dataset": dataset, "tags": item.get("tags") or []}},
+            }
+        )
+    metadata = call.stores.metadata
+    with metadata.write() as conn:
+        run_row(conn, run_id, active=True)
+        by_name = {r["name"]: r for r in rows}  # one row per name: the last one sent
+        metadata.upsert(
+            conn,
+            t.run_datasets,
+            list(by_name.values()),
+            keys=("run_id", "name"),
+            update=("fingerprint", "context", "num_rows", "schema"),
+        )
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/outputs", "track")
+def log_outputs(call: Call) -> dict[str, Any]:
+    """A run's output models are the logged models it is the source of (``load_runs``);
+    this links one made elsewhere to the run."""
+    run_id = run_id_arg(call)
+    ids = [str(m.get("model_id")) for m in call.args.items("models") if isinstance(m, dict)]
+    with call.stores.metadata.write() as conn:
+        run_row(conn, run_id, active=True)
+        if ids:
+            lg = t.logged_models.c
+            conn.execute(
+                t.logged_models.update()
+                .where(lg.model_id.in_(ids), lg.run_id.is_(None))
+                .values(run_id=run_id)
+            )
+    return {}
+
+
+@endpoint("POST", f"{V2}/runs/log-model", "track")
+def log_model_history(call: Call) -> dict[str, Any]:
+    """MLflow 2 clients record each logged model's MLmodel in a run tag."""
+    run_id = run_id_arg(call)
+    model = call.args.get("model_json")
+    if not isinstance(model, str):
+        raise invalid("Missing value for required parameter 'model_json'.")
+    with call.stores.metadata.write() as conn:
+        run_row(conn, run_id, active=True)
+        found = conn.execute(
+            select(t.tags.c.value).where(
+                t.tags.c.run_id == run_id, t.tags.c.key == "mlflow.log-model.history"
+            )
+        ).scalar()
+        history = json.loads(found) if found else []
+        history.append(json.loads(model))
+        call.stores.metadata.upsert(
+            conn,
+            t.tags,
+            [{"run_id": run_id, "key": "mlflow.log-model.history", "value": json.dumps(history)}],
+            keys=("run_id", "key"),
+            update=("value",),
+        )
+    return {}

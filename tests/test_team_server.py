@@ -1,0 +1,292 @@
+"""`modelyard server`: the MLflow client, unchanged, against modelyard's tables.
+
+The real `mlflow` client package (mlflow-skinny, in the test extra) drives a real server
+process; what it logs is then read back through modelyard's own Python API and CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import modelyard
+from cli_support import run_cli
+from server_support import CLI, free_port
+
+SCRIPTS = Path(__file__).with_name("mlflow_scripts")
+
+
+@contextmanager
+def team_server(root: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`modelyard server` on ``root`` at a free port, once /readyz answers; its URL."""
+    port = free_port()
+    log = root / f"server-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [*CLI, "server", "--port", str(port), "-w", str(root), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the server did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def mlflow_env(url: str, token: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "GIT_PYTHON_REFRESH": "quiet"}
+    env.pop("MLFLOW_TRACKING_TOKEN", None)
+    if token:
+        env["MLFLOW_TRACKING_TOKEN"] = token
+    return env
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, dict[str, Any]]]:
+    """One workspace and server for the module, with the training script already run."""
+    root = tmp_path_factory.mktemp("team")
+    modelyard.Workspace.init(root).close()
+    with team_server(root) as url:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPTS / "train_and_register.py")],
+            env=mlflow_env(url),
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=root,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        yield root, url, seen
+
+
+def test_an_unchanged_mlflow_script_sees_what_it_logged(shared: Any) -> None:
+    _root, _url, seen = shared
+    assert seen["found"] == [seen["manual"]]
+    assert seen["history"] == [[s, 1.0 / (s + 1)] for s in range(5)]
+    assert seen["notes"] == "trained on the first 200 rows"
+    assert seen["artifacts"] == ["config", "notes.txt"]
+    assert seen["by_alias"] == seen["version"] == "1"
+    assert len(seen["predictions"]) == 5 and set(seen["predictions"]) <= {0, 1}
+    assert "training_accuracy_score" in seen["auto_metrics"]
+
+
+def test_what_mlflow_logged_is_an_ordinary_modelyard_run_and_version(shared: Any) -> None:
+    root, _url, seen = shared
+    with modelyard.Workspace(root) as ws:
+        run = ws.runs.get(seen["manual"])
+        assert run.experiment == "breast-cancer" and run.name == "manual"
+        assert run.status == "finished"
+        assert run.params == {"lr": "0.1", "depth": "3", "kind": "logistic"}
+        assert run.metrics["loss"] == pytest.approx(0.2) and run.metrics["auc"] == 0.91
+        assert run.tags["team"] == "risk"
+        assert {a["path"] for a in run.artifacts} == {"notes.txt", "config/params.json"}
+        assert [p.value for p in ws.runs.history(seen["manual"], "loss")][-1] == pytest.approx(0.2)
+        version = ws.registry.get("cancer@champion")
+        assert version.version == 1 and version.flavor == "mlflow"
+        assert version.run_id == seen["auto"]
+        assert version.metrics["training_accuracy_score"] > 0.5  # the run's metrics, copied
+        assert version.tags["reviewed"] == "yes"
+        # the files are one folder in the artifact store, as any version's are
+        manifest = json.loads(ws.artifacts.get(version.artifact))
+        assert {"MLmodel", "model.pkl"} <= set(manifest["files"])
+        names = [f.name for f in version.signature.inputs.fields]
+        assert names[:2] == ["mean radius", "mean texture"]  # MLmodel's column signature
+        found = ws.runs.search("params.kind = 'logistic'", experiment="breast-cancer")
+        assert [r.run_id for r in found] == [seen["manual"]]
+
+
+def test_the_cli_lists_mlflow_runs_and_models(
+    shared: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _url, seen = shared
+    code, out, _err = run_cli(capsys, "models", "show", "cancer", "-w", str(root))
+    assert code == 0 and "champion" in out and "mlflow" in out
+    code, out, _err = run_cli(capsys, "runs", "show", seen["manual"], "-w", str(root))
+    assert code == 0 and "notes.txt" in out and "logistic" in out
+
+
+def test_modelyard_runs_are_visible_to_the_mlflow_client(shared: Any) -> None:
+    root, url, _seen = shared
+    from mlflow import MlflowClient
+
+    with modelyard.Workspace(root) as ws:
+        with ws.start_run(name="native", experiment="native-exp", params={"alpha": 0.5}) as run:
+            run.log_metric("rmse", 1.5, step=0)
+            run.log_metric("rmse", 1.2, step=1)
+            run.log_text("hello", "readme.txt")
+    client = MlflowClient(tracking_uri=url)
+    experiment = client.get_experiment_by_name("native-exp")
+    assert experiment is not None
+    got = client.get_run(run.run_id)
+    assert got.info.experiment_id == experiment.experiment_id
+    assert got.info.status == "FINISHED" and got.data.params == {"alpha": "0.5"}
+    assert [m.value for m in client.get_metric_history(run.run_id, "rmse")] == [1.5, 1.2]
+    assert [f.path for f in client.list_artifacts(run.run_id)] == ["readme.txt"]
+
+
+def test_search_speaks_mlflows_filter_language(shared: Any) -> None:
+    _root, url, _seen = shared
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.create_experiment("search-lang")
+    ids = []
+    for i in range(7):
+        run = client.create_run(
+            exp, run_name=f"r{i}", tags={"group": "even" if i % 2 == 0 else "odd"}
+        )
+        client.log_batch(
+            run.info.run_id,
+            metrics=[mlflow_metric("score", i / 10)],
+            params=[mlflow_param("model", "tree" if i < 4 else "linear")],
+        )
+        ids.append(run.info.run_id)
+    client.delete_run(ids[6])
+
+    def names(filter_string: str, **kw: Any) -> list[str]:
+        return [r.info.run_name for r in client.search_runs([exp], filter_string, **kw)]
+
+    assert names("metrics.score >= 0.3", order_by=["metrics.score DESC"]) == ["r5", "r4", "r3"]
+    assert names(
+        "tags.group = 'even' and params.model IN ('tree')", order_by=["attributes.run_name ASC"]
+    ) == ["r0", "r2"]
+    assert names("attributes.run_name ILIKE 'R1%'") == ["r1"]
+    assert names("params.model != 'tree' and metrics.score < 0.6") == ["r5", "r4"]
+    assert names("tags.missing IS NULL and metrics.score > 0.45") == ["r5"]
+    assert names("", run_view_type=2) == ["r6"]  # DELETED_ONLY
+    client.restore_run(ids[6])
+    assert "r6" in names("")
+    first = client.search_runs([exp], "", max_results=3, order_by=["metrics.score ASC"])
+    second = client.search_runs(
+        [exp], "", max_results=3, order_by=["metrics.score ASC"], page_token=first.token
+    )
+    assert [r.info.run_name for r in [*first, *second]] == ["r0", "r1", "r2", "r3", "r4", "r5"]
+    with pytest.raises(MlflowException, match="OR is not supported|cannot parse"):
+        client.search_runs([exp], "metrics.score > 1 or metrics.score < 0")
+
+
+def mlflow_metric(key: str, value: float, step: int = 0) -> Any:
+    from mlflow.entities import Metric
+
+    return Metric(key, value, int(time.time() * 1000), step)
+
+
+def mlflow_param(key: str, value: str) -> Any:
+    from mlflow.entities import Param
+
+    return Param(key, value)
+
+
+def test_errors_have_mlflows_shape_and_unknown_endpoints_are_404(shared: Any) -> None:
+    _root, url, seen = shared
+    api = f"{url}/api/2.0/mlflow"
+    answer = httpx.get(f"{api}/runs/get", params={"run_id": "0" * 32})
+    assert answer.status_code == 404
+    body = answer.json()
+    assert body["error_code"] == "RESOURCE_DOES_NOT_EXIST" and body["request_id"]
+    answer = httpx.post(
+        f"{api}/runs/log-parameter", json={"run_id": seen["manual"], "key": "lr", "value": "0.2"}
+    )
+    assert answer.status_code == 400 and answer.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "Changing param values is not allowed" in answer.json()["message"]
+    answer = httpx.post(f"{api}/runs/log-batch", content=b"{not json")
+    assert answer.status_code == 400 and answer.json()["error_code"] == "BAD_REQUEST"
+    for method, path in [
+        ("GET", "/api/2.0/mlflow/traces/abc"),
+        ("POST", "/api/2.0/mlflow/model-versions/transition-stage"),
+        ("GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"),
+    ]:
+        answer = httpx.request(method, f"{url}{path}")
+        assert answer.status_code == 404, path
+        assert answer.json()["error_code"] == "ENDPOINT_NOT_FOUND"
+    answer = httpx.post(
+        f"{api}/runs/log-batch",
+        json={
+            "run_id": seen["manual"],
+            "metrics": [{"key": "x", "value": 1, "timestamp": 1}] * 1001,
+        },
+    )
+    assert answer.status_code == 400 and "at most 1000 metrics" in answer.json()["message"]
+    # all or nothing: a bad param in a batch stores none of its metrics
+    answer = httpx.post(
+        f"{api}/runs/log-batch",
+        json={
+            "run_id": seen["manual"],
+            "params": [{"key": "lr", "value": "9"}],
+            "metrics": [{"key": "never", "value": 1, "timestamp": 1}],
+        },
+    )
+    assert answer.status_code == 400
+    got = httpx.get(f"{api}/runs/get", params={"run_id": seen["manual"]}).json()
+    assert "never" not in {m["key"] for m in got["run"]["data"]["metrics"]}
+
+
+def test_keys_and_roles_guard_the_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException, RestException
+
+    root = tmp_path / "ws"
+    modelyard.Workspace.init(root).close()
+    keys = {}
+    for role in ("reader", "trainer", "admin"):
+        code, out, err = run_cli(
+            capsys, "keys", "create", "--role", role, "--name", role, "-w", str(root)
+        )
+        assert code == 0, err
+        keys[role] = next(w for w in out.split() if w.startswith("myd_"))
+    with team_server(root, "--require-auth") as url:
+        answer = httpx.get(f"{url}/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"})
+        assert answer.status_code == 401 and answer.json()["error_code"] == "UNAUTHENTICATED"
+        reader = MlflowClient(tracking_uri=url)
+        os.environ["MLFLOW_TRACKING_TOKEN"] = keys["reader"]
+        try:
+            assert reader.get_experiment("0").name == "Default"
+            with pytest.raises(
+                (MlflowException, RestException), match="PERMISSION_DENIED|403|role"
+            ):
+                reader.create_experiment("nope")
+            os.environ["MLFLOW_TRACKING_TOKEN"] = keys["trainer"]
+            trainer = MlflowClient(tracking_uri=url)
+            run = trainer.create_run("0")
+            trainer.log_metric(run.info.run_id, "m", 1.0)
+            trainer.create_registered_model("guarded")
+            with pytest.raises(
+                (MlflowException, RestException), match="PERMISSION_DENIED|403|role"
+            ):
+                trainer.set_registered_model_alias("guarded", "production", "1")
+        finally:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    with modelyard.Workspace(root) as ws:
+        assert ws.runs.get(run.info.run_id).metrics == {"m": 1.0}
