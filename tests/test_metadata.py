@@ -450,3 +450,46 @@ def test_processes_opening_a_fresh_database_at_once_all_succeed(
             assert sorted(r[0] for r in conn.execute(select(tables.runs.c.run_id))) == tags
     finally:
         s.close()
+
+
+def test_upgrading_to_0009_gives_each_experiment_of_existing_runs_an_id(
+    metadata_url: str,
+) -> None:
+    """The team server numbers experiments; runs logged before it keep theirs by name."""
+    from alembic import command
+
+    first = open_metadata(metadata_url)
+    first.open()
+    with first.engine.connect() as conn:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(_migrate.MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+        for n, (run_id, experiment) in enumerate(
+            [("r1", "churn"), ("r2", "images"), ("r3", "churn")]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO runs (run_id, experiment, name, status, start_time) "
+                    "VALUES (:r, :e, :r, 'finished', :t)"
+                ),
+                {"r": run_id, "e": experiment, "t": 1_000 + n},
+            )
+        conn.commit()
+    first.close()
+    second = open_metadata(metadata_url)
+    second.open()  # migrates to HEAD
+    try:
+        assert revisions(second) == [_migrate.HEAD]
+        with second.read() as conn:
+            found = (
+                conn.execute(
+                    select(tables.experiments.c.name).order_by(tables.experiments.c.experiment_id)
+                )
+                .scalars()
+                .all()
+            )
+            assert found == ["churn", "images"]  # numbered by their first run
+            assert conn.execute(select(tables.runs.c.deleted_at)).scalars().all() == [None] * 3
+    finally:
+        second.close()

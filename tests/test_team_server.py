@@ -290,3 +290,50 @@ def test_keys_and_roles_guard_the_server(
             os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
     with modelyard.Workspace(root) as ws:
         assert ws.runs.get(run.info.run_id).metrics == {"m": 1.0}
+
+
+@pytest.mark.postgres
+def test_two_servers_on_one_database_are_one_service(tmp_path: Path, pg_url: str) -> None:
+    """Stateless behind a load balancer: a run made through one instance is logged through
+    the other and read back through the first; a version registered on one is an alias
+    away on the other."""
+    from mlflow import MlflowClient
+
+    root = tmp_path / "ws"
+    modelyard.Workspace.init(
+        root, metadata_url=pg_url, artifacts_url=str(tmp_path / "shared")
+    ).close()
+    with team_server(root) as first, team_server(root) as second:
+        a, b = MlflowClient(tracking_uri=first), MlflowClient(tracking_uri=second)
+        exp = a.create_experiment("balanced")
+        assert b.get_experiment_by_name("balanced").experiment_id == exp
+        run = a.create_run(exp, run_name="shared")
+        b.log_batch(
+            run.info.run_id,
+            metrics=[mlflow_metric("loss", v, s) for s, v in enumerate([0.9, 0.5])],
+            params=[mlflow_param("lr", "0.1")],
+        )
+        artifact = tmp_path / "weights.bin"
+        artifact.write_bytes(b"\x00\x01" * 1000)
+        b.log_artifact(run.info.run_id, str(artifact), "model")
+        a.set_terminated(run.info.run_id)
+        got = a.get_run(run.info.run_id)
+        assert got.data.metrics == {"loss": 0.5} and got.data.params == {"lr": "0.1"}
+        assert got.info.status == "FINISHED"
+        out = a.download_artifacts(run.info.run_id, "model/weights.bin", str(tmp_path / "dl"))
+        assert Path(out).read_bytes() == artifact.read_bytes()
+        version = (
+            b.create_model_version(
+                "shared-model", f"runs:/{run.info.run_id}/model", run.info.run_id
+            )
+            if b.create_registered_model("shared-model")
+            else None
+        )
+        assert version is not None and version.version == "1"
+        assert a.get_model_version("shared-model", "1").run_id == run.info.run_id
+        # both answer the same search
+        assert (
+            [r.info.run_id for r in a.search_runs([exp], "metrics.loss < 0.6")]
+            == [r.info.run_id for r in b.search_runs([exp], "metrics.loss < 0.6")]
+            == [run.info.run_id]
+        )
