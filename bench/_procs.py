@@ -85,16 +85,23 @@ def _get(port: int, path: str) -> int:
 
 @contextmanager
 def running(
-    cmd: list[str], port: int, health: str, log: Path, *, env: dict[str, str], cwd: Path = REPO
+    cmd: list[str],
+    port: int,
+    health: str,
+    log: Path,
+    *,
+    env: dict[str, str],
+    cwd: Path = REPO,
+    ready_s: float = 180.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Start ``cmd`` in its own process group, wait for ``health`` and for its start-up work
-    to end; stop it and its descendants after."""
+    """Start ``cmd`` in its own process group, wait (up to ``ready_s``) for ``health`` and
+    for its start-up work to end; stop it and its descendants after."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + ready_s
         while True:
             if proc.poll() is not None:
                 tail = log.read_text(errors="replace").strip().splitlines()[-5:]
@@ -105,7 +112,7 @@ def running(
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise Unavailable(f"not ready on {health} after 180 s")
+                raise Unavailable(f"not ready on {health} after {ready_s:g} s")
             time.sleep(0.2)
         settle(proc.pid)
         yield proc

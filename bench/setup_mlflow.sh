@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create bench/.venv-mlflow with MLflow for the tracking benchmark; idempotent.
+# Create bench/.venv-mlflow with MLflow for the tracking benchmarks; idempotent.
 # MLflow lives only in this separate venv: it is never a dependency of modelyard.
 set -euo pipefail
 
@@ -11,16 +11,19 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 
-if "$venv/bin/python" -c "import mlflow" 2>/dev/null; then
-    echo "mlflow $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)') already in $venv"
-    exit 0
+if ! "$venv/bin/python" -c "import mlflow" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet --upgrade pip
+    # Full mlflow first; fall back to mlflow-skinny (tracking client + SQLAlchemy store)
+    # where full mlflow cannot be installed.
+    if ! "$venv/bin/python" -m pip install --quiet mlflow; then
+        echo "full mlflow failed to install; falling back to mlflow-skinny" >&2
+        "$venv/bin/python" -m pip install --quiet mlflow-skinny sqlalchemy alembic
+    fi
 fi
 
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-# Full mlflow first; fall back to mlflow-skinny (tracking client + SQLAlchemy store)
-# where full mlflow cannot be installed.
-if ! "$venv/bin/python" -m pip install --quiet mlflow; then
-    echo "full mlflow failed to install; falling back to mlflow-skinny" >&2
-    "$venv/bin/python" -m pip install --quiet mlflow-skinny sqlalchemy alembic
+# psycopg2 is the driver of `mlflow server --backend-store-uri postgresql://…`
+# (bench/tracking_server.py).
+if ! "$venv/bin/python" -c "import psycopg2" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet psycopg2-binary
 fi
-echo "mlflow $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)') installed in $venv"
+echo "mlflow $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)') in $venv"

@@ -337,3 +337,56 @@ def test_two_servers_on_one_database_are_one_service(tmp_path: Path, pg_url: str
             == [r.info.run_id for r in b.search_runs([exp], "metrics.loss < 0.6")]
             == [run.info.run_id]
         )
+
+
+def test_import_copies_an_mlflow_store_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same unchanged script writes a real MLflow store (SQLite and ./mlruns); the
+    import copies runs, histories, artifacts, versions and aliases, and a second import
+    copies nothing."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS / "train_and_register.py")],
+        env=mlflow_env(store),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    root = tmp_path / "ws"
+    modelyard.Workspace.init(root).close()
+    code, out, err = run_cli(capsys, "import", "mlflow", "--from", store, "-w", str(root))
+    assert code == 0, err
+    assert "imported 2 runs" in out and "1 model versions" in out
+    with modelyard.Workspace(root) as ws:
+        run = ws.runs.get(seen["manual"])
+        assert run.experiment == "breast-cancer" and run.params["kind"] == "logistic"
+        assert [(p.step, p.value) for p in ws.runs.history(seen["manual"], "loss")] == [
+            (s, pytest.approx(1.0 / (s + 1))) for s in range(5)
+        ]
+        notes = next(a for a in run.artifacts if a["path"] == "notes.txt")
+        assert ws.artifacts.get(notes["digest"]) == b"trained on the first 200 rows"
+        version = ws.registry.get("cancer@champion")
+        assert version.version == 1 and version.run_id == seen["auto"]
+        assert version.tags["reviewed"] == "yes"
+        assert "MLmodel" in json.loads(ws.artifacts.get(version.artifact))["files"]
+    code, out, err = run_cli(capsys, "import", "mlflow", "--from", store, "-w", str(root))
+    assert code == 0, err
+    assert "imported 0 runs (2 already here)" in out and "(1 already here)" in out
+    with modelyard.Workspace(root) as ws:
+        assert [v.version for v in ws.registry.versions("cancer")] == [1]
+
+
+def test_import_from_a_store_that_is_not_there_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # no backoff in the test
+    root = tmp_path / "ws"
+    modelyard.Workspace.init(root).close()
+    code, _out, err = run_cli(
+        capsys, "import", "mlflow", "--from", "http://127.0.0.1:9", "-w", str(root)
+    )
+    assert code == 2 and "cannot read the MLflow store" in err and "Traceback" not in err

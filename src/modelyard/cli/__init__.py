@@ -18,6 +18,7 @@ from modelyard.cli import (
     build,
     canary,
     features,
+    imports,
     jobs,
     keys,
     models,
@@ -57,6 +58,7 @@ app.add_typer(release.app, name="release")
 release.app.command("canary")(canary.canary)
 release.app.command("ab-report")(ab_report.ab_report_command)
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(imports.app, name="import")
 app.command("scheduler")(jobs.scheduler)
 monitor.app.command("check")(alerts.check_command)
 monitor.app.command("alerts")(alerts.alerts_command)

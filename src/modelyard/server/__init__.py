@@ -15,12 +15,20 @@ from modelyard._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from modelyard.server._app import create_server_app
+    from modelyard.server._mlflow_import import ImportSummary, import_mlflow
     from modelyard.server._run import app_from_environment, run_server
 
-__all__ = ["app_from_environment", "create_server_app", "run_server"]
+__all__ = [
+    "ImportSummary",
+    "app_from_environment",
+    "create_server_app",
+    "import_mlflow",
+    "run_server",
+]
 
 _EXPORTS = {
     "modelyard.server._app": ["create_server_app"],
+    "modelyard.server._mlflow_import": ["ImportSummary", "import_mlflow"],
     "modelyard.server._run": ["app_from_environment", "run_server"],
 }
 

@@ -303,15 +303,19 @@ def get_by_alias(call: Call) -> dict[str, Any]:
 
 # -- versions --------------------------------------------------------------------------------
 def _signature(stores: Stores, files: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    entry = files.get("MLmodel")
+    return mlflow_signature_of(None if entry is None else stores.artifacts.get(entry[0]))
+
+
+def mlflow_signature_of(mlmodel_file: bytes | None) -> dict[str, Any]:
     """modelyard's signature from MLmodel's column signature (empty for tensors or none)."""
     import yaml
 
     empty: dict[str, Any] = {"inputs": {"fields": []}, "outputs": {"fields": []}}
-    entry = files.get("MLmodel")
-    if entry is None:
+    if mlmodel_file is None:
         return empty
     try:
-        mlmodel = yaml.safe_load(stores.artifacts.get(entry[0]))
+        mlmodel = yaml.safe_load(mlmodel_file)
         signature = mlmodel.get("signature") or {}
     except (yaml.YAMLError, AttributeError):
         return empty  # not an MLmodel file modelyard can read: the version has no schema
