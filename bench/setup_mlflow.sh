@@ -21,9 +21,9 @@ if ! "$venv/bin/python" -c "import mlflow" 2>/dev/null; then
     fi
 fi
 
-# psycopg2 is the driver of `mlflow server --backend-store-uri postgresql://…`
-# (bench/tracking_server.py).
-if ! "$venv/bin/python" -c "import psycopg2" 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet psycopg2-binary
+# psycopg (3) is the driver of `mlflow server --backend-store-uri postgresql+psycopg://…`
+# (bench/tracking_server.py), and SQLAlchemy 2.1's default for a plain postgresql:// URL.
+if ! "$venv/bin/python" -c "import psycopg" 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet "psycopg[binary]"
 fi
 echo "mlflow $("$venv/bin/python" -c 'import mlflow; print(mlflow.__version__)') in $venv"

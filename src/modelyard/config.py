@@ -164,6 +164,13 @@ SETTINGS: tuple[Setting, ...] = (
         "key of the keyed hash of fields tagged pii (32+ characters; env:NAME or file:/path, "
         "the same on every replica); empty: a key file made in .modelyard/secrets",
     ),
+    Setting(
+        "server.api_key",
+        str,
+        "",
+        "API key this workspace sends to the team server that metadata.url names "
+        "(https://HOST:PORT); use env:NAME or file:/path",
+    ),
     Setting("serve.host", str, "127.0.0.1", "address the model server binds to"),
     Setting("serve.port", int, 8000, "port the model server listens on", bounds=(1, 65535)),
     Setting(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from modelyard.features import FeatureStore
     from modelyard.monitoring import Alerting
     from modelyard.registry import Registry
+    from modelyard.remote import TeamClient
     from modelyard.tracking import Run, Tracking
 
 __all__ = ["Workspace"]
@@ -100,6 +101,7 @@ class Workspace:
         self._executor: Executor | None = None
         self._alerting: Alerting | None = None
         self._keys: dict[str, bytes] = {}
+        self._remote: TeamClient | None = None
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -155,10 +157,33 @@ class Workspace:
         return url if path is None else f"sqlite:///{path}"
 
     @property
+    def remote(self) -> TeamClient | None:
+        """The team server's client when metadata.url is ``https://HOST:PORT`` (or http to
+        a loopback address); None when the workspace reaches its stores directly."""
+        url = self.config.value("metadata.url")
+        if not url.startswith(("http://", "https://")):
+            return None
+        if self._remote is None:
+            from modelyard.remote import TeamClient, check_server_url
+
+            checked = self._with_source("metadata.url", lambda: check_server_url(url))
+            self._remote = TeamClient(checked, self.config.value("server.api_key"))
+        return self._remote
+
+    def _direct(self, what: str) -> None:
+        if self.remote is not None:
+            raise ConfigError(
+                f"{what} needs the metadata database, and this workspace reaches the team "
+                f"server at {self.remote.url} instead (metadata.url); run it where "
+                "metadata.url names the database, or on the server's host"
+            )
+
+    @property
     def metadata(self) -> MetadataStore:
         if self._metadata is None:
             from modelyard.backends.metadata import open_metadata
 
+            self._direct("this command")
             # Only the default database inside the workspace appears by itself (a fresh
             # clone of a project); a configured one that is missing is a wrong path.
             create = self.create or self.config["metadata.url"] == _DEFAULT_METADATA_URL
@@ -175,6 +200,11 @@ class Workspace:
             from modelyard.backends.artifacts import open_artifacts
 
             def make(url: str) -> ArtifactStore:
+                remote = self.remote
+                if remote is not None and self.config.source("artifacts.url") == "default":
+                    from modelyard.remote import HttpArtifactStore
+
+                    return HttpArtifactStore(remote)  # through the server, no bucket keys
                 if "://" not in url and not Path(url).is_absolute():
                     url = str(self.config.root / url)
                 endpoint = self.config.value("artifacts.endpoint_url")
@@ -282,12 +312,20 @@ class Workspace:
     def runs(self) -> Tracking:
         from modelyard.tracking import Tracking
 
+        if self.remote is not None:
+            from modelyard.remote import RemoteTracking
+
+            return cast("Tracking", RemoteTracking(self.remote))
         return Tracking(self.metadata)
 
     @property
     def registry(self) -> Registry:
         from modelyard.registry import Registry
 
+        if self.remote is not None:
+            from modelyard.remote import RemoteRegistry
+
+            return RemoteRegistry(self.remote, self.artifacts, self.state_dir / "cache" / "models")
         return Registry(
             self.metadata,
             self.artifacts,
@@ -321,8 +359,13 @@ class Workspace:
         """Start a run: ``with ws.start_run("train", params={...}) as run: ...``."""
         from modelyard.tracking import Run
 
+        store: Any = self.metadata if self.remote is None else None
+        if store is None:
+            from modelyard.remote import RemoteRunStore
+
+            store = RemoteRunStore(cast("TeamClient", self.remote))
         run = Run(
-            self.metadata,
+            store,
             self.artifacts,
             name=name,
             experiment=experiment or self.config["tracking.experiment"],
@@ -344,6 +387,9 @@ class Workspace:
         if self._metadata is not None:
             self._metadata.close()
             self._metadata = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
     def __enter__(self) -> Workspace:
         return self

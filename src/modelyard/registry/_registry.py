@@ -111,6 +111,18 @@ class Registry:
         return self._metadata
 
     @property
+    def direct(self) -> bool:
+        """True when this registry reads the metadata database itself (False: through the
+        team server, where API keys, monitoring results and audits stay on the server)."""
+        return True
+
+    def traffic(self, name: str) -> TrafficSplit | None:
+        """The live traffic split of ``name`` as stored (``get_traffic``)."""
+        from modelyard.registry._traffic import read_traffic
+
+        return read_traffic(self, name)
+
+    @property
     def cache_dir(self) -> Path:
         """The local folder model files are fetched into, by digest."""
         return self._cache

@@ -177,6 +177,10 @@ def claim_traffic(
 
 def get_traffic(registry: Registry, name: str) -> TrafficSplit | None:
     """The split of ``name`` as stored (an expired one included: see ``expired``)."""
+    return registry.traffic(name)
+
+
+def read_traffic(registry: Registry, name: str) -> TrafficSplit | None:
     with registry.metadata.read() as conn:
         return _read(conn, name)
 

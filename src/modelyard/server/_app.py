@@ -18,12 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, NotFoundError
 from modelyard.server import (  # noqa: F401 - importing them fills the endpoint table
     _artifacts,
     _experiments,
     _logged_models,
     _model_registry,
+    _own_api,
     _run_search,
     _runs,
 )
@@ -109,6 +110,87 @@ def _guarded(
     return answer
 
 
+def _own_error(exc: ModelyardError, request_id: str) -> Response:
+    body = {**exc.to_dict(), "type": type(exc).__name__, "request_id": request_id}
+    return Response(
+        orjson.dumps(body),
+        status_code=exc.status,
+        media_type="application/json",
+        headers={"x-request-id": request_id},
+    )
+
+
+def _own_route(
+    guard: Guard, permission: Any, work: Callable[[Request, Any], Awaitable[Response]]
+) -> Answer:
+    """modelyard's own API: the same guard, errors in modelyard's shape (code, message,
+    request_id, and the exception's type for the client to raise)."""
+
+    async def answer(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            needed = permission(request) if callable(permission) else permission
+            what = f"{request.method} {request.url.path}"
+            key = await run_in_threadpool(
+                guard.check, request.headers.get("authorization"), needed, what
+            )
+            response = await work(request, key)
+        except ModelyardError as exc:
+            return _own_error(exc, request_id)
+        except Exception:
+            logger.exception("request %s failed", request_id)
+            return _own_error(
+                ModelyardError(
+                    f"the server failed on this request; its log has the details under request "
+                    f"id {request_id}"
+                ),
+                request_id,
+            )
+        response.headers["x-request-id"] = request_id
+        return response
+
+    return answer
+
+
+def _mount_own_api(app: FastAPI, stores: Stores, guard: Guard) -> None:
+    objects = _own_api.targets(stores)
+
+    def needed(request: Request) -> str:
+        found = _own_api.permission_of(request.path_params["target"], request.path_params["method"])
+        if found is None:
+            raise NotFoundError(
+                f"{request.path_params['target']}.{request.path_params['method']} is not a call "
+                "this server takes; the client and server versions may differ"
+            )
+        return found
+
+    async def call(request: Request, key: Any) -> Response:
+        body = await request.body()
+        p = request.path_params
+        result = await run_in_threadpool(
+            _own_api.call, objects, p["target"], p["method"], body, key
+        )
+        return Response(result, media_type="application/json")
+
+    async def head(request: Request, key: Any) -> Response:
+        return await _own_api.has_blob(stores, request.path_params["digest"])
+
+    async def get(request: Request, key: Any) -> Response:
+        return await _own_api.get_blob(stores, request.path_params["digest"])
+
+    async def put(request: Request, key: Any) -> Response:
+        return await _own_api.put_blob(stores, request.path_params["digest"], request)
+
+    api = _own_api.API
+    app.add_route(
+        f"{api}/call/{{target}}/{{method}}", _own_route(guard, needed, call), methods=["POST"]
+    )
+    blob = f"{api}/artifacts/{{digest}}"
+    app.add_route(blob, _own_route(guard, "read", head), methods=["HEAD"])
+    app.add_route(blob, _own_route(guard, "read", get), methods=["GET"])
+    app.add_route(blob, _own_route(guard, "track", put), methods=["PUT"])
+
+
 def _json_route(stores: Stores, guard: Guard, ep: Endpoint) -> Answer:
     async def work(request: Request, key: Any) -> Response:
         args = Args(await _arguments(request))
@@ -149,6 +231,7 @@ def create_server_app(ws: Workspace, *, auth: bool) -> FastAPI:
         result = await run_in_threadpool(_artifacts.delete, stores, request.path_params["path"])
         return Response(orjson.dumps(result), media_type="application/json")
 
+    _mount_own_api(app, stores, guard)
     path = f"{ARTIFACTS}/{{path:path}}"
     app.add_route(path, _guarded(guard, "read", get_file), methods=["GET"])
     app.add_route(path, _guarded(guard, "track", put_file), methods=["PUT"])

@@ -16,7 +16,6 @@ from modelyard.security import Actor, ApiKey, KeyRing, bearer, command_line_acto
 if TYPE_CHECKING:
     from modelyard.backends.metadata import MetadataStore
     from modelyard.security import Permission
-    from modelyard.server._endpoints import Call
 
 REFRESH_S = 5.0  # a revoked key stops working within this long
 
@@ -39,8 +38,8 @@ class Guard:
         return key
 
 
-def actor_of(call: Call) -> Actor:
+def actor_of(key: ApiKey | None) -> Actor:
     """The audit log's "who" for an admin action taken through the server."""
-    if call.key is None:
+    if key is None:
         return command_line_actor(via="server")
-    return Actor(name=call.key.name, source="modelyard server", key_id=call.key.key_id)
+    return Actor(name=key.name, source="modelyard server", key_id=key.key_id)

@@ -273,14 +273,14 @@ def latest_versions(call: Call) -> dict[str, Any]:
 def set_alias(call: Call) -> dict[str, Any]:
     name, alias = call.args.text("name"), call.args.text("alias")
     version = call.args.integer("version", low=1)
-    with acting_as(actor_of(call)):
+    with acting_as(actor_of(call.key)):
         call.stores.registry.set_alias(name, alias, version)
     return {}
 
 
 @endpoint("DELETE", f"{V2}/registered-models/alias", "admin")
 def delete_alias(call: Call) -> dict[str, Any]:
-    with acting_as(actor_of(call)):
+    with acting_as(actor_of(call.key)):
         call.stores.registry.delete_alias(call.args.text("name"), call.args.text("alias"))
     return {}
 

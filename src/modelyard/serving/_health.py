@@ -168,13 +168,14 @@ class Readiness:
 
 
 def server_readiness(
-    pool: ModelPool, metadata: MetadataStore, features: FeatureStore | None
+    pool: ModelPool, metadata: MetadataStore | None, features: FeatureStore | None
 ) -> Readiness:
     """The checks of a model server: metadata, online store and cache, as described above."""
     readiness = Readiness(pool)
     if pool.log_health is not None:  # its own rules, by policy (serving/_log_health.py)
         readiness.add_section("prediction_log", pool.log_health.readiness)
-    readiness.add(Check("metadata", lambda: _ping_metadata(metadata), required=_never))
+    if metadata is not None:  # None: the registry is reached through a team server
+        readiness.add(Check("metadata", lambda: _ping_metadata(metadata), required=_never))
     if features is not None:
         readiness.add(
             Check(

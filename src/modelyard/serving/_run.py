@@ -48,6 +48,7 @@ from modelyard.serving.app import DEFAULT_MAX_BODY, create_app
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from modelyard.features import FeatureStore
     from modelyard.workspace import Workspace
 
 # Deliberately outside the MODELYARD_* namespace, which the config loader owns.
@@ -213,7 +214,7 @@ def serve(
         app = create_app(
             ws.registry,
             options,
-            features=ws.features,
+            features=features_of(ws),
             prediction_log=log,
             extend=added_by(extensions, ws),
             **app_kwargs,
@@ -226,7 +227,7 @@ def serve(
             raise SystemExit(3)
         return
     # Load once in this process, so a bad reference fails here with one line.
-    create_app(ws.registry, options, features=ws.features, **app_kwargs)
+    create_app(ws.registry, options, features=features_of(ws), **app_kwargs)
     spec = {
         "root": str(ws.config.root),
         "settings": {k.replace(".", "_"): ws.config[k] for k in _WIRING},
@@ -273,6 +274,8 @@ def auth_required(host: str, auth: bool | None) -> bool:
 def warn_without_keys(ws: Workspace) -> None:
     from modelyard.security import list_keys
 
+    if ws.remote is not None:
+        return  # create_app refuses keys through a team server, in one line
     if not any(k.state() == "active" for k in list_keys(ws.metadata)):
         logger.warning(
             "this server requires API keys and the workspace has none: every request but "
@@ -308,16 +311,31 @@ def app_from_env() -> FastAPI:
     return create_app(
         ws.registry,
         options,
-        features=ws.features,
+        features=features_of(ws),
         prediction_log=log,
         extend=added_by(spec["extensions"], ws),
         **kwargs,
     )
 
 
+def features_of(ws: Workspace) -> FeatureStore | None:
+    """The feature store the server reads online features from; None through a team
+    server, which keeps feature definitions in its database (serve them there)."""
+    return ws.features if ws.remote is None else None
+
+
 def added_by(extensions: Sequence[str], ws: Workspace) -> list[Callable[[FastAPI], None]]:
-    """The functions ``extensions`` name (``module:function``), each bound to ``ws``."""
+    """The functions ``extensions`` name (``module:function``), each bound to ``ws``; none
+    through a team server (the dashboard reads the database: open it on the server's host)."""
     found: list[Callable[[FastAPI], None]] = []
+    if ws.remote is not None:
+        if extensions:
+            logger.warning(
+                "no dashboard at /ui: this workspace reaches the team server at %s, and the "
+                "dashboard reads the metadata database (run 'modelyard ui' there)",
+                ws.remote.url,
+            )
+        return found
     for name in extensions:
         module, _, attr = name.partition(":")
         function = getattr(importlib.import_module(module), attr)

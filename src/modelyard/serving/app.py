@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.backends.predictions import PredictionLog
-from modelyard.errors import FieldError, ModelyardError, SchemaValidationError
+from modelyard.errors import ConfigError, FieldError, ModelyardError, SchemaValidationError
 from modelyard.registry import Registry
 from modelyard.security import KeyRing
 from modelyard.serving import _http
@@ -119,11 +119,22 @@ def create_app(
         log=prediction_log,
     )
     pool.load()
-    gauges = MonitorGauges(registry.metadata, lambda: served_versions(pool))
-    pool.metrics.register(gauges)
+    # Through a team server (registry.direct False) the monitoring results and the API keys
+    # stay on the server: no monitor gauges here, and keys only where the database is.
+    metadata = registry.metadata if registry.direct else None
+    gauges = None
+    if metadata is not None:
+        gauges = MonitorGauges(metadata, lambda: served_versions(pool))
+        pool.metrics.register(gauges)
     ring = None
     if auth:
-        ring = KeyRing(registry.metadata)
+        if metadata is None:
+            raise ConfigError(
+                "a server that checks API keys reads them from the metadata database, and "
+                "this workspace reaches a team server instead; serve on loopback (no keys) "
+                "or where metadata.url names the database"
+            )
+        ring = KeyRing(metadata)
         ring.refresh()
     guard = Guard(ring, pool.metrics, poll_interval_s if poll_interval_s > 0 else 1.0)
 
@@ -182,7 +193,7 @@ def create_app(
     app.state.max_string_length = max_string_length
     # None: this process's --body-timeout (serve() sets it before building the app).
     app.state.body_timeout_s = _http.body_timeout_s() if body_timeout_s is None else body_timeout_s
-    app.state.readiness = server_readiness(pool, registry.metadata, features)
+    app.state.readiness = server_readiness(pool, metadata, features)
 
     @app.exception_handler(ModelyardError)
     async def _modelyard_error(request: Request, exc: ModelyardError) -> Response:

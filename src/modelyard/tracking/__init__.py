@@ -11,10 +11,11 @@ if TYPE_CHECKING:
         read_holdout,
         read_holdout_file,
     )
-    from modelyard.tracking._query import MetricPoint, RunInfo, Tracking
-    from modelyard.tracking._run import (
-        FEATURE_LINEAGE_TAG,
-        Run,
+    from modelyard.tracking._query import Experiment, MetricPoint, RunInfo, Tracking
+    from modelyard.tracking._run import FEATURE_LINEAGE_TAG, Run
+    from modelyard.tracking._run_store import (
+        RunStore,
+        SqlRunStore,
         ensure_experiment,
         store_metrics,
     )
@@ -22,10 +23,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FEATURE_LINEAGE_TAG",
+    "Experiment",
     "Holdout",
     "MetricPoint",
     "Run",
     "RunInfo",
+    "RunStore",
+    "SqlRunStore",
     "Tracking",
     "current_seed",
     "ensure_experiment",
@@ -38,8 +42,14 @@ __all__ = [
 
 _EXPORTS = {
     "modelyard.tracking._holdout": ["Holdout", "log_holdout", "read_holdout", "read_holdout_file"],
-    "modelyard.tracking._query": ["MetricPoint", "RunInfo", "Tracking"],
-    "modelyard.tracking._run": ["FEATURE_LINEAGE_TAG", "Run", "ensure_experiment", "store_metrics"],
+    "modelyard.tracking._query": ["Experiment", "MetricPoint", "RunInfo", "Tracking"],
+    "modelyard.tracking._run": ["FEATURE_LINEAGE_TAG", "Run"],
+    "modelyard.tracking._run_store": [
+        "RunStore",
+        "SqlRunStore",
+        "ensure_experiment",
+        "store_metrics",
+    ],
     "modelyard.tracking._seed": ["current_seed", "seed_everything"],
 }
 

@@ -25,16 +25,16 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from modelyard import _time
 from modelyard.backends.artifacts import put_tree
-from modelyard.backends.metadata import tables as t
 from modelyard.contracts import Schema, as_frame, fingerprint
 from modelyard.errors import ConflictError, InvalidInputError
 from modelyard.tracking import _environment
 from modelyard.tracking._git import GitProbe
 from modelyard.tracking._keeper import Keeper
+from modelyard.tracking._run_store import RunStore, SqlRunStore
 from modelyard.tracking._seed import current_seed
 
 if TYPE_CHECKING:
@@ -48,19 +48,12 @@ FLUSH_SECONDS = 0.5
 LEASE_S = 30.0
 
 
-def _latest_wins(table: Any, excluded: Any) -> Any:
-    """Upsert condition: keep the value with the greater (step, timestamp)."""
-    return (excluded.step > table.c.step) | (
-        (excluded.step == table.c.step) & (excluded.timestamp >= table.c.timestamp)
-    )
-
-
 class Run:
     """An active run; use as a context manager (``with ws.start_run(...) as run:``)."""
 
     def __init__(
         self,
-        metadata: MetadataStore,
+        metadata: MetadataStore | RunStore,
         artifacts: ArtifactStore,
         *,
         name: str,
@@ -77,7 +70,12 @@ class Run:
         self.experiment = experiment
         self.seed = seed
         self.status = "pending"
-        self._metadata = metadata
+        # A metadata store (the rows go to its database) or a RunStore (the team server's).
+        self._store: RunStore = (
+            cast("RunStore", metadata)
+            if hasattr(metadata, "write_metrics")
+            else SqlRunStore(metadata)
+        )
         self._artifacts = artifacts
         self._initial_params = dict(params or {})
         self._initial_tags = dict(tags or {})
@@ -108,32 +106,18 @@ class Run:
         self.seed = seed
         params = _stringify(self._initial_params, "param")
         tags = _stringify(self._initial_tags, "tag")
-        with self._metadata.write() as conn:
-            ensure_experiment(self._metadata, conn, self.experiment)
-            conn.execute(
-                t.runs.insert(),
-                {
-                    "run_id": self.run_id,
-                    "experiment": self.experiment,
-                    "name": self.name,
-                    "status": "running",
-                    "start_time": _time.now_us(),
-                    "lease_until": self._lease_until(),
-                    "seed": seed,
-                    "git_commit": self._git.commit,
-                    "environment": environment,
-                },
-            )
-            if params:
-                conn.execute(
-                    t.params.insert(),
-                    [{"run_id": self.run_id, "key": k, "value": v} for k, v in params.items()],
-                )
-            if tags:
-                conn.execute(
-                    t.tags.insert(),
-                    [{"run_id": self.run_id, "key": k, "value": v} for k, v in tags.items()],
-                )
+        row = {
+            "run_id": self.run_id,
+            "experiment": self.experiment,
+            "name": self.name,
+            "status": "running",
+            "start_time": _time.now_us(),
+            "lease_until": self._lease_until(),
+            "seed": seed,
+            "git_commit": self._git.commit,
+            "environment": environment,
+        }
+        self._store.start(row, params, tags)
         self._params.update(params)
         self.status = "running"
         self._keeper = Keeper(
@@ -160,14 +144,13 @@ class Run:
         with self._buffer_lock:
             rows, self._buffer = self._buffer, []
         try:
-            with self._metadata.write() as conn:
-                if rows:
-                    self._write_metrics(conn, rows)
-                conn.execute(
-                    t.runs.update()
-                    .where(t.runs.c.run_id == self.run_id)
-                    .values(status=status, end_time=_time.now_us(), error=error, git_commit=commit)
-                )
+            values = {
+                "status": status,
+                "end_time": _time.now_us(),
+                "error": error,
+                "git_commit": commit,
+            }
+            self._store.end(self.run_id, rows, values)
         except BaseException:
             self._put_back(rows)
             raise
@@ -177,12 +160,7 @@ class Run:
         return _time.now_us() + int(self.lease_s * 1_000_000)
 
     def _renew(self) -> None:
-        with self._metadata.write() as conn:
-            conn.execute(
-                t.runs.update()
-                .where(t.runs.c.run_id == self.run_id, t.runs.c.status == "running")
-                .values(lease_until=self._lease_until())
-            )
+        self._store.renew(self.run_id, self._lease_until())
 
     def _end_at_exit(self) -> None:
         """The process is exiting with this run still running: store what is buffered
@@ -233,11 +211,7 @@ class Run:
                     "params are immutable: log a metric or tag for values that change"
                 )
         if new:
-            with self._metadata.write() as conn:
-                conn.execute(
-                    t.params.insert(),
-                    [{"run_id": self.run_id, "key": k, "value": v} for k, v in new.items()],
-                )
+            self._store.add_params(self.run_id, new)
             self._params.update(new)
 
     def set_tag(self, key: str, value: Any) -> None:
@@ -245,12 +219,7 @@ class Run:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._require_running()
-        rows = [
-            {"run_id": self.run_id, "key": k, "value": v}
-            for k, v in _stringify(tags, "tag").items()
-        ]
-        with self._metadata.write() as conn:
-            self._metadata.upsert(conn, t.tags, rows, keys=("run_id", "key"), update=("value",))
+        self._store.set_tags(self.run_id, _stringify(tags, "tag"))
 
     # -- metrics -------------------------------------------------------------------------
     def log_metric(self, key: str, value: float, *, step: int = 0) -> None:
@@ -293,8 +262,7 @@ class Run:
         if not rows:
             return
         try:
-            with self._metadata.write() as conn:
-                self._write_metrics(conn, rows)
+            self._store.write_metrics(rows)
         except BaseException:  # not stored: keep them for the next flush
             self._put_back(rows)
             raise
@@ -302,9 +270,6 @@ class Run:
     def _put_back(self, rows: list[dict[str, Any]]) -> None:
         with self._buffer_lock:
             self._buffer[:0] = rows
-
-    def _write_metrics(self, conn: Any, rows: list[dict[str, Any]]) -> None:
-        store_metrics(self._metadata, conn, rows)
 
     # -- datasets and artifacts ----------------------------------------------------------
     def log_dataset(self, name: str, data: Any, *, context: str = "train") -> str:
@@ -322,14 +287,7 @@ class Run:
             "num_rows": len(frame),
             "schema": schema,
         }
-        with self._metadata.write() as conn:
-            self._metadata.upsert(
-                conn,
-                t.run_datasets,
-                [row],
-                keys=("run_id", "name"),
-                update=("fingerprint", "context", "num_rows", "schema"),
-            )
+        self._store.log_dataset(row)
         return digest
 
     def log_feature_lineage(self, lineage: Mapping[str, Any]) -> None:
@@ -392,52 +350,13 @@ class Run:
         """Attach an already stored artifact to this run under ``path``."""
         _check_key(path, "artifact path")
         row = {"run_id": self.run_id, "path": path, "digest": digest, "size": size, "kind": kind}
-        with self._metadata.write() as conn:
-            self._metadata.upsert(
-                conn,
-                t.run_artifacts,
-                [row],
-                keys=("run_id", "path"),
-                update=("digest", "size", "kind"),
-            )
+        self._store.record_artifact(row)
 
     def _require_running(self) -> None:
         if self.status != "running":
             raise ConflictError(
                 f"run {self.run_id} is {self.status}; log inside 'with ws.start_run(...)'"
             )
-
-
-def store_metrics(metadata: MetadataStore, conn: Any, rows: list[dict[str, Any]]) -> None:
-    """Append metric rows (run_id, key, value, step, timestamp in µs) to the history and
-    keep each (run, key)'s latest value (the greatest step, then timestamp) beside it."""
-    conn.execute(t.metrics.insert(), rows)
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        seen = latest.get((row["run_id"], row["key"]))
-        if seen is None or (row["step"], row["timestamp"]) >= (seen["step"], seen["timestamp"]):
-            latest[(row["run_id"], row["key"])] = row
-    metadata.upsert(
-        conn,
-        t.latest_metrics,
-        list(latest.values()),
-        keys=("run_id", "key"),
-        update=("value", "step", "timestamp"),
-        where=_latest_wins,
-    )
-
-
-def ensure_experiment(metadata: MetadataStore, conn: Any, name: str) -> None:
-    """Give experiment ``name`` its row (and so its id) unless it has one."""
-    now = _time.now_us()
-    row = {
-        "name": name,
-        "lifecycle_stage": "active",
-        "tags": {},
-        "created_at": now,
-        "updated_at": now,
-    }
-    metadata.insert_missing(conn, t.experiments, [row], keys=("name",))
 
 
 def _check_key(key: str, what: str) -> None:
