@@ -249,15 +249,18 @@ def test_keys_and_roles_guard_the_server(
 
 
 @pytest.mark.postgres
-def test_two_servers_on_one_database_are_one_service(tmp_path: Path, pg_url: str) -> None:
-    """Stateless behind a load balancer: a run made through one instance is logged through
-    the other and read back through the first; a version registered on one is an alias
-    away on the other."""
+@pytest.mark.s3
+def test_two_servers_on_one_database_are_one_service(
+    tmp_path: Path, pg_url: str, s3_bucket: str, s3_endpoint: str
+) -> None:
+    """Stateless behind a load balancer: two instances on one PostgreSQL database and one
+    S3 bucket. A run made through one instance is logged through the other and read back
+    through the first; a version registered on one is an alias away on the other."""
     from mlflow import MlflowClient
 
     root = tmp_path / "ws"
     modelyard.Workspace.init(
-        root, metadata_url=pg_url, artifacts_url=str(tmp_path / "shared")
+        root, metadata_url=pg_url, artifacts_url=s3_bucket, artifacts_endpoint_url=s3_endpoint
     ).close()
     with team_server(root) as first, team_server(root) as second:
         a, b = MlflowClient(tracking_uri=first), MlflowClient(tracking_uri=second)
