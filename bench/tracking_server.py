@@ -76,6 +76,22 @@ def drop_databases(created: list[str]) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def analyze(db: str) -> float:
+    """ANALYZE one of this run's databases; its seconds. The PostgreSQL here runs with
+    autovacuum off, so without this the planner would see a freshly filled database as
+    empty, which a production server (autovacuum on) would not after 10,000 runs."""
+    t = time.perf_counter()
+    with psycopg.connect(f"postgresql://{PG}/{db}", autocommit=True) as conn:
+        conn.execute("ANALYZE")
+    return time.perf_counter() - t
+
+
+def pg_setting(name: str) -> str:
+    with psycopg.connect(ADMIN_URL) as conn:
+        row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+    return str(row[0]) if row else ""
+
+
 def clean_env() -> dict[str, str]:
     """This shell's environment without MODELYARD_* and MLFLOW_* settings of its own."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("MODELYARD_", "MLFLOW_"))}
@@ -297,6 +313,12 @@ def section(report: dict[str, Any]) -> str:
     m = report["machine"]
     load = report["load_1m"]
     pop = report["populate"]
+    analyzed = (
+        "then `ANALYZE` on both databases (this PostgreSQL runs with autovacuum "
+        f"{m['autovacuum']}; a production server's autovacuum would have analyzed them)"
+        if a["analyze"]
+        else "not analyzed (`--no-analyze`; autovacuum " + m["autovacuum"] + ")"
+    )
     lines = [
         HEADER,
         "",
@@ -305,7 +327,8 @@ def section(report: dict[str, Any]) -> str:
         report["command"],
         "```",
         "",
-        f"Machine: {m['nproc']} cores shared by the client, both servers and PostgreSQL 15 "
+        f"Machine: {m['nproc']} cores shared by the client, both servers and PostgreSQL "
+        f"{m['postgresql']} "
         f"(127.0.0.1), {m['platform']}, Python {m['python']}; modelyard at "
         f"`{m['modelyard_commit']}`{' (dirty tree)' if m['modelyard_tree_dirty'] else ''}, "
         f"mlflow {m['mlflow']}. 1-minute load average "
@@ -321,7 +344,7 @@ def section(report: dict[str, Any]) -> str:
         "brackets). Before the rounds each side's search experiment was filled with "
         f"{a['search_runs']:,} runs (create_run + log_batch, {a['threads']} threads; mlflow "
         f"{pop['mlflow']['runs_per_s']:.0f} runs/s, modelyard "
-        f"{pop['modelyard']['runs_per_s']:.0f} runs/s). Search: `search_runs([exp], "
+        f"{pop['modelyard']['runs_per_s']:.0f} runs/s), {analyzed}. Search: `search_runs([exp], "
         f'"{FILTER}", order_by=["{ORDER_BY}"], max_results={a["max_results"]})`, '
         f"{a['repeats']} calls a round after 2 warm-up calls, client wall time. Raw numbers: "
         "`bench/out/tracking-server.json`.",
@@ -393,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-s", type=float, default=30.0, help="wait for modelyard server")
     p.add_argument("--mlflow-python", type=Path, default=BENCH / ".venv-mlflow/bin/python")
     p.add_argument("--out", type=Path, default=BENCH / "out/tracking-server.json")
+    p.add_argument(
+        "--no-analyze",
+        dest="analyze",
+        action="store_false",
+        help="skip ANALYZE of both databases after filling them (autovacuum may be off)",
+    )
     p.add_argument("--write", action="store_true", help="replace the section in RESULTS.md")
     args = p.parse_args(argv)
     if not args.mlflow_python.exists():
@@ -431,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                 populate[side] = client(args, side, s["port"], s["pid"], parts=["populate"])[
                     "populate"
                 ]
+                if args.analyze:
+                    populate[side]["analyze_s"] = analyze(dbs[side])
             parts = ["runs", "runs_1thread", "steps", "single", "search"]
             for k in range(args.rounds):
                 for side in SIDES:
@@ -448,7 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     problems = checks(rounds, populate)
     report = {
         "command": " ".join([".venv/bin/python", "bench/tracking_server.py", *sys.argv[1:]]),
-        "machine": machine(mlflow=mlflow_version),
+        "machine": machine(
+            mlflow=mlflow_version,
+            postgresql=pg_setting("server_version"),
+            autovacuum=pg_setting("autovacuum"),
+        ),
         "load_1m": load,
         "seconds": time.perf_counter() - t_all,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

@@ -80,6 +80,16 @@ def test_what_mlflow_logged_is_an_ordinary_modelyard_run_and_version(shared: Any
         assert [r.run_id for r in found] == [seen["manual"]]
 
 
+def test_the_dashboard_shows_mlflow_runs_and_versions(shared: Any) -> None:
+    from ui_support import get
+
+    root, _url, seen = shared
+    with modelyard.Workspace(root) as ws:
+        model, run = get(ws, "/ui/models/cancer", f"/ui/runs/{seen['manual']}")
+    assert model.status_code == 200 and "champion" in model.text and "mlflow" in model.text
+    assert run.status_code == 200 and "logistic" in run.text and "loss" in run.text
+
+
 def test_the_cli_lists_mlflow_runs_and_models(
     shared: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,7 +30,7 @@ from modelyard.server._endpoints import (
     ms,
 )
 from modelyard.server._errors import MlflowError, invalid, missing
-from modelyard.tracking import ensure_experiment, store_metrics
+from modelyard.tracking import store_metrics
 
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 RUN_NAME_TAG = "mlflow.runName"
@@ -201,7 +201,6 @@ def create(call: Call) -> dict[str, Any]:
                 f"The experiment {experiment.experiment_id} must be in the 'active' state. "
                 "Current state is deleted.",
             )
-        ensure_experiment(metadata, conn, experiment.name)
         conn.execute(
             t.runs.insert(),
             {
