@@ -232,7 +232,7 @@ def test_keys_and_roles_guard_the_server(
         )
         assert code == 0, err
         keys[role] = next(w for w in out.split() if w.startswith("myd_"))
-    with team_server(root, "--require-auth") as url:
+    with team_server(root, "--require-auth", "--workers", "2") as url:
         answer = httpx.get(f"{url}/api/2.0/mlflow/experiments/get", params={"experiment_id": "0"})
         assert answer.status_code == 401 and answer.json()["error_code"] == "UNAUTHENTICATED"
         reader = MlflowClient(tracking_uri=url)
@@ -359,3 +359,26 @@ def test_import_from_a_store_that_is_not_there_is_one_line(
         capsys, "import", "mlflow", "--from", "http://127.0.0.1:9", "-w", str(root)
     )
     assert code == 2 and "cannot read the MLflow store" in err and "Traceback" not in err
+
+
+def test_pages_ordered_by_a_metric_end_with_the_runs_that_lack_it(shared: Any) -> None:
+    _root, url, _seen = shared
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    exp = client.create_experiment("paging")
+    for name, value in [("a", 0.1), ("b", 0.3), ("c", 0.2), ("d", None), ("e", None)]:
+        run = client.create_run(exp, run_name=name, start_time=int(time.time() * 1000))
+        if value is not None:
+            client.log_metric(run.info.run_id, "m", value)
+        time.sleep(0.01)  # distinct start times: the runs without m come newest first
+    seen, token = [], None
+    while True:
+        page = client.search_runs(
+            [exp], order_by=["metrics.m DESC"], max_results=2, page_token=token
+        )
+        seen.append([r.info.run_name for r in page])
+        token = page.token
+        if not token:
+            break
+    assert seen == [["b", "c"], ["a", "e"], ["d"]]

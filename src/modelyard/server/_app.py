@@ -86,9 +86,7 @@ def _guarded(
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
             what = f"{request.method} {request.url.path}"
-            key = await run_in_threadpool(
-                guard.check, request.headers.get("authorization"), permission, what
-            )
+            key = await guard.check(request.headers.get("authorization"), permission, what)
             response = await work(request, key)
         except MlflowError as exc:
             return _error(exc, request_id)
@@ -131,9 +129,7 @@ def _own_route(
         try:
             needed = permission(request) if callable(permission) else permission
             what = f"{request.method} {request.url.path}"
-            key = await run_in_threadpool(
-                guard.check, request.headers.get("authorization"), needed, what
-            )
+            key = await guard.check(request.headers.get("authorization"), needed, what)
             response = await work(request, key)
         except ModelyardError as exc:
             return _own_error(exc, request_id)

@@ -8,8 +8,12 @@ Bearer KEY``). Without auth (a loopback bind, or ``--insecure-no-auth``) every c
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.security import Actor, ApiKey, KeyRing, bearer, command_line_actor
 
@@ -24,17 +28,26 @@ class Guard:
     def __init__(self, metadata: MetadataStore, *, auth: bool) -> None:
         self.auth = auth
         self._keys = KeyRing(metadata) if auth else None
-        self._refreshed = 0.0
+        self._refreshed = -math.inf
 
-    def check(self, authorization: str | None, permission: Permission, what: str) -> ApiKey | None:
-        """The caller's key, once it is known to hold ``permission`` (blocking: a thread)."""
-        if self._keys is None or permission == "public":
+    async def check(
+        self, authorization: str | None, permission: Permission, what: str
+    ) -> ApiKey | None:
+        """The caller's key, once it is known to hold ``permission``. Keys are checked in
+        memory; they are reloaded every ``REFRESH_S`` (a revocation), and at once (at most
+        once a second) for a key id not seen yet (a key made a moment ago)."""
+        keys = self._keys
+        if keys is None or permission == "public":
             return None
-        if time.monotonic() - self._refreshed > REFRESH_S:
-            self._keys.refresh()
+        presented = bearer(authorization)
+        wait = keys.reload_wait(presented)
+        if wait is not None:
+            await asyncio.sleep(wait)
+        if wait is not None or time.monotonic() - self._refreshed > REFRESH_S:
+            await run_in_threadpool(keys.refresh)
             self._refreshed = time.monotonic()
-        key = self._keys.check(bearer(authorization))
-        self._keys.permit(key, permission, None, what)
+        key = keys.check(presented)
+        keys.permit(key, permission, None, what)
         return key
 
 

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
     from modelyard.workspace import Workspace
 
-_ENV_ROOT = "MODELYARD_SERVER_WORKSPACE"
-_ENV_AUTH = "MODELYARD_SERVER_AUTH"
+# Outside the MODELYARD_ prefix, which config reads as settings (and refuses unknown ones).
+_ENV_ROOT = "_MODELYARD_TEAM_SERVER_ROOT"
+_ENV_AUTH = "_MODELYARD_TEAM_SERVER_AUTH"
 logger = logging.getLogger("modelyard.server")
 
 

@@ -333,6 +333,10 @@ def search_ids(
         conditions.append(r.deleted_at.is_not(None))
     elif view != "ALL":
         raise invalid(f"run_view_type {view!r} is not ACTIVE_ONLY, DELETED_ONLY or ALL")
+    if len(order_by) == 1:
+        by_value = _by_one_value(conn, str(order_by[0]), conditions, offset, limit)
+        if by_value is not None:
+            return by_value
     joins, terms = order_columns(order_by)
     source: Any = t.runs
     for table, on in joins:
@@ -346,6 +350,51 @@ def search_ids(
         .limit(limit)
     )
     return [row[0] for row in conn.execute(stmt)]
+
+
+def _by_one_value(
+    conn: Any, text: str, conditions: list[Any], offset: int, limit: int
+) -> list[str] | None:
+    """Runs ordered by one metric, param or tag, the way the (key, value) index reads
+    them: the runs that have the value in its order, then those without it (newest
+    first). One query walks the index and stops at the page's end; the second runs only
+    when the page reaches past the runs that have the value. None: not such an order."""
+    m = _ORDER.fullmatch(text)
+    prefix = None if m is None else _PREFIXES.get((m["prefix"] or "attributes").lower())
+    if m is None or prefix not in _KV:
+        return None
+    key = m["bq"] or m["dq"] or m["key"]
+    descending = (m["dir"] or "ASC").upper() == "DESC"
+    table = _KV[prefix].alias("ordering")
+    value = table.c.value
+    has = (table.c.key == key, value.is_not(None))
+    first = (
+        select(t.runs.c.run_id)
+        .select_from(table.join(t.runs, table.c.run_id == t.runs.c.run_id))
+        .where(*has, *conditions)
+        .order_by(
+            value.desc() if descending else value.asc(), t.runs.c.start_time.desc(), t.runs.c.run_id
+        )
+        .offset(offset)
+        .limit(limit)
+    )
+    ids = [row[0] for row in conn.execute(first)]
+    if len(ids) == limit:
+        return ids
+    with_value = conn.execute(
+        select(func.count())
+        .select_from(table.join(t.runs, table.c.run_id == t.runs.c.run_id))
+        .where(*has, *conditions)
+    ).scalar_one()
+    lacking = not_(exists().where(table.c.run_id == t.runs.c.run_id, *has).correlate(t.runs))
+    rest = (
+        select(t.runs.c.run_id)
+        .where(lacking, *conditions)
+        .order_by(t.runs.c.start_time.desc(), t.runs.c.run_id)
+        .offset(max(0, offset - with_value))
+        .limit(limit - len(ids))
+    )
+    return ids + [row[0] for row in conn.execute(rest)]
 
 
 @endpoint("POST", f"{V2}/runs/search", "read")
