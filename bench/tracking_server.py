@@ -21,9 +21,10 @@ numbers compare the servers and not two clients. One synchronous client mostly m
 its own round trips, hence several client threads (the 1-thread rows are kept too). The
 machine is shared between the client, the servers and PostgreSQL, so the sides alternate
 round by round and the tables give the median and the best round, beside the 1-minute load
-average. Peers never enter modelyard's venv: MLflow runs from bench/.venv-mlflow. Not
-measured here: modelyard's own client through the server (this script was written before
-that client existed; it landed in 27d74cb and is not driven here yet).
+average. Peers never enter modelyard's venv: MLflow runs from bench/.venv-mlflow. And
+modelyard's own client (bench/_ts_own_client.py, in modelyard's venv): runs/s through
+``ws.start_run`` with metadata.url the server's database itself, against the same with
+metadata.url the server's URL.
 Writes bench/out/tracking-server.json; ``--write`` also replaces this benchmark's section
 of bench/RESULTS.md.
 """
@@ -46,7 +47,7 @@ from typing import Any
 import psycopg
 
 from _common import machine, write_section
-from _procs import Unavailable, free_port, running
+from _procs import free_port, running
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -59,7 +60,8 @@ TARGET_RATIO = 10.0
 TARGET_SEARCH_MS = 50.0
 HEADER = "## Team server vs `mlflow server` (issue 29)"
 SIDES = ("mlflow", "modelyard")
-CLI_BUG = "MODELYARD_SERVER_WORKSPACE"
+TARGET_OWN = 2.0  # own client through the server: at most this many times slower
+OWN_MODES = ("direct", "server")
 
 
 def create_databases(names: list[str], created: list[str]) -> None:
@@ -124,11 +126,9 @@ def start_mlflow(
 
 def start_modelyard(
     stack: ExitStack, args: argparse.Namespace, db: str, folder: Path
-) -> tuple[int, int, list[str], str | None]:
+) -> tuple[int, int, list[str]]:
     """``modelyard server`` in a workspace made by ``modelyard init`` whose metadata store is
-    ``db``. Where the command's workers fail at start-up on ``MODELYARD_SERVER_WORKSPACE``
-    (commit 9173c97), the same app and uvicorn workers start from _ts_modelyard_server.py;
-    the note returned says so."""
+    ``db``."""
     ws = folder / "workspace"
     subprocess.run([str(VENV_BIN / "modelyard"), "init", str(ws)], check=True, capture_output=True)
     env = {**clean_env(), "MODELYARD_METADATA_URL": f"postgresql+psycopg://{PG}/{db}"}
@@ -136,29 +136,30 @@ def start_modelyard(
     cmd = [str(VENV_BIN / "modelyard"), "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(args.workers)]
     log = folder / "modelyard-server.log"
-    try:
-        proc = stack.enter_context(
-            running(cmd, port, "/readyz", log, env=env, cwd=ws, ready_s=args.ready_s)
-        )
-        return port, proc.pid, cmd, None
-    except Unavailable as exc:
-        text = log.read_text(errors="replace")
-        if CLI_BUG not in text:
-            raise
-        line = next(x for x in text.splitlines() if CLI_BUG in x and "Error" in x)
-        note = (
-            f"`modelyard server --workers {args.workers}` was not ready ({exc}); its workers "
-            f"stopped at start-up with: {line.strip()}. Started the same app and uvicorn "
-            "workers with bench/_ts_modelyard_server.py instead."
-        )
-        print(f"note: {note}", file=sys.stderr)
-    port = free_port()
-    cmd = [str(sys.executable), str(BENCH / "_ts_modelyard_server.py"), str(ws), str(port)]
-    cmd += [str(args.workers)]
     proc = stack.enter_context(
-        running(cmd, port, "/readyz", folder / "modelyard-launcher.log", env=env, cwd=ws)
+        running(cmd, port, "/readyz", log, env=env, cwd=ws, ready_s=args.ready_s)
     )
-    return port, proc.pid, cmd, note
+    return port, proc.pid, cmd
+
+
+def own_client(args: argparse.Namespace, mode: str, url: str, threads: int) -> dict[str, Any]:
+    """One bench/_ts_own_client.py process (modelyard's python): its JSON."""
+    cfg = {
+        "mode": mode,
+        "url": url,
+        "runs": args.own_runs,
+        "threads": threads,
+        "experiment": f"own-{mode}",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "_ts_own_client.py"), json.dumps(cfg)],
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+        cwd=BENCH,
+        env=clean_env(),
+    )
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
 def client(args: argparse.Namespace, side: str, port: int, pid: int, **cfg: Any) -> dict:
@@ -260,10 +261,45 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['ratio']:.1f}x {speed}".rstrip()
             + f" | {r['target']} | {met} |"
         )
-    lines.append(
-        "| modelyard's own client through the server, vs direct to the database "
-        "| not measured | | | within 2x | not measured (see below) |"
-    )
+    return "\n".join(lines)
+
+
+def own_rows(own: dict[str, dict[int, list[dict]]]) -> list[dict[str, Any]]:
+    """modelyard's own client: runs/s direct to PostgreSQL and through the team server."""
+    out = []
+    for threads in sorted(own["direct"]):
+        direct = [r["runs_per_s"] for r in own["direct"][threads]]
+        server = [r["runs_per_s"] for r in own["server"][threads]]
+        slower = statistics.median(direct) / statistics.median(server)
+        out.append(
+            {
+                "threads": threads,
+                "direct": statistics.median(direct),
+                "direct_best": max(direct),
+                "server": statistics.median(server),
+                "server_best": max(server),
+                "slower": slower,
+                "met": slower <= TARGET_OWN,
+                "runs": own["direct"][threads][0]["runs"],
+            }
+        )
+    return out
+
+
+def own_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| modelyard's own client, runs/s | direct to PostgreSQL | through the team server "
+        "| through / direct | target | met? |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['runs']:,} runs x (10 params + 20 metrics), {r['threads']} thread"
+            f"{'s' if r['threads'] > 1 else ''} | {fmt(r['direct'])} (best "
+            f"{fmt(r['direct_best'])}) | {fmt(r['server'])} (best {fmt(r['server_best'])}) "
+            f"| {r['slower']:.2f}x slower | within {TARGET_OWN:g}x | "
+            f"{'yes' if r['met'] else '**no**'} |"
+        )
     return "\n".join(lines)
 
 
@@ -350,8 +386,6 @@ def section(report: dict[str, Any]) -> str:
         "`bench/out/tracking-server.json`.",
         "",
     ]
-    if report["modelyard_server_note"]:
-        lines += [f"**Started differently:** {report['modelyard_server_note']}", ""]
     lines += [table(report["rows"]), ""]
     cpu = report["server_cpu_ms"]
     lines += [
@@ -381,14 +415,22 @@ def section(report: dict[str, Any]) -> str:
         ),
         "",
     ]
-    lines += misses(report["rows"]) or ["Every target measured here was met."]
     lines += [
+        "modelyard's own client (bench/_ts_own_client.py, modelyard's venv): "
+        f"{a['own_runs']:,} runs through `ws.start_run` (params at start, 20 metrics, end), "
+        "once with `metadata.url` the modelyard server's PostgreSQL database itself and once "
+        "with it the server's URL, the two alternating in each round.",
         "",
-        "Not measured: modelyard's own client through the server. This benchmark was written "
-        "while that client was not built yet; it landed in `27d74cb` (a workspace whose "
-        "`metadata.url` is the team server) but is not driven here, so the target "
-        '"within 2x of its direct-to-database speed" is open.',
+        own_table(report["own_rows"]),
+        "",
     ]
+    missed = misses(report["rows"]) + [
+        f"- Missed: modelyard's own client through the server is {r['slower']:.2f}x slower "
+        f"than direct with {r['threads']} thread(s), over the {TARGET_OWN:g}x target."
+        for r in report["own_rows"]
+        if not r["met"]
+    ]
+    lines += missed or ["Every target measured here was met."]
     return "\n".join(lines) + "\n"
 
 
@@ -414,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search-runs", type=int, default=10_000)
     p.add_argument("--repeats", type=int, default=20, help="timed searches per round")
     p.add_argument("--max-results", type=int, default=100)
+    p.add_argument("--own-runs", type=int, default=300, help="runs of the own-client rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ready-s", type=float, default=30.0, help="wait for modelyard server")
     p.add_argument("--mlflow-python", type=Path, default=BENCH / ".venv-mlflow/bin/python")
@@ -443,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds: dict[str, list[dict]] = {side: [] for side in SIDES}
     populate: dict[str, dict] = {}
     servers: dict[str, dict[str, Any]] = {}
+    own: dict[str, dict[int, list[dict]]] = {mode: {} for mode in OWN_MODES}
     t_all = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ts-") as tmp, ExitStack() as stack:
@@ -452,10 +496,8 @@ def main(argv: list[str] | None = None) -> int:
                 (folder / side).mkdir()
             port, pid, cmd = start_mlflow(stack, args, dbs["mlflow"], folder / "mlflow")
             servers["mlflow"] = {"port": port, "pid": pid, "cmd": cmd}
-            port, pid, cmd, note = start_modelyard(
-                stack, args, dbs["modelyard"], folder / "modelyard"
-            )
-            servers["modelyard"] = {"port": port, "pid": pid, "cmd": cmd, "note": note}
+            port, pid, cmd = start_modelyard(stack, args, dbs["modelyard"], folder / "modelyard")
+            servers["modelyard"] = {"port": port, "pid": pid, "cmd": cmd}
             for side in SIDES:
                 s = servers[side]
                 print(f"{side}: populate {args.search_runs} runs", file=sys.stderr)
@@ -473,12 +515,33 @@ def main(argv: list[str] | None = None) -> int:
                         client(args, side, s["port"], s["pid"], parts=parts, round=k + 1)
                     )
                     load.append(os.getloadavg()[0])
+                urls = {
+                    "direct": f"postgresql+psycopg://{PG}/{dbs['modelyard']}",
+                    "server": f"http://127.0.0.1:{servers['modelyard']['port']}",
+                }
+                for threads in sorted({1, args.threads}):
+                    for mode in OWN_MODES if k % 2 == 0 else OWN_MODES[::-1]:
+                        print(
+                            f"round {k + 1}: own client {mode}, {threads} thread(s)",
+                            file=sys.stderr,
+                        )
+                        own[mode].setdefault(threads, []).append(
+                            own_client(args, mode, urls[mode], threads)
+                        )
     finally:
         if created:
             drop_databases(created)
 
     rows = summarize(rounds)
-    problems = checks(rounds, populate)
+    problems = checks(rounds, populate) + [
+        f"own client {mode}, {threads} thread(s): {r['done']} of {r['runs']} runs, "
+        f"stored {r['stored']}"
+        for mode, by_threads in own.items()
+        for threads, results in by_threads.items()
+        for r in results
+        if r["done"] != r["runs"]
+        or r["stored"] != {"params": 10, "metrics": 20, "status": "finished"}
+    ]
     report = {
         "command": " ".join([".venv/bin/python", "bench/tracking_server.py", *sys.argv[1:]]),
         "machine": machine(
@@ -490,7 +553,8 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - t_all,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "servers": {side: {"cmd": s["cmd"]} for side, s in servers.items()},
-        "modelyard_server_note": servers["modelyard"]["note"],
+        "own": own,
+        "own_rows": own_rows(own),
         "databases": created,
         "populate": populate,
         "rounds": rounds,

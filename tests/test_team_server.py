@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
 
 import modelyard
 from cli_support import run_cli
@@ -78,6 +81,11 @@ def test_what_mlflow_logged_is_an_ordinary_modelyard_run_and_version(shared: Any
         assert names[:2] == ["mean radius", "mean texture"]  # MLmodel's column signature
         found = ws.runs.search("params.kind = 'logistic'", experiment="breast-cancer")
         assert [r.run_id for r in found] == [seen["manual"]]
+        # modelyard loads and runs the MLflow model (its sklearn estimator, no MLflow needed)
+        rows = load_breast_cancer(as_frame=True).data.head(5)
+        answer = ws.registry.load("cancer@champion").predict(rows)
+        assert [int(p) for p in answer["prediction"]] == seen["predictions"]
+        assert {"probability_0", "probability_1"} <= set(answer.columns)
 
 
 def test_the_dashboard_shows_mlflow_runs_and_versions(shared: Any) -> None:
@@ -306,6 +314,20 @@ def test_two_servers_on_one_database_are_one_service(
             == [r.info.run_id for r in b.search_runs([exp], "metrics.loss < 0.6")]
             == [run.info.run_id]
         )
+        # modelyard's own client: log and register through one, load through the other
+        (tmp_path / "laptop").mkdir()
+        rows = pd.DataFrame({"x": [0.0, 1.0]})
+        with modelyard.Workspace(tmp_path / "laptop", metadata_url=second) as via_b:
+            with via_b.start_run("own") as own:
+                own.log_metric("auc", 0.75)
+                model = LogisticRegression().fit(rows, [0, 1])
+                logged = via_b.registry.log_model(own, model, input_example=rows)
+            registered = via_b.registry.register("own-model", logged)
+            via_b.registry.set_alias("own-model", "production", registered.version)
+        with modelyard.Workspace(tmp_path / "laptop", metadata_url=first) as via_a:
+            loaded = via_a.registry.load("own-model@production")
+            assert list(loaded.predict(rows)["prediction"]) == [0, 1]
+            assert via_a.runs.get(own.run_id).metrics == {"auc": 0.75}
 
 
 def test_import_copies_an_mlflow_store_once(
@@ -342,6 +364,9 @@ def test_import_copies_an_mlflow_store_once(
         assert version.version == 1 and version.run_id == seen["auto"]
         assert version.tags["reviewed"] == "yes"
         assert "MLmodel" in json.loads(ws.artifacts.get(version.artifact))["files"]
+        rows = load_breast_cancer(as_frame=True).data.head(5)
+        answer = ws.registry.load("cancer@champion").predict(rows)
+        assert [int(p) for p in answer["prediction"]] == seen["predictions"]
     code, out, err = run_cli(capsys, "import", "mlflow", "--from", store, "-w", str(root))
     assert code == 0, err
     assert "imported 0 runs (2 already here)" in out and "(1 already here)" in out

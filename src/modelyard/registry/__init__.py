@@ -14,7 +14,7 @@ from modelyard.registry._flavors import (
 from modelyard.registry._loaded import LoadedModel
 from modelyard.registry._moves import AliasMove
 from modelyard.registry._refs import ModelRef, check_name
-from modelyard.registry._registry import Registry
+from modelyard.registry._registry import META_FILE, Registry
 from modelyard.registry._signature import Signature
 from modelyard.registry._traffic import (
     STALE_AFTER_S,
@@ -32,6 +32,7 @@ from modelyard.registry._versions import (
 )
 
 __all__ = [
+    "META_FILE",
     "AliasMove",
     "FLAVORS",
     "FeatureBinding",

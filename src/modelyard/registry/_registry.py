@@ -556,6 +556,11 @@ class Registry:
 
     def _predictor(self, artifact: str, safe_only: bool = False, what: str = "") -> Predictor:
         folder = get_tree(self._artifacts, artifact, self._cache, verify=True)
+        if not (folder / META_FILE).exists():
+            raise InvalidInputError(
+                f"model {what or artifact} has no {META_FILE}: its files were not logged by "
+                "modelyard or its team server, so no flavor knows how to load them"
+            )
         meta = json.loads((folder / META_FILE).read_text())
         flavor = get_flavor(meta["flavor"])
         settings = meta.get("settings", {})

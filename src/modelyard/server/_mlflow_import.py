@@ -16,6 +16,7 @@ error) is finished by running it again.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from modelyard import _time
 from modelyard.backends.artifacts import put_tree
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import BackendUnavailableError, ConfigError
+from modelyard.registry import META_FILE
 from modelyard.tracking import store_metrics
 
 if TYPE_CHECKING:
@@ -292,15 +294,18 @@ def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary) -> No
         with tempfile.TemporaryDirectory(prefix="modelyard-import-") as scratch:
             uri = client.get_model_version_download_uri(name, v.version)
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))
-            artifact, _size = put_tree(ws.artifacts, local)
             signature = mlflow_signature_of(
                 (local / "MLmodel").read_bytes() if (local / "MLmodel").exists() else None
             )
+            run_id = v.run_id if v.run_id in have_runs else None
+            meta = {"flavor": "mlflow", "settings": {}, "signature": signature, "run_id": run_id}
+            (local / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            artifact, _size = put_tree(ws.artifacts, local)
         tags = dict(v.tags or {})
         version = ws.registry.register_artifact(
             name,
             artifact,
-            run_id=v.run_id if v.run_id in have_runs else None,
+            run_id=run_id,
             flavor="mlflow",
             signature=signature,
             description=v.description or "",

@@ -19,11 +19,11 @@ from modelyard import _time
 from modelyard.backends.metadata import tables as t
 from modelyard.contracts import Field, Schema
 from modelyard.errors import ModelyardError
-from modelyard.registry import check_name
+from modelyard.registry import META_FILE, check_name
 from modelyard.security import acting_as
 from modelyard.server._artifacts import Owner, owner_files, owner_of
 from modelyard.server._endpoints import V2, Call, Stores, endpoint, kv_dict, ms, tag_list
-from modelyard.server._errors import exists, invalid, missing
+from modelyard.server._errors import MlflowError, exists, invalid, missing
 from modelyard.server._guard import actor_of
 from modelyard.server._logged_models import model_uri
 from modelyard.server._paging import page, page_token
@@ -237,6 +237,24 @@ def _update_model(call: Call, **values: Any) -> Any:
         return model_json(conn, _model_row(conn, name))
 
 
+@endpoint("DELETE", f"{V2}/registered-models/delete", "track")
+def delete_model(call: Call) -> dict[str, Any]:
+    """Only a model without versions (one a failed registration left behind): versions
+    may be served, and modelyard keeps every version a server may have loaded."""
+    name = call.args.text("name")
+    with call.stores.metadata.write() as conn:
+        _model_row(conn, name)
+        has = conn.execute(select(_V.version).where(_V.name == name).limit(1)).first()
+        if has is not None:
+            raise MlflowError(
+                "INVALID_STATE",
+                f"Registered model {name} has versions; modelyard keeps registered versions "
+                "(a server may serve them): move its aliases instead",
+            )
+        conn.execute(t.registered_models.delete().where(_M.name == name))
+    return {}
+
+
 @endpoint("PATCH", f"{V2}/registered-models/update", "track")
 def update_model(call: Call) -> dict[str, Any]:
     return {
@@ -307,6 +325,19 @@ def _signature(stores: Stores, files: dict[str, tuple[str, int]]) -> dict[str, A
     return mlflow_signature_of(None if entry is None else stores.artifacts.get(entry[0]))
 
 
+def mlflow_meta(
+    artifacts: Any, signature: dict[str, Any], run_id: str | None
+) -> dict[str, tuple[str, int]]:
+    """The modelyard-model.json that makes an MLflow model's folder loadable by modelyard
+    (flavor ``mlflow``), stored; as a manifest entry."""
+    meta = json.dumps(
+        {"flavor": "mlflow", "settings": {}, "signature": signature, "run_id": run_id},
+        indent=2,
+        sort_keys=True,
+    ).encode()
+    return {META_FILE: (artifacts.put(meta), len(meta))}
+
+
 def mlflow_signature_of(mlmodel_file: bytes | None) -> dict[str, Any]:
     """modelyard's signature from MLmodel's column signature (empty for tensors or none)."""
     import yaml
@@ -375,6 +406,13 @@ def create_version(call: Call) -> dict[str, Any]:
             run_id = conn.execute(
                 select(t.logged_models.c.run_id).where(t.logged_models.c.model_id == model_id)
             ).scalar()
+    flavor = "mlflow"
+    if META_FILE in files:  # a model modelyard logged, registered by an MLflow client
+        meta = json.loads(stores.artifacts.get(files[META_FILE][0]))
+        flavor, signature = meta["flavor"], meta["signature"]
+    else:
+        signature = _signature(stores, files)
+        files = {**files, **mlflow_meta(stores.artifacts, signature, run_id)}
     manifest = {
         "kind": "tree",
         "files": {p: {"digest": d, "size": s} for p, (d, s) in sorted(files.items())},
@@ -387,8 +425,8 @@ def create_version(call: Call) -> dict[str, Any]:
             name,
             artifact,
             run_id=run_id,
-            flavor="mlflow",
-            signature=_signature(stores, files),
+            flavor=flavor,
+            signature=signature,
             description=args.text("description", required=False),
             tags=tags,
             lineage={"mlflow": mlflow},

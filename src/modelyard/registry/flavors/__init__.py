@@ -10,6 +10,7 @@ imports its library only when used.
 from modelyard.registry._flavors import register_flavor
 from modelyard.registry.flavors.image import ImageFlavor
 from modelyard.registry.flavors.lightgbm import LightGBMFlavor
+from modelyard.registry.flavors.mlflow_model import MlflowFlavor
 from modelyard.registry.flavors.python import PythonFlavor
 from modelyard.registry.flavors.sklearn import SklearnFlavor
 from modelyard.registry.flavors.text import TextFlavor
@@ -23,10 +24,12 @@ register_flavor(TextFlavor())
 register_flavor(ImageFlavor())
 register_flavor(LightGBMFlavor())
 register_flavor(XGBoostFlavor())
+register_flavor(MlflowFlavor())
 
 __all__ = [
     "ImageFlavor",
     "LightGBMFlavor",
+    "MlflowFlavor",
     "PythonFlavor",
     "SklearnFlavor",
     "TextFlavor",
