@@ -262,6 +262,7 @@ def ui(
             "for a shared dashboard use /ui on 'modelyard serve', which signs in with API keys"
         )
     ws = open_workspace(workspace)
+    ws.metadata.open()  # the dashboard reads the database: refuse a team server's URL now
     check_port(host, port)
     import uvicorn
 
@@ -308,6 +309,7 @@ def team_server(
         raise ConfigError("pass --ssl-certfile and --ssl-keyfile together, or neither")
     auth = require_auth or not (insecure_no_auth or is_loopback(host))
     ws = open_workspace(workspace)
+    ws.metadata.open()  # a database that is down or a wrong URL: one line, before the banner
     check_port(host, port)
     from modelyard.server import run_server
 

@@ -50,3 +50,10 @@ def mlflow_store(
     )
     for old, new in sorted(summary.renumbered.items()):
         console.print(escape(f"  {old} is version {new} here (the workspace had that number)"))
+    for alias, (here, theirs) in sorted(summary.aliases_kept.items()):
+        console.print(
+            escape(
+                f"  {alias} stays at version {here} (the store's points at the copy {theirs}); "
+                f"move it with 'modelyard models alias' if you want that one"
+            )
+        )

@@ -82,7 +82,10 @@ def show_run(
     rows += [(f"metric {k}", v) for k, v in sorted(r.metrics.items())]
     rows += [(f"tag {k}", v) for k, v in sorted(r.tags.items())]
     rows += [
-        (f"dataset {d['name']}", f"{d['fingerprint']} ({d['rows']} rows, {d['context']})")
+        (
+            f"dataset {d['name']}",
+            f"{d['fingerprint']} ({_rows(d['rows'])}{d['context'] or 'no context'})",
+        )
         for d in r.datasets
     ]
     rows += [(f"artifact {a['path']}", f"{a['digest']} ({a['kind']})") for a in r.artifacts]
@@ -124,3 +127,7 @@ def compare_runs(
             style = "yellow" if len(set(values)) > 1 else None
             table.add_row(f"{kind[:-1]} {key}", *values, style=style)
     console.print(table)
+
+
+def _rows(count: int | None) -> str:
+    return "" if count is None else f"{count} rows, "  # an MLflow dataset has no count

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.contracts import RecordValidator, as_frame, validate_frame
+from modelyard.errors import InvalidInputError
 from modelyard.registry._flavors import ArrayPredictor, Columns, Predictor
 from modelyard.registry._versions import ModelVersion
 
@@ -41,6 +42,12 @@ class LoadedModel:
     def predict(self, data: Any, *, validate: bool = True) -> pd.DataFrame:
         """Predict for a DataFrame, a record (dict), a list of records or a 2-D array."""
         names = self.version.signature.inputs.names
+        if not names:
+            raise InvalidInputError(
+                f"model {self.version.ref} has no input columns in its signature (an MLflow "
+                "model logged without a column signature or input example); log it again "
+                "with one, or call its .predictor.predict(frame) directly"
+            )
         if isinstance(data, dict) or (
             isinstance(data, list) and data and isinstance(data[0], dict)
         ):

@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.errors import ModelyardError, NotFoundError
+from modelyard._redact import redact
+from modelyard.errors import BackendUnavailableError, ModelyardError, NotFoundError
 from modelyard.server import (  # noqa: F401 - importing them fills the endpoint table
     _artifacts,
     _experiments,
@@ -28,7 +30,15 @@ from modelyard.server import (  # noqa: F401 - importing them fills the endpoint
     _run_search,
     _runs,
 )
-from modelyard.server._endpoints import ARTIFACTS, ENDPOINTS, Args, Call, Endpoint, Stores
+from modelyard.server._endpoints import (
+    ARTIFACTS,
+    ENDPOINTS,
+    Args,
+    Call,
+    Endpoint,
+    Stores,
+    sweep_scratch,
+)
 from modelyard.server._errors import MlflowError, as_mlflow
 from modelyard.server._guard import Guard
 
@@ -39,6 +49,25 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("modelyard.server")
 _BODY_METHODS = ("POST", "PATCH", "DELETE", "PUT")
+
+
+def _database_failed(exc: DBAPIError, request_id: str) -> ModelyardError:
+    """A database error as an answer: 503 when the database refused or dropped the
+    connection (clients retry that), else a 500 whose details go to the log."""
+    if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+        reason = redact(str(exc.orig or exc).strip().splitlines()[0])[:200]
+        logger.warning("metadata database unavailable: %s", reason)
+        return BackendUnavailableError(
+            f"the metadata database is unavailable ({reason}); try again shortly"
+        )
+    logger.exception("request %s failed", request_id)
+    return _internal(request_id)
+
+
+def _internal(request_id: str) -> ModelyardError:
+    return ModelyardError(
+        f"the server failed on this request; its log has the details under request id {request_id}"
+    )
 
 
 def _error(exc: MlflowError, request_id: str) -> Response:
@@ -92,16 +121,11 @@ def _guarded(
             return _error(exc, request_id)
         except ModelyardError as exc:
             return _error(as_mlflow(exc), request_id)
+        except DBAPIError as exc:
+            return _error(as_mlflow(_database_failed(exc, request_id)), request_id)
         except Exception:
             logger.exception("request %s failed", request_id)
-            return _error(
-                MlflowError(
-                    "INTERNAL_ERROR",
-                    f"the server failed on this request; "
-                    f"its log has the details under request id {request_id}",
-                ),
-                request_id,
-            )
+            return _error(as_mlflow(_internal(request_id)), request_id)
         response.headers["x-request-id"] = request_id
         return response
 
@@ -133,15 +157,11 @@ def _own_route(
             response = await work(request, key)
         except ModelyardError as exc:
             return _own_error(exc, request_id)
+        except DBAPIError as exc:
+            return _own_error(_database_failed(exc, request_id), request_id)
         except Exception:
             logger.exception("request %s failed", request_id)
-            return _own_error(
-                ModelyardError(
-                    f"the server failed on this request; its log has the details under request "
-                    f"id {request_id}"
-                ),
-                request_id,
-            )
+            return _own_error(_internal(request_id), request_id)
         response.headers["x-request-id"] = request_id
         return response
 
@@ -210,7 +230,8 @@ def _not_found(request: Request) -> Response:
 def create_server_app(ws: Workspace, *, auth: bool) -> FastAPI:
     from fastapi import FastAPI
 
-    stores = Stores(ws.metadata, ws.artifacts, ws.registry)
+    stores = Stores(ws.metadata, ws.artifacts, ws.registry, ws.state_dir / "staging")
+    sweep_scratch(stores.scratch)
     _experiments.ensure_default(stores.metadata)
     guard = Guard(stores.metadata, auth=auth)
     app = FastAPI(title="modelyard server", docs_url=None, redoc_url=None, openapi_url=None)
@@ -265,6 +286,6 @@ def create_server_app(ws: Workspace, *, auth: bool) -> FastAPI:
     app.add_route("/healthz", health, methods=["GET"])
     app.add_route("/health", health, methods=["GET"])  # MLflow's own probe path
     app.add_route("/readyz", ready, methods=["GET"])
-    for prefix in ("/api/{rest:path}", "/ajax-api/{rest:path}"):
-        app.add_route(prefix, _not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    every = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    app.add_route("/{rest:path}", _not_found, methods=every)  # last: after every route
     return app

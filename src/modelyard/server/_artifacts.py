@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -115,7 +114,7 @@ async def download(stores: Stores, path: str) -> Response:
     if size <= SMALL:
         data = await run_in_threadpool(stores.artifacts.get, digest)  # checked against digest
         return Response(data, media_type=media)
-    fd, scratch = tempfile.mkstemp(prefix="modelyard-download-")
+    fd, scratch = stores.staging("modelyard-download-")
     os.close(fd)
     await run_in_threadpool(stores.artifacts.get_file, digest, scratch)
     return FileResponse(scratch, media_type=media, background=BackgroundTask(os.unlink, scratch))
@@ -130,7 +129,7 @@ async def upload(stores: Stores, path: str, request: Request) -> Response:
         raise invalid(f"artifact path {path!r} names a folder; PUT a file under it")
     if len(owner.rel) > 500:
         raise invalid(f"artifact path has {len(owner.rel)} characters; the limit is 500")
-    fd, scratch = tempfile.mkstemp(prefix="modelyard-upload-")
+    fd, scratch = stores.staging("modelyard-upload-")
     size = 0
     try:
         with os.fdopen(fd, "wb") as out:

@@ -9,8 +9,11 @@ database; ``_app.py`` turns the table into routes and errors into MLflow's shape
 from __future__ import annotations
 
 import math
+import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.server._errors import invalid
@@ -32,6 +35,28 @@ class Stores:
     metadata: MetadataStore
     artifacts: ArtifactStore
     registry: Registry
+    # Where uploads and downloads are staged: the workspace's state folder, not /tmp (a
+    # big upload fits where the workspace lives); what a killed server left is swept at
+    # start (``sweep_scratch``).
+    scratch: Path = Path(tempfile.gettempdir())
+
+    def staging(self, prefix: str) -> tuple[int, str]:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=prefix, dir=self.scratch)
+
+
+SWEEP_AFTER_S = 3600.0
+
+
+def sweep_scratch(folder: Path) -> None:
+    """Remove staged files an earlier server process left (killed mid-transfer)."""
+    cutoff = time.time() - SWEEP_AFTER_S
+    for path in folder.glob("modelyard-*") if folder.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            pass
 
 
 class Args:
@@ -67,7 +92,7 @@ class Args:
             raise invalid(f"parameter '{name}' must be an integer, got {value!r}") from None
         if number < low:
             raise invalid(f"parameter '{name}' must be at least {low}, got {number}")
-        return number
+        return in_range(number, name)
 
     def number(self, name: str) -> float:
         value = self.values.get(name)
@@ -119,6 +144,16 @@ def endpoint(method: str, path: str, permission: Permission) -> Callable[[Handle
 def finite_or_none(value: float) -> float | None:
     """modelyard keeps NaN as NULL (SQL has no NaN); ±inf are kept."""
     return None if math.isnan(value) else value
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def in_range(number: int, what: str) -> int:
+    """``number`` if a database integer holds it, else a 400 (never the database's 500)."""
+    if not INT64[0] <= number <= INT64[1]:
+        raise invalid(f"{what} {number} is out of range; it must fit in 64 bits")
+    return number
 
 
 def json_number(value: float | None) -> float | str:

@@ -74,6 +74,8 @@ _CODES: tuple[tuple[type[ModelyardError], str], ...] = (
 
 
 def as_mlflow(exc: ModelyardError) -> MlflowError:
+    if type(exc) is ModelyardError:  # the server's own failure
+        return MlflowError("INTERNAL_ERROR", exc.message)
     for kind, code in _CODES:
         if isinstance(exc, kind):
             return MlflowError(code, exc.message)

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, String, cast, func, select
 
 from modelyard import _time
 from modelyard.backends.metadata import tables as t
-from modelyard.server._endpoints import V2, Call, endpoint, kv_dict, ms, tag_list
+from modelyard.server._endpoints import V2, Call, endpoint, in_range, kv_dict, ms, tag_list
 from modelyard.server._errors import exists, invalid, missing
 from modelyard.server._paging import page, page_token
 
@@ -53,9 +53,10 @@ def ensure_default(call_or_metadata: Any) -> None:
 
 def experiment_id(value: Any) -> int:
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise invalid(f"experiment id {value!r} is not a number") from None
+    return in_range(number, "experiment id")
 
 
 def row_by_id(conn: Connection, value: Any) -> Any:
@@ -217,18 +218,45 @@ def update(call: Call) -> dict[str, Any]:
     return {}
 
 
+def _lifecycle(call: Call, stage: str) -> dict[str, Any]:
+    """Delete or restore an experiment with its runs, as MLflow's SQL store does: deleting
+    marks its active runs deleted at the same moment, and restoring brings back exactly
+    those (a run deleted on its own before stays deleted)."""
+    now = _time.now_us()
+    runs = t.runs.c
+    with call.stores.metadata.write() as conn:
+        row = row_by_id(conn, call.args.text("experiment_id"))
+        if row.lifecycle_stage == stage:
+            return {}
+        of_it = runs.experiment == row.name
+        if stage == "deleted":
+            conn.execute(
+                t.runs.update().where(of_it, runs.deleted_at.is_(None)).values(deleted_at=now)
+            )
+        else:
+            conn.execute(
+                t.runs.update()
+                .where(of_it, runs.deleted_at == row.updated_at)
+                .values(deleted_at=None)
+            )
+        conn.execute(
+            t.experiments.update()
+            .where(_E.experiment_id == row.experiment_id)
+            .values(lifecycle_stage=stage, updated_at=now)
+        )
+    return {}
+
+
 @endpoint("POST", f"{V2}/experiments/delete", "track")
 def delete(call: Call) -> dict[str, Any]:
     if experiment_id(call.args.text("experiment_id")) == 0:
         raise invalid("Cannot delete the default experiment '0'.")
-    _touch(call, call.args.text("experiment_id"), lifecycle_stage="deleted")
-    return {}
+    return _lifecycle(call, "deleted")
 
 
 @endpoint("POST", f"{V2}/experiments/restore", "track")
 def restore(call: Call) -> dict[str, Any]:
-    _touch(call, call.args.text("experiment_id"), lifecycle_stage="active")
-    return {}
+    return _lifecycle(call, "active")
 
 
 @endpoint("POST", f"{V2}/experiments/set-experiment-tag", "track")

@@ -17,6 +17,7 @@ error) is finished by running it again.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from modelyard import _time
+from modelyard._redact import redact
 from modelyard.backends.artifacts import put_tree
 from modelyard.backends.metadata import tables as t
 from modelyard.errors import BackendUnavailableError, ConfigError
@@ -52,6 +54,9 @@ class ImportSummary:
     versions_skipped: int = 0
     aliases: int = 0
     renumbered: dict[str, int] = field(default_factory=dict)  # "name/old" -> new number
+    # "name@alias" -> (the workspace's version, the store's): an alias the workspace has
+    # already is never moved by an import (a server may be following it).
+    aliases_kept: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def _client(uri: str) -> Any:
@@ -62,6 +67,45 @@ def _client(uri: str) -> Any:
             "importing from MLflow needs the mlflow client: pip install 'modelyard[mlflow]'"
         ) from None
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def check_source(uri: str) -> str:
+    """``uri`` if it names a store that exists: MLflow's client would make an empty one in
+    place of a mistyped folder or SQLite file, and the import would copy nothing."""
+    scheme = uri.split(":", 1)[0] if "://" in uri or uri.startswith("file:") else ""
+    if scheme in ("", "file"):
+        folder = Path(uri.removeprefix("file://").removeprefix("file:"))
+        if not folder.is_dir():
+            raise ConfigError(
+                f"--from {uri}: no such folder; give an MLflow store (./mlruns, "
+                "sqlite:///mlflow.db, postgresql://…, http://host:5000)"
+            )
+        # MLflow 3 reads folder stores only when asked to (they are in maintenance mode).
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        return str(folder.resolve())
+    if scheme == "sqlite":
+        path = uri.split("sqlite:///", 1)[-1]
+        if path not in ("", ":memory:") and not Path(path).is_file():
+            raise ConfigError(f"--from {uri}: no such SQLite file ({path})")
+    elif scheme not in ("http", "https", "databricks"):
+        _reach_database(uri)  # MLflow would retry a wrong database for minutes
+    return uri
+
+
+def _reach_database(uri: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(uri, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:
+        reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["?"])[0]
+        raise BackendUnavailableError(
+            f"cannot read the MLflow store at {redact(uri)}: {redact(reason)[:300]}"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def _pages(call: Callable[..., Any], **kw: Any) -> Iterator[Any]:
@@ -78,25 +122,37 @@ def import_mlflow(ws: Workspace, uri: str, *, progress: Progress | None = None) 
     """Copy the MLflow store at ``uri`` into ``ws`` (what is already there is skipped)."""
     # MLflow's own stores use APIs their dependencies deprecate (SQLAlchemy's noload, the
     # file store's notice): the user can do nothing about those, so they are not shown.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        return _import(ws, uri, progress)
+    # MLflow calls that take no URI (a model's download) use MLflow's default store, a
+    # ./mlflow.db it would create: pointed at the source for the import's duration.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    source = check_source(uri)
+    os.environ.update(MLFLOW_TRACKING_URI=source, MLFLOW_REGISTRY_URI=source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            return _import(ws, source, progress)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _import(ws: Workspace, uri: str, progress: Progress | None) -> ImportSummary:
     from mlflow.entities import ViewType
-    from mlflow.exceptions import MlflowException
 
-    client = _client(uri)
     summary = ImportSummary()
     say = progress or (lambda what, done, total: None)
     try:
+        client = _client(uri)
         experiments = list(_pages(client.search_experiments, view_type=ViewType.ALL))
-    except MlflowException as exc:
+    except Exception as exc:  # MLflow's, SQLAlchemy's, a driver's: the store is unreadable
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BackendUnavailableError(
-            f"cannot read the MLflow store at {uri}: {str(exc).splitlines()[0]}; "
-            "check the URI (./mlruns, sqlite:///mlflow.db, http://host:5000)"
+            f"cannot read the MLflow store at {redact(uri)}: {redact(reason)[:300]}; check "
+            "the URI (./mlruns, sqlite:///mlflow.db, http://host:5000)"
         ) from None
     names = {}
     for exp in experiments:
@@ -119,7 +175,7 @@ def _import(ws: Workspace, uri: str, progress: Progress | None) -> ImportSummary
         say("runs", n, len(runs))
     models = list(_pages(client.search_registered_models))
     for n, model in enumerate(models, 1):
-        _model(ws, client, model, summary)
+        _model(ws, client, model, summary, uri)
         summary.models += 1
         say("models", n, len(models))
     return summary
@@ -251,7 +307,7 @@ def _download(client: Any, run_id: str, into: Path) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary) -> None:
+def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary, source: str) -> None:
     import mlflow.artifacts
 
     from modelyard.server._model_registry import mlflow_signature_of
@@ -293,7 +349,11 @@ def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary) -> No
             continue
         with tempfile.TemporaryDirectory(prefix="modelyard-import-") as scratch:
             uri = client.get_model_version_download_uri(name, v.version)
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=scratch))
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=scratch, tracking_uri=source, registry_uri=source
+                )
+            )
             signature = mlflow_signature_of(
                 (local / "MLmodel").read_bytes() if (local / "MLmodel").exists() else None
             )
@@ -323,12 +383,16 @@ def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary) -> No
         if str(version.version) != str(v.version):
             summary.renumbered[f"{name}/{v.version}"] = version.version
         summary.versions += 1
+    here = _aliases_of(ws, name)
     for alias, old in (model.aliases or {}).items():
         new = numbers.get(str(old))
-        if new is not None:
-            if _aliases_of(ws, name).get(alias) != new:
-                ws.registry.set_alias(name, alias, new)
-                summary.aliases += 1
+        if new is None or here.get(alias) == new:
+            continue
+        if alias in here:  # the workspace moved it itself: a server may follow it
+            summary.aliases_kept[f"{name}@{alias}"] = (here[alias], new)
+            continue
+        ws.registry.set_alias(name, alias, new)
+        summary.aliases += 1
 
 
 def _aliases_of(ws: Workspace, name: str) -> dict[str, int]:

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from modelyard import _time
 from modelyard.backends.metadata import tables as t
@@ -22,7 +22,16 @@ from modelyard.errors import ModelyardError
 from modelyard.registry import META_FILE, check_name
 from modelyard.security import acting_as
 from modelyard.server._artifacts import Owner, owner_files, owner_of
-from modelyard.server._endpoints import V2, Call, Stores, endpoint, kv_dict, ms, tag_list
+from modelyard.server._endpoints import (
+    V2,
+    Call,
+    Stores,
+    endpoint,
+    in_range,
+    kv_dict,
+    ms,
+    tag_list,
+)
 from modelyard.server._errors import MlflowError, exists, invalid, missing
 from modelyard.server._guard import actor_of
 from modelyard.server._logged_models import model_uri
@@ -86,7 +95,7 @@ def _model_row(conn: Any, name: str) -> Any:
 def _version_row(conn: Any, name: str, version: Any) -> Any:
     _model_row(conn, name)
     try:
-        number = int(version)
+        number = in_range(int(version), "version")
     except (TypeError, ValueError):
         raise invalid(f"version {version!r} is not a number") from None
     row = conn.execute(
@@ -150,7 +159,9 @@ def _conditions(text: str, columns: dict[str, Any], tag_column: Any) -> list[Any
         if op == "=":
             out.append(column == value)
         elif op == "!=":
-            out.append(column != value)
+            # As MLflow's stores answer: a model without the tag is not equal to the value
+            # (the client filters prompts out with tags.`mlflow.prompt.is_prompt` != 'true').
+            out.append(or_(column.is_(None), column != value))
         elif op == "LIKE":
             out.append(column.like(value))
         elif op == "ILIKE":

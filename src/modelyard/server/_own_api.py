@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -179,7 +178,7 @@ async def get_blob(stores: Stores, digest: str) -> Response:
     _check_digest(digest)
     if not await run_in_threadpool(stores.artifacts.exists, digest):
         raise NotFoundError(f"artifact {digest} is not on this server")
-    fd, scratch = tempfile.mkstemp(prefix="modelyard-blob-")
+    fd, scratch = stores.staging("modelyard-blob-")
     os.close(fd)
     try:
         await run_in_threadpool(stores.artifacts.get_file, digest, scratch)  # checked
@@ -204,7 +203,7 @@ async def get_blob(stores: Stores, digest: str) -> Response:
 
 async def put_blob(stores: Stores, digest: str, request: Request) -> Response:
     _check_digest(digest)
-    fd, scratch = tempfile.mkstemp(prefix="modelyard-blob-")
+    fd, scratch = stores.staging("modelyard-blob-")
     h = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:

@@ -19,7 +19,7 @@ from sqlalchemy import and_, exists, func, not_, select
 
 from modelyard.backends.metadata import tables as t
 from modelyard.server import _experiments
-from modelyard.server._endpoints import V2, Call, endpoint
+from modelyard.server._endpoints import V2, Call, endpoint, in_range
 from modelyard.server._errors import invalid
 from modelyard.server._paging import page, page_token
 from modelyard.server._runs import load_runs
@@ -241,7 +241,7 @@ def _attribute(clause: Clause) -> Any:
         return column.is_(None) if clause.op == "IS NULL" else column.is_not(None)
     if clause.key in ("start_time", "end_time", "created"):
         try:
-            value = int(float(value)) * 1000
+            value = in_range(int(float(value)) * 1000, f"attributes.{clause.key}")
         except (TypeError, ValueError):
             raise invalid(
                 f"attributes.{clause.key} compares with milliseconds, not {value!r}"
@@ -277,7 +277,7 @@ def condition(clause: Clause) -> Any:
 
 
 _ORDER = re.compile(
-    r"\s*(?:(?P<prefix>[A-Za-z]+)\.)?(?:`(?P<bq>[^`]+)`|\"(?P<dq>[^\"]+)\"|(?P<key>[\w.\-:/ ]+?))"
+    r"\s*(?:(?P<prefix>[A-Za-z]+)\.)?(?:`(?P<bq>[^`]+)`|\"(?P<dq>[^\"]+)\"|(?P<key>[\w.\-:/]+))"
     r"(?:\s+(?P<dir>ASC|DESC))?\s*",
     re.IGNORECASE,
 )

@@ -25,6 +25,7 @@ from modelyard.server._endpoints import (
     Stores,
     endpoint,
     finite_or_none,
+    in_range,
     json_number,
     kv_dict,
     ms,
@@ -311,8 +312,8 @@ def _metric_rows(run_id: str, items: list[Any]) -> list[dict[str, Any]]:
                 f"metric '{key}' has value {item.get('value')!r}; send a number"
             ) from None
         try:
-            timestamp = int(item.get("timestamp") or now_ms)
-            step = int(item.get("step") or 0)
+            timestamp = in_range(int(item.get("timestamp") or now_ms) * 1000, "timestamp") // 1000
+            step = in_range(int(item.get("step") or 0), "step")
         except (TypeError, ValueError):
             raise invalid(f"metric '{key}': timestamp and step must be integers") from None
         rows.append(

@@ -2,7 +2,8 @@
 
 The grammar is MLflow's filter subset that people actually type: clauses joined by
 ``and``; each ``KIND.KEY OP VALUE`` (kind: params, metrics, tags) or ``ATTR OP VALUE``
-(attr: name, status, experiment). Keys with spaces or dots go in backquotes.
+(attr: name, status, experiment; MLflow's ``attributes.`` prefix may precede it). Keys
+with spaces or dots go in backquotes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _KINDS = {
 }
 
 _CLAUSE = re.compile(
-    r"""\s*(?:(?P<kind>[A-Za-z]+)\.(?:`(?P<qkey>[^`]+)`|(?P<key>[\w\-./:]+))|(?P<attr>[A-Za-z_]+))
+    r"""\s*(?:attributes?\.)?(?:(?P<kind>[A-Za-z]+)\.(?:`(?P<qkey>[^`]+)`|(?P<key>[\w\-./:]+))|(?P<attr>[A-Za-z_]+))
         \s*(?P<op>!=|>=|<=|=|>|<)\s*
         (?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<num>[-+]?[\d.]+(?:[eE][-+]?\d+)?))\s*$""",
     re.VERBOSE,
@@ -82,6 +83,8 @@ def parse_filter(text: str | None) -> list[Clause]:
                     f"unknown run attribute {m['attr']!r} in filter; use one of "
                     f"{', '.join(ATTRIBUTES)} or params.KEY, metrics.KEY, tags.KEY"
                 )
+            if m["attr"] == "status" and isinstance(value, str):
+                value = value.lower()  # MLflow's RUNNING is modelyard's running
             clauses.append(Clause("attr", m["attr"], m["op"], value))
             continue
         kind = _KINDS.get(m["kind"].lower())

@@ -83,6 +83,6 @@ def open_metadata(url: str, *, create: bool = True) -> MetadataStore:
     if factory is None:
         raise ConfigError(
             f"metadata URL {redact(url)!r} has unknown scheme {scheme!r}; "
-            f"use one of: {', '.join(s + '://' for s in SCHEMES)}"
+            f"use one of: {', '.join(s + '://' for s in SCHEMES)}, or https:// (a team server)"
         )
     return factory(url, create=create)

@@ -3,10 +3,11 @@ through the team server or copied by ``modelyard import mlflow``.
 
 A scikit-learn model (MLmodel's ``sklearn`` flavor, pickled or cloudpickled) loads without
 MLflow installed and answers like modelyard's own ``sklearn`` flavor (``prediction`` and
-``probability_<class>``). Any other MLflow model loads through ``mlflow.pyfunc`` when the
-``mlflow`` package is installed; without it the error says what to install. Both paths
-unpickle: ``--require-safe-formats`` refuses them. Never chosen by auto-detection: modelyard
-logs its own models with their own flavors.
+``probability_<class>``); a skops file goes through MLflow, which knows the types it
+trusts. Any other MLflow model loads through ``mlflow.pyfunc`` when the ``mlflow`` package
+is installed; without it the error says what to install. Both paths unpickle:
+``--require-safe-formats`` refuses them. Never chosen by auto-detection: modelyard logs
+its own models with their own flavors.
 """
 
 from __future__ import annotations
@@ -67,7 +68,11 @@ class MlflowFlavor:
     def load(self, folder: Path, settings: dict[str, Any]) -> Predictor:
         flavors = _mlmodel(folder).get("flavors") or {}
         sk = flavors.get("sklearn")
-        if isinstance(sk, dict) and sk.get("pickled_model"):
+        pickled = isinstance(sk, dict) and sk.get("serialization_format", "cloudpickle") in (
+            "pickle",
+            "cloudpickle",
+        )
+        if isinstance(sk, dict) and sk.get("pickled_model") and pickled:
             import cloudpickle
 
             from modelyard.registry.flavors.sklearn import SklearnPredictor
