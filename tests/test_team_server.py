@@ -195,7 +195,18 @@ def test_errors_have_mlflows_shape_and_unknown_endpoints_are_404(shared: Any) ->
     assert "Changing param values is not allowed" in answer.json()["message"]
     answer = httpx.post(f"{api}/runs/log-batch", content=b"{not json")
     assert answer.status_code == 400 and answer.json()["error_code"] == "BAD_REQUEST"
+    for params in (
+        {"experiment_id": "9" * 25},
+        {"run_id": seen["manual"], "key": "x", "value": 1, "step": 2**70},
+    ):
+        got = httpx.request(
+            "POST" if "step" in params else "GET",
+            f"{api}/{'runs/log-metric' if 'step' in params else 'experiments/get'}",
+            **({"json": params} if "step" in params else {"params": params}),
+        )
+        assert got.status_code == 400 and "64 bits" in got.json()["message"], got.text
     for method, path in [
+        ("GET", "/nope"),
         ("GET", "/api/2.0/mlflow/traces/abc"),
         ("POST", "/api/2.0/mlflow/model-versions/transition-stage"),
         ("GET", "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"),
@@ -384,6 +395,10 @@ def test_import_from_a_store_that_is_not_there_is_one_line(
         capsys, "import", "mlflow", "--from", "http://127.0.0.1:9", "-w", str(root)
     )
     assert code == 2 and "cannot read the MLflow store" in err and "Traceback" not in err
+    for missing in (str(tmp_path / "mlrunz"), f"sqlite:///{tmp_path / 'nope.db'}"):
+        code, _out, err = run_cli(capsys, "import", "mlflow", "--from", missing, "-w", str(root))
+        assert code == 2 and "no such" in err, err
+    assert not (tmp_path / "mlrunz").exists() and not (tmp_path / "nope.db").exists()
 
 
 def test_pages_ordered_by_a_metric_end_with_the_runs_that_lack_it(shared: Any) -> None:
@@ -407,3 +422,23 @@ def test_pages_ordered_by_a_metric_end_with_the_runs_that_lack_it(shared: Any) -
         if not token:
             break
     assert seen == [["b", "c"], ["a", "e"], ["d"]]
+
+
+def test_registry_searches_and_experiment_lifecycle_as_the_mlflow_client_expects(
+    shared: Any,
+) -> None:
+    _root, url, seen = shared
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    # the client adds tags.`mlflow.prompt.is_prompt` != 'true' to every model search
+    assert "cancer" in [m.name for m in client.search_registered_models()]
+    assert [m.name for m in client.search_registered_models("name LIKE 'canc%'")] == ["cancer"]
+    exp = client.create_experiment("short-lived")
+    kept, alone = client.create_run(exp), client.create_run(exp)
+    client.delete_run(alone.info.run_id)
+    client.delete_experiment(exp)
+    assert client.get_run(kept.info.run_id).info.lifecycle_stage == "deleted"
+    client.restore_experiment(exp)
+    assert client.get_run(kept.info.run_id).info.lifecycle_stage == "active"
+    assert client.get_run(alone.info.run_id).info.lifecycle_stage == "deleted"
