@@ -189,3 +189,26 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(BackendUnavailableError, match="cannot reach the team server"):
         ws.runs.search()
     assert time.monotonic() - started < 5
+
+
+def test_importing_from_a_team_server_keeps_modelyards_own_versions_loadable(
+    team: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.server import import_mlflow
+
+    with remote(team, "admin") as ws:
+        with ws.start_run("native-for-import") as run:
+            logged = ws.registry.log_model(
+                run, LogisticRegression().fit(ROWS, LABELS), input_example=ROWS.head(2)
+            )
+        version = ws.registry.register("native-model", logged)
+        ws.registry.set_alias("native-model", "production", version.version)
+        assert ws.registry.traffic("native-model") is None  # what serving polls
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", team["keys"]["reader"])
+    with modelyard.Workspace.init(tmp_path / "copy") as copy:
+        summary = import_mlflow(copy, team["url"])
+        assert summary.versions >= 1
+        copied = copy.registry.get("native-model@production")
+        assert copied.flavor == "sklearn" and copied.signature.inputs.names == ["x", "y"]
+        answer = copy.registry.load("native-model@production").predict(ROWS)
+        assert list(answer["prediction"]) == LABELS

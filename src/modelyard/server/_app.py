@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelyard._redact import redact
@@ -62,6 +62,18 @@ def _database_failed(exc: DBAPIError, request_id: str) -> ModelyardError:
         )
     logger.exception("request %s failed", request_id)
     return _internal(request_id)
+
+
+def _gone(request: Request, request_id: str) -> Response:
+    """The client went away mid-body (killed, timed out): nothing was stored; no one
+    reads the answer, so one log line is all it needs."""
+    logger.info(
+        "request %s: %s %s: the client disconnected before sending its body",
+        request_id,
+        request.method,
+        request.url.path,
+    )
+    return Response(status_code=400)
 
 
 def _internal(request_id: str) -> ModelyardError:
@@ -123,6 +135,8 @@ def _guarded(
             return _error(as_mlflow(exc), request_id)
         except DBAPIError as exc:
             return _error(as_mlflow(_database_failed(exc, request_id)), request_id)
+        except ClientDisconnect:
+            return _gone(request, request_id)
         except Exception:
             logger.exception("request %s failed", request_id)
             return _error(as_mlflow(_internal(request_id)), request_id)
@@ -159,6 +173,8 @@ def _own_route(
             return _own_error(exc, request_id)
         except DBAPIError as exc:
             return _own_error(_database_failed(exc, request_id), request_id)
+        except ClientDisconnect:
+            return _gone(request, request_id)
         except Exception:
             logger.exception("request %s failed", request_id)
             return _own_error(_internal(request_id), request_id)
@@ -275,11 +291,10 @@ def create_server_app(ws: Workspace, *, auth: bool) -> FastAPI:
 
         try:
             await run_in_threadpool(probe)
-        except Exception as exc:
-            body = {
-                "status": "unavailable",
-                "message": f"the metadata store is unreachable: {str(exc).splitlines()[0][:200]}",
-            }
+        except Exception as exc:  # public: no host or database name in the answer
+            reason = redact(str(exc).splitlines()[0][:300])
+            logger.warning("readiness: the metadata store is unreachable: %s", reason)
+            body = {"status": "unavailable", "message": "the metadata store is unreachable"}
             return Response(orjson.dumps(body), status_code=503, media_type="application/json")
         return Response(b'{"status":"ready"}', media_type="application/json")
 

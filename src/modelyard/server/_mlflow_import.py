@@ -358,16 +358,24 @@ def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary, sourc
                 (local / "MLmodel").read_bytes() if (local / "MLmodel").exists() else None
             )
             run_id = v.run_id if v.run_id in have_runs else None
-            meta = {"flavor": "mlflow", "settings": {}, "signature": signature, "run_id": run_id}
-            (local / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if (local / META_FILE).exists():  # logged by modelyard (a team server's version)
+                meta = json.loads((local / META_FILE).read_text())
+            else:
+                meta = {
+                    "flavor": "mlflow",
+                    "settings": {},
+                    "signature": signature,
+                    "run_id": run_id,
+                }
+                (local / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             artifact, _size = put_tree(ws.artifacts, local)
         tags = dict(v.tags or {})
         version = ws.registry.register_artifact(
             name,
             artifact,
             run_id=run_id,
-            flavor="mlflow",
-            signature=signature,
+            flavor=meta["flavor"],
+            signature=meta["signature"],
             description=v.description or "",
             tags=tags,
             lineage={

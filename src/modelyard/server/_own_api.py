@@ -63,7 +63,15 @@ CALLS: dict[tuple[str, str], str] = {
     **{("tracking", m): "read" for m in ("get", "search", "history", "experiments", "fail_lapsed")},
     **{
         ("registry", m): "read"
-        for m in ("get", "versions", "list", "rollback_target", "alias_history", "check_seal")
+        for m in (
+            "get",
+            "versions",
+            "list",
+            "rollback_target",
+            "alias_history",
+            "check_seal",
+            "traffic",
+        )
     },
     ("registry", "register"): "track",
     ("registry", "register_artifact"): "track",

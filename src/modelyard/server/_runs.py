@@ -312,7 +312,8 @@ def _metric_rows(run_id: str, items: list[Any]) -> list[dict[str, Any]]:
                 f"metric '{key}' has value {item.get('value')!r}; send a number"
             ) from None
         try:
-            timestamp = in_range(int(item.get("timestamp") or now_ms) * 1000, "timestamp") // 1000
+            timestamp = in_range(int(item.get("timestamp") or now_ms), "timestamp")
+            in_range(timestamp * 1000, f"timestamp {timestamp} in microseconds")
             step = in_range(int(item.get("step") or 0), "step")
         except (TypeError, ValueError):
             raise invalid(f"metric '{key}': timestamp and step must be integers") from None
