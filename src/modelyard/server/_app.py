@@ -26,7 +26,9 @@ from modelyard.server import (  # noqa: F401 - importing them fills the endpoint
     _experiments,
     _logged_models,
     _model_registry,
+    _model_versions,
     _own_api,
+    _run_records,
     _run_search,
     _runs,
 )

@@ -310,7 +310,7 @@ def _download(client: Any, run_id: str, into: Path) -> list[tuple[str, Path]]:
 def _model(ws: Workspace, client: Any, model: Any, summary: ImportSummary, source: str) -> None:
     import mlflow.artifacts
 
-    from modelyard.server._model_registry import mlflow_signature_of
+    from modelyard.server._model_versions import mlflow_signature_of
 
     name = model.name
     now = _time.now_us()

@@ -1,15 +1,13 @@
-"""MLflow's model registry over modelyard's: registered models, versions, aliases, tags.
+"""MLflow's model registry over modelyard's: registered models, their tags and aliases,
+and the JSON and filters of versions (``_model_versions.py`` makes and changes versions).
 
 A version that an MLflow client creates is an ordinary modelyard version (``modelyard
-models show``, the dashboard): its files (an MLflow 3 logged model's, or a run's folder)
-become one folder manifest in the artifact store, its flavor is ``mlflow`` and its
-signature is read from the ``MLmodel`` file when it has columns. Alias moves go through
-``Registry.set_alias`` (history, audit log), and need an admin key, as in modelyard.
+models show``, the dashboard). Alias moves go through ``Registry.set_alias`` (history,
+audit log), and need an admin key, as in modelyard.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -17,15 +15,12 @@ from sqlalchemy import func, or_, select
 
 from modelyard import _time
 from modelyard.backends.metadata import tables as t
-from modelyard.contracts import Field, Schema
 from modelyard.errors import ModelyardError
-from modelyard.registry import META_FILE, check_name
+from modelyard.registry import check_name
 from modelyard.security import acting_as
-from modelyard.server._artifacts import Owner, owner_files, owner_of
 from modelyard.server._endpoints import (
     V2,
     Call,
-    Stores,
     endpoint,
     in_range,
     kv_dict,
@@ -34,30 +29,20 @@ from modelyard.server._endpoints import (
 )
 from modelyard.server._errors import MlflowError, exists, invalid, missing
 from modelyard.server._guard import actor_of
-from modelyard.server._logged_models import model_uri
 from modelyard.server._paging import page, page_token
 
 _M = t.registered_models.c
 _V = t.model_versions.c
-_TYPES = {
-    "double": "float64",
-    "float": "float64",
-    "long": "int64",
-    "integer": "int64",
-    "boolean": "bool",
-    "string": "string",
-    "datetime": "datetime",
-}
 
 
 # -- JSON ------------------------------------------------------------------------------------
-def _mlflow(row: Any) -> dict[str, Any]:
+def mlflow_lineage(row: Any) -> dict[str, Any]:
     found = (row.lineage or {}).get("mlflow")
     return found if isinstance(found, dict) else {}
 
 
 def version_json(row: Any, aliases: list[str]) -> dict[str, Any]:
-    kept = _mlflow(row)
+    kept = mlflow_lineage(row)
     tags = kept.get("tags") if "tags" in kept else (row.tags or {})
     out: dict[str, Any] = {
         "name": row.name,
@@ -78,22 +63,22 @@ def version_json(row: Any, aliases: list[str]) -> dict[str, Any]:
     return out
 
 
-def _aliases(conn: Any, name: str) -> dict[int, list[str]]:
+def aliases_by_version(conn: Any, name: str) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for r in conn.execute(select(t.model_aliases).where(t.model_aliases.c.name == name)):
         out.setdefault(r.version, []).append(r.alias)
     return out
 
 
-def _model_row(conn: Any, name: str) -> Any:
+def model_row(conn: Any, name: str) -> Any:
     row = conn.execute(select(t.registered_models).where(_M.name == name)).first()
     if row is None:
         raise missing(f"Registered Model with name={name} not found")
     return row
 
 
-def _version_row(conn: Any, name: str, version: Any) -> Any:
-    _model_row(conn, name)
+def version_row(conn: Any, name: str, version: Any) -> Any:
+    model_row(conn, name)
     try:
         number = in_range(int(version), "version")
     except (TypeError, ValueError):
@@ -107,7 +92,7 @@ def _version_row(conn: Any, name: str, version: Any) -> Any:
 
 
 def model_json(conn: Any, row: Any) -> dict[str, Any]:
-    aliases = _aliases(conn, row.name)
+    aliases = aliases_by_version(conn, row.name)
     latest = conn.execute(
         select(t.model_versions).where(_V.name == row.name).order_by(_V.version.desc()).limit(1)
     ).first()
@@ -136,7 +121,7 @@ _CLAUSE = re.compile(
 )
 
 
-def _conditions(text: str, columns: dict[str, Any], tag_column: Any) -> list[Any]:
+def filter_conditions(text: str, columns: dict[str, Any], tag_column: Any) -> list[Any]:
     out: list[Any] = []
     if not text.strip():
         return out
@@ -194,19 +179,19 @@ def create_model(call: Call) -> dict[str, Any]:
                 "tags": kv_dict(call.args.items("tags"), "model tag"),
             },
         )
-        return {"registered_model": model_json(conn, _model_row(conn, name))}
+        return {"registered_model": model_json(conn, model_row(conn, name))}
 
 
 @endpoint("GET", f"{V2}/registered-models/get", "read")
 def get_model(call: Call) -> dict[str, Any]:
     with call.stores.metadata.read() as conn:
-        return {"registered_model": model_json(conn, _model_row(conn, call.args.text("name")))}
+        return {"registered_model": model_json(conn, model_row(conn, call.args.text("name")))}
 
 
 @endpoint("GET", f"{V2}/registered-models/search", "read")
 @endpoint("POST", f"{V2}/registered-models/search", "read")
 def search_models(call: Call) -> dict[str, Any]:
-    conditions = _conditions(
+    conditions = filter_conditions(
         call.args.text("filter", required=False), {"name": _M.name}, t.registered_models.c.tags
     )
     limit = call.args.integer("max_results", 100, low=1)
@@ -237,7 +222,7 @@ def search_models(call: Call) -> dict[str, Any]:
 def _update_model(call: Call, **values: Any) -> Any:
     name = call.args.text("name")
     with call.stores.metadata.write() as conn:
-        row = _model_row(conn, name)
+        row = model_row(conn, name)
         if callable(values.get("tags")):
             values["tags"] = values["tags"](dict(row.tags or {}))
         conn.execute(
@@ -245,7 +230,7 @@ def _update_model(call: Call, **values: Any) -> Any:
             .where(_M.name == name)
             .values(updated_at=_time.now_us(), **values)
         )
-        return model_json(conn, _model_row(conn, name))
+        return model_json(conn, model_row(conn, name))
 
 
 @endpoint("DELETE", f"{V2}/registered-models/delete", "track")
@@ -254,7 +239,7 @@ def delete_model(call: Call) -> dict[str, Any]:
     may be served, and modelyard keeps every version a server may have loaded."""
     name = call.args.text("name")
     with call.stores.metadata.write() as conn:
-        _model_row(conn, name)
+        model_row(conn, name)
         has = conn.execute(select(_V.version).where(_V.name == name).limit(1)).first()
         if has is not None:
             raise MlflowError(
@@ -293,7 +278,7 @@ def delete_model_tag(call: Call) -> dict[str, Any]:
 @endpoint("GET", f"{V2}/registered-models/get-latest-versions", "read")
 def latest_versions(call: Call) -> dict[str, Any]:
     with call.stores.metadata.read() as conn:
-        latest = model_json(conn, _model_row(conn, call.args.text("name")))["latest_versions"]
+        latest = model_json(conn, model_row(conn, call.args.text("name")))["latest_versions"]
     return {"model_versions": latest}
 
 
@@ -318,7 +303,7 @@ def delete_alias(call: Call) -> dict[str, Any]:
 def get_by_alias(call: Call) -> dict[str, Any]:
     name, alias = call.args.text("name"), call.args.text("alias")
     with call.stores.metadata.read() as conn:
-        _model_row(conn, name)
+        model_row(conn, name)
         number = conn.execute(
             select(t.model_aliases.c.version).where(
                 t.model_aliases.c.name == name, t.model_aliases.c.alias == alias
@@ -326,245 +311,5 @@ def get_by_alias(call: Call) -> dict[str, Any]:
         ).scalar()
         if number is None:
             raise missing(f"Registered model alias {alias} not found.")
-        row = _version_row(conn, name, number)
-        return {"model_version": version_json(row, _aliases(conn, name).get(number, []))}
-
-
-# -- versions --------------------------------------------------------------------------------
-def _signature(stores: Stores, files: dict[str, tuple[str, int]]) -> dict[str, Any]:
-    entry = files.get("MLmodel")
-    return mlflow_signature_of(None if entry is None else stores.artifacts.get(entry[0]))
-
-
-def mlflow_meta(
-    artifacts: Any, signature: dict[str, Any], run_id: str | None
-) -> dict[str, tuple[str, int]]:
-    """The modelyard-model.json that makes an MLflow model's folder loadable by modelyard
-    (flavor ``mlflow``), stored; as a manifest entry."""
-    meta = json.dumps(
-        {"flavor": "mlflow", "settings": {}, "signature": signature, "run_id": run_id},
-        indent=2,
-        sort_keys=True,
-    ).encode()
-    return {META_FILE: (artifacts.put(meta), len(meta))}
-
-
-def mlflow_signature_of(mlmodel_file: bytes | None) -> dict[str, Any]:
-    """modelyard's signature from MLmodel's column signature (empty for tensors or none)."""
-    import yaml
-
-    empty: dict[str, Any] = {"inputs": {"fields": []}, "outputs": {"fields": []}}
-    if mlmodel_file is None:
-        return empty
-    try:
-        mlmodel = yaml.safe_load(mlmodel_file)
-        signature = mlmodel.get("signature") or {}
-    except (yaml.YAMLError, AttributeError):
-        return empty  # not an MLmodel file modelyard can read: the version has no schema
-    out = dict(empty)
-    for part in ("inputs", "outputs"):
-        try:
-            specs = json.loads(signature.get(part) or "[]")
-            fields = tuple(
-                Field(
-                    name=s["name"],
-                    dtype=_TYPES[s["type"]],
-                    nullable=not s.get("required", True),
-                )
-                for s in specs
-            )
-            out[part] = Schema(fields=fields).to_json_dict()
-        except (ValueError, KeyError, TypeError):
-            continue  # tensors, or a type modelyard has no column for: no schema
-    return out
-
-
-def _source_files(
-    stores: Stores, source: str, run_id: str
-) -> tuple[dict[str, tuple[str, int]], str | None]:
-    """The files ``source`` names on this server, and the logged model's id if it is one."""
-    if source.startswith("models:/m-"):
-        model_id = source[len("models:/") :].split("/", 1)[0]
-        owner = Owner("model", model_id, "")
-    elif source.startswith("runs:/"):
-        rid, _, path = source[len("runs:/") :].partition("/")
-        owner = Owner("run", rid, path.strip("/"))
-    elif source.startswith("mlflow-artifacts:/"):
-        owner = owner_of(source[len("mlflow-artifacts:/") :])
-    else:
-        raise invalid(
-            f"model source {source!r} is not on this server; log the model to this server "
-            "first (runs:/RUN_ID/PATH, models:/MODEL_ID or mlflow-artifacts:/…)"
-        )
-    with stores.metadata.read() as conn:
-        files = owner_files(stores, conn, Owner(owner.kind, owner.id, ""))
-    prefix = f"{owner.rel}/" if owner.rel else ""
-    picked = {p[len(prefix) :]: v for p, v in files.items() if p.startswith(prefix)}
-    if not picked:
-        raise invalid(f"model source {source!r} holds no files on this server")
-    return picked, owner.id if owner.kind == "model" else None
-
-
-@endpoint("POST", f"{V2}/model-versions/create", "track")
-def create_version(call: Call) -> dict[str, Any]:
-    args, stores = call.args, call.stores
-    name, source = args.text("name"), args.text("source")
-    run_id = args.text("run_id", required=False) or None
-    files, model_id = _source_files(stores, source, run_id or "")
-    model_id = model_id or args.text("model_id", required=False) or None
-    if run_id is None and model_id is not None:
-        with stores.metadata.read() as conn:
-            run_id = conn.execute(
-                select(t.logged_models.c.run_id).where(t.logged_models.c.model_id == model_id)
-            ).scalar()
-    flavor = "mlflow"
-    if META_FILE in files:  # a model modelyard logged, registered by an MLflow client
-        meta = json.loads(stores.artifacts.get(files[META_FILE][0]))
-        flavor, signature = meta["flavor"], meta["signature"]
-    else:
-        signature = _signature(stores, files)
-        files = {**files, **mlflow_meta(stores.artifacts, signature, run_id)}
-    manifest = {
-        "kind": "tree",
-        "files": {p: {"digest": d, "size": s} for p, (d, s) in sorted(files.items())},
-    }
-    artifact = stores.artifacts.put(json.dumps(manifest, sort_keys=True).encode())
-    tags = kv_dict(args.items("tags"), "version tag")
-    mlflow = {"source": source, "model_id": model_id, "tags": tags}
-    try:
-        version = stores.registry.register_artifact(
-            name,
-            artifact,
-            run_id=run_id,
-            flavor=flavor,
-            signature=signature,
-            description=args.text("description", required=False),
-            tags=tags,
-            lineage={"mlflow": mlflow},
-        )
-    except ModelyardError as exc:
-        if "does not exist" in exc.message and run_id:
-            raise invalid(f"run_id {run_id!r} is not a run of this server") from None
-        raise
-    with stores.metadata.read() as conn:
-        row = _version_row(conn, name, version.version)
-        return {"model_version": version_json(row, [])}
-
-
-@endpoint("GET", f"{V2}/model-versions/get", "read")
-def get_version(call: Call) -> dict[str, Any]:
-    name = call.args.text("name")
-    with call.stores.metadata.read() as conn:
-        row = _version_row(conn, name, call.args.text("version"))
-        return {"model_version": version_json(row, _aliases(conn, name).get(row.version, []))}
-
-
-def _update_version(call: Call, change: Any) -> dict[str, Any]:
-    name = call.args.text("name")
-    with call.stores.metadata.write() as conn:
-        row = _version_row(conn, name, call.args.text("version"))
-        lineage = dict(row.lineage or {})
-        kept = dict(_mlflow(row)) or {"tags": dict(row.tags or {})}
-        values = change(row, kept)
-        kept["updated_at"] = _time.now_us()
-        lineage["mlflow"] = kept
-        conn.execute(
-            t.model_versions.update()
-            .where(_V.name == name, _V.version == row.version)
-            .values(lineage=lineage, **values)
-        )
-        row = _version_row(conn, name, row.version)
-        return version_json(row, _aliases(conn, name).get(row.version, []))
-
-
-@endpoint("PATCH", f"{V2}/model-versions/update", "track")
-def update_version(call: Call) -> dict[str, Any]:
-    description = call.args.text("description", required=False)
-    return {"model_version": _update_version(call, lambda row, kept: {"description": description})}
-
-
-@endpoint("POST", f"{V2}/model-versions/set-tag", "track")
-def set_version_tag(call: Call) -> dict[str, Any]:
-    key, value = call.args.text("key"), str(call.args.get("value", ""))
-
-    def change(row: Any, kept: dict[str, Any]) -> dict[str, Any]:
-        kept["tags"] = {**kept.get("tags", {}), key: value}
-        return {"tags": {**(row.tags or {}), key: value}}
-
-    _update_version(call, change)
-    return {}
-
-
-@endpoint("DELETE", f"{V2}/model-versions/delete-tag", "track")
-def delete_version_tag(call: Call) -> dict[str, Any]:
-    key = call.args.text("key")
-
-    def change(row: Any, kept: dict[str, Any]) -> dict[str, Any]:
-        kept["tags"] = {k: v for k, v in kept.get("tags", {}).items() if k != key}
-        return {"tags": {k: v for k, v in (row.tags or {}).items() if k != key}}
-
-    _update_version(call, change)
-    return {}
-
-
-@endpoint("GET", f"{V2}/model-versions/search", "read")
-@endpoint("POST", f"{V2}/model-versions/search", "read")
-def search_versions(call: Call) -> dict[str, Any]:
-    columns = {
-        "name": _V.name,
-        "run_id": _V.run_id,
-        "version": _V.version,
-        "version_number": _V.version,
-    }
-    conditions = _conditions(call.args.text("filter", required=False), columns, _V.tags)
-    limit = call.args.integer("max_results", 10_000, low=1)
-    offset = page_token(call.args.get("page_token"))
-    with call.stores.metadata.read() as conn:
-        rows = conn.execute(
-            select(t.model_versions)
-            .where(*conditions)
-            .order_by(_V.name, _V.version.desc())
-            .offset(offset)
-            .limit(limit + 1)
-        ).all()
-        aliases: dict[str, dict[int, list[str]]] = {}
-        out = []
-        for r in rows:
-            if r.name not in aliases:
-                aliases[r.name] = _aliases(conn, r.name)
-            out.append(version_json(r, aliases[r.name].get(r.version, [])))
-    return page("model_versions", out, offset, limit)
-
-
-@endpoint("GET", f"{V2}/model-versions/get-download-uri", "read")
-def download_uri(call: Call) -> dict[str, Any]:
-    name = call.args.text("name")
-    with call.stores.metadata.read() as conn:
-        row = _version_row(conn, name, call.args.text("version"))
-        kept = _mlflow(row)
-        if kept.get("model_id"):
-            experiment = conn.execute(
-                select(t.logged_models.c.experiment_id).where(
-                    t.logged_models.c.model_id == kept["model_id"]
-                )
-            ).scalar()
-            return {"artifact_uri": model_uri(experiment, kept["model_id"])}
-        source = kept.get("source") or (f"runs:/{row.run_id}/model" if row.run_id else "")
-        if source.startswith("runs:/"):
-            rid, _, path = source[len("runs:/") :].partition("/")
-            experiment = (
-                conn.execute(
-                    select(t.experiments.c.experiment_id)
-                    .select_from(
-                        t.runs.join(t.experiments, t.experiments.c.name == t.runs.c.experiment)
-                    )
-                    .where(t.runs.c.run_id == rid)
-                ).scalar()
-                or 0
-            )
-            return {
-                "artifact_uri": f"mlflow-artifacts:/{experiment}/{rid}/artifacts/{path}".rstrip("/")
-            }
-        if source.startswith("mlflow-artifacts:/"):
-            return {"artifact_uri": source}
-    raise missing(f"model {name} version {row.version} has no files an MLflow client can fetch")
+        row = version_row(conn, name, number)
+        return {"model_version": version_json(row, aliases_by_version(conn, name).get(number, []))}
