@@ -32,13 +32,13 @@ from modelyard.registry._versions import (
 )
 
 __all__ = [
-    "META_FILE",
     "AliasMove",
     "FLAVORS",
     "FeatureBinding",
     "Flavor",
     "LoadedModel",
     "LoggedModel",
+    "META_FILE",
     "ModelRef",
     "ModelVersion",
     "Predictor",

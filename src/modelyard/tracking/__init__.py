@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from modelyard.tracking._seed import current_seed, seed_everything
 
 __all__ = [
-    "FEATURE_LINEAGE_TAG",
     "Experiment",
+    "FEATURE_LINEAGE_TAG",
     "Holdout",
     "MetricPoint",
     "Run",
