@@ -357,7 +357,9 @@ def test_partitioned_top_n_on_local_workers_equals_top_n(
     finally:
         executor.close()
     assert (got.items == expected.items).all()
-    assert np.array_equal(got.scores, expected.scores)
+    # Blocks of another shape take another BLAS kernel (a block of one user is a
+    # matrix-vector product): the same scores to float32's last bits, not bit for bit.
+    np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-6)
     assert empty.items.shape == (0, 10)
 
 
