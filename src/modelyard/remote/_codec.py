@@ -12,6 +12,7 @@ never read as a tag.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from datetime import datetime
 from functools import cache
@@ -22,39 +23,30 @@ from pydantic import BaseModel
 
 from modelyard.errors import InvalidInputError
 
+# The only classes a peer's JSON may rebuild: modelyard's own, by module.
+_ALLOWED = {
+    "modelyard.contracts": ("Field", "Profile", "Schema"),
+    "modelyard.registry": (
+        "AliasMove",
+        "FeatureBinding",
+        "LoggedModel",
+        "ModelRef",
+        "ModelVersion",
+        "RegisteredModel",
+        "Signature",
+        "TrafficSplit",
+    ),
+    "modelyard.tracking": ("Experiment", "MetricPoint", "RunInfo"),
+}
+
 
 @cache
 def _classes() -> dict[str, type]:
-    from modelyard.contracts import Field, Profile, Schema
-    from modelyard.registry import (
-        AliasMove,
-        FeatureBinding,
-        LoggedModel,
-        ModelRef,
-        ModelVersion,
-        RegisteredModel,
-        Signature,
-        TrafficSplit,
-    )
-    from modelyard.tracking import Experiment, MetricPoint, RunInfo
-
-    kinds: list[type] = [
-        AliasMove,
-        FeatureBinding,
-        LoggedModel,
-        ModelRef,
-        ModelVersion,
-        RegisteredModel,
-        Signature,
-        Schema,
-        Field,
-        Profile,
-        RunInfo,
-        MetricPoint,
-        Experiment,
-        TrafficSplit,
-    ]
-    return {k.__name__: k for k in kinds}
+    found: dict[str, type] = {}
+    for module, names in _ALLOWED.items():
+        loaded = importlib.import_module(module)
+        found.update((name, getattr(loaded, name)) for name in names)
+    return found
 
 
 def encode(value: Any) -> Any:

@@ -8,7 +8,7 @@ logged by either client is in the same experiment for both. Experiment ``0`` is 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, String, cast, func, select
 
@@ -17,6 +17,9 @@ from modelyard.backends.metadata import tables as t
 from modelyard.server._endpoints import V2, Call, endpoint, in_range, kv_dict, ms, tag_list
 from modelyard.server._errors import exists, invalid, missing
 from modelyard.server._paging import page, page_token
+
+if TYPE_CHECKING:
+    from modelyard.backends.metadata import MetadataStore
 
 DEFAULT = "Default"
 _E = t.experiments.c
@@ -34,9 +37,8 @@ def to_json(row: Any) -> dict[str, Any]:
     }
 
 
-def ensure_default(call_or_metadata: Any) -> None:
+def ensure_default(metadata: MetadataStore) -> None:
     """MLflow's experiment 0, ``Default``, exists from the server's first start."""
-    metadata = getattr(call_or_metadata, "metadata", call_or_metadata)
     now = _time.now_us()
     with metadata.write() as conn:
         if conn.execute(select(_E.experiment_id).where(_E.experiment_id == 0)).first() is None:
